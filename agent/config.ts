@@ -1,0 +1,79 @@
+/**
+ * The agent's configuration file (/etc/loxiha/agent.json), written by the CDK app
+ * from the deployment's values, and by the tests/demo for namespaces.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { PORTS } from '../lib/contract.ts';
+
+const ipv4 = z.string().regex(/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/, 'must be an IPv4 address');
+
+export const agentConfigSchema = z
+  .object({
+    deploymentId: z.string().min(1),
+    /** LoxiLB instance name reported by the API. */
+    instanceName: z.string().min(1).default('llb-inst0'),
+    instanceIndex: z.number().int().min(0),
+    selfIp: ipv4,
+    peers: z.array(z.object({ index: z.number().int().min(0), ip: ipv4 }).strict()),
+    vip: ipv4,
+    cloudCidrBlock: z.string(),
+    /** HA role reported until the HA runtime decides it from where the VIP lives. */
+    initialRole: z.enum(['MASTER', 'BACKUP', 'NOT_DEFINED']).default('NOT_DEFINED'),
+    api: z
+      .object({
+        listen: ipv4.default('0.0.0.0'),
+        port: z.number().int().min(1).max(65535).default(PORTS.agentApi),
+        /** File holding a bearer token; when set every request must carry it. */
+        tokenFile: z.string().optional(),
+      })
+      .strict()
+      .prefault({}),
+    sync: z
+      .object({
+        port: z.number().int().min(1).max(65535).default(PORTS.peerSync),
+        heartbeatPort: z.number().int().min(1).max(65535).default(PORTS.peerHeartbeat),
+        /** Secrets Manager secret holding the peers' shared key (on AWS). */
+        secretArn: z.string().optional(),
+        /** File holding the peers' shared key (tests, demo). */
+        secretFile: z.string().optional(),
+      })
+      .strict()
+      .prefault({}),
+    aws: z
+      .object({
+        region: z.string(),
+        failoverFunctionName: z.string(),
+        metricNamespace: z.string(),
+      })
+      .strict()
+      .optional(),
+    /** Where the services are persisted. */
+    stateDir: z.string().default('/var/lib/loxiha'),
+    /** nftables table the agent owns (inet family). */
+    nftTable: z.string().regex(/^[a-z][a-z0-9_]{0,30}$/).default('loxiha'),
+    /** Seed of the flow hash: identical on every instance so the same flow picks the same endpoint. */
+    hashSeed: z.number().int().min(0).max(0xffffffff).default(0x10a1ba),
+  })
+  .strict();
+
+export type AgentConfig = z.infer<typeof agentConfigSchema>;
+export type AgentConfigInput = z.input<typeof agentConfigSchema>;
+
+export function parseAgentConfig(input: unknown): AgentConfig {
+  const r = agentConfigSchema.safeParse(input);
+  if (!r.success) {
+    throw new Error(`invalid agent config:\n${r.error.issues.map((i) => `  - ${i.path.join('.') || '(root)'}: ${i.message}`).join('\n')}`);
+  }
+  return r.data;
+}
+
+export function loadAgentConfig(path: string): AgentConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`cannot read agent config ${path}: ${(e as Error).message}`);
+  }
+  return parseAgentConfig(raw);
+}

@@ -1,0 +1,217 @@
+/**
+ * The deployment's configuration: one zod schema, its defaults, and the checks
+ * that span fields (VIP inside the block, no overlapping subnets, one subnet per AZ).
+ * Pure: no aws-cdk-lib import, so the function, the agent and the demo can use it.
+ */
+import { z } from 'zod';
+import { cidrContains, cidrsOverlap, ipToInt, parseCidr, reservedAddresses } from './net/cidr.ts';
+
+const ipv4 = z.string().regex(/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/, 'must be an IPv4 address');
+const cidr = z.string().refine((v) => parseCidr(v) !== undefined, 'must be an IPv4 CIDR block (a.b.c.d/n, host bits zero)');
+const az = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d[a-z]$/, 'must be an availability zone name like eu-west-1a');
+
+/** Kubernetes minors in standard support whose kubectl layer (same minor) is bundled. */
+export const SUPPORTED_KUBERNETES_VERSIONS = ['1.35'] as const;
+
+export const servicePortSchema = z
+  .object({
+    port: z.number().int().min(1).max(65535),
+    protocol: z.enum(['tcp', 'udp']).default('tcp'),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    /** Per-deployment id: tag value and name prefix. Lower case, short. */
+    deploymentId: z.string().regex(/^[a-z][a-z0-9-]{1,18}[a-z0-9]$/, 'must be 3-20 chars of a-z, 0-9 and -, starting with a letter'),
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region name like eu-west-1'),
+    account: z.string().regex(/^\d{12}$/).optional(),
+    availabilityZones: z.array(az).min(2, 'at least two availability zones are needed for multi-AZ HA'),
+    vpc: z.union([
+      z.object({ cidr }).strict(),
+      z
+        .object({
+          vpcId: z.string().regex(/^vpc-[0-9a-f]{8,17}$/, 'must be a VPC id'),
+          internetGatewayId: z.string().regex(/^igw-[0-9a-f]{8,17}$/, 'must be an internet gateway id'),
+          /** Subnets the EKS cluster uses when it is created in an existing VPC. */
+          clusterSubnetIds: z.array(z.string().regex(/^subnet-[0-9a-f]{8,17}$/)).min(2).optional(),
+          /** Whether the cloud CIDR block is already a CIDR of the VPC (else the stack associates it). */
+          cloudCidrBlockAssociated: z.boolean().default(false),
+        })
+        .strict(),
+    ]),
+    /** One LB subnet per AZ, same order as availabilityZones. */
+    lbSubnetCidrs: z.array(cidr),
+    /** Block the floating subnet is created from, in whichever AZ owns the VIP. */
+    cloudCidrBlock: cidr,
+    /** The floating private VIP (kube-loxilb --privateCIDR). */
+    vip: ipv4,
+    /** Elastic IP: existing allocation id, or allocated by the stack when absent. */
+    existingEip: z
+      .object({
+        allocationId: z.string().regex(/^eipalloc-[0-9a-f]{8,17}$/, 'must be an EIP allocation id'),
+        publicIp: ipv4,
+      })
+      .strict()
+      .optional(),
+    instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type like c7g.large'),
+    eks: z.union([
+      z
+        .object({
+          version: z.string().refine((v) => (SUPPORTED_KUBERNETES_VERSIONS as readonly string[]).includes(v), `must be a Kubernetes version in standard support whose kubectl layer is bundled: ${SUPPORTED_KUBERNETES_VERSIONS.join(', ')}`),
+          nodeInstanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/),
+          nodeCount: z.number().int().min(1).max(100),
+        })
+        .strict(),
+      z
+        .object({
+          existingClusterName: z.string().min(1),
+          /** Role kubectl assumes to apply the kube-loxilb manifest to the existing cluster. */
+          kubectlRoleArn: z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/),
+          /** Security group of the cluster's nodes (allowed to reach the agent API). */
+          nodeSecurityGroupId: z.string().regex(/^sg-[0-9a-f]{8,17}$/),
+        })
+        .strict(),
+    ]),
+    kubeLoxilbImage: z.string().min(1),
+    servicePorts: z.array(servicePortSchema).min(1),
+    /** Client prefixes allowed to reach the service ports. */
+    clientCidrs: z.array(cidr).min(1),
+    /**
+     * never: the VIP stays where it is while its owner is healthy.
+     * preferred: it returns to instance 0 once that is healthy for holdDownSeconds.
+     */
+    failback: z.enum(['never', 'preferred']),
+    /** Minimum time between two moves of the VIP, and healthy time before a failback. */
+    holdDownSeconds: z.number().int().min(0).max(3600),
+    alarms: z
+      .object({
+        /** High-resolution period of the heartbeat alarm: 10, 20 or 30 s, or a multiple of 60. */
+        heartbeatPeriodSeconds: z.number().int().refine((p) => [10, 20, 30].includes(p) || (p >= 60 && p % 60 === 0), 'must be 10, 20, 30 or a multiple of 60'),
+        evaluationPeriods: z.number().int().min(1).max(10),
+        datapointsToAlarm: z.number().int().min(1).max(10),
+      })
+      .strict()
+      .refine((a) => a.datapointsToAlarm <= a.evaluationPeriods, 'datapointsToAlarm must not exceed evaluationPeriods'),
+    reconcileEveryMinutes: z.number().int().min(1).max(60),
+    notificationEmail: z.email().optional(),
+  })
+  .strict();
+
+type Problem = { path: (string | number)[]; message: string };
+
+/**
+ * Checks that span fields. Run on the raw input even when single fields are invalid,
+ * so that one run reports every problem; each check only looks at fields that parse.
+ */
+function crossFieldProblems(raw: unknown): Problem[] {
+  const problems: Problem[] = [];
+  const issue = (path: (string | number)[], message: string) => problems.push({ path, message });
+  if (typeof raw !== 'object' || raw === null) return problems;
+  const r = raw as Record<string, unknown>;
+  const strings = (v: unknown): string[] | undefined => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? v : undefined);
+  const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+  const zones = strings(r.availabilityZones);
+  const lbSubnetCidrs = strings(r.lbSubnetCidrs);
+  const region = str(r.region);
+  const cloudCidrBlock = str(r.cloudCidrBlock);
+  const vip = str(r.vip);
+  if (zones && lbSubnetCidrs && lbSubnetCidrs.length !== zones.length) {
+    issue(['lbSubnetCidrs'], `needs one CIDR per availability zone (${zones.length}), got ${lbSubnetCidrs.length}`);
+  }
+  if (zones && new Set(zones).size !== zones.length) issue(['availabilityZones'], 'must not repeat a zone');
+  if (zones && region) for (const zone of zones) if (!zone.startsWith(region)) issue(['availabilityZones'], `${zone} is not in region ${region}`);
+  const block = cloudCidrBlock ? parseCidr(cloudCidrBlock) : undefined;
+  if (block && cloudCidrBlock) {
+    if (block.prefix < 16 || block.prefix > 28) issue(['cloudCidrBlock'], 'must be between /16 and /28 (AWS subnet sizes)');
+    if (vip && ipToInt(vip) !== undefined) {
+      if (!cidrContains(cloudCidrBlock, vip)) issue(['vip'], `${vip} is not inside cloudCidrBlock ${cloudCidrBlock}`);
+      else if (reservedAddresses(cloudCidrBlock).includes(vip)) issue(['vip'], `${vip} is an address AWS reserves in ${cloudCidrBlock} (first four and last)`);
+    }
+  }
+  const all: Array<readonly [string, string]> = [
+    ...(lbSubnetCidrs ?? []).map((v, i) => [`lbSubnetCidrs.${i}`, v] as const),
+    ...(cloudCidrBlock ? [['cloudCidrBlock', cloudCidrBlock] as const] : []),
+  ].filter(([, v]) => parseCidr(v) !== undefined);
+  for (let i = 0; i < all.length; i++) {
+    for (let j = i + 1; j < all.length; j++) {
+      const [na, a] = all[i]!;
+      const [nb, b] = all[j]!;
+      if (cidrsOverlap(a, b)) issue([nb], `${b} overlaps ${na} ${a}`);
+    }
+  }
+  const vpcCidr = typeof r.vpc === 'object' && r.vpc !== null ? str((r.vpc as Record<string, unknown>).cidr) : undefined;
+  if (vpcCidr && parseCidr(vpcCidr)) {
+    for (const [name, v] of all) if (name !== 'cloudCidrBlock' && !cidrContains(vpcCidr, v)) issue([name], `${v} is not inside the VPC CIDR ${vpcCidr}`);
+  }
+  return problems;
+}
+
+export type LoxihaConfig = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** Production defaults: the how-to's addresses. */
+export const DEFAULT_CONFIG: ConfigInput = {
+  deploymentId: 'loxiha',
+  region: 'ap-northeast-3',
+  availabilityZones: ['ap-northeast-3a', 'ap-northeast-3b'],
+  vpc: { cidr: '192.168.0.0/16' },
+  lbSubnetCidrs: ['192.168.218.0/24', '192.168.228.0/24'],
+  cloudCidrBlock: '192.168.248.0/24',
+  vip: '192.168.248.254',
+  instanceType: 'c7g.large',
+  eks: { version: '1.35', nodeInstanceType: 't3.medium', nodeCount: 2 },
+  kubeLoxilbImage: 'ghcr.io/loxilb-io/kube-loxilb:v0.9.8',
+  servicePorts: [{ port: 80, protocol: 'tcp' }, { port: 443, protocol: 'tcp' }],
+  clientCidrs: ['0.0.0.0/0'],
+  failback: 'never',
+  holdDownSeconds: 60,
+  alarms: { heartbeatPeriodSeconds: 10, evaluationPeriods: 3, datapointsToAlarm: 2 },
+  reconcileEveryMinutes: 5,
+};
+
+/**
+ * The simulation profile used by the tests and the demo: every address lies in
+ * 100.64.0.0/10, so the production 192.168.x never appears on a test interface.
+ */
+export const SIM_PROFILE: Partial<ConfigInput> = {
+  deploymentId: 'loxiha-sim',
+  region: 'us-east-1',
+  availabilityZones: ['us-east-1a', 'us-east-1b'],
+  vpc: { cidr: '100.64.0.0/16' },
+  lbSubnetCidrs: ['100.64.218.0/24', '100.64.228.0/24'],
+  cloudCidrBlock: '100.64.248.0/24',
+  vip: '100.64.248.254',
+  clientCidrs: ['100.64.0.0/10'],
+};
+
+export const PROFILES: Record<string, Partial<ConfigInput>> = { production: {}, sim: SIM_PROFILE };
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`Invalid loxiha configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Shallow merge per top-level key: a layer replaces whole values (objects included). */
+export function mergeLayers(...layers: Array<Record<string, unknown> | undefined>): Record<string, unknown> {
+  return Object.assign({}, ...layers.filter(Boolean));
+}
+
+/** Validates a merged configuration; throws one ConfigError listing every problem. */
+export function parseConfig(input: unknown): LoxihaConfig {
+  const result = configSchema.safeParse(input);
+  const problems = [...(result.success ? [] : result.error.issues), ...crossFieldProblems(input)];
+  if (result.success && problems.length === 0) return result.data;
+  throw new ConfigError(problems.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`));
+}
+
+/** Resolves a named profile over the defaults, then the user's layers. */
+export function resolveConfig(profile: string, ...layers: Array<Record<string, unknown> | undefined>): LoxihaConfig {
+  const base = PROFILES[profile];
+  if (!base) throw new ConfigError([`profile: unknown profile "${profile}" (known: ${Object.keys(PROFILES).join(', ')})`]);
+  return parseConfig(mergeLayers(DEFAULT_CONFIG as Record<string, unknown>, base as Record<string, unknown>, ...layers));
+}

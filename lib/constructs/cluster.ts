@@ -1,0 +1,165 @@
+import * as cdk from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as eks from 'aws-cdk-lib/aws-eks-v2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { KubectlV35Layer } from '@aws-cdk/lambda-layer-kubectl-v35';
+import { Construct } from 'constructs';
+import type { LoxihaConfig } from '../config.ts';
+import { PORTS } from '../contract.ts';
+import { lbInstanceIps } from '../topology.ts';
+
+export interface ClusterProps {
+  readonly config: LoxihaConfig;
+  readonly vpc: ec2.IVpc;
+  /** The Elastic IP's public address (kube-loxilb --externalCIDR). */
+  readonly eipAddress: string;
+}
+
+/**
+ * The EKS cluster (created with aws-eks-v2, or imported) and the kube-loxilb
+ * Deployment wired to the LB instances, the EIP and the VIP.
+ *
+ * Roles: kube-loxilb runs WITHOUT --setRoles, so it never elects a master nor pushes
+ * cistate. The failover function is the single authority on where the VIP lives;
+ * each agent reports MASTER exactly when it holds loxi-eni.
+ */
+export class Cluster extends Construct {
+  readonly cluster: eks.ICluster;
+  /** Peer that reaches the agent API: the security group of the cluster's nodes. */
+  readonly nodesPeer: ec2.IPeer;
+  readonly kubeLoxilbArgs: string[];
+
+  constructor(scope: Construct, id: string, props: ClusterProps) {
+    super(scope, id);
+    const { config } = props;
+    const kubectlLayer = new KubectlV35Layer(this, 'KubectlLayer');
+
+    if ('version' in config.eks) {
+      const cluster = new eks.Cluster(this, 'Eks', {
+        version: eks.KubernetesVersion.of(config.eks.version),
+        vpc: props.vpc,
+        vpcSubnets: [{ subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }],
+        defaultCapacityType: eks.DefaultCapacityType.NODEGROUP,
+        defaultCapacity: config.eks.nodeCount,
+        defaultCapacityInstance: new ec2.InstanceType(config.eks.nodeInstanceType),
+        kubectlProviderOptions: { kubectlLayer },
+        clusterLogging: [eks.ClusterLoggingTypes.API, eks.ClusterLoggingTypes.AUDIT, eks.ClusterLoggingTypes.AUTHENTICATOR],
+      });
+      this.cluster = cluster;
+      // Managed node groups carry the EKS-created cluster security group.
+      this.nodesPeer = cluster.clusterSecurityGroup;
+    } else {
+      this.cluster = eks.Cluster.fromClusterAttributes(this, 'Eks', {
+        clusterName: config.eks.existingClusterName,
+        vpc: props.vpc,
+        kubectlProviderOptions: { kubectlLayer, role: iam.Role.fromRoleArn(this, 'KubectlRole', config.eks.kubectlRoleArn) },
+      });
+      this.nodesPeer = ec2.SecurityGroup.fromSecurityGroupId(this, 'NodeSg', config.eks.nodeSecurityGroupId);
+    }
+
+    const loxiUrls = lbInstanceIps(config).map((ip) => `http://${ip}:${PORTS.agentApi}`).join(',');
+    this.kubeLoxilbArgs = [
+      `--loxiURL=${loxiUrls}`,
+      `--externalCIDR=${props.eipAddress}/32`,
+      `--privateCIDR=${config.vip}/32`,
+      '--setLBMode=2',
+    ];
+    this.cluster.addManifest('KubeLoxilb', ...kubeLoxilbManifests(config.kubeLoxilbImage, this.kubeLoxilbArgs));
+    cdk.Tags.of(this).add('loxiha:deployment', config.deploymentId);
+    acknowledgeEksLibraryFindings(this);
+  }
+}
+
+/** Findings on roles and functions that aws-eks-v2 itself creates (not loxiha's own code). */
+function acknowledgeEksLibraryFindings(scope: Construct): void {
+  const managed = [
+    'AmazonEKSClusterPolicy',
+    'AmazonEKSWorkerNodePolicy',
+    'AmazonEKS_CNI_Policy',
+    'AmazonEC2ContainerRegistryReadOnly',
+    'service-role/AWSLambdaBasicExecutionRole',
+    'service-role/AWSLambdaVPCAccessExecutionRole',
+  ];
+  for (const policy of managed) {
+    cdk.Validations.of(scope).acknowledge({
+      id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/${policy}]`,
+      reason: `EKS control plane, managed node group and kubectl provider roles need the AWS-managed ${policy}, as EKS documents.`,
+    });
+  }
+  const handler = scope.node.tryFindChild('Eks')?.node.tryFindChild('KubectlProvider')?.node.tryFindChild('Handler');
+  if (!handler) return;
+  const stack = cdk.Stack.of(scope);
+  const handlerId = stack.getLogicalId(handler.node.defaultChild as cdk.CfnElement);
+  const ecrCondition = handler.node.children.find((c) => c instanceof cdk.CfnCondition) as cdk.CfnCondition | undefined;
+  if (ecrCondition) {
+    const conditionId = stack.getLogicalId(ecrCondition);
+    cdk.Validations.of(scope).acknowledge({
+      id: `AwsSolutions-IAM4[Policy::{"Fn::If":["${conditionId}",{"Fn::Join":["",["arn:",{"Ref":"AWS::Partition"},":iam::aws:policy/AmazonElasticContainerRegistryPublicReadOnly"]]},{"Ref":"AWS::NoValue"}]}]`,
+      reason: 'The kubectl provider role gets AmazonElasticContainerRegistryPublicReadOnly (aws-eks-v2 behaviour) only in regions with ECR Public.',
+    });
+  }
+  cdk.Validations.of(scope).acknowledge({
+    id: `AwsSolutions-IAM5[Resource::<${handlerId}.Arn>:*]`,
+    reason: 'The kubectl provider framework may invoke the versions of its own handler, as aws-eks-v2 generates it.',
+  });
+  cdk.Validations.of(scope).acknowledge({
+    id: 'AwsSolutions-L1',
+    reason: 'The kubectl provider handler runtime is chosen by aws-eks-v2 to match the kubectl layer; loxiha’s own function is on nodejs24.x.',
+  });
+}
+
+/** ServiceAccount, RBAC and Deployment of kube-loxilb (what its upstream ext-cluster manifest holds). */
+export function kubeLoxilbManifests(image: string, args: string[]): Record<string, unknown>[] {
+  const name = 'kube-loxilb';
+  const namespace = 'kube-system';
+  return [
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: { name },
+      rules: [
+        { apiGroups: [''], resources: ['nodes', 'pods', 'endpoints', 'services', 'namespaces'], verbs: ['get', 'watch', 'list'] },
+        { apiGroups: [''], resources: ['nodes', 'services/status', 'services'], verbs: ['patch', 'update'] },
+        { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'watch', 'list'] },
+        { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+        { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+      ],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+      subjects: [{ kind: 'ServiceAccount', name, namespace }],
+    },
+    {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name, namespace, labels: { app: name } },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: name } },
+        template: {
+          metadata: { labels: { app: name } },
+          spec: {
+            serviceAccountName: name,
+            priorityClassName: 'system-node-critical',
+            tolerations: [{ key: 'CriticalAddonsOnly', operator: 'Exists' }],
+            containers: [
+              {
+                name,
+                image,
+                imagePullPolicy: 'IfNotPresent',
+                command: ['/bin/kube-loxilb'],
+                args,
+                resources: { requests: { cpu: '100m', memory: '50Mi' }, limits: { cpu: '100m', memory: '100Mi' } },
+                securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, runAsUser: 65532 },
+              },
+            ],
+          },
+        },
+      },
+    },
+  ];
+}

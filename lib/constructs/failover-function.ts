@@ -1,0 +1,192 @@
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as cdk from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
+import { Construct } from 'constructs';
+import type { LoxihaConfig } from '../config.ts';
+import { FUNCTION_ENV, TAG } from '../contract.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface FailoverFunctionProps {
+  readonly config: LoxihaConfig;
+  readonly vpcId: string;
+  readonly eipAllocationId: string;
+  readonly floatingRouteTableId: string;
+  readonly lbSecurityGroupId: string;
+}
+
+/**
+ * The failover function, its lease table and notification topic, and a role that can
+ * mutate only this deployment's tagged resources, the one EIP and the one route table.
+ */
+export class FailoverFunction extends Construct {
+  readonly fn: nodejs.NodejsFunction;
+  readonly leaseTable: dynamodb.TableV2;
+  readonly topic: sns.Topic;
+
+  constructor(scope: Construct, id: string, props: FailoverFunctionProps) {
+    super(scope, id);
+    const { config } = props;
+
+    this.leaseTable = new dynamodb.TableV2(this, 'LeaseTable', {
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      billing: dynamodb.Billing.onDemand(),
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy: cdk.RemovalPolicy.DESTROY,
+    });
+
+    this.topic = new sns.Topic(this, 'Notifications', {
+      displayName: `loxiha ${config.deploymentId} failover notifications`,
+      enforceSSL: true,
+      masterKey: kms.Alias.fromAliasName(this, 'SnsKey', 'alias/aws/sns'),
+    });
+    if (config.notificationEmail) this.topic.addSubscription(new subs.EmailSubscription(config.notificationEmail));
+
+    const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_MONTH, removalPolicy: cdk.RemovalPolicy.DESTROY });
+
+    this.fn = new nodejs.NodejsFunction(this, 'Fn', {
+      entry: path.join(ROOT, 'lambda/failover/handler.ts'),
+      handler: 'handler',
+      runtime: lambda.Runtime.NODEJS_24_X,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: 512,
+      // A detach can take a minute; a run that still times out is resumed by the next one.
+      timeout: cdk.Duration.minutes(3),
+      logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      description: `loxiha ${config.deploymentId}: moves the VIP (loxi-eni) and the EIP to a healthy AZ`,
+      depsLockFilePath: path.join(ROOT, 'package-lock.json'),
+      projectRoot: ROOT,
+      environment: {
+        [FUNCTION_ENV.deploymentId]: config.deploymentId,
+        [FUNCTION_ENV.vpcId]: props.vpcId,
+        [FUNCTION_ENV.cloudCidrBlock]: config.cloudCidrBlock,
+        [FUNCTION_ENV.vip]: config.vip,
+        [FUNCTION_ENV.eipAllocationId]: props.eipAllocationId,
+        [FUNCTION_ENV.floatingRouteTableId]: props.floatingRouteTableId,
+        [FUNCTION_ENV.leaseTable]: this.leaseTable.tableName,
+        [FUNCTION_ENV.topicArn]: this.topic.topicArn,
+        [FUNCTION_ENV.failback]: config.failback,
+        [FUNCTION_ENV.holdDownSeconds]: String(config.holdDownSeconds),
+        POWERTOOLS_SERVICE_NAME: 'loxiha-failover',
+        POWERTOOLS_METRICS_NAMESPACE: 'Loxiha',
+        NODE_OPTIONS: '--enable-source-maps',
+      },
+      bundling: {
+        format: nodejs.OutputFormat.ESM,
+        minify: true,
+        sourceMap: true,
+        target: 'node24',
+        forceDockerBundling: false,
+        mainFields: ['module', 'main'],
+        banner: "import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);",
+      },
+    });
+
+    this.leaseTable.grant(this.fn, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
+    this.topic.grantPublish(this.fn);
+    this.grantEc2(props);
+  }
+
+  private grantEc2(props: FailoverFunctionProps): void {
+    const stack = cdk.Stack.of(this);
+    const arn = (resource: string, service = 'ec2') => `arn:${stack.partition}:${service}:${stack.region}:${stack.account}:${resource}`;
+    const tagged = { StringEquals: { [`aws:ResourceTag/${TAG.deployment}`]: props.config.deploymentId } };
+    const role = this.fn.role!;
+    const statements = [
+      new iam.PolicyStatement({
+        sid: 'Observe',
+        actions: [
+          'ec2:DescribeInstances',
+          'ec2:DescribeInstanceStatus',
+          'ec2:DescribeNetworkInterfaces',
+          'ec2:DescribeSubnets',
+          'ec2:DescribeAddresses',
+          'ec2:DescribeRouteTables',
+          'cloudwatch:GetMetricData',
+        ],
+        resources: ['*'],
+      }),
+      new iam.PolicyStatement({ sid: 'CreateFloatingSubnetInVpc', actions: ['ec2:CreateSubnet'], resources: [arn(`vpc/${props.vpcId}`)] }),
+      new iam.PolicyStatement({
+        sid: 'CreateTaggedResources',
+        actions: ['ec2:CreateSubnet', 'ec2:CreateNetworkInterface'],
+        resources: [arn('subnet/*'), arn('network-interface/*')],
+        conditions: { StringEquals: { [`aws:RequestTag/${TAG.deployment}`]: props.config.deploymentId } },
+      }),
+      new iam.PolicyStatement({
+        sid: 'CreateEniInFloatingSubnet',
+        actions: ['ec2:CreateNetworkInterface'],
+        resources: [arn('subnet/*')],
+        conditions: tagged,
+      }),
+      new iam.PolicyStatement({
+        sid: 'CreateEniWithLbSecurityGroup',
+        actions: ['ec2:CreateNetworkInterface'],
+        resources: [arn(`security-group/${props.lbSecurityGroupId}`)],
+      }),
+      new iam.PolicyStatement({
+        sid: 'TagOnCreate',
+        actions: ['ec2:CreateTags'],
+        resources: [arn('subnet/*'), arn('network-interface/*')],
+        conditions: { StringEquals: { 'ec2:CreateAction': ['CreateSubnet', 'CreateNetworkInterface'] } },
+      }),
+      new iam.PolicyStatement({
+        sid: 'MutateOwnTaggedResources',
+        actions: [
+          'ec2:DeleteSubnet',
+          'ec2:DeleteNetworkInterface',
+          'ec2:ModifyNetworkInterfaceAttribute',
+          'ec2:AttachNetworkInterface',
+          'ec2:DetachNetworkInterface',
+          'ec2:AssociateRouteTable',
+          'ec2:DisassociateRouteTable',
+          'ec2:AssociateAddress',
+          'ec2:CreateTags',
+        ],
+        resources: [arn('subnet/*'), arn('network-interface/*'), arn('instance/*'), arn(`route-table/${props.floatingRouteTableId}`)],
+        conditions: tagged,
+      }),
+      new iam.PolicyStatement({
+        sid: 'MoveTheOneEip',
+        actions: ['ec2:AssociateAddress', 'ec2:DisassociateAddress'],
+        resources: [arn(`elastic-ip/${props.eipAllocationId}`)],
+      }),
+      new iam.PolicyStatement({
+        sid: 'Events',
+        actions: ['events:PutEvents'],
+        resources: [arn('event-bus/default', 'events')],
+      }),
+    ];
+    for (const s of statements) role.addToPrincipalPolicy(s);
+    cdk.Validations.of(role).acknowledge(
+      {
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason: 'EC2 Describe* and cloudwatch:GetMetricData have no resource-level permissions.',
+      },
+    );
+    for (const r of ['subnet/*', 'network-interface/*', 'instance/*']) {
+      cdk.Validations.of(role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:${nagValue(stack.region, 'AWS::Region')}:${nagValue(stack.account, 'AWS::AccountId')}:${r}]`,
+        reason: `The floating subnet, loxi-eni and the LB instances are found at run time; every statement on ${r} requires this deployment's tag (aws:ResourceTag or aws:RequestTag) or a create action.`,
+      });
+    }
+    cdk.Validations.of(this.fn).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      reason: 'The AWS-managed basic execution role only allows writing the function’s own logs.',
+    });
+  }
+}
+
+/** How cdk-nag renders a value in a finding id: the pseudo parameter when it is a token. */
+function nagValue(value: string, pseudo: string): string {
+  return cdk.Token.isUnresolved(value) ? `<${pseudo}>` : value;
+}

@@ -1,0 +1,185 @@
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as cdk from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { buildSync } from 'esbuild';
+import { Construct } from 'constructs';
+import type { AgentConfigInput } from '../../agent/config.ts';
+import type { LoxihaConfig } from '../config.ts';
+import { METRICS, ROLE, TAG } from '../contract.ts';
+import { lbInstanceIp } from '../topology.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface LbInstancesProps {
+  readonly config: LoxihaConfig;
+  readonly vpc: ec2.IVpc;
+  readonly subnets: ec2.ISubnet[];
+  readonly securityGroup: ec2.ISecurityGroup;
+  /** Function the backup agent invokes on its fast path. */
+  readonly failoverFunctionArn: string;
+  readonly failoverFunctionName: string;
+}
+
+/**
+ * The load-balancer instances: one per AZ, Amazon Linux 2023, IMDSv2 only, source/dest
+ * check off, a fixed primary IP, running the agent (bundled asset, systemd, Node 24).
+ */
+export class LbInstances extends Construct {
+  readonly instances: ec2.Instance[];
+  readonly role: iam.Role;
+  readonly syncSecret: secretsmanager.Secret;
+
+  constructor(scope: Construct, id: string, props: LbInstancesProps) {
+    super(scope, id);
+    // Without this flag the IMDSv2 launch templates get fixed names, and two deployments in one region collide.
+    this.node.setContext('@aws-cdk/aws-ec2:uniqueImdsv2TemplateName', true);
+    const { config } = props;
+    const stack = cdk.Stack.of(this);
+    const instanceType = new ec2.InstanceType(config.instanceType);
+
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+      description: `loxiha ${config.deploymentId} agent: heartbeats, fast-path failover, own ENIs`,
+    });
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'Heartbeats',
+        actions: ['cloudwatch:PutMetricData'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'cloudwatch:namespace': METRICS.namespace } },
+      }),
+    );
+    this.role.addToPolicy(
+      new iam.PolicyStatement({ sid: 'FastPathFailover', actions: ['lambda:InvokeFunction'], resources: [props.failoverFunctionArn] }),
+    );
+    this.role.addToPolicy(
+      new iam.PolicyStatement({ sid: 'OwnInterfaces', actions: ['ec2:DescribeNetworkInterfaces'], resources: ['*'] }),
+    );
+    cdk.Validations.of(this.role).acknowledge(
+      {
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason: 'cloudwatch:PutMetricData and ec2:DescribeNetworkInterfaces support no resource-level permissions; PutMetricData is limited to the Loxiha namespace by condition.',
+      },
+    );
+
+    this.syncSecret = new secretsmanager.Secret(this, 'SyncKey', {
+      description: `loxiha ${config.deploymentId}: shared key authenticating peer heartbeats and session sync`,
+      generateSecretString: { passwordLength: 48, excludePunctuation: true },
+    });
+    this.syncSecret.grantRead(this.role);
+    cdk.Validations.of(this.syncSecret).acknowledge({
+      id: 'AwsSolutions-SMG4',
+      reason: 'Peer key read by both agents at start; rotation needs a coordinated agent restart, done by redeploying the stack.',
+    });
+
+    const agentAsset = new s3assets.Asset(this, 'AgentBundle', {
+      path: path.join(ROOT, 'agent'),
+      assetHashType: cdk.AssetHashType.OUTPUT,
+      bundling: {
+        image: cdk.DockerImage.fromRegistry('loxiha/no-docker-bundling'),
+        local: {
+          tryBundle(outputDir: string) {
+            buildSync({
+              entryPoints: [path.join(ROOT, 'agent/main.ts')],
+              outfile: path.join(outputDir, 'agent.mjs'),
+              bundle: true,
+              platform: 'node',
+              target: 'node24',
+              format: 'esm',
+              minify: true,
+              sourcemap: true,
+              banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+              logLevel: 'error',
+            });
+            return true;
+          },
+        },
+      },
+    });
+    // Only the one object, rather than Asset.grantRead's s3:GetObject*/List* on the whole bucket.
+    this.role.addToPolicy(
+      new iam.PolicyStatement({ sid: 'AgentBundle', actions: ['s3:GetObject'], resources: [agentAsset.bucket.arnForObjects(agentAsset.s3ObjectKey)] }),
+    );
+
+    const machineImage = ec2.MachineImage.latestAmazonLinux2023({
+      cpuType: instanceType.architecture === ec2.InstanceArchitecture.ARM_64 ? ec2.AmazonLinuxCpuType.ARM_64 : ec2.AmazonLinuxCpuType.X86_64,
+    });
+
+    this.instances = config.availabilityZones.map((az, index) => {
+      const selfIp = lbInstanceIp(config, index);
+      const agentConfig: AgentConfigInput = {
+        deploymentId: config.deploymentId,
+        instanceIndex: index,
+        selfIp,
+        peers: config.availabilityZones.flatMap((_, j) => (j === index ? [] : [{ index: j, ip: lbInstanceIp(config, j) }])),
+        vip: config.vip,
+        cloudCidrBlock: config.cloudCidrBlock,
+        sync: { secretArn: this.syncSecret.secretArn },
+        aws: { region: stack.region, failoverFunctionName: props.failoverFunctionName, metricNamespace: METRICS.namespace },
+      };
+      const userData = ec2.UserData.forLinux();
+      const bundlePath = userData.addS3DownloadCommand({ bucket: agentAsset.bucket, bucketKey: agentAsset.s3ObjectKey, localFile: '/opt/loxiha/agent.zip' });
+      userData.addCommands(
+        'set -euo pipefail',
+        'dnf install -y nodejs24 nftables conntrack-tools unzip',
+        'mkdir -p /opt/loxiha /etc/loxiha /var/lib/loxiha',
+        `unzip -o ${bundlePath} -d /opt/loxiha`,
+        `cat > /etc/loxiha/agent.json <<'LOXIHA_EOF'\n${stack.toJsonString(agentConfig)}\nLOXIHA_EOF`,
+        'sysctl -w net.ipv4.ip_forward=1 net.netfilter.nf_conntrack_tcp_loose=1',
+        `cat > /etc/systemd/system/loxiha-agent.service <<'LOXIHA_EOF'
+[Unit]
+Description=loxiha load-balancer agent
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart=/usr/bin/node-24 --enable-source-maps /opt/loxiha/agent.mjs --config /etc/loxiha/agent.json
+Restart=always
+RestartSec=1
+# the agent programs nftables and conntrack; nothing else
+AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW
+NoNewPrivileges=yes
+ProtectSystem=strict
+ReadWritePaths=/var/lib/loxiha
+ProtectHome=yes
+PrivateTmp=yes
+
+[Install]
+WantedBy=multi-user.target
+LOXIHA_EOF`,
+        'systemctl daemon-reload',
+        'systemctl enable --now loxiha-agent.service',
+      );
+
+      const instance = new ec2.Instance(this, `Lb${index}`, {
+        vpc: props.vpc,
+        vpcSubnets: { subnets: [props.subnets[index]!] },
+        availabilityZone: az,
+        instanceType,
+        machineImage,
+        role: this.role,
+        securityGroup: props.securityGroup,
+        privateIpAddress: selfIp,
+        sourceDestCheck: false,
+        requireImdsv2: true,
+        detailedMonitoring: true,
+        userData,
+        userDataCausesReplacement: true,
+        blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(16, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
+      });
+      cdk.Tags.of(instance).add(TAG.deployment, config.deploymentId);
+      cdk.Tags.of(instance).add(TAG.role, ROLE.lbInstance);
+      cdk.Tags.of(instance).add(TAG.instanceIndex, String(index));
+      cdk.Tags.of(instance).add(TAG.name, `loxiha-${config.deploymentId}-lb${index}`);
+      cdk.Validations.of(instance).acknowledge({
+        id: 'AwsSolutions-EC29',
+        reason: 'Instances are cattle: a failed LB instance is replaced by the stack, the VIP moves to the peer; termination protection would block that and cdk destroy.',
+      });
+      return instance;
+    });
+  }
+}

@@ -1,0 +1,95 @@
+import * as cdk from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Construct } from 'constructs';
+import type { LoxihaConfig } from '../config.ts';
+import { ROLE, TAG } from '../contract.ts';
+import { cidrContains, cidrsOverlap } from '../net/cidr.ts';
+
+export interface NetworkProps {
+  readonly config: LoxihaConfig;
+}
+
+/**
+ * The VPC (created or imported), one public LB subnet per AZ routed to the internet
+ * gateway, the cloud CIDR block associated where needed, and the route table the
+ * orchestrator associates with the floating subnet it creates at run time.
+ */
+export class Network extends Construct {
+  readonly vpc: ec2.IVpc;
+  readonly vpcCidr: string | undefined;
+  readonly internetGatewayId: string;
+  readonly lbSubnets: ec2.ISubnet[];
+  readonly floatingRouteTable: ec2.CfnRouteTable;
+  /** Resources the floating subnet depends on (the block association, when the stack makes one). */
+  readonly floatingPrerequisites: Construct[] = [];
+
+  constructor(scope: Construct, id: string, props: NetworkProps) {
+    super(scope, id);
+    const { config } = props;
+    let gatewayDependency: Construct | undefined;
+
+    if ('cidr' in config.vpc) {
+      const vpc = new ec2.Vpc(this, 'Vpc', {
+        ipAddresses: ec2.IpAddresses.cidr(config.vpc.cidr),
+        availabilityZones: config.availabilityZones,
+        natGateways: 1,
+        subnetConfiguration: [
+          { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 22 },
+          { name: 'cluster', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 20 },
+        ],
+        flowLogs: { all: { trafficType: ec2.FlowLogTrafficType.REJECT } },
+      });
+      this.vpc = vpc;
+      this.vpcCidr = config.vpc.cidr;
+      this.internetGatewayId = vpc.internetGatewayId!;
+      gatewayDependency = vpc.node.findChild('VPCGW');
+      const generated = [...vpc.publicSubnets, ...vpc.privateSubnets].map((s) => s.ipv4CidrBlock);
+      const ours = [...config.lbSubnetCidrs, config.cloudCidrBlock];
+      const clash = ours.flatMap((o) => generated.filter((g) => cidrsOverlap(o, g)).map((g) => `${o} overlaps the VPC's generated subnet ${g}`));
+      if (clash.length) throw new Error(`loxiha network layout: ${clash.join('; ')}. Choose LB subnets and cloudCidrBlock above ${generated.at(-1)}.`);
+    } else {
+      this.vpc = ec2.Vpc.fromVpcAttributes(this, 'Vpc', {
+        vpcId: config.vpc.vpcId,
+        availabilityZones: config.availabilityZones,
+        privateSubnetIds: config.vpc.clusterSubnetIds,
+      });
+      this.vpcCidr = undefined;
+      this.internetGatewayId = config.vpc.internetGatewayId;
+    }
+
+    const blockNeedsAssociation =
+      'cidr' in config.vpc ? !cidrContains(config.vpc.cidr, config.cloudCidrBlock) : !config.vpc.cloudCidrBlockAssociated;
+    if (blockNeedsAssociation) {
+      const assoc = new ec2.CfnVPCCidrBlock(this, 'CloudCidrBlock', { vpcId: this.vpc.vpcId, cidrBlock: config.cloudCidrBlock });
+      this.floatingPrerequisites.push(assoc);
+    }
+
+    this.lbSubnets = config.availabilityZones.map((az, i) => {
+      const subnet = new ec2.PublicSubnet(this, `LbSubnet${i}`, {
+        vpcId: this.vpc.vpcId,
+        availabilityZone: az,
+        cidrBlock: config.lbSubnetCidrs[i]!,
+        mapPublicIpOnLaunch: true,
+      });
+      subnet.addDefaultInternetRoute(this.internetGatewayId, gatewayDependency ?? subnet);
+      cdk.Tags.of(subnet).add(TAG.name, `loxiha-${config.deploymentId}-lb-${az}`);
+      return subnet;
+    });
+
+    this.floatingRouteTable = new ec2.CfnRouteTable(this, 'FloatingRouteTable', {
+      vpcId: this.vpc.vpcId,
+      tags: [
+        { key: TAG.deployment, value: config.deploymentId },
+        { key: TAG.role, value: ROLE.floatingRouteTable },
+        { key: TAG.name, value: `loxiha-${config.deploymentId}-floating` },
+      ],
+    });
+    const route = new ec2.CfnRoute(this, 'FloatingDefaultRoute', {
+      routeTableId: this.floatingRouteTable.ref,
+      destinationCidrBlock: '0.0.0.0/0',
+      gatewayId: this.internetGatewayId,
+    });
+    if (gatewayDependency) route.node.addDependency(gatewayDependency);
+    this.floatingPrerequisites.push(route);
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * Where the CDK app, the failover function and the agent meet.
+ *
+ * Everything that two of the three programs must agree on lives here: tag keys,
+ * metric names and dimensions, ports, and the schema of the agent's fast-path
+ * request. Pure TypeScript (zod only): no aws-cdk-lib, no SDK.
+ */
+import { z } from 'zod';
+
+/** Tag keys. Every resource the failover touches carries `deployment`. */
+export const TAG = {
+  /** Per-deployment id, so two stacks in one account never touch each other's resources. */
+  deployment: 'loxiha:deployment',
+  /** What the resource is to loxiha (see ROLE). */
+  role: 'loxiha:role',
+  /** Fencing token of the lease holder that created or last moved the resource. */
+  epoch: 'loxiha:epoch',
+  /** Stable order of the LB instances (0-based); instance 0 is the preferred owner. */
+  instanceIndex: 'loxiha:instance-index',
+  /** Name tag, for the console. */
+  name: 'Name',
+} as const;
+
+export const ROLE = {
+  lbInstance: 'lb-instance',
+  floatingSubnet: 'floating-subnet',
+  floatingRouteTable: 'floating-route-table',
+  loxiEni: 'loxi-eni',
+  eip: 'eip',
+} as const;
+
+/** Description put on the floating ENI, as LoxiLB names it. */
+export const LOXI_ENI_DESCRIPTION = 'loxi-eni';
+
+/** CloudWatch metrics the agent publishes and the orchestrator and alarms read. */
+export const METRICS = {
+  namespace: 'Loxiha',
+  dimensions: {
+    deployment: 'Deployment',
+    instanceId: 'InstanceId',
+  },
+  /** 1 per beat, high resolution (StorageResolution 1), every 5 s. */
+  heartbeat: 'AgentHeartbeat',
+  /** 1 when the agent's session table is in sync with its peer, 0 otherwise. Sent with each beat. */
+  sessionsInSync: 'SessionSyncInSync',
+  /** Age in seconds of the oldest conntrack change not yet acknowledged by the peer. */
+  syncLagSeconds: 'SessionSyncLagSeconds',
+  /** Emitted by the failover function (EMF). */
+  failoverDuration: 'FailoverDuration',
+  failoverPhaseDuration: 'FailoverPhaseDuration',
+  failovers: 'Failovers',
+  failoverErrors: 'FailoverErrors',
+} as const;
+
+/** The agent beats every HEARTBEAT_INTERVAL_SECONDS; a heartbeat older than STALE is stale. */
+export const HEARTBEAT_INTERVAL_SECONDS = 5;
+export const HEARTBEAT_STALE_SECONDS = 30;
+
+export const PORTS = {
+  /** LoxiLB-compatible REST API (kube-loxilb talks to it). */
+  agentApi: 11111,
+  /** Session sync between peers (authenticated). */
+  peerSync: 22222,
+  /** Peer heartbeat (UDP, authenticated). */
+  peerHeartbeat: 22223,
+} as const;
+
+/** EventBridge source and detail types of the failover function's events. */
+export const EVENTS = {
+  source: 'loxiha.failover',
+  started: 'Failover Started',
+  succeeded: 'Failover Succeeded',
+  failed: 'Failover Failed',
+} as const;
+
+export const instanceIdSchema = z.string().regex(/^i-[0-9a-f]{8,17}$/, 'must be an EC2 instance id (i-…)');
+
+/** The backup agent's fast path: sent when it loses the peer's heartbeat. */
+export const fastPathRequestSchema = z
+  .object({
+    action: z.literal('failover'),
+    from: instanceIdSchema,
+    reason: z.enum(['peer-heartbeat-lost', 'peer-unhealthy']),
+  })
+  .strict();
+export type FastPathRequest = z.infer<typeof fastPathRequestSchema>;
+
+/** Alarm names are built from these so the function can map an alarm back to an instance. */
+export const ALARM_KIND = { heartbeat: 'heartbeat', statusCheck: 'status-check' } as const;
+export type AlarmKind = (typeof ALARM_KIND)[keyof typeof ALARM_KIND];
+
+export function alarmName(deploymentId: string, instanceIndex: number, kind: AlarmKind): string {
+  return `loxiha-${deploymentId}-lb${instanceIndex}-${kind}`;
+}
+
+/** Parses an alarm name made by alarmName; undefined when it is not one of this deployment's. */
+export function parseAlarmName(
+  deploymentId: string,
+  name: string,
+): { instanceIndex: number; kind: AlarmKind } | undefined {
+  const prefix = `loxiha-${deploymentId}-lb`;
+  if (!name.startsWith(prefix)) return undefined;
+  const m = /^(\d+)-(heartbeat|status-check)$/.exec(name.slice(prefix.length));
+  if (!m) return undefined;
+  return { instanceIndex: Number(m[1]), kind: m[2] as AlarmKind };
+}
+
+/** Environment of the failover function, set by the CDK app. */
+export const FUNCTION_ENV = {
+  deploymentId: 'LOXIHA_DEPLOYMENT_ID',
+  vpcId: 'LOXIHA_VPC_ID',
+  cloudCidrBlock: 'LOXIHA_CLOUD_CIDR_BLOCK',
+  vip: 'LOXIHA_VIP',
+  eipAllocationId: 'LOXIHA_EIP_ALLOCATION_ID',
+  floatingRouteTableId: 'LOXIHA_FLOATING_ROUTE_TABLE_ID',
+  leaseTable: 'LOXIHA_LEASE_TABLE',
+  topicArn: 'LOXIHA_TOPIC_ARN',
+  eventBusName: 'LOXIHA_EVENT_BUS',
+  failback: 'LOXIHA_FAILBACK',
+  holdDownSeconds: 'LOXIHA_HOLD_DOWN_SECONDS',
+} as const;

@@ -1,0 +1,28 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { synthStack } from '../helpers/stack.ts';
+
+const cfnLint = spawnSync('cfn-lint', ['--version'], { encoding: 'utf8' });
+const available = cfnLint.status === 0;
+if (!available) console.warn('SKIPPED cfn-lint test: cfn-lint is not installed on this machine (pip install cfn-lint)');
+
+const dir = mkdtempSync(join(tmpdir(), 'loxiha-cfnlint-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe.skipIf(!available)('cfn-lint', () => {
+  for (const profile of ['production', 'sim']) {
+    it(`finds no errors in the ${profile} template`, () => {
+      const { template } = synthStack({}, profile);
+      const file = join(dir, `${profile}.template.json`);
+      writeFileSync(file, JSON.stringify(template.toJSON()));
+      // Errors only: warnings (e.g. W3010 hard-coded AZs, which the config asks for) do not fail.
+      const r = spawnSync('cfn-lint', ['--format', 'parseable', file], { encoding: 'utf8' });
+      const errors = r.stdout.split('\n').filter((l) => /:E\d{4}:/.test(l));
+      expect(errors, r.stdout + r.stderr).toEqual([]);
+      expect(r.status === 0 || r.status === 4 || r.status === 8 || r.status === 12, `cfn-lint exit ${r.status}: ${r.stderr}`).toBe(true);
+    });
+  }
+});

@@ -1,0 +1,233 @@
+import { Match } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ALARM_KIND, FUNCTION_ENV, PORTS, TAG, alarmName } from '../../lib/contract.ts';
+import { lbInstanceIp } from '../../lib/topology.ts';
+import { synthStack, type SynthResult } from '../helpers/stack.ts';
+
+type Resources = Record<string, { Type: string; Properties?: Record<string, any>; DependsOn?: string[] }>;
+
+let s: SynthResult;
+let resources: Resources;
+const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
+const ourEip = () => ofType('AWS::EC2::EIP').find(([, r]) => r.Properties!.Tags?.some((t: any) => t.Key === TAG.role && t.Value === 'eip'))!;
+
+beforeAll(() => {
+  s = synthStack();
+  resources = s.template.toJSON().Resources as Resources;
+});
+
+describe('LB instances', () => {
+  it('runs one instance per AZ, with source/dest check off and its fixed IP', () => {
+    const instances = ofType('AWS::EC2::Instance');
+    expect(instances).toHaveLength(2);
+    const ips = instances.map(([, r]) => r.Properties!.PrivateIpAddress).sort();
+    expect(ips).toEqual([lbInstanceIp(s.config, 0), lbInstanceIp(s.config, 1)].sort());
+    for (const [, r] of instances) {
+      expect(r.Properties!.SourceDestCheck).toBe(false);
+      expect(r.Properties!.LaunchTemplate).toBeDefined();
+    }
+    expect(new Set(instances.map(([, r]) => r.Properties!.AvailabilityZone))).toEqual(new Set(s.config.availabilityZones));
+  });
+
+  it('requires IMDSv2 through the launch template of every instance', () => {
+    const templates = ofType('AWS::EC2::LaunchTemplate');
+    const ltIds = new Set(templates.map(([id]) => id));
+    for (const [, r] of ofType('AWS::EC2::Instance')) {
+      const id = r.Properties!.LaunchTemplate.Version['Fn::GetAtt'][0];
+      expect(ltIds.has(id)).toBe(true);
+      expect(resources[id]!.Properties!.LaunchTemplateData.MetadataOptions.HttpTokens).toBe('required');
+    }
+  });
+
+  it('gives the launch templates names unique to the stack, so two deployments in a region do not collide', () => {
+    for (const [, r] of ofType('AWS::EC2::LaunchTemplate')) expect(r.Properties!.LaunchTemplateName).toMatch(/^Test/);
+  });
+
+  it('tags each instance with the deployment, its role and its index', () => {
+    const tagsOf = (r: any) => Object.fromEntries(r.Properties.Tags.map((t: any) => [t.Key, t.Value]));
+    const indexes = ofType('AWS::EC2::Instance').map(([, r]) => tagsOf(r));
+    expect(indexes.map((t) => t[TAG.instanceIndex]).sort()).toEqual(['0', '1']);
+    for (const t of indexes) {
+      expect(t[TAG.deployment]).toBe(s.config.deploymentId);
+      expect(t[TAG.role]).toBe('lb-instance');
+    }
+  });
+
+  it('installs the agent as a systemd service on Node 24 with its config', () => {
+    const [, instance] = ofType('AWS::EC2::Instance')[0]!;
+    const userData = JSON.stringify(instance.Properties!.UserData);
+    expect(userData).toContain('dnf install -y nodejs24');
+    expect(userData).toContain('/usr/bin/node-24');
+    expect(userData).toContain('loxiha-agent.service');
+    expect(userData).toContain(`\\"vip\\":\\"${s.config.vip}\\"`);
+  });
+});
+
+describe('security groups', () => {
+  const ingress = () => ofType('AWS::EC2::SecurityGroupIngress').map(([, r]) => r.Properties!);
+
+  it('opens the service ports to the client prefixes', () => {
+    const sg = ofType('AWS::EC2::SecurityGroup').find(([, r]) => String(r.Properties!.GroupDescription).includes('load-balancer'))!;
+    const rules = sg[1].Properties!.SecurityGroupIngress as any[];
+    for (const sp of s.config.servicePorts) {
+      expect(rules).toContainEqual(expect.objectContaining({ FromPort: sp.port, ToPort: sp.port, IpProtocol: sp.protocol, CidrIp: s.config.clientCidrs[0] }));
+    }
+    expect(rules.every((r) => r.FromPort !== PORTS.agentApi)).toBe(true);
+  });
+
+  it('opens the agent API only to the EKS nodes and sync/heartbeat only to the peers', () => {
+    const api = ingress().filter((r) => r.FromPort === PORTS.agentApi);
+    expect(api).toHaveLength(1);
+    expect(JSON.stringify(api[0]!.SourceSecurityGroupId)).toContain('ClusterSecurityGroupId');
+    for (const [port, proto] of [[PORTS.peerSync, 'tcp'], [PORTS.peerHeartbeat, 'udp']] as const) {
+      const rules = ingress().filter((r) => r.FromPort === port);
+      expect(rules).toHaveLength(1);
+      expect(rules[0]!.IpProtocol).toBe(proto);
+      expect(rules[0]!.SourceSecurityGroupId).toEqual(rules[0]!.GroupId);
+    }
+  });
+});
+
+describe('network', () => {
+  it('creates public LB subnets routed to the internet gateway', () => {
+    for (const cidr of s.config.lbSubnetCidrs) {
+      s.template.hasResourceProperties('AWS::EC2::Subnet', { CidrBlock: cidr, MapPublicIpOnLaunch: true });
+    }
+  });
+
+  it('prepares the floating route table (default route to the IGW) without associating it', () => {
+    const [rtId] = ofType('AWS::EC2::RouteTable').find(([, r]) => r.Properties!.Tags?.some((t: any) => t.Value === 'floating-route-table'))!;
+    s.template.hasResourceProperties('AWS::EC2::Route', { RouteTableId: { Ref: rtId }, DestinationCidrBlock: '0.0.0.0/0', GatewayId: Match.anyValue() });
+    const associated = ofType('AWS::EC2::SubnetRouteTableAssociation').some(([, r]) => r.Properties!.RouteTableId?.Ref === rtId);
+    expect(associated).toBe(false);
+    // The floating subnet is the orchestrator's: CDK never creates a subnet in the cloud CIDR block.
+    expect(ofType('AWS::EC2::Subnet').some(([, r]) => r.Properties!.CidrBlock === s.config.cloudCidrBlock)).toBe(false);
+  });
+
+  it('does not associate the cloud block when the VPC CIDR already holds it', () => {
+    expect(ofType('AWS::EC2::VPCCidrBlock')).toHaveLength(0);
+  });
+});
+
+describe('failover wiring', () => {
+  it('runs the function on nodejs24.x / arm64 with the deployment in its environment', () => {
+    s.template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs24.x',
+      Architectures: ['arm64'],
+      Environment: { Variables: Match.objectLike({ [FUNCTION_ENV.deploymentId]: s.config.deploymentId, [FUNCTION_ENV.vip]: s.config.vip }) },
+    });
+  });
+
+  it('has per-instance heartbeat alarms: 10 s period, missing data breaching, acting on the function', () => {
+    for (const index of [0, 1]) {
+      s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        AlarmName: alarmName(s.config.deploymentId, index, ALARM_KIND.heartbeat),
+        Period: 10,
+        TreatMissingData: 'breaching',
+        MetricName: 'AgentHeartbeat',
+        AlarmActions: [Match.objectLike({ 'Fn::GetAtt': [Match.stringLikeRegexp('^FailoverFn'), 'Arn'] })],
+        OKActions: [Match.anyValue()],
+      });
+      s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        AlarmName: alarmName(s.config.deploymentId, index, ALARM_KIND.statusCheck),
+        MetricName: 'StatusCheckFailed',
+        TreatMissingData: 'breaching',
+      });
+    }
+    s.template.hasResourceProperties('AWS::Lambda::Permission', { Principal: 'lambda.alarms.cloudwatch.amazonaws.com' });
+  });
+
+  it('provisions the lease table, the topic, the dashboard and the reconcile schedule', () => {
+    s.template.hasResourceProperties('AWS::DynamoDB::GlobalTable', { KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }] });
+    s.template.resourceCountIs('AWS::SNS::Topic', 1);
+    s.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    s.template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: `rate(${s.config.reconcileEveryMinutes} minutes)`,
+      Targets: [Match.objectLike({ Input: JSON.stringify({ action: 'reconcile' }) })],
+    });
+  });
+
+  it('runs the lifecycle custom resource last: after the instances and the floating route table', () => {
+    const [, lifecycle] = ofType('Custom::LoxihaLifecycle')[0]!;
+    const deps = lifecycle.DependsOn ?? [];
+    for (const [id] of ofType('AWS::EC2::Instance')) expect(deps).toContain(id);
+    const [rtId] = ofType('AWS::EC2::RouteTable').find(([, r]) => r.Properties!.Tags?.some((t: any) => t.Value === 'floating-route-table'))!;
+    expect(deps).toContain(rtId);
+  });
+});
+
+describe('kube-loxilb', () => {
+  it('gets args resolved to the LB instances, the EIP and the VIP, without role election', () => {
+    const args = kubeLoxilbArgs(resources);
+    const ips = [lbInstanceIp(s.config, 0), lbInstanceIp(s.config, 1)];
+    const [eipId] = ourEip();
+    expect(args).toEqual([
+      `--loxiURL=http://${ips[0]}:${PORTS.agentApi},http://${ips[1]}:${PORTS.agentApi}`,
+      `--externalCIDR=\${${eipId}.PublicIp}/32`,
+      `--privateCIDR=${s.config.vip}/32`,
+      '--setLBMode=2',
+    ]);
+  });
+});
+
+describe('IAM', () => {
+  const statements = () =>
+    ofType('AWS::IAM::Policy').flatMap(([id, r]) => (r.Properties!.PolicyDocument.Statement as any[]).map((st) => ({ id, ...st })));
+  const actionsOf = (st: any): string[] => [st.Action].flat();
+
+  it('has no wildcard actions anywhere', () => {
+    for (const st of statements()) {
+      for (const a of actionsOf(st)) {
+        expect(a, `${st.id}`).not.toBe('*');
+        expect(a, `${st.id}`).not.toMatch(/^[a-z0-9-]+:\*$/);
+      }
+    }
+  });
+
+  it('limits the function’s EC2 mutations to this deployment’s tags, the one route table and the one EIP', () => {
+    const fnStatements = statements().filter((st) => st.id.startsWith('FailoverFnServiceRoleDefaultPolicy'));
+    const mutating = fnStatements.filter((st) => actionsOf(st).some((a) => /^ec2:(Delete|Attach|Detach|Modify|Disassociate)/.test(a)));
+    expect(mutating.length).toBeGreaterThan(0);
+    for (const st of mutating.filter((x) => x.Sid === 'MutateOwnTaggedResources')) {
+      expect(st.Condition.StringEquals[`aws:ResourceTag/${TAG.deployment}`]).toBe(s.config.deploymentId);
+    }
+    const eip = fnStatements.find((st) => st.Sid === 'MoveTheOneEip')!;
+    const [eipId] = ourEip();
+    expect(JSON.stringify(eip.Resource)).toContain(eipId);
+    expect(JSON.stringify(eip.Resource)).toContain('elastic-ip/');
+    const unconditioned = fnStatements.filter((st) => !st.Condition && actionsOf(st).some((a) => /^ec2:(Delete|Attach|Detach|Modify)/.test(a)));
+    expect(unconditioned).toEqual([]);
+  });
+
+  it('gives the agent only heartbeats in its namespace, the fast path and describing ENIs', () => {
+    const agent = statements().filter((st) => st.id.startsWith('LbRoleDefaultPolicy'));
+    const actions = agent.flatMap(actionsOf).sort();
+    expect(actions).toEqual(
+      ['cloudwatch:PutMetricData', 'ec2:DescribeNetworkInterfaces', 'lambda:InvokeFunction', 's3:GetObject', 'secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'].sort(),
+    );
+    expect(agent.find((st) => actionsOf(st).includes('cloudwatch:PutMetricData'))!.Condition).toEqual({ StringEquals: { 'cloudwatch:namespace': 'Loxiha' } });
+  });
+});
+
+describe('alternate configurations', () => {
+  it('associates the cloud block with the VPC when it lies outside the VPC CIDR', () => {
+    const alt = synthStack({ cloudCidrBlock: '100.65.248.0/24', vip: '100.65.248.254' });
+    alt.template.hasResourceProperties('AWS::EC2::VPCCidrBlock', { CidrBlock: '100.65.248.0/24' });
+  });
+
+  it('uses an existing EIP allocation instead of allocating one', () => {
+    const alt = synthStack({ existingEip: { allocationId: 'eipalloc-0123456789abcdef0', publicIp: '100.100.1.1' } });
+    const eips = Object.values(alt.template.toJSON().Resources as Resources).filter((r) => r.Type === 'AWS::EC2::EIP');
+    expect(eips.some((r) => r.Properties!.Tags?.some((t: any) => t.Key === TAG.role))).toBe(false);
+    expect(kubeLoxilbArgs(alt.template.toJSON().Resources as Resources)).toContain('--externalCIDR=100.100.1.1/32');
+  });
+});
+
+/** Resolves the manifest's Fn::Join (GetAtt → ${Id.Attr}) and returns the kube-loxilb container args. */
+function kubeLoxilbArgs(res: Resources): string[] {
+  const manifest = Object.values(res).find((r) => r.Type === 'Custom::AWSCDK-EKS-KubernetesResource')!.Properties!.Manifest;
+  const text = typeof manifest === 'string' ? manifest : (manifest['Fn::Join'][1] as any[]).map((p) => (typeof p === 'string' ? p : `\${${p['Fn::GetAtt'][0]}.${p['Fn::GetAtt'][1]}}`)).join('');
+  const docs = JSON.parse(text) as any[];
+  const deployment = docs.find((d) => d.kind === 'Deployment');
+  return deployment.spec.template.spec.containers[0].args;
+}
