@@ -1,1 +1,71 @@
-export const handler = async () => ({});
+/**
+ * The failover function: any entry point (alarm, fast path, manual, schedule, CloudFormation
+ * lifecycle) becomes one Command, run by the orchestrator.
+ */
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { systemClock } from './clock.ts';
+import { InvalidEventError, type LifecycleRequest, parseEvent } from './events.ts';
+import type { Result } from './orchestrator.ts';
+import { logger, metrics } from './powertools.ts';
+import { settingsFromEnv } from './settings.ts';
+import { buildOrchestrator, makeClients } from './wiring.ts';
+
+const settings = settingsFromEnv(process.env);
+const { orchestrator } = buildOrchestrator(
+  settings,
+  makeClients({ region: process.env.AWS_REGION ?? 'us-east-1', endpoint: process.env.LOXIHA_AWS_ENDPOINT }),
+  systemClock,
+  logger,
+  metrics,
+);
+
+/** Margin kept before the function's timeout to report and release the lease. */
+const SAFETY_MS = 10_000;
+
+export async function respondToCloudFormation(req: LifecycleRequest, result: Result | { ok: false; reason: string }, send: typeof fetch = fetch): Promise<void> {
+  // Placing the VIP waits for a healthy agent; when none came up in time the stack still completes and the schedule places it.
+  const success = result.ok || ('outcome' in result && result.outcome === 'no-healthy-instance' && req.requestType !== 'Delete');
+  const body = JSON.stringify({
+    Status: success ? 'SUCCESS' : 'FAILED',
+    Reason: result.reason.slice(0, 1000),
+    PhysicalResourceId: req.physicalResourceId ?? `loxiha-lifecycle-${settings.deploymentId}`,
+    StackId: req.stackId,
+    RequestId: req.requestId,
+    LogicalResourceId: req.logicalResourceId,
+    Data: { owner: 'owner' in result ? (result.owner ?? '') : '' },
+  });
+  const r = await send(req.responseUrl, { method: 'PUT', body, headers: { 'content-type': '' } });
+  if (!r.ok) throw new Error(`CloudFormation response rejected: HTTP ${r.status}`);
+}
+
+async function run(event: unknown, context: Context): Promise<Result | { ok: false; outcome: 'invalid-event'; reason: string }> {
+  let parsed;
+  try {
+    parsed = parseEvent(event, settings.deploymentId);
+  } catch (e) {
+    if (!(e instanceof InvalidEventError)) throw e;
+    logger.error('rejected event', { reason: e.message });
+    return { ok: false, outcome: 'invalid-event', reason: e.message };
+  }
+  logger.appendKeys({ command: parsed.command.kind });
+  const deadline = Date.now() + context.getRemainingTimeInMillis() - SAFETY_MS;
+  let result: Result;
+  try {
+    result = await orchestrator.run(parsed.command, deadline);
+  } catch (e) {
+    if (parsed.lifecycle) await respondToCloudFormation(parsed.lifecycle, { ok: false, reason: (e as Error).message });
+    throw e;
+  }
+  if (parsed.lifecycle) {
+    await respondToCloudFormation(parsed.lifecycle, result);
+    return result;
+  }
+  // Failed or timed-out runs throw so that async invocations (alarms) are retried; the state they left is resumable.
+  if (result.outcome === 'failed' || result.outcome === 'timed-out') throw new Error(`${result.outcome}: ${result.reason}`);
+  return result;
+}
+
+export const handler = middy(run).use(injectLambdaContext(logger, { clearState: true })).use(logMetrics(metrics));

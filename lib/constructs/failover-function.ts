@@ -87,6 +87,8 @@ export class FailoverFunction extends Construct {
         target: 'node24',
         forceDockerBundling: false,
         mainFields: ['module', 'main'],
+        // Bundle the SDK too: pinned, tested versions rather than whatever the runtime ships.
+        externalModules: [],
         banner: "import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);",
       },
     });

@@ -1,0 +1,342 @@
+/**
+ * Thin adapter over EC2: each method is one call (plus the checks AWS's eventual
+ * consistency and idempotency rules require), returning plain data.
+ */
+import {
+  AssociateAddressCommand,
+  AssociateRouteTableCommand,
+  AttachNetworkInterfaceCommand,
+  CreateNetworkInterfaceCommand,
+  CreateSubnetCommand,
+  DeleteNetworkInterfaceCommand,
+  DeleteSubnetCommand,
+  DescribeAddressesCommand,
+  DescribeInstanceStatusCommand,
+  DescribeInstancesCommand,
+  DescribeNetworkInterfacesCommand,
+  DescribeRouteTablesCommand,
+  DescribeSubnetsCommand,
+  DetachNetworkInterfaceCommand,
+  DisassociateAddressCommand,
+  type EC2Client,
+  type Filter,
+  ModifyNetworkInterfaceAttributeCommand,
+  type NetworkInterface,
+  type Tag,
+} from '@aws-sdk/client-ec2';
+import { ROLE, TAG } from '../../../lib/contract.ts';
+import { type Clock, pollUntil } from '../clock.ts';
+import type { EipView, FloatingSubnetView, InstanceState, InstanceView, LoxiEniView } from '../snapshot.ts';
+
+export function errorCode(e: unknown): string | undefined {
+  if (typeof e !== 'object' || e === null) return undefined;
+  const o = e as { name?: string; Code?: string; code?: string };
+  return o.Code ?? o.code ?? o.name;
+}
+
+export const isNotFound = (e: unknown) => /\.NotFound$|^InvalidAllocationID\.NotFound$/.test(errorCode(e) ?? '');
+
+function tagValue(tags: Tag[] | undefined, key: string): string | undefined {
+  return tags?.find((t) => t.Key === key)?.Value;
+}
+
+function epochOf(tags: Tag[] | undefined): number | undefined {
+  const v = tagValue(tags, TAG.epoch);
+  return v === undefined || !/^\d+$/.test(v) ? undefined : Number(v);
+}
+
+export interface Ec2AdapterOptions {
+  deploymentId: string;
+  vpcId: string;
+  clock: Clock;
+}
+
+export class Ec2Adapter {
+  private readonly client: EC2Client;
+  private readonly o: Ec2AdapterOptions;
+  /** Counts calls, for the result object and the benchmark. */
+  calls = 0;
+  mutations = 0;
+
+  constructor(client: EC2Client, options: Ec2AdapterOptions) {
+    this.client = client;
+    this.o = options;
+  }
+
+  private send<T>(command: object, mutates: boolean): Promise<T> {
+    this.calls++;
+    if (mutates) this.mutations++;
+    // The commands are typed at each call site; the union of EC2 commands is too wide for send's overloads.
+    return (this.client.send as (c: object) => Promise<T>).call(this.client, command);
+  }
+
+  private ours(role: string): Filter[] {
+    return [
+      { Name: `tag:${TAG.deployment}`, Values: [this.o.deploymentId] },
+      { Name: `tag:${TAG.role}`, Values: [role] },
+    ];
+  }
+
+  private tags(role: string, epoch: number, name: string): Tag[] {
+    return [
+      { Key: TAG.deployment, Value: this.o.deploymentId },
+      { Key: TAG.role, Value: role },
+      { Key: TAG.epoch, Value: String(epoch) },
+      { Key: TAG.name, Value: name },
+    ];
+  }
+
+  /**
+   * Retries a call while AWS answers one of `codes` (eventual consistency right after a
+   * create, DependencyViolation while an ENI lingers…), with backoff, until the deadline.
+   */
+  async retrying<T>(what: string, codes: RegExp, deadline: number, fn: () => Promise<T>): Promise<T> {
+    let last: unknown;
+    return pollUntil(this.o.clock, what, deadline, async () => {
+      try {
+        return { v: await fn() };
+      } catch (e) {
+        if (!codes.test(errorCode(e) ?? '')) throw e;
+        last = e;
+        return undefined;
+      }
+    }, { baseMs: 250, maxMs: 3000 }).then((r) => r.v).catch((e) => {
+      if (last && (e as Error).name === 'DeadlineExceededError') (e as Error).message += ` (last AWS answer: ${errorCode(last)})`;
+      throw e;
+    });
+  }
+
+  // ---- observe -------------------------------------------------------------------------
+
+  async lbInstances(): Promise<Omit<InstanceView, 'statusOk' | 'lastHeartbeatAt' | 'sessionsInSync'>[]> {
+    const out: Omit<InstanceView, 'statusOk' | 'lastHeartbeatAt' | 'sessionsInSync'>[] = [];
+    let NextToken: string | undefined;
+    do {
+      const r = await this.send<any>(
+        new DescribeInstancesCommand({
+          Filters: [...this.ours(ROLE.lbInstance), { Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped', 'shutting-down'] }],
+          NextToken,
+        }),
+        false,
+      );
+      for (const res of r.Reservations ?? []) {
+        for (const i of res.Instances ?? []) {
+          const index = Number(tagValue(i.Tags, TAG.instanceIndex));
+          if (!i.InstanceId || !Number.isInteger(index)) continue;
+          out.push({
+            id: i.InstanceId,
+            index,
+            az: i.Placement?.AvailabilityZone ?? '',
+            state: (i.State?.Name ?? 'pending') as InstanceState,
+            securityGroupIds: (i.SecurityGroups ?? []).map((g: any) => g.GroupId!).filter(Boolean),
+            usedDeviceIndexes: (i.NetworkInterfaces ?? []).map((n: any) => n.Attachment?.DeviceIndex).filter((d: unknown): d is number => typeof d === 'number'),
+          });
+        }
+      }
+      NextToken = r.NextToken;
+    } while (NextToken);
+    return out.sort((a, b) => a.index - b.index);
+  }
+
+  /** EC2 status checks per instance: true ok, false impaired, undefined initializing/unknown. */
+  async instanceStatus(ids: string[]): Promise<Map<string, boolean | undefined>> {
+    const m = new Map<string, boolean | undefined>();
+    if (!ids.length) return m;
+    const r = await this.send<any>(new DescribeInstanceStatusCommand({ InstanceIds: ids, IncludeAllInstances: true }), false);
+    for (const s of r.InstanceStatuses ?? []) {
+      const checks = [s.InstanceStatus?.Status, s.SystemStatus?.Status];
+      m.set(s.InstanceId, checks.includes('impaired') ? false : checks.every((c) => c === 'ok') ? true : undefined);
+    }
+    return m;
+  }
+
+  async floatingSubnets(routeTableId: string): Promise<FloatingSubnetView[]> {
+    const [subnets, tables] = await Promise.all([
+      this.send<any>(new DescribeSubnetsCommand({ Filters: [{ Name: 'vpc-id', Values: [this.o.vpcId] }, ...this.ours(ROLE.floatingSubnet)] }), false),
+      this.send<any>(new DescribeRouteTablesCommand({ RouteTableIds: [routeTableId] }), false),
+    ]);
+    const assoc = new Map<string, string>();
+    for (const t of tables.RouteTables ?? []) for (const a of t.Associations ?? []) if (a.SubnetId && a.RouteTableAssociationId) assoc.set(a.SubnetId, a.RouteTableAssociationId);
+    return (subnets.Subnets ?? []).map((s: any) => ({
+      id: s.SubnetId,
+      az: s.AvailabilityZone,
+      cidr: s.CidrBlock,
+      routeTableAssociationId: assoc.get(s.SubnetId),
+      epoch: epochOf(s.Tags),
+    }));
+  }
+
+  private eniView(n: NetworkInterface): LoxiEniView {
+    return {
+      id: n.NetworkInterfaceId!,
+      subnetId: n.SubnetId!,
+      az: n.AvailabilityZone ?? '',
+      privateIp: n.PrivateIpAddress ?? '',
+      status: n.Status ?? 'unknown',
+      attachment:
+        n.Attachment?.AttachmentId && n.Attachment.InstanceId
+          ? { id: n.Attachment.AttachmentId, instanceId: n.Attachment.InstanceId, status: n.Attachment.Status ?? 'unknown', deviceIndex: n.Attachment.DeviceIndex ?? -1 }
+          : undefined,
+      sourceDestCheck: n.SourceDestCheck !== false,
+      epoch: epochOf(n.TagSet),
+    };
+  }
+
+  async loxiEnis(): Promise<LoxiEniView[]> {
+    const r = await this.send<any>(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'vpc-id', Values: [this.o.vpcId] }, ...this.ours(ROLE.loxiEni)] }), false);
+    return (r.NetworkInterfaces ?? []).map((n: NetworkInterface) => this.eniView(n));
+  }
+
+  /** One ENI by id; undefined when AWS says it does not exist (deleted, or not yet visible). */
+  async eni(id: string): Promise<LoxiEniView | undefined> {
+    try {
+      const r = await this.send<any>(new DescribeNetworkInterfacesCommand({ NetworkInterfaceIds: [id] }), false);
+      const n = r.NetworkInterfaces?.[0];
+      return n ? this.eniView(n) : undefined;
+    } catch (e) {
+      if (isNotFound(e)) return undefined;
+      throw e;
+    }
+  }
+
+  async eip(allocationId: string): Promise<EipView> {
+    const r = await this.send<any>(new DescribeAddressesCommand({ AllocationIds: [allocationId] }), false);
+    const a = r.Addresses?.[0];
+    if (!a) throw new Error(`Elastic IP allocation ${allocationId} not found`);
+    return {
+      allocationId,
+      publicIp: a.PublicIp,
+      associationId: a.AssociationId,
+      networkInterfaceId: a.NetworkInterfaceId,
+      privateIp: a.PrivateIpAddress,
+    };
+  }
+
+  // ---- mutate --------------------------------------------------------------------------
+
+  async detachEni(attachmentId: string, force: boolean): Promise<void> {
+    try {
+      await this.send(new DetachNetworkInterfaceCommand({ AttachmentId: attachmentId, Force: force }), true);
+    } catch (e) {
+      // Already detached (a previous run did it): the state we want.
+      if (isNotFound(e) || errorCode(e) === 'InvalidAttachmentID.NotFound') return;
+      throw e;
+    }
+  }
+
+  async deleteEni(id: string, deadline: number): Promise<void> {
+    await this.retrying(`delete ${id}`, /^InvalidNetworkInterface\.InUse$/, deadline, async () => {
+      try {
+        await this.send(new DeleteNetworkInterfaceCommand({ NetworkInterfaceId: id }), true);
+      } catch (e) {
+        if (isNotFound(e)) return;
+        throw e;
+      }
+    });
+  }
+
+  async deleteSubnet(id: string, deadline: number): Promise<void> {
+    await this.retrying(`delete ${id}`, /^DependencyViolation$/, deadline, async () => {
+      try {
+        await this.send(new DeleteSubnetCommand({ SubnetId: id }), true);
+      } catch (e) {
+        if (isNotFound(e)) return;
+        throw e;
+      }
+    });
+  }
+
+  /** Creates the floating subnet; adopts ours if a previous run created it and its answer was lost. */
+  async createSubnet(az: string, cidr: string, epoch: number, deadline: number): Promise<string> {
+    try {
+      const r = await this.send<any>(
+        new CreateSubnetCommand({
+          VpcId: this.o.vpcId,
+          AvailabilityZone: az,
+          CidrBlock: cidr,
+          TagSpecifications: [{ ResourceType: 'subnet', Tags: this.tags(ROLE.floatingSubnet, epoch, `loxiha-${this.o.deploymentId}-floating-${az}`) }],
+        }),
+        true,
+      );
+      return r.Subnet.SubnetId;
+    } catch (e) {
+      if (errorCode(e) !== 'InvalidSubnet.Conflict') throw e;
+      // The block is taken: by our own subnet (lost answer, or not yet visible when we observed) or by someone else's.
+      return pollUntil(this.o.clock, `find the subnet holding ${cidr}`, deadline, async () => {
+        const r = await this.send<any>(new DescribeSubnetsCommand({ Filters: [{ Name: 'vpc-id', Values: [this.o.vpcId] }, { Name: 'cidr-block', Values: [cidr] }] }), false);
+        const s = r.Subnets?.[0];
+        if (!s) return undefined;
+        if (tagValue(s.Tags, TAG.deployment) !== this.o.deploymentId || tagValue(s.Tags, TAG.role) !== ROLE.floatingSubnet) {
+          throw new Error(`${cidr} is held by subnet ${s.SubnetId}, which is not this deployment's floating subnet; refusing to touch it`);
+        }
+        if (s.AvailabilityZone !== az) throw new Error(`our floating subnet ${s.SubnetId} holding ${cidr} is in ${s.AvailabilityZone}, not ${az}; the next run deletes it`);
+        return s.SubnetId as string;
+      });
+    }
+  }
+
+  async associateRouteTable(routeTableId: string, subnetId: string, deadline: number): Promise<void> {
+    await this.retrying(`associate ${routeTableId} with ${subnetId}`, /^InvalidSubnetID\.NotFound$/, deadline, async () => {
+      try {
+        await this.send(new AssociateRouteTableCommand({ RouteTableId: routeTableId, SubnetId: subnetId }), true);
+      } catch (e) {
+        // A lost answer: the association exists already.
+        if (errorCode(e) === 'Resource.AlreadyAssociated') return;
+        throw e;
+      }
+    });
+  }
+
+  async createEni(p: { subnetId: string; privateIp: string; securityGroupIds: string[]; epoch: number; az: string }, deadline: number): Promise<string> {
+    // Same subnet → same token: a re-run after a lost answer gets the same ENI back.
+    const clientToken = `${this.o.deploymentId}-${p.subnetId}`.slice(0, 64);
+    const r = await this.retrying(`create loxi-eni in ${p.subnetId}`, /^InvalidSubnetID\.NotFound$/, deadline, () =>
+      this.send<any>(
+        new CreateNetworkInterfaceCommand({
+          SubnetId: p.subnetId,
+          PrivateIpAddress: p.privateIp,
+          Groups: p.securityGroupIds,
+          Description: 'loxi-eni',
+          ClientToken: clientToken,
+          TagSpecifications: [{ ResourceType: 'network-interface', Tags: this.tags(ROLE.loxiEni, p.epoch, `loxiha-${this.o.deploymentId}-loxi-eni-${p.az}`) }],
+        }),
+        true,
+      ),
+    );
+    return r.NetworkInterface.NetworkInterfaceId;
+  }
+
+  async disableSourceDestCheck(eniId: string, deadline: number): Promise<void> {
+    await this.retrying(`source/dest check off on ${eniId}`, /^InvalidNetworkInterfaceID\.NotFound$/, deadline, () =>
+      this.send(new ModifyNetworkInterfaceAttributeCommand({ NetworkInterfaceId: eniId, SourceDestCheck: { Value: false } }), true),
+    );
+  }
+
+  async attachEni(eniId: string, instanceId: string, deviceIndex: number, deadline: number): Promise<void> {
+    await this.retrying(`attach ${eniId} to ${instanceId}`, /^InvalidNetworkInterfaceID\.NotFound$/, deadline, async () => {
+      try {
+        await this.send(new AttachNetworkInterfaceCommand({ NetworkInterfaceId: eniId, InstanceId: instanceId, DeviceIndex: deviceIndex }), true);
+      } catch (e) {
+        // A lost answer: check before failing whether it is attached where we want it.
+        const now = await this.eni(eniId);
+        if (now?.attachment?.instanceId === instanceId) return;
+        throw e;
+      }
+    });
+  }
+
+  async associateEip(allocationId: string, eniId: string, privateIp: string, deadline: number): Promise<void> {
+    await this.retrying(`associate the EIP with ${eniId}`, /^InvalidNetworkInterfaceID\.NotFound$/, deadline, () =>
+      this.send(new AssociateAddressCommand({ AllocationId: allocationId, NetworkInterfaceId: eniId, PrivateIpAddress: privateIp, AllowReassociation: true }), true),
+    );
+  }
+
+  async disassociateEip(associationId: string): Promise<void> {
+    try {
+      await this.send(new DisassociateAddressCommand({ AssociationId: associationId }), true);
+    } catch (e) {
+      if (isNotFound(e) || errorCode(e) === 'InvalidAssociationID.NotFound') return;
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Pure: who should own the VIP. No I/O; every input is in the arguments.
+ */
+import type { InstanceView, Snapshot } from './snapshot.ts';
+
+export interface Policy {
+  failback: 'never' | 'preferred';
+  /** Minimum time between two voluntary moves, and healthy time before a failback. */
+  holdDownMs: number;
+  /** A heartbeat older than this is stale. */
+  staleMs: number;
+}
+
+export interface Hints {
+  /** An instance reported failed by evidence outside the snapshot (master's alarm, peer's fast path). */
+  suspect?: string;
+  /** A manual target (planned maintenance). */
+  to?: string;
+  /** When the VIP last moved (from the lease record). */
+  lastMoveAt?: number;
+}
+
+export interface Health {
+  instanceId: string;
+  index: number;
+  healthy: boolean;
+  why: string;
+}
+
+export type Decision =
+  | { outcome: 'keep'; owner: string; reason: string; health: Health[] }
+  | { outcome: 'move'; owner: string; from: string | undefined; reason: string; planned: boolean; health: Health[] }
+  | { outcome: 'no-healthy-instance'; reason: string; health: Health[] }
+  | { outcome: 'rejected'; reason: string; health: Health[] };
+
+export function healthOf(i: InstanceView, now: number, staleMs: number): Health {
+  const base = { instanceId: i.id, index: i.index };
+  if (i.state !== 'running') return { ...base, healthy: false, why: `instance is ${i.state}` };
+  if (i.statusOk === false) return { ...base, healthy: false, why: 'EC2 status check impaired' };
+  if (i.lastHeartbeatAt === undefined) return { ...base, healthy: false, why: 'no agent heartbeat seen' };
+  const age = now - i.lastHeartbeatAt;
+  if (age > staleMs) return { ...base, healthy: false, why: `agent heartbeat stale (${Math.round(age / 1000)} s old)` };
+  return { ...base, healthy: true, why: `heartbeat ${Math.max(0, Math.round(age / 1000))} s old` };
+}
+
+/** Candidates in order of preference: in sync with the peer first, then by index (instance 0 is preferred). */
+function rankCandidates(candidates: InstanceView[]): InstanceView[] {
+  return [...candidates].sort((a, b) => Number(b.sessionsInSync === true) - Number(a.sessionsInSync === true) || a.index - b.index);
+}
+
+export function decide(snapshot: Snapshot, currentOwner: string | undefined, policy: Policy, hints: Hints = {}): Decision {
+  const { now } = snapshot;
+  const health = snapshot.instances.map((i) => healthOf(i, now, policy.staleMs));
+  const healthyIds = new Set(health.filter((h) => h.healthy).map((h) => h.instanceId));
+  const byId = new Map(snapshot.instances.map((i) => [i.id, i]));
+  const sinceMove = hints.lastMoveAt === undefined ? Infinity : now - hints.lastMoveAt;
+
+  if (hints.to !== undefined) {
+    const target = byId.get(hints.to);
+    if (!target) return { outcome: 'rejected', reason: `${hints.to} is not one of this deployment's LB instances`, health };
+    if (!healthyIds.has(hints.to)) {
+      return { outcome: 'rejected', reason: `${hints.to} is not healthy (${health.find((h) => h.instanceId === hints.to)!.why}); refusing to move the VIP to it`, health };
+    }
+    if (currentOwner === hints.to) return { outcome: 'keep', owner: hints.to, reason: 'the VIP is already on the requested instance', health };
+    return { outcome: 'move', owner: hints.to, from: currentOwner, reason: 'manual move requested', planned: currentOwner !== undefined && healthyIds.has(currentOwner), health };
+  }
+
+  const ownerHealthy = currentOwner !== undefined && healthyIds.has(currentOwner);
+  // A suspect that still beats is only believed outside the hold-down: two alarms in a row cannot flap the VIP.
+  const suspectBelieved = hints.suspect !== undefined && hints.suspect === currentOwner && (!ownerHealthy || sinceMove >= policy.holdDownMs);
+
+  if (ownerHealthy && !suspectBelieved) {
+    const preferred = snapshot.instances.find((i) => i.index === 0);
+    if (
+      policy.failback === 'preferred' &&
+      preferred &&
+      preferred.id !== currentOwner &&
+      healthyIds.has(preferred.id) &&
+      sinceMove >= policy.holdDownMs &&
+      preferred.lastHeartbeatAt !== undefined
+    ) {
+      return { outcome: 'move', owner: preferred.id, from: currentOwner, reason: 'failback to the preferred instance', planned: true, health };
+    }
+    const why = hints.suspect === currentOwner ? `owner reported failed but still healthy within the ${Math.round(policy.holdDownMs / 1000)} s hold-down` : 'owner is healthy';
+    return { outcome: 'keep', owner: currentOwner!, reason: why, health };
+  }
+
+  const candidates = rankCandidates(snapshot.instances.filter((i) => healthyIds.has(i.id) && i.id !== (suspectBelieved ? hints.suspect : undefined)));
+  const chosen = candidates[0];
+  if (!chosen) {
+    const why = health.map((h) => `${h.instanceId} (lb${h.index}): ${h.why}`).join('; ');
+    return { outcome: 'no-healthy-instance', reason: `no healthy instance to own the VIP; changing nothing. ${why}`, health };
+  }
+  const reason =
+    currentOwner === undefined
+      ? 'placing the VIP: no instance holds it'
+      : suspectBelieved && ownerHealthy
+        ? `owner ${currentOwner} reported failed`
+        : `owner ${currentOwner} is unhealthy (${health.find((h) => h.instanceId === currentOwner)?.why ?? 'not an LB instance of this deployment'})`;
+  return { outcome: 'move', owner: chosen.id, from: currentOwner, reason, planned: false, health };
+}

@@ -1,0 +1,154 @@
+/**
+ * Every way the function can be invoked, parsed into one Command.
+ * Anything that does not match gets an InvalidEventError and causes no EC2 mutation.
+ */
+import {
+  CloudFormationCustomResourceCreateSchema,
+  CloudFormationCustomResourceDeleteSchema,
+  CloudFormationCustomResourceUpdateSchema,
+  EventBridgeSchema,
+  SnsSchema,
+} from '@aws-lambda-powertools/parser/schemas';
+import { z } from 'zod';
+import { fastPathRequestSchema, instanceIdSchema, parseAlarmName, type AlarmKind } from '../../lib/contract.ts';
+
+export type AlarmState = 'ALARM' | 'OK' | 'INSUFFICIENT_DATA';
+
+export type Command =
+  | { kind: 'alarm'; alarmName: string; instanceIndex: number; alarmKind: AlarmKind; state: AlarmState; via: 'direct' | 'eventbridge' | 'sns' }
+  | { kind: 'failover'; from?: string; to?: string; reason: string; via: 'fast-path' | 'manual' }
+  | { kind: 'reconcile'; via: 'manual' | 'schedule' | 'lifecycle' }
+  | { kind: 'status' }
+  | { kind: 'plan'; to?: string }
+  | { kind: 'teardown'; via: 'manual' | 'lifecycle' };
+
+/** A CloudFormation custom resource request: the command plus what is needed to answer it. */
+export interface LifecycleRequest {
+  requestType: 'Create' | 'Update' | 'Delete';
+  responseUrl: string;
+  stackId: string;
+  requestId: string;
+  logicalResourceId: string;
+  physicalResourceId?: string;
+}
+
+export interface ParsedEvent {
+  command: Command;
+  lifecycle?: LifecycleRequest;
+}
+
+export class InvalidEventError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidEventError';
+  }
+}
+
+const alarmStateSchema = z.enum(['ALARM', 'OK', 'INSUFFICIENT_DATA']);
+
+const directAlarmSchema = z.object({
+  source: z.literal('aws.cloudwatch'),
+  alarmArn: z.string(),
+  alarmData: z.object({
+    alarmName: z.string().min(1),
+    state: z.object({ value: alarmStateSchema }),
+  }),
+});
+
+const eventBridgeAlarmSchema = EventBridgeSchema.extend({
+  source: z.literal('aws.cloudwatch'),
+  'detail-type': z.literal('CloudWatch Alarm State Change'),
+  detail: z.object({ alarmName: z.string().min(1), state: z.object({ value: alarmStateSchema }) }),
+});
+
+const snsAlarmMessageSchema = z.object({ AlarmName: z.string().min(1), NewStateValue: alarmStateSchema });
+
+const manualSchema = z.discriminatedUnion('action', [
+  z.object({ action: z.literal('failover'), to: instanceIdSchema.optional(), from: instanceIdSchema.optional(), reason: z.string().max(200).optional() }).strict(),
+  z.object({ action: z.literal('status') }).strict(),
+  z.object({ action: z.literal('plan'), to: instanceIdSchema.optional() }).strict(),
+  z.object({ action: z.literal('reconcile') }).strict(),
+  z.object({ action: z.literal('teardown'), confirm: z.literal(true, 'teardown needs "confirm": true: it removes the floating VIP') }).strict(),
+]);
+
+const lifecycleSchema = z.union([CloudFormationCustomResourceCreateSchema, CloudFormationCustomResourceUpdateSchema, CloudFormationCustomResourceDeleteSchema]);
+
+const describe = (e: z.ZodError) => e.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+
+/** Turns an alarm name into a Command, or rejects alarms that are not this deployment's. */
+function alarmCommand(deploymentId: string, name: string, state: AlarmState, via: 'direct' | 'eventbridge' | 'sns'): Command {
+  const parsed = parseAlarmName(deploymentId, name);
+  if (!parsed) throw new InvalidEventError(`alarm "${name}" is not one of deployment ${deploymentId}'s alarms`);
+  return { kind: 'alarm', alarmName: name, instanceIndex: parsed.instanceIndex, alarmKind: parsed.kind, state, via };
+}
+
+export function parseEvent(event: unknown, deploymentId: string, scheduled = false): ParsedEvent {
+  if (typeof event !== 'object' || event === null || Array.isArray(event)) throw new InvalidEventError('event must be a JSON object');
+  const e = event as Record<string, unknown>;
+
+  if ('RequestType' in e) {
+    const r = lifecycleSchema.safeParse(e);
+    if (!r.success) throw new InvalidEventError(`invalid CloudFormation custom resource request: ${describe(r.error)}`);
+    const lifecycle: LifecycleRequest = {
+      requestType: r.data.RequestType,
+      responseUrl: r.data.ResponseURL,
+      stackId: r.data.StackId,
+      requestId: r.data.RequestId,
+      logicalResourceId: r.data.LogicalResourceId,
+      physicalResourceId: 'PhysicalResourceId' in r.data ? (r.data.PhysicalResourceId as string) : undefined,
+    };
+    const command: Command = r.data.RequestType === 'Delete' ? { kind: 'teardown', via: 'lifecycle' } : { kind: 'reconcile', via: 'lifecycle' };
+    return { command, lifecycle };
+  }
+
+  if ('alarmData' in e) {
+    const r = directAlarmSchema.safeParse(e);
+    if (!r.success) throw new InvalidEventError(`invalid CloudWatch alarm action event: ${describe(r.error)}`);
+    return { command: alarmCommand(deploymentId, r.data.alarmData.alarmName, r.data.alarmData.state.value, 'direct') };
+  }
+
+  if ('detail-type' in e) {
+    const r = eventBridgeAlarmSchema.safeParse(e);
+    if (!r.success) throw new InvalidEventError(`invalid EventBridge alarm state change: ${describe(r.error)}`);
+    return { command: alarmCommand(deploymentId, r.data.detail.alarmName, r.data.detail.state.value, 'eventbridge') };
+  }
+
+  if ('Records' in e) {
+    const r = SnsSchema.safeParse(e);
+    if (!r.success) throw new InvalidEventError(`invalid SNS event: ${describe(r.error)}`);
+    if (r.data.Records.length !== 1) throw new InvalidEventError(`SNS event must carry one record, got ${r.data.Records.length}`);
+    let message: unknown;
+    try {
+      message = JSON.parse(r.data.Records[0]!.Sns.Message);
+    } catch {
+      throw new InvalidEventError('SNS message is not JSON');
+    }
+    const m = snsAlarmMessageSchema.safeParse(message);
+    if (!m.success) throw new InvalidEventError(`SNS message is not a CloudWatch alarm: ${describe(m.error)}`);
+    return { command: alarmCommand(deploymentId, m.data.AlarmName, m.data.NewStateValue, 'sns') };
+  }
+
+  if (e.action === 'failover' && e.reason !== undefined && 'from' in e && !('to' in e)) {
+    const fast = fastPathRequestSchema.safeParse(e);
+    if (fast.success) return { command: { kind: 'failover', from: fast.data.from, reason: fast.data.reason, via: 'fast-path' } };
+  }
+
+  if ('action' in e) {
+    const r = manualSchema.safeParse(e);
+    if (!r.success) throw new InvalidEventError(`invalid request: ${describe(r.error)}`);
+    const a = r.data;
+    switch (a.action) {
+      case 'failover':
+        return { command: { kind: 'failover', from: a.from, to: a.to, reason: a.reason ?? 'manual', via: 'manual' } };
+      case 'status':
+        return { command: { kind: 'status' } };
+      case 'plan':
+        return { command: { kind: 'plan', to: a.to } };
+      case 'reconcile':
+        return { command: { kind: 'reconcile', via: scheduled ? 'schedule' : 'manual' } };
+      case 'teardown':
+        return { command: { kind: 'teardown', via: 'manual' } };
+    }
+  }
+  throw new InvalidEventError('unrecognised event: expected a CloudWatch alarm (direct, EventBridge or SNS), a fast-path request, a manual {"action": …} or a CloudFormation lifecycle request');
+}

@@ -1,0 +1,121 @@
+/**
+ * The failover lease: one DynamoDB item per deployment, taken by conditional write.
+ * Each take increments `epoch` (the fencing token); the holder renews it before every
+ * mutation, so an actor whose lease expired and was taken over stops at its next step.
+ */
+import { type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { errorCode } from './aws/ec2.ts';
+import type { LeaseView } from './snapshot.ts';
+
+export class LeaseLostError extends Error {
+  constructor(epoch: number) {
+    super(`lease epoch ${epoch} is no longer ours (expired and taken over); stopping before the next mutation`);
+    this.name = 'LeaseLostError';
+  }
+}
+
+export type AcquireResult = { acquired: true; epoch: number; lease: LeaseView } | { acquired: false; lease: LeaseView };
+
+const num = (v: { N?: string } | undefined) => (v?.N === undefined ? undefined : Number(v.N));
+
+function view(item: Record<string, any> | undefined): LeaseView {
+  return {
+    holder: item?.holder?.S,
+    epoch: num(item?.epoch) ?? 0,
+    expiresAt: num(item?.expiresAt) ?? 0,
+    lastMoveAt: num(item?.lastMoveAt),
+    lastOwner: item?.lastOwner?.S,
+    lastResult: item?.lastResult?.S,
+  };
+}
+
+export class Lease {
+  private readonly client: DynamoDBClient;
+  private readonly table: string;
+  private readonly key: Record<string, { S: string }>;
+  private readonly ttlMs: number;
+  calls = 0;
+
+  constructor(client: DynamoDBClient, table: string, deploymentId: string, ttlMs: number) {
+    this.client = client;
+    this.table = table;
+    this.key = { pk: { S: `lease#${deploymentId}` } };
+    this.ttlMs = ttlMs;
+  }
+
+  async read(): Promise<LeaseView> {
+    this.calls++;
+    const r = await this.client.send(new GetItemCommand({ TableName: this.table, Key: this.key, ConsistentRead: true }));
+    return view(r.Item);
+  }
+
+  /** Takes the lease if nobody holds it or the holder's lease expired; bumps the epoch. */
+  async acquire(holder: string, now: number): Promise<AcquireResult> {
+    try {
+      this.calls++;
+      const r = await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.table,
+          Key: this.key,
+          UpdateExpression: 'SET holder = :h, expiresAt = :exp, epoch = if_not_exists(epoch, :zero) + :one',
+          ConditionExpression: 'attribute_not_exists(holder) OR expiresAt < :now',
+          ExpressionAttributeValues: { ':h': { S: holder }, ':exp': { N: String(now + this.ttlMs) }, ':now': { N: String(now) }, ':zero': { N: '0' }, ':one': { N: '1' } },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      const lease = view(r.Attributes);
+      return { acquired: true, epoch: lease.epoch, lease };
+    } catch (e) {
+      if (errorCode(e) !== 'ConditionalCheckFailedException') throw e;
+      return { acquired: false, lease: await this.read() };
+    }
+  }
+
+  /** Extends our lease; throws LeaseLostError when someone else holds it now. */
+  async renew(holder: string, epoch: number, now: number): Promise<void> {
+    try {
+      this.calls++;
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.table,
+          Key: this.key,
+          UpdateExpression: 'SET expiresAt = :exp',
+          ConditionExpression: 'holder = :h AND epoch = :e',
+          ExpressionAttributeValues: { ':h': { S: holder }, ':e': { N: String(epoch) }, ':exp': { N: String(now + this.ttlMs) } },
+        }),
+      );
+    } catch (e) {
+      if (errorCode(e) === 'ConditionalCheckFailedException') throw new LeaseLostError(epoch);
+      throw e;
+    }
+  }
+
+  /** Gives the lease back, recording the outcome (and the move time when the VIP moved). */
+  async release(holder: string, epoch: number, outcome: { result: string; owner?: string; movedAt?: number }): Promise<void> {
+    const values: Record<string, any> = { ':h': { S: holder }, ':e': { N: String(epoch) }, ':r': { S: outcome.result } };
+    let set = 'lastResult = :r';
+    if (outcome.owner) {
+      set += ', lastOwner = :o';
+      values[':o'] = { S: outcome.owner };
+    }
+    if (outcome.movedAt !== undefined) {
+      set += ', lastMoveAt = :m';
+      values[':m'] = { N: String(outcome.movedAt) };
+    }
+    try {
+      this.calls++;
+      await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.table,
+          Key: this.key,
+          UpdateExpression: `SET ${set} REMOVE holder, expiresAt`,
+          ConditionExpression: 'holder = :h AND epoch = :e',
+          ExpressionAttributeValues: values,
+        }),
+      );
+    } catch (e) {
+      if (errorCode(e) === 'ConditionalCheckFailedException') throw new LeaseLostError(epoch);
+      throw e;
+    }
+  }
+}

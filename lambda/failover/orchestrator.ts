@@ -1,0 +1,285 @@
+/**
+ * One command, start to finish: lease → observe → decide → plan → apply (fenced) → verify,
+ * looping observe/plan/apply until the observed state verifies or the deadline passes.
+ */
+import { randomUUID } from 'node:crypto';
+import { HEARTBEAT_STALE_SECONDS } from '../../lib/contract.ts';
+import type { Ec2Adapter } from './aws/ec2.ts';
+import { type Clock, DeadlineExceededError } from './clock.ts';
+import { decide, type Decision, type Health, type Hints, type Policy } from './decide.ts';
+import type { Command } from './events.ts';
+import { type Lease, LeaseLostError } from './lease.ts';
+import type { LeaseView, Snapshot } from './snapshot.ts';
+import type { StepBase, StepTiming, VipStrategy } from './strategy/strategy.ts';
+
+export type Outcome =
+  | 'converged'
+  | 'no-op'
+  | 'in-progress'
+  | 'no-healthy-instance'
+  | 'rejected'
+  | 'failed'
+  | 'timed-out'
+  | 'planned'
+  | 'status'
+  | 'torn-down';
+
+export interface Result {
+  ok: boolean;
+  command: Command['kind'];
+  outcome: Outcome;
+  reason: string;
+  owner?: string;
+  previousOwner?: string;
+  moved: boolean;
+  epoch?: number;
+  plan?: string[];
+  steps: StepTiming[];
+  phases: Record<string, number>;
+  durationMs: number;
+  ec2Calls: number;
+  ec2Mutations: number;
+  /** Waves of mutations that had to run one after another (concurrent ones count once). */
+  sequentialMutations: number;
+  health?: Health[];
+  lease?: LeaseView;
+  problems?: string[];
+  error?: string;
+}
+
+export interface Notifier {
+  started(info: { command: Command; from?: string; to: string; reason: string; epoch: number }): Promise<void>;
+  finished(result: Result): Promise<void>;
+}
+
+export interface OrchestratorDeps<Step extends StepBase> {
+  ec2: Ec2Adapter;
+  lease: Lease;
+  strategy: VipStrategy<Step>;
+  observe: (now: number) => Promise<Snapshot>;
+  notifier: Notifier;
+  clock: Clock;
+  policy: Omit<Policy, 'staleMs'> & { staleMs?: number };
+  /** Stops a crash-injection test between steps (never set in production). */
+  afterStep?: (step: Step) => void;
+}
+
+const MAX_ROUNDS = 4;
+
+export class Orchestrator<Step extends StepBase> {
+  private readonly d: OrchestratorDeps<Step>;
+  private readonly policy: Policy;
+
+  constructor(deps: OrchestratorDeps<Step>) {
+    this.d = deps;
+    this.policy = { staleMs: HEARTBEAT_STALE_SECONDS * 1000, ...deps.policy };
+  }
+
+  async run(command: Command, deadline: number): Promise<Result> {
+    const t0 = this.d.clock.now();
+    const calls0 = { calls: this.d.ec2.calls, mutations: this.d.ec2.mutations };
+    const steps: StepTiming[] = [];
+    const counters = { sequential: 0 };
+    const finish = (r: Omit<Result, 'durationMs' | 'ec2Calls' | 'ec2Mutations' | 'sequentialMutations' | 'steps' | 'phases' | 'command' | 'moved'> & { moved?: boolean }): Result => {
+      const phases: Record<string, number> = {};
+      for (const s of steps) phases[s.phase] = (phases[s.phase] ?? 0) + s.ms;
+      return {
+        command: command.kind,
+        moved: false,
+        ...r,
+        steps,
+        phases,
+        durationMs: this.d.clock.now() - t0,
+        ec2Calls: this.d.ec2.calls - calls0.calls,
+        ec2Mutations: this.d.ec2.mutations - calls0.mutations,
+        sequentialMutations: counters.sequential,
+      };
+    };
+
+    if (command.kind === 'status') return finish(await this.status());
+    if (command.kind === 'plan') return finish(await this.dryRun(command.to));
+
+    const holder = `${command.kind}-${randomUUID()}`;
+    const taken = await this.d.lease.acquire(holder, this.d.clock.now());
+    if (!taken.acquired) {
+      return finish({ ok: true, outcome: 'in-progress', reason: `another invocation holds the lease (epoch ${taken.lease.epoch}, holder ${taken.lease.holder})`, lease: taken.lease });
+    }
+    const epoch = taken.epoch;
+    const fence = () => this.d.lease.renew(holder, epoch, this.d.clock.now());
+    let result: Result;
+    let movedAt: number | undefined;
+    try {
+      if (command.kind === 'teardown') {
+        result = finish(await this.teardown(epoch, fence, deadline, steps, counters));
+      } else {
+        const r = await this.converge(command, taken.lease, epoch, fence, deadline, steps, counters);
+        if (r.moved) movedAt = this.d.clock.now();
+        result = finish(r);
+      }
+    } catch (e) {
+      const outcome: Outcome = e instanceof DeadlineExceededError ? 'timed-out' : 'failed';
+      result = finish({ ok: false, outcome, reason: (e as Error).message, error: (e as Error).name, epoch });
+    }
+    try {
+      await this.d.lease.release(holder, epoch, { result: result.outcome, owner: result.owner, movedAt });
+    } catch (e) {
+      if (!(e instanceof LeaseLostError)) throw e;
+      result = { ...result, ok: false, outcome: 'failed', reason: `${result.reason}; ${e.message}` };
+    }
+    await this.d.notifier.finished(result);
+    return result;
+  }
+
+  private hints(command: Command, snapshot: Snapshot, owner: string | undefined, lease: LeaseView): Hints {
+    const hints: Hints = { lastMoveAt: lease.lastMoveAt };
+    if (command.kind === 'alarm' && command.state === 'ALARM') {
+      const instance = snapshot.instances.find((i) => i.index === command.instanceIndex);
+      // An alarm on the master is evidence against it; an alarm on a backup only triggers a reconcile.
+      if (instance && instance.id === owner) hints.suspect = instance.id;
+    }
+    if (command.kind === 'failover') {
+      if (command.to) hints.to = command.to;
+      else hints.suspect = command.from ?? owner;
+    }
+    return hints;
+  }
+
+  private async converge(
+    command: Command,
+    lease: LeaseView,
+    epoch: number,
+    fence: () => Promise<void>,
+    deadline: number,
+    steps: StepTiming[],
+    counters: { sequential: number },
+  ) {
+    let snapshot = await this.observeFenced(epoch, steps);
+    const previousOwner = this.d.strategy.currentOwner(snapshot);
+    const hints = this.hints(command, snapshot, previousOwner, lease);
+    let decision: Decision = decide(snapshot, previousOwner, this.policy, hints);
+    if (command.kind === 'reconcile' && command.via === 'lifecycle') {
+      // At deploy the agents may still be booting: wait for one to beat before placing the VIP.
+      while (decision.outcome === 'no-healthy-instance' && this.d.clock.now() + 15_000 < deadline) {
+        await this.d.clock.sleep(10_000);
+        snapshot = await this.observeFenced(epoch, steps);
+        decision = decide(snapshot, previousOwner, this.policy, hints);
+      }
+    }
+    if (decision.outcome === 'no-healthy-instance' || decision.outcome === 'rejected') {
+      return { ok: false, outcome: decision.outcome, reason: decision.reason, previousOwner, owner: previousOwner, health: decision.health, epoch, moved: false };
+    }
+    const owner = decision.owner;
+    const moving = decision.outcome === 'move';
+    if (decision.outcome === 'move') {
+      await this.d.notifier.started({ command, from: decision.from, to: owner, reason: decision.reason, epoch });
+    }
+    const oldOwner = snapshot.instances.find((i) => i.id === previousOwner);
+    const oldOwnerAlive = oldOwner !== undefined && decision.health.find((h) => h.instanceId === oldOwner.id)?.healthy === true;
+    let applied = 0;
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const planned = this.d.strategy.plan(snapshot, owner, {
+        epoch,
+        forceDetach: false,
+        // Planned moves (old owner alive) wait for the survivor's session table; failovers from a dead owner do not.
+        confirmSync: round === 0 && moving && oldOwnerAlive && snapshot.instances.find((i) => i.id === owner)?.sessionsInSync !== true,
+      });
+      const problems = this.d.strategy.verify(snapshot, owner);
+      if (planned.length === 0 && problems.length === 0) {
+        return {
+          ok: true,
+          outcome: applied === 0 ? ('no-op' as const) : ('converged' as const),
+          reason: applied === 0 ? `VIP already on ${owner}: ${decision.reason}` : `VIP on ${owner}: ${decision.reason}`,
+          owner,
+          previousOwner,
+          moved: applied > 0 && previousOwner !== owner,
+          health: decision.health,
+          epoch,
+        };
+      }
+      if (planned.length === 0) {
+        // Nothing to do yet the state does not verify: AWS has not caught up with our writes. Look again.
+        await this.d.clock.sleep(1000);
+      }
+      applied += await this.applySteps(planned, fence, epoch, deadline, steps, counters);
+      snapshot = await this.observeFenced(epoch, steps);
+    }
+    const problems = this.d.strategy.verify(snapshot, owner);
+    return { ok: false, outcome: 'failed' as const, reason: `did not converge after ${MAX_ROUNDS} rounds`, problems, owner, previousOwner, moved: false, epoch, health: decision.health };
+  }
+
+  private async applySteps(planned: Step[], fence: () => Promise<void>, epoch: number, deadline: number, steps: StepTiming[], counters: { sequential: number }): Promise<number> {
+    const created = new Map<string, string>();
+    const ctx = { epoch, fence, deadline };
+    let i = 0;
+    while (i < planned.length) {
+      const wave = [planned[i]!];
+      while (planned[i]!.group && planned[i + wave.length]?.group === planned[i]!.group) wave.push(planned[i + wave.length]!);
+      i += wave.length;
+      if (this.d.clock.now() >= deadline) throw new DeadlineExceededError(`before "${wave[0]!.describe}"`);
+      if (wave.some((s) => s.mutates)) {
+        await fence();
+        counters.sequential++;
+      }
+      await Promise.all(
+        wave.map(async (step) => {
+          const t = this.d.clock.now();
+          await this.d.strategy.apply(step, ctx, created);
+          steps.push({ step: step.describe, phase: step.phase, ms: this.d.clock.now() - t });
+          this.d.afterStep?.(step);
+        }),
+      );
+    }
+    return planned.length;
+  }
+
+  /** Observes, and stops if a newer lease holder has already written resources (we are stale). */
+  private async observeFenced(epoch: number, steps: StepTiming[]): Promise<Snapshot> {
+    const t = this.d.clock.now();
+    const s = await this.d.observe(t);
+    steps.push({ step: 'observe', phase: 'observe', ms: this.d.clock.now() - t });
+    const newer = [...s.subnets, ...s.enis].find((r) => r.epoch !== undefined && r.epoch > epoch);
+    if (newer) throw new LeaseLostError(epoch);
+    return s;
+  }
+
+  private async teardown(epoch: number, fence: () => Promise<void>, deadline: number, steps: StepTiming[], counters: { sequential: number }) {
+    for (let round = 0; round < MAX_ROUNDS; round++) {
+      const snapshot = await this.observeFenced(epoch, steps);
+      const planned = this.d.strategy.planTeardown(snapshot);
+      if (planned.length === 0) {
+        return { ok: true, outcome: 'torn-down' as const, reason: 'no floating subnet, loxi-eni or EIP association left', epoch };
+      }
+      await this.applySteps(planned, fence, epoch, deadline, steps, counters);
+    }
+    return { ok: false, outcome: 'failed' as const, reason: `teardown did not finish after ${MAX_ROUNDS} rounds`, epoch };
+  }
+
+  private async status() {
+    const now = this.d.clock.now();
+    const [snapshot, lease] = await Promise.all([this.d.observe(now), this.d.lease.read()]);
+    const owner = this.d.strategy.currentOwner(snapshot);
+    const decision = decide(snapshot, owner, this.policy, { lastMoveAt: lease.lastMoveAt });
+    const problems = owner ? this.d.strategy.verify(snapshot, owner) : ['no instance holds the VIP'];
+    return {
+      ok: problems.length === 0,
+      outcome: 'status' as const,
+      reason: owner ? `VIP on ${owner}${problems.length ? ` with problems: ${problems.join('; ')}` : ''}` : 'no instance holds the VIP',
+      owner,
+      health: decision.health,
+      lease,
+      problems,
+    };
+  }
+
+  private async dryRun(to: string | undefined) {
+    const now = this.d.clock.now();
+    const [snapshot, lease] = await Promise.all([this.d.observe(now), this.d.lease.read()]);
+    const owner = this.d.strategy.currentOwner(snapshot);
+    const decision = decide(snapshot, owner, this.policy, { lastMoveAt: lease.lastMoveAt, to });
+    if (decision.outcome === 'no-healthy-instance' || decision.outcome === 'rejected') {
+      return { ok: false, outcome: 'planned' as const, reason: decision.reason, owner, health: decision.health, plan: [] };
+    }
+    const planned = this.d.strategy.plan(snapshot, decision.owner, { epoch: lease.epoch + 1, forceDetach: false });
+    return { ok: true, outcome: 'planned' as const, reason: decision.reason, owner: decision.owner, previousOwner: owner, health: decision.health, plan: planned.map((s) => s.describe) };
+  }
+}

@@ -1,0 +1,79 @@
+/** Tells the world: EMF metrics per failover and phase, EventBridge events, SNS messages, structured logs. */
+import { type EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { type Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { EVENTS, METRICS } from '../../lib/contract.ts';
+import type { Notifier, Result } from './orchestrator.ts';
+
+export interface ReporterDeps {
+  logger: Logger;
+  metrics: Metrics;
+  events?: EventBridgeClient;
+  eventBusName: string;
+  sns?: SNSClient;
+  topicArn?: string;
+  deploymentId: string;
+}
+
+/** Outcomes that someone should hear about. */
+const NOTIFY: ReadonlySet<string> = new Set(['converged', 'no-healthy-instance', 'failed', 'timed-out', 'torn-down']);
+
+export class Reporter implements Notifier {
+  private readonly d: ReporterDeps;
+
+  constructor(deps: ReporterDeps) {
+    this.d = deps;
+  }
+
+  async started(info: Parameters<Notifier['started']>[0]): Promise<void> {
+    this.d.logger.warn('moving the VIP', { from: info.from, to: info.to, reason: info.reason, epoch: info.epoch, trigger: info.command.kind });
+    await this.event(EVENTS.started, { from: info.from, to: info.to, reason: info.reason, epoch: info.epoch });
+  }
+
+  async finished(r: Result): Promise<void> {
+    const { metrics, logger } = this.d;
+    metrics.addDimension('deployment', this.d.deploymentId);
+    if (r.moved || r.outcome === 'converged') {
+      metrics.addMetric(METRICS.failoverDuration, MetricUnit.Milliseconds, r.durationMs);
+      metrics.addMetric(METRICS.failovers, MetricUnit.Count, 1);
+      for (const [phase, ms] of Object.entries(r.phases)) {
+        const single = metrics.singleMetric();
+        single.addDimension('phase', phase);
+        single.addMetric(METRICS.failoverPhaseDuration, MetricUnit.Milliseconds, ms);
+      }
+    }
+    if (!r.ok) metrics.addMetric(METRICS.failoverErrors, MetricUnit.Count, 1);
+    const summary = { outcome: r.outcome, owner: r.owner, previousOwner: r.previousOwner, epoch: r.epoch, durationMs: r.durationMs, phases: r.phases, ec2Calls: r.ec2Calls, reason: r.reason };
+    if (r.outcome === 'no-healthy-instance' || !r.ok) logger.error('failover did not reach a healthy owner', { ...summary, problems: r.problems, health: r.health });
+    else logger.info('done', summary);
+    if (r.outcome === 'converged' || r.outcome === 'torn-down') await this.event(EVENTS.succeeded, summary);
+    else if (!r.ok) await this.event(EVENTS.failed, summary);
+    if (NOTIFY.has(r.outcome) && (r.moved || r.outcome !== 'converged')) await this.notify(r);
+  }
+
+  private async event(detailType: string, detail: Record<string, unknown>): Promise<void> {
+    if (!this.d.events) return;
+    try {
+      const out = await this.d.events.send(
+        new PutEventsCommand({ Entries: [{ Source: EVENTS.source, DetailType: detailType, Detail: JSON.stringify({ deploymentId: this.d.deploymentId, ...detail }), EventBusName: this.d.eventBusName }] }),
+      );
+      if (out.FailedEntryCount) this.d.logger.error('EventBridge rejected the event', { detailType, entries: out.Entries });
+    } catch (e) {
+      // Telling must never stop the failover: the failure is logged and counted.
+      this.d.logger.error('could not publish the EventBridge event', { detailType, error: e as Error });
+      this.d.metrics.addMetric('ReportErrors', MetricUnit.Count, 1);
+    }
+  }
+
+  private async notify(r: Result): Promise<void> {
+    if (!this.d.sns || !this.d.topicArn) return;
+    const subject = `loxiha ${this.d.deploymentId}: ${r.outcome}${r.owner ? ` (VIP on ${r.owner})` : ''}`.slice(0, 99);
+    try {
+      await this.d.sns.send(new PublishCommand({ TopicArn: this.d.topicArn, Subject: subject, Message: JSON.stringify({ ...r, steps: r.steps.map((s) => `${s.step}: ${s.ms} ms`) }, null, 2) }));
+    } catch (e) {
+      this.d.logger.error('could not publish the SNS notification', { error: e as Error });
+      this.d.metrics.addMetric('ReportErrors', MetricUnit.Count, 1);
+    }
+  }
+}

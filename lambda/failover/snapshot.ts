@@ -1,0 +1,65 @@
+/** The world as the function observed it: plain data, no SDK types. */
+
+export type InstanceState = 'pending' | 'running' | 'stopping' | 'stopped' | 'shutting-down' | 'terminated';
+
+export interface InstanceView {
+  id: string;
+  index: number;
+  az: string;
+  state: InstanceState;
+  /** EC2 status checks: true ok, false impaired, undefined not yet known (initializing). */
+  statusOk: boolean | undefined;
+  /** Time of the latest agent heartbeat seen in CloudWatch (ms since epoch). */
+  lastHeartbeatAt: number | undefined;
+  /** The agent's latest report that its session table is in sync with the peer. */
+  sessionsInSync: boolean | undefined;
+  securityGroupIds: string[];
+  /** Device indexes of the network interfaces attached to it. */
+  usedDeviceIndexes: number[];
+}
+
+export interface FloatingSubnetView {
+  id: string;
+  az: string;
+  cidr: string;
+  /** Association of the floating route table with this subnet, when present. */
+  routeTableAssociationId: string | undefined;
+  epoch: number | undefined;
+}
+
+export interface LoxiEniView {
+  id: string;
+  subnetId: string;
+  az: string;
+  privateIp: string;
+  /** ENI status: available | in-use | attaching | detaching | associated … */
+  status: string;
+  attachment: { id: string; instanceId: string; status: string; deviceIndex: number } | undefined;
+  sourceDestCheck: boolean;
+  epoch: number | undefined;
+}
+
+export interface EipView {
+  allocationId: string;
+  publicIp: string;
+  associationId: string | undefined;
+  networkInterfaceId: string | undefined;
+  privateIp: string | undefined;
+}
+
+export interface LeaseView {
+  holder: string | undefined;
+  epoch: number;
+  expiresAt: number;
+  lastMoveAt: number | undefined;
+  lastOwner: string | undefined;
+  lastResult: string | undefined;
+}
+
+export interface Snapshot {
+  now: number;
+  instances: InstanceView[];
+  subnets: FloatingSubnetView[];
+  enis: LoxiEniView[];
+  eip: EipView;
+}

@@ -1,0 +1,248 @@
+/**
+ * What happens on failover: the floating subnet + loxi-eni + EIP move, as LoxiLB does it,
+ * made idempotent. `plan` is pure (observed state → ordered steps; every half-done state a
+ * crash can leave plans to the same end state); `apply` runs one step through the adapter.
+ *
+ * End state for owner T: exactly one floating subnet (the cloud CIDR block, in T's AZ,
+ * associated with the prepared route table), exactly one loxi-eni in it carrying the VIP
+ * with source/dest check off, attached to T, and the EIP associated with the VIP on it.
+ */
+import type { Ec2Adapter } from '../aws/ec2.ts';
+import { type Clock, pollUntil } from '../clock.ts';
+import type { InstanceView, Snapshot } from '../snapshot.ts';
+import type { ApplyContext, PlanOptions, StepBase, VipStrategy } from './strategy.ts';
+
+/** A reference to an id produced earlier in the same run (created subnet or ENI). */
+export const CREATED = { subnet: 'created:subnet', eni: 'created:eni' } as const;
+
+export type EniStep = StepBase &
+  (
+    | { op: 'confirm-sync'; instanceId: string }
+    | { op: 'disassociate-eip'; associationId: string }
+    | { op: 'detach-eni'; eniId: string; attachmentId: string; instanceId: string; force: boolean }
+    | { op: 'await-detached'; eniId: string; instanceImpaired: boolean }
+    | { op: 'delete-eni'; eniId: string }
+    | { op: 'delete-subnet'; subnetId: string }
+    | { op: 'create-subnet'; az: string; cidr: string }
+    | { op: 'associate-route-table'; subnetId: string }
+    | { op: 'create-eni'; subnetId: string; az: string; securityGroupIds: string[] }
+    | { op: 'disable-source-dest-check'; eniId: string }
+    | { op: 'attach-eni'; eniId: string; instanceId: string; deviceIndex: number }
+    | { op: 'await-attached'; eniId: string; instanceId: string }
+    | { op: 'associate-eip'; eniId: string }
+  );
+
+export interface EniStrategyOptions {
+  cloudCidrBlock: string;
+  vip: string;
+  eipAllocationId: string;
+  floatingRouteTableId: string;
+  /** A non-forced detach that makes no progress for this long is forced (AWS's advice for stuck detaches). */
+  stuckDetachMs: number;
+  /** Reads whether an instance reports its session table in sync (fresh read, for confirm-sync). */
+  readSessionsInSync: (instanceId: string) => Promise<boolean | undefined>;
+  /** How long a planned move waits for the survivor to report in sync. */
+  syncWaitMs: number;
+}
+
+const impaired = (i: InstanceView | undefined) => !i || i.state !== 'running' || i.statusOk === false;
+
+export function lowestFreeDeviceIndex(used: number[]): number {
+  let d = 1;
+  while (used.includes(d)) d++;
+  return d;
+}
+
+export class EniStrategy implements VipStrategy<EniStep> {
+  readonly name = 'floating-subnet-eni';
+  private readonly ec2: Ec2Adapter;
+  private readonly clock: Clock;
+  private readonly o: EniStrategyOptions;
+
+  constructor(ec2: Ec2Adapter, clock: Clock, options: EniStrategyOptions) {
+    this.ec2 = ec2;
+    this.clock = clock;
+    this.o = options;
+  }
+
+  currentOwner(s: Snapshot): string | undefined {
+    const attached = s.enis.filter((e) => e.privateIp === this.o.vip && e.attachment && e.attachment.status !== 'detaching' && e.attachment.status !== 'detached');
+    return attached.length === 1 ? attached[0]!.attachment!.instanceId : undefined;
+  }
+
+  plan(s: Snapshot, owner: string, opts: PlanOptions): EniStep[] {
+    const target = s.instances.find((i) => i.id === owner);
+    if (!target) throw new Error(`cannot plan for ${owner}: not an LB instance of this deployment`);
+    const byId = new Map(s.instances.map((i) => [i.id, i]));
+    const steps: EniStep[] = [];
+
+    if (opts.confirmSync) {
+      steps.push({ op: 'confirm-sync', instanceId: owner, phase: 'sync', mutates: false, describe: `confirm ${owner} reports its session table in sync` });
+    }
+
+    const keeperSubnet = s.subnets.find((sub) => sub.az === target.az && sub.cidr === this.o.cloudCidrBlock);
+    const keeperEni = keeperSubnet
+      ? s.enis.find((e) => e.subnetId === keeperSubnet.id && e.privateIp === this.o.vip && (!e.attachment || e.attachment.instanceId === owner))
+      : undefined;
+
+    for (const e of s.enis.filter((x) => x !== keeperEni)) {
+      const a = e.attachment;
+      if (a && a.status !== 'detached') {
+        const oldOwner = byId.get(a.instanceId);
+        const force = opts.forceDetach || impaired(oldOwner);
+        if (a.status !== 'detaching') {
+          steps.push({
+            op: 'detach-eni',
+            eniId: e.id,
+            attachmentId: a.id,
+            instanceId: a.instanceId,
+            force,
+            phase: 'detach',
+            mutates: true,
+            describe: `${force ? 'force-' : ''}detach ${e.id} from ${a.instanceId}`,
+          });
+        }
+        steps.push({ op: 'await-detached', eniId: e.id, instanceImpaired: force, phase: 'detach', mutates: false, describe: `wait until ${e.id} is detached` });
+      }
+      steps.push({ op: 'delete-eni', eniId: e.id, phase: 'detach', mutates: true, describe: `delete ${e.id}` });
+    }
+
+    for (const sub of s.subnets.filter((x) => x !== keeperSubnet)) {
+      steps.push({ op: 'delete-subnet', subnetId: sub.id, phase: 'subnet', mutates: true, describe: `delete floating subnet ${sub.id} (${sub.az})` });
+    }
+
+    const subnetId = keeperSubnet?.id ?? CREATED.subnet;
+    if (!keeperSubnet) {
+      steps.push({ op: 'create-subnet', az: target.az, cidr: this.o.cloudCidrBlock, phase: 'subnet', mutates: true, describe: `create floating subnet ${this.o.cloudCidrBlock} in ${target.az}` });
+    }
+    const eniId = keeperEni?.id ?? CREATED.eni;
+    if (!keeperEni) {
+      steps.push({ op: 'create-eni', subnetId, az: target.az, securityGroupIds: target.securityGroupIds, phase: 'eni', mutates: true, describe: `create loxi-eni with ${this.o.vip}` });
+    }
+    // Once the subnet and the ENI exist, these four depend only on them: one concurrent wave.
+    const finish = 'finish';
+    if (!keeperSubnet?.routeTableAssociationId) {
+      steps.push({ op: 'associate-route-table', subnetId, phase: 'subnet', mutates: true, group: finish, describe: `associate route table ${this.o.floatingRouteTableId} with the floating subnet` });
+    }
+    if (!keeperEni || keeperEni.sourceDestCheck) {
+      steps.push({ op: 'disable-source-dest-check', eniId, phase: 'eni', mutates: true, group: finish, describe: 'turn off source/dest check on loxi-eni' });
+    }
+    if (!keeperEni?.attachment) {
+      const deviceIndex = lowestFreeDeviceIndex(target.usedDeviceIndexes);
+      steps.push({ op: 'attach-eni', eniId, instanceId: owner, deviceIndex, phase: 'attach', mutates: true, group: finish, describe: `attach loxi-eni to ${owner} at device index ${deviceIndex}` });
+    }
+    const eipOk = keeperEni !== undefined && s.eip.networkInterfaceId === keeperEni.id && s.eip.privateIp === this.o.vip;
+    if (!eipOk) {
+      steps.push({ op: 'associate-eip', eniId, phase: 'eip', mutates: true, group: finish, describe: `associate EIP ${s.eip.publicIp} with ${this.o.vip} on loxi-eni` });
+    }
+    if (!keeperEni?.attachment || keeperEni.attachment.status !== 'attached') {
+      steps.push({ op: 'await-attached', eniId, instanceId: owner, phase: 'attach', mutates: false, describe: `wait until loxi-eni is attached to ${owner}` });
+    }
+    return steps;
+  }
+
+  planTeardown(s: Snapshot): EniStep[] {
+    const steps: EniStep[] = [];
+    const ourEnis = new Set(s.enis.map((e) => e.id));
+    if (s.eip.associationId && s.eip.networkInterfaceId && ourEnis.has(s.eip.networkInterfaceId)) {
+      steps.push({ op: 'disassociate-eip', associationId: s.eip.associationId, phase: 'eip', mutates: true, describe: `disassociate EIP ${s.eip.publicIp}` });
+    }
+    for (const e of s.enis) {
+      if (e.attachment && e.attachment.status !== 'detached') {
+        if (e.attachment.status !== 'detaching') {
+          steps.push({ op: 'detach-eni', eniId: e.id, attachmentId: e.attachment.id, instanceId: e.attachment.instanceId, force: true, phase: 'detach', mutates: true, describe: `force-detach ${e.id}` });
+        }
+        steps.push({ op: 'await-detached', eniId: e.id, instanceImpaired: true, phase: 'detach', mutates: false, describe: `wait until ${e.id} is detached` });
+      }
+      steps.push({ op: 'delete-eni', eniId: e.id, phase: 'detach', mutates: true, describe: `delete ${e.id}` });
+    }
+    for (const sub of s.subnets) steps.push({ op: 'delete-subnet', subnetId: sub.id, phase: 'subnet', mutates: true, describe: `delete floating subnet ${sub.id}` });
+    return steps;
+  }
+
+  verify(s: Snapshot, owner: string): string[] {
+    const problems: string[] = [];
+    const target = s.instances.find((i) => i.id === owner);
+    if (s.subnets.length !== 1) problems.push(`expected one floating subnet, found ${s.subnets.length}`);
+    const sub = s.subnets[0];
+    if (sub && target && sub.az !== target.az) problems.push(`floating subnet ${sub.id} is in ${sub.az}, owner is in ${target.az}`);
+    if (sub && !sub.routeTableAssociationId) problems.push(`floating subnet ${sub.id} is not associated with the floating route table`);
+    if (s.enis.length !== 1) problems.push(`expected one loxi-eni, found ${s.enis.length}`);
+    const eni = s.enis[0];
+    if (eni) {
+      if (eni.privateIp !== this.o.vip) problems.push(`loxi-eni ${eni.id} carries ${eni.privateIp}, not ${this.o.vip}`);
+      if (eni.attachment?.instanceId !== owner || eni.attachment.status !== 'attached') problems.push(`loxi-eni ${eni.id} is not attached to ${owner}`);
+      if (eni.sourceDestCheck) problems.push(`loxi-eni ${eni.id} has source/dest check on`);
+      if (sub && eni.subnetId !== sub.id) problems.push(`loxi-eni ${eni.id} is not in the floating subnet`);
+      if (s.eip.networkInterfaceId !== eni.id || s.eip.privateIp !== this.o.vip) problems.push(`EIP ${s.eip.publicIp} is not associated with ${this.o.vip} on ${eni.id}`);
+    }
+    return problems;
+  }
+
+  async apply(step: EniStep, ctx: ApplyContext, created: Map<string, string>): Promise<void> {
+    const ref = (id: string) => {
+      if (!id.startsWith('created:')) return id;
+      const v = created.get(id);
+      if (!v) throw new Error(`step "${step.describe}" needs ${id}, which no earlier step produced`);
+      return v;
+    };
+    const { deadline } = ctx;
+    switch (step.op) {
+      case 'confirm-sync': {
+        const inSync = await pollUntil(this.clock, `wait for ${step.instanceId} to report sessions in sync`, Math.min(deadline, this.clock.now() + this.o.syncWaitMs), async () =>
+          (await this.o.readSessionsInSync(step.instanceId)) === true ? true : undefined,
+        );
+        if (!inSync) throw new Error('unreachable');
+        return;
+      }
+      case 'disassociate-eip':
+        return this.ec2.disassociateEip(step.associationId);
+      case 'detach-eni':
+        return this.ec2.detachEni(step.attachmentId, step.force);
+      case 'await-detached': {
+        const started = this.clock.now();
+        let forced = step.instanceImpaired;
+        await pollUntil(this.clock, `wait for ${step.eniId} to detach`, deadline, async () => {
+          const e = await this.ec2.eni(step.eniId);
+          if (!e || !e.attachment || e.attachment.status === 'detached' || e.status === 'available') return true;
+          if (!forced && this.clock.now() - started >= this.o.stuckDetachMs) {
+            forced = true;
+            await ctx.fence();
+            await this.ec2.detachEni(e.attachment.id, true);
+          }
+          return undefined;
+        });
+        return;
+      }
+      case 'delete-eni':
+        return this.ec2.deleteEni(step.eniId, deadline);
+      case 'delete-subnet':
+        return this.ec2.deleteSubnet(step.subnetId, deadline);
+      case 'create-subnet':
+        created.set(CREATED.subnet, await this.ec2.createSubnet(step.az, step.cidr, ctx.epoch, deadline));
+        return;
+      case 'associate-route-table':
+        return this.ec2.associateRouteTable(this.o.floatingRouteTableId, ref(step.subnetId), deadline);
+      case 'create-eni':
+        created.set(
+          CREATED.eni,
+          await this.ec2.createEni({ subnetId: ref(step.subnetId), privateIp: this.o.vip, securityGroupIds: step.securityGroupIds, epoch: ctx.epoch, az: step.az }, deadline),
+        );
+        return;
+      case 'disable-source-dest-check':
+        return this.ec2.disableSourceDestCheck(ref(step.eniId), deadline);
+      case 'attach-eni':
+        return this.ec2.attachEni(ref(step.eniId), step.instanceId, step.deviceIndex, deadline);
+      case 'await-attached': {
+        const id = ref(step.eniId);
+        await pollUntil(this.clock, `wait for ${id} to attach`, deadline, async () => {
+          const e = await this.ec2.eni(id);
+          return e?.attachment?.instanceId === step.instanceId && e.attachment.status === 'attached' ? true : undefined;
+        }, { baseMs: 250, maxMs: 2000 });
+        return;
+      }
+      case 'associate-eip':
+        return this.ec2.associateEip(this.o.eipAllocationId, ref(step.eniId), this.o.vip, deadline);
+    }
+  }
+}

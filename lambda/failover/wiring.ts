@@ -1,0 +1,86 @@
+/** Composition root: builds the orchestrator from settings and clients (the handler, tests and benchmark share it). */
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EC2Client } from '@aws-sdk/client-ec2';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { SNSClient } from '@aws-sdk/client-sns';
+import type { Logger } from '@aws-lambda-powertools/logger';
+import type { Metrics } from '@aws-lambda-powertools/metrics';
+import { ConfiguredRetryStrategy } from '@smithy/core/retry';
+import { CloudWatchAdapter } from './aws/cloudwatch.ts';
+import { Ec2Adapter } from './aws/ec2.ts';
+import type { Clock } from './clock.ts';
+import { Lease } from './lease.ts';
+import { observe } from './observe.ts';
+import { Orchestrator } from './orchestrator.ts';
+import { Reporter } from './report.ts';
+import type { Settings } from './settings.ts';
+import { type EniStep, EniStrategy } from './strategy/eni.ts';
+
+export interface ClientOptions {
+  region: string;
+  /** Endpoint override (the emulator in tests); undefined on AWS. */
+  endpoint?: string;
+  credentials?: { accessKeyId: string; secretAccessKey: string };
+  /** Maps a retry backoff (ms) to the real wait; tests use it to run retries in simulated time. */
+  backoff?: (ms: number) => number;
+  maxAttempts?: number;
+}
+
+export interface Clients {
+  ec2: EC2Client;
+  cloudwatch: CloudWatchClient;
+  dynamodb: DynamoDBClient;
+  events: EventBridgeClient;
+  sns: SNSClient;
+}
+
+export function makeClients(o: ClientOptions): Clients {
+  const backoff = o.backoff ?? ((ms: number) => ms);
+  // SDK standard retries (throttling such as RequestLimitExceeded, 5xx, timeouts), exponential backoff with jitter, capped.
+  const retryStrategy = new ConfiguredRetryStrategy(o.maxAttempts ?? 8, (attempt) => backoff(Math.min(8000, 100 * 2 ** attempt * (0.5 + Math.random()))));
+  const common = { region: o.region, endpoint: o.endpoint, credentials: o.credentials, retryStrategy };
+  return {
+    ec2: new EC2Client(common),
+    cloudwatch: new CloudWatchClient(common),
+    dynamodb: new DynamoDBClient(common),
+    events: new EventBridgeClient(common),
+    sns: new SNSClient(common),
+  };
+}
+
+/** Lease lifetime: long enough for the slowest step between two renewals (a detach wait renews around it). */
+export const LEASE_TTL_MS = 90_000;
+
+export interface Built {
+  orchestrator: Orchestrator<EniStep>;
+  ec2: Ec2Adapter;
+  cloudwatch: CloudWatchAdapter;
+  lease: Lease;
+}
+
+export function buildOrchestrator(settings: Settings, clients: Clients, clock: Clock, logger: Logger, metrics: Metrics, extra: { afterStep?: (s: EniStep) => void; stuckDetachMs?: number; syncWaitMs?: number } = {}): Built {
+  const ec2 = new Ec2Adapter(clients.ec2, { deploymentId: settings.deploymentId, vpcId: settings.vpcId, clock });
+  const cloudwatch = new CloudWatchAdapter(clients.cloudwatch, settings.deploymentId);
+  const lease = new Lease(clients.dynamodb, settings.leaseTable, settings.deploymentId, LEASE_TTL_MS);
+  const strategy = new EniStrategy(ec2, clock, {
+    cloudCidrBlock: settings.cloudCidrBlock,
+    vip: settings.vip,
+    eipAllocationId: settings.eipAllocationId,
+    floatingRouteTableId: settings.floatingRouteTableId,
+    stuckDetachMs: extra.stuckDetachMs ?? 60_000,
+    syncWaitMs: extra.syncWaitMs ?? 15_000,
+    readSessionsInSync: async (id) => (await cloudwatch.agentReports([id], clock.now())).get(id)?.sessionsInSync,
+  });
+  const orchestrator = new Orchestrator<EniStep>({
+    ec2,
+    lease,
+    strategy,
+    clock,
+    observe: (now) => observe({ ec2, cloudwatch, eipAllocationId: settings.eipAllocationId, floatingRouteTableId: settings.floatingRouteTableId }, now),
+    notifier: new Reporter({ logger, metrics, events: clients.events, eventBusName: settings.eventBusName, sns: clients.sns, topicArn: settings.topicArn, deploymentId: settings.deploymentId }),
+    policy: { failback: settings.failback, holdDownMs: settings.holdDownSeconds * 1000 },
+    afterStep: extra.afterStep,
+  });
+  return { orchestrator, ec2, cloudwatch, lease };
+}

@@ -1,0 +1,345 @@
+/**
+ * An HTTP proxy in front of moto that answers as AWS really does where moto is lax:
+ * latency per call, throttling, NotFound for a while after a create, asynchronous (and
+ * optionally stuck) detaches, slow attaches, DependencyViolation / InUse, ClientToken
+ * idempotency, duplicate private IPs, and a crash that loses a mutation's answer and
+ * cuts the caller off. Only EC2 is altered; other services pass through.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  DescribeNetworkInterfacesCommand,
+  DescribeRouteTablesCommand,
+  DetachNetworkInterfaceCommand,
+  EC2Client,
+} from '@aws-sdk/client-ec2';
+import type { SimClock } from './sim-clock.ts';
+
+export const MUTATING = new Set([
+  'CreateSubnet',
+  'DeleteSubnet',
+  'AssociateRouteTable',
+  'DisassociateRouteTable',
+  'CreateNetworkInterface',
+  'DeleteNetworkInterface',
+  'ModifyNetworkInterfaceAttribute',
+  'AttachNetworkInterface',
+  'DetachNetworkInterface',
+  'AssociateAddress',
+  'DisassociateAddress',
+  'CreateTags',
+]);
+
+export interface Behaviour {
+  /** Simulated latency of each call, ms. */
+  latencyMs: (action: string) => number;
+  /** Calls per action answered RequestLimitExceeded before it succeeds. */
+  throttle: Record<string, number>;
+  /** A created subnet/ENI answers NotFound to calls naming it for this long (simulated ms). */
+  notFoundAfterCreateMs: number;
+  /** Simulated time a (non-forced) detach takes. */
+  detachMs: () => number;
+  /** Non-forced detaches never finish. */
+  stuckDetach: boolean;
+  /** Simulated time a forced detach takes. */
+  forceDetachMs: number;
+  /** Simulated time an attach stays "attaching". */
+  attachMs: number;
+  /** After this many mutations (applied by AWS), the caller's connection dies before it sees the answer. */
+  crashAfterMutations: number | undefined;
+}
+
+export const DEFAULT_BEHAVIOUR: Behaviour = {
+  latencyMs: () => 0,
+  throttle: {},
+  notFoundAfterCreateMs: 0,
+  detachMs: () => 0,
+  stuckDetach: false,
+  forceDetachMs: 0,
+  attachMs: 0,
+  crashAfterMutations: undefined,
+};
+
+interface PendingDetach {
+  eniId: string;
+  attachmentId: string;
+  /** Simulated time at which AWS finishes the detach (Infinity while stuck). */
+  readyAt: number;
+  forced: boolean;
+}
+
+export interface CallRecord {
+  action: string;
+  at: number;
+  status: number;
+}
+
+const ERR_FOR_PREFIX: Record<string, string> = {
+  subnet: 'InvalidSubnetID.NotFound',
+  eni: 'InvalidNetworkInterfaceID.NotFound',
+};
+
+export class AwsProxy {
+  readonly endpoint: string;
+  behaviour: Behaviour = { ...DEFAULT_BEHAVIOUR };
+  calls: CallRecord[] = [];
+  /** Set when a crash was injected: every request is cut off until revive(). */
+  dead = false;
+  private server: Server;
+  private readonly moto: string;
+  private readonly clock: SimClock;
+  private readonly direct: EC2Client;
+  private mutations = 0;
+  private throttled: Record<string, number> = {};
+  private readonly visibleAt = new Map<string, number>();
+  private readonly pendingDetach = new Map<string, PendingDetach>();
+  private readonly attachingUntil = new Map<string, number>();
+  private readonly tokens = new Map<string, string>();
+
+  private constructor(server: Server, port: number, moto: string, clock: SimClock) {
+    this.server = server;
+    this.endpoint = `http://127.0.0.1:${port}`;
+    this.moto = moto;
+    this.clock = clock;
+    this.direct = new EC2Client({ region: 'us-east-1', endpoint: moto, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+  }
+
+  static async start(moto: string, clock: SimClock): Promise<AwsProxy> {
+    let proxy!: AwsProxy;
+    const server = createServer((req, res) => {
+      proxy.handle(req, res).catch((e) => {
+        res.statusCode = 500;
+        res.end(String(e));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    proxy = new AwsProxy(server, (server.address() as { port: number }).port, moto, clock);
+    return proxy;
+  }
+
+  /** New behaviour for the next scenario; forgets pending AWS-side work of the previous one. */
+  configure(b: Partial<Behaviour>): void {
+    this.behaviour = { ...DEFAULT_BEHAVIOUR, ...b };
+    this.throttled = {};
+    this.mutations = 0;
+    this.calls = [];
+    this.dead = false;
+  }
+
+  revive(): void {
+    this.dead = false;
+    this.behaviour = { ...this.behaviour, crashAfterMutations: undefined };
+  }
+
+  /** Applies the detaches AWS has finished by now (simulated time); called on every request. */
+  async tick(): Promise<void> {
+    const now = this.clock.now();
+    for (const p of [...this.pendingDetach.values()]) {
+      if (p.readyAt > now) continue;
+      this.pendingDetach.delete(p.eniId);
+      await this.direct.send(new DetachNetworkInterfaceCommand({ AttachmentId: p.attachmentId, Force: true })).catch(() => undefined);
+    }
+  }
+
+  /** Lets pending (non-stuck) detaches finish: what AWS would have done a while later. */
+  async settle(): Promise<void> {
+    const finite = [...this.pendingDetach.values()].filter((p) => Number.isFinite(p.readyAt));
+    const latest = Math.max(this.clock.now(), ...finite.map((p) => p.readyAt));
+    this.clock.advance(latest - this.clock.now());
+    await this.tick();
+  }
+
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise((r) => this.server.close(r));
+    this.direct.destroy();
+  }
+
+  counts(): { total: number; mutations: number; byAction: Record<string, number> } {
+    const byAction: Record<string, number> = {};
+    for (const c of this.calls) byAction[c.action] = (byAction[c.action] ?? 0) + 1;
+    return { total: this.calls.length, mutations: this.calls.filter((c) => MUTATING.has(c.action) && c.status < 300).length, byAction };
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = Buffer.concat(chunks);
+    if (this.dead) {
+      req.socket.destroy();
+      return;
+    }
+    const isEc2 = (req.headers['content-type'] ?? '').includes('x-www-form-urlencoded') && /(^|&)Action=/.test(body.toString());
+    await this.tick();
+    if (!isEc2) return this.forward(req, res, body);
+
+    const params = new URLSearchParams(body.toString());
+    const action = params.get('Action') ?? '';
+    const record = (status: number) => this.calls.push({ action, at: this.clock.now(), status });
+    await this.clock.sleep(this.behaviour.latencyMs(action));
+
+    const fail = (status: number, code: string, message: string) => {
+      record(status);
+      res.statusCode = status;
+      res.setHeader('content-type', 'text/xml');
+      res.end(`<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>${code}</Code><Message>${message}</Message></Error></Errors><RequestID>proxy</RequestID></Response>`);
+    };
+
+    const budget = this.behaviour.throttle[action] ?? 0;
+    if ((this.throttled[action] ?? 0) < budget) {
+      this.throttled[action] = (this.throttled[action] ?? 0) + 1;
+      return fail(503, 'RequestLimitExceeded', 'Request limit exceeded.');
+    }
+
+    const now = this.clock.now();
+    for (const [, v] of params) {
+      const until = this.visibleAt.get(v);
+      if (until !== undefined && now < until && !action.startsWith('Create')) {
+        return fail(400, ERR_FOR_PREFIX[v.split('-')[0]!]!, `The ID '${v}' does not exist`);
+      }
+    }
+
+    switch (action) {
+      case 'DeleteNetworkInterface': {
+        const id = params.get('NetworkInterfaceId')!;
+        const eni = await this.eni(id);
+        if (eni?.Attachment || this.pendingDetach.has(id)) return fail(400, 'InvalidNetworkInterface.InUse', `Interface ${id} is currently in use.`);
+        break;
+      }
+      case 'DeleteSubnet': {
+        const id = params.get('SubnetId')!;
+        const r = await this.direct.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'subnet-id', Values: [id] }] }));
+        if (r.NetworkInterfaces?.length) return fail(400, 'DependencyViolation', `The subnet '${id}' has dependencies and cannot be deleted.`);
+        break;
+      }
+      case 'AssociateRouteTable': {
+        const subnet = params.get('SubnetId')!;
+        const r = await this.direct.send(new DescribeRouteTablesCommand({}));
+        const taken = r.RouteTables?.some((t) => t.Associations?.some((a) => a.SubnetId === subnet && !a.Main));
+        if (taken) return fail(400, 'Resource.AlreadyAssociated', `the specified association for route table already exists`);
+        break;
+      }
+      case 'AttachNetworkInterface': {
+        const id = params.get('NetworkInterfaceId')!;
+        const eni = await this.eni(id);
+        if (eni?.Attachment || this.pendingDetach.has(id)) return fail(400, 'InvalidParameterValue', `Interface ${id} is already attached.`);
+        break;
+      }
+      case 'DetachNetworkInterface':
+        return this.detach(params, res, record, fail);
+      case 'CreateNetworkInterface': {
+        const token = params.get('ClientToken');
+        const cached = token ? this.tokens.get(token) : undefined;
+        if (cached) {
+          record(200);
+          res.setHeader('content-type', 'text/xml');
+          return void res.end(cached);
+        }
+        const ip = params.get('PrivateIpAddress');
+        const subnet = params.get('SubnetId')!;
+        if (ip) {
+          const r = await this.direct.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'subnet-id', Values: [subnet] }] }));
+          if (r.NetworkInterfaces?.some((n) => n.PrivateIpAddress === ip)) return fail(400, 'InvalidIPAddress.InUse', `Address ${ip} is in use.`);
+        }
+        break;
+      }
+    }
+
+    const upstream = await fetch(this.moto + (req.url ?? '/'), { method: req.method, headers: this.headers(req), body });
+    let text = await upstream.text();
+    const status = upstream.status;
+    if (status < 300) {
+      if (action === 'CreateSubnet' || action === 'CreateNetworkInterface') {
+        const id = /<(subnetId|networkInterfaceId)>([^<]+)</.exec(text)?.[2];
+        if (id && this.behaviour.notFoundAfterCreateMs > 0) this.visibleAt.set(id, this.clock.now() + this.behaviour.notFoundAfterCreateMs);
+        const token = params.get('ClientToken');
+        if (action === 'CreateNetworkInterface' && token) this.tokens.set(token, text);
+      }
+      if (action === 'AttachNetworkInterface' && this.behaviour.attachMs > 0) {
+        this.attachingUntil.set(params.get('NetworkInterfaceId')!, this.clock.now() + this.behaviour.attachMs);
+      }
+      if (action === 'DescribeNetworkInterfaces') text = this.rewriteAttachmentStatus(text);
+    }
+    record(status);
+    if (status < 300 && MUTATING.has(action)) {
+      this.mutations++;
+      if (this.behaviour.crashAfterMutations === this.mutations) {
+        this.dead = true;
+        req.socket.destroy();
+        return;
+      }
+    }
+    res.statusCode = status;
+    res.setHeader('content-type', upstream.headers.get('content-type') ?? 'text/xml');
+    res.end(text);
+  }
+
+  private async detach(params: URLSearchParams, res: ServerResponse, record: (s: number) => void, fail: (s: number, c: string, m: string) => void): Promise<void> {
+    const attachmentId = params.get('AttachmentId')!;
+    const force = params.get('Force') === 'true';
+    const r = await this.direct.send(new DescribeNetworkInterfacesCommand({}));
+    const eni = r.NetworkInterfaces?.find((n) => n.Attachment?.AttachmentId === attachmentId);
+    if (!eni) return fail(400, 'InvalidAttachmentID.NotFound', `Attachment ${attachmentId} does not exist`);
+    const id = eni.NetworkInterfaceId!;
+    const b = this.behaviour;
+    const now = this.clock.now();
+    let p = this.pendingDetach.get(id);
+    if (!p) {
+      p = { eniId: id, attachmentId, forced: force, readyAt: force ? now + b.forceDetachMs : b.stuckDetach ? Infinity : now + b.detachMs() };
+      this.pendingDetach.set(id, p);
+    } else if (force && !p.forced) {
+      p.forced = true;
+      p.readyAt = Math.min(p.readyAt, now + b.forceDetachMs);
+    }
+    record(200);
+    const wasMutation = MUTATING.has('DetachNetworkInterface');
+    if (wasMutation) {
+      this.mutations++;
+      if (b.crashAfterMutations === this.mutations) {
+        this.dead = true;
+        res.socket?.destroy();
+        return;
+      }
+    }
+    res.setHeader('content-type', 'text/xml');
+    res.end('<?xml version="1.0" encoding="UTF-8"?><DetachNetworkInterfaceResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>proxy</requestId><return>true</return></DetachNetworkInterfaceResponse>');
+  }
+
+  /** ENIs whose detach is pending show "detaching"; recently attached ones show "attaching". */
+  private rewriteAttachmentStatus(xml: string): string {
+    const now = this.clock.now();
+    const rewrite = (id: string, to: string) => {
+      const re = new RegExp(`<item><attachment>((?:(?!<item><attachment>).)*?)<status>attached</status>((?:(?!<item><attachment>).)*?<networkInterfaceId>${id}</networkInterfaceId>)`, 's');
+      xml = xml.replace(re, `<item><attachment>$1<status>${to}</status>$2`);
+    };
+    for (const id of this.pendingDetach.keys()) rewrite(id, 'detaching');
+    for (const [id, until] of this.attachingUntil) {
+      if (now < until) rewrite(id, 'attaching');
+      else this.attachingUntil.delete(id);
+    }
+    return xml;
+  }
+
+  private async eni(id: string) {
+    try {
+      const r = await this.direct.send(new DescribeNetworkInterfacesCommand({ NetworkInterfaceIds: [id] }));
+      return r.NetworkInterfaces?.[0];
+    } catch {
+      return undefined;
+    }
+  }
+
+  private headers(req: IncomingMessage): Record<string, string> {
+    const h: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && k !== 'host' && k !== 'content-length' && k !== 'connection') h[k] = v;
+    return h;
+  }
+
+  private async forward(req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> {
+    const upstream = await fetch(this.moto + (req.url ?? '/'), { method: req.method, headers: this.headers(req), body: req.method === 'GET' || req.method === 'HEAD' ? undefined : body });
+    res.statusCode = upstream.status;
+    upstream.headers.forEach((v, k) => {
+      if (k !== 'content-length' && k !== 'transfer-encoding' && k !== 'content-encoding' && k !== 'connection') res.setHeader(k, v);
+    });
+    res.end(Buffer.from(await upstream.arrayBuffer()));
+  }
+}

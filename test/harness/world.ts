@@ -1,0 +1,215 @@
+/**
+ * A deployment as the CDK app would leave it, seeded into moto: VPC, IGW, two LB subnets
+ * in two AZs, the LB security group, the prepared floating route table, two tagged LB
+ * instances, the EIP, the lease table and the topic. Addresses come from the sim profile.
+ */
+import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  AllocateAddressCommand,
+  AttachInternetGatewayCommand,
+  CreateInternetGatewayCommand,
+  CreateRouteCommand,
+  CreateRouteTableCommand,
+  CreateSecurityGroupCommand,
+  CreateSubnetCommand,
+  CreateVpcCommand,
+  DescribeAddressesCommand,
+  DescribeNetworkInterfacesCommand,
+  DescribeRouteTablesCommand,
+  DescribeSubnetsCommand,
+  EC2Client,
+  RunInstancesCommand,
+  StopInstancesCommand,
+} from '@aws-sdk/client-ec2';
+import { CreateTopicCommand, SNSClient } from '@aws-sdk/client-sns';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { resolveConfig } from '../../lib/config.ts';
+import { METRICS, ROLE, TAG } from '../../lib/contract.ts';
+import type { Settings } from '../../lambda/failover/settings.ts';
+import type { EniStep } from '../../lambda/failover/strategy/eni.ts';
+import { type Built, buildOrchestrator, makeClients } from '../../lambda/failover/wiring.ts';
+import type { SimClock } from './sim-clock.ts';
+
+export const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
+const REGION = 'us-east-1';
+
+export interface EndState {
+  subnets: { id: string; az: string; cidr: string }[];
+  enis: { id: string; subnetId: string; privateIp: string; attachedTo: string | undefined; sourceDestCheck: boolean }[];
+  eip: { networkInterfaceId: string | undefined; privateIp: string | undefined };
+  /** ENIs carrying the VIP or subnets holding the cloud block that are not tagged as ours. */
+  orphans: string[];
+  floatingAssociations: string[];
+}
+
+export class World {
+  readonly config = resolveConfig('sim');
+  readonly ec2: EC2Client;
+  readonly cw: CloudWatchClient;
+  settings!: Settings;
+  instances: { id: string; index: number; az: string }[] = [];
+  private readonly endpoint: string;
+
+  constructor(motoEndpoint: string) {
+    this.endpoint = motoEndpoint;
+    const common = { region: REGION, endpoint: motoEndpoint, credentials: CREDENTIALS };
+    this.ec2 = new EC2Client(common);
+    this.cw = new CloudWatchClient(common);
+  }
+
+  async seed(): Promise<void> {
+    const c = this.config;
+    const tag = (role: string, extra: { Key: string; Value: string }[] = []) => [
+      { Key: TAG.deployment, Value: c.deploymentId },
+      { Key: TAG.role, Value: role },
+      ...extra,
+    ];
+    const vpc = (await this.ec2.send(new CreateVpcCommand({ CidrBlock: 'cidr' in c.vpc ? c.vpc.cidr : '' }))).Vpc!.VpcId!;
+    const igw = (await this.ec2.send(new CreateInternetGatewayCommand({}))).InternetGateway!.InternetGatewayId!;
+    await this.ec2.send(new AttachInternetGatewayCommand({ InternetGatewayId: igw, VpcId: vpc }));
+    const sg = (await this.ec2.send(new CreateSecurityGroupCommand({ GroupName: 'lb', Description: 'lb', VpcId: vpc }))).GroupId!;
+    const rtb = (
+      await this.ec2.send(new CreateRouteTableCommand({ VpcId: vpc, TagSpecifications: [{ ResourceType: 'route-table', Tags: tag(ROLE.floatingRouteTable) }] }))
+    ).RouteTable!.RouteTableId!;
+    await this.ec2.send(new CreateRouteCommand({ RouteTableId: rtb, DestinationCidrBlock: '0.0.0.0/0', GatewayId: igw }));
+    this.instances = [];
+    for (const [index, az] of c.availabilityZones.entries()) {
+      const subnet = (await this.ec2.send(new CreateSubnetCommand({ VpcId: vpc, CidrBlock: c.lbSubnetCidrs[index], AvailabilityZone: az }))).Subnet!.SubnetId!;
+      const r = await this.ec2.send(
+        new RunInstancesCommand({
+          ImageId: 'ami-12c6146b',
+          MinCount: 1,
+          MaxCount: 1,
+          SubnetId: subnet,
+          SecurityGroupIds: [sg],
+          TagSpecifications: [{ ResourceType: 'instance', Tags: tag(ROLE.lbInstance, [{ Key: TAG.instanceIndex, Value: String(index) }]) }],
+        }),
+      );
+      this.instances.push({ id: r.Instances![0]!.InstanceId!, index, az });
+    }
+    const eip = (await this.ec2.send(new AllocateAddressCommand({ Domain: 'vpc' }))).AllocationId!;
+    const ddb = new DynamoDBClient({ region: REGION, endpoint: this.endpoint, credentials: CREDENTIALS });
+    await ddb.send(
+      new CreateTableCommand({ TableName: 'lease', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }], BillingMode: 'PAY_PER_REQUEST' }),
+    );
+    ddb.destroy();
+    const sns = new SNSClient({ region: REGION, endpoint: this.endpoint, credentials: CREDENTIALS });
+    const topicArn = (await sns.send(new CreateTopicCommand({ Name: 'loxiha' }))).TopicArn!;
+    sns.destroy();
+    this.settings = {
+      deploymentId: c.deploymentId,
+      vpcId: vpc,
+      cloudCidrBlock: c.cloudCidrBlock,
+      vip: c.vip,
+      eipAllocationId: eip,
+      floatingRouteTableId: rtb,
+      leaseTable: 'lease',
+      topicArn,
+      eventBusName: 'default',
+      failback: c.failback,
+      holdDownSeconds: c.holdDownSeconds,
+    };
+  }
+
+  /** The orchestrator as the handler builds it, talking to `endpoint` (the fault proxy), in simulated time. */
+  orchestrator(endpoint: string, clock: SimClock, extra: { afterStep?: (s: EniStep) => void; settings?: Partial<Settings> } = {}): Built {
+    const clients = makeClients({
+      region: REGION,
+      endpoint,
+      credentials: CREDENTIALS,
+      // The SDK waits the real time; the clock counts the simulated backoff.
+      backoff: (ms) => {
+        void clock.sleep(ms);
+        return ms * clock.scale;
+      },
+    });
+    const logger = new Logger({ serviceName: 'loxiha-test', logLevel: 'SILENT' });
+    const metrics = new Metrics({ namespace: 'Loxiha', serviceName: 'loxiha-test' });
+    return buildOrchestrator({ ...this.settings, ...extra.settings }, clients, clock, logger, metrics, { afterStep: extra.afterStep });
+  }
+
+  /** Publishes one agent heartbeat (and its sync state) per instance, stamped `at`. */
+  async beat(at: number, ids = this.instances.map((i) => i.id), inSync = true): Promise<void> {
+    await Promise.all(
+      ids.map((id) =>
+        this.cw.send(
+          new PutMetricDataCommand({
+            Namespace: METRICS.namespace,
+            MetricData: [METRICS.heartbeat, METRICS.sessionsInSync].map((name) => ({
+              MetricName: name,
+              Dimensions: [
+                { Name: METRICS.dimensions.deployment, Value: this.config.deploymentId },
+                { Name: METRICS.dimensions.instanceId, Value: id },
+              ],
+              Value: name === METRICS.heartbeat ? 1 : inSync ? 1 : 0,
+              Timestamp: new Date(at - 1000),
+              StorageResolution: 1,
+            })),
+          }),
+        ),
+      ),
+    );
+  }
+
+  async stop(id: string): Promise<void> {
+    await this.ec2.send(new StopInstancesCommand({ InstanceIds: [id] }));
+  }
+
+  id(index: number): string {
+    return this.instances.find((i) => i.index === index)!.id;
+  }
+
+  /** What AWS holds now, read directly from moto (not through the proxy). */
+  async endState(): Promise<EndState> {
+    const c = this.config;
+    const [subnets, enis, eip, tables] = await Promise.all([
+      this.ec2.send(new DescribeSubnetsCommand({ Filters: [{ Name: 'vpc-id', Values: [this.settings.vpcId] }] })),
+      this.ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'vpc-id', Values: [this.settings.vpcId] }] })),
+      this.ec2.send(new DescribeAddressesCommand({ AllocationIds: [this.settings.eipAllocationId] })),
+      this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [this.settings.floatingRouteTableId] })),
+    ]);
+    const ours = (tags: { Key?: string; Value?: string }[] | undefined, role: string) =>
+      tags?.some((t) => t.Key === TAG.deployment && t.Value === c.deploymentId) && tags.some((t) => t.Key === TAG.role && t.Value === role);
+    const floating = (subnets.Subnets ?? []).filter((s) => ours(s.Tags, ROLE.floatingSubnet));
+    const loxi = (enis.NetworkInterfaces ?? []).filter((n) => ours(n.TagSet, ROLE.loxiEni));
+    const orphans = [
+      ...(subnets.Subnets ?? []).filter((s) => s.CidrBlock === c.cloudCidrBlock && !ours(s.Tags, ROLE.floatingSubnet)).map((s) => s.SubnetId!),
+      ...(enis.NetworkInterfaces ?? []).filter((n) => n.PrivateIpAddress === c.vip && !ours(n.TagSet, ROLE.loxiEni)).map((n) => n.NetworkInterfaceId!),
+    ];
+    const a = eip.Addresses?.[0];
+    return {
+      subnets: floating.map((s) => ({ id: s.SubnetId!, az: s.AvailabilityZone!, cidr: s.CidrBlock! })),
+      enis: loxi.map((n) => ({ id: n.NetworkInterfaceId!, subnetId: n.SubnetId!, privateIp: n.PrivateIpAddress!, attachedTo: n.Attachment?.InstanceId, sourceDestCheck: n.SourceDestCheck !== false })),
+      eip: { networkInterfaceId: a?.NetworkInterfaceId || undefined, privateIp: a?.PrivateIpAddress || undefined },
+      orphans,
+      floatingAssociations: (tables.RouteTables?.[0]?.Associations ?? []).map((x) => x.SubnetId!).filter(Boolean),
+    };
+  }
+
+  /** Asserts the one good end state: VIP on `owner`; returns a list of what is wrong (empty when right). */
+  async problems(owner: string): Promise<string[]> {
+    const s = await this.endState();
+    const out: string[] = [];
+    const az = this.instances.find((i) => i.id === owner)!.az;
+    if (s.subnets.length !== 1) out.push(`floating subnets: ${s.subnets.length}`);
+    else if (s.subnets[0]!.az !== az) out.push(`floating subnet in ${s.subnets[0]!.az}, owner in ${az}`);
+    if (s.enis.length !== 1) out.push(`loxi-enis: ${s.enis.length}`);
+    else {
+      const e = s.enis[0]!;
+      if (e.attachedTo !== owner) out.push(`loxi-eni attached to ${e.attachedTo}`);
+      if (e.privateIp !== this.config.vip) out.push(`loxi-eni ip ${e.privateIp}`);
+      if (e.sourceDestCheck) out.push('source/dest check on');
+      if (s.eip.networkInterfaceId !== e.id) out.push(`EIP on ${s.eip.networkInterfaceId}`);
+      if (!s.floatingAssociations.includes(e.subnetId)) out.push('floating route table not associated');
+    }
+    if (s.orphans.length) out.push(`orphans: ${s.orphans.join(',')}`);
+    return out;
+  }
+
+  destroy(): void {
+    this.ec2.destroy();
+    this.cw.destroy();
+  }
+}

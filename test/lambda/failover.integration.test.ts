@@ -1,0 +1,186 @@
+/**
+ * The orchestrator against moto through the real SDK clients, with AWS's real behaviours
+ * (latency, throttling, eventual consistency, slow/stuck detaches, DependencyViolation,
+ * InUse, ClientToken idempotency, crashes) injected by the proxy, in simulated time.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Command } from '../../lambda/failover/events.ts';
+import type { Result } from '../../lambda/failover/orchestrator.ts';
+import { AwsProxy, type Behaviour } from '../harness/aws-proxy.ts';
+import { type Moto, motoAvailable, startMoto } from '../harness/moto.ts';
+import { SimClock } from '../harness/sim-clock.ts';
+import { World } from '../harness/world.ts';
+
+if (!motoAvailable) console.warn('SKIPPED failover integration: moto_server is not installed');
+
+const SCALE = 0.002; // 1 simulated second = 2 real ms
+let moto: Moto;
+let clock: SimClock;
+let proxy: AwsProxy;
+let world: World;
+
+const reconcile: Command = { kind: 'reconcile', via: 'manual' };
+const deadline = () => clock.now() + 170_000;
+
+async function run(command: Command, extra: Parameters<World['orchestrator']>[2] = {}): Promise<Result> {
+  const { orchestrator } = world.orchestrator(proxy.endpoint, clock, extra);
+  return orchestrator.run(command, deadline());
+}
+
+/** Places the VIP on instance 0 (a fresh deploy's lifecycle reconcile) with no faults. */
+async function placeOn0(): Promise<void> {
+  await world.beat(clock.now());
+  const r = await run(reconcile);
+  expect(r.outcome, r.reason).toBe('converged');
+  expect(await world.problems(world.id(0))).toEqual([]);
+}
+
+async function failMaster(): Promise<void> {
+  await world.stop(world.id(0));
+  clock.advance(40_000); // its heartbeat goes stale; lb1 keeps beating
+  await world.beat(clock.now(), [world.id(1)]);
+}
+
+describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviours', () => {
+  beforeAll(async () => {
+    moto = await startMoto();
+    clock = new SimClock(SCALE);
+    proxy = await AwsProxy.start(moto.endpoint, clock);
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await moto?.stop();
+    world?.destroy();
+  });
+  beforeEach(async () => {
+    await moto.reset();
+    world?.destroy();
+    world = new World(moto.endpoint);
+    await world.seed();
+    proxy.configure({});
+  });
+
+  it('places the VIP on a fresh deploy, then a second reconcile changes nothing', async () => {
+    await placeOn0();
+    const again = await run(reconcile);
+    expect(again.outcome).toBe('no-op');
+    expect(again.ec2Mutations).toBe(0);
+  });
+
+  it('moves the VIP to the survivor when the master stops (alarm on the master)', async () => {
+    await placeOn0();
+    await failMaster();
+    const r = await run({ kind: 'alarm', alarmName: 'x', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' });
+    expect(r.outcome, r.reason).toBe('converged');
+    expect(r.owner).toBe(world.id(1));
+    expect(r.moved).toBe(true);
+    expect(await world.problems(world.id(1))).toEqual([]);
+  });
+
+  const hostile: Partial<Behaviour> = {
+    latencyMs: (a) => (a.startsWith('Describe') ? 150 : 400),
+    throttle: { CreateSubnet: 2, AssociateAddress: 2, DescribeNetworkInterfaces: 2, AttachNetworkInterface: 1 },
+    notFoundAfterCreateMs: 4000,
+    detachMs: () => 10_000 + Math.random() * 50_000,
+    forceDetachMs: 5000,
+    attachMs: 3000,
+  };
+
+  it('converges through throttling, NotFound after create, slow detach and slow attach', async () => {
+    await placeOn0();
+    await failMaster();
+    proxy.configure(hostile);
+    const r = await run({ kind: 'failover', from: world.id(0), reason: 'peer-heartbeat-lost', via: 'fast-path' });
+    expect(r.outcome, r.reason).toBe('converged');
+    expect(await world.problems(world.id(1))).toEqual([]);
+    expect(proxy.calls.some((c) => c.status === 503)).toBe(true);
+    expect(proxy.calls.some((c) => c.status === 400)).toBe(true);
+  });
+
+  it('forces a detach that is stuck and still converges', async () => {
+    await placeOn0();
+    // A planned move: the old owner is healthy, so the first detach is not forced; it never finishes.
+    await world.beat(clock.now());
+    proxy.configure({ stuckDetach: true, forceDetachMs: 3000 });
+    const r = await run({ kind: 'failover', to: world.id(1), reason: 'maintenance', via: 'manual' });
+    expect(r.outcome, r.reason).toBe('converged');
+    expect(proxy.calls.filter((c) => c.action === 'DetachNetworkInterface').length).toBeGreaterThanOrEqual(2);
+    expect(await world.problems(world.id(1))).toEqual([]);
+  });
+
+  it('changes nothing when no instance is healthy', async () => {
+    await placeOn0();
+    const before = await world.endState();
+    await world.stop(world.id(0));
+    await world.stop(world.id(1));
+    clock.advance(60_000);
+    const r = await run({ kind: 'alarm', alarmName: 'x', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' });
+    expect(r.outcome).toBe('no-healthy-instance');
+    expect(r.ec2Mutations).toBe(0);
+    expect(await world.endState()).toEqual(before);
+  });
+
+  it('refuses to move to an unhealthy survivor and leaves the VIP where it is', async () => {
+    await placeOn0();
+    clock.advance(40_000);
+    await world.beat(clock.now(), [world.id(0)]); // lb1 is silent
+    const r = await run({ kind: 'failover', to: world.id(1), reason: 'maintenance', via: 'manual' });
+    expect(r.outcome).toBe('rejected');
+    expect(r.ec2Mutations).toBe(0);
+    expect(await world.problems(world.id(0))).toEqual([]);
+  });
+
+  it('with 10 concurrent invocations ends with exactly one subnet and one loxi-eni on the survivor', async () => {
+    await placeOn0();
+    await failMaster();
+    proxy.configure({ latencyMs: (a) => (a.startsWith('Describe') ? 150 : 400), detachMs: () => 8000, forceDetachMs: 4000, notFoundAfterCreateMs: 2000 });
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, n) =>
+        run(n % 2 ? { kind: 'failover', from: world.id(0), reason: 'peer-heartbeat-lost', via: 'fast-path' } : { kind: 'alarm', alarmName: 'x', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' }),
+      ),
+    );
+    const outcomes = results.map((r) => r.outcome);
+    expect(outcomes.filter((o) => o === 'converged')).toHaveLength(1);
+    expect(outcomes.every((o) => o === 'converged' || o === 'in-progress' || o === 'no-op')).toBe(true);
+    await proxy.settle();
+    expect(await world.problems(world.id(1))).toEqual([]);
+  });
+
+  describe('a crash after each mutation, then a re-run', () => {
+    // The happy-path failover makes 9 mutations: detach, delete ENI, delete subnet, create subnet,
+    // create ENI, then associate route table / source-dest off / attach / EIP concurrently.
+    for (let k = 1; k <= 9; k++) {
+      it(`converges after a crash right after mutation ${k}`, async () => {
+        await placeOn0();
+        await failMaster();
+        proxy.configure({ crashAfterMutations: k, detachMs: () => 5000, forceDetachMs: 2000, notFoundAfterCreateMs: 1000 });
+        const crashed = await run({ kind: 'alarm', alarmName: 'x', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' }).catch((e: Error) => e);
+        expect(proxy.dead, 'the crash was injected').toBe(true);
+        expect(crashed instanceof Error || crashed.outcome !== 'converged').toBe(true);
+        proxy.revive();
+        // The dead run's lease still stands: a re-run now finds it in progress, after expiry it resumes.
+        const early = await run(reconcile);
+        expect(early.outcome).toBe('in-progress');
+        clock.advance(120_000);
+        await world.beat(clock.now(), [world.id(1)]);
+        const r = await run(reconcile);
+        // Crashes inside the last concurrent wave may leave nothing to do (the other calls of the wave landed).
+        expect(['converged', 'no-op'], r.reason).toContain(r.outcome);
+        await proxy.settle();
+        expect(await world.problems(world.id(1))).toEqual([]);
+      });
+    }
+  });
+
+  it('teardown removes the EIP association, loxi-eni and the floating subnet', async () => {
+    await placeOn0();
+    proxy.configure({ detachMs: () => 20_000, forceDetachMs: 3000, notFoundAfterCreateMs: 1000 });
+    const r = await run({ kind: 'teardown', via: 'lifecycle' });
+    expect(r.outcome, r.reason).toBe('torn-down');
+    await proxy.settle();
+    const s = await world.endState();
+    expect(s.subnets).toEqual([]);
+    expect(s.enis).toEqual([]);
+    expect(s.eip.networkInterfaceId).toBeUndefined();
+  });
+});
