@@ -95,7 +95,8 @@ export function parseEvent(event: unknown, deploymentId: string, scheduled = fal
       stackId: r.data.StackId,
       requestId: r.data.RequestId,
       logicalResourceId: r.data.LogicalResourceId,
-      physicalResourceId: 'PhysicalResourceId' in r.data ? (r.data.PhysicalResourceId as string) : undefined,
+      // The Powertools schemas strip PhysicalResourceId; answering with another id would make CloudFormation think it was replaced.
+      physicalResourceId: typeof e.PhysicalResourceId === 'string' && e.PhysicalResourceId.length > 0 ? e.PhysicalResourceId : undefined,
     };
     const command: Command = r.data.RequestType === 'Delete' ? { kind: 'teardown', via: 'lifecycle' } : { kind: 'reconcile', via: 'lifecycle' };
     return { command, lifecycle };

@@ -47,6 +47,11 @@ export interface Result {
   error?: string;
 }
 
+interface Fencing {
+  fence(): Promise<void>;
+  keepAlive(): Promise<void>;
+}
+
 export interface Notifier {
   started(info: { command: Command; from?: string; to: string; reason: string; epoch: number }): Promise<void>;
   finished(result: Result): Promise<void>;
@@ -60,11 +65,13 @@ export interface OrchestratorDeps<Step extends StepBase> {
   notifier: Notifier;
   clock: Clock;
   policy: Omit<Policy, 'staleMs'> & { staleMs?: number };
-  /** Stops a crash-injection test between steps (never set in production). */
-  afterStep?: (step: Step) => void;
+  /** Test hook between steps (stall, crash); never set in production. */
+  afterStep?: (step: Step) => void | Promise<void>;
 }
 
 const MAX_ROUNDS = 4;
+/** Long waits renew the lease this often (well inside its lifetime). */
+const KEEPALIVE_MS = 10_000;
 
 export class Orchestrator<Step extends StepBase> {
   private readonly d: OrchestratorDeps<Step>;
@@ -105,14 +112,21 @@ export class Orchestrator<Step extends StepBase> {
       return finish({ ok: true, outcome: 'in-progress', reason: `another invocation holds the lease (epoch ${taken.lease.epoch}, holder ${taken.lease.holder})`, lease: taken.lease });
     }
     const epoch = taken.epoch;
-    const fence = () => this.d.lease.renew(holder, epoch, this.d.clock.now());
+    let renewedAt = this.d.clock.now();
+    const fence = async () => {
+      await this.d.lease.renew(holder, epoch, this.d.clock.now());
+      renewedAt = this.d.clock.now();
+    };
+    const keepAlive = async () => {
+      if (this.d.clock.now() - renewedAt >= KEEPALIVE_MS) await fence();
+    };
     let result: Result;
     let movedAt: number | undefined;
     try {
       if (command.kind === 'teardown') {
-        result = finish(await this.teardown(epoch, fence, deadline, steps, counters));
+        result = finish(await this.teardown(epoch, { fence, keepAlive }, deadline, steps, counters));
       } else {
-        const r = await this.converge(command, taken.lease, epoch, fence, deadline, steps, counters);
+        const r = await this.converge(command, taken.lease, epoch, { fence, keepAlive }, deadline, steps, counters);
         if (r.moved) movedAt = this.d.clock.now();
         result = finish(r);
       }
@@ -146,21 +160,22 @@ export class Orchestrator<Step extends StepBase> {
 
   private async converge(
     command: Command,
-    lease: LeaseView,
+    leaseView: LeaseView,
     epoch: number,
-    fence: () => Promise<void>,
+    lease: Fencing,
     deadline: number,
     steps: StepTiming[],
     counters: { sequential: number },
   ) {
     let snapshot = await this.observeFenced(epoch, steps);
     const previousOwner = this.d.strategy.currentOwner(snapshot);
-    const hints = this.hints(command, snapshot, previousOwner, lease);
+    const hints = this.hints(command, snapshot, previousOwner, leaseView);
     let decision: Decision = decide(snapshot, previousOwner, this.policy, hints);
     if (command.kind === 'reconcile' && command.via === 'lifecycle') {
       // At deploy the agents may still be booting: wait for one to beat before placing the VIP.
       while (decision.outcome === 'no-healthy-instance' && this.d.clock.now() + 15_000 < deadline) {
         await this.d.clock.sleep(10_000);
+        await lease.keepAlive();
         snapshot = await this.observeFenced(epoch, steps);
         decision = decide(snapshot, previousOwner, this.policy, hints);
       }
@@ -200,16 +215,17 @@ export class Orchestrator<Step extends StepBase> {
         // Nothing to do yet the state does not verify: AWS has not caught up with our writes. Look again.
         await this.d.clock.sleep(1000);
       }
-      applied += await this.applySteps(planned, fence, epoch, deadline, steps, counters);
+      applied += await this.applySteps(planned, lease, epoch, deadline, steps, counters);
       snapshot = await this.observeFenced(epoch, steps);
     }
     const problems = this.d.strategy.verify(snapshot, owner);
     return { ok: false, outcome: 'failed' as const, reason: `did not converge after ${MAX_ROUNDS} rounds`, problems, owner, previousOwner, moved: false, epoch, health: decision.health };
   }
 
-  private async applySteps(planned: Step[], fence: () => Promise<void>, epoch: number, deadline: number, steps: StepTiming[], counters: { sequential: number }): Promise<number> {
+  private async applySteps(planned: Step[], lease: Fencing, epoch: number, deadline: number, steps: StepTiming[], counters: { sequential: number }): Promise<number> {
     const created = new Map<string, string>();
-    const ctx = { epoch, fence, deadline };
+    const ctx = { epoch, fence: lease.fence, keepAlive: lease.keepAlive, deadline };
+    const fence = lease.fence;
     let i = 0;
     while (i < planned.length) {
       const wave = [planned[i]!];
@@ -225,7 +241,7 @@ export class Orchestrator<Step extends StepBase> {
           const t = this.d.clock.now();
           await this.d.strategy.apply(step, ctx, created);
           steps.push({ step: step.describe, phase: step.phase, ms: this.d.clock.now() - t });
-          this.d.afterStep?.(step);
+          await this.d.afterStep?.(step);
         }),
       );
     }
@@ -242,14 +258,14 @@ export class Orchestrator<Step extends StepBase> {
     return s;
   }
 
-  private async teardown(epoch: number, fence: () => Promise<void>, deadline: number, steps: StepTiming[], counters: { sequential: number }) {
+  private async teardown(epoch: number, lease: Fencing, deadline: number, steps: StepTiming[], counters: { sequential: number }) {
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const snapshot = await this.observeFenced(epoch, steps);
       const planned = this.d.strategy.planTeardown(snapshot);
       if (planned.length === 0) {
         return { ok: true, outcome: 'torn-down' as const, reason: 'no floating subnet, loxi-eni or EIP association left', epoch };
       }
-      await this.applySteps(planned, fence, epoch, deadline, steps, counters);
+      await this.applySteps(planned, lease, epoch, deadline, steps, counters);
     }
     return { ok: false, outcome: 'failed' as const, reason: `teardown did not finish after ${MAX_ROUNDS} rounds`, epoch };
   }

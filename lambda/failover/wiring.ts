@@ -49,8 +49,8 @@ export function makeClients(o: ClientOptions): Clients {
   };
 }
 
-/** Lease lifetime: long enough for the slowest step between two renewals (a detach wait renews around it). */
-export const LEASE_TTL_MS = 90_000;
+/** Lease lifetime. The holder renews before every mutation and every 10 s of a long wait; a dead holder's lease frees in 30 s. */
+export const LEASE_TTL_MS = 30_000;
 
 export interface Built {
   orchestrator: Orchestrator<EniStep>;
@@ -59,7 +59,7 @@ export interface Built {
   lease: Lease;
 }
 
-export function buildOrchestrator(settings: Settings, clients: Clients, clock: Clock, logger: Logger, metrics: Metrics, extra: { afterStep?: (s: EniStep) => void; stuckDetachMs?: number; syncWaitMs?: number } = {}): Built {
+export function buildOrchestrator(settings: Settings, clients: Clients, clock: Clock, logger: Logger, metrics: Metrics, extra: { afterStep?: (s: EniStep) => void | Promise<void>; stuckDetachMs?: number; syncWaitMs?: number } = {}): Built {
   const ec2 = new Ec2Adapter(clients.ec2, { deploymentId: settings.deploymentId, vpcId: settings.vpcId, clock });
   const cloudwatch = new CloudWatchAdapter(clients.cloudwatch, settings.deploymentId);
   const lease = new Lease(clients.dynamodb, settings.leaseTable, settings.deploymentId, LEASE_TTL_MS);

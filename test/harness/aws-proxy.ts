@@ -30,7 +30,7 @@ export const MUTATING = new Set([
 ]);
 
 export interface Behaviour {
-  /** Simulated latency of each call, ms. */
+  /** Simulated latency of each call, ms (EC2 actions by name; other services as `other:<x-amz-target>`). */
   latencyMs: (action: string) => number;
   /** Calls per action answered RequestLimitExceeded before it succeeds. */
   throttle: Record<string, number>;
@@ -170,7 +170,12 @@ export class AwsProxy {
     }
     const isEc2 = (req.headers['content-type'] ?? '').includes('x-www-form-urlencoded') && /(^|&)Action=/.test(body.toString());
     await this.tick();
-    if (!isEc2) return this.forward(req, res, body);
+    if (!isEc2) {
+      // Other services: latency only, keyed by their operation (x-amz-target, e.g. DynamoDB_20120810.UpdateItem).
+      const target = String(req.headers['x-amz-target'] ?? new URLSearchParams(body.toString()).get('Action') ?? 'other');
+      await this.clock.sleep(this.behaviour.latencyMs(`other:${target}`));
+      return this.forward(req, res, body);
+    }
 
     const params = new URLSearchParams(body.toString());
     const action = params.get('Action') ?? '';

@@ -114,7 +114,7 @@ export class World {
   }
 
   /** The orchestrator as the handler builds it, talking to `endpoint` (the fault proxy), in simulated time. */
-  orchestrator(endpoint: string, clock: SimClock, extra: { afterStep?: (s: EniStep) => void; settings?: Partial<Settings> } = {}): Built {
+  orchestrator(endpoint: string, clock: SimClock, extra: { afterStep?: (s: EniStep) => void | Promise<void>; settings?: Partial<Settings> } = {}): Built {
     const clients = makeClients({
       region: REGION,
       endpoint,
@@ -126,6 +126,8 @@ export class World {
       },
     });
     const logger = new Logger({ serviceName: 'loxiha-test', logLevel: 'SILENT' });
+    // EMF lines would flood the test and benchmark output; the calls still run.
+    process.env.POWERTOOLS_METRICS_DISABLED = 'true';
     const metrics = new Metrics({ namespace: 'Loxiha', serviceName: 'loxiha-test' });
     return buildOrchestrator({ ...this.settings, ...extra.settings }, clients, clock, logger, metrics, { afterStep: extra.afterStep });
   }

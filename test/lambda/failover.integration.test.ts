@@ -158,10 +158,10 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
         expect(proxy.dead, 'the crash was injected').toBe(true);
         expect(crashed instanceof Error || crashed.outcome !== 'converged').toBe(true);
         proxy.revive();
-        // The dead run's lease still stands: a re-run now finds it in progress, after expiry it resumes.
-        const early = await run(reconcile);
-        expect(early.outcome).toBe('in-progress');
-        clock.advance(120_000);
+        // The dead run never released its lease: the next run waits for it to expire, then resumes.
+        const { lease } = world.orchestrator(proxy.endpoint, clock);
+        expect((await lease.read()).holder).toMatch(/^alarm-/);
+        clock.advance(40_000);
         await world.beat(clock.now(), [world.id(1)]);
         const r = await run(reconcile);
         // Crashes inside the last concurrent wave may leave nothing to do (the other calls of the wave landed).
@@ -170,6 +170,29 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
         expect(await world.problems(world.id(1))).toEqual([]);
       });
     }
+  });
+
+  it('fences a stale actor: once its lease is taken over it stops before its next mutation', async () => {
+    await placeOn0();
+    await failMaster();
+    proxy.configure({ detachMs: () => 3000, forceDetachMs: 2000 });
+    const thief = world.orchestrator(proxy.endpoint, clock);
+    let mutationsBefore = -1;
+    let taken: Awaited<ReturnType<typeof thief.lease.acquire>> | undefined;
+    const stale = world.orchestrator(proxy.endpoint, clock, {
+      afterStep: async (step) => {
+        if (step.op !== 'delete-subnet' || taken) return;
+        // The stale actor stalls here (GC pause, slow network) past its lease; another invocation takes over.
+        clock.advance(120_000);
+        taken = await thief.lease.acquire('thief', clock.now());
+        mutationsBefore = proxy.counts().mutations;
+      },
+    });
+    const r = await stale.orchestrator.run({ kind: 'failover', from: world.id(0), reason: 'peer-heartbeat-lost', via: 'fast-path' }, clock.now() + 600_000);
+    expect(taken?.acquired).toBe(true);
+    expect(r.outcome).toBe('failed');
+    expect(r.reason).toMatch(/no longer ours/);
+    expect(proxy.counts().mutations).toBe(mutationsBefore);
   });
 
   it('teardown removes the EIP association, loxi-eni and the floating subnet', async () => {

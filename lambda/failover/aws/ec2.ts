@@ -100,7 +100,7 @@ export class Ec2Adapter {
         last = e;
         return undefined;
       }
-    }, { baseMs: 250, maxMs: 3000 }).then((r) => r.v).catch((e) => {
+    }, { baseMs: 200, maxMs: 1500 }).then((r) => r.v).catch((e) => {
       if (last && (e as Error).name === 'DeadlineExceededError') (e as Error).message += ` (last AWS answer: ${errorCode(last)})`;
       throw e;
     });

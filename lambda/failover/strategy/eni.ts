@@ -203,6 +203,7 @@ export class EniStrategy implements VipStrategy<EniStep> {
         const started = this.clock.now();
         let forced = step.instanceImpaired;
         await pollUntil(this.clock, `wait for ${step.eniId} to detach`, deadline, async () => {
+          await ctx.keepAlive();
           const e = await this.ec2.eni(step.eniId);
           if (!e || !e.attachment || e.attachment.status === 'detached' || e.status === 'available') return true;
           if (!forced && this.clock.now() - started >= this.o.stuckDetachMs) {
@@ -211,7 +212,7 @@ export class EniStrategy implements VipStrategy<EniStep> {
             await this.ec2.detachEni(e.attachment.id, true);
           }
           return undefined;
-        });
+        }, { baseMs: 250, maxMs: 1000 });
         return;
       }
       case 'delete-eni':
@@ -236,9 +237,10 @@ export class EniStrategy implements VipStrategy<EniStep> {
       case 'await-attached': {
         const id = ref(step.eniId);
         await pollUntil(this.clock, `wait for ${id} to attach`, deadline, async () => {
+          await ctx.keepAlive();
           const e = await this.ec2.eni(id);
           return e?.attachment?.instanceId === step.instanceId && e.attachment.status === 'attached' ? true : undefined;
-        }, { baseMs: 250, maxMs: 2000 });
+        }, { baseMs: 250, maxMs: 1000 });
         return;
       }
       case 'associate-eip':

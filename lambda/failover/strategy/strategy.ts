@@ -35,6 +35,8 @@ export interface ApplyContext {
   epoch: number;
   /** Throws when the lease is no longer ours: called before every mutating step. */
   fence(): Promise<void>;
+  /** Renews the lease if it was last renewed a while ago: called from long waits. */
+  keepAlive(): Promise<void>;
   /** Absolute deadline (clock ms) after which the run must stop and leave the rest to the next one. */
   deadline: number;
 }

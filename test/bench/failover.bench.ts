@@ -1,0 +1,258 @@
+/**
+ * npm run bench:failover — failover scenarios against the emulator with AWS behaviours, in
+ * simulated time with per-call latencies (see BENCHMARKS.md), side by side with a baseline:
+ * LoxiLB's own sequence (NOTES.md) run against the same emulator and latencies.
+ * Prints one JSON line per scenario, then the handler bundle's size and cold init.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  AssignPrivateIpAddressesCommand,
+  AssociateAddressCommand,
+  AssociateRouteTableCommand,
+  AttachNetworkInterfaceCommand,
+  CreateNetworkInterfaceCommand,
+  CreateRouteCommand,
+  CreateRouteTableCommand,
+  CreateSubnetCommand,
+  DeleteNetworkInterfaceCommand,
+  DeleteSubnetCommand,
+  DescribeInternetGatewaysCommand,
+  DescribeNetworkInterfacesCommand,
+  DescribeSubnetsCommand,
+  DetachNetworkInterfaceCommand,
+  EC2Client,
+  ModifyNetworkInterfaceAttributeCommand,
+} from '@aws-sdk/client-ec2';
+import { buildSync } from 'esbuild';
+import { ROLE, TAG } from '../../lib/contract.ts';
+import type { Command } from '../../lambda/failover/events.ts';
+import { AwsProxy, type Behaviour } from '../harness/aws-proxy.ts';
+import { startMoto } from '../harness/moto.ts';
+import { SimClock } from '../harness/sim-clock.ts';
+import { CREDENTIALS, World } from '../harness/world.ts';
+
+/** Simulated per-call latencies, ms (BENCHMARKS.md says where each comes from). */
+export const LATENCY_MS: Record<string, number> = {
+  DescribeInstances: 200,
+  DescribeInstanceStatus: 150,
+  DescribeSubnets: 150,
+  DescribeRouteTables: 150,
+  DescribeNetworkInterfaces: 150,
+  DescribeAddresses: 150,
+  DescribeInternetGateways: 150,
+  CreateSubnet: 500,
+  DeleteSubnet: 400,
+  CreateRouteTable: 400,
+  CreateRoute: 300,
+  AssociateRouteTable: 300,
+  CreateNetworkInterface: 600,
+  DeleteNetworkInterface: 400,
+  ModifyNetworkInterfaceAttribute: 300,
+  AttachNetworkInterface: 500,
+  DetachNetworkInterface: 300,
+  AssignPrivateIpAddresses: 400,
+  AssociateAddress: 600,
+  'other:DynamoDB_20120810.UpdateItem': 15,
+  'other:DynamoDB_20120810.GetItem': 10,
+  'other:GraniteServiceVersion20100801.GetMetricData': 150,
+  'other:AWSEvents.PutEvents': 50,
+  'other:Publish': 60,
+};
+const latencyMs = (a: string) => LATENCY_MS[a] ?? 200;
+const AWS_LIKE: Partial<Behaviour> = { latencyMs, forceDetachMs: 2000, detachMs: () => 5000, attachMs: 2000, notFoundAfterCreateMs: 1000 };
+
+const SCALE = 0.002;
+const moto = await startMoto();
+const clock = new SimClock(SCALE);
+const proxy = await AwsProxy.start(moto.endpoint, clock);
+const alarm: Command = { kind: 'alarm', alarmName: 'bench', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' };
+
+async function prepare(world: World): Promise<void> {
+  await moto.reset();
+  await world.seed();
+  proxy.configure({});
+  await world.beat(clock.now());
+  const r = await world.orchestrator(proxy.endpoint, clock).orchestrator.run({ kind: 'reconcile', via: 'manual' }, clock.now() + 600_000);
+  if (r.outcome !== 'converged') throw new Error(`setup failed: ${r.reason}`);
+}
+
+async function masterDies(world: World): Promise<void> {
+  await world.stop(world.id(0));
+  clock.advance(40_000);
+  await world.beat(clock.now(), [world.id(1)]);
+}
+
+interface Line {
+  scenario: string;
+  path: 'loxiha' | 'loxilb-sequence';
+  converged: boolean;
+  ec2Calls: number;
+  sequentialMutations: number;
+  simulatedSeconds: number;
+  eipOnSurvivorSeconds: number | null;
+}
+
+function eipAt(t0: number): number | null {
+  const call = proxy.calls.find((c) => c.action === 'AssociateAddress' && c.status < 300);
+  return call ? +((call.at - t0) / 1000).toFixed(2) : null;
+}
+
+async function scenario(name: string, behaviour: Partial<Behaviour>, setup: (w: World) => Promise<void>, act: (w: World) => Promise<{ sequentialMutations: number; owner?: string }>, expectOwner: (w: World) => string | undefined): Promise<Line> {
+  const world = new World(moto.endpoint);
+  try {
+    await prepare(world);
+    await setup(world);
+    const before = await world.endState();
+    proxy.configure({ ...AWS_LIKE, ...behaviour });
+    const t0 = clock.now();
+    const { sequentialMutations } = await act(world);
+    const simulatedSeconds = +((clock.now() - t0) / 1000).toFixed(2);
+    const counts = proxy.counts();
+    const eip = eipAt(t0);
+    await proxy.settle();
+    const owner = expectOwner(world);
+    const converged = owner ? (await world.problems(owner)).length === 0 : JSON.stringify(await world.endState()) === JSON.stringify(before);
+    return { scenario: name, path: 'loxiha', converged, ec2Calls: counts.total, sequentialMutations, simulatedSeconds, eipOnSurvivorSeconds: eip };
+  } finally {
+    world.destroy();
+  }
+}
+
+const runOnce = (w: World, command: Command) => w.orchestrator(proxy.endpoint, clock).orchestrator.run(command, clock.now() + 600_000);
+
+const lines: Line[] = [];
+lines.push(
+  await scenario('happy-path', {}, masterDies, async (w) => runOnce(w, alarm), (w) => w.id(1)),
+  await scenario('slow-detach-planned-move', { detachMs: () => 10_000 + Math.random() * 50_000 }, async (w) => w.beat(clock.now()), async (w) => runOnce(w, { kind: 'failover', to: w.id(1), reason: 'maintenance', via: 'manual' }), (w) => w.id(1)),
+  await scenario('stuck-detach-planned-move', { stuckDetach: true }, async (w) => w.beat(clock.now()), async (w) => runOnce(w, { kind: 'failover', to: w.id(1), reason: 'maintenance', via: 'manual' }), (w) => w.id(1)),
+  await scenario('throttled', { throttle: { DescribeNetworkInterfaces: 2, CreateSubnet: 2, CreateNetworkInterface: 2, AssociateAddress: 2 } }, masterDies, async (w) => runOnce(w, alarm), (w) => w.id(1)),
+  await scenario('eventual-consistency-5s', { notFoundAfterCreateMs: 5000 }, masterDies, async (w) => runOnce(w, alarm), (w) => w.id(1)),
+  await scenario('concurrent-10', {}, masterDies, async (w) => {
+    const rs = await Promise.all(Array.from({ length: 10 }, () => runOnce(w, alarm)));
+    return { sequentialMutations: Math.max(...rs.map((r) => r.sequentialMutations)) };
+  }, (w) => w.id(1)),
+  await scenario('crash-after-create-subnet-then-resume', { crashAfterMutations: 4 }, masterDies, async (w) => {
+    await runOnce(w, alarm).catch(() => undefined);
+    proxy.revive();
+    // The crashed run's lease (30 s) must expire before the next invocation (alarm retry or schedule) resumes.
+    await clock.sleep(31_000);
+    await w.beat(clock.now(), [w.id(1)]);
+    return runOnce(w, { kind: 'reconcile', via: 'schedule' });
+  }, (w) => w.id(1)),
+  await scenario('both-down', {}, async (w) => {
+    await w.stop(w.id(0));
+    await w.stop(w.id(1));
+    clock.advance(60_000);
+  }, async (w) => runOnce(w, alarm), () => undefined),
+);
+
+/** Baseline: LoxiLB's own sequence (NOTES.md), one call after another, its fixed 2 s retry loop, device index 1. */
+async function loxilbSequence(w: World): Promise<{ sequentialMutations: number }> {
+  const ec2 = new EC2Client({ region: 'us-east-1', endpoint: proxy.endpoint, credentials: CREDENTIALS, maxAttempts: 8 });
+  const s = w.settings;
+  let mutations = 0;
+  const m = async <T>(p: Promise<T>) => {
+    mutations++;
+    return p;
+  };
+  const enis = await ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: `tag:${TAG.role}`, Values: [ROLE.loxiEni] }] }));
+  for (const e of enis.NetworkInterfaces ?? []) {
+    if (e.Attachment?.AttachmentId) await m(ec2.send(new DetachNetworkInterfaceCommand({ AttachmentId: e.Attachment.AttachmentId, Force: true })));
+    for (let i = 0; i < 20; i++) {
+      try {
+        await m(ec2.send(new DeleteNetworkInterfaceCommand({ NetworkInterfaceId: e.NetworkInterfaceId })));
+        break;
+      } catch {
+        await clock.sleep(2000);
+      }
+    }
+  }
+  const subnets = await ec2.send(new DescribeSubnetsCommand({ Filters: [{ Name: `tag:${TAG.role}`, Values: [ROLE.floatingSubnet] }] }));
+  for (const sub of subnets.Subnets ?? []) await m(ec2.send(new DeleteSubnetCommand({ SubnetId: sub.SubnetId })));
+  const survivor = w.instances[1]!;
+  const subnet = await m(ec2.send(new CreateSubnetCommand({ VpcId: s.vpcId, CidrBlock: s.cloudCidrBlock, AvailabilityZone: survivor.az, TagSpecifications: [{ ResourceType: 'subnet', Tags: [{ Key: TAG.deployment, Value: s.deploymentId }, { Key: TAG.role, Value: ROLE.floatingSubnet }] }] })));
+  const igw = (await ec2.send(new DescribeInternetGatewaysCommand({}))).InternetGateways![0]!.InternetGatewayId!;
+  const rt = await m(ec2.send(new CreateRouteTableCommand({ VpcId: s.vpcId })));
+  await m(ec2.send(new CreateRouteCommand({ RouteTableId: rt.RouteTable!.RouteTableId, DestinationCidrBlock: '0.0.0.0/0', GatewayId: igw })));
+  await m(ec2.send(new AssociateRouteTableCommand({ RouteTableId: rt.RouteTable!.RouteTableId, SubnetId: subnet.Subnet!.SubnetId })));
+  const eni = await m(ec2.send(new CreateNetworkInterfaceCommand({ SubnetId: subnet.Subnet!.SubnetId, Description: 'loxilb-eni', TagSpecifications: [{ ResourceType: 'network-interface', Tags: [{ Key: TAG.deployment, Value: s.deploymentId }, { Key: TAG.role, Value: ROLE.loxiEni }] }] })));
+  const eniId = eni.NetworkInterface!.NetworkInterfaceId!;
+  await clock.sleep(1000); // its wait for the new ENI to be usable
+  await m(ec2.send(new AttachNetworkInterfaceCommand({ NetworkInterfaceId: eniId, InstanceId: survivor.id, DeviceIndex: 1 })));
+  await m(ec2.send(new ModifyNetworkInterfaceAttributeCommand({ NetworkInterfaceId: eniId, SourceDestCheck: { Value: false } })));
+  await m(ec2.send(new AssignPrivateIpAddressesCommand({ NetworkInterfaceId: eniId, PrivateIpAddresses: [s.vip], AllowReassignment: true })));
+  await m(ec2.send(new AssociateAddressCommand({ AllocationId: s.eipAllocationId, NetworkInterfaceId: eniId, PrivateIpAddress: s.vip, AllowReassociation: true })));
+  ec2.destroy();
+  return { sequentialMutations: mutations };
+}
+
+{
+  const world = new World(moto.endpoint);
+  await prepare(world);
+  await masterDies(world);
+  proxy.configure({ ...AWS_LIKE });
+  const t0 = clock.now();
+  let converged = true;
+  let seq = 0;
+  try {
+    seq = (await loxilbSequence(world)).sequentialMutations;
+  } catch {
+    converged = false;
+  }
+  const simulatedSeconds = +((clock.now() - t0) / 1000).toFixed(2);
+  lines.push({ scenario: 'happy-path', path: 'loxilb-sequence', converged, ec2Calls: proxy.counts().total, sequentialMutations: seq, simulatedSeconds, eipOnSurvivorSeconds: eipAt(t0) });
+  world.destroy();
+}
+
+await proxy.stop();
+await moto.stop();
+for (const l of lines) console.log(JSON.stringify(l));
+
+// ---- the handler bundle: size and cold init, against bare Node start-up --------------------------
+const dir = mkdtempSync(join(tmpdir(), 'loxiha-bundle-'));
+try {
+  const outfile = join(dir, 'index.mjs');
+  buildSync({
+    entryPoints: ['lambda/failover/handler.ts'],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    target: 'node24',
+    format: 'esm',
+    minify: true,
+    mainFields: ['module', 'main'],
+    banner: { js: "import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);" },
+    logLevel: 'error',
+  });
+  const env = {
+    ...process.env,
+    AWS_REGION: 'us-east-1',
+    LOXIHA_DEPLOYMENT_ID: 'bench',
+    LOXIHA_VPC_ID: 'vpc-0123456789abcdef0',
+    LOXIHA_CLOUD_CIDR_BLOCK: '100.64.248.0/24',
+    LOXIHA_VIP: '100.64.248.254',
+    LOXIHA_EIP_ALLOCATION_ID: 'eipalloc-0123456789abcdef0',
+    LOXIHA_FLOATING_ROUTE_TABLE_ID: 'rtb-0123456789abcdef0',
+    LOXIHA_LEASE_TABLE: 'lease',
+  };
+  const measure = (code: string) => {
+    const runs: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { env, encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(r.stderr);
+      runs.push(Number(r.stdout.trim()));
+    }
+    runs.sort((a, b) => a - b);
+    return { median: +runs[3]!.toFixed(1), min: +runs[0]!.toFixed(1), max: +runs[6]!.toFixed(1) };
+  };
+  const init = measure(`const t = performance.now(); await import(${JSON.stringify(outfile)}); console.log(performance.now() - t)`);
+  const empty = measure(`const t = performance.now(); await import('data:text/javascript,export const handler = async () => 1'); console.log(performance.now() - t)`);
+  console.log(JSON.stringify({ metric: 'handler-bundle-bytes', value: statSync(outfile).size, targetMax: 1_500_000 }));
+  console.log(JSON.stringify({ metric: 'handler-cold-init-ms', path: 'loxiha-handler', ...init, targetMax: 250 }));
+  console.log(JSON.stringify({ metric: 'handler-cold-init-ms', path: 'empty-handler-baseline', ...empty }));
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}

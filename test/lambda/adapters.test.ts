@@ -1,0 +1,128 @@
+import { ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  AttachNetworkInterfaceCommand,
+  CreateNetworkInterfaceCommand,
+  CreateSubnetCommand,
+  DeleteSubnetCommand,
+  DescribeNetworkInterfacesCommand,
+  DescribeSubnetsCommand,
+  DetachNetworkInterfaceCommand,
+  EC2Client,
+  EC2ServiceException,
+} from '@aws-sdk/client-ec2';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TAG } from '../../lib/contract.ts';
+import { Ec2Adapter } from '../../lambda/failover/aws/ec2.ts';
+import type { Clock } from '../../lambda/failover/clock.ts';
+import { Lease, LeaseLostError } from '../../lambda/failover/lease.ts';
+
+const ec2Mock = mockClient(EC2Client);
+const ddbMock = mockClient(DynamoDBClient);
+afterEach(() => {
+  ec2Mock.reset();
+  ddbMock.reset();
+});
+
+/** A clock whose sleeps return at once and move time forward. */
+function fastClock(): Clock {
+  let t = 0;
+  return { now: () => t, sleep: async (ms) => void (t += ms) };
+}
+
+const awsError = (code: string) => new EC2ServiceException({ name: code, $fault: 'client', $metadata: { httpStatusCode: 400 }, message: code });
+const adapter = () => new Ec2Adapter(new EC2Client({ region: 'us-east-1' }), { deploymentId: 'd1', vpcId: 'vpc-1', clock: fastClock() });
+const ours = [
+  { Key: TAG.deployment, Value: 'd1' },
+  { Key: TAG.role, Value: 'floating-subnet' },
+];
+
+describe('Ec2Adapter', () => {
+  it('adopts our own subnet when CreateSubnet answers a conflict (a lost answer of an earlier run)', async () => {
+    ec2Mock.on(CreateSubnetCommand).rejects(awsError('InvalidSubnet.Conflict'));
+    ec2Mock.on(DescribeSubnetsCommand).resolvesOnce({ Subnets: [] }).resolves({ Subnets: [{ SubnetId: 'subnet-ours', AvailabilityZone: 'us-east-1b', Tags: ours }] });
+    await expect(adapter().createSubnet('us-east-1b', '100.64.248.0/24', 3, 60_000)).resolves.toBe('subnet-ours');
+  });
+
+  it('refuses to adopt a subnet that is not this deployment’s', async () => {
+    ec2Mock.on(CreateSubnetCommand).rejects(awsError('InvalidSubnet.Conflict'));
+    ec2Mock.on(DescribeSubnetsCommand).resolves({ Subnets: [{ SubnetId: 'subnet-theirs', AvailabilityZone: 'us-east-1b', Tags: [{ Key: TAG.deployment, Value: 'other' }] }] });
+    await expect(adapter().createSubnet('us-east-1b', '100.64.248.0/24', 3, 60_000)).rejects.toThrow(/not this deployment's floating subnet/);
+  });
+
+  it('tags what it creates with the deployment, role and epoch', async () => {
+    ec2Mock.on(CreateSubnetCommand).resolves({ Subnet: { SubnetId: 'subnet-1' } });
+    await adapter().createSubnet('us-east-1a', '100.64.248.0/24', 7, 60_000);
+    const tags = ec2Mock.commandCalls(CreateSubnetCommand)[0]!.args[0].input.TagSpecifications![0]!.Tags!;
+    expect(tags).toEqual(expect.arrayContaining([{ Key: TAG.deployment, Value: 'd1' }, { Key: TAG.role, Value: 'floating-subnet' }, { Key: TAG.epoch, Value: '7' }]));
+  });
+
+  it('retries DeleteSubnet while ENIs linger (DependencyViolation), and treats NotFound as done', async () => {
+    ec2Mock.on(DeleteSubnetCommand).rejectsOnce(awsError('DependencyViolation')).rejectsOnce(awsError('DependencyViolation')).resolves({});
+    await adapter().deleteSubnet('subnet-1', 60_000);
+    expect(ec2Mock.commandCalls(DeleteSubnetCommand)).toHaveLength(3);
+    ec2Mock.reset();
+    ec2Mock.on(DeleteSubnetCommand).rejects(awsError('InvalidSubnetID.NotFound'));
+    await expect(adapter().deleteSubnet('subnet-1', 60_000)).resolves.toBeUndefined();
+  });
+
+  it('gives up on DependencyViolation at the deadline with a resumable error', async () => {
+    ec2Mock.on(DeleteSubnetCommand).rejects(awsError('DependencyViolation'));
+    await expect(adapter().deleteSubnet('subnet-1', 10_000)).rejects.toThrow(/ran out of time.*DependencyViolation/);
+  });
+
+  it('creates the ENI with a ClientToken that is the same on a re-run for the same subnet', async () => {
+    ec2Mock.on(CreateNetworkInterfaceCommand).resolves({ NetworkInterface: { NetworkInterfaceId: 'eni-1' } });
+    const a = adapter();
+    await a.createEni({ subnetId: 'subnet-1', privateIp: '100.64.248.254', securityGroupIds: ['sg-1'], epoch: 1, az: 'us-east-1a' }, 60_000);
+    await a.createEni({ subnetId: 'subnet-1', privateIp: '100.64.248.254', securityGroupIds: ['sg-1'], epoch: 2, az: 'us-east-1a' }, 60_000);
+    const [first, second] = ec2Mock.commandCalls(CreateNetworkInterfaceCommand).map((c) => c.args[0].input);
+    expect(first!.ClientToken).toBe('d1-subnet-1');
+    expect(second!.ClientToken).toBe(first!.ClientToken);
+    expect(first!.PrivateIpAddress).toBe('100.64.248.254');
+    expect(first!.Groups).toEqual(['sg-1']);
+  });
+
+  it('retries calls on a resource that AWS does not show yet (NotFound right after create)', async () => {
+    ec2Mock.on(CreateNetworkInterfaceCommand).rejectsOnce(awsError('InvalidSubnetID.NotFound')).resolves({ NetworkInterface: { NetworkInterfaceId: 'eni-1' } });
+    await expect(adapter().createEni({ subnetId: 'subnet-new', privateIp: '100.64.248.254', securityGroupIds: [], epoch: 1, az: 'us-east-1a' }, 60_000)).resolves.toBe('eni-1');
+  });
+
+  it('treats an attach whose answer was lost as done when the ENI is attached to the target', async () => {
+    ec2Mock.on(AttachNetworkInterfaceCommand).rejects(awsError('InvalidParameterValue'));
+    ec2Mock.on(DescribeNetworkInterfacesCommand).resolves({ NetworkInterfaces: [{ NetworkInterfaceId: 'eni-1', Attachment: { AttachmentId: 'a-1', InstanceId: 'i-target', Status: 'attached' } }] });
+    await expect(adapter().attachEni('eni-1', 'i-target', 1, 60_000)).resolves.toBeUndefined();
+    ec2Mock.on(DescribeNetworkInterfacesCommand).resolves({ NetworkInterfaces: [{ NetworkInterfaceId: 'eni-1', Attachment: { AttachmentId: 'a-1', InstanceId: 'i-other', Status: 'attached' } }] });
+    await expect(adapter().attachEni('eni-1', 'i-target', 1, 60_000)).rejects.toThrow();
+  });
+
+  it('treats detaching an attachment that is gone as done', async () => {
+    ec2Mock.on(DetachNetworkInterfaceCommand).rejects(awsError('InvalidAttachmentID.NotFound'));
+    await expect(adapter().detachEni('eni-attach-1', false)).resolves.toBeUndefined();
+  });
+});
+
+describe('Lease', () => {
+  const lease = () => new Lease(new DynamoDBClient({ region: 'us-east-1' }), 't', 'd1', 90_000);
+  const conditional = () => new ConditionalCheckFailedException({ $metadata: {}, message: 'failed' });
+
+  it('takes the lease with a conditional write that bumps the epoch', async () => {
+    ddbMock.on(UpdateItemCommand).resolves({ Attributes: { pk: { S: 'lease#d1' }, holder: { S: 'me' }, epoch: { N: '5' }, expiresAt: { N: '90000' } } });
+    const r = await lease().acquire('me', 0);
+    expect(r).toMatchObject({ acquired: true, epoch: 5 });
+    const input = ddbMock.commandCalls(UpdateItemCommand)[0]!.args[0].input;
+    expect(input.ConditionExpression).toBe('attribute_not_exists(holder) OR expiresAt < :now');
+    expect(input.UpdateExpression).toContain('epoch = if_not_exists(epoch, :zero) + :one');
+  });
+
+  it('reports who holds it when the write is refused', async () => {
+    ddbMock.on(UpdateItemCommand).rejects(conditional());
+    ddbMock.on(GetItemCommand).resolves({ Item: { holder: { S: 'other' }, epoch: { N: '9' }, expiresAt: { N: '50000' } } });
+    await expect(lease().acquire('me', 0)).resolves.toMatchObject({ acquired: false, lease: { holder: 'other', epoch: 9 } });
+  });
+
+  it('fences: renewing a lease someone else took throws LeaseLostError', async () => {
+    ddbMock.on(UpdateItemCommand).rejects(conditional());
+    await expect(lease().renew('me', 5, 0)).rejects.toBeInstanceOf(LeaseLostError);
+  });
+});

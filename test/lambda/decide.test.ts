@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import { decide, type Policy } from '../../lambda/failover/decide.ts';
+import type { InstanceView, Snapshot } from '../../lambda/failover/snapshot.ts';
+
+const NOW = 1_800_000_000_000;
+const policy: Policy = { failback: 'never', holdDownMs: 60_000, staleMs: 30_000 };
+
+function inst(index: number, o: Partial<InstanceView> = {}): InstanceView {
+  return {
+    id: `i-00000000000000${index}0`,
+    index,
+    az: `us-east-1${'ab'[index]}`,
+    state: 'running',
+    statusOk: true,
+    lastHeartbeatAt: NOW - 5000,
+    sessionsInSync: true,
+    securityGroupIds: ['sg-1'],
+    usedDeviceIndexes: [0],
+    ...o,
+  };
+}
+
+function snap(...instances: InstanceView[]): Snapshot {
+  return { now: NOW, instances, subnets: [], enis: [], eip: { allocationId: 'eipalloc-1', publicIp: '1.1.1.1', associationId: undefined, networkInterfaceId: undefined, privateIp: undefined } };
+}
+
+const A = inst(0).id;
+const B = inst(1).id;
+
+describe('decide', () => {
+  it('keeps a healthy owner', () => {
+    expect(decide(snap(inst(0), inst(1)), A, policy)).toMatchObject({ outcome: 'keep', owner: A });
+  });
+
+  it('places the VIP on the preferred healthy instance when nobody holds it', () => {
+    expect(decide(snap(inst(0), inst(1)), undefined, policy)).toMatchObject({ outcome: 'move', owner: A, from: undefined });
+  });
+
+  it.each([
+    ['stopped', { state: 'stopped' as const }],
+    ['impaired', { statusOk: false }],
+    ['stale heartbeat', { lastHeartbeatAt: NOW - 31_000 }],
+    ['never beat', { lastHeartbeatAt: undefined }],
+  ])('moves away from an owner that is %s', (_, o) => {
+    expect(decide(snap(inst(0, o), inst(1)), A, policy)).toMatchObject({ outcome: 'move', owner: B, from: A, planned: false });
+  });
+
+  it.each([
+    ['stopped', { state: 'stopped' as const }],
+    ['stale', { lastHeartbeatAt: NOW - 60_000 }],
+    ['impaired', { statusOk: false }],
+  ])('never picks a survivor that is %s: no healthy instance, change nothing', (_, o) => {
+    const d = decide(snap(inst(0, { state: 'stopped' }), inst(1, o)), A, policy);
+    expect(d.outcome).toBe('no-healthy-instance');
+    expect(d.reason).toMatch(/changing nothing/);
+  });
+
+  it('believes a report against the owner outside the hold-down', () => {
+    expect(decide(snap(inst(0), inst(1)), A, policy, { suspect: A, lastMoveAt: NOW - 120_000 })).toMatchObject({ outcome: 'move', owner: B });
+  });
+
+  it('does not flap: a report against a still-healthy owner inside the hold-down is ignored', () => {
+    expect(decide(snap(inst(0), inst(1)), B, policy, { suspect: B, lastMoveAt: NOW - 10_000 })).toMatchObject({ outcome: 'keep', owner: B });
+  });
+
+  it('moves inside the hold-down when the owner is really down', () => {
+    expect(decide(snap(inst(0), inst(1, { state: 'stopped' })), B, policy, { suspect: B, lastMoveAt: NOW - 10_000 })).toMatchObject({ outcome: 'move', owner: A });
+  });
+
+  it('ignores a report against an instance that is not the owner', () => {
+    expect(decide(snap(inst(0), inst(1)), A, policy, { suspect: B })).toMatchObject({ outcome: 'keep', owner: A });
+  });
+
+  it('prefers a survivor whose session table is in sync', () => {
+    const d = decide(snap(inst(0, { state: 'stopped' }), inst(1, { sessionsInSync: false }), inst(2, { az: 'us-east-1c' })), A, policy);
+    expect(d).toMatchObject({ outcome: 'move', owner: inst(2).id });
+  });
+
+  describe('failback', () => {
+    const preferred: Policy = { ...policy, failback: 'preferred' };
+    it('returns to instance 0 once healthy and outside the hold-down', () => {
+      expect(decide(snap(inst(0), inst(1)), B, preferred, { lastMoveAt: NOW - 120_000 })).toMatchObject({ outcome: 'move', owner: A, planned: true });
+    });
+    it('waits out the hold-down before failing back', () => {
+      expect(decide(snap(inst(0), inst(1)), B, preferred, { lastMoveAt: NOW - 30_000 })).toMatchObject({ outcome: 'keep', owner: B });
+    });
+    it('never fails back with failback=never', () => {
+      expect(decide(snap(inst(0), inst(1)), B, policy, { lastMoveAt: NOW - 999_000 })).toMatchObject({ outcome: 'keep', owner: B });
+    });
+  });
+
+  describe('manual target', () => {
+    it('moves to a healthy target, as a planned move when the owner is alive', () => {
+      expect(decide(snap(inst(0), inst(1)), A, policy, { to: B })).toMatchObject({ outcome: 'move', owner: B, planned: true });
+    });
+    it('rejects an unhealthy or unknown target', () => {
+      expect(decide(snap(inst(0), inst(1, { state: 'stopped' })), A, policy, { to: B })).toMatchObject({ outcome: 'rejected' });
+      expect(decide(snap(inst(0), inst(1)), A, policy, { to: 'i-ffffffffffffffff0' })).toMatchObject({ outcome: 'rejected' });
+    });
+    it('keeps when the target already holds the VIP', () => {
+      expect(decide(snap(inst(0), inst(1)), B, policy, { to: B })).toMatchObject({ outcome: 'keep', owner: B });
+    });
+  });
+});

@@ -1,0 +1,117 @@
+/** The handler end to end with mocked SDK clients: validation before any AWS call, and the CloudFormation lifecycle. */
+import { createServer, type Server } from 'node:http';
+import { CloudWatchClient, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  DescribeAddressesCommand,
+  DescribeInstanceStatusCommand,
+  DescribeInstancesCommand,
+  DescribeNetworkInterfacesCommand,
+  DescribeRouteTablesCommand,
+  DescribeSubnetsCommand,
+  EC2Client,
+} from '@aws-sdk/client-ec2';
+import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { SNSClient, PublishCommand } from '@aws-sdk/client-sns';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { FUNCTION_ENV } from '../../lib/contract.ts';
+
+const ec2 = mockClient(EC2Client);
+const ddb = mockClient(DynamoDBClient);
+const cw = mockClient(CloudWatchClient);
+mockClient(EventBridgeClient).on(PutEventsCommand).resolves({ FailedEntryCount: 0 });
+mockClient(SNSClient).on(PublishCommand).resolves({});
+
+Object.assign(process.env, {
+  AWS_REGION: 'us-east-1',
+  POWERTOOLS_LOG_LEVEL: 'SILENT',
+  POWERTOOLS_METRICS_DISABLED: 'true',
+  [FUNCTION_ENV.deploymentId]: 'loxiha-sim',
+  [FUNCTION_ENV.vpcId]: 'vpc-0123456789abcdef0',
+  [FUNCTION_ENV.cloudCidrBlock]: '100.64.248.0/24',
+  [FUNCTION_ENV.vip]: '100.64.248.254',
+  [FUNCTION_ENV.eipAllocationId]: 'eipalloc-0123456789abcdef0',
+  [FUNCTION_ENV.floatingRouteTableId]: 'rtb-0123456789abcdef0',
+  [FUNCTION_ENV.leaseTable]: 'lease',
+  [FUNCTION_ENV.failback]: 'never',
+  [FUNCTION_ENV.holdDownSeconds]: '60',
+});
+const { handler } = await import('../../lambda/failover/handler.ts');
+
+const context = { getRemainingTimeInMillis: () => 120_000, functionName: 'f', awsRequestId: 'r', invokedFunctionArn: 'arn:aws:lambda:us-east-1:1:function:f' } as never;
+
+let server: Server;
+let responses: any[] = [];
+let url = '';
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      responses.push({ method: req.method, body: JSON.parse(body) });
+      res.end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  url = `http://127.0.0.1:${(server.address() as { port: number }).port}/response`;
+});
+afterAll(() => new Promise((r) => server.close(r)));
+
+beforeEach(() => {
+  ec2.reset();
+  ddb.reset();
+  cw.reset();
+  responses = [];
+  ec2.on(DescribeInstancesCommand).resolves({ Reservations: [] });
+  ec2.on(DescribeInstanceStatusCommand).resolves({ InstanceStatuses: [] });
+  ec2.on(DescribeSubnetsCommand).resolves({ Subnets: [] });
+  ec2.on(DescribeRouteTablesCommand).resolves({ RouteTables: [] });
+  ec2.on(DescribeNetworkInterfacesCommand).resolves({ NetworkInterfaces: [] });
+  ec2.on(DescribeAddressesCommand).resolves({ Addresses: [{ AllocationId: 'eipalloc-0123456789abcdef0', PublicIp: '198.51.100.7' }] });
+  ddb.on(UpdateItemCommand).resolves({ Attributes: { holder: { S: 'h' }, epoch: { N: '1' }, expiresAt: { N: String(Date.now() + 90_000) } } });
+  ddb.on(GetItemCommand).resolves({});
+  cw.on(GetMetricDataCommand).resolves({ MetricDataResults: [] });
+});
+
+const lifecycle = (RequestType: string) => ({
+  RequestType,
+  ServiceToken: 'arn:aws:lambda:us-east-1:111111111111:function:f',
+  ResponseURL: url,
+  StackId: 'arn:aws:cloudformation:us-east-1:111111111111:stack/s/1',
+  RequestId: 'req-1',
+  LogicalResourceId: 'Lifecycle',
+  ResourceType: 'Custom::LoxihaLifecycle',
+  ResourceProperties: { ServiceToken: 'x' },
+  ...(RequestType === 'Delete' ? { PhysicalResourceId: 'loxiha-lifecycle-loxiha-sim' } : {}),
+});
+
+describe('handler', () => {
+  it('rejects malformed input with a clear error and touches neither EC2 nor the lease', async () => {
+    const r = await handler({ action: 'failover', to: 'not-an-instance' }, context);
+    expect(r).toMatchObject({ ok: false, outcome: 'invalid-event' });
+    expect((r as { reason: string }).reason).toMatch(/EC2 instance id/);
+    expect(ec2.calls()).toHaveLength(0);
+    expect(ddb.calls()).toHaveLength(0);
+  });
+
+  it('answers status without taking the lease or mutating', async () => {
+    const r = await handler({ action: 'status' }, context);
+    expect(r).toMatchObject({ outcome: 'status', reason: 'no instance holds the VIP' });
+    expect(ddb.commandCalls(UpdateItemCommand)).toHaveLength(0);
+  });
+
+  it('answers CloudFormation Delete with SUCCESS after a teardown that found nothing left', async () => {
+    const r = await handler(lifecycle('Delete'), context);
+    expect(r).toMatchObject({ outcome: 'torn-down' });
+    expect(responses).toHaveLength(1);
+    expect(responses[0]).toMatchObject({ method: 'PUT', body: { Status: 'SUCCESS', RequestId: 'req-1', PhysicalResourceId: 'loxiha-lifecycle-loxiha-sim' } });
+  });
+
+  it('answers CloudFormation FAILED (and does not hang the stack) when the run throws', async () => {
+    ec2.on(DescribeAddressesCommand).rejects(new Error('boom'));
+    await expect(handler(lifecycle('Delete'), context)).resolves.toMatchObject({ ok: false, outcome: 'failed' });
+    expect(responses[0]).toMatchObject({ body: { Status: 'FAILED' } });
+    expect(responses[0].body.Reason).toContain('boom');
+  });
+});
