@@ -52,6 +52,8 @@ export const agentConfigSchema = z
     stateDir: z.string().default('/var/lib/loxiha'),
     /** nftables table the agent owns (inet family). */
     nftTable: z.string().regex(/^[a-z][a-z0-9_]{0,30}$/).default('loxiha'),
+    /** Interfaces carrying load-balanced traffic (flowtable fast path where the kernel has it). */
+    dataInterfaces: z.array(z.string().regex(/^[\w.-]{1,15}$/)).default([]),
     /** Seed of the flow hash: identical on every instance so the same flow picks the same endpoint. */
     hashSeed: z.number().int().min(0).max(0xffffffff).default(0x10a1ba),
   })

@@ -1,1 +1,87 @@
-console.log("agent");
+/**
+ * The agent: adopts the kernel table it owns, reconciles it with the persisted services,
+ * probes endpoints, and serves the LoxiLB-compatible API. Stopping it (or a crash) leaves
+ * the nftables table in place, so traffic keeps flowing while it restarts.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { createApi } from './api/server.ts';
+import { loadAgentConfig } from './config.ts';
+import { listConntrack } from './conntrack.ts';
+import { Datapath } from './datapath/controller.ts';
+import { Nft } from './datapath/nft.ts';
+import { Prober } from './probes.ts';
+import { ServiceStore } from './services/store.ts';
+
+function log(level: 'info' | 'warn' | 'error', msg: string, extra: Record<string, unknown> = {}): void {
+  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...extra })}\n`);
+}
+
+export async function main(argv: string[]): Promise<{ stop: () => Promise<void> }> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', default: '/etc/loxiha/agent.json' }, 'probe-interval-ms': { type: 'string', default: '2000' } } });
+  const config = loadAgentConfig(values.config!);
+  const nft = new Nft(config.nftTable);
+  const flowtables = await nft.flowtablesSupported();
+  if (!flowtables) log('warn', 'this kernel has no nftables flowtables: established flows take the regular path');
+  const datapath = new Datapath(nft, { table: config.nftTable, hashSeed: config.hashSeed, flowtableDevices: flowtables && config.dataInterfaces.length ? config.dataInterfaces : undefined });
+  const store = new ServiceStore(config.stateDir);
+  const services = store.load();
+  const adoption = await datapath.adopt(services);
+  log('info', adoption === 'adopted' ? 'adopted the existing nftables table unchanged' : 'applied the services to nftables', { services: services.length, table: config.nftTable });
+
+  const prober = new Prober({
+    intervalMs: Number(values['probe-interval-ms']),
+    onChange: (down) => {
+      log('warn', 'endpoint health changed', { down: [...down] });
+      datapath.setDown(down).catch((e: Error) => log('error', 'could not apply endpoint health', { error: e.message }));
+    },
+  });
+  prober.sync(services);
+
+  const token = config.api.tokenFile ? readFileSync(config.api.tokenFile, 'utf8').trim() : undefined;
+  let pushed: { state: string; at: string } | undefined;
+  const server = createApi({
+    datapath,
+    persist: (list) => {
+      store.save(list);
+      prober.sync(list);
+    },
+    endpointStates: () => prober.states(),
+    conntrack: () => listConntrack(),
+    // Until the HA runtime decides the role from where the VIP lives, report the configured one.
+    role: () => ({ instance: config.instanceName, state: config.initialRole, vip: config.vip, sync: 0 }),
+    onRolePush: (p) => {
+      pushed = { state: p.state, at: new Date().toISOString() };
+      log('info', 'ignored a role push: the failover function is the authority on the VIP', { pushed });
+    },
+    token,
+    log: (msg, extra) => log('info', msg, extra),
+  });
+  await new Promise<void>((resolve) => server.listen(config.api.port, config.api.listen, resolve));
+  log('info', 'API listening', { listen: config.api.listen, port: config.api.port, auth: token ? 'bearer' : 'none' });
+
+  return {
+    stop: async () => {
+      prober.stop();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then(
+    (agent) => {
+      const shutdown = (signal: string) => {
+        log('info', 'stopping; the nftables table stays in place', { signal });
+        agent.stop().then(() => process.exit(0));
+      };
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGINT', () => shutdown('SIGINT'));
+    },
+    (e: Error) => {
+      log('error', 'agent failed to start', { error: e.message });
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,224 @@
+/**
+ * The part of LoxiLB's REST API (basePath /netlox/v1) that kube-loxilb uses. Non-GET
+ * successes answer 200 {"result":"Success"}; invalid bodies 400 with a message and no change.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { ConntrackEntry } from '../conntrack.ts';
+import type { Datapath } from '../datapath/controller.ts';
+import type { EndpointState } from '../probes.ts';
+import { endpointKey, type Service, serviceAddresses, serviceKey } from '../services/model.ts';
+import { ciStateSchema, describeZodError, foldKeys, loadbalanceEntrySchema, toService } from './schemas.ts';
+
+export const BASE = '/netlox/v1';
+const MAX_BODY = 1 << 20;
+
+export interface ApiDeps {
+  datapath: Datapath;
+  /** Persists the services after a successful change. */
+  persist: (services: Service[]) => void;
+  endpointStates: () => EndpointState[];
+  conntrack: () => Promise<ConntrackEntry[]>;
+  role: () => { instance: string; state: string; vip: string; sync: number };
+  onRolePush: (push: { instance: string; state: string; vip: string }) => void;
+  token?: string;
+  log: (msg: string, extra?: Record<string, unknown>) => void;
+}
+
+class HttpError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > MAX_BODY) throw new HttpError(413, `body larger than ${MAX_BODY} bytes`);
+    chunks.push(c as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'body is not valid JSON');
+  }
+}
+
+/** The LoxiLB LoadbalanceEntry view of a service, with live endpoint state and counters. */
+export function toEntry(s: Service, dp: Datapath, counters?: { service: { packets: number; bytes: number }; endpoints: Map<string, { packets: number; bytes: number }> }) {
+  return {
+    serviceArguments: {
+      externalIP: s.externalIP,
+      privateIP: s.privateIP ?? '',
+      port: s.port,
+      protocol: s.protocol,
+      sel: s.sel,
+      mode: s.mode,
+      bgp: s.bgp,
+      monitor: s.monitor,
+      probetype: s.probe.type,
+      probeport: s.probe.port,
+      probereq: s.probe.req,
+      proberesp: s.probe.resp,
+      probeRetries: s.probe.retries,
+      probeTimeout: s.probe.timeoutSeconds,
+      inactiveTimeOut: s.inactiveTimeOut,
+      block: s.block,
+      managed: s.managed,
+      name: s.name,
+    },
+    endpoints: s.endpoints.map((e) => {
+      const c = counters?.endpoints.get(endpointKey(e));
+      return { endpointIP: e.ip, targetPort: e.port, weight: e.weight, state: dp.isDown(s, e) ? 'inactive' : 'active', counter: c ? `${c.packets}:${c.bytes}` : '0:0' };
+    }),
+    secondaryIPs: s.secondaryIPs.map((secondaryIP) => ({ secondaryIP })),
+    allowedSources: s.allowedSources.map((prefix) => ({ prefix })),
+    counter: counters ? `${counters.service.packets}:${counters.service.bytes}` : '0:0',
+  };
+}
+
+export function createApi(d: ApiDeps): Server {
+  const authorized = (req: IncomingMessage): boolean => {
+    if (!d.token) return true;
+    const h = req.headers.authorization ?? '';
+    const given = Buffer.from(h.startsWith('Bearer ') ? h.slice(7) : '');
+    const want = Buffer.from(d.token);
+    return given.length === want.length && timingSafeEqual(given, want);
+  };
+
+  const routes = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
+    const method = req.method ?? 'GET';
+    if (path === '' || path === '/') {
+      if (method !== 'GET') throw new HttpError(405, 'method not allowed');
+      return send(res, 200, { status: 'ok' });
+    }
+    if (!authorized(req)) throw new HttpError(401, 'missing or wrong bearer token');
+
+    if (path === '/config/loadbalancer' && method === 'POST') {
+      const parsed = loadbalanceEntrySchema.safeParse(foldKeys(await readJson(req)));
+      if (!parsed.success) throw new HttpError(400, describeZodError(parsed.error));
+      const service = toService(parsed.data);
+      const oper = parsed.data.serviceArguments.oper;
+      await d.datapath.change((m) => {
+        const key = serviceKey(service);
+        const existing = m.get(key);
+        if (oper === 1 && existing) {
+          // attach endpoints
+          const eps = new Map(existing.endpoints.map((e) => [endpointKey(e), e]));
+          for (const e of service.endpoints) eps.set(endpointKey(e), e);
+          m.set(key, { ...existing, endpoints: [...eps.values()] });
+        } else if (oper === 2 && existing) {
+          // detach endpoints
+          const drop = new Set(service.endpoints.map(endpointKey));
+          m.set(key, { ...existing, endpoints: existing.endpoints.filter((e) => !drop.has(endpointKey(e))) });
+        } else {
+          m.set(key, service);
+        }
+        return m;
+      });
+      d.persist(d.datapath.list());
+      d.log('load balancer set', { service: serviceKey(service), endpoints: service.endpoints.length });
+      return send(res, 200, { result: 'Success' });
+    }
+
+    if (path === '/config/loadbalancer/all' && method === 'GET') {
+      const counters = await d.datapath.counters();
+      return send(res, 200, { lbAttr: d.datapath.list().map((s) => toEntry(s, d.datapath, counters.get(serviceKey(s)))) });
+    }
+    if (path === '/config/loadbalancer/all' && method === 'DELETE') {
+      await d.datapath.change(() => new Map());
+      d.persist([]);
+      return send(res, 200, { result: 'Success' });
+    }
+
+    const byTuple = /^\/config\/loadbalancer\/externalipaddress\/([\d.]+)\/port\/(\d+)\/protocol\/(tcp|udp|sctp|icmp)$/.exec(path);
+    if (byTuple && method === 'DELETE') {
+      const key = serviceKey({ externalIP: byTuple[1]!, port: Number(byTuple[2]), protocol: byTuple[3] as 'tcp' });
+      if (!d.datapath.get(key)) throw new HttpError(404, `no load balancer ${byTuple[1]}:${byTuple[2]}/${byTuple[3]}`);
+      await d.datapath.change((m) => {
+        m.delete(key);
+        return m;
+      });
+      d.persist(d.datapath.list());
+      return send(res, 200, { result: 'Success' });
+    }
+
+    const byName = /^\/config\/loadbalancer\/name\/([\w.:/-]{1,253})$/.exec(path);
+    if (byName && method === 'DELETE') {
+      const name = decodeURIComponent(byName[1]!);
+      const keys = d.datapath.list().filter((s) => s.name === name).map(serviceKey);
+      if (!keys.length) throw new HttpError(404, `no load balancer named ${name}`);
+      await d.datapath.change((m) => {
+        for (const k of keys) m.delete(k);
+        return m;
+      });
+      d.persist(d.datapath.list());
+      return send(res, 200, { result: 'Success' });
+    }
+
+    if (path === '/config/cistate/all' && method === 'GET') return send(res, 200, { Attr: [d.role()] });
+    if (path === '/config/cistate' && method === 'POST') {
+      const parsed = ciStateSchema.safeParse(foldKeys(await readJson(req)));
+      if (!parsed.success) throw new HttpError(400, describeZodError(parsed.error));
+      d.onRolePush(parsed.data);
+      return send(res, 200, { result: 'Success' });
+    }
+
+    if (path === '/config/endpoint/all' && method === 'GET') {
+      return send(res, 200, {
+        Attr: d.endpointStates().map((e) => ({
+          hostName: e.endpoint.split(':')[0],
+          name: `${e.service}#${e.endpoint}`,
+          probeType: e.probeType,
+          inactiveReTries: e.failures,
+          currState: e.up ? 'green' : 'red',
+          minDelay: e.lastMs.length ? `${Math.min(...e.lastMs)}ms` : '',
+          avgDelay: e.lastMs.length ? `${Math.round(e.lastMs.reduce((a, b) => a + b, 0) / e.lastMs.length)}ms` : '',
+          maxDelay: e.lastMs.length ? `${Math.max(...e.lastMs)}ms` : '',
+        })),
+      });
+    }
+
+    if (path === '/config/conntrack/all' && method === 'GET') {
+      const services = d.datapath.list();
+      const ours = new Map<string, Service>();
+      for (const s of services) for (const a of serviceAddresses(s)) ours.set(`${a}|${s.port}|${s.protocol}`, s);
+      const entries = (await d.conntrack()).filter((c) => ours.has(`${c.dst}|${c.dport}|${c.protocol}`));
+      return send(res, 200, {
+        ctAttr: entries.map((c) => ({
+          sourceIP: c.src,
+          destinationIP: c.dst,
+          sourcePort: c.sport,
+          destinationPort: c.dport,
+          protocol: c.protocol,
+          conntrackState: c.state.toLowerCase(),
+          conntrackAct: `fdnat-${c.replySrc},${c.replySport}:${c.replyDst},${c.replyDport}`,
+          packets: c.packets ?? 0,
+          bytes: c.bytes ?? 0,
+          servName: ours.get(`${c.dst}|${c.dport}|${c.protocol}`)!.name,
+        })),
+      });
+    }
+    throw new HttpError(404, `no route ${method} ${BASE}${path}`);
+  };
+
+  return createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://agent');
+    if (!url.pathname.startsWith(BASE)) return send(res, 404, { code: 404, message: 'not found' });
+    routes(req, res, url.pathname.slice(BASE.length).replace(/\/$/, '')).catch((e: unknown) => {
+      const status = e instanceof HttpError ? e.status : 500;
+      if (status >= 500) d.log('request failed', { path: url.pathname, error: (e as Error).message });
+      if (!res.headersSent) send(res, status, { code: status, message: (e as Error).message, result: 'Failed' });
+    });
+  });
+}

@@ -1,0 +1,122 @@
+/**
+ * Keeps the kernel equal to the desired services: renders, compares with what is applied,
+ * applies one transaction, one at a time. Changes are validated by rendering before they
+ * are accepted, and rolled back in memory when the kernel rejects them.
+ */
+import { endpointKey, type Service, serviceKey } from '../services/model.ts';
+import type { Nft } from './nft.ts';
+import { type CounterValue, render } from './render.ts';
+
+export interface DatapathOptions {
+  table: string;
+  hashSeed: number;
+  flowtableDevices?: string[];
+}
+
+export interface ServiceCounters {
+  service: CounterValue;
+  endpoints: Map<string, CounterValue>;
+}
+
+export class Datapath {
+  private readonly nft: Nft;
+  private readonly o: DatapathOptions;
+  private services = new Map<string, Service>();
+  private down: ReadonlySet<string> = new Set();
+  private applied: string | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  applies = 0;
+
+  constructor(nft: Nft, options: DatapathOptions) {
+    this.nft = nft;
+    this.o = options;
+  }
+
+  list(): Service[] {
+    return [...this.services.values()];
+  }
+
+  get(key: string): Service | undefined {
+    return this.services.get(key);
+  }
+
+  /** Runs `fn` after every earlier change, so concurrent API calls apply in order. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Adopts what the kernel holds: applies only when the table differs from these services. */
+  adopt(services: Service[]): Promise<'adopted' | 'applied'> {
+    return this.serial(async () => {
+      this.services = new Map(services.map((s) => [serviceKey(s), s]));
+      const applied = await this.nft.appliedHash();
+      const { hash } = render(this.input(new Map()));
+      if (applied === hash) {
+        this.applied = hash;
+        return 'adopted';
+      }
+      await this.applyNow();
+      return 'applied';
+    });
+  }
+
+  /** Replaces the whole service set (or a change to it) atomically: all of it reaches the kernel or none. */
+  change(mutate: (current: Map<string, Service>) => Map<string, Service>): Promise<void> {
+    return this.serial(async () => {
+      const before = this.services;
+      this.services = mutate(new Map(before));
+      try {
+        await this.applyNow();
+      } catch (e) {
+        this.services = before;
+        throw e;
+      }
+    });
+  }
+
+  setDown(down: ReadonlySet<string>): Promise<void> {
+    return this.serial(async () => {
+      this.down = down;
+      await this.applyNow();
+    });
+  }
+
+  isDown(s: Service, endpoint: { ip: string; port: number }): boolean {
+    return this.down.has(`${serviceKey(s)}#${endpointKey(endpoint)}`);
+  }
+
+  private input(counters: ReadonlyMap<string, CounterValue>) {
+    return { table: this.o.table, services: this.list(), down: this.down, hashSeed: this.o.hashSeed, counters, flowtableDevices: this.o.flowtableDevices };
+  }
+
+  private async applyNow(): Promise<void> {
+    const probe = render(this.input(new Map()));
+    if (probe.hash === this.applied) return;
+    // Carry the counters over the table replace.
+    const counters = this.applied === undefined ? new Map<string, CounterValue>() : await this.nft.counters();
+    const r = render(this.input(counters));
+    await this.nft.apply(r.text);
+    this.applied = r.hash;
+    this.applies++;
+  }
+
+  /** Per-service and per-endpoint packet/byte counters, read back from the kernel. */
+  async counters(): Promise<Map<string, ServiceCounters>> {
+    const raw = await this.nft.counters();
+    const r = render(this.input(new Map()));
+    const out = new Map<string, ServiceCounters>();
+    const zero = { packets: 0, bytes: 0 };
+    for (const s of this.list()) {
+      const name = r.names.get(serviceKey(s))!;
+      const endpoints = new Map<string, CounterValue>();
+      for (const [cn, label] of r.endpointCounters) {
+        const [ep, proto] = label.split('/');
+        if (proto === s.protocol && s.endpoints.some((e) => endpointKey(e) === ep)) endpoints.set(ep!, raw.get(cn) ?? zero);
+      }
+      out.set(serviceKey(s), { service: raw.get(name) ?? zero, endpoints });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,69 @@
+/** Thin adapter over the nft binary: apply a transaction, read counters and the applied revision, detect features. */
+import { spawn } from 'node:child_process';
+import type { CounterValue } from './render.ts';
+
+export interface NftResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export function runNft(args: string[], input?: string, netns?: string): Promise<NftResult> {
+  const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, 'nft', ...args]] : ['nft', args];
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ stdout, stderr, code: code ?? -1 }));
+    child.stdin.end(input ?? '');
+  });
+}
+
+export class Nft {
+  private readonly table: string;
+  private readonly netns: string | undefined;
+
+  constructor(table: string, netns?: string) {
+    this.table = table;
+    this.netns = netns;
+  }
+
+  /** Applies a complete ruleset text as one transaction (all or nothing). */
+  async apply(text: string): Promise<void> {
+    const r = await runNft(['-f', '-'], text, this.netns);
+    if (r.code !== 0) throw new Error(`nft rejected the ruleset: ${r.stderr.trim().split('\n').slice(0, 6).join(' | ')}`);
+  }
+
+  /** The revision comment of the table as it is in the kernel; undefined when the table does not exist. */
+  async appliedHash(): Promise<string | undefined> {
+    const r = await runNft(['-t', 'list', 'table', 'ip', this.table], undefined, this.netns);
+    if (r.code !== 0) return undefined;
+    return /comment "loxiha ([0-9a-f]+)"/.exec(r.stdout)?.[1];
+  }
+
+  async exists(): Promise<boolean> {
+    return (await runNft(['list', 'table', 'ip', this.table], undefined, this.netns)).code === 0;
+  }
+
+  async counters(): Promise<Map<string, CounterValue>> {
+    const out = new Map<string, CounterValue>();
+    const r = await runNft(['-j', 'list', 'counters', 'table', 'ip', this.table], undefined, this.netns);
+    if (r.code !== 0) return out;
+    const doc = JSON.parse(r.stdout) as { nftables: Array<{ counter?: { name: string; packets: number; bytes: number } }> };
+    for (const item of doc.nftables) if (item.counter) out.set(item.counter.name, { packets: item.counter.packets, bytes: item.counter.bytes });
+    return out;
+  }
+
+  async delete(): Promise<void> {
+    await runNft(['delete', 'table', 'ip', this.table], undefined, this.netns);
+  }
+
+  /** Whether this kernel has nftables flowtables (AL2023 does; some minimal kernels do not). */
+  async flowtablesSupported(device = 'lo'): Promise<boolean> {
+    const probe = `table ip loxiha_probe_ft {\n\tflowtable f {\n\t\thook ingress priority filter\n\t\tdevices = { ${device} }\n\t}\n}\n`;
+    return (await runNft(['-c', '-f', '-'], probe, this.netns)).code === 0;
+  }
+}
