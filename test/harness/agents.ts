@@ -1,0 +1,100 @@
+/** Runs real agents, backends and clients inside a Lab's namespaces. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { AgentConfigInput } from '../../agent/config.ts';
+import { BACK, type Lab, type Proc, VIP } from './netns.ts';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+const FIX = join(ROOT, 'test/e2e/fixtures');
+export const SERVICE_PORT = 80;
+export const BACKEND_PORT = 8080;
+
+export class AgentRunner {
+  readonly lab: Lab;
+  readonly dir: string;
+  procs = new Map<string, Proc>();
+
+  constructor(lab: Lab) {
+    this.lab = lab;
+    this.dir = mkdtempSync(join(tmpdir(), `loxiha-e2e-${lab.id}-`));
+  }
+
+  configPath(lb: number): string {
+    return join(this.dir, `agent${lb}.json`);
+  }
+
+  async startAgent(lb: number, extra: Partial<AgentConfigInput> = {}): Promise<Proc> {
+    const cfg: AgentConfigInput = {
+      deploymentId: 'loxiha-sim',
+      instanceIndex: lb - 1,
+      selfIp: `${BACK}.${10 + lb}`,
+      peers: [],
+      vip: VIP,
+      cloudCidrBlock: '100.64.248.0/24',
+      initialRole: lb === 1 ? 'MASTER' : 'BACKUP',
+      api: { listen: '0.0.0.0', port: 11111 },
+      stateDir: join(this.dir, `state${lb}`),
+      nftTable: 'loxiha',
+      ...extra,
+    };
+    writeFileSync(this.configPath(lb), JSON.stringify(cfg));
+    const p = this.lab.spawn(`lb${lb}`, process.execPath, [join(ROOT, 'agent/main.ts'), '--config', this.configPath(lb), '--probe-interval-ms', '300']);
+    await p.waitFor(/API listening/);
+    this.procs.set(`agent${lb}`, p);
+    return p;
+  }
+
+  async startBackends(n: number): Promise<void> {
+    for (let b = 1; b <= n; b++) {
+      const p = this.lab.spawn(`be${b}`, process.execPath, [join(FIX, 'backend.mjs'), `be${b}`, String(BACKEND_PORT)]);
+      await p.waitFor(/udp/);
+      this.procs.set(`be${b}`, p);
+    }
+  }
+
+  /** Calls the agent API of LB `lb` from its own namespace. */
+  async api(lb: number, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }> {
+    const args = ['-s', '-o', '-', '-w', '\n%{http_code}', '-X', method, `http://127.0.0.1:11111/netlox/v1${path}`];
+    if (body !== undefined) args.push('-H', 'content-type: application/json', '--data-binary', JSON.stringify(body));
+    if (token) args.push('-H', `authorization: Bearer ${token}`);
+    const out = this.lab.exec(`lb${lb}`, 'curl', args);
+    const i = out.lastIndexOf('\n');
+    const text = out.slice(0, i);
+    return { status: Number(out.slice(i + 1)), body: text ? JSON.parse(text) : undefined };
+  }
+
+  /** Runs the client fixture in the client namespace and returns its JSON line. */
+  client(args: string[]): any {
+    const out = this.lab.exec('cl0', process.execPath, [join(FIX, 'client.mjs'), ...args]);
+    return JSON.parse(out.trim().split('\n').pop()!);
+  }
+
+  stream(): Proc {
+    return this.lab.spawn('cl0', process.execPath, [join(FIX, 'stream.mjs'), VIP, String(SERVICE_PORT)]);
+  }
+
+  cleanup(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function lbEntry(opts: { backends: number[]; weights?: number[]; sel?: number; protocol?: 'tcp' | 'udp'; monitor?: boolean; port?: number; name?: string; allowedSources?: string[] }) {
+  return {
+    serviceArguments: {
+      externalIP: '100.100.100.100',
+      privateIP: VIP,
+      port: opts.port ?? SERVICE_PORT,
+      protocol: opts.protocol ?? 'tcp',
+      sel: opts.sel ?? 0,
+      mode: 2,
+      monitor: opts.monitor ?? false,
+      probetype: opts.monitor ? (opts.protocol === 'udp' ? 'udp' : 'tcp') : 'none',
+      probeRetries: 2,
+      probeTimeout: 1,
+      name: opts.name ?? 'default_nginx',
+    },
+    endpoints: opts.backends.map((b, i) => ({ endpointIP: `${BACK}.${100 + b}`, targetPort: BACKEND_PORT, weight: opts.weights?.[i] ?? 1 })),
+    ...(opts.allowedSources ? { allowedSources: opts.allowedSources.map((prefix) => ({ prefix })) } : {}),
+  };
+}

@@ -1,0 +1,164 @@
+/**
+ * Network namespaces made by a test: a switch namespace with a front bridge (clients,
+ * LB front legs) and a back bridge (LB back legs, backends). Every name carries the lab's
+ * id; stop() kills the lab's processes and deletes its namespaces, also on failure and on
+ * process exit. Addresses are all in 100.64.0.0/10.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+
+export const netnsAvailable = (() => {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    execFileSync('ip', ['netns', 'list'], { stdio: 'ignore' });
+    execFileSync('nft', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+export const FRONT = '100.64.1';
+export const BACK = '100.64.2';
+export const VIP = '100.64.248.254';
+
+function sh(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export interface Proc {
+  child: ChildProcess;
+  output: () => string;
+  waitFor: (re: RegExp, ms?: number) => Promise<string>;
+}
+
+export class Lab {
+  readonly id: string;
+  readonly namespaces: string[] = [];
+  private readonly procs = new Set<ChildProcess>();
+  private readonly onExit = () => this.stopSync();
+  private links = 0;
+
+  constructor() {
+    this.id = randomBytes(3).toString('hex');
+    process.once('exit', this.onExit);
+  }
+
+  ns(role: string): string {
+    return `lx${this.id}-${role}`;
+  }
+
+  exec(role: string, cmd: string, args: string[]): string {
+    return sh('ip', ['netns', 'exec', this.ns(role), cmd, ...args]);
+  }
+
+  private add(role: string): string {
+    const name = this.ns(role);
+    sh('ip', ['netns', 'add', name]);
+    this.namespaces.push(name);
+    sh('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+    return name;
+  }
+
+  /** Connects `role` to the switch's `bridge` with a veth pair; the inner end is `dev` with `addr`/24. */
+  private plug(role: string, bridge: 'front' | 'back', dev: string, addr: string): void {
+    const outer = `v${this.id}${this.links++}`;
+    sh('ip', ['link', 'add', outer, 'netns', this.ns('sw'), 'type', 'veth', 'peer', 'name', dev, 'netns', this.ns(role)]);
+    sh('ip', ['-n', this.ns('sw'), 'link', 'set', outer, 'master', `br-${bridge}`, 'up']);
+    sh('ip', ['-n', this.ns(role), 'addr', 'add', `${addr}/24`, 'dev', dev]);
+    sh('ip', ['-n', this.ns(role), 'link', 'set', dev, 'up']);
+  }
+
+  /** Switch + one client + `lbs` load balancers + `backends` backends. */
+  build(opts: { lbs: number; backends: number; clients?: number }): void {
+    this.add('sw');
+    for (const b of ['front', 'back']) {
+      sh('ip', ['-n', this.ns('sw'), 'link', 'add', `br-${b}`, 'type', 'bridge']);
+      sh('ip', ['-n', this.ns('sw'), 'link', 'set', `br-${b}`, 'up']);
+    }
+    for (let c = 0; c < (opts.clients ?? 1); c++) {
+      this.add(`cl${c}`);
+      this.plug(`cl${c}`, 'front', 'eth0', `${FRONT}.${100 + c}`);
+    }
+    for (let l = 1; l <= opts.lbs; l++) {
+      this.add(`lb${l}`);
+      this.plug(`lb${l}`, 'front', 'front', `${FRONT}.${10 + l}`);
+      this.plug(`lb${l}`, 'back', 'back', `${BACK}.${10 + l}`);
+      sh('ip', ['netns', 'exec', this.ns(`lb${l}`), 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+      sh('ip', ['-n', this.ns(`lb${l}`), 'addr', 'add', `${VIP}/32`, 'dev', 'lo']);
+    }
+    for (let b = 1; b <= opts.backends; b++) {
+      this.add(`be${b}`);
+      this.plug(`be${b}`, 'back', 'eth0', this.backendIp(b));
+    }
+    this.activate(1);
+  }
+
+  backendIp(b: number): string {
+    return `${BACK}.${100 + b}`;
+  }
+
+  /** Sends the VIP's traffic (clients → VIP, backends → VIP) through LB `l`: what the EIP + loxi-eni move does on AWS. */
+  activate(l: number): void {
+    for (const ns of this.namespaces) {
+      const role = ns.slice(`lx${this.id}-`.length);
+      const via = role.startsWith('cl') ? `${FRONT}.${10 + l}` : role.startsWith('be') ? `${BACK}.${10 + l}` : undefined;
+      if (via) sh('ip', ['-n', ns, 'route', 'replace', `${VIP}/32`, 'via', via]);
+    }
+  }
+
+  spawn(role: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+    const child = spawn('ip', ['netns', 'exec', this.ns(role), cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    this.procs.add(child);
+    child.on('exit', () => this.procs.delete(child));
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out = (out + d).slice(-200_000)));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (out = (out + d).slice(-200_000)));
+    return {
+      child,
+      output: () => out,
+      waitFor: (re, ms = 15_000) =>
+        new Promise((resolve, reject) => {
+          const started = Date.now();
+          const tick = () => {
+            const m = re.exec(out);
+            if (m) return resolve(m[0]);
+            if (child.exitCode !== null) return reject(new Error(`process exited (${child.exitCode}) before ${re}: ${out.slice(-2000)}`));
+            if (Date.now() - started > ms) return reject(new Error(`timed out waiting for ${re}: ${out.slice(-2000)}`));
+            setTimeout(tick, 20);
+          };
+          tick();
+        }),
+    };
+  }
+
+  async kill(p: Proc, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+    const exited = new Promise((r) => p.child.once('exit', r));
+    p.child.kill(signal);
+    await exited;
+  }
+
+  private stopSync(): void {
+    for (const c of this.procs) c.kill('SIGKILL');
+    for (const ns of this.namespaces) {
+      try {
+        const pids = sh('ip', ['netns', 'pids', ns]).split('\n').filter(Boolean);
+        for (const pid of pids) process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      try {
+        sh('ip', ['netns', 'del', ns]);
+      } catch {
+        /* already gone */
+      }
+    }
+    this.namespaces.length = 0;
+  }
+
+  async stop(): Promise<void> {
+    this.stopSync();
+    process.removeListener('exit', this.onExit);
+  }
+}
