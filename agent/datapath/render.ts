@@ -140,15 +140,15 @@ export function render(input: RenderInput): Rendered {
       : `counter drop comment "no live endpoint"`;
     chains.push(`\tchain ${name} {\n\t\tcomment "${s.name.replace(/"/g, '')} ${serviceKey(s)}"\n\t\t${body}\n\t}`);
   }
-  for (const cn of epCounterMap.keys()) counterDecls.push(counter(cn));
+  for (const cn of [...epCounterMap.keys()].sort()) counterDecls.push(counter(cn));
 
   const desired = [
     `\tset vips {\n\t\ttype ipv4_addr${elements([...allAddresses].sort())}\n\t}`,
     `\tset endpoints {\n\t\ttype ipv4_addr . inet_proto . inet_service${elements([...endpointSet].sort())}\n\t}`,
-    `\tset restricted {\n\t\ttype ipv4_addr . inet_proto . inet_service${elements(restricted)}\n\t}`,
-    `\tset allowed {\n\t\ttype ipv4_addr . inet_proto . inet_service . ipv4_addr\n\t\tflags interval${elements(allowed)}\n\t}`,
+    `\tset restricted {\n\t\ttype ipv4_addr . inet_proto . inet_service${elements(restricted.sort())}\n\t}`,
+    `\tset allowed {\n\t\ttype ipv4_addr . inet_proto . inet_service . ipv4_addr\n\t\tflags interval${elements([...new Set(allowed)].sort())}\n\t}`,
     `\tmap svc_counters {\n\t\ttype ipv4_addr . inet_proto . inet_service : counter${elements(svcCounterMap)}\n\t}`,
-    `\tmap ep_counters {\n\t\ttype ipv4_addr . inet_proto . inet_service : counter${elements([...epCounterMap.values()])}\n\t}`,
+    `\tmap ep_counters {\n\t\ttype ipv4_addr . inet_proto . inet_service : counter${elements([...epCounterMap.values()].sort())}\n\t}`,
     `\tmap services {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict${elements(serviceMap)}\n\t}`,
     `\tmap snat_to {\n\t\ttype mark : ipv4_addr${elements(vips.map((v) => `${hex(MARK.fullnat | vipIndex.get(v)!)} : ${v}`))}\n\t}`,
     ...(input.flowtableDevices?.length

@@ -1,0 +1,194 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createApi } from '../../agent/api/server.ts';
+import { Datapath } from '../../agent/datapath/controller.ts';
+import { ServiceStore } from '../../agent/services/store.ts';
+import { FakeNft } from './fake-nft.ts';
+
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function entry(o: Record<string, unknown> = {}, endpoints = [{ endpointIP: '100.64.2.101', targetPort: 30080, weight: 1 }]) {
+  return {
+    serviceArguments: { externalIP: '100.100.100.100', privateIP: '100.64.248.254', port: 80, protocol: 'tcp', sel: 0, mode: 2, name: 'default_web', ...o },
+    endpoints,
+  };
+}
+
+let server: Server;
+let base: string;
+let nft: FakeNft;
+let datapath: Datapath;
+let store: ServiceStore;
+let pushes: unknown[];
+
+async function start(token?: string) {
+  nft = new FakeNft();
+  datapath = new Datapath(nft.asNft(), { table: 'loxiha', hashSeed: 1 });
+  const dir = mkdtempSync(join(tmpdir(), 'loxiha-api-'));
+  dirs.push(dir);
+  store = new ServiceStore(dir);
+  pushes = [];
+  server = createApi({
+    datapath,
+    persist: (l) => store.save(l),
+    endpointStates: () => [],
+    conntrack: async () => [],
+    role: () => ({ instance: 'llb-inst0', state: 'BACKUP', vip: '100.64.248.254', sync: 0 }),
+    onRolePush: (p) => pushes.push(p),
+    token,
+    log: () => undefined,
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/netlox/v1`;
+}
+
+async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const r = await fetch(base + path, { method, headers: { 'content-type': 'application/json', ...headers }, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+  return { status: r.status, body: await r.json() };
+}
+
+beforeEach(() => start());
+afterEach(() => new Promise((r) => server.close(r)));
+
+describe('LoxiLB-compatible API', () => {
+  it('answers liveness on GET /netlox/v1', async () => {
+    expect((await call('GET', '')).status).toBe(200);
+  });
+
+  it('creates a load balancer (200 {"result":"Success"}) and lists it with the spec’s field names', async () => {
+    expect(await call('POST', '/config/loadbalancer', entry())).toEqual({ status: 200, body: { result: 'Success' } });
+    const all = await call('GET', '/config/loadbalancer/all');
+    expect(all.body.lbAttr).toHaveLength(1);
+    expect(all.body.lbAttr[0]).toMatchObject({
+      serviceArguments: { externalIP: '100.100.100.100', privateIP: '100.64.248.254', port: 80, protocol: 'tcp', mode: 2, name: 'default_web' },
+      endpoints: [{ endpointIP: '100.64.2.101', targetPort: 30080, weight: 1, state: 'active' }],
+    });
+    expect(nft.applied).toHaveLength(1);
+  });
+
+  it('accepts field names in any case, as Go clients send them (BGP, Monitor)', async () => {
+    const body = entry();
+    const args = body.serviceArguments as Record<string, unknown>;
+    args.BGP = false;
+    args.Monitor = true;
+    expect((await call('POST', '/config/loadbalancer', body)).status).toBe(200);
+    expect(datapath.list()[0]!.monitor).toBe(true);
+  });
+
+  it.each([
+    ['not JSON', '{', /not valid JSON/],
+    ['no endpoints', { serviceArguments: entry().serviceArguments }, /endpoints/],
+    ['a bad IP', entry({ externalIP: '300.1.1.1' }), /externalIP: must be an IPv4 address/],
+    ['an unsupported mode', entry({ mode: 3 }), /NAT mode 3 is not supported/],
+    ['least-connections selection', entry({ sel: 4 }), /selection 4 is not supported/],
+    ['sctp', entry({ protocol: 'sctp' }), /sctp is not supported/],
+    ['an unknown field', entry({ bogus: 1 }), /bogus/],
+    ['duplicate endpoints', entry({}, [{ endpointIP: '100.64.2.101', targetPort: 1, weight: 1 }, { endpointIP: '100.64.2.101', targetPort: 1, weight: 1 }]), /duplicate endpoint/],
+    ['a bad allowed source', { ...entry(), allowedSources: [{ prefix: 'everyone' }] }, /IPv4 prefix/],
+  ])('rejects %s with 400 and a message, changing nothing', async (_, body, message) => {
+    await call('POST', '/config/loadbalancer', entry({ port: 81 }));
+    const before = { list: datapath.list(), applies: nft.applied.length };
+    const r = await call('POST', '/config/loadbalancer', body);
+    expect(r.status).toBe(400);
+    expect(r.body.message).toMatch(message);
+    expect({ list: datapath.list(), applies: nft.applied.length }).toEqual(before);
+  });
+
+  it('answers 500 and keeps the old state when the kernel rejects the change', async () => {
+    await call('POST', '/config/loadbalancer', entry());
+    nft.reject = 'Error: Could not process rule';
+    const r = await call('POST', '/config/loadbalancer', entry({ port: 90 }));
+    expect(r.status).toBe(500);
+    expect(datapath.list().map((s) => s.port)).toEqual([80]);
+  });
+
+  it('deletes by external IP/port/protocol and by name; 404 for what does not exist', async () => {
+    await call('POST', '/config/loadbalancer', entry());
+    await call('POST', '/config/loadbalancer', entry({ port: 443, name: 'default_tls' }));
+    expect((await call('DELETE', '/config/loadbalancer/externalipaddress/100.100.100.100/port/80/protocol/tcp')).body).toEqual({ result: 'Success' });
+    expect((await call('DELETE', '/config/loadbalancer/externalipaddress/100.100.100.100/port/80/protocol/tcp')).status).toBe(404);
+    expect((await call('DELETE', '/config/loadbalancer/name/default_tls')).status).toBe(200);
+    expect(datapath.list()).toEqual([]);
+  });
+
+  it('attaches and detaches endpoints with oper 1 and 2', async () => {
+    await call('POST', '/config/loadbalancer', entry());
+    await call('POST', '/config/loadbalancer', entry({ oper: 1 }, [{ endpointIP: '100.64.2.102', targetPort: 30080, weight: 1 }]));
+    expect(datapath.list()[0]!.endpoints.map((e) => e.ip)).toEqual(['100.64.2.101', '100.64.2.102']);
+    await call('POST', '/config/loadbalancer', entry({ oper: 2 }, [{ endpointIP: '100.64.2.101', targetPort: 30080, weight: 1 }]));
+    expect(datapath.list()[0]!.endpoints.map((e) => e.ip)).toEqual(['100.64.2.102']);
+  });
+
+  it('reports the role and accepts (but does not obey) a role push', async () => {
+    expect((await call('GET', '/config/cistate/all')).body).toEqual({ Attr: [{ instance: 'llb-inst0', state: 'BACKUP', vip: '100.64.248.254', sync: 0 }] });
+    expect((await call('POST', '/config/cistate', { instance: 'llb-inst0', state: 'MASTER', vip: '0.0.0.0' })).status).toBe(200);
+    expect(pushes).toHaveLength(1);
+    expect((await call('GET', '/config/cistate/all')).body.Attr[0].state).toBe('BACKUP');
+    expect((await call('POST', '/config/cistate', { state: 'KING' })).status).toBe(400);
+  });
+
+  it('persists atomically, so a restarted agent gets the same services back', async () => {
+    await call('POST', '/config/loadbalancer', entry());
+    await call('POST', '/config/loadbalancer', entry({ port: 53, protocol: 'udp' }));
+    expect(store.load()).toEqual(datapath.list());
+  });
+
+  it('requires the bearer token when one is configured', async () => {
+    await new Promise((r) => server.close(r));
+    await start('s3cret-token');
+    expect((await call('GET', '')).status).toBe(200);
+    expect((await call('GET', '/config/loadbalancer/all')).status).toBe(401);
+    expect((await call('POST', '/config/loadbalancer', entry(), { authorization: 'Bearer wrong' })).status).toBe(401);
+    expect(datapath.list()).toEqual([]);
+    expect((await call('POST', '/config/loadbalancer', entry(), { authorization: 'Bearer s3cret-token' })).status).toBe(200);
+  });
+
+  it('survives 10,000 fuzzed bodies: never a 5xx, and a rejection changes nothing', async () => {
+    await call('POST', '/config/loadbalancer', entry({ port: 7 }));
+    const valid = fc.record({
+      serviceArguments: fc.record(
+        {
+          externalIP: fc.oneof(fc.ipV4(), fc.string()),
+          privateIP: fc.oneof(fc.ipV4(), fc.constant('0.0.0.0'), fc.string()),
+          port: fc.oneof(fc.integer({ min: -5, max: 30 }), fc.integer({ min: 65530, max: 70000 }), fc.string()),
+          protocol: fc.constantFrom('tcp', 'udp', 'sctp', 'icmp', 'TCP', ''),
+          sel: fc.integer({ min: -1, max: 8 }),
+          mode: fc.integer({ min: -1, max: 6 }),
+          monitor: fc.oneof(fc.boolean(), fc.string()),
+          probetype: fc.constantFrom('tcp', 'udp', 'http', 'https', 'ping', 'none', 'sctp', 'x'),
+          name: fc.string({ maxLength: 20 }),
+          oper: fc.integer({ min: 0, max: 3 }),
+        },
+        { requiredKeys: [] },
+      ),
+      endpoints: fc.array(fc.record({ endpointIP: fc.oneof(fc.ipV4(), fc.string()), targetPort: fc.integer({ min: -1, max: 70000 }), weight: fc.integer({ min: -1, max: 70000 }) }, { requiredKeys: [] }), { maxLength: 4 }),
+      allowedSources: fc.array(fc.record({ prefix: fc.oneof(fc.ipV4().map((ip) => `${ip}/24`), fc.string()) }), { maxLength: 2 }),
+    });
+    // Well-formed bodies with one field perturbed: exercise the accept path as well as the rejections.
+    const perturbed = fc.record({ port: fc.integer({ min: 1, max: 20 }), protocol: fc.constantFrom('tcp', 'udp'), sel: fc.integer({ min: 0, max: 3 }), weight: fc.integer({ min: 0, max: 10 }), ip: fc.ipV4() }).map((v) =>
+      entry({ port: v.port, protocol: v.protocol, sel: v.sel }, [{ endpointIP: v.ip, targetPort: 30080, weight: v.weight }]),
+    );
+    const bodies = fc.oneof({ weight: 3, arbitrary: valid }, { weight: 1, arbitrary: perturbed }, { weight: 1, arbitrary: fc.jsonValue() }, { weight: 1, arbitrary: fc.string() });
+    const statuses = new Map<number, number>();
+    await fc.assert(
+      fc.asyncProperty(bodies, async (body) => {
+        const before = JSON.stringify(datapath.list());
+        const applies = nft.applied.length;
+        const r = await call('POST', '/config/loadbalancer', typeof body === 'string' ? body : JSON.stringify(body));
+        statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+        if (r.status >= 500) return false;
+        if (r.status !== 200) return JSON.stringify(datapath.list()) === before && nft.applied.length === applies && typeof r.body.message === 'string';
+        return true;
+      }),
+      { numRuns: 10_000 },
+    );
+    expect(statuses.get(400)).toBeGreaterThan(1000);
+    expect(statuses.get(200)).toBeGreaterThan(10);
+  }, 120_000);
+});

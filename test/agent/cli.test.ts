@@ -1,0 +1,58 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApi } from '../../agent/api/server.ts';
+import { cli, table } from '../../agent/cli.ts';
+import { Datapath } from '../../agent/datapath/controller.ts';
+import { FakeNft } from './fake-nft.ts';
+
+let server: Server;
+let api: string;
+
+beforeAll(async () => {
+  const datapath = new Datapath(new FakeNft().asNft(), { table: 'loxiha', hashSeed: 1 });
+  server = createApi({
+    datapath,
+    persist: () => undefined,
+    endpointStates: () => [],
+    conntrack: async () => [],
+    role: () => ({ instance: 'llb-inst0', state: 'MASTER', vip: '100.64.248.254', sync: 0 }),
+    onRolePush: () => undefined,
+    log: () => undefined,
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  api = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await fetch(`${api}/netlox/v1/config/loadbalancer`, {
+    method: 'POST',
+    body: JSON.stringify({ serviceArguments: { externalIP: '100.100.100.100', privateIP: '100.64.248.254', port: 80, protocol: 'tcp', mode: 2, name: 'web' }, endpoints: [{ endpointIP: '100.64.2.101', targetPort: 30080, weight: 1 }] }),
+  });
+});
+afterAll(() => new Promise((r) => server.close(r)));
+
+describe('loxiha CLI', () => {
+  it('prints `get ha` like loxicmd', async () => {
+    const out: string[] = [];
+    expect(await cli(['get', 'ha', '--api', api], (s) => out.push(s))).toBe(0);
+    expect(out[0]).toBe(['| INSTANCE  | HASTATE |', '|-----------|---------|', '| llb-inst0 | MASTER  |'].join('\n'));
+  });
+
+  it('prints load balancers as a table and as JSON', async () => {
+    const out: string[] = [];
+    await cli(['get', 'lb', '--api', api], (s) => out.push(s));
+    expect(out[0]).toMatch(/\| EXT IP\s+\| PRIVATE IP\s+\| PORT \|/);
+    expect(out[0]).toMatch(/\| 100\.100\.100\.100 \| 100\.64\.248\.254 \| 80\s+\| tcp\s+\| web\s+\|.*\| fullnat \| 100\.64\.2\.101 \| 30080 \| 1\s+\| active/);
+    const json: string[] = [];
+    await cli(['get', 'lb', '-o', 'json', '--api', api], (s) => json.push(s));
+    expect(JSON.parse(json[0]!)[0].serviceArguments.name).toBe('web');
+  });
+
+  it('explains its usage on a wrong command', async () => {
+    const out: string[] = [];
+    expect(await cli(['get', 'nothing'], (s) => out.push(s))).toBe(2);
+    expect(out[0]).toMatch(/^usage: loxiha get ha\|lb\|ep\|ct/);
+  });
+
+  it('pads columns to the widest cell', () => {
+    expect(table(['A', 'B'], [['long value', 1]])).toBe('| A          | B |\n|------------|---|\n| long value | 1 |');
+  });
+});

@@ -1,0 +1,73 @@
+/** Probes against servers this test starts on loopback. */
+import { createSocket } from 'node:dgram';
+import { createServer as createHttp } from 'node:http';
+import { createServer as createTcp } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultProbe, Prober } from '../../agent/probes.ts';
+import type { Probe } from '../../agent/services/model.ts';
+import { svc } from './render.test.ts';
+
+const probe = (o: Partial<Probe>): Probe => ({ type: 'tcp', port: 0, req: '', resp: '', retries: 2, timeoutSeconds: 1, ...o });
+let tcpPort = 0;
+let httpPort = 0;
+let udpPort = 0;
+const servers: { close: (cb?: () => void) => unknown }[] = [];
+
+beforeAll(async () => {
+  const tcp = createTcp((s) => s.end()).listen(0, '127.0.0.1');
+  const http = createHttp((req, res) => (req.url === '/healthz' ? res.end('I am OK') : ((res.statusCode = 503), res.end('no')))).listen(0, '127.0.0.1');
+  const udp = createSocket('udp4');
+  udp.on('message', (m, r) => udp.send(`pong ${m}`, r.port, r.address));
+  await Promise.all([new Promise((r) => tcp.once('listening', r)), new Promise((r) => http.once('listening', r)), new Promise<void>((r) => udp.bind(0, '127.0.0.1', r))]);
+  tcpPort = (tcp.address() as AddressInfo).port;
+  httpPort = (http.address() as AddressInfo).port;
+  udpPort = udp.address().port;
+  servers.push(tcp, http, udp);
+});
+afterAll(() => servers.forEach((s) => s.close()));
+
+describe('probes', () => {
+  it('tcp: up when it connects, down when refused', async () => {
+    expect(await defaultProbe('127.0.0.1', tcpPort, probe({ type: 'tcp' }))).toBe(true);
+    expect(await defaultProbe('127.0.0.1', 1, probe({ type: 'tcp' }))).toBe(false);
+  });
+
+  it('http: checks the status and the expected response text', async () => {
+    expect(await defaultProbe('127.0.0.1', httpPort, probe({ type: 'http', req: '/healthz', resp: 'OK' }))).toBe(true);
+    expect(await defaultProbe('127.0.0.1', httpPort, probe({ type: 'http', req: '/healthz', resp: 'great' }))).toBe(false);
+    expect(await defaultProbe('127.0.0.1', httpPort, probe({ type: 'http', req: '/other' }))).toBe(false);
+  });
+
+  it('udp: up on the expected answer, down on port unreachable', async () => {
+    expect(await defaultProbe('127.0.0.1', udpPort, probe({ type: 'udp', req: 'ping', resp: 'pong' }))).toBe(true);
+    expect(await defaultProbe('127.0.0.1', 9, probe({ type: 'udp', timeoutSeconds: 1 }))).toBe(false);
+  });
+
+  it('ping: up for loopback', async () => {
+    expect(await defaultProbe('127.0.0.1', 0, probe({ type: 'ping' }))).toBe(true);
+  });
+
+  it('probeport overrides the endpoint port', async () => {
+    expect(await defaultProbe('127.0.0.1', 1, probe({ type: 'tcp', port: tcpPort }))).toBe(true);
+  });
+
+  it('marks an endpoint down after `retries` failures and up again on success', async () => {
+    let healthy = true;
+    const changes: string[][] = [];
+    const prober = new Prober({ intervalMs: 20, onChange: (d) => changes.push([...d]), probe: async () => healthy });
+    const s = svc({ monitor: true, probe: probe({ type: 'tcp', retries: 3 }), endpoints: [{ ip: '100.64.2.101', port: 30080, weight: 1 }] });
+    prober.sync([s]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(prober.down().size).toBe(0);
+    healthy = false;
+    await new Promise((r) => setTimeout(r, 200));
+    expect([...prober.down()]).toEqual(['100.100.100.100|80|tcp#100.64.2.101:30080']);
+    expect(prober.states()[0]!.failures).toBeGreaterThanOrEqual(3);
+    healthy = true;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(prober.down().size).toBe(0);
+    expect(changes.length).toBe(2);
+    prober.stop();
+  });
+});

@@ -1,0 +1,130 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { render, serviceName } from '../../agent/datapath/render.ts';
+import { maglevSlots, weightedSlots } from '../../agent/datapath/slots.ts';
+import type { Service } from '../../agent/services/model.ts';
+import { Lab, netnsAvailable } from '../harness/netns.ts';
+
+const GOLDEN = join(import.meta.dirname, 'golden');
+
+export function svc(o: Partial<Service> = {}): Service {
+  return {
+    name: 'default_web',
+    externalIP: '100.100.100.100',
+    privateIP: '100.64.248.254',
+    port: 80,
+    protocol: 'tcp',
+    sel: 0,
+    mode: 2,
+    monitor: false,
+    probe: { type: 'none', port: 0, req: '', resp: '', retries: 2, timeoutSeconds: 1 },
+    inactiveTimeOut: 0,
+    block: 0,
+    managed: false,
+    bgp: false,
+    endpoints: [
+      { ip: '100.64.2.101', port: 30080, weight: 1 },
+      { ip: '100.64.2.102', port: 30080, weight: 1 },
+      { ip: '100.64.2.103', port: 30080, weight: 2 },
+    ],
+    allowedSources: [],
+    secondaryIPs: [],
+    ...o,
+  };
+}
+
+const sample = () => [
+  svc(),
+  svc({ name: 'default_dns', protocol: 'udp', port: 53, sel: 1 }),
+  svc({ name: 'default_admin', port: 8443, mode: 0, sel: 3, allowedSources: ['100.64.1.0/24', '100.64.7.7/32'] }),
+  svc({ name: 'default_empty', port: 9000, endpoints: [] }),
+];
+
+function golden(name: string, text: string): string {
+  const file = join(GOLDEN, name);
+  if (process.env.UPDATE_GOLDEN) writeFileSync(file, text);
+  return readFileSync(file, 'utf8');
+}
+
+describe('render', () => {
+  it('matches the golden ruleset', () => {
+    const r = render({ table: 'loxiha', services: sample(), down: new Set(), hashSeed: 0x10a1ba });
+    expect(r.text).toBe(golden('sample.nft', r.text));
+  });
+
+  it('matches the golden ruleset with a flowtable fast path (for kernels that have one)', () => {
+    const r = render({ table: 'loxiha', services: [svc()], down: new Set(), hashSeed: 0x10a1ba, flowtableDevices: ['eth0', 'eth1'] });
+    expect(r.text).toBe(golden('flowtable.nft', r.text));
+  });
+
+  it('does not depend on the order services or endpoints arrive in', () => {
+    const a = render({ table: 'loxiha', services: sample(), down: new Set(), hashSeed: 1 });
+    const shuffled = sample().reverse().map((s) => ({ ...s, endpoints: [...s.endpoints].reverse() }));
+    expect(render({ table: 'loxiha', services: shuffled, down: new Set(), hashSeed: 1 }).hash).toBe(a.hash);
+  });
+
+  it('keeps the per-packet path flat: one verdict map and one rule per service chain, whatever the count', () => {
+    const many = Array.from({ length: 500 }, (_, i) => svc({ port: 1000 + i }));
+    const r = render({ table: 'loxiha', services: many, down: new Set(), hashSeed: 1 });
+    expect(r.text.match(/vmap @services/g)).toHaveLength(1);
+    const chainBodies = [...r.text.matchAll(/chain svc_[0-9a-f]+ \{\n\t\tcomment [^\n]+\n([^}]*)\}/g)].map((m) => m[1]!.trim().split('\n').length);
+    expect(chainBodies).toHaveLength(500);
+    expect(new Set(chainBodies)).toEqual(new Set([1]));
+  });
+
+  it('leaves a down endpoint out of the slots and drops when none is live', () => {
+    const s = svc();
+    const down = new Set([`100.100.100.100|80|tcp#100.64.2.103:30080`]);
+    const r = render({ table: 'loxiha', services: [s], down, hashSeed: 1 });
+    expect(r.text).not.toMatch(/: 100\.64\.2\.103 \. 30080/);
+    const none = render({ table: 'loxiha', services: [s], down: new Set(s.endpoints.map((e) => `100.100.100.100|80|tcp#${e.ip}:${e.port}`)), hashSeed: 1 });
+    expect(none.text).toContain('counter drop comment "no live endpoint"');
+  });
+
+  it('carries counter values over a table replace', () => {
+    const name = serviceName(svc());
+    const r = render({ table: 'loxiha', services: [svc()], down: new Set(), hashSeed: 1, counters: new Map([[name, { packets: 7, bytes: 700 }]]) });
+    expect(r.text).toContain(`counter ${name} { packets 7 bytes 700 }`);
+    expect(r.hash).toBe(render({ table: 'loxiha', services: [svc()], down: new Set(), hashSeed: 1 }).hash);
+  });
+});
+
+describe('slots', () => {
+  const eps = (n: number) => Array.from({ length: n }, (_, i) => ({ ip: `100.64.2.${100 + i}`, port: 8080, weight: 1 }));
+
+  it('weighted round-robin interleaves by weight', () => {
+    const s = weightedSlots([{ ip: 'a', port: 1, weight: 1 }, { ip: 'b', port: 1, weight: 3 }]).map((e) => e.ip);
+    expect(s).toEqual(['b', 'a', 'b', 'b']);
+  });
+
+  it('maglev is balanced and moves only the failed endpoint’s slots', () => {
+    const full = maglevSlots(eps(5));
+    const counts = full.reduce<Record<string, number>>((m, e) => ((m[e.ip] = (m[e.ip] ?? 0) + 1), m), {});
+    for (const c of Object.values(counts)) expect(c).toBeGreaterThanOrEqual(45);
+    const without = maglevSlots(eps(5).filter((e) => e.ip !== '100.64.2.102'));
+    const moved = full.filter((e, i) => e.ip !== '100.64.2.102' && without[i]!.ip !== e.ip).length;
+    expect(moved / full.length).toBeLessThan(0.1);
+  });
+
+  it('maglev is the same on every machine for the same endpoint set', () => {
+    expect(maglevSlots(eps(3)).map((e) => e.ip)).toEqual(maglevSlots([...eps(3)].reverse()).map((e) => e.ip));
+  });
+});
+
+describe.skipIf(!netnsAvailable)('golden rulesets load into a real kernel', () => {
+  it('nft accepts them (in a namespace of this test)', async () => {
+    const lab = new Lab();
+    try {
+      execFileSync('ip', ['netns', 'add', lab.ns('nft')]);
+      lab.namespaces.push(lab.ns('nft'));
+      execFileSync('ip', ['netns', 'exec', lab.ns('nft'), 'nft', '-f', join(GOLDEN, 'sample.nft')]);
+      const listed = execFileSync('ip', ['netns', 'exec', lab.ns('nft'), 'nft', 'list', 'table', 'ip', 'loxiha'], { encoding: 'utf8' });
+      expect(listed).toContain('vmap @services');
+      expect(listed).toMatch(/seed 0x0*10a1ba/);
+    } finally {
+      await lab.stop();
+    }
+  });
+});
