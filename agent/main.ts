@@ -24,10 +24,13 @@ export async function main(argv: string[]): Promise<{ stop: () => Promise<void> 
   const flowtables = await nft.flowtablesSupported();
   if (!flowtables) log('warn', 'this kernel has no nftables flowtables: established flows take the regular path');
   const datapath = new Datapath(nft, { table: config.nftTable, hashSeed: config.hashSeed, flowtableDevices: flowtables && config.dataInterfaces.length ? config.dataInterfaces : undefined });
+  datapath.onWarn = (msg, extra) => log('warn', msg, extra);
   const store = new ServiceStore(config.stateDir);
   const services = store.load();
+  const t0 = performance.now();
   const adoption = await datapath.adopt(services);
-  log('info', adoption === 'adopted' ? 'adopted the existing nftables table unchanged' : 'applied the services to nftables', { services: services.length, table: config.nftTable });
+  const ms = Math.round(performance.now() - t0);
+  log('info', adoption === 'adopted' ? 'adopted the existing nftables table unchanged' : 'applied the services to nftables', { services: services.length, table: config.nftTable, ms });
 
   const prober = new Prober({
     intervalMs: Number(values['probe-interval-ms']),

@@ -5,7 +5,7 @@
  */
 import { endpointKey, type Service, serviceKey } from '../services/model.ts';
 import type { Nft } from './nft.ts';
-import { type CounterValue, render } from './render.ts';
+import { type CounterValue, diffText, fullText, type Model, renderModel } from './render.ts';
 
 export interface DatapathOptions {
   table: string;
@@ -23,9 +23,13 @@ export class Datapath {
   private readonly o: DatapathOptions;
   private services = new Map<string, Service>();
   private down: ReadonlySet<string> = new Set();
-  private applied: string | undefined;
+  /** What the kernel holds (as far as this process knows): the base of the next diff. */
+  private applied: Model | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   applies = 0;
+  fullApplies = 0;
+  /** Logs recoveries (a diff the kernel refused, replaced by a full transaction). */
+  onWarn: (msg: string, extra: Record<string, unknown>) => void = () => undefined;
 
   constructor(nft: Nft, options: DatapathOptions) {
     this.nft = nft;
@@ -51,13 +55,13 @@ export class Datapath {
   adopt(services: Service[]): Promise<'adopted' | 'applied'> {
     return this.serial(async () => {
       this.services = new Map(services.map((s) => [serviceKey(s), s]));
-      const applied = await this.nft.appliedHash();
-      const { hash } = render(this.input(new Map()));
-      if (applied === hash) {
-        this.applied = hash;
+      const inKernel = await this.nft.appliedHash();
+      const desired = renderModel(this.input());
+      if (inKernel === desired.hash) {
+        this.applied = desired;
         return 'adopted';
       }
-      await this.applyNow();
+      await this.applyNow(desired);
       return 'applied';
     });
   }
@@ -87,25 +91,35 @@ export class Datapath {
     return this.down.has(`${serviceKey(s)}#${endpointKey(endpoint)}`);
   }
 
-  private input(counters: ReadonlyMap<string, CounterValue>) {
-    return { table: this.o.table, services: this.list(), down: this.down, hashSeed: this.o.hashSeed, counters, flowtableDevices: this.o.flowtableDevices };
+  private input() {
+    return { table: this.o.table, services: this.list(), down: this.down, hashSeed: this.o.hashSeed, flowtableDevices: this.o.flowtableDevices };
   }
 
-  private async applyNow(): Promise<void> {
-    const probe = render(this.input(new Map()));
-    if (probe.hash === this.applied) return;
-    // Carry the counters over the table replace.
-    const counters = this.applied === undefined ? new Map<string, CounterValue>() : await this.nft.counters();
-    const r = render(this.input(counters));
-    await this.nft.apply(r.text);
-    this.applied = r.hash;
+  private async applyNow(next: Model = renderModel(this.input())): Promise<void> {
+    if (next.hash === this.applied?.hash) return;
+    const diff = this.applied ? diffText(this.applied, next, this.o.table) : undefined;
+    if (diff !== undefined) {
+      try {
+        if (diff) await this.nft.apply(diff);
+        this.applied = next;
+        this.applies++;
+        return;
+      } catch (e) {
+        this.onWarn('the kernel refused an incremental change; replacing the whole table', { error: (e as Error).message });
+      }
+    }
+    // Full replace, carrying the counters over it.
+    const counters = (await this.nft.exists()) ? await this.nft.counters() : new Map<string, CounterValue>();
+    await this.nft.apply(fullText(next, this.o.table, counters));
+    this.applied = next;
     this.applies++;
+    this.fullApplies++;
   }
 
   /** Per-service and per-endpoint packet/byte counters, read back from the kernel. */
   async counters(): Promise<Map<string, ServiceCounters>> {
     const raw = await this.nft.counters();
-    const r = render(this.input(new Map()));
+    const r = renderModel(this.input());
     const out = new Map<string, ServiceCounters>();
     const zero = { packets: 0, bytes: 0 };
     for (const s of this.list()) {

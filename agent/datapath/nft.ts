@@ -11,14 +11,18 @@ export interface NftResult {
 export function runNft(args: string[], input?: string, netns?: string): Promise<NftResult> {
   const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, 'nft', ...args]] : ['nft', args];
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, argv, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    child.stdout!.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d) => (stderr += d));
     child.on('error', reject);
     child.on('close', (code) => resolve({ stdout, stderr, code: code ?? -1 }));
-    child.stdin.end(input ?? '');
+    if (input !== undefined) {
+      // nft may exit before reading all of it (a syntax error): its exit code and stderr say why, not EPIPE.
+      child.stdin!.on('error', () => undefined);
+      child.stdin!.end(input);
+    }
   });
 }
 
@@ -37,9 +41,9 @@ export class Nft {
     if (r.code !== 0) throw new Error(`nft rejected the ruleset: ${r.stderr.trim().split('\n').slice(0, 6).join(' | ')}`);
   }
 
-  /** The revision comment of the table as it is in the kernel; undefined when the table does not exist. */
+  /** The revision of the table as it is in the kernel (kept in its `revision` set); undefined when absent. */
   async appliedHash(): Promise<string | undefined> {
-    const r = await runNft(['-t', 'list', 'table', 'ip', this.table], undefined, this.netns);
+    const r = await runNft(['list', 'set', 'ip', this.table, 'revision'], undefined, this.netns);
     if (r.code !== 0) return undefined;
     return /comment "loxiha ([0-9a-f]+)"/.exec(r.stdout)?.[1];
   }

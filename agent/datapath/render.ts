@@ -1,21 +1,21 @@
 /**
  * What the kernel gets. Pure: services (+ endpoint health, + counter values to carry over)
- * → the complete nftables text for the agent's own table, applied as one transaction.
+ * → the nftables state of the agent's own table, as a full transaction or as the diff
+ * from what was applied before.
  *
- * Per-packet cost does not grow with the number of services: one verdict-map lookup
- * picks the service chain (new connections only: nat chains see the first packet), one
- * rule there picks the endpoint from a slot map; established packets see three set/map
- * lookups (mid-stream guard, allowed sources, counters). SNAT goes to the service's VIP
- * (full-NAT), so replies return to whichever instance holds the VIP, and conntrack
- * entries mean the same thing on both instances (session sync). Hash seeds are fixed so
- * both instances pick the same endpoint for the same flow.
+ * The per-packet cost does not grow with the number of services, and neither does the
+ * number of chains: services are grouped by how they pick an endpoint (round-robin over N
+ * slots, flow hash, client hash) and protocol. A new connection costs one verdict-map lookup
+ * (service → its group's chain), then one rule: mark the connection with the service's id
+ * and DNAT through the group's slot map, keyed by (VIP, proto, port, selector) where the
+ * selector is `numgen inc mod N` or a `jhash` with a fixed seed. Established packets cost one
+ * `ct state` test and one counter rule. SNAT goes to the service's VIP (full-NAT), so replies
+ * return to whichever instance holds the VIP and conntrack entries mean the same on both
+ * instances (session sync); the fixed seed makes both pick the same endpoint for a flow.
  */
 import { createHash } from 'node:crypto';
 import { type Endpoint, endpointKey, MODE, SELECTION, type Service, serviceAddresses, serviceKey } from '../services/model.ts';
-import { fnv1a, maglevSlots, MAGLEV_SLOTS, prioritySlots, weightedSlots } from './slots.ts';
-
-/** ct mark high bits: 0x4c48xxxx full-NAT (xxxx = index of the VIP to SNAT to), 0x4c44xxxx plain DNAT. */
-export const MARK = { fullnat: 0x4c480000, dnat: 0x4c440000, ours: 0x4c000000 } as const;
+import { fnv1a, MAGLEV_SLOTS, maglevSlots, prioritySlots, weightedSlots } from './slots.ts';
 
 export interface CounterValue {
   packets: number;
@@ -38,7 +38,7 @@ export interface Rendered {
   text: string;
   /** Hash of the desired state (without counter values): equal hashes mean nothing to apply. */
   hash: string;
-  /** Service key → its chain and counter name. */
+  /** Service key → its counter name. */
   names: Map<string, string>;
   /** Endpoint counter names → `${ip}:${port}/${proto}`. */
   endpointCounters: Map<string, string>;
@@ -46,9 +46,16 @@ export interface Rendered {
 
 const hex = (n: number) => `0x${(n >>> 0).toString(16)}`;
 
-/** Stable per-service name: the same service keeps its chain and counter across applies and restarts. */
+/**
+ * Stable per-service id: the same on every instance and across restarts (it is the ct mark of
+ * the service's connections, which session sync copies to the peer). Never 0 (unmarked).
+ */
+export function serviceMark(s: Pick<Service, 'externalIP' | 'port' | 'protocol'>): number {
+  return fnv1a(serviceKey(s)) || 1;
+}
+
 export function serviceName(s: Pick<Service, 'externalIP' | 'port' | 'protocol'>): string {
-  return `svc_${fnv1a(serviceKey(s)).toString(16).padStart(8, '0')}`;
+  return `svc_${serviceMark(s).toString(16).padStart(8, '0')}`;
 }
 
 export function endpointCounterName(e: Pick<Endpoint, 'ip' | 'port'>, protocol: string): string {
@@ -58,6 +65,25 @@ export function endpointCounterName(e: Pick<Endpoint, 'ip' | 'port'>, protocol: 
 export function liveEndpoints(s: Service, down: ReadonlySet<string>): Endpoint[] {
   const key = serviceKey(s);
   return s.endpoints.filter((e) => !down.has(`${key}#${endpointKey(e)}`));
+}
+
+/** A group of services that pick endpoints the same way: one chain, one slot map. */
+interface Group {
+  /** nftables expression producing the slot index. */
+  selector: string;
+  protocol: string;
+}
+
+function groupOf(s: Service, slotCount: number, seed: number): { name: string; group: Group } {
+  const p = s.protocol;
+  switch (s.sel) {
+    case SELECTION.hash:
+      return { name: `hash_${p}`, group: { selector: `jhash ip saddr . ${p} sport mod ${MAGLEV_SLOTS} seed ${hex(seed)}`, protocol: p } };
+    case SELECTION.persist:
+      return { name: `persist_${p}`, group: { selector: `jhash ip saddr mod ${MAGLEV_SLOTS} seed ${hex(seed)}`, protocol: p } };
+    default:
+      return { name: `rr_${p}_${slotCount}`, group: { selector: `numgen inc mod ${slotCount}`, protocol: p } };
+  }
 }
 
 function slotsFor(s: Service, live: Endpoint[]): Endpoint[] {
@@ -72,112 +98,199 @@ function slotsFor(s: Service, live: Endpoint[]): Endpoint[] {
   }
 }
 
-function selector(s: Service, slots: number, seed: number): string {
-  switch (s.sel) {
-    case SELECTION.hash:
-      return `jhash ip saddr . th sport mod ${MAGLEV_SLOTS} seed ${hex(seed)}`;
-    case SELECTION.persist:
-      return `jhash ip saddr mod ${MAGLEV_SLOTS} seed ${hex(seed)}`;
-    default:
-      return `numgen inc mod ${slots}`;
-  }
+/** The desired table as data: what `diffText` compares and `fullText` prints. */
+export interface Model {
+  counters: Set<string>;
+  sets: Record<'vips' | 'service_marks' | 'endpoints' | 'restricted' | 'allowed', Set<string>>;
+  /** Fixed maps (declared in every table). */
+  maps: Record<'marks' | 'svc_counters' | 'ep_counters' | 'services' | 'snat_to', Map<string, string>>;
+  /** Selection groups in use: name → group, each with its chain and its slot map `slots_<name>`. */
+  groups: Map<string, Group>;
+  /** Slot map elements per group: key → endpoint. */
+  slots: Map<string, Map<string, string>>;
+  flowtableDevices: string[];
+  hash: string;
+  names: Map<string, string>;
+  endpointCounters: Map<string, string>;
 }
 
-const elements = (items: string[]) => (items.length ? `\n\t\telements = { ${items.join(',\n\t\t\t')} }` : '');
+const SET_TYPES: Record<keyof Model['sets'], string> = {
+  vips: 'type ipv4_addr',
+  service_marks: 'type mark',
+  endpoints: 'type ipv4_addr . inet_proto . inet_service',
+  restricted: 'type ipv4_addr . inet_proto . inet_service',
+  allowed: 'type ipv4_addr . inet_proto . inet_service . ipv4_addr\n\t\tflags interval',
+};
+const MAP_TYPES: Record<keyof Model['maps'], string> = {
+  marks: 'type ipv4_addr . inet_proto . inet_service : mark',
+  svc_counters: 'type mark : counter',
+  ep_counters: 'type ipv4_addr . inet_proto . inet_service : counter',
+  services: 'type ipv4_addr . inet_proto . inet_service : verdict',
+  snat_to: 'type mark : ipv4_addr',
+};
 
-export function render(input: RenderInput): Rendered {
-  const services = [...input.services].sort((a, b) => serviceKey(a).localeCompare(serviceKey(b)));
-  const vips = [...new Set(services.filter((s) => s.mode === MODE.fullnat).map((s) => s.privateIP ?? s.externalIP))].sort();
-  const vipIndex = new Map(vips.map((v, i) => [v, i + 1]));
-  const names = new Map<string, string>();
-  const endpointCounters = new Map<string, string>();
-  const seenNames = new Set<string>();
+// The slot index goes through the packet mark: nft cannot list a map keyed by `typeof … jhash …`,
+// and a plain integer does not match a typed key. Only first packets of connections to our VIPs get it.
+const slotMapType = (_g: Group) => 'type ipv4_addr . inet_proto . inet_service . mark : ipv4_addr . inet_service';
+const groupRule = (name: string, g: Group) =>
+  `meta l4proto ${g.protocol} ct mark set ip daddr . meta l4proto . th dport map @marks meta mark set ${g.selector} dnat ip to ip daddr . meta l4proto . th dport . meta mark map @slots_${name}`;
 
-  const serviceMap: string[] = [];
-  const svcCounterMap: string[] = [];
-  const counterDecls: string[] = [];
-  const chains: string[] = [];
-  const restricted: string[] = [];
-  const allowed: string[] = [];
-  const allAddresses = new Set<string>();
-  const endpointSet = new Set<string>();
-  const epCounterMap = new Map<string, string>();
-
-  const counter = (name: string) => {
-    const v = input.counters?.get(name);
-    return `\tcounter ${name} {${v ? ` packets ${v.packets} bytes ${v.bytes}` : ''} }`;
-  };
-
-  for (const s of services) {
-    const name = serviceName(s);
-    if (seenNames.has(name)) throw new Error(`service name collision for ${serviceKey(s)}`);
-    seenNames.add(name);
-    names.set(serviceKey(s), name);
-    counterDecls.push(counter(name));
-    const addrs = serviceAddresses(s);
-    for (const a of addrs) {
-      allAddresses.add(a);
-      serviceMap.push(`${a} . ${s.protocol} . ${s.port} : jump ${name}`);
-      svcCounterMap.push(`${a} . ${s.protocol} . ${s.port} : "${name}"`);
-      if (s.allowedSources.length) {
-        restricted.push(`${a} . ${s.protocol} . ${s.port}`);
-        for (const p of s.allowedSources) allowed.push(`${a} . ${s.protocol} . ${s.port} . ${p}`);
-      }
-    }
-    for (const e of s.endpoints) {
-      endpointSet.add(`${e.ip} . ${s.protocol} . ${e.port}`);
-      const cn = endpointCounterName(e, s.protocol);
-      if (!epCounterMap.has(cn)) {
-        epCounterMap.set(cn, `${e.ip} . ${s.protocol} . ${e.port} : "${cn}"`);
-        endpointCounters.set(cn, `${endpointKey(e)}/${s.protocol}`);
-      }
-    }
-    const live = liveEndpoints(s, input.down);
-    const slots = slotsFor(s, live);
-    const mark = s.mode === MODE.fullnat ? MARK.fullnat | vipIndex.get(s.privateIP ?? s.externalIP)! : MARK.dnat;
-    const body = slots.length
-      ? `meta l4proto ${s.protocol} ct mark set ${hex(mark)} dnat ip to ${selector(s, slots.length, input.hashSeed)} map { ${slots.map((e, i) => `${i} : ${e.ip} . ${e.port}`).join(', ')} }`
-      : `counter drop comment "no live endpoint"`;
-    chains.push(`\tchain ${name} {\n\t\tcomment "${s.name.replace(/"/g, '')} ${serviceKey(s)}"\n\t\t${body}\n\t}`);
-  }
-  for (const cn of [...epCounterMap.keys()].sort()) counterDecls.push(counter(cn));
-
-  const desired = [
-    `\tset vips {\n\t\ttype ipv4_addr${elements([...allAddresses].sort())}\n\t}`,
-    `\tset endpoints {\n\t\ttype ipv4_addr . inet_proto . inet_service${elements([...endpointSet].sort())}\n\t}`,
-    `\tset restricted {\n\t\ttype ipv4_addr . inet_proto . inet_service${elements(restricted.sort())}\n\t}`,
-    `\tset allowed {\n\t\ttype ipv4_addr . inet_proto . inet_service . ipv4_addr\n\t\tflags interval${elements([...new Set(allowed)].sort())}\n\t}`,
-    `\tmap svc_counters {\n\t\ttype ipv4_addr . inet_proto . inet_service : counter${elements(svcCounterMap)}\n\t}`,
-    `\tmap ep_counters {\n\t\ttype ipv4_addr . inet_proto . inet_service : counter${elements([...epCounterMap.values()].sort())}\n\t}`,
-    `\tmap services {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict${elements(serviceMap)}\n\t}`,
-    `\tmap snat_to {\n\t\ttype mark : ipv4_addr${elements(vips.map((v) => `${hex(MARK.fullnat | vipIndex.get(v)!)} : ${v}`))}\n\t}`,
-    ...(input.flowtableDevices?.length
-      ? [`\tflowtable fastpath {\n\t\thook ingress priority filter\n\t\tdevices = { ${input.flowtableDevices.join(', ')} }\n\t}`]
-      : []),
+function baseChains(flowtable: boolean): string[] {
+  return [
     `\tchain filter_pre {\n\t\ttype filter hook prerouting priority -140; policy accept;`,
+    // Established packets leave this chain at the first rule: the guards below cost only new connections.
+    `\t\tct state established,related accept`,
     // A mid-stream packet from an endpoint to the VIP that conntrack does not know (a flow not
     // yet synced after a failover) is dropped, not answered with a reset by the local stack.
-    `\t\tip daddr @vips ip saddr . meta l4proto . th sport @endpoints ct state new,invalid drop`,
+    `\t\tip daddr @vips ip saddr . meta l4proto . th sport @endpoints drop`,
     `\t\tip daddr . meta l4proto . th dport @restricted ip daddr . meta l4proto . th dport . ip saddr != @allowed counter drop`,
-    `\t\tct direction original counter name ip daddr . meta l4proto . th dport map @svc_counters`,
     `\t}`,
     `\tchain nat_pre {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tip daddr . meta l4proto . th dport vmap @services\n\t}`,
-    ...chains,
-    `\tchain nat_post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tct mark and 0xffff0000 == ${hex(MARK.fullnat)} snat ip to ct mark map @snat_to\n\t}`,
-    `\tchain filter_post {\n\t\ttype filter hook postrouting priority 200; policy accept;\n\t\tct direction original ct mark and 0xff000000 == ${hex(MARK.ours)} counter name ip daddr . meta l4proto . th dport map @ep_counters\n\t}`,
-    ...(input.flowtableDevices?.length ? [`\tchain filter_fwd {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct mark and 0xff000000 == ${hex(MARK.ours)} meta l4proto { tcp, udp } flow add @fastpath\n\t}`] : []),
-  ].join('\n');
-  const hash = createHash('sha256').update(desired).digest('hex').slice(0, 16);
-  const table = `ip ${input.table}`;
-  const text = [
+    `\tchain nat_post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tsnat ip to ct mark map @snat_to\n\t}`,
+    // Packets of load-balanced flows (original direction): the service's counter, found by the
+    // connection's mark (a miss ends the rule: not ours), then the endpoint's, by the DNAT result.
+    `\tchain filter_post {\n\t\ttype filter hook postrouting priority 200; policy accept;\n\t\tct direction original counter name ct mark map @svc_counters counter name ip daddr . meta l4proto . th dport map @ep_counters\n\t}`,
+    ...(flowtable ? [`\tchain filter_fwd {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct mark @service_marks meta l4proto { tcp, udp } flow add @fastpath\n\t}`] : []),
+  ];
+}
+
+export function renderModel(input: Omit<RenderInput, 'counters'>): Model {
+  const services = [...input.services].sort((a, b) => serviceKey(a).localeCompare(serviceKey(b)));
+  const m: Model = {
+    counters: new Set(),
+    sets: { vips: new Set(), service_marks: new Set(), endpoints: new Set(), restricted: new Set(), allowed: new Set() },
+    maps: { marks: new Map(), svc_counters: new Map(), ep_counters: new Map(), services: new Map(), snat_to: new Map() },
+    groups: new Map(),
+    slots: new Map(),
+    flowtableDevices: input.flowtableDevices ?? [],
+    hash: '',
+    names: new Map(),
+    endpointCounters: new Map(),
+  };
+  for (const s of services) {
+    const name = serviceName(s);
+    const mark = hex(serviceMark(s));
+    if (m.counters.has(name)) throw new Error(`service id collision for ${serviceKey(s)}: change its port or address`);
+    m.counters.add(name);
+    m.names.set(serviceKey(s), name);
+    m.sets.service_marks.add(mark);
+    m.maps.svc_counters.set(mark, `"${name}"`);
+    if (s.mode === MODE.fullnat) m.maps.snat_to.set(mark, s.privateIP ?? s.externalIP);
+    for (const e of s.endpoints) {
+      m.sets.endpoints.add(`${e.ip} . ${s.protocol} . ${e.port}`);
+      const cn = endpointCounterName(e, s.protocol);
+      if (!m.endpointCounters.has(cn)) {
+        m.counters.add(cn);
+        m.maps.ep_counters.set(`${e.ip} . ${s.protocol} . ${e.port}`, `"${cn}"`);
+        m.endpointCounters.set(cn, `${endpointKey(e)}/${s.protocol}`);
+      }
+    }
+    const slots = slotsFor(s, liveEndpoints(s, input.down));
+    const { name: groupName, group } = groupOf(s, slots.length, input.hashSeed);
+    if (slots.length) {
+      m.groups.set(groupName, group);
+      if (!m.slots.has(groupName)) m.slots.set(groupName, new Map());
+    }
+    for (const a of serviceAddresses(s)) {
+      const key = `${a} . ${s.protocol} . ${s.port}`;
+      m.sets.vips.add(a);
+      m.maps.marks.set(key, mark);
+      // No live endpoint: drop new connections rather than let the local stack answer for the VIP.
+      m.maps.services.set(key, slots.length ? `jump ${groupName}` : 'drop');
+      if (s.allowedSources.length) {
+        m.sets.restricted.add(key);
+        for (const p of s.allowedSources) m.sets.allowed.add(`${key} . ${p}`);
+      }
+      slots.forEach((e, i) => m.slots.get(groupName)!.set(`${key} . ${i}`, `${e.ip} . ${e.port}`));
+    }
+  }
+  const canonicalText = JSON.stringify({
+    c: [...m.counters].sort(),
+    s: Object.fromEntries(Object.entries(m.sets).map(([k, v]) => [k, [...v].sort()])),
+    m: Object.fromEntries(Object.entries(m.maps).map(([k, v]) => [k, [...v].sort()])),
+    g: [...m.groups].sort(),
+    sl: [...m.slots].sort().map(([k, v]) => [k, [...v].sort()]),
+    f: m.flowtableDevices,
+    b: baseChains(m.flowtableDevices.length > 0),
+  });
+  m.hash = createHash('sha256').update(canonicalText).digest('hex').slice(0, 16);
+  return m;
+}
+
+const elements = (items: Iterable<string>) => {
+  const list = [...items];
+  return list.length ? `\n\t\telements = { ${list.join(',\n\t\t\t')} }` : '';
+};
+const sorted = (xs: Iterable<string>) => [...xs].sort();
+const pairs = (m: Map<string, string>) => sorted([...m].map(([k, v]) => `${k} : ${v}`));
+
+/** The whole table, replacing what is there in one transaction (start-up, or when a diff cannot express the change). */
+export function fullText(m: Model, tableName: string, counters?: ReadonlyMap<string, CounterValue>): string {
+  const table = `ip ${tableName}`;
+  const counter = (name: string) => {
+    const v = counters?.get(name);
+    return `\tcounter ${name} {${v ? ` packets ${v.packets} bytes ${v.bytes}` : ''} }`;
+  };
+  const groups = [...m.groups].sort(([a], [b]) => a.localeCompare(b));
+  return [
     `table ${table} {}`,
     `delete table ${table}`,
     `table ${table} {`,
-    `\tcomment "loxiha ${hash}"`,
-    ...counterDecls,
-    desired,
+    ...sorted(m.counters).map(counter),
+    `\tset revision {\n\t\ttype mark${elements([`0x1 comment "loxiha ${m.hash}"`])}\n\t}`,
+    ...(Object.keys(SET_TYPES) as (keyof Model['sets'])[]).map((k) => `\tset ${k} {\n\t\t${SET_TYPES[k]}${elements(sorted(m.sets[k]))}\n\t}`),
+    ...(Object.keys(MAP_TYPES) as (keyof Model['maps'])[]).map((k) => `\tmap ${k} {\n\t\t${MAP_TYPES[k]}${elements(pairs(m.maps[k]))}\n\t}`),
+    ...groups.map(([name, g]) => `\tmap slots_${name} {\n\t\t${slotMapType(g)}${elements(pairs(m.slots.get(name)!))}\n\t}`),
+    ...(m.flowtableDevices.length ? [`\tflowtable fastpath {\n\t\thook ingress priority filter\n\t\tdevices = { ${m.flowtableDevices.join(', ')} }\n\t}`] : []),
+    ...groups.map(([name, g]) => `\tchain ${name} {\n\t\t${groupRule(name, g)}\n\t}`),
+    ...baseChains(m.flowtableDevices.length > 0),
     `}`,
     '',
   ].join('\n');
-  return { text, hash, names, endpointCounters };
+}
+
+function elementDiff(t: string, name: string, prev: Map<string, string> | Set<string>, next: Map<string, string> | Set<string>, removals: string[], additions: string[]): void {
+  const asMap = (x: Map<string, string> | Set<string>) => (x instanceof Map ? x : new Map([...x].map((k) => [k, ''])));
+  const p = asMap(prev);
+  const n = asMap(next);
+  const gone = [...p].filter(([k, v]) => n.get(k) !== v).map(([k]) => k);
+  const added = [...n].filter(([k, v]) => p.get(k) !== v).map(([k, v]) => (v === '' ? k : `${k} : ${v}`));
+  if (gone.length) removals.push(`delete element ${t} ${name} { ${gone.join(', ')} }`);
+  if (added.length) additions.push(`add element ${t} ${name} { ${added.join(', ')} }`);
+}
+
+/**
+ * Only what changed, as one transaction: new counters, slot maps and chains first, then
+ * element removals and additions, then what is no longer used (so nothing is deleted while
+ * still referenced). Undefined when the change needs a full replace (flowtable devices).
+ */
+export function diffText(prev: Model, next: Model, tableName: string): string | undefined {
+  if (prev.flowtableDevices.join() !== next.flowtableDevices.join()) return undefined;
+  const t = `ip ${tableName}`;
+  const out: string[] = [];
+  for (const c of next.counters) if (!prev.counters.has(c)) out.push(`add counter ${t} ${c}`);
+  for (const [name, g] of next.groups) {
+    if (prev.groups.has(name)) continue;
+    out.push(`add map ${t} slots_${name} { ${slotMapType(g)}; }`, `add chain ${t} ${name}`, `add rule ${t} ${name} ${groupRule(name, g)}`);
+  }
+  const removals: string[] = [];
+  const additions: string[] = [];
+  for (const k of Object.keys(next.sets) as (keyof Model['sets'])[]) elementDiff(t, k, prev.sets[k], next.sets[k], removals, additions);
+  for (const k of Object.keys(next.maps) as (keyof Model['maps'])[]) elementDiff(t, k, prev.maps[k], next.maps[k], removals, additions);
+  for (const name of new Set([...prev.slots.keys(), ...next.slots.keys()])) {
+    if (!next.groups.has(name)) continue; // the whole map goes below
+    elementDiff(t, `slots_${name}`, prev.slots.get(name) ?? new Map(), next.slots.get(name)!, removals, additions);
+  }
+  out.push(...removals, ...additions);
+  for (const name of prev.groups.keys()) if (!next.groups.has(name)) out.push(`delete chain ${t} ${name}`, `delete map ${t} slots_${name}`);
+  for (const c of prev.counters) if (!next.counters.has(c)) out.push(`delete counter ${t} ${c}`);
+  if (!out.length) return '';
+  out.push(`flush set ${t} revision`, `add element ${t} revision { 0x1 comment "loxiha ${next.hash}" }`);
+  return `${out.join('\n')}\n`;
+}
+
+/** Full replace text for a set of services (tests, benchmarks). */
+export function render(input: RenderInput): Rendered {
+  const m = renderModel(input);
+  return { text: fullText(m, input.table, input.counters), hash: m.hash, names: m.names, endpointCounters: m.endpointCounters };
 }

@@ -24,7 +24,7 @@ export class AgentRunner {
     return join(this.dir, `agent${lb}.json`);
   }
 
-  async startAgent(lb: number, extra: Partial<AgentConfigInput> = {}): Promise<Proc> {
+  async startAgent(lb: number, extra: Partial<AgentConfigInput> = {}, probeIntervalMs = 300): Promise<Proc> {
     const cfg: AgentConfigInput = {
       deploymentId: 'loxiha-sim',
       instanceIndex: lb - 1,
@@ -39,7 +39,7 @@ export class AgentRunner {
       ...extra,
     };
     writeFileSync(this.configPath(lb), JSON.stringify(cfg));
-    const p = this.lab.spawn(`lb${lb}`, process.execPath, [join(ROOT, 'agent/main.ts'), '--config', this.configPath(lb), '--probe-interval-ms', '300']);
+    const p = this.lab.spawn(`lb${lb}`, process.execPath, [join(ROOT, 'agent/main.ts'), '--config', this.configPath(lb), '--probe-interval-ms', String(probeIntervalMs)]);
     await p.waitFor(/API listening/);
     this.procs.set(`agent${lb}`, p);
     return p;

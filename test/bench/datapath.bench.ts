@@ -1,0 +1,203 @@
+/**
+ * npm run bench:datapath — in namespaces made here: keep-alive req/s, new connections/s
+ * (wrk) and Gbit/s (iperf3) for the direct path, the agent's kernel path (full ruleset:
+ * 100 services × 8 endpoints, probes running) and HAProxy in TCP mode, interleaved runs,
+ * medians. Then the time and memory for the agent to apply 1,000 services × 8 endpoints,
+ * against `nft -f` of the same ruleset. One JSON line per figure.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { render } from '../../agent/datapath/render.ts';
+import type { Service } from '../../agent/services/model.ts';
+import { AgentRunner, ROOT } from '../harness/agents.ts';
+import { BACK, FRONT, Lab, VIP } from '../harness/netns.ts';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const BACKEND = `${BACK}.101`;
+const LB_FRONT = `${FRONT}.11`;
+
+const lab = new Lab();
+const run = new AgentRunner(lab);
+const lines: object[] = [];
+const emit = (o: object) => {
+  lines.push(o);
+  console.log(JSON.stringify(o));
+};
+
+function service(i: number, endpoints: { ip: string; port: number }[], port: number, monitor: boolean): Service {
+  return {
+    name: `bench_${i}`,
+    externalIP: '100.100.100.100',
+    privateIP: VIP,
+    port,
+    protocol: 'tcp',
+    sel: 0,
+    mode: 2,
+    monitor,
+    probe: { type: monitor ? 'tcp' : 'none', port: 0, req: '', resp: '', retries: 2, timeoutSeconds: 1 },
+    inactiveTimeOut: 0,
+    block: 0,
+    managed: false,
+    bgp: false,
+    endpoints: endpoints.map((e) => ({ ...e, weight: 1 })),
+    allowedSources: [],
+    secondaryIPs: [],
+  };
+}
+
+/** 100 services × 8 endpoints; service 0 is HTTP (VIP:80 → backend:8080), service 1 is iperf3 (VIP:5201). */
+function fullRuleset(): Service[] {
+  const dummies = (i: number) => Array.from({ length: 7 }, (_, k) => ({ ip: `${BACK}.${110 + ((i + k) % 100)}`, port: 30000 + i }));
+  return [
+    service(0, [{ ip: BACKEND, port: 8080 }, ...dummies(0)], 80, true),
+    service(1, [{ ip: BACKEND, port: 5201 }], 5201, false),
+    ...Array.from({ length: 98 }, (_, i) => service(i + 2, [{ ip: BACKEND, port: 8080 }, ...dummies(i + 2)], 1000 + i, true)),
+  ].map((s, i) => (i === 0 ? { ...s, endpoints: [s.endpoints[0]!] } : s));
+}
+
+function median(xs: number[]) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function wrk(url: string, close: boolean): number {
+  const args = ['-t2', '-c64', `-d${SECONDS}s`, '--latency', url];
+  if (close) args.push('-H', 'Connection: close');
+  const out = lab.exec('cl0', 'wrk', args);
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
+  const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  if (!rps) throw new Error(`wrk output not understood: ${out}`);
+  if (errors && Number(errors[1]) + Number(errors[4]) > Number(rps[1]) * SECONDS * 0.01) throw new Error(`wrk: too many socket errors: ${errors[0]}`);
+  return Number(rps[1]);
+}
+
+function iperf(host: string, port: number): number {
+  const out = lab.exec('cl0', 'iperf3', ['-c', host, '-p', String(port), '-t', String(SECONDS), '-J']);
+  return JSON.parse(out).end.sum_received.bits_per_second / 1e9;
+}
+
+try {
+  lab.build({ lbs: 1, backends: 1 });
+  // Direct path: the client also sits on the backend bridge.
+  const outer = `d${lab.id}`;
+  execFileSync('ip', ['link', 'add', outer, 'netns', lab.ns('sw'), 'type', 'veth', 'peer', 'name', 'direct', 'netns', lab.ns('cl0')]);
+  execFileSync('ip', ['-n', lab.ns('sw'), 'link', 'set', outer, 'master', 'br-back', 'up']);
+  execFileSync('ip', ['-n', lab.ns('cl0'), 'addr', 'add', `${BACK}.200/24`, 'dev', 'direct']);
+  execFileSync('ip', ['-n', lab.ns('cl0'), 'link', 'set', 'direct', 'up']);
+  for (const [role, kv] of [
+    ['cl0', ['net.ipv4.ip_local_port_range=1024 65535', 'net.ipv4.tcp_tw_reuse=1']],
+    ['be1', ['net.ipv4.tcp_tw_reuse=1', 'net.core.somaxconn=4096']],
+    ['lb1', ['net.ipv4.ip_local_port_range=1024 65535', 'net.ipv4.tcp_tw_reuse=1']],
+  ] as const) {
+    for (const v of kv) lab.exec(role, 'sysctl', ['-qw', v]);
+  }
+
+  // Backend: HAProxy answering HTTP itself (a fast C server, so the LB path is what is measured), and iperf3.
+  mkdirSync(run.dir, { recursive: true });
+  const backendCfg = join(run.dir, 'backend.cfg');
+  writeFileSync(backendCfg, `global\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend web\n  bind :8080\n  http-request return status 200 content-type text/plain string ok\n`);
+  const backendProxy = lab.spawn('be1', 'haproxy', ['-f', backendCfg, '-db']);
+  lab.spawn('be1', 'iperf3', ['-s', '-p', '5201']);
+  const listening = (role: string, port: number) => {
+    for (let i = 0; i < 100; i++) {
+      if (lab.exec(role, 'ss', ['-ltnH', `sport = :${port}`]).trim()) return;
+      execFileSync('sleep', ['0.05']);
+    }
+    throw new Error(`nothing listens on ${role}:${port}: ${backendProxy.output()}`);
+  };
+  listening('be1', 8080);
+  listening('be1', 5201);
+  const proxyCfg = join(run.dir, 'lb.cfg');
+  writeFileSync(proxyCfg, `global\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend web\n  bind ${LB_FRONT}:8081\n  default_backend web\nbackend web\n  server b ${BACKEND}:8080\nfrontend perf\n  bind ${LB_FRONT}:5202\n  default_backend perf\nbackend perf\n  server b ${BACKEND}:5201\n`);
+  lab.spawn('lb1', 'haproxy', ['-f', proxyCfg, '-db']);
+  listening('lb1', 8081);
+
+  // The agent with its full ruleset: 100 services × 8 endpoints, probes running.
+  const stateDir = join(run.dir, 'state1');
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync(join(stateDir, 'services.json'), JSON.stringify({ version: 1, services: fullRuleset() }));
+  // Probes every 5 s (LoxiLB's order of magnitude), 99 monitored services × 8 endpoints.
+  await run.startAgent(1, { stateDir }, 5000);
+  // Conntrack exists in the namespace once the agent's NAT table does: short TIME_WAIT so new-connection runs do not exhaust tuples.
+  lab.exec('lb1', 'sysctl', ['-qw', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1']);
+  await new Promise((r) => setTimeout(r, 1500));
+
+  const paths = {
+    direct: { http: `http://${BACKEND}:8080/`, perf: [BACKEND, 5201] as const },
+    agent: { http: `http://${VIP}:80/`, perf: [VIP, 5201] as const },
+    haproxy: { http: `http://${LB_FRONT}:8081/`, perf: [LB_FRONT, 5202] as const },
+  };
+  type P = keyof typeof paths;
+  const samples: Record<string, Record<P, number[]>> = { rps: { direct: [], agent: [], haproxy: [] }, cps: { direct: [], agent: [], haproxy: [] }, gbps: { direct: [], agent: [], haproxy: [] } };
+  for (let r = 0; r < RUNS; r++) {
+    // Interleaved: every path once per round, the order rotating, so drift hits all alike.
+    const order = (Object.keys(paths) as P[]).map((_, i, a) => a[(i + r) % a.length]!);
+    for (const p of order) {
+      samples.rps![p].push(wrk(paths[p].http, false));
+      samples.cps![p].push(wrk(paths[p].http, true));
+      samples.gbps![p].push(iperf(paths[p].perf[0], paths[p].perf[1]));
+    }
+  }
+  for (const metric of ['rps', 'cps', 'gbps'] as const) {
+    const direct = median(samples[metric]!.direct);
+    for (const p of Object.keys(paths) as P[]) {
+      const xs = samples[metric]![p];
+      const round = (v: number) => (metric === 'gbps' ? +v.toFixed(2) : Math.round(v));
+      emit({ metric, path: p, median: round(median(xs)), min: round(Math.min(...xs)), max: round(Math.max(...xs)), ratioToDirect: +(median(xs) / direct).toFixed(2), runs: xs.length });
+    }
+  }
+
+  // ---- 1,000 services × 8 endpoints --------------------------------------------------------------
+  const big: Service[] = Array.from({ length: 1000 }, (_, i) =>
+    service(i, Array.from({ length: 8 }, (_, k) => ({ ip: `${BACK}.${(i * 8 + k) % 250 + 1}`, port: 30000 + (i % 2000) })), 10000 + i, false),
+  );
+  // Baseline: the kernel alone loading the same ruleset.
+  const text = render({ table: 'loxiha_bench', services: big, down: new Set(), hashSeed: 1 }).text;
+  const file = join(run.dir, 'big.nft');
+  writeFileSync(file, text);
+  const nftTimes: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    lab.exec('lb1', 'nft', ['-f', file]);
+    nftTimes.push(performance.now() - t);
+  }
+  lab.exec('lb1', 'nft', ['delete', 'table', 'ip', 'loxiha_bench']);
+  // The agent: start with 1,000 × 8 persisted services (render + transaction), then one API change on top.
+  await run.api(1, 'DELETE', '/config/loadbalancer/all');
+  await lab.kill(run.procs.get('agent1')!);
+  const stateBig = join(run.dir, 'state-big');
+  mkdirSync(stateBig, { recursive: true });
+  writeFileSync(join(stateBig, 'services.json'), JSON.stringify({ version: 1, services: big }));
+  const agentTimes: number[] = [];
+  const changeTimes: number[] = [];
+  let rssMb = 0;
+  for (let i = 0; i < 5; i++) {
+    lab.exec('lb1', 'nft', ['delete', 'table', 'ip', 'loxiha']);
+    const agent = await run.startAgent(1, { stateDir: stateBig });
+    const m = /"msg":"applied the services to nftables".*?"ms":(\d+(?:\.\d+)?)/.exec(agent.output());
+    if (!m) throw new Error(`agent did not report its apply time: ${agent.output().slice(-500)}`);
+    agentTimes.push(Number(m[1]));
+    const t = performance.now();
+    const r = await run.api(1, 'POST', '/config/loadbalancer', {
+      serviceArguments: { externalIP: '100.100.100.100', privateIP: VIP, port: 9999, protocol: 'tcp', mode: 2, name: 'one_more' },
+      endpoints: [{ endpointIP: BACKEND, targetPort: 8080, weight: 1 }],
+    });
+    changeTimes.push(performance.now() - t);
+    if (r.status !== 200) throw new Error(`POST failed: ${JSON.stringify(r.body)}`);
+    await run.api(1, 'DELETE', '/config/loadbalancer/externalipaddress/100.100.100.100/port/9999/protocol/tcp');
+    const pid = run.procs.get('agent1')!.child.pid!;
+    rssMb = Math.max(rssMb, Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024);
+    await lab.kill(run.procs.get('agent1')!);
+  }
+  const stat = (xs: number[]) => ({ median: Math.round(median(xs)), min: Math.round(Math.min(...xs)), max: Math.round(Math.max(...xs)) });
+  emit({ metric: 'apply-1000x8-ms', path: 'agent', ...stat(agentTimes), targetMax: 1000 });
+  emit({ metric: 'apply-1000x8-ms', path: 'nft-f-alone', ...stat(nftTimes) });
+  emit({ metric: 'api-change-with-1000-services-ms', path: 'agent', ...stat(changeTimes) });
+  emit({ metric: 'agent-rss-mb-1000x8', path: 'agent', value: Math.round(rssMb), targetMax: 120 });
+} finally {
+  await lab.stop();
+  run.cleanup();
+}
+void ROOT;
