@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { type Endpoint, endpointKey, MODE, SELECTION, type Service, serviceAddresses, serviceKey } from '../services/model.ts';
-import { fnv1a, MAGLEV_SLOTS, maglevSlots, prioritySlots, weightedSlots } from './slots.ts';
+import { cmp, fnv1a, MAGLEV_SLOTS, maglevSlots, prioritySlots, weightedSlots } from './slots.ts';
 
 export interface CounterValue {
   packets: number;
@@ -155,7 +155,10 @@ function baseChains(flowtable: boolean): string[] {
 }
 
 export function renderModel(input: Omit<RenderInput, 'counters'>): Model {
-  const services = [...input.services].sort((a, b) => serviceKey(a).localeCompare(serviceKey(b)));
+  const services = input.services
+    .map((s) => [serviceKey(s), s] as const)
+    .sort((a, b) => cmp(a[0], b[0]))
+    .map(([, s]) => s);
   const m: Model = {
     counters: new Set(),
     sets: { vips: new Set(), service_marks: new Set(), endpoints: new Set(), restricted: new Set(), allowed: new Set() },
@@ -204,16 +207,20 @@ export function renderModel(input: Omit<RenderInput, 'counters'>): Model {
       slots.forEach((e, i) => m.slots.get(groupName)!.set(`${key} . ${i}`, `${e.ip} . ${e.port}`));
     }
   }
-  const canonicalText = JSON.stringify({
-    c: [...m.counters].sort(),
-    s: Object.fromEntries(Object.entries(m.sets).map(([k, v]) => [k, [...v].sort()])),
-    m: Object.fromEntries(Object.entries(m.maps).map(([k, v]) => [k, [...v].sort()])),
-    g: [...m.groups].sort(),
-    sl: [...m.slots].sort().map(([k, v]) => [k, [...v].sort()]),
-    f: m.flowtableDevices,
-    b: baseChains(m.flowtableDevices.length > 0),
-  });
-  m.hash = createHash('sha256').update(canonicalText).digest('hex').slice(0, 16);
+  // The revision: a hash over every element in a canonical order (what the kernel would hold).
+  const h = createHash('sha256');
+  const feed = (tag: string, xs: Iterable<string>) => {
+    h.update(`\n#${tag}\n${[...xs].sort().join('\n')}`);
+  };
+  const feedMap = (tag: string, xs: Map<string, string>) => feed(tag, [...xs].map(([k, v]) => `${k} : ${v}`));
+  feed('counters', m.counters);
+  for (const [k, v] of Object.entries(m.sets)) feed(k, v);
+  for (const [k, v] of Object.entries(m.maps)) feedMap(k, v);
+  feed('groups', [...m.groups].map(([k, g]) => `${k} ${g.selector}`));
+  for (const [k, v] of m.slots) feedMap(`slots_${k}`, v);
+  feed('flowtable', m.flowtableDevices);
+  feed('base', baseChains(m.flowtableDevices.length > 0));
+  m.hash = h.digest('hex').slice(0, 16);
   return m;
 }
 
@@ -231,7 +238,7 @@ export function fullText(m: Model, tableName: string, counters?: ReadonlyMap<str
     const v = counters?.get(name);
     return `\tcounter ${name} {${v ? ` packets ${v.packets} bytes ${v.bytes}` : ''} }`;
   };
-  const groups = [...m.groups].sort(([a], [b]) => a.localeCompare(b));
+  const groups = [...m.groups].sort(([a], [b]) => cmp(a, b));
   return [
     `table ${table} {}`,
     `delete table ${table}`,

@@ -13,6 +13,9 @@ export const MAGLEV_SLOTS = 251;
 /** Upper bound on weighted round-robin slots per service. */
 export const MAX_RR_SLOTS = 64;
 
+/** Code-unit order: the same on every machine and far cheaper than localeCompare. */
+export const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
 /** FNV-1a 32-bit with a salt: stable across processes and machines. */
 export function fnv1a(text: string, salt = 0x811c9dc5): number {
   let h = salt >>> 0;
@@ -30,7 +33,7 @@ function gcd(a: number, b: number): number {
 
 /** Endpoints in a canonical order (independent of the order the API received them in). */
 export function canonical(endpoints: Endpoint[]): Endpoint[] {
-  return [...endpoints].sort((a, b) => endpointKey(a).localeCompare(endpointKey(b)));
+  return [...endpoints].sort((a, b) => cmp(endpointKey(a), endpointKey(b)));
 }
 
 export function weightedSlots(endpoints: Endpoint[]): Endpoint[] {
