@@ -5,7 +5,7 @@
  */
 import { endpointKey, type Service, serviceKey } from '../services/model.ts';
 import type { Nft } from './nft.ts';
-import { type CounterValue, diffText, fullText, type Model, renderModel } from './render.ts';
+import { type CounterValue, diffText, endpointElement, fullText, type Model, renderModel, serviceMark } from './render.ts';
 
 export interface DatapathOptions {
   table: string;
@@ -119,17 +119,11 @@ export class Datapath {
   /** Per-service and per-endpoint packet/byte counters, read back from the kernel. */
   async counters(): Promise<Map<string, ServiceCounters>> {
     const raw = await this.nft.counters();
-    const r = renderModel(this.input());
     const out = new Map<string, ServiceCounters>();
     const zero = { packets: 0, bytes: 0 };
     for (const s of this.list()) {
-      const name = r.names.get(serviceKey(s))!;
-      const endpoints = new Map<string, CounterValue>();
-      for (const [cn, label] of r.endpointCounters) {
-        const [ep, proto] = label.split('/');
-        if (proto === s.protocol && s.endpoints.some((e) => endpointKey(e) === ep)) endpoints.set(ep!, raw.get(cn) ?? zero);
-      }
-      out.set(serviceKey(s), { service: raw.get(name) ?? zero, endpoints });
+      const endpoints = new Map<string, CounterValue>(s.endpoints.map((e) => [endpointKey(e), raw.get(endpointElement(e, s.protocol)) ?? zero]));
+      out.set(serviceKey(s), { service: raw.get(`0x${serviceMark(s).toString(16)}`) ?? zero, endpoints });
     }
     return out;
   }

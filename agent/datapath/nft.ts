@@ -52,12 +52,14 @@ export class Nft {
     return (await runNft(['list', 'table', 'ip', this.table], undefined, this.netns)).code === 0;
   }
 
+  /** Element counters of the counted sets, keyed as the renderer writes elements (`0x…` marks, `ip . proto . port`). */
   async counters(): Promise<Map<string, CounterValue>> {
     const out = new Map<string, CounterValue>();
-    const r = await runNft(['-j', 'list', 'counters', 'table', 'ip', this.table], undefined, this.netns);
-    if (r.code !== 0) return out;
-    const doc = JSON.parse(r.stdout) as { nftables: Array<{ counter?: { name: string; packets: number; bytes: number } }> };
-    for (const item of doc.nftables) if (item.counter) out.set(item.counter.name, { packets: item.counter.packets, bytes: item.counter.bytes });
+    for (const set of ['service_marks', 'endpoints']) {
+      const r = await runNft(['-j', 'list', 'set', 'ip', this.table, set], undefined, this.netns);
+      if (r.code !== 0) continue;
+      for (const [key, value] of parseSetCounters(r.stdout)) out.set(key, value);
+    }
     return out;
   }
 
@@ -70,4 +72,23 @@ export class Nft {
     const probe = `table ip loxiha_probe_ft {\n\tflowtable f {\n\t\thook ingress priority filter\n\t\tdevices = { ${device} }\n\t}\n}\n`;
     return (await runNft(['-c', '-f', '-'], probe, this.netns)).code === 0;
   }
+}
+
+type Elem = { elem?: { val: unknown; counter?: { packets: number; bytes: number } } };
+
+/** Reads `nft -j list set` output into element key → counter. */
+export function parseSetCounters(json: string): Map<string, CounterValue> {
+  const out = new Map<string, CounterValue>();
+  const doc = JSON.parse(json) as { nftables: Array<{ set?: { type: string | string[]; elem?: Elem[] } }> };
+  for (const item of doc.nftables) {
+    const set = item.set;
+    if (!set?.elem) continue;
+    for (const e of set.elem) {
+      if (!e.elem?.counter) continue;
+      const v = e.elem.val as number | string | { concat: (string | number)[] };
+      const key = typeof v === 'object' ? v.concat.join(' . ') : set.type === 'mark' ? `0x${Number(v).toString(16)}` : String(v);
+      out.set(key, { packets: e.elem.counter.packets, bytes: e.elem.counter.bytes });
+    }
+  }
+  return out;
 }

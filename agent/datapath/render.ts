@@ -28,7 +28,7 @@ export interface RenderInput {
   /** `${serviceKey}#${endpointKey}` of endpoints whose probe says down. */
   down: ReadonlySet<string>;
   hashSeed: number;
-  /** Counter values read from the kernel just before, so a replace does not zero them. */
+  /** Counter values read from the kernel just before (by element), so a replace does not zero them. */
   counters?: ReadonlyMap<string, CounterValue>;
   /** Interfaces for the flowtable fast path, when the kernel has flowtables. */
   flowtableDevices?: string[];
@@ -38,9 +38,9 @@ export interface Rendered {
   text: string;
   /** Hash of the desired state (without counter values): equal hashes mean nothing to apply. */
   hash: string;
-  /** Service key → its counter name. */
+  /** Service key → its id (ct mark, the key of its counter in `service_marks`). */
   names: Map<string, string>;
-  /** Endpoint counter names → `${ip}:${port}/${proto}`. */
+  /** Element of `endpoints` (its counter) → `${ip}:${port}/${proto}`. */
   endpointCounters: Map<string, string>;
 }
 
@@ -54,12 +54,9 @@ export function serviceMark(s: Pick<Service, 'externalIP' | 'port' | 'protocol'>
   return fnv1a(serviceKey(s)) || 1;
 }
 
-export function serviceName(s: Pick<Service, 'externalIP' | 'port' | 'protocol'>): string {
-  return `svc_${serviceMark(s).toString(16).padStart(8, '0')}`;
-}
-
-export function endpointCounterName(e: Pick<Endpoint, 'ip' | 'port'>, protocol: string): string {
-  return `ep_${fnv1a(`${endpointKey(e)}/${protocol}`).toString(16).padStart(8, '0')}`;
+/** The element that identifies an endpoint (and holds its counter) in the `endpoints` set. */
+export function endpointElement(e: Pick<Endpoint, 'ip' | 'port'>, protocol: string): string {
+  return `${e.ip} . ${protocol} . ${e.port}`;
 }
 
 export function liveEndpoints(s: Service, down: ReadonlySet<string>): Endpoint[] {
@@ -100,10 +97,9 @@ function slotsFor(s: Service, live: Endpoint[]): Endpoint[] {
 
 /** The desired table as data: what `diffText` compares and `fullText` prints. */
 export interface Model {
-  counters: Set<string>;
   sets: Record<'vips' | 'service_marks' | 'endpoints' | 'restricted' | 'allowed', Set<string>>;
   /** Fixed maps (declared in every table). */
-  maps: Record<'marks' | 'svc_counters' | 'ep_counters' | 'services' | 'snat_to', Map<string, string>>;
+  maps: Record<'marks' | 'services' | 'snat_to', Map<string, string>>;
   /** Selection groups in use: name → group, each with its chain and its slot map `slots_<name>`. */
   groups: Map<string, Group>;
   /** Slot map elements per group: key → endpoint. */
@@ -116,15 +112,15 @@ export interface Model {
 
 const SET_TYPES: Record<keyof Model['sets'], string> = {
   vips: 'type ipv4_addr',
-  service_marks: 'type mark',
-  endpoints: 'type ipv4_addr . inet_proto . inet_service',
+  service_marks: 'type mark\n\t\tcounter',
+  endpoints: 'type ipv4_addr . inet_proto . inet_service\n\t\tcounter',
   restricted: 'type ipv4_addr . inet_proto . inet_service',
   allowed: 'type ipv4_addr . inet_proto . inet_service . ipv4_addr\n\t\tflags interval',
 };
+/** Sets whose elements carry packet/byte counters (bumped by lookups). */
+const COUNTED: ReadonlySet<string> = new Set(['service_marks', 'endpoints']);
 const MAP_TYPES: Record<keyof Model['maps'], string> = {
   marks: 'type ipv4_addr . inet_proto . inet_service : mark',
-  svc_counters: 'type mark : counter',
-  ep_counters: 'type ipv4_addr . inet_proto . inet_service : counter',
   services: 'type ipv4_addr . inet_proto . inet_service : verdict',
   snat_to: 'type mark : ipv4_addr',
 };
@@ -147,9 +143,9 @@ function baseChains(flowtable: boolean): string[] {
     `\t}`,
     `\tchain nat_pre {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tip daddr . meta l4proto . th dport vmap @services\n\t}`,
     `\tchain nat_post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tsnat ip to ct mark map @snat_to\n\t}`,
-    // Packets of load-balanced flows (original direction): the service's counter, found by the
-    // connection's mark (a miss ends the rule: not ours), then the endpoint's, by the DNAT result.
-    `\tchain filter_post {\n\t\ttype filter hook postrouting priority 200; policy accept;\n\t\tct direction original counter name ct mark map @svc_counters counter name ip daddr . meta l4proto . th dport map @ep_counters\n\t}`,
+    // Packets of load-balanced flows (original direction) bump two element counters: the
+    // service's, found by the connection's mark (a miss ends the rule: not ours), then the endpoint's.
+    `\tchain filter_post {\n\t\ttype filter hook postrouting priority 200; policy accept;\n\t\tct direction original ct mark @service_marks ip daddr . meta l4proto . th dport @endpoints\n\t}`,
     ...(flowtable ? [`\tchain filter_fwd {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct mark @service_marks meta l4proto { tcp, udp } flow add @fastpath\n\t}`] : []),
   ];
 }
@@ -160,9 +156,8 @@ export function renderModel(input: Omit<RenderInput, 'counters'>): Model {
     .sort((a, b) => cmp(a[0], b[0]))
     .map(([, s]) => s);
   const m: Model = {
-    counters: new Set(),
     sets: { vips: new Set(), service_marks: new Set(), endpoints: new Set(), restricted: new Set(), allowed: new Set() },
-    maps: { marks: new Map(), svc_counters: new Map(), ep_counters: new Map(), services: new Map(), snat_to: new Map() },
+    maps: { marks: new Map(), services: new Map(), snat_to: new Map() },
     groups: new Map(),
     slots: new Map(),
     flowtableDevices: input.flowtableDevices ?? [],
@@ -171,22 +166,15 @@ export function renderModel(input: Omit<RenderInput, 'counters'>): Model {
     endpointCounters: new Map(),
   };
   for (const s of services) {
-    const name = serviceName(s);
     const mark = hex(serviceMark(s));
-    if (m.counters.has(name)) throw new Error(`service id collision for ${serviceKey(s)}: change its port or address`);
-    m.counters.add(name);
-    m.names.set(serviceKey(s), name);
+    if (m.sets.service_marks.has(mark)) throw new Error(`service id collision for ${serviceKey(s)}: change its port or address`);
+    m.names.set(serviceKey(s), mark);
     m.sets.service_marks.add(mark);
-    m.maps.svc_counters.set(mark, `"${name}"`);
     if (s.mode === MODE.fullnat) m.maps.snat_to.set(mark, s.privateIP ?? s.externalIP);
     for (const e of s.endpoints) {
-      m.sets.endpoints.add(`${e.ip} . ${s.protocol} . ${e.port}`);
-      const cn = endpointCounterName(e, s.protocol);
-      if (!m.endpointCounters.has(cn)) {
-        m.counters.add(cn);
-        m.maps.ep_counters.set(`${e.ip} . ${s.protocol} . ${e.port}`, `"${cn}"`);
-        m.endpointCounters.set(cn, `${endpointKey(e)}/${s.protocol}`);
-      }
+      const el = endpointElement(e, s.protocol);
+      m.sets.endpoints.add(el);
+      m.endpointCounters.set(el, `${endpointKey(e)}/${s.protocol}`);
     }
     const slots = slotsFor(s, liveEndpoints(s, input.down));
     const { name: groupName, group } = groupOf(s, slots.length, input.hashSeed);
@@ -213,7 +201,6 @@ export function renderModel(input: Omit<RenderInput, 'counters'>): Model {
     h.update(`\n#${tag}\n${[...xs].sort().join('\n')}`);
   };
   const feedMap = (tag: string, xs: Map<string, string>) => feed(tag, [...xs].map(([k, v]) => `${k} : ${v}`));
-  feed('counters', m.counters);
   for (const [k, v] of Object.entries(m.sets)) feed(k, v);
   for (const [k, v] of Object.entries(m.maps)) feedMap(k, v);
   feed('groups', [...m.groups].map(([k, g]) => `${k} ${g.selector}`));
@@ -234,18 +221,17 @@ const pairs = (m: Map<string, string>) => sorted([...m].map(([k, v]) => `${k} : 
 /** The whole table, replacing what is there in one transaction (start-up, or when a diff cannot express the change). */
 export function fullText(m: Model, tableName: string, counters?: ReadonlyMap<string, CounterValue>): string {
   const table = `ip ${tableName}`;
-  const counter = (name: string) => {
-    const v = counters?.get(name);
-    return `\tcounter ${name} {${v ? ` packets ${v.packets} bytes ${v.bytes}` : ''} }`;
+  const counted = (el: string) => {
+    const v = counters?.get(el);
+    return v ? `${el} counter packets ${v.packets} bytes ${v.bytes}` : el;
   };
   const groups = [...m.groups].sort(([a], [b]) => cmp(a, b));
   return [
     `table ${table} {}`,
     `delete table ${table}`,
     `table ${table} {`,
-    ...sorted(m.counters).map(counter),
     `\tset revision {\n\t\ttype mark${elements([`0x1 comment "loxiha ${m.hash}"`])}\n\t}`,
-    ...(Object.keys(SET_TYPES) as (keyof Model['sets'])[]).map((k) => `\tset ${k} {\n\t\t${SET_TYPES[k]}${elements(sorted(m.sets[k]))}\n\t}`),
+    ...(Object.keys(SET_TYPES) as (keyof Model['sets'])[]).map((k) => `\tset ${k} {\n\t\t${SET_TYPES[k]}${elements(sorted(m.sets[k]).map((e) => (COUNTED.has(k) ? counted(e) : e)))}\n\t}`),
     ...(Object.keys(MAP_TYPES) as (keyof Model['maps'])[]).map((k) => `\tmap ${k} {\n\t\t${MAP_TYPES[k]}${elements(pairs(m.maps[k]))}\n\t}`),
     ...groups.map(([name, g]) => `\tmap slots_${name} {\n\t\t${slotMapType(g)}${elements(pairs(m.slots.get(name)!))}\n\t}`),
     ...(m.flowtableDevices.length ? [`\tflowtable fastpath {\n\t\thook ingress priority filter\n\t\tdevices = { ${m.flowtableDevices.join(', ')} }\n\t}`] : []),
@@ -275,7 +261,6 @@ export function diffText(prev: Model, next: Model, tableName: string): string | 
   if (prev.flowtableDevices.join() !== next.flowtableDevices.join()) return undefined;
   const t = `ip ${tableName}`;
   const out: string[] = [];
-  for (const c of next.counters) if (!prev.counters.has(c)) out.push(`add counter ${t} ${c}`);
   for (const [name, g] of next.groups) {
     if (prev.groups.has(name)) continue;
     out.push(`add map ${t} slots_${name} { ${slotMapType(g)}; }`, `add chain ${t} ${name}`, `add rule ${t} ${name} ${groupRule(name, g)}`);
@@ -290,7 +275,6 @@ export function diffText(prev: Model, next: Model, tableName: string): string | 
   }
   out.push(...removals, ...additions);
   for (const name of prev.groups.keys()) if (!next.groups.has(name)) out.push(`delete chain ${t} ${name}`, `delete map ${t} slots_${name}`);
-  for (const c of prev.counters) if (!next.counters.has(c)) out.push(`delete counter ${t} ${c}`);
   if (!out.length) return '';
   out.push(`flush set ${t} revision`, `add element ${t} revision { 0x1 comment "loxiha ${next.hash}" }`);
   return `${out.join('\n')}\n`;
