@@ -5,10 +5,10 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { buildSync } from 'esbuild';
 import { Construct } from 'constructs';
 import type { AgentConfigInput } from '../../agent/config.ts';
 import type { LoxihaConfig } from '../config.ts';
+import { bundleAgent } from '../agent-bundle.ts';
 import { METRICS, ROLE, TAG } from '../contract.ts';
 import { lbInstanceIp } from '../topology.ts';
 
@@ -83,18 +83,7 @@ export class LbInstances extends Construct {
         image: cdk.DockerImage.fromRegistry('loxiha/no-docker-bundling'),
         local: {
           tryBundle(outputDir: string) {
-            buildSync({
-              entryPoints: [path.join(ROOT, 'agent/main.ts')],
-              outfile: path.join(outputDir, 'agent.mjs'),
-              bundle: true,
-              platform: 'node',
-              target: 'node24',
-              format: 'esm',
-              minify: true,
-              sourcemap: true,
-              banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-              logLevel: 'error',
-            });
+            bundleAgent(path.join(outputDir, 'agent.mjs'));
             return true;
           },
         },

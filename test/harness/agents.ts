@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { AgentConfigInput } from '../../agent/config.ts';
+import { bundleAgent } from '../../lib/agent-bundle.ts';
 import { BACK, type Lab, type Proc, VIP } from './netns.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -15,9 +16,13 @@ export class AgentRunner {
   readonly dir: string;
   procs = new Map<string, Proc>();
 
+  /** The agent as it ships: the esbuild bundle the CDK app puts on the instances. */
+  readonly agentBundle: string;
+
   constructor(lab: Lab) {
     this.lab = lab;
     this.dir = mkdtempSync(join(tmpdir(), `loxiha-e2e-${lab.id}-`));
+    this.agentBundle = bundleAgent(join(this.dir, 'agent.mjs'));
   }
 
   configPath(lb: number): string {
@@ -39,7 +44,7 @@ export class AgentRunner {
       ...extra,
     };
     writeFileSync(this.configPath(lb), JSON.stringify(cfg));
-    const p = this.lab.spawn(`lb${lb}`, process.execPath, [join(ROOT, 'agent/main.ts'), '--config', this.configPath(lb), '--probe-interval-ms', String(probeIntervalMs)]);
+    const p = this.lab.spawn(`lb${lb}`, process.execPath, ['--enable-source-maps', this.agentBundle, '--config', this.configPath(lb), '--probe-interval-ms', String(probeIntervalMs)]);
     await p.waitFor(/API listening/);
     this.procs.set(`agent${lb}`, p);
     return p;

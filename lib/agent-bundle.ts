@@ -1,0 +1,22 @@
+/** Bundles the agent into one ES module, as it ships to the LB instances (the CDK asset, the tests and the benchmarks use this). */
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildSync } from 'esbuild';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export function bundleAgent(outfile: string): string {
+  buildSync({
+    entryPoints: [path.join(ROOT, 'agent/main.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    target: 'node24',
+    format: 'esm',
+    minify: true,
+    sourcemap: true,
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    logLevel: 'error',
+  });
+  return outfile;
+}
