@@ -8,7 +8,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { AgentConfigInput } from '../../agent/config.ts';
 import type { LoxihaConfig } from '../config.ts';
-import { bundleAgent } from '../agent-bundle.ts';
+import { AGENT_NODE_FLAGS, bundleAgent } from '../agent-bundle.ts';
 import { METRICS, ROLE, TAG } from '../contract.ts';
 import { lbInstanceIp } from '../topology.ts';
 
@@ -126,7 +126,7 @@ After=network-online.target
 Wants=network-online.target
 
 [Service]
-ExecStart=/usr/bin/node-24 --enable-source-maps /opt/loxiha/agent.mjs --config /etc/loxiha/agent.json
+ExecStart=/usr/bin/node-24 ${AGENT_NODE_FLAGS.join(' ')} /opt/loxiha/agent.mjs --config /etc/loxiha/agent.json
 Restart=always
 RestartSec=1
 # the agent programs nftables and conntrack; nothing else

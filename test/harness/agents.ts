@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { AgentConfigInput } from '../../agent/config.ts';
-import { bundleAgent } from '../../lib/agent-bundle.ts';
+import { AGENT_NODE_FLAGS, bundleAgent } from '../../lib/agent-bundle.ts';
 import { BACK, type Lab, type Proc, VIP } from './netns.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -44,7 +44,7 @@ export class AgentRunner {
       ...extra,
     };
     writeFileSync(this.configPath(lb), JSON.stringify(cfg));
-    const p = this.lab.spawn(`lb${lb}`, process.execPath, ['--enable-source-maps', this.agentBundle, '--config', this.configPath(lb), '--probe-interval-ms', String(probeIntervalMs)]);
+    const p = this.lab.spawn(`lb${lb}`, process.execPath, [...AGENT_NODE_FLAGS, this.agentBundle, '--config', this.configPath(lb), '--probe-interval-ms', String(probeIntervalMs)]);
     await p.waitFor(/API listening/);
     this.procs.set(`agent${lb}`, p);
     return p;
