@@ -5,7 +5,7 @@
  */
 import { endpointKey, type Service, serviceKey } from '../services/model.ts';
 import type { Nft } from './nft.ts';
-import { type CounterValue, diffText, endpointElement, fullText, type Model, renderModel, serviceMark } from './render.ts';
+import { type CounterValue, diffText, endpointElement, fullText, type Model, renderModel } from './render.ts';
 
 export interface DatapathOptions {
   table: string;
@@ -123,7 +123,9 @@ export class Datapath {
     const zero = { packets: 0, bytes: 0 };
     for (const s of this.list()) {
       const endpoints = new Map<string, CounterValue>(s.endpoints.map((e) => [endpointKey(e), raw.get(endpointElement(e, s.protocol)) ?? zero]));
-      out.set(serviceKey(s), { service: raw.get(`0x${serviceMark(s).toString(16)}`) ?? zero, endpoints });
+      // An endpoint (node IP + NodePort) belongs to one service, so the service's counter is the sum of its endpoints'.
+      const service = [...endpoints.values()].reduce((a, c) => ({ packets: a.packets + c.packets, bytes: a.bytes + c.bytes }), zero);
+      out.set(serviceKey(s), { service, endpoints });
     }
     return out;
   }

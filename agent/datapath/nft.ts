@@ -55,7 +55,7 @@ export class Nft {
   /** Element counters of the counted sets, keyed as the renderer writes elements (`0x…` marks, `ip . proto . port`). */
   async counters(): Promise<Map<string, CounterValue>> {
     const out = new Map<string, CounterValue>();
-    for (const set of ['service_marks', 'endpoints']) {
+    for (const set of ['endpoints']) {
       const r = await runNft(['-j', 'list', 'set', 'ip', this.table, set], undefined, this.netns);
       if (r.code !== 0) continue;
       for (const [key, value] of parseSetCounters(r.stdout)) out.set(key, value);

@@ -38,7 +38,7 @@ export interface Rendered {
   text: string;
   /** Hash of the desired state (without counter values): equal hashes mean nothing to apply. */
   hash: string;
-  /** Service key → its id (ct mark, the key of its counter in `service_marks`). */
+  /** Service key → its id (the ct mark of its connections). */
   names: Map<string, string>;
   /** Element of `endpoints` (its counter) → `${ip}:${port}/${proto}`. */
   endpointCounters: Map<string, string>;
@@ -112,13 +112,13 @@ export interface Model {
 
 const SET_TYPES: Record<keyof Model['sets'], string> = {
   vips: 'type ipv4_addr',
-  service_marks: 'type mark\n\t\tcounter',
+  service_marks: 'type mark',
   endpoints: 'type ipv4_addr . inet_proto . inet_service\n\t\tcounter',
   restricted: 'type ipv4_addr . inet_proto . inet_service',
   allowed: 'type ipv4_addr . inet_proto . inet_service . ipv4_addr\n\t\tflags interval',
 };
 /** Sets whose elements carry packet/byte counters (bumped by lookups). */
-const COUNTED: ReadonlySet<string> = new Set(['service_marks', 'endpoints']);
+const COUNTED: ReadonlySet<string> = new Set(['endpoints']);
 const MAP_TYPES: Record<keyof Model['maps'], string> = {
   marks: 'type ipv4_addr . inet_proto . inet_service : mark',
   services: 'type ipv4_addr . inet_proto . inet_service : verdict',
@@ -143,9 +143,9 @@ function baseChains(flowtable: boolean): string[] {
     `\t}`,
     `\tchain nat_pre {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tip daddr . meta l4proto . th dport vmap @services\n\t}`,
     `\tchain nat_post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tsnat ip to ct mark map @snat_to\n\t}`,
-    // Packets of load-balanced flows (original direction) bump two element counters: the
-    // service's, found by the connection's mark (a miss ends the rule: not ours), then the endpoint's.
-    `\tchain filter_post {\n\t\ttype filter hook postrouting priority 200; policy accept;\n\t\tct direction original ct mark @service_marks ip daddr . meta l4proto . th dport @endpoints\n\t}`,
+    // Packets of load-balanced flows (original direction, DNATed) bump their endpoint's element
+    // counter: one lookup per packet. A service's counters are the sum of its endpoints'.
+    `\tchain filter_post {\n\t\ttype filter hook postrouting priority 200; policy accept;\n\t\tct direction original ct status dnat ip daddr . meta l4proto . th dport @endpoints\n\t}`,
     ...(flowtable ? [`\tchain filter_fwd {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct mark @service_marks meta l4proto { tcp, udp } flow add @fastpath\n\t}`] : []),
   ];
 }
