@@ -5,10 +5,12 @@ import { buildSync } from 'esbuild';
 
 /**
  * How Node runs the agent, on the instances (systemd) and in the tests: source maps for stack
- * traces, and a 1 MB young generation, which keeps RSS flat (≈ 40 MB less with 1,000 services)
- * at no measurable cost for a control-plane process.
+ * traces; a 1 MB young generation and V8's optimize-for-size mode, which keep the agent's RSS near
+ * 110 MB with 1,000 services × 8 endpoints instead of growing past 170 MB after a few changes
+ * (measured: each API change then takes ≈ 300 ms instead of ≈ 200 ms; the agent is not on the
+ * packet path).
  */
-export const AGENT_NODE_FLAGS = ['--enable-source-maps', '--max-semi-space-size=1'];
+export const AGENT_NODE_FLAGS = ['--enable-source-maps', '--max-semi-space-size=1', '--optimize-for-size'];
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
