@@ -100,7 +100,8 @@ export class Datapath {
     const diff = this.applied ? diffText(this.applied, next, this.o.table) : undefined;
     if (diff !== undefined) {
       try {
-        if (diff) await this.nft.apply(diff);
+        if (diff.phase1) await this.nft.apply(diff.phase1);
+        if (diff.phase2) await this.nft.apply(diff.phase2);
         this.applied = next;
         this.applies++;
         return;

@@ -128,8 +128,12 @@ const MAP_TYPES: Record<keyof Model['maps'], string> = {
 // The slot index goes through the packet mark: nft cannot list a map keyed by `typeof … jhash …`,
 // and a plain integer does not match a typed key. Only first packets of connections to our VIPs get it.
 const slotMapType = (_g: Group) => 'type ipv4_addr . inet_proto . inet_service . mark : ipv4_addr . inet_service';
-const groupRule = (name: string, g: Group) =>
-  `meta l4proto ${g.protocol} ct mark set ip daddr . meta l4proto . th dport map @marks meta mark set ${g.selector} dnat ip to ip daddr . meta l4proto . th dport . meta mark map @slots_${name}`;
+const groupRules = (name: string, g: Group) => [
+  `meta l4proto ${g.protocol} ct mark set ip daddr . meta l4proto . th dport map @marks meta mark set ${g.selector} dnat ip to ip daddr . meta l4proto . th dport . meta mark map @slots_${name}`,
+  // Reached only if the slot lookup missed (it should not): drop and count, rather than let the
+  // VIP's local stack answer the connection with a reset.
+  `counter drop comment "slot miss"`,
+];
 
 function baseChains(flowtable: boolean): string[] {
   return [
@@ -235,49 +239,73 @@ export function fullText(m: Model, tableName: string, counters?: ReadonlyMap<str
     ...(Object.keys(MAP_TYPES) as (keyof Model['maps'])[]).map((k) => `\tmap ${k} {\n\t\t${MAP_TYPES[k]}${elements(pairs(m.maps[k]))}\n\t}`),
     ...groups.map(([name, g]) => `\tmap slots_${name} {\n\t\t${slotMapType(g)}${elements(pairs(m.slots.get(name)!))}\n\t}`),
     ...(m.flowtableDevices.length ? [`\tflowtable fastpath {\n\t\thook ingress priority filter\n\t\tdevices = { ${m.flowtableDevices.join(', ')} }\n\t}`] : []),
-    ...groups.map(([name, g]) => `\tchain ${name} {\n\t\t${groupRule(name, g)}\n\t}`),
+    ...groups.map(([name, g]) => `\tchain ${name} {\n\t\t${groupRules(name, g).join('\n\t\t')}\n\t}`),
     ...baseChains(m.flowtableDevices.length > 0),
     `}`,
     '',
   ].join('\n');
 }
 
-function elementDiff(t: string, name: string, prev: Map<string, string> | Set<string>, next: Map<string, string> | Set<string>, removals: string[], additions: string[]): void {
+/** Sets and maps a packet consults first: a removal there stops new connections, so it goes in the first phase. */
+const GATES: ReadonlySet<string> = new Set(['services', 'vips', 'restricted']);
+
+interface Phases {
+  one: string[];
+  two: string[];
+}
+
+function elementDiff(t: string, name: string, prev: Map<string, string> | Set<string>, next: Map<string, string> | Set<string>, out: Phases, removalsFirst: boolean): void {
   const asMap = (x: Map<string, string> | Set<string>) => (x instanceof Map ? x : new Map([...x].map((k) => [k, ''])));
   const p = asMap(prev);
   const n = asMap(next);
-  const gone = [...p].filter(([k, v]) => n.get(k) !== v).map(([k]) => k);
+  const changed = [...p].filter(([k, v]) => n.has(k) && n.get(k) !== v).map(([k]) => k);
+  const removed = [...p.keys()].filter((k) => !n.has(k));
   const added = [...n].filter(([k, v]) => p.get(k) !== v).map(([k, v]) => (v === '' ? k : `${k} : ${v}`));
-  if (gone.length) removals.push(`delete element ${t} ${name} { ${gone.join(', ')} }`);
-  if (added.length) additions.push(`add element ${t} ${name} { ${added.join(', ')} }`);
+  // A changed value is a delete and an add of the same key in one transaction: any lookup sees old or new.
+  if (changed.length) out.one.push(`delete element ${t} ${name} { ${changed.join(', ')} }`);
+  if (added.length) out.one.push(`add element ${t} ${name} { ${added.join(', ')} }`);
+  if (removed.length) (removalsFirst ? out.one : out.two).push(`delete element ${t} ${name} { ${removed.join(', ')} }`);
+}
+
+export interface Diff {
+  /** Adds, repoints and gate removals: after it, no packet is sent anywhere the next state does not want. */
+  phase1: string;
+  /** Removes what phase 1 made unreachable; empty when nothing is left over. */
+  phase2: string;
 }
 
 /**
- * Only what changed, as one transaction: new counters, slot maps and chains first, then
- * element removals and additions, then what is no longer used (so nothing is deleted while
- * still referenced). Undefined when the change needs a full replace (flowtable devices).
+ * Only what changed, in two transactions. nftables does not promise that one packet sees a
+ * single ruleset generation across its lookups: a packet that read the service map just
+ * before a commit may look up the slot map just after it. So phase 1 adds the new slot maps,
+ * chains and elements and repoints services to them while keeping the old slots; phase 2,
+ * committed after phase 1, removes what no packet can reach any more. Undefined when the
+ * change needs a full replace (flowtable devices).
  */
-export function diffText(prev: Model, next: Model, tableName: string): string | undefined {
+export function diffText(prev: Model, next: Model, tableName: string): Diff | undefined {
   if (prev.flowtableDevices.join() !== next.flowtableDevices.join()) return undefined;
   const t = `ip ${tableName}`;
-  const out: string[] = [];
+  const out: Phases = { one: [], two: [] };
   for (const [name, g] of next.groups) {
     if (prev.groups.has(name)) continue;
-    out.push(`add map ${t} slots_${name} { ${slotMapType(g)}; }`, `add chain ${t} ${name}`, `add rule ${t} ${name} ${groupRule(name, g)}`);
+    out.one.push(`add map ${t} slots_${name} { ${slotMapType(g)}; }`, `add chain ${t} ${name}`, ...groupRules(name, g).map((r) => `add rule ${t} ${name} ${r}`));
   }
-  const removals: string[] = [];
-  const additions: string[] = [];
-  for (const k of Object.keys(next.sets) as (keyof Model['sets'])[]) elementDiff(t, k, prev.sets[k], next.sets[k], removals, additions);
-  for (const k of Object.keys(next.maps) as (keyof Model['maps'])[]) elementDiff(t, k, prev.maps[k], next.maps[k], removals, additions);
+  const elementPhases: Phases = { one: [], two: [] };
+  for (const k of Object.keys(next.sets) as (keyof Model['sets'])[]) elementDiff(t, k, prev.sets[k], next.sets[k], elementPhases, GATES.has(k));
+  for (const k of Object.keys(next.maps) as (keyof Model['maps'])[]) elementDiff(t, k, prev.maps[k], next.maps[k], elementPhases, GATES.has(k));
   for (const name of new Set([...prev.slots.keys(), ...next.slots.keys()])) {
-    if (!next.groups.has(name)) continue; // the whole map goes below
-    elementDiff(t, `slots_${name}`, prev.slots.get(name) ?? new Map(), next.slots.get(name)!, removals, additions);
+    if (!next.groups.has(name)) continue; // the whole map goes in phase 2
+    elementDiff(t, `slots_${name}`, prev.slots.get(name) ?? new Map(), next.slots.get(name)!, elementPhases, false);
   }
-  out.push(...removals, ...additions);
-  for (const name of prev.groups.keys()) if (!next.groups.has(name)) out.push(`delete chain ${t} ${name}`, `delete map ${t} slots_${name}`);
-  if (!out.length) return '';
-  out.push(`flush set ${t} revision`, `add element ${t} revision { 0x1 comment "loxiha ${next.hash}" }`);
-  return `${out.join('\n')}\n`;
+  out.one.push(...elementPhases.one);
+  out.two.push(...elementPhases.two);
+  for (const name of prev.groups.keys()) if (!next.groups.has(name)) out.two.push(`delete chain ${t} ${name}`, `delete map ${t} slots_${name}`);
+  if (!out.one.length && !out.two.length) return { phase1: '', phase2: '' };
+  const revision = [`flush set ${t} revision`, `add element ${t} revision { 0x1 comment "loxiha ${next.hash}" }`];
+  // The revision names the final state: it is written with the last phase.
+  if (out.two.length) out.two.push(...revision);
+  else out.one.push(...revision);
+  return { phase1: out.one.length ? `${out.one.join('\n')}\n` : '', phase2: out.two.length ? `${out.two.join('\n')}\n` : '' };
 }
 
 /** Full replace text for a set of services (tests, benchmarks). */

@@ -69,10 +69,10 @@ describe('render', () => {
     const many = Array.from({ length: 500 }, (_, i) => svc({ port: 1000 + i }));
     const r = render({ table: 'loxiha', services: many, down: new Set(), hashSeed: 1 });
     expect(r.text.match(/vmap @services/g)).toHaveLength(1);
-    // 500 round-robin services over the same slot count share one chain with one rule.
+    // 500 round-robin services over the same slot count share one chain: the DNAT rule and a slot-miss guard.
     const chains = [...r.text.matchAll(/\tchain (\w+) \{\n([^}]*)\}/g)].map((m) => [m[1]!, m[2]!.trim().split('\n').length] as const);
     const groupChains = chains.filter(([n]) => !['filter_pre', 'nat_pre', 'nat_post', 'filter_post'].includes(n));
-    expect(groupChains).toEqual([['rr_tcp_4', 1]]);
+    expect(groupChains).toEqual([['rr_tcp_4', 2]]);
     expect(r.text.match(/ : jump rr_tcp_4/g)).toHaveLength(1000);
   });
 
@@ -151,8 +151,12 @@ describe.skipIf(!netnsAvailable)('incremental changes', () => {
       const nft = (n: string, text: string) => execFileSync('ip', ['netns', 'exec', lab.ns(n), 'nft', '-f', '-'], { input: text });
       nft('diff', fullText(model(a), 'loxiha'));
       const diff = diffText(model(a), model(b), 'loxiha')!;
-      expect(diff.split('\n').length).toBeLessThan(40);
-      nft('diff', diff);
+      expect((diff.phase1 + diff.phase2).split('\n').length).toBeLessThan(40);
+      // After phase 1 alone the kernel still holds every old slot (a packet that saw the old service map finds them).
+      nft('diff', diff.phase1);
+      const between = execFileSync('ip', ['netns', 'exec', lab.ns('diff'), 'nft', 'list', 'table', 'ip', 'loxiha'], { encoding: 'utf8' });
+      expect(between).toContain('100.64.2.101 . 30080');
+      nft('diff', diff.phase2);
       nft('full', fullText(model(b), 'loxiha'));
       const list = (n: string) =>
         execFileSync('ip', ['netns', 'exec', lab.ns(n), 'nft', 'list', 'table', 'ip', 'loxiha'], { encoding: 'utf8' })
@@ -160,7 +164,7 @@ describe.skipIf(!netnsAvailable)('incremental changes', () => {
           .map((l) => l.trim())
           .sort();
       expect(list('diff')).toEqual(list('full'));
-      expect(diffText(model(b), model(b), 'loxiha')).toBe('');
+      expect(diffText(model(b), model(b), 'loxiha')).toEqual({ phase1: '', phase2: '' });
     } finally {
       await lab.stop();
     }
