@@ -131,6 +131,10 @@ describe.skipIf(!netnsAvailable)('agent datapath in namespaces', () => {
     expect(result.failures).toEqual([]);
     expect(result.ok).toBeGreaterThan(100);
     expect(Object.keys(result.seen).every((b) => ['be1', 'be2', 'be3'].includes(b))).toBe(true);
+    // No connection met a half-applied state: the slot-miss guards never fired (they would hide it as a SYN retransmit).
+    const misses = [...lab.exec('lb1', 'nft', ['list', 'table', 'ip', 'loxiha']).matchAll(/counter packets (\d+) bytes \d+ drop comment "slot miss"/g)].map((m) => Number(m[1]));
+    expect(misses.length).toBeGreaterThan(0);
+    expect(misses.every((n) => n === 0)).toBe(true);
   });
 
   it('drops clients outside the allowed source prefixes', async () => {
