@@ -123,7 +123,7 @@ export class Datapath {
     const out = new Map<string, ServiceCounters>();
     const zero = { packets: 0, bytes: 0 };
     for (const s of this.list()) {
-      const endpoints = new Map<string, CounterValue>(s.endpoints.map((e) => [endpointKey(e), raw.get(endpointElement(e, s.protocol)) ?? zero]));
+      const endpoints = new Map<string, CounterValue>(s.endpoints.map((e) => [endpointKey(e), raw.get(endpointElement(s, e)) ?? zero]));
       // An endpoint (node IP + NodePort) belongs to one service, so the service's counter is the sum of its endpoints'.
       const service = [...endpoints.values()].reduce((a, c) => ({ packets: a.packets + c.packets, bytes: a.bytes + c.bytes }), zero);
       out.set(serviceKey(s), { service, endpoints });

@@ -55,7 +55,7 @@ export class Nft {
   /** Element counters of the counted sets, keyed as the renderer writes elements (`0x…` marks, `ip . proto . port`). */
   async counters(): Promise<Map<string, CounterValue>> {
     const out = new Map<string, CounterValue>();
-    for (const set of ['endpoints']) {
+    for (const set of ['ep_stats']) {
       const r = await runNft(['-j', 'list', 'set', 'ip', this.table, set], undefined, this.netns);
       if (r.code !== 0) continue;
       for (const [key, value] of parseSetCounters(r.stdout)) out.set(key, value);
@@ -86,7 +86,9 @@ export function parseSetCounters(json: string): Map<string, CounterValue> {
     for (const e of set.elem) {
       if (!e.elem?.counter) continue;
       const v = e.elem.val as number | string | { concat: (string | number)[] };
-      const key = typeof v === 'object' ? v.concat.join(' . ') : set.type === 'mark' ? `0x${Number(v).toString(16)}` : String(v);
+      const types = [set.type].flat();
+      const part = (x: string | number, i: number) => (types[i] === 'mark' ? `0x${Number(x).toString(16)}` : String(x));
+      const key = typeof v === 'object' ? v.concat.map(part).join(' . ') : part(v, 0);
       out.set(key, { packets: e.elem.counter.packets, bytes: e.elem.counter.bytes });
     }
   }

@@ -54,9 +54,12 @@ export function serviceMark(s: Pick<Service, 'externalIP' | 'port' | 'protocol'>
   return fnv1a(serviceKey(s)) || 1;
 }
 
-/** The element that identifies an endpoint (and holds its counter) in the `endpoints` set. */
-export function endpointElement(e: Pick<Endpoint, 'ip' | 'port'>, protocol: string): string {
-  return `${e.ip} . ${protocol} . ${e.port}`;
+/**
+ * The element holding an endpoint's counter in `ep_stats`: the service id and the endpoint's
+ * address (endpoints of one service on the same address, different ports, share it).
+ */
+export function endpointElement(s: Pick<Service, 'externalIP' | 'port' | 'protocol'>, e: Pick<Endpoint, 'ip'>): string {
+  return `${hex(serviceMark(s))} . ${e.ip}`;
 }
 
 export function liveEndpoints(s: Service, down: ReadonlySet<string>): Endpoint[] {
@@ -97,7 +100,7 @@ function slotsFor(s: Service, live: Endpoint[]): Endpoint[] {
 
 /** The desired table as data: what `diffText` compares and `fullText` prints. */
 export interface Model {
-  sets: Record<'vips' | 'service_marks' | 'endpoints' | 'restricted' | 'allowed', Set<string>>;
+  sets: Record<'vips' | 'service_marks' | 'endpoints' | 'ep_stats' | 'restricted' | 'allowed', Set<string>>;
   /** Fixed maps (declared in every table). */
   maps: Record<'marks' | 'services' | 'snat_to', Map<string, string>>;
   /** Selection groups in use: name → group, each with its chain and its slot map `slots_<name>`. */
@@ -113,12 +116,13 @@ export interface Model {
 const SET_TYPES: Record<keyof Model['sets'], string> = {
   vips: 'type ipv4_addr',
   service_marks: 'type mark',
-  endpoints: 'type ipv4_addr . inet_proto . inet_service\n\t\tcounter',
+  endpoints: 'type ipv4_addr . inet_proto . inet_service',
+  ep_stats: 'type mark . ipv4_addr\n\t\tcounter',
   restricted: 'type ipv4_addr . inet_proto . inet_service',
   allowed: 'type ipv4_addr . inet_proto . inet_service . ipv4_addr\n\t\tflags interval',
 };
 /** Sets whose elements carry packet/byte counters (bumped by lookups). */
-const COUNTED: ReadonlySet<string> = new Set(['endpoints']);
+const COUNTED: ReadonlySet<string> = new Set(['ep_stats']);
 const MAP_TYPES: Record<keyof Model['maps'], string> = {
   marks: 'type ipv4_addr . inet_proto . inet_service : mark',
   services: 'type ipv4_addr . inet_proto . inet_service : verdict',
@@ -138,7 +142,11 @@ const groupRules = (name: string, g: Group) => [
 function baseChains(flowtable: boolean): string[] {
   return [
     `\tchain filter_pre {\n\t\ttype filter hook prerouting priority -140; policy accept;`,
-    // Established packets leave this chain at the first rule: the guards below cost only new connections.
+    // Packets of load-balanced flows (original direction) bump their endpoint's element counter,
+    // found by the connection's service id and the endpoint conntrack recorded: one lookup per
+    // packet, in the one chain every packet crosses. A service's counters are its endpoints' sum.
+    `\t\tct direction original ct mark . ct reply ip saddr @ep_stats`,
+    // Established packets leave here: the guards below cost only new connections.
     `\t\tct state established,related accept`,
     // A mid-stream packet from an endpoint to the VIP that conntrack does not know (a flow not
     // yet synced after a failover) is dropped, not answered with a reset by the local stack.
@@ -147,9 +155,6 @@ function baseChains(flowtable: boolean): string[] {
     `\t}`,
     `\tchain nat_pre {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tip daddr . meta l4proto . th dport vmap @services\n\t}`,
     `\tchain nat_post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tsnat ip to ct mark map @snat_to\n\t}`,
-    // Packets of load-balanced flows (original direction, DNATed) bump their endpoint's element
-    // counter: one lookup per packet. A service's counters are the sum of its endpoints'.
-    `\tchain filter_post {\n\t\ttype filter hook postrouting priority 200; policy accept;\n\t\tct direction original ct status dnat ip daddr . meta l4proto . th dport @endpoints\n\t}`,
     ...(flowtable ? [`\tchain filter_fwd {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct mark @service_marks meta l4proto { tcp, udp } flow add @fastpath\n\t}`] : []),
   ];
 }
@@ -160,7 +165,7 @@ export function renderModel(input: Omit<RenderInput, 'counters'>): Model {
     .sort((a, b) => cmp(a[0], b[0]))
     .map(([, s]) => s);
   const m: Model = {
-    sets: { vips: new Set(), service_marks: new Set(), endpoints: new Set(), restricted: new Set(), allowed: new Set() },
+    sets: { vips: new Set(), service_marks: new Set(), endpoints: new Set(), ep_stats: new Set(), restricted: new Set(), allowed: new Set() },
     maps: { marks: new Map(), services: new Map(), snat_to: new Map() },
     groups: new Map(),
     slots: new Map(),
@@ -176,8 +181,9 @@ export function renderModel(input: Omit<RenderInput, 'counters'>): Model {
     m.sets.service_marks.add(mark);
     if (s.mode === MODE.fullnat) m.maps.snat_to.set(mark, s.privateIP ?? s.externalIP);
     for (const e of s.endpoints) {
-      const el = endpointElement(e, s.protocol);
-      m.sets.endpoints.add(el);
+      m.sets.endpoints.add(`${e.ip} . ${s.protocol} . ${e.port}`);
+      const el = endpointElement(s, e);
+      m.sets.ep_stats.add(el);
       m.endpointCounters.set(el, `${endpointKey(e)}/${s.protocol}`);
     }
     const slots = slotsFor(s, liveEndpoints(s, input.down));

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { render } from '../../agent/datapath/render.ts';
+import { render, serviceMark } from '../../agent/datapath/render.ts';
 import { maglevSlots, weightedSlots } from '../../agent/datapath/slots.ts';
 import type { Service } from '../../agent/services/model.ts';
 import { Lab, netnsAvailable } from '../harness/netns.ts';
@@ -87,9 +87,10 @@ describe('render', () => {
   });
 
   it('carries counter values over a table replace', () => {
-    const r = render({ table: 'loxiha', services: [svc()], down: new Set(), hashSeed: 1, counters: new Map([['100.64.2.101 . tcp . 30080', { packets: 3, bytes: 30 }]]) });
-    expect(r.text).toContain('100.64.2.101 . tcp . 30080 counter packets 3 bytes 30');
-    expect(r.text).toMatch(/100\.64\.2\.102 \. tcp \. 30080(,|\s)/);
+    const mark = `0x${serviceMark(svc()).toString(16)}`;
+    const r = render({ table: 'loxiha', services: [svc()], down: new Set(), hashSeed: 1, counters: new Map([[`${mark} . 100.64.2.101`, { packets: 3, bytes: 30 }]]) });
+    expect(r.text).toContain(`${mark} . 100.64.2.101 counter packets 3 bytes 30`);
+    expect(r.text).toMatch(new RegExp(`${mark} \\. 100\\.64\\.2\\.102(,|\\s)`));
     expect(r.hash).toBe(render({ table: 'loxiha', services: [svc()], down: new Set(), hashSeed: 1 }).hash);
   });
 });

@@ -122,7 +122,7 @@ try {
   mkdirSync(stateDir, { recursive: true });
   writeFileSync(join(stateDir, 'services.json'), JSON.stringify({ version: 1, services: fullRuleset() }));
   // Probes every 5 s (LoxiLB's order of magnitude), 99 monitored services × 8 endpoints.
-  await run.startAgent(1, { stateDir }, 5000);
+  await run.startAgent(1, { stateDir }, Number(process.env.BENCH_PROBE_MS ?? 5000));
   // Conntrack exists in the namespace once the agent's NAT table does: short TIME_WAIT so new-connection runs do not exhaust tuples.
   lab.exec('lb1', 'sysctl', ['-qw', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1']);
   await new Promise((r) => setTimeout(r, 1500));
