@@ -82,7 +82,20 @@ function iperf(host: string, port: number): number {
 }
 
 try {
-  lab.build({ lbs: 1, backends: 1 });
+  lab.build({ lbs: 2, backends: 1 });
+  // Reference: lb2 holds only the bare full-NAT rule NOTES.md measured (no agent), on its own VIP.
+  const BARE_VIP = '100.64.249.254';
+  lab.exec('lb2', 'ip', ['addr', 'add', `${BARE_VIP}/32`, 'dev', 'lo']);
+  lab.exec('cl0', 'ip', ['route', 'replace', `${BARE_VIP}/32`, 'via', `${FRONT}.12`]);
+  lab.exec('be1', 'ip', ['route', 'replace', `${BARE_VIP}/32`, 'via', `${BACK}.12`]);
+  const bareFile = join(run.dir, 'bare.nft');
+  mkdirSync(run.dir, { recursive: true });
+  writeFileSync(
+    bareFile,
+    `table ip bare {\n\tchain pre {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tip daddr ${BARE_VIP} tcp dport 80 dnat to ${BACKEND}:8080\n\t\tip daddr ${BARE_VIP} tcp dport 5201 dnat to ${BACKEND}:5201\n\t}\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tip daddr ${BACKEND} ct status dnat snat to ${BARE_VIP}\n\t}\n}\n`,
+  );
+  lab.exec('lb2', 'nft', ['-f', bareFile]);
+  lab.exec('lb2', 'sysctl', ['-qw', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1']);
   // Direct path: the client also sits on the backend bridge.
   const outer = `d${lab.id}`;
   execFileSync('ip', ['link', 'add', outer, 'netns', lab.ns('sw'), 'type', 'veth', 'peer', 'name', 'direct', 'netns', lab.ns('cl0')]);
@@ -130,10 +143,12 @@ try {
   const paths = {
     direct: { http: `http://${BACKEND}:8080/`, perf: [BACKEND, 5201] as const },
     agent: { http: `http://${VIP}:80/`, perf: [VIP, 5201] as const },
+    'bare-nft-rule': { http: `http://${BARE_VIP}:80/`, perf: [BARE_VIP, 5201] as const },
     haproxy: { http: `http://${LB_FRONT}:8081/`, perf: [LB_FRONT, 5202] as const },
   };
   type P = keyof typeof paths;
-  const samples: Record<string, Record<P, number[]>> = { rps: { direct: [], agent: [], haproxy: [] }, cps: { direct: [], agent: [], haproxy: [] }, gbps: { direct: [], agent: [], haproxy: [] } };
+  const empty = () => Object.fromEntries(Object.keys(paths).map((p) => [p, [] as number[]])) as Record<P, number[]>;
+  const samples: Record<string, Record<P, number[]>> = { rps: empty(), cps: empty(), gbps: empty() };
   for (let r = 0; r < RUNS; r++) {
     // Interleaved: every path once per round, the order rotating, so drift hits all alike.
     const order = (Object.keys(paths) as P[]).map((_, i, a) => a[(i + r) % a.length]!);
