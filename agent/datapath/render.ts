@@ -72,6 +72,8 @@ interface Group {
   /** nftables expression producing the slot index. */
   selector: string;
   protocol: string;
+  /** Session affinity: a client keeps its slot for this many seconds of inactivity. */
+  affinitySeconds?: number;
 }
 
 function groupOf(s: Service, slotCount: number, seed: number): { name: string; group: Group } {
@@ -80,6 +82,10 @@ function groupOf(s: Service, slotCount: number, seed: number): { name: string; g
     case SELECTION.hash:
       return { name: `hash_${p}`, group: { selector: `jhash ip saddr . ${p} sport mod ${MAGLEV_SLOTS} seed ${hex(seed)}`, protocol: p } };
     case SELECTION.persist:
+      if (s.inactiveTimeOut > 0) {
+        // Client affinity with a timeout (Kubernetes sessionAffinity: ClientIP): first pick round-robin, then remembered.
+        return { name: `aff_${p}_${slotCount}_${s.inactiveTimeOut}`, group: { selector: `numgen inc mod ${slotCount}`, protocol: p, affinitySeconds: s.inactiveTimeOut } };
+      }
       return { name: `persist_${p}`, group: { selector: `jhash ip saddr mod ${MAGLEV_SLOTS} seed ${hex(seed)}`, protocol: p } };
     default:
       return { name: `rr_${p}_${slotCount}`, group: { selector: `numgen inc mod ${slotCount}`, protocol: p } };
@@ -89,8 +95,9 @@ function groupOf(s: Service, slotCount: number, seed: number): { name: string; g
 function slotsFor(s: Service, live: Endpoint[]): Endpoint[] {
   switch (s.sel) {
     case SELECTION.hash:
-    case SELECTION.persist:
       return maglevSlots(live);
+    case SELECTION.persist:
+      return s.inactiveTimeOut > 0 ? weightedSlots(live) : maglevSlots(live);
     case SELECTION.priority:
       return prioritySlots(live);
     default:
@@ -132,12 +139,24 @@ const MAP_TYPES: Record<keyof Model['maps'], string> = {
 // The slot index goes through the packet mark: nft cannot list a map keyed by `typeof … jhash …`,
 // and a plain integer does not match a typed key. Only first packets of connections to our VIPs get it.
 const slotMapType = (_g: Group) => 'type ipv4_addr . inet_proto . inet_service . mark : ipv4_addr . inet_service';
+const dnatTo = (name: string) => `dnat ip to ip daddr . meta l4proto . th dport . meta mark map @slots_${name}`;
 const groupRules = (name: string, g: Group) => [
-  `meta l4proto ${g.protocol} ct mark set ip daddr . meta l4proto . th dport map @marks meta mark set ${g.selector} dnat ip to ip daddr . meta l4proto . th dport . meta mark map @slots_${name}`,
+  ...(g.affinitySeconds
+    ? [
+        // A client seen within the timeout gets its remembered slot (and the timer restarts); a slot
+        // that no longer exists (fewer endpoints now) misses, and the client is placed again below.
+        `meta l4proto ${g.protocol} ct mark set ip daddr . meta l4proto . th dport map @marks meta mark set ip saddr . ct mark map @affinity update @affinity { ip saddr . ct mark timeout ${g.affinitySeconds}s : meta mark } ${dnatTo(name)}`,
+        `meta l4proto ${g.protocol} meta mark set ${g.selector} update @affinity { ip saddr . ct mark timeout ${g.affinitySeconds}s : meta mark } ${dnatTo(name)}`,
+      ]
+    : [`meta l4proto ${g.protocol} ct mark set ip daddr . meta l4proto . th dport map @marks meta mark set ${g.selector} ${dnatTo(name)}`]),
   // Reached only if the slot lookup missed (it should not): drop and count, rather than let the
   // VIP's local stack answer the connection with a reset.
   `counter drop comment "slot miss"`,
 ];
+
+// Client → slot per service, filled by the packet path (session affinity); entries expire on their own.
+// When full, new clients are still balanced, just not remembered.
+const AFFINITY_MAP = `\tmap affinity {\n\t\ttype ipv4_addr . mark : mark\n\t\tsize 262144\n\t\tflags dynamic,timeout\n\t}`;
 
 function baseChains(flowtable: boolean): string[] {
   return [
@@ -216,7 +235,7 @@ export function renderModel(input: Omit<RenderInput, 'counters'>): Model {
   feed('groups', [...m.groups].map(([k, g]) => `${k} ${g.selector}`));
   for (const [k, v] of m.slots) feedMap(`slots_${k}`, v);
   feed('flowtable', m.flowtableDevices);
-  feed('base', baseChains(m.flowtableDevices.length > 0));
+  feed('base', [...baseChains(m.flowtableDevices.length > 0), AFFINITY_MAP]);
   m.hash = h.digest('hex').slice(0, 16);
   return m;
 }
@@ -243,6 +262,7 @@ export function fullText(m: Model, tableName: string, counters?: ReadonlyMap<str
     `\tset revision {\n\t\ttype mark${elements([`0x1 comment "loxiha ${m.hash}"`])}\n\t}`,
     ...(Object.keys(SET_TYPES) as (keyof Model['sets'])[]).map((k) => `\tset ${k} {\n\t\t${SET_TYPES[k]}${elements(sorted(m.sets[k]).map((e) => (COUNTED.has(k) ? counted(e) : e)))}\n\t}`),
     ...(Object.keys(MAP_TYPES) as (keyof Model['maps'])[]).map((k) => `\tmap ${k} {\n\t\t${MAP_TYPES[k]}${elements(pairs(m.maps[k]))}\n\t}`),
+    AFFINITY_MAP,
     ...groups.map(([name, g]) => `\tmap slots_${name} {\n\t\t${slotMapType(g)}${elements(pairs(m.slots.get(name)!))}\n\t}`),
     ...(m.flowtableDevices.length ? [`\tflowtable fastpath {\n\t\thook ingress priority filter\n\t\tdevices = { ${m.flowtableDevices.join(', ')} }\n\t}`] : []),
     ...groups.map(([name, g]) => `\tchain ${name} {\n\t\t${groupRules(name, g).join('\n\t\t')}\n\t}`),

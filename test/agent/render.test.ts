@@ -40,6 +40,7 @@ const sample = () => [
   svc({ name: 'default_dns', protocol: 'udp', port: 53, sel: 1 }),
   svc({ name: 'default_admin', port: 8443, mode: 0, sel: 3, allowedSources: ['100.64.1.0/24', '100.64.7.7/32'] }),
   svc({ name: 'default_empty', port: 9000, endpoints: [] }),
+  svc({ name: 'default_sticky', port: 8080, sel: 3, inactiveTimeOut: 600 }),
 ];
 
 function golden(name: string, text: string): string {

@@ -60,6 +60,15 @@ describe.skipIf(!netnsAvailable)('agent datapath in namespaces', () => {
     }
   });
 
+  it('keeps a client on one endpoint with session affinity (persist + timeout), while round-robin spreads', async () => {
+    const sticky = lbEntry({ backends: [1, 2, 3], sel: 3 });
+    (sticky.serviceArguments as Record<string, unknown>).inactiveTimeOut = 60;
+    await run.api(1, 'POST', '/config/loadbalancer', sticky);
+    const { results } = run.client(['tcp', VIP, '80', '12']);
+    expect(new Set(results).size).toBe(1);
+    expect(results[0]).toMatch(/^be\d$/);
+  });
+
   it('takes a failed endpoint out of new flows within the probe time and leaves other flows alone', async () => {
     await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1, 2, 3], monitor: true }));
     // A long-lived connection, to whichever endpoint it lands on.
