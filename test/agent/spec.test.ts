@@ -57,7 +57,7 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise((r) => server.close(r)));
 
-const get = async (path: string) => (await fetch(base + path)).json();
+const get = async (path: string): Promise<any> => (await fetch(base + path)).json();
 
 describe.skipIf(!existsSync(SPEC_PATH))('the field-name extract', () => {
   it('matches loxilb-swagger.yml', () => {
