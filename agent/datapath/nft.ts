@@ -63,10 +63,6 @@ export class Nft {
     return out;
   }
 
-  async delete(): Promise<void> {
-    await runNft(['delete', 'table', 'ip', this.table], undefined, this.netns);
-  }
-
   /** Whether this kernel has nftables flowtables (AL2023 does; some minimal kernels do not). */
   async flowtablesSupported(device = 'lo'): Promise<boolean> {
     const probe = `table ip loxiha_probe_ft {\n\tflowtable f {\n\t\thook ingress priority filter\n\t\tdevices = { ${device} }\n\t}\n}\n`;

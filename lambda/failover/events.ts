@@ -67,7 +67,7 @@ const manualSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('failover'), to: instanceIdSchema.optional(), from: instanceIdSchema.optional(), reason: z.string().max(200).optional() }).strict(),
   z.object({ action: z.literal('status') }).strict(),
   z.object({ action: z.literal('plan'), to: instanceIdSchema.optional() }).strict(),
-  z.object({ action: z.literal('reconcile') }).strict(),
+  z.object({ action: z.literal('reconcile'), trigger: z.literal('schedule').optional() }).strict(),
   z.object({ action: z.literal('teardown'), confirm: z.literal(true, 'teardown needs "confirm": true: it removes the floating VIP') }).strict(),
 ]);
 
@@ -82,7 +82,7 @@ function alarmCommand(deploymentId: string, name: string, state: AlarmState, via
   return { kind: 'alarm', alarmName: name, instanceIndex: parsed.instanceIndex, alarmKind: parsed.kind, state, via };
 }
 
-export function parseEvent(event: unknown, deploymentId: string, scheduled = false): ParsedEvent {
+export function parseEvent(event: unknown, deploymentId: string): ParsedEvent {
   if (typeof event !== 'object' || event === null || Array.isArray(event)) throw new InvalidEventError('event must be a JSON object');
   const e = event as Record<string, unknown>;
 
@@ -146,7 +146,7 @@ export function parseEvent(event: unknown, deploymentId: string, scheduled = fal
       case 'plan':
         return { command: { kind: 'plan', to: a.to } };
       case 'reconcile':
-        return { command: { kind: 'reconcile', via: scheduled ? 'schedule' : 'manual' } };
+        return { command: { kind: 'reconcile', via: a.trigger ?? 'manual' } };
       case 'teardown':
         return { command: { kind: 'teardown', via: 'manual' } };
     }

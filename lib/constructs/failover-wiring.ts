@@ -71,7 +71,7 @@ export class FailoverWiring extends Construct {
     new events.Rule(this, 'ReconcileSchedule', {
       description: `loxiha ${config.deploymentId}: level-triggered reconcile`,
       schedule: events.Schedule.rate(cdk.Duration.minutes(config.reconcileEveryMinutes)),
-      targets: [new targets.LambdaFunction(fn, { event: events.RuleTargetInput.fromObject({ action: 'reconcile' }), retryAttempts: 0 })],
+      targets: [new targets.LambdaFunction(fn, { event: events.RuleTargetInput.fromObject({ action: 'reconcile', trigger: 'schedule' }), retryAttempts: 0 })],
     });
 
     const lifecycle = new cdk.CustomResource(this, 'Lifecycle', {

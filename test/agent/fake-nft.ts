@@ -20,7 +20,6 @@ export class FakeNft {
   async exists(): Promise<boolean> {
     return this.applied.length > 0;
   }
-  async delete(): Promise<void> {}
   async flowtablesSupported(): Promise<boolean> {
     return false;
   }

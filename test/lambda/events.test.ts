@@ -88,6 +88,7 @@ describe('parseEvent', () => {
     [{ action: 'status' }, { kind: 'status' }],
     [{ action: 'plan', to: I0 }, { kind: 'plan', to: I0 }],
     [{ action: 'reconcile' }, { kind: 'reconcile', via: 'manual' }],
+    [{ action: 'reconcile', trigger: 'schedule' }, { kind: 'reconcile', via: 'schedule' }],
     [{ action: 'teardown', confirm: true }, { kind: 'teardown', via: 'manual' }],
   ])('reads manual %j', (event, command) => {
     expect(parseEvent(event, D).command).toMatchObject(command);

@@ -143,7 +143,7 @@ describe('failover wiring', () => {
     s.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
     s.template.hasResourceProperties('AWS::Events::Rule', {
       ScheduleExpression: `rate(${s.config.reconcileEveryMinutes} minutes)`,
-      Targets: [Match.objectLike({ Input: JSON.stringify({ action: 'reconcile' }) })],
+      Targets: [Match.objectLike({ Input: JSON.stringify({ action: 'reconcile', trigger: 'schedule' }) })],
     });
   });
 
