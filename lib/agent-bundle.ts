@@ -14,9 +14,18 @@ export const AGENT_NODE_FLAGS = ['--enable-source-maps', '--max-semi-space-size=
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
+/** Bundles the agent (main.ts → outfile) and, beside it, the `loxiha` CLI (cli.mjs). */
 export function bundleAgent(outfile: string): string {
+  for (const [entry, out] of [
+    ['agent/main.ts', outfile],
+    ['agent/cli.ts', path.join(path.dirname(outfile), 'cli.mjs')],
+  ] as const) bundleOne(path.join(ROOT, entry), out);
+  return outfile;
+}
+
+function bundleOne(entry: string, outfile: string): void {
   buildSync({
-    entryPoints: [path.join(ROOT, 'agent/main.ts')],
+    entryPoints: [entry],
     outfile,
     bundle: true,
     platform: 'node',
@@ -27,5 +36,4 @@ export function bundleAgent(outfile: string): string {
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
     logLevel: 'error',
   });
-  return outfile;
 }

@@ -140,6 +140,8 @@ PrivateTmp=yes
 [Install]
 WantedBy=multi-user.target
 LOXIHA_EOF`,
+        `printf '#!/bin/sh\\nexec /usr/bin/node-24 /opt/loxiha/cli.mjs "$@"\\n' > /usr/local/bin/loxiha`,
+        'chmod 755 /usr/local/bin/loxiha',
         'systemctl daemon-reload',
         'systemctl enable --now loxiha-agent.service',
       );

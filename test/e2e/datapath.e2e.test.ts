@@ -153,6 +153,12 @@ describe.skipIf(!netnsAvailable)('agent datapath in namespaces', () => {
     expect(run.client(['tcp', VIP, '80', '1']).results[0]).toBe('be1');
   });
 
+  it('ships a CLI that prints the agent’s state like loxicmd', () => {
+    const cli = run.agentBundle.replace(/agent\.mjs$/, 'cli.mjs');
+    expect(lab.exec('lb1', process.execPath, [cli, 'get', 'ha'])).toBe('| INSTANCE  | HASTATE |\n|-----------|---------|\n| llb-inst0 | MASTER  |\n');
+    expect(lab.exec('lb1', process.execPath, [cli, 'get', 'lb'])).toMatch(/\| 100\.100\.100\.100 \| 100\.64\.248\.254 \| 80 /);
+  });
+
   it('reports per-service and per-endpoint counters read from the kernel', async () => {
     await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1, 2] }));
     const before = (await run.api(1, 'GET', '/config/loadbalancer/all')).body.lbAttr.find((e: any) => e.serviceArguments.protocol === 'tcp');

@@ -59,6 +59,7 @@ describe('LB instances', () => {
     expect(userData).toContain('dnf install -y nodejs24');
     expect(userData).toContain('/usr/bin/node-24');
     expect(userData).toContain('loxiha-agent.service');
+    expect(userData).toContain('/opt/loxiha/cli.mjs');
     expect(userData).toContain(`\\"vip\\":\\"${s.config.vip}\\"`);
   });
 });
