@@ -296,14 +296,11 @@ export class AwsProxy {
       p.readyAt = Math.min(p.readyAt, now + b.forceDetachMs);
     }
     record(200);
-    const wasMutation = MUTATING.has('DetachNetworkInterface');
-    if (wasMutation) {
-      this.mutations++;
-      if (b.crashAfterMutations === this.mutations) {
-        this.dead = true;
-        res.socket?.destroy();
-        return;
-      }
+    this.mutations++;
+    if (b.crashAfterMutations === this.mutations) {
+      this.dead = true;
+      res.socket?.destroy();
+      return;
     }
     res.setHeader('content-type', 'text/xml');
     res.end('<?xml version="1.0" encoding="UTF-8"?><DetachNetworkInterfaceResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>proxy</requestId><return>true</return></DetachNetworkInterfaceResponse>');
