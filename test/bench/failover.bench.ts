@@ -26,8 +26,10 @@ import {
   EC2Client,
   ModifyNetworkInterfaceAttributeCommand,
 } from '@aws-sdk/client-ec2';
-import { buildSync } from 'esbuild';
+import * as cdk from 'aws-cdk-lib';
+import { resolveConfig } from '../../lib/config.ts';
 import { ROLE, TAG } from '../../lib/contract.ts';
+import { LoxihaStack } from '../../lib/loxiha-stack.ts';
 import type { Command } from '../../lambda/failover/events.ts';
 import { AwsProxy, type Behaviour } from '../harness/aws-proxy.ts';
 import { startMoto } from '../harness/moto.ts';
@@ -212,21 +214,16 @@ await moto.stop();
 for (const l of lines) console.log(JSON.stringify(l));
 
 // ---- the handler bundle: size and cold init, against bare Node start-up --------------------------
+// The bundle measured is the one `cdk synth` builds for the function (NodejsFunction, local esbuild).
 const dir = mkdtempSync(join(tmpdir(), 'loxiha-bundle-'));
 try {
-  const outfile = join(dir, 'index.mjs');
-  buildSync({
-    entryPoints: ['lambda/failover/handler.ts'],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    target: 'node24',
-    format: 'esm',
-    minify: true,
-    mainFields: ['module', 'main'],
-    banner: { js: "import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);" },
-    logLevel: 'error',
-  });
+  const app = new cdk.App({ outdir: dir });
+
+  const config = resolveConfig('sim');
+  const stack = new LoxihaStack(app, 'Bench', { config, env: { region: config.region, account: '111111111111' } });
+  const staging = stack.failover.fn.node.findAll().find((c): c is cdk.AssetStaging => c instanceof cdk.AssetStaging);
+  if (!staging) throw new Error('the failover function has no staged asset');
+  const outfile = join(staging.absoluteStagedPath, 'index.mjs');
   const env = {
     ...process.env,
     AWS_REGION: 'us-east-1',
