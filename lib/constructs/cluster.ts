@@ -118,9 +118,15 @@ export function kubeLoxilbManifests(image: string, args: string[]): Record<strin
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'ClusterRole',
       metadata: { name },
+      // What kube-loxilb's external-cluster manifest grants (it also watches Gateway API routes).
       rules: [
-        { apiGroups: [''], resources: ['nodes', 'pods', 'endpoints', 'services', 'namespaces'], verbs: ['get', 'watch', 'list'] },
-        { apiGroups: [''], resources: ['nodes', 'services/status', 'services'], verbs: ['patch', 'update'] },
+        { apiGroups: [''], resources: ['nodes', 'pods'], verbs: ['get', 'watch', 'list', 'patch'] },
+        { apiGroups: [''], resources: ['endpoints', 'services', 'services/status'], verbs: ['get', 'watch', 'list', 'patch', 'update'] },
+        {
+          apiGroups: ['gateway.networking.k8s.io'],
+          resources: ['gatewayclasses', 'gatewayclasses/status', 'gateways', 'gateways/status', 'tcproutes', 'udproutes'],
+          verbs: ['get', 'watch', 'list', 'patch', 'update'],
+        },
         { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'watch', 'list'] },
         { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
         { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
@@ -143,6 +149,10 @@ export function kubeLoxilbManifests(image: string, args: string[]): Record<strin
         template: {
           metadata: { labels: { app: name } },
           spec: {
+            // On the node's network, as upstream runs it: its calls to the agents come from the nodes,
+            // which is what the LB security group lets reach the agent API.
+            hostNetwork: true,
+            dnsPolicy: 'ClusterFirstWithHostNet',
             serviceAccountName: name,
             priorityClassName: 'system-node-critical',
             tolerations: [{ key: 'CriticalAddonsOnly', operator: 'Exists' }],
@@ -154,7 +164,8 @@ export function kubeLoxilbManifests(image: string, args: string[]): Record<strin
                 command: ['/bin/kube-loxilb'],
                 args,
                 resources: { requests: { cpu: '100m', memory: '50Mi' }, limits: { cpu: '100m', memory: '100Mi' } },
-                securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, runAsUser: 65532 },
+                // External mode only calls the agents' API: none of the privileges upstream grants for in-cluster mode.
+                securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
               },
             ],
           },

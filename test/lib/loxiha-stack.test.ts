@@ -162,6 +162,8 @@ describe('kube-loxilb', () => {
     const args = kubeLoxilbArgs(resources);
     const ips = [lbInstanceIp(s.config, 0), lbInstanceIp(s.config, 1)];
     const [eipId] = ourEip();
+    const deployment = kubeLoxilbDeployment(resources);
+    expect(deployment.spec.template.spec.hostNetwork).toBe(true);
     expect(args).toEqual([
       `--loxiURL=http://${ips[0]}:${PORTS.agentApi},http://${ips[1]}:${PORTS.agentApi}`,
       `--externalCIDR=\${${eipId}.PublicIp}/32`,
@@ -226,9 +228,12 @@ describe('alternate configurations', () => {
 
 /** Resolves the manifest's Fn::Join (GetAtt → ${Id.Attr}) and returns the kube-loxilb container args. */
 function kubeLoxilbArgs(res: Resources): string[] {
+  return kubeLoxilbDeployment(res).spec.template.spec.containers[0].args;
+}
+
+function kubeLoxilbDeployment(res: Resources): any {
   const manifest = Object.values(res).find((r) => r.Type === 'Custom::AWSCDK-EKS-KubernetesResource')!.Properties!.Manifest;
   const text = typeof manifest === 'string' ? manifest : (manifest['Fn::Join'][1] as any[]).map((p) => (typeof p === 'string' ? p : `\${${p['Fn::GetAtt'][0]}.${p['Fn::GetAtt'][1]}}`)).join('');
   const docs = JSON.parse(text) as any[];
-  const deployment = docs.find((d) => d.kind === 'Deployment');
-  return deployment.spec.template.spec.containers[0].args;
+  return docs.find((d) => d.kind === 'Deployment');
 }
