@@ -52,8 +52,7 @@ export const METRICS = {
   failoverErrors: 'FailoverErrors',
 } as const;
 
-/** The agent beats every HEARTBEAT_INTERVAL_SECONDS; a heartbeat older than STALE is stale. */
-export const HEARTBEAT_INTERVAL_SECONDS = 5;
+/** A heartbeat older than this is stale (the agent beats every 5 s). */
 export const HEARTBEAT_STALE_SECONDS = 30;
 
 export const PORTS = {

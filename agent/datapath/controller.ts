@@ -26,8 +26,6 @@ export class Datapath {
   /** What the kernel holds (as far as this process knows): the base of the next diff. */
   private applied: Model | undefined;
   private queue: Promise<unknown> = Promise.resolve();
-  applies = 0;
-  fullApplies = 0;
   /** Logs recoveries (a diff the kernel refused, replaced by a full transaction). */
   onWarn: (msg: string, extra: Record<string, unknown>) => void = () => undefined;
 
@@ -103,7 +101,6 @@ export class Datapath {
         if (diff.phase1) await this.nft.apply(diff.phase1);
         if (diff.phase2) await this.nft.apply(diff.phase2);
         this.applied = next;
-        this.applies++;
         return;
       } catch (e) {
         this.onWarn('the kernel refused an incremental change; replacing the whole table', { error: (e as Error).message });
@@ -113,8 +110,6 @@ export class Datapath {
     const counters = (await this.nft.exists()) ? await this.nft.counters() : new Map<string, CounterValue>();
     await this.nft.apply(fullText(next, this.o.table, counters));
     this.applied = next;
-    this.applies++;
-    this.fullApplies++;
   }
 
   /** Per-service and per-endpoint packet/byte counters, read back from the kernel. */

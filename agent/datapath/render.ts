@@ -38,10 +38,6 @@ export interface Rendered {
   text: string;
   /** Hash of the desired state (without counter values): equal hashes mean nothing to apply. */
   hash: string;
-  /** Service key → its id (the ct mark of its connections). */
-  names: Map<string, string>;
-  /** Element of `endpoints` (its counter) → `${ip}:${port}/${proto}`. */
-  endpointCounters: Map<string, string>;
 }
 
 const hex = (n: number) => `0x${(n >>> 0).toString(16)}`;
@@ -116,8 +112,6 @@ export interface Model {
   slots: Map<string, Map<string, string>>;
   flowtableDevices: string[];
   hash: string;
-  names: Map<string, string>;
-  endpointCounters: Map<string, string>;
 }
 
 const SET_TYPES: Record<keyof Model['sets'], string> = {
@@ -190,20 +184,15 @@ export function renderModel(input: Omit<RenderInput, 'counters'>): Model {
     slots: new Map(),
     flowtableDevices: input.flowtableDevices ?? [],
     hash: '',
-    names: new Map(),
-    endpointCounters: new Map(),
   };
   for (const s of services) {
     const mark = hex(serviceMark(s));
     if (m.sets.service_marks.has(mark)) throw new Error(`service id collision for ${serviceKey(s)}: change its port or address`);
-    m.names.set(serviceKey(s), mark);
     m.sets.service_marks.add(mark);
     if (s.mode === MODE.fullnat) m.maps.snat_to.set(mark, s.privateIP ?? s.externalIP);
     for (const e of s.endpoints) {
       m.sets.endpoints.add(`${e.ip} . ${s.protocol} . ${e.port}`);
-      const el = endpointElement(s, e);
-      m.sets.ep_stats.add(el);
-      m.endpointCounters.set(el, `${endpointKey(e)}/${s.protocol}`);
+      m.sets.ep_stats.add(endpointElement(s, e));
     }
     const slots = slotsFor(s, liveEndpoints(s, input.down));
     const { name: groupName, group } = groupOf(s, slots.length, input.hashSeed);
@@ -337,5 +326,5 @@ export function diffText(prev: Model, next: Model, tableName: string): Diff | un
 /** Full replace text for a set of services (tests, benchmarks). */
 export function render(input: RenderInput): Rendered {
   const m = renderModel(input);
-  return { text: fullText(m, input.table, input.counters), hash: m.hash, names: m.names, endpointCounters: m.endpointCounters };
+  return { text: fullText(m, input.table, input.counters), hash: m.hash };
 }

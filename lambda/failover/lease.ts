@@ -72,27 +72,13 @@ export class Lease {
   }
 
   /** Extends our lease; throws LeaseLostError when someone else holds it now. */
-  async renew(holder: string, epoch: number, now: number): Promise<void> {
-    try {
-      this.calls++;
-      await this.client.send(
-        new UpdateItemCommand({
-          TableName: this.table,
-          Key: this.key,
-          UpdateExpression: 'SET expiresAt = :exp',
-          ConditionExpression: 'holder = :h AND epoch = :e',
-          ExpressionAttributeValues: { ':h': { S: holder }, ':e': { N: String(epoch) }, ':exp': { N: String(now + this.ttlMs) } },
-        }),
-      );
-    } catch (e) {
-      if (errorCode(e) === 'ConditionalCheckFailedException') throw new LeaseLostError(epoch);
-      throw e;
-    }
+  renew(holder: string, epoch: number, now: number): Promise<void> {
+    return this.updateAsHolder(holder, epoch, 'SET expiresAt = :exp', { ':exp': { N: String(now + this.ttlMs) } });
   }
 
   /** Gives the lease back, recording the outcome (and the move time when the VIP moved). */
   async release(holder: string, epoch: number, outcome: { result: string; owner?: string; movedAt?: number }): Promise<void> {
-    const values: Record<string, any> = { ':h': { S: holder }, ':e': { N: String(epoch) }, ':r': { S: outcome.result } };
+    const values: Record<string, any> = { ':r': { S: outcome.result } };
     let set = 'lastResult = :r';
     if (outcome.owner) {
       set += ', lastOwner = :o';
@@ -102,15 +88,20 @@ export class Lease {
       set += ', lastMoveAt = :m';
       values[':m'] = { N: String(outcome.movedAt) };
     }
+    return this.updateAsHolder(holder, epoch, `SET ${set} REMOVE holder, expiresAt`, values);
+  }
+
+  /** An update that only the holder of this epoch may make. */
+  private async updateAsHolder(holder: string, epoch: number, update: string, values: Record<string, any>): Promise<void> {
     try {
       this.calls++;
       await this.client.send(
         new UpdateItemCommand({
           TableName: this.table,
           Key: this.key,
-          UpdateExpression: `SET ${set} REMOVE holder, expiresAt`,
+          UpdateExpression: update,
           ConditionExpression: 'holder = :h AND epoch = :e',
-          ExpressionAttributeValues: values,
+          ExpressionAttributeValues: { ...values, ':h': { S: holder }, ':e': { N: String(epoch) } },
         }),
       );
     } catch (e) {

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultProbe, Prober } from '../../agent/probes.ts';
 import type { Probe } from '../../agent/services/model.ts';
-import { svc } from './render.test.ts';
+import { svc } from './fixtures/service.ts';
 
 const probe = (o: Partial<Probe>): Probe => ({ type: 'tcp', port: 0, req: '', resp: '', retries: 2, timeoutSeconds: 1, ...o });
 let tcpPort = 0;

@@ -5,35 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { render, serviceMark } from '../../agent/datapath/render.ts';
 import { maglevSlots, weightedSlots } from '../../agent/datapath/slots.ts';
 import type { Service } from '../../agent/services/model.ts';
+import { svc } from './fixtures/service.ts';
 import { Lab, netnsAvailable } from '../harness/netns.ts';
 
 const GOLDEN = join(import.meta.dirname, 'golden');
-
-export function svc(o: Partial<Service> = {}): Service {
-  return {
-    name: 'default_web',
-    externalIP: '100.100.100.100',
-    privateIP: '100.64.248.254',
-    port: 80,
-    protocol: 'tcp',
-    sel: 0,
-    mode: 2,
-    monitor: false,
-    probe: { type: 'none', port: 0, req: '', resp: '', retries: 2, timeoutSeconds: 1 },
-    inactiveTimeOut: 0,
-    block: 0,
-    managed: false,
-    bgp: false,
-    endpoints: [
-      { ip: '100.64.2.101', port: 30080, weight: 1 },
-      { ip: '100.64.2.102', port: 30080, weight: 1 },
-      { ip: '100.64.2.103', port: 30080, weight: 2 },
-    ],
-    allowedSources: [],
-    secondaryIPs: [],
-    ...o,
-  };
-}
 
 const sample = () => [
   svc(),
