@@ -3,7 +3,7 @@
  * that span fields (VIP inside the block, no overlapping subnets, one subnet per AZ).
  * Pure: no aws-cdk-lib import, so the function, the agent and the demo can use it.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { cidrContains, cidrsOverlap, ipToInt, parseCidr, reservedAddresses } from './net/cidr.ts';
 
 const ipv4 = z.string().regex(/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/, 'must be an IPv4 address');

@@ -5,7 +5,7 @@
  * metric names and dimensions, ports, and the schema of the agent's fast-path
  * request. Pure TypeScript (zod only): no aws-cdk-lib, no SDK.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** Tag keys. Every resource the failover touches carries `deployment`. */
 export const TAG = {

@@ -1,5 +1,5 @@
 /** The function's settings, from the environment the CDK app sets (validated: a bad deploy fails loudly at init). */
-import { z } from 'zod';
+import * as z from 'zod';
 import { FUNCTION_ENV } from '../../lib/contract.ts';
 
 const schema = z.object({

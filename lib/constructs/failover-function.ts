@@ -5,12 +5,12 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
+import { bundleHandler } from '../bundling/bundle-handler.ts';
 import { FUNCTION_ENV, TAG } from '../contract.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -28,7 +28,7 @@ export interface FailoverFunctionProps {
  * mutate only this deployment's tagged resources, the one EIP and the one route table.
  */
 export class FailoverFunction extends Construct {
-  readonly fn: nodejs.NodejsFunction;
+  readonly fn: lambda.Function;
   readonly leaseTable: dynamodb.TableV2;
   readonly topic: sns.Topic;
 
@@ -52,9 +52,22 @@ export class FailoverFunction extends Construct {
 
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_MONTH, removalPolicy: cdk.RemovalPolicy.DESTROY });
 
-    this.fn = new nodejs.NodejsFunction(this, 'Fn', {
-      entry: path.join(ROOT, 'lambda/failover/handler.ts'),
-      handler: 'handler',
+    this.fn = new lambda.Function(this, 'Fn', {
+      // Bundled locally by esbuild at synth (no Docker), see lib/bundling/bundle-handler.ts for why not NodejsFunction.
+      code: lambda.Code.fromAsset(path.join(ROOT, 'lambda/failover'), {
+        assetHashType: cdk.AssetHashType.OUTPUT,
+        bundling: {
+          // Required by the type, never pulled: local bundling either succeeds or throws.
+          image: cdk.DockerImage.fromRegistry('public.ecr.aws/docker/library/node:24'),
+          local: {
+            tryBundle: (outputDir) => {
+              bundleHandler(path.join(ROOT, 'lambda/failover/handler.ts'), outputDir);
+              return true;
+            },
+          },
+        },
+      }),
+      handler: 'index.handler',
       runtime: lambda.Runtime.NODEJS_24_X,
       architecture: lambda.Architecture.ARM_64,
       memorySize: 512,
@@ -63,8 +76,6 @@ export class FailoverFunction extends Construct {
       logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
       description: `loxiha ${config.deploymentId}: moves the VIP (loxi-eni) and the EIP to a healthy AZ`,
-      depsLockFilePath: path.join(ROOT, 'package-lock.json'),
-      projectRoot: ROOT,
       environment: {
         [FUNCTION_ENV.deploymentId]: config.deploymentId,
         [FUNCTION_ENV.vpcId]: props.vpcId,
@@ -78,18 +89,6 @@ export class FailoverFunction extends Construct {
         [FUNCTION_ENV.holdDownSeconds]: String(config.holdDownSeconds),
         POWERTOOLS_SERVICE_NAME: 'loxiha-failover',
         POWERTOOLS_METRICS_NAMESPACE: 'Loxiha',
-        NODE_OPTIONS: '--enable-source-maps',
-      },
-      bundling: {
-        format: nodejs.OutputFormat.ESM,
-        minify: true,
-        sourceMap: true,
-        target: 'node24',
-        forceDockerBundling: false,
-        mainFields: ['module', 'main'],
-        // Bundle the SDK too: pinned, tested versions rather than whatever the runtime ships.
-        externalModules: [],
-        banner: "import { createRequire as __cr } from 'module'; const require = __cr(import.meta.url);",
       },
     });
 
