@@ -132,7 +132,7 @@ async function measureApply(): Promise<void> {
 }
 
 try {
-  lab.build({ lbs: 2, backends: 1 });
+  lab.build({ lbs: 2, backends: 1, wiring: 'point-to-point' });
   // Reference: lb2 holds only the bare full-NAT rule NOTES.md measured (no agent), on its own VIP.
   const BARE_VIP = '100.64.249.254';
   lab.exec('lb2', 'ip', ['addr', 'add', `${BARE_VIP}/32`, 'dev', 'lo']);
@@ -146,12 +146,7 @@ try {
   );
   lab.exec('lb2', 'nft', ['-f', bareFile]);
   lab.exec('lb2', 'sysctl', ['-qw', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1']);
-  // Direct path: the client also sits on the backend bridge.
-  const outer = `d${lab.id}`;
-  execFileSync('ip', ['link', 'add', outer, 'netns', lab.ns('sw'), 'type', 'veth', 'peer', 'name', 'direct', 'netns', lab.ns('cl0')]);
-  execFileSync('ip', ['-n', lab.ns('sw'), 'link', 'set', outer, 'master', 'br-back', 'up']);
-  execFileSync('ip', ['-n', lab.ns('cl0'), 'addr', 'add', `${BACK}.200/24`, 'dev', 'direct']);
-  execFileSync('ip', ['-n', lab.ns('cl0'), 'link', 'set', 'direct', 'up']);
+  // Direct path: the client's own link to the backend (`direct`, made by the point-to-point wiring).
   for (const [role, kv] of [
     ['cl0', ['net.ipv4.ip_local_port_range=1024 65535', 'net.ipv4.tcp_tw_reuse=1']],
     ['be1', ['net.ipv4.tcp_tw_reuse=1', 'net.core.somaxconn=4096']],

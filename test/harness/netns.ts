@@ -69,8 +69,14 @@ export class Lab {
     sh('ip', ['-n', this.ns(role), 'link', 'set', dev, 'up']);
   }
 
-  /** Switch + one client + `lbs` load balancers + `backends` backends. */
-  build(opts: { lbs: number; backends: number; clients?: number }): void {
+  /**
+   * Switch + one client + `lbs` load balancers + `backends` backends.
+   * `wiring: 'point-to-point'` (one client and one backend only) links them by veth pairs without
+   * the switch: client ↔ each LB ↔ backend, plus client ↔ backend (`direct`) — the layout of the
+   * data-path measurements in NOTES.md, where a bridge hop does not weigh on every path.
+   */
+  build(opts: { lbs: number; backends: number; clients?: number; wiring?: 'switch' | 'point-to-point' }): void {
+    if (opts.wiring === 'point-to-point') return this.buildPointToPoint(opts.lbs);
     this.add('sw');
     for (const b of ['front', 'back']) {
       sh('ip', ['-n', this.ns('sw'), 'link', 'add', `br-${b}`, 'type', 'bridge']);
@@ -91,6 +97,34 @@ export class Lab {
       this.add(`be${b}`);
       this.plug(`be${b}`, 'back', 'eth0', this.backendIp(b));
     }
+    this.activate(1);
+  }
+
+  /** Links `a`:`devA` (`addrA`/32) and `b`:`devB` (`addrB`/32) by a veth pair with a host route each way. */
+  private link(a: string, devA: string, addrA: string, b: string, devB: string, addrB: string): void {
+    sh('ip', ['link', 'add', devA, 'netns', this.ns(a), 'type', 'veth', 'peer', 'name', devB, 'netns', this.ns(b)]);
+    for (const [role, dev, own, peer] of [
+      [a, devA, addrA, addrB],
+      [b, devB, addrB, addrA],
+    ] as const) {
+      sh('ip', ['-n', this.ns(role), 'addr', 'add', `${own}/32`, 'dev', dev]);
+      sh('ip', ['-n', this.ns(role), 'link', 'set', dev, 'up']);
+      sh('ip', ['-n', this.ns(role), 'route', 'add', `${peer}/32`, 'dev', dev]);
+    }
+  }
+
+  private buildPointToPoint(lbs: number): void {
+    for (const role of ['cl0', 'be1']) this.add(role);
+    for (let l = 1; l <= lbs; l++) {
+      this.add(`lb${l}`);
+      this.link('cl0', `lb${l}`, `${FRONT}.100`, `lb${l}`, 'front', `${FRONT}.${10 + l}`);
+      this.link(`lb${l}`, 'back', `${BACK}.${10 + l}`, 'be1', `lb${l}`, this.backendIp(1));
+      // The rest of the back /24 behind the back leg, as on the switch (probes to absent endpoints go unanswered).
+      sh('ip', ['-n', this.ns(`lb${l}`), 'route', 'add', `${BACK}.0/24`, 'dev', 'back']);
+      sh('ip', ['netns', 'exec', this.ns(`lb${l}`), 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+      sh('ip', ['-n', this.ns(`lb${l}`), 'addr', 'add', `${VIP}/32`, 'dev', 'lo']);
+    }
+    this.link('cl0', 'direct', `${BACK}.200`, 'be1', 'direct', this.backendIp(1));
     this.activate(1);
   }
 
