@@ -74,7 +74,7 @@ export class LoxihaStack extends cdk.Stack {
       config,
       fn: this.failover.fn,
       instances: this.lbInstances.instances,
-      lifecycleDependsOn: [...this.network.floatingPrerequisites, this.network.floatingRouteTable, this.failover, sg],
+      lifecycleDependsOn: [...this.network.floatingPrerequisites, this.network.floatingRouteTable, ...this.failover.lifecycleDependencies(), sg],
     });
 
     new cdk.CfnOutput(this, 'ElasticIp', { value: this.eipAddress, description: 'Public address of the services' });

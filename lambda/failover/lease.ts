@@ -26,6 +26,7 @@ function view(item: Record<string, any> | undefined): LeaseView {
     lastMoveAt: num(item?.lastMoveAt),
     lastOwner: item?.lastOwner?.S,
     lastResult: item?.lastResult?.S,
+    tornDownAt: num(item?.tornDownAt),
   };
 }
 
@@ -76,10 +77,18 @@ export class Lease {
     return this.updateAsHolder(holder, epoch, 'SET expiresAt = :exp', { ':exp': { N: String(now + this.ttlMs) } });
   }
 
-  /** Gives the lease back, recording the outcome (and the move time when the VIP moved). */
-  async release(holder: string, epoch: number, outcome: { result: string; owner?: string; movedAt?: number }): Promise<void> {
+  /**
+   * Gives the lease back, recording the outcome (and the move time when the VIP moved).
+   * `tornDownAt`: a time records a teardown, null clears the record, undefined leaves it.
+   */
+  async release(holder: string, epoch: number, outcome: { result: string; owner?: string; movedAt?: number; tornDownAt?: number | null }): Promise<void> {
     const values: Record<string, any> = { ':r': { S: outcome.result } };
     let set = 'lastResult = :r';
+    const remove = ['holder', 'expiresAt'];
+    if (typeof outcome.tornDownAt === 'number') {
+      set += ', tornDownAt = :t';
+      values[':t'] = { N: String(outcome.tornDownAt) };
+    } else if (outcome.tornDownAt === null) remove.push('tornDownAt');
     if (outcome.owner) {
       set += ', lastOwner = :o';
       values[':o'] = { S: outcome.owner };
@@ -88,7 +97,7 @@ export class Lease {
       set += ', lastMoveAt = :m';
       values[':m'] = { N: String(outcome.movedAt) };
     }
-    return this.updateAsHolder(holder, epoch, `SET ${set} REMOVE holder, expiresAt`, values);
+    return this.updateAsHolder(holder, epoch, `SET ${set} REMOVE ${remove.join(', ')}`, values);
   }
 
   /** An update that only the holder of this epoch may make. */

@@ -16,6 +16,7 @@ export type Outcome =
   | 'converged'
   | 'no-op'
   | 'in-progress'
+  | 'superseded'
   | 'no-healthy-instance'
   | 'rejected'
   | 'failed'
@@ -70,6 +71,18 @@ export interface OrchestratorDeps<Step extends StepBase> {
 }
 
 const MAX_ROUNDS = 4;
+/** How often a command that must not be skipped (CloudFormation lifecycle, teardown) retries a held lease. */
+const LEASE_RETRY_MS = 2_000;
+
+/** Lifecycle commands get one shot from CloudFormation, and a teardown must not leave resources behind: they wait for a held lease. */
+function waitsForLease(command: Command): boolean {
+  return command.kind === 'teardown' || (command.kind === 'reconcile' && command.via === 'lifecycle');
+}
+
+/** Triggers that fire on their own (alarms, the agents' fast path, the schedule): after a teardown they must not re-create anything. */
+function automatic(command: Command): boolean {
+  return command.kind === 'alarm' || (command.kind === 'failover' && command.via === 'fast-path') || (command.kind === 'reconcile' && command.via === 'schedule');
+}
 /** Long waits renew the lease this often (well inside its lifetime). */
 const KEEPALIVE_MS = 10_000;
 
@@ -107,11 +120,27 @@ export class Orchestrator<Step extends StepBase> {
     if (command.kind === 'plan') return finish(await this.dryRun(command.to));
 
     const holder = `${command.kind}-${randomUUID()}`;
-    const taken = await this.d.lease.acquire(holder, this.d.clock.now());
+    let taken = await this.d.lease.acquire(holder, this.d.clock.now());
+    while (!taken.acquired && waitsForLease(command) && this.d.clock.now() + LEASE_RETRY_MS < deadline) {
+      await this.d.clock.sleep(LEASE_RETRY_MS);
+      taken = await this.d.lease.acquire(holder, this.d.clock.now());
+    }
     if (!taken.acquired) {
-      return finish({ ok: true, outcome: 'in-progress', reason: `another invocation holds the lease (epoch ${taken.lease.epoch}, holder ${taken.lease.holder})`, lease: taken.lease });
+      const held = `another invocation holds the lease (epoch ${taken.lease.epoch}, holder ${taken.lease.holder})`;
+      if (waitsForLease(command)) return finish({ ok: false, outcome: 'timed-out', reason: `${held} until the deadline`, lease: taken.lease });
+      return finish({ ok: true, outcome: 'in-progress', reason: held, lease: taken.lease });
     }
     const epoch = taken.epoch;
+    if (taken.lease.tornDownAt !== undefined && automatic(command)) {
+      const result = finish({
+        ok: true,
+        outcome: 'no-op',
+        reason: `the deployment was torn down at ${new Date(taken.lease.tornDownAt).toISOString()}; automatic triggers change nothing until a deploy or a manual reconcile`,
+        epoch,
+      });
+      await this.d.lease.release(holder, epoch, { result: result.outcome });
+      return result;
+    }
     let renewedAt = this.d.clock.now();
     const fence = async () => {
       await this.d.lease.renew(holder, epoch, this.d.clock.now());
@@ -131,14 +160,23 @@ export class Orchestrator<Step extends StepBase> {
         result = finish(r);
       }
     } catch (e) {
+      if (e instanceof LeaseLostError) {
+        // A newer invocation took the lease over (ours expired while we were stalled): it carries on from what it observes.
+        result = finish({ ok: true, outcome: 'superseded', reason: e.message, epoch });
+        await this.d.notifier.finished(result);
+        return result;
+      }
       const outcome: Outcome = e instanceof DeadlineExceededError ? 'timed-out' : 'failed';
       result = finish({ ok: false, outcome, reason: (e as Error).message, error: (e as Error).name, epoch });
     }
+    // A teardown's success is remembered (automatic triggers then stand still); a deliberate converge clears it.
+    const tornDownAt = result.outcome === 'torn-down' ? this.d.clock.now() : command.kind !== 'teardown' && !automatic(command) && result.ok ? null : undefined;
     try {
-      await this.d.lease.release(holder, epoch, { result: result.outcome, owner: result.owner, movedAt });
+      await this.d.lease.release(holder, epoch, { result: result.outcome, owner: result.owner, movedAt, tornDownAt });
     } catch (e) {
       if (!(e instanceof LeaseLostError)) throw e;
-      result = { ...result, ok: false, outcome: 'failed', reason: `${result.reason}; ${e.message}` };
+      // What we did stands; a newer invocation holds the lease now.
+      result = { ...result, reason: `${result.reason}; ${e.message}` };
     }
     await this.d.notifier.finished(result);
     return result;

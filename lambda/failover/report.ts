@@ -46,6 +46,7 @@ export class Reporter implements Notifier {
     if (!r.ok) metrics.addMetric(METRICS.failoverErrors, MetricUnit.Count, 1);
     const summary = { outcome: r.outcome, owner: r.owner, previousOwner: r.previousOwner, epoch: r.epoch, durationMs: r.durationMs, phases: r.phases, ec2Calls: r.ec2Calls, reason: r.reason };
     if (r.outcome === 'no-healthy-instance' || !r.ok) logger.error('failover did not reach a healthy owner', { ...summary, problems: r.problems, health: r.health });
+    else if (r.outcome === 'superseded') logger.warn('stopped: a newer invocation took the lease over and carries on', summary);
     else logger.info('done', summary);
     if (r.outcome === 'converged' || r.outcome === 'torn-down') await this.event(EVENTS.succeeded, summary);
     else if (!r.ok) await this.event(EVENTS.failed, summary);

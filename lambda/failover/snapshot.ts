@@ -54,6 +54,8 @@ export interface LeaseView {
   lastMoveAt: number | undefined;
   lastOwner: string | undefined;
   lastResult: string | undefined;
+  /** Set by a teardown (stack deletion): automatic triggers change nothing after it. */
+  tornDownAt: number | undefined;
 }
 
 export interface Snapshot {

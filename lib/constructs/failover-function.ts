@@ -97,6 +97,15 @@ export class FailoverFunction extends Construct {
     this.grantEc2(props);
   }
 
+  /**
+   * The resources the lifecycle custom resource needs in place (the function, its role and
+   * policies, table, topic, logs) — not the invoke permissions of the alarms, which depend on
+   * the lifecycle themselves.
+   */
+  lifecycleDependencies(): cdk.CfnResource[] {
+    return this.node.findAll().filter((c): c is cdk.CfnResource => c instanceof cdk.CfnResource && !(c instanceof lambda.CfnPermission));
+  }
+
   private grantEc2(props: FailoverFunctionProps): void {
     const stack = cdk.Stack.of(this);
     const arn = (resource: string, service = 'ec2') => `arn:${stack.partition}:${service}:${stack.region}:${stack.account}:${resource}`;

@@ -68,7 +68,7 @@ export class FailoverWiring extends Construct {
       }
     });
 
-    new events.Rule(this, 'ReconcileSchedule', {
+    const schedule = new events.Rule(this, 'ReconcileSchedule', {
       description: `loxiha ${config.deploymentId}: level-triggered reconcile`,
       schedule: events.Schedule.rate(cdk.Duration.minutes(config.reconcileEveryMinutes)),
       targets: [new targets.LambdaFunction(fn, { event: events.RuleTargetInput.fromObject({ action: 'reconcile', trigger: 'schedule' }), retryAttempts: 0 })],
@@ -81,6 +81,10 @@ export class FailoverWiring extends Construct {
       properties: { deploymentId: config.deploymentId, vip: config.vip, cloudCidrBlock: config.cloudCidrBlock },
     });
     for (const d of [...props.lifecycleDependsOn, ...props.instances]) lifecycle.node.addDependency(d);
+    // On `cdk destroy` CloudFormation deletes dependents first: the schedule and the alarms are gone
+    // before the lifecycle's teardown runs, so nothing re-places the VIP behind it. (The function also
+    // remembers the teardown and ignores automatic triggers that were already in flight.)
+    for (const trigger of [schedule, ...this.alarms]) trigger.node.addDependency(lifecycle);
 
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       dashboardName: `loxiha-${config.deploymentId}`,

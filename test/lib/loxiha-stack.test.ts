@@ -155,6 +155,13 @@ describe('failover wiring', () => {
     const [rtId] = ofType('AWS::EC2::RouteTable').find(([, r]) => r.Properties!.Tags?.some((t: any) => t.Value === 'floating-route-table'))!;
     expect(deps).toContain(rtId);
   });
+
+  it('deletes the schedule and every alarm before the lifecycle teardown runs (they depend on it)', () => {
+    const [lifecycleId] = ofType('Custom::LoxihaLifecycle')[0]!;
+    const triggers = [...ofType('AWS::Events::Rule'), ...ofType('AWS::CloudWatch::Alarm')];
+    expect(triggers.length).toBeGreaterThanOrEqual(5);
+    for (const [id, r] of triggers) expect(r.DependsOn ?? [], id).toContain(lifecycleId);
+  });
 });
 
 describe('kube-loxilb', () => {
