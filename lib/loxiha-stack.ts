@@ -4,6 +4,7 @@ import { Construct } from 'constructs';
 import type { LoxihaConfig } from './config.ts';
 import { ROLE, TAG } from './contract.ts';
 import { Cluster } from './constructs/cluster.ts';
+import { AgentApiToken } from './constructs/agent-api-token.ts';
 import { FailoverFunction } from './constructs/failover-function.ts';
 import { FailoverWiring } from './constructs/failover-wiring.ts';
 import { LbInstances } from './constructs/lb-instances.ts';
@@ -50,7 +51,8 @@ export class LoxihaStack extends cdk.Stack {
       this.eipAddress = eip.attrPublicIp;
     }
 
-    this.cluster = new Cluster(this, 'Cluster', { config, vpc: this.network.vpc, eipAddress: this.eipAddress });
+    const apiToken = new AgentApiToken(this, 'AgentApiToken', { config });
+    this.cluster = new Cluster(this, 'Cluster', { config, vpc: this.network.vpc, eipAddress: this.eipAddress, apiToken: apiToken.secret });
     sg.allowApiFrom(this.cluster.nodesPeer);
 
     this.failover = new FailoverFunction(this, 'Failover', {
@@ -68,6 +70,7 @@ export class LoxihaStack extends cdk.Stack {
       securityGroup: sg.securityGroup,
       failoverFunctionArn: this.failover.fn.functionArn,
       failoverFunctionName: this.failover.fn.functionName,
+      apiToken: apiToken.secret,
     });
 
     this.wiring = new FailoverWiring(this, 'Wiring', {

@@ -90,8 +90,9 @@ export function toEntry(s: Service, dp: Datapath, counters?: { service: { packet
 export function createApi(d: ApiDeps): Server {
   const authorized = (req: IncomingMessage): boolean => {
     if (!d.token) return true;
-    const h = req.headers.authorization ?? '';
-    const given = Buffer.from(h.startsWith('Bearer ') ? h.slice(7) : '');
+    // kube-loxilb sends the token bare (`Authorization: <token>`, from its ACCESS_TOKEN_<host> variable); others send `Bearer <token>`.
+    const h = (req.headers.authorization ?? '').trim();
+    const given = Buffer.from(/^bearer /i.test(h) ? h.slice(7).trim() : h);
     const want = Buffer.from(d.token);
     return given.length === want.length && timingSafeEqual(given, want);
   };
@@ -102,7 +103,7 @@ export function createApi(d: ApiDeps): Server {
       if (method !== 'GET') throw new HttpError(405, 'method not allowed');
       return send(res, 200, { status: 'ok' });
     }
-    if (!authorized(req)) throw new HttpError(401, 'missing or wrong bearer token');
+    if (!authorized(req)) throw new HttpError(401, 'missing or wrong API token');
 
     if (path === '/config/loadbalancer' && method === 'POST') {
       const parsed = loadbalanceEntrySchema.safeParse(foldKeys(await readJson(req)));

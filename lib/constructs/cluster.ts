@@ -2,17 +2,30 @@ import * as cdk from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as eks from 'aws-cdk-lib/aws-eks-v2';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { KubectlV35Layer } from '@aws-cdk/lambda-layer-kubectl-v35';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
 import { PORTS } from '../contract.ts';
 import { lbInstanceIps } from '../topology.ts';
+import { kubeLoxilbTokenVariables } from './agent-api-token.ts';
+
+/** The AWS CLI image of kube-loxilb's init container, which fetches the API token. */
+export const AWS_CLI_IMAGE = 'public.ecr.aws/aws-cli/aws-cli:2.22.0';
+/**
+ * Lifetime kube-loxilb is told the token has (ten years): five minutes before the lifetime it
+ * believes, kube-loxilb tries an OAuth refresh and, without a refresh token, sends no token at all
+ * (its default lifetime is one hour). The token is rotated by a redeploy instead.
+ */
+export const KUBE_LOXILB_TOKEN_LIFETIME_SECONDS = 315_360_000;
 
 export interface ClusterProps {
   readonly config: LoxihaConfig;
   readonly vpc: ec2.IVpc;
   /** The Elastic IP's public address (kube-loxilb --externalCIDR). */
   readonly eipAddress: string;
+  /** The agents' API token, which kube-loxilb reads at start (EKS Pod Identity). */
+  readonly apiToken: secretsmanager.ISecret;
 }
 
 /**
@@ -57,14 +70,30 @@ export class Cluster extends Construct {
       this.nodesPeer = ec2.SecurityGroup.fromSecurityGroupId(this, 'NodeSg', config.eks.nodeSecurityGroupId);
     }
 
-    const loxiUrls = lbInstanceIps(config).map((ip) => `http://${ip}:${PORTS.agentApi}`).join(',');
+    const urls = lbInstanceIps(config).map((ip) => `http://${ip}:${PORTS.agentApi}`);
     this.kubeLoxilbArgs = [
-      `--loxiURL=${loxiUrls}`,
+      `--loxiURL=${urls.join(',')}`,
       `--externalCIDR=${props.eipAddress}/32`,
       `--privateCIDR=${config.vip}/32`,
       '--setLBMode=2',
     ];
-    this.cluster.addManifest('KubeLoxilb', ...kubeLoxilbManifests(config.kubeLoxilbImage, this.kubeLoxilbArgs));
+    // kube-loxilb's identity on AWS: it may read the API token and nothing else.
+    const serviceAccount = new eks.ServiceAccount(this, 'KubeLoxilbServiceAccount', {
+      cluster: this.cluster,
+      name: 'kube-loxilb',
+      namespace: 'kube-system',
+      identityType: eks.IdentityType.POD_IDENTITY,
+    });
+    props.apiToken.grantRead(serviceAccount);
+    const manifest = this.cluster.addManifest(
+      'KubeLoxilb',
+      ...kubeLoxilbManifests(config.kubeLoxilbImage, this.kubeLoxilbArgs, {
+        secretArn: props.apiToken.secretArn,
+        region: cdk.Stack.of(this).region,
+        variables: urls.map(kubeLoxilbTokenVariables),
+      }),
+    );
+    manifest.node.addDependency(serviceAccount);
     cdk.Tags.of(this).add('loxiha:deployment', config.deploymentId);
     acknowledgeEksLibraryFindings(this);
   }
@@ -108,12 +137,25 @@ function acknowledgeEksLibraryFindings(scope: Construct): void {
   });
 }
 
-/** ServiceAccount, RBAC and Deployment of kube-loxilb (what its upstream ext-cluster manifest holds). */
-export function kubeLoxilbManifests(image: string, args: string[]): Record<string, unknown>[] {
+export interface KubeLoxilbToken {
+  secretArn: string;
+  region: string;
+  /** kube-loxilb's variable names for each agent URL. */
+  variables: { token: string; expiry: string }[];
+}
+
+/**
+ * RBAC and Deployment of kube-loxilb (what its upstream ext-cluster manifest holds; the
+ * ServiceAccount is made by the Pod Identity construct). An init container fetches the agents'
+ * API token into a memory volume; kube-loxilb starts with it in the variables it reads.
+ */
+export function kubeLoxilbManifests(image: string, args: string[], token: KubeLoxilbToken): Record<string, unknown>[] {
   const name = 'kube-loxilb';
   const namespace = 'kube-system';
+  const tokenDir = '/run/loxiha';
+  const exports = token.variables.map((v) => `${v.token}="$(cat ${tokenDir}/token)"`).join(' ');
+  const hardened = { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
   return [
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } },
     {
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'ClusterRole',
@@ -156,16 +198,34 @@ export function kubeLoxilbManifests(image: string, args: string[]): Record<strin
             serviceAccountName: name,
             priorityClassName: 'system-node-critical',
             tolerations: [{ key: 'CriticalAddonsOnly', operator: 'Exists' }],
+            volumes: [{ name: 'api-token', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }],
+            initContainers: [
+              {
+                name: 'fetch-api-token',
+                image: AWS_CLI_IMAGE,
+                command: ['/bin/sh', '-c', `umask 077 && aws secretsmanager get-secret-value --secret-id "$SECRET_ARN" --query SecretString --output text > ${tokenDir}/token`],
+                env: [
+                  { name: 'SECRET_ARN', value: token.secretArn },
+                  { name: 'AWS_REGION', value: token.region },
+                ],
+                volumeMounts: [{ name: 'api-token', mountPath: tokenDir }],
+                resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '200m', memory: '128Mi' } },
+                securityContext: hardened,
+              },
+            ],
             containers: [
               {
                 name,
                 image,
                 imagePullPolicy: 'IfNotPresent',
-                command: ['/bin/kube-loxilb'],
+                // kube-loxilb takes the token only from ACCESS_TOKEN_<host> variables: set them from the fetched file, then exec it with its args.
+                command: ['/bin/sh', '-c', `export ${exports} && exec /bin/kube-loxilb "$@"`, 'kube-loxilb'],
                 args,
+                env: token.variables.map((v) => ({ name: v.expiry, value: String(KUBE_LOXILB_TOKEN_LIFETIME_SECONDS) })),
+                volumeMounts: [{ name: 'api-token', mountPath: tokenDir, readOnly: true }],
                 resources: { requests: { cpu: '100m', memory: '50Mi' }, limits: { cpu: '100m', memory: '100Mi' } },
                 // External mode only calls the agents' API: none of the privileges upstream grants for in-cluster mode.
-                securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+                securityContext: hardened,
               },
             ],
           },

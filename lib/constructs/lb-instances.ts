@@ -11,6 +11,7 @@ import type { LoxihaConfig } from '../config.ts';
 import { AGENT_NODE_FLAGS, bundleAgent } from '../agent-bundle.ts';
 import { METRICS, ROLE, TAG } from '../contract.ts';
 import { lbInstanceIp } from '../topology.ts';
+import { AGENT_API_TOKEN_FILE } from './agent-api-token.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -22,6 +23,8 @@ export interface LbInstancesProps {
   /** Function the backup agent invokes on its fast path. */
   readonly failoverFunctionArn: string;
   readonly failoverFunctionName: string;
+  /** The agents' API token (read at boot into a root-only file). */
+  readonly apiToken: secretsmanager.ISecret;
 }
 
 /**
@@ -71,6 +74,7 @@ export class LbInstances extends Construct {
       generateSecretString: { passwordLength: 48, excludePunctuation: true },
     });
     this.syncSecret.grantRead(this.role);
+    props.apiToken.grantRead(this.role);
     cdk.Validations.of(this.syncSecret).acknowledge({
       id: 'AwsSolutions-SMG4',
       reason: 'Peer key read by both agents at start; rotation needs a coordinated agent restart, done by redeploying the stack.',
@@ -107,6 +111,7 @@ export class LbInstances extends Construct {
         peers: config.availabilityZones.flatMap((_, j) => (j === index ? [] : [{ index: j, ip: lbInstanceIp(config, j) }])),
         vip: config.vip,
         cloudCidrBlock: config.cloudCidrBlock,
+        api: { tokenFile: AGENT_API_TOKEN_FILE },
         sync: { secretArn: this.syncSecret.secretArn },
         aws: { region: stack.region, failoverFunctionName: props.failoverFunctionName, metricNamespace: METRICS.namespace },
       };
@@ -117,6 +122,8 @@ export class LbInstances extends Construct {
         'dnf install -y nodejs24 nftables conntrack-tools unzip',
         'mkdir -p /opt/loxiha /etc/loxiha /var/lib/loxiha',
         `unzip -o ${bundlePath} -d /opt/loxiha`,
+        // The API token, readable by root only (the agent runs as root with two capabilities).
+        `(umask 077 && aws secretsmanager get-secret-value --region ${stack.region} --secret-id ${props.apiToken.secretArn} --query SecretString --output text > ${AGENT_API_TOKEN_FILE})`,
         `cat > /etc/loxiha/agent.json <<'LOXIHA_EOF'\n${stack.toJsonString(agentConfig)}\nLOXIHA_EOF`,
         'sysctl -w net.ipv4.ip_forward=1 net.netfilter.nf_conntrack_tcp_loose=1',
         `cat > /etc/systemd/system/loxiha-agent.service <<'LOXIHA_EOF'

@@ -147,6 +147,11 @@ describe('LoxiLB-compatible API', () => {
     expect((await call('POST', '/config/loadbalancer', entry(), { authorization: 'Bearer wrong' })).status).toBe(401);
     expect(datapath.list()).toEqual([]);
     expect((await call('POST', '/config/loadbalancer', entry(), { authorization: 'Bearer s3cret-token' })).status).toBe(200);
+    // kube-loxilb's form: the token bare, as its ACCESS_TOKEN_<host> variable holds it.
+    expect((await call('DELETE', '/config/loadbalancer/externalipaddress/100.100.100.100/port/80/protocol/tcp', undefined, { authorization: 's3cret-token' })).status).toBe(200);
+    expect((await call('GET', '/config/loadbalancer/all', undefined, { authorization: 's3cret-tokenX' })).status).toBe(401);
+    expect((await call('GET', '/config/loadbalancer/all', undefined, { authorization: 'Bearer' })).status).toBe(401);
+    expect(datapath.list()).toEqual([]);
   });
 
   it('survives 10,000 fuzzed bodies: never a 5xx, and a rejection changes nothing', async () => {

@@ -62,6 +62,17 @@ describe('LB instances', () => {
     expect(userData).toContain('/opt/loxiha/cli.mjs');
     expect(userData).toContain(`\\"vip\\":\\"${s.config.vip}\\"`);
   });
+
+  it('fetches the API token at boot into a root-only file the agent requires, without the token in the template', () => {
+    const [tokenId] = ofType('AWS::SecretsManager::Secret').find(([, r]) => /LoxiLB API/.test(r.Properties!.Description))!;
+    for (const [, instance] of ofType('AWS::EC2::Instance')) {
+      const userData = JSON.stringify(instance.Properties!.UserData);
+      expect(userData).toMatch(/umask 077 && aws secretsmanager get-secret-value --region .* --secret-id .*--query SecretString --output text > \/etc\/loxiha\/api-token/);
+      expect(userData).toContain(`{\"Ref\":\"${tokenId}\"}`);
+      expect(userData).toContain('\\"tokenFile\\":\\"/etc/loxiha/api-token\\"');
+    }
+    expect(JSON.stringify(s.template.toJSON())).not.toMatch(/SecretString\W*:\W*"[A-Za-z0-9]{48}"/);
+  });
 });
 
 describe('security groups', () => {
@@ -165,6 +176,32 @@ describe('failover wiring', () => {
 });
 
 describe('kube-loxilb', () => {
+  it('authenticates to the agents: token fetched through Pod Identity, set in the variables kube-loxilb reads', () => {
+    const [tokenId] = ofType('AWS::SecretsManager::Secret').find(([, r]) => /LoxiLB API/.test(r.Properties!.Description))!;
+    const pod = kubeLoxilbDeployment(resources).spec.template.spec;
+    const [init] = pod.initContainers;
+    expect(init.env).toContainEqual({ name: 'SECRET_ARN', value: `\${${tokenId}}` });
+    expect(init.command.join(' ')).toContain('aws secretsmanager get-secret-value --secret-id "$SECRET_ARN"');
+    const main = pod.containers[0];
+    const hosts = [0, 1].map((i) => `${lbInstanceIp(s.config, i).replaceAll('.', '_')}_${PORTS.agentApi}`);
+    for (const h of hosts) {
+      expect(main.command[2]).toContain(`ACCESS_TOKEN_${h}="$(cat /run/loxiha/token)"`);
+      // kube-loxilb drops the token when it believes it expired (default: one hour) and has no refresh token.
+      expect(main.env).toContainEqual({ name: `EXPIRY_TIME_SECONDS_${h}`, value: '315360000' });
+    }
+    expect(main.command[2]).toMatch(/exec \/bin\/kube-loxilb "\$@"$/);
+    expect(pod.volumes).toEqual([{ name: 'api-token', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }]);
+    // One ServiceAccount (the Pod Identity one), associated with a role that may read only the token.
+    expect(kubernetesObjects(resources).filter((o) => o.kind === 'ServiceAccount' && o.metadata.name === 'kube-loxilb')).toHaveLength(1);
+    const [, association] = ofType('AWS::EKS::PodIdentityAssociation')[0]!;
+    expect(association.Properties).toMatchObject({ Namespace: 'kube-system', ServiceAccount: 'kube-loxilb' });
+    const roleId = association.Properties!.RoleArn['Fn::GetAtt'][0];
+    const policies = ofType('AWS::IAM::Policy').filter(([, p]) => p.Properties!.Roles.some((r: any) => r.Ref === roleId));
+    const granted = policies.flatMap(([, p]) => p.Properties!.PolicyDocument.Statement);
+    expect(granted.flatMap((st: any) => [st.Action].flat()).sort()).toEqual(['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue']);
+    expect(granted.map((st: any) => st.Resource)).toEqual([{ Ref: tokenId }]);
+  });
+
   it('gets args resolved to the LB instances, the EIP and the VIP, without role election', () => {
     const args = kubeLoxilbArgs(resources);
     const ips = [lbInstanceIp(s.config, 0), lbInstanceIp(s.config, 1)];
@@ -211,10 +248,15 @@ describe('IAM', () => {
 
   it('gives the agent only heartbeats in its namespace, the fast path and describing ENIs', () => {
     const agent = statements().filter((st) => st.id.startsWith('LbRoleDefaultPolicy'));
-    const actions = agent.flatMap(actionsOf).sort();
+    const actions = [...new Set(agent.flatMap(actionsOf))].sort();
     expect(actions).toEqual(
       ['cloudwatch:PutMetricData', 'ec2:DescribeNetworkInterfaces', 'lambda:InvokeFunction', 's3:GetObject', 'secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'].sort(),
     );
+    // Secrets: the peer key and the API token, nothing else.
+    const secretIds = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::SecretsManager::Secret').map(([id]) => id).sort();
+    const read = agent.filter((st) => actionsOf(st).includes('secretsmanager:GetSecretValue')).flatMap((st) => [st.Resource].flat().map((x: any) => x.Ref)).sort();
+    expect(read).toEqual(secretIds);
+    expect(secretIds).toHaveLength(2);
     expect(agent.find((st) => actionsOf(st).includes('cloudwatch:PutMetricData'))!.Condition).toEqual({ StringEquals: { 'cloudwatch:namespace': 'Loxiha' } });
   });
 });
@@ -238,9 +280,20 @@ function kubeLoxilbArgs(res: Resources): string[] {
   return kubeLoxilbDeployment(res).spec.template.spec.containers[0].args;
 }
 
+/** Every Kubernetes object the stack applies, with GetAtt/Ref shown as `${Id.Attr}` / `${Id}`. */
+function kubernetesObjects(res: Resources): any[] {
+  return Object.values(res)
+    .filter((r) => r.Type === 'Custom::AWSCDK-EKS-KubernetesResource')
+    .flatMap((r) => {
+      const manifest = r.Properties!.Manifest;
+      const text =
+        typeof manifest === 'string'
+          ? manifest
+          : (manifest['Fn::Join'][1] as any[]).map((p) => (typeof p === 'string' ? p : p.Ref ? `\${${p.Ref}}` : `\${${p['Fn::GetAtt'][0]}.${p['Fn::GetAtt'][1]}}`)).join('');
+      return JSON.parse(text) as any[];
+    });
+}
+
 function kubeLoxilbDeployment(res: Resources): any {
-  const manifest = Object.values(res).find((r) => r.Type === 'Custom::AWSCDK-EKS-KubernetesResource')!.Properties!.Manifest;
-  const text = typeof manifest === 'string' ? manifest : (manifest['Fn::Join'][1] as any[]).map((p) => (typeof p === 'string' ? p : `\${${p['Fn::GetAtt'][0]}.${p['Fn::GetAtt'][1]}}`)).join('');
-  const docs = JSON.parse(text) as any[];
-  return docs.find((d) => d.kind === 'Deployment');
+  return kubernetesObjects(res).find((d) => d.kind === 'Deployment' && d.metadata.name === 'kube-loxilb');
 }
