@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 /**
  * `loxiha get ha|lb|ep|ct [-o json] [--api URL] [--token-file FILE]`: the agent's state as
- * loxicmd prints it (| INSTANCE | HASTATE | …), or as JSON for scripts.
+ * loxicmd prints it (| INSTANCE | HASTATE | …), or as JSON for scripts. Without --token-file it
+ * sends the instance's API token when /etc/loxiha/api-token exists (as on AWS).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { AGENT_API_TOKEN_FILE } from '../lib/contract.ts';
 import { BASE } from './api/server.ts';
 
 type Row = Record<string, string | number>;
@@ -63,7 +65,8 @@ export async function cli(argv: string[], out: (s: string) => void = (s) => proc
     return 2;
   }
   const headers: Record<string, string> = {};
-  if (values['token-file']) headers.authorization = `Bearer ${readFileSync(values['token-file'], 'utf8').trim()}`;
+  const tokenFile = values['token-file'] ?? (existsSync(AGENT_API_TOKEN_FILE) ? AGENT_API_TOKEN_FILE : undefined);
+  if (tokenFile) headers.authorization = `Bearer ${readFileSync(tokenFile, 'utf8').trim()}`;
   const r = await fetch(`${values.api}${BASE}${view.path}`, { headers });
   const body = await r.json();
   if (!r.ok) {

@@ -118,3 +118,6 @@ export const FUNCTION_ENV = {
   failback: 'LOXIHA_FAILBACK',
   holdDownSeconds: 'LOXIHA_HOLD_DOWN_SECONDS',
 } as const;
+
+/** Where an LB instance keeps the agent API token (root only, written at boot); the CLI reads it by default. */
+export const AGENT_API_TOKEN_FILE = '/etc/loxiha/api-token';

@@ -9,9 +9,8 @@ import { Construct } from 'constructs';
 import type { AgentConfigInput } from '../../agent/config.ts';
 import type { LoxihaConfig } from '../config.ts';
 import { AGENT_NODE_FLAGS, bundleAgent } from '../agent-bundle.ts';
-import { METRICS, ROLE, TAG } from '../contract.ts';
+import { AGENT_API_TOKEN_FILE, METRICS, ROLE, TAG } from '../contract.ts';
 import { lbInstanceIp } from '../topology.ts';
-import { AGENT_API_TOKEN_FILE } from './agent-api-token.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 

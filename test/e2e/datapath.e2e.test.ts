@@ -40,7 +40,8 @@ describe.skipIf(!netnsAvailable)('agent datapath in namespaces', () => {
 
   it('balances UDP flows the same way', async () => {
     await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1, 2, 3], protocol: 'udp' }));
-    const { results } = run.client(['udp', VIP, '80', '30']);
+    // Fixed, distinct source ports: a random ephemeral port that repeats one still in conntrack would reuse that flow (found as a 10/11/9 flake).
+    const { results } = run.client(['udp', VIP, '80', '30', '43000']);
     expect(count(results)).toEqual({ be1: 10, be2: 10, be3: 10 });
   });
 
@@ -155,8 +156,19 @@ describe.skipIf(!netnsAvailable)('agent datapath in namespaces', () => {
 
   it('ships a CLI that prints the agent’s state like loxicmd', () => {
     const cli = run.agentBundle.replace(/agent\.mjs$/, 'cli.mjs');
-    expect(lab.exec('lb1', process.execPath, [cli, 'get', 'ha'])).toBe('| INSTANCE  | HASTATE |\n|-----------|---------|\n| llb-inst0 | MASTER  |\n');
-    expect(lab.exec('lb1', process.execPath, [cli, 'get', 'lb'])).toMatch(/\| 100\.100\.100\.100 \| 100\.64\.248\.254 \| 80 /);
+    const get = (what: string) => lab.exec('lb1', process.execPath, [cli, 'get', what, '--token-file', run.tokenFile]);
+    expect(get('ha')).toBe('| INSTANCE  | HASTATE |\n|-----------|---------|\n| llb-inst0 | MASTER  |\n');
+    expect(get('lb')).toMatch(/\| 100\.100\.100\.100 \| 100\.64\.248\.254 \| 80 /);
+  });
+
+  it('refuses API calls without the token or with a wrong one, changing nothing', async () => {
+    const before = (await run.api(1, 'GET', '/config/loadbalancer/all')).body;
+    expect((await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1], port: 81 }), null)).status).toBe(401);
+    expect((await run.api(1, 'DELETE', '/config/loadbalancer/externalipaddress/100.100.100.100/port/80/protocol/tcp', undefined, 'not-the-token')).status).toBe(401);
+    expect((await run.api(1, 'GET', '/config/loadbalancer/all', undefined, null)).status).toBe(401);
+    expect((await run.api(1, 'GET', '/config/loadbalancer/all')).body).toEqual(before);
+    // Liveness stays open, as kube-loxilb's health check expects.
+    expect((await run.api(1, 'GET', '', undefined, null)).status).toBe(200);
   });
 
   it('reports per-service and per-endpoint counters read from the kernel', async () => {

@@ -1,4 +1,5 @@
 /** Runs real agents, backends and clients inside a Lab's namespaces. */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -18,11 +19,16 @@ export class AgentRunner {
 
   /** The agent as it ships: the esbuild bundle the CDK app puts on the instances. */
   readonly agentBundle: string;
+  /** The API token every agent requires, as on AWS; `api()` sends it the way kube-loxilb does. */
+  readonly token = randomBytes(24).toString('hex');
+  readonly tokenFile: string;
 
   constructor(lab: Lab) {
     this.lab = lab;
     this.dir = mkdtempSync(join(tmpdir(), `loxiha-e2e-${lab.id}-`));
     this.agentBundle = bundleAgent(join(this.dir, 'agent.mjs'));
+    this.tokenFile = join(this.dir, 'api-token');
+    writeFileSync(this.tokenFile, `${this.token}\n`, { mode: 0o600 });
   }
 
   configPath(lb: number): string {
@@ -38,7 +44,7 @@ export class AgentRunner {
       vip: VIP,
       cloudCidrBlock: '100.64.248.0/24',
       initialRole: lb === 1 ? 'MASTER' : 'BACKUP',
-      api: { listen: '0.0.0.0', port: 11111 },
+      api: { listen: '0.0.0.0', port: 11111, tokenFile: this.tokenFile },
       stateDir: join(this.dir, `state${lb}`),
       nftTable: 'loxiha',
       ...extra,
@@ -59,10 +65,11 @@ export class AgentRunner {
   }
 
   /** Calls the agent API of LB `lb` from its own namespace. */
-  async api(lb: number, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }> {
+  /** Calls an agent's API; the token goes bare in `Authorization`, as kube-loxilb sends it (null: none). */
+  async api(lb: number, method: string, path: string, body?: unknown, token: string | null = this.token): Promise<{ status: number; body: any }> {
     const args = ['-s', '-o', '-', '-w', '\n%{http_code}', '-X', method, `http://127.0.0.1:11111/netlox/v1${path}`];
     if (body !== undefined) args.push('-H', 'content-type: application/json', '--data-binary', JSON.stringify(body));
-    if (token) args.push('-H', `authorization: Bearer ${token}`);
+    if (token !== null) args.push('-H', `authorization: ${token}`);
     const out = this.lab.exec(`lb${lb}`, 'curl', args);
     const i = out.lastIndexOf('\n');
     const text = out.slice(0, i);
