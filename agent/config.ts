@@ -45,6 +45,12 @@ export const agentConfigSchema = z
         region: z.string(),
         failoverFunctionName: z.string(),
         metricNamespace: z.string(),
+        /** Endpoint override for an AWS emulator (the local simulation); unset on AWS. */
+        endpoint: z.url({ protocol: /^https?$/ }).optional(),
+        /** Instance metadata endpoint (IMDSv2); overridden only by tests and the simulation. */
+        imdsEndpoint: z.url({ protocol: /^https?$/ }).default('http://169.254.169.254'),
+        /** How often the agent beats to CloudWatch (the alarms look at 10 s periods). */
+        heartbeatIntervalMs: z.number().int().min(1000).max(10_000).default(5000),
       })
       .strict()
       .optional(),

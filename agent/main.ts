@@ -6,10 +6,11 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createApi } from './api/server.ts';
-import { loadAgentConfig } from './config.ts';
+import { type AgentConfig, loadAgentConfig } from './config.ts';
 import { listConntrack } from './conntrack.ts';
 import { Datapath } from './datapath/controller.ts';
 import { Nft } from './datapath/nft.ts';
+import { Imds } from './ha/imds.ts';
 import { Prober } from './probes.ts';
 import { ServiceStore } from './services/store.ts';
 
@@ -63,11 +64,52 @@ export async function main(argv: string[]): Promise<{ stop: () => Promise<void> 
   await new Promise<void>((resolve) => server.listen(config.api.port, config.api.listen, resolve));
   log('info', 'API listening', { listen: config.api.listen, port: config.api.port, auth: token ? 'bearer' : 'none' });
 
+  const heartbeat = config.aws ? await startHeartbeat(config.deploymentId, config.aws) : undefined;
+  if (!config.aws) log('info', 'no aws section in the config: no CloudWatch heartbeats (the failover function will not see this agent)');
+
   return {
     stop: async () => {
+      await heartbeat?.stop();
       prober.stop();
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/**
+ * Heartbeats to CloudWatch once the instance id is known from IMDS (retried until it is: the
+ * packet path and the API run meanwhile). Session sync does not exist yet, so every beat says
+ * "not in sync": planned moves, which wait for the survivor to be in sync, then time out rather
+ * than move flows that would be reset.
+ */
+async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig['aws']>): Promise<{ stop: () => Promise<void> }> {
+  const { Heartbeat } = await import('./ha/heartbeat.ts');
+  const { CloudWatchClient } = await import('@aws-sdk/client-cloudwatch');
+  const imds = new Imds(aws.imdsEndpoint);
+  let stopped = false;
+  let beat: InstanceType<typeof Heartbeat> | undefined;
+  const cloudwatch = new CloudWatchClient({ region: aws.region, endpoint: aws.endpoint, maxAttempts: 2 });
+  void (async () => {
+    for (let attempt = 0; !stopped; attempt++) {
+      try {
+        const instanceId = await imds.instanceId();
+        if (stopped) return;
+        beat = new Heartbeat({ cloudwatch, namespace: aws.metricNamespace, deploymentId, instanceId, intervalMs: aws.heartbeatIntervalMs, syncState: () => ({ inSync: false }), log });
+        beat.start();
+        log('info', 'beating to CloudWatch', { instanceId, namespace: aws.metricNamespace, intervalMs: aws.heartbeatIntervalMs });
+        return;
+      } catch (e) {
+        if (attempt === 0) log('warn', 'instance metadata unavailable; retrying before heartbeats start', { error: (e as Error).message });
+        await new Promise((r) => setTimeout(r, Math.min(5000, 250 * 2 ** attempt)));
+      }
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      await beat?.stop();
+      cloudwatch.destroy();
     },
   };
 }

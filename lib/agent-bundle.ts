@@ -14,26 +14,28 @@ export const AGENT_NODE_FLAGS = ['--enable-source-maps', '--max-semi-space-size=
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** Bundles the agent (main.ts → outfile) and, beside it, the `loxiha` CLI (cli.mjs). */
+/**
+ * Bundles the agent (main.ts → outfile) and, beside it, the `loxiha` CLI (cli.mjs), split at
+ * dynamic imports: the AWS SDK (heartbeats) is a chunk the agent loads only when its config has an
+ * `aws` section, so an agent without one does not carry it (≈ 15 MB of RSS, measured).
+ */
 export function bundleAgent(outfile: string): string {
-  for (const [entry, out] of [
-    ['agent/main.ts', outfile],
-    ['agent/cli.ts', path.join(path.dirname(outfile), 'cli.mjs')],
-  ] as const) bundleOne(path.join(ROOT, entry), out);
-  return outfile;
-}
-
-function bundleOne(entry: string, outfile: string): void {
+  const name = path.basename(outfile, '.mjs');
   buildSync({
-    entryPoints: [entry],
-    outfile,
+    entryPoints: { [name]: path.join(ROOT, 'agent/main.ts'), cli: path.join(ROOT, 'agent/cli.ts') },
+    outdir: path.dirname(outfile),
+    splitting: true,
+    chunkNames: 'chunks/[name]-[hash]',
+    outExtension: { '.js': '.mjs' },
     bundle: true,
     platform: 'node',
     target: 'node24',
     format: 'esm',
+    mainFields: ['module', 'main'],
     minify: true,
     sourcemap: true,
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
     logLevel: 'error',
   });
+  return outfile;
 }

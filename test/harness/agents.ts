@@ -35,7 +35,7 @@ export class AgentRunner {
     return join(this.dir, `agent${lb}.json`);
   }
 
-  async startAgent(lb: number, extra: Partial<AgentConfigInput> = {}, probeIntervalMs = 300): Promise<Proc> {
+  async startAgent(lb: number, extra: Partial<AgentConfigInput> = {}, probeIntervalMs = 300, env: NodeJS.ProcessEnv = {}): Promise<Proc> {
     const cfg: AgentConfigInput = {
       deploymentId: 'loxiha-sim',
       instanceIndex: lb - 1,
@@ -50,7 +50,7 @@ export class AgentRunner {
       ...extra,
     };
     writeFileSync(this.configPath(lb), JSON.stringify(cfg));
-    const p = this.lab.spawn(`lb${lb}`, process.execPath, [...AGENT_NODE_FLAGS, this.agentBundle, '--config', this.configPath(lb), '--probe-interval-ms', String(probeIntervalMs)]);
+    const p = this.lab.spawn(`lb${lb}`, process.execPath, [...AGENT_NODE_FLAGS, this.agentBundle, '--config', this.configPath(lb), '--probe-interval-ms', String(probeIntervalMs)], env);
     await p.waitFor(/API listening/);
     this.procs.set(`agent${lb}`, p);
     return p;

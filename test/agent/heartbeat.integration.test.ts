@@ -1,0 +1,93 @@
+/**
+ * The agent's heartbeat against moto's CloudWatch, read back by the failover function's own
+ * adapter: the two sides of the contract in lib/contract.ts agree.
+ */
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beatData, Heartbeat } from '../../agent/ha/heartbeat.ts';
+import { METRICS } from '../../lib/contract.ts';
+import { CloudWatchAdapter } from '../../lambda/failover/aws/cloudwatch.ts';
+import { type Moto, motoAvailable, startMoto } from '../harness/moto.ts';
+import { CREDENTIALS } from '../harness/world.ts';
+
+describe('heartbeat data', () => {
+  it('carries the deployment and instance, high resolution, sync state as 1/0, lag only when known', () => {
+    const at = new Date('2026-11-27T00:00:00Z');
+    const data = beatData({ deploymentId: 'd1', instanceId: 'i-0123456789abcdef0' }, { inSync: false }, at);
+    expect(data.map((d) => [d.MetricName, d.Value])).toEqual([
+      [METRICS.heartbeat, 1],
+      [METRICS.sessionsInSync, 0],
+    ]);
+    for (const d of data) {
+      expect(d.StorageResolution).toBe(1);
+      expect(d.Timestamp).toBe(at);
+      expect(d.Dimensions).toEqual([
+        { Name: 'Deployment', Value: 'd1' },
+        { Name: 'InstanceId', Value: 'i-0123456789abcdef0' },
+      ]);
+    }
+    const synced = beatData({ deploymentId: 'd1', instanceId: 'i-1' }, { inSync: true, lagSeconds: -3 }, at);
+    expect(synced.map((d) => [d.MetricName, d.Value])).toEqual([
+      [METRICS.heartbeat, 1],
+      [METRICS.sessionsInSync, 1],
+      [METRICS.syncLagSeconds, 0],
+    ]);
+  });
+});
+
+describe.skipIf(!motoAvailable)('heartbeat against the emulator', () => {
+  let moto: Moto;
+  beforeAll(async () => {
+    moto = await startMoto();
+  });
+  afterAll(async () => {
+    await moto?.stop();
+  });
+
+  it('beats on its interval and the failover function sees a fresh heartbeat', async () => {
+    const cloudwatch = new CloudWatchClient({ region: 'us-east-1', endpoint: moto.endpoint, credentials: CREDENTIALS });
+    const logs: string[] = [];
+    const hb = new Heartbeat({
+      cloudwatch,
+      namespace: METRICS.namespace,
+      deploymentId: 'loxiha-sim',
+      instanceId: 'i-0123456789abcdef0',
+      intervalMs: 150,
+      syncState: () => ({ inSync: false }),
+      log: (_l, msg) => logs.push(msg),
+    });
+    hb.start();
+    await new Promise((r) => setTimeout(r, 700));
+    await hb.stop();
+    expect(hb.sent).toBeGreaterThanOrEqual(3);
+    expect(hb.failed).toBe(0);
+    expect(logs).toEqual([]);
+    const reports = await new CloudWatchAdapter(cloudwatch, 'loxiha-sim').agentReports(['i-0123456789abcdef0', 'i-0fffffffffffffff0'], Date.now());
+    const mine = reports.get('i-0123456789abcdef0')!;
+    expect(Date.now() - mine.lastHeartbeatAt!).toBeLessThan(15_000);
+    expect(mine.sessionsInSync).toBe(false);
+    expect(reports.get('i-0fffffffffffffff0')!.lastHeartbeatAt).toBeUndefined();
+    cloudwatch.destroy();
+  });
+
+  it('keeps beating on time when CloudWatch fails, and says so once per streak', async () => {
+    const cloudwatch = new CloudWatchClient({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9', credentials: CREDENTIALS, maxAttempts: 1 });
+    const logs: string[] = [];
+    const hb = new Heartbeat({
+      cloudwatch,
+      namespace: METRICS.namespace,
+      deploymentId: 'loxiha-sim',
+      instanceId: 'i-0123456789abcdef0',
+      intervalMs: 100,
+      syncState: () => ({ inSync: false }),
+      log: (level, msg) => logs.push(`${level}: ${msg}`),
+    });
+    hb.start();
+    await new Promise((r) => setTimeout(r, 550));
+    await hb.stop();
+    expect(hb.failed).toBeGreaterThanOrEqual(3);
+    expect(hb.sent).toBe(0);
+    expect(logs).toEqual(['warn: a heartbeat did not reach CloudWatch; retrying every interval']);
+    cloudwatch.destroy();
+  });
+});
