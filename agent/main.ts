@@ -11,8 +11,12 @@ import { listConntrack } from './conntrack.ts';
 import { Datapath } from './datapath/controller.ts';
 import { Nft } from './datapath/nft.ts';
 import { Imds } from './ha/imds.ts';
+import { RoleWatcher } from './ha/role.ts';
 import { Prober } from './probes.ts';
 import { ServiceStore } from './services/store.ts';
+
+/** How often the agent looks at where the VIP lives (the function moves it in seconds). */
+const ROLE_POLL_MS = 2000;
 
 function log(level: 'info' | 'warn' | 'error', msg: string, extra: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...extra })}\n`);
@@ -42,6 +46,17 @@ export async function main(argv: string[]): Promise<{ stop: () => Promise<void> 
   });
   prober.sync(services);
 
+  const roles = config.aws
+    ? new RoleWatcher({
+        imds: new Imds(config.aws.imdsEndpoint),
+        vip: config.vip,
+        intervalMs: ROLE_POLL_MS,
+        onChange: (role, previous) => log(previous ? 'warn' : 'info', 'HA role', { role, previous, vip: config.vip }),
+        onError: (e) => log('warn', 'cannot read this instance’s addresses from IMDS; keeping the last role', { error: e.message }),
+      })
+    : undefined;
+  roles?.start();
+
   const token = config.api.tokenFile ? readFileSync(config.api.tokenFile, 'utf8').trim() : undefined;
   let pushed: { state: string; at: string } | undefined;
   const server = createApi({
@@ -52,8 +67,8 @@ export async function main(argv: string[]): Promise<{ stop: () => Promise<void> 
     },
     endpointStates: () => prober.states(),
     conntrack: () => listConntrack(),
-    // Until the HA runtime decides the role from where the VIP lives, report the configured one.
-    role: () => ({ instance: config.instanceName, state: config.initialRole, vip: config.vip, sync: 0 }),
+    // On AWS the role is where the VIP lives (IMDS); without an aws section, or until IMDS answers, the configured one.
+    role: () => ({ instance: config.instanceName, state: roles?.current ?? config.initialRole, vip: config.vip, sync: 0 }),
     onRolePush: (p) => {
       pushed = { state: p.state, at: new Date().toISOString() };
       log('info', 'ignored a role push: the failover function is the authority on the VIP', { pushed });
@@ -70,6 +85,7 @@ export async function main(argv: string[]): Promise<{ stop: () => Promise<void> 
   return {
     stop: async () => {
       await heartbeat?.stop();
+      roles?.stop();
       prober.stop();
       server.closeAllConnections();
       await new Promise((r) => server.close(r));

@@ -2,10 +2,13 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Imds, ImdsError } from '../../agent/ha/imds.ts';
+import { type Role, RoleWatcher, roleFromAddresses } from '../../agent/ha/role.ts';
 
 /** A metadata service that behaves like IMDSv2: reads need a token it issued; tokens can be revoked. */
 async function fakeImds(instanceId = 'i-0123456789abcdef0') {
   const tokens = new Set<string>();
+  /** mac → addresses; the test attaches and detaches interfaces. */
+  const interfaces = new Map<string, string[]>([['0e:00:00:00:00:01', ['100.64.0.10']]]);
   const seen = { puts: 0, unauthorized: 0 };
   let n = 0;
   const server: Server = createServer((req, res) => {
@@ -21,11 +24,15 @@ async function fakeImds(instanceId = 'i-0123456789abcdef0') {
       return res.writeHead(401).end();
     }
     if (req.url === '/latest/meta-data/instance-id') return res.writeHead(200).end(instanceId);
+    const macs = '/latest/meta-data/network/interfaces/macs/';
+    if (req.url === macs) return res.writeHead(200).end([...interfaces.keys()].map((m) => `${m}/`).join('\n'));
+    const m = req.url?.startsWith(macs) ? /^([^/]+)\/local-ipv4s$/.exec(req.url.slice(macs.length)) : null;
+    if (m && interfaces.has(m[1]!)) return res.writeHead(200).end(interfaces.get(m[1]!)!.join('\n'));
     res.writeHead(404).end();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, tokens, seen, close: () => new Promise((r) => server.close(r)) };
+  return { url, tokens, seen, interfaces, close: () => new Promise((r) => server.close(r)) };
 }
 
 let close: (() => Promise<unknown>) | undefined;
@@ -66,5 +73,41 @@ describe('IMDSv2 client', () => {
     const f = await fakeImds();
     await f.close();
     await expect(new Imds(f.url).instanceId()).rejects.toThrow();
+  });
+});
+
+describe('HA role from where the VIP lives', () => {
+  it('is MASTER exactly when an interface of this instance carries the VIP', () => {
+    expect(roleFromAddresses('100.64.248.254', ['100.64.0.10', '100.64.248.254'])).toBe('MASTER');
+    expect(roleFromAddresses('100.64.248.254', ['100.64.0.10', '100.64.248.25'])).toBe('BACKUP');
+    expect(roleFromAddresses('100.64.248.254', [])).toBe('BACKUP');
+  });
+
+  it('follows loxi-eni as it is attached and detached; keeps the last role through an IMDS outage and says so once', async () => {
+    const f = await fakeImds();
+    close = f.close;
+    const changes: [Role, Role | undefined][] = [];
+    const errors: string[] = [];
+    const w = new RoleWatcher({ imds: new Imds(f.url), vip: '100.64.248.254', intervalMs: 60_000, onChange: (r, p) => changes.push([r, p]), onError: (e) => errors.push(e.message) });
+    await w.check();
+    expect(w.current).toBe('BACKUP');
+    f.interfaces.set('0e:00:00:00:00:02', ['100.64.248.10', '100.64.248.254']);
+    await w.check();
+    expect(w.current).toBe('MASTER');
+    await w.check();
+    f.tokens.clear();
+    f.interfaces.delete('0e:00:00:00:00:02');
+    await w.check();
+    expect(changes).toEqual([
+      ['BACKUP', undefined],
+      ['MASTER', 'BACKUP'],
+      ['BACKUP', 'MASTER'],
+    ]);
+    await f.close();
+    close = undefined;
+    await w.check();
+    await w.check();
+    expect(w.current).toBe('BACKUP');
+    expect(errors).toHaveLength(1);
   });
 });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRunner, ROOT } from '../harness/agents.ts';
 import { motoAvailable } from '../harness/moto.ts';
-import { Lab, netnsAvailable } from '../harness/netns.ts';
+import { Lab, netnsAvailable, VIP } from '../harness/netns.ts';
 
 const FIX = join(ROOT, 'test/e2e/fixtures');
 const INSTANCE = 'i-0abcdef0123456789';
@@ -63,5 +63,19 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('agent heartbeats (shipped bu
     expect(report.ageMs).toBeLessThan(15_000);
     expect(report.sessionsInSync).toBe(false);
     expect(agent.output()).not.toMatch(/did not reach CloudWatch/);
+  });
+
+  it('reports MASTER while loxi-eni (the VIP) is attached to its instance, BACKUP otherwise', async () => {
+    const cli = run.agentBundle.replace(/agent\.mjs$/, 'cli.mjs');
+    const hastate = () => /\| llb-inst0 \| (\w+)/.exec(lab.exec('lb1', process.execPath, [cli, 'get', 'ha', '--token-file', run.tokenFile]))?.[1];
+    const until = async (want: string) => {
+      for (let i = 0; i < 50 && hastate() !== want; i++) await new Promise((r) => setTimeout(r, 200));
+      return hastate();
+    };
+    expect(await until('BACKUP')).toBe('BACKUP');
+    lab.exec('lb1', 'curl', ['-sf', '-X', 'POST', `http://127.0.0.1:5001/control/attach?vip=${VIP}`]);
+    expect(await until('MASTER')).toBe('MASTER');
+    lab.exec('lb1', 'curl', ['-sf', '-X', 'POST', 'http://127.0.0.1:5001/control/detach']);
+    expect(await until('BACKUP')).toBe('BACKUP');
   });
 });
