@@ -35,8 +35,11 @@ export const agentConfigSchema = z
         heartbeatPort: z.number().int().min(1).max(65535).default(PORTS.peerHeartbeat),
         /** Secrets Manager secret holding the peers' shared key (on AWS). */
         secretArn: z.string().optional(),
-        /** File holding the peers' shared key (tests, demo). */
+        /** File holding the peers' shared key (written at boot from secretArn on AWS; tests, demo). */
         secretFile: z.string().optional(),
+        /** Peer heartbeat period, and how long without a beat before the peer counts as lost. */
+        heartbeatIntervalMs: z.number().int().min(100).max(5000).default(1000),
+        peerLossAfterMs: z.number().int().min(300).max(30_000).default(3500),
       })
       .strict()
       .prefault({}),

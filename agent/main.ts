@@ -11,7 +11,11 @@ import { listConntrack } from './conntrack.ts';
 import { Datapath } from './datapath/controller.ts';
 import { Nft } from './datapath/nft.ts';
 import { Imds } from './ha/imds.ts';
+import { fastPathDecision } from './ha/fast-path.ts';
+import { PeerLink } from './ha/peer-link.ts';
+import type { PeerBeat } from './ha/peer-message.ts';
 import { RoleWatcher } from './ha/role.ts';
+import type { FastPathRequest } from '../lib/contract.ts';
 import { Prober } from './probes.ts';
 import { ServiceStore } from './services/store.ts';
 
@@ -79,12 +83,15 @@ export async function main(argv: string[]): Promise<{ stop: () => Promise<void> 
   await new Promise<void>((resolve) => server.listen(config.api.port, config.api.listen, resolve));
   log('info', 'API listening', { listen: config.api.listen, port: config.api.port, auth: token ? 'bearer' : 'none' });
 
-  const heartbeat = config.aws ? await startHeartbeat(config.deploymentId, config.aws) : undefined;
+  let instanceId: string | null = null;
+  const heartbeat = config.aws ? await startHeartbeat(config.deploymentId, config.aws, (id) => (instanceId = id)) : undefined;
   if (!config.aws) log('info', 'no aws section in the config: no CloudWatch heartbeats (the failover function will not see this agent)');
+  const peers = await startPeerLink(config, () => ({ role: roles?.current ?? config.initialRole, instanceId }));
 
   return {
     stop: async () => {
       await heartbeat?.stop();
+      peers?.stop();
       roles?.stop();
       prober.stop();
       server.closeAllConnections();
@@ -99,7 +106,7 @@ export async function main(argv: string[]): Promise<{ stop: () => Promise<void> 
  * "not in sync": planned moves, which wait for the survivor to be in sync, then time out rather
  * than move flows that would be reset.
  */
-async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig['aws']>): Promise<{ stop: () => Promise<void> }> {
+async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig['aws']>, onInstanceId: (id: string) => void): Promise<{ stop: () => Promise<void> }> {
   const { Heartbeat } = await import('./ha/heartbeat.ts');
   const { CloudWatchClient } = await import('@aws-sdk/client-cloudwatch');
   const imds = new Imds(aws.imdsEndpoint);
@@ -111,6 +118,7 @@ async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig
       try {
         const instanceId = await imds.instanceId();
         if (stopped) return;
+        onInstanceId(instanceId);
         beat = new Heartbeat({ cloudwatch, namespace: aws.metricNamespace, deploymentId, instanceId, intervalMs: aws.heartbeatIntervalMs, syncState: () => ({ inSync: false }), log });
         beat.start();
         log('info', 'beating to CloudWatch', { instanceId, namespace: aws.metricNamespace, intervalMs: aws.heartbeatIntervalMs });
@@ -128,6 +136,64 @@ async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig
       cloudwatch.destroy();
     },
   };
+}
+
+/**
+ * Heartbeats to the peers (UDP, HMAC under the sync key) and, on AWS, the fast path: a BACKUP that
+ * stops hearing the MASTER asks the failover function to move the VIP (asynchronous invoke; the
+ * function decides). No key, no peer heartbeats: the channel is never unauthenticated.
+ */
+async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['role']; instanceId: string | null }): Promise<PeerLink | undefined> {
+  if (config.peers.length === 0) return undefined;
+  const keyText = config.sync.secretFile ? readFileSync(config.sync.secretFile, 'utf8').trim() : '';
+  if (keyText.length < 32) {
+    log('warn', 'peer heartbeats off: no sync key of 32+ characters (sync.secretFile); the fast path is off too');
+    return undefined;
+  }
+  const aws = config.aws;
+  let invoke: ((request: FastPathRequest) => Promise<void>) | undefined;
+  if (aws) {
+    const { LambdaClient, InvokeCommand } = await import('@aws-sdk/client-lambda');
+    const lambda = new LambdaClient({ region: aws.region, endpoint: aws.endpoint, maxAttempts: 3 });
+    invoke = async (request) => {
+      const r = await lambda.send(new InvokeCommand({ FunctionName: aws.failoverFunctionName, InvocationType: 'Event', Payload: Buffer.from(JSON.stringify(request)) }));
+      if (r.StatusCode !== 202) throw new Error(`invoke answered ${r.StatusCode}`);
+    };
+  }
+  const rejectedSeen = new Set<string>();
+  const link = new PeerLink({
+    key: Buffer.from(keyText),
+    deploymentId: config.deploymentId,
+    self: { index: config.instanceIndex, ip: config.selfIp, port: config.sync.heartbeatPort },
+    peers: config.peers.map((p) => ({ ...p, port: config.sync.heartbeatPort })),
+    intervalMs: config.sync.heartbeatIntervalMs,
+    lossAfterMs: config.sync.peerLossAfterMs,
+    me,
+    onLost: (peer) => {
+      const decision = fastPathDecision(peer, me().role);
+      log('warn', 'peer lost', { peer: peer.index, ip: peer.ip, role: peer.role, instanceId: peer.instanceId, fastPath: decision.invoke ? 'invoking the failover function' : decision.why });
+      if (!decision.invoke) return;
+      if (!invoke) return log('warn', 'fast path: no aws section, cannot invoke the failover function');
+      invoke(decision.request).then(
+        () => log('info', 'fast path: failover requested', { ...decision.request }),
+        (e: Error) => log('error', 'fast path: invoking the failover function failed; the heartbeat alarm will trigger it', { error: e.message }),
+      );
+    },
+    onBack: (peer) => log('info', 'peer back', { peer: peer.index, role: peer.role }),
+    onRejected: (reason, from) => {
+      if (rejectedSeen.has(`${reason} ${from}`)) return;
+      rejectedSeen.add(`${reason} ${from}`);
+      log('warn', 'rejected a peer heartbeat', { reason, from });
+    },
+  });
+  try {
+    await link.start();
+  } catch (e) {
+    log('error', 'peer heartbeats off: cannot bind the heartbeat port', { error: (e as Error).message, ip: config.selfIp, port: config.sync.heartbeatPort });
+    return undefined;
+  }
+  log('info', 'peer heartbeats on', { peers: config.peers.map((p) => p.ip), intervalMs: config.sync.heartbeatIntervalMs, lossAfterMs: config.sync.peerLossAfterMs });
+  return link;
 }
 
 if (import.meta.main) {

@@ -121,3 +121,6 @@ export const FUNCTION_ENV = {
 
 /** Where an LB instance keeps the agent API token (root only, written at boot); the CLI reads it by default. */
 export const AGENT_API_TOKEN_FILE = '/etc/loxiha/api-token';
+
+/** Where an LB instance keeps the peers' shared key (peer heartbeats, session sync), root only, written at boot. */
+export const SYNC_KEY_FILE = '/etc/loxiha/sync-key';

@@ -9,7 +9,7 @@ import { Construct } from 'constructs';
 import type { AgentConfigInput } from '../../agent/config.ts';
 import type { LoxihaConfig } from '../config.ts';
 import { AGENT_NODE_FLAGS, bundleAgent } from '../agent-bundle.ts';
-import { AGENT_API_TOKEN_FILE, METRICS, ROLE, TAG } from '../contract.ts';
+import { AGENT_API_TOKEN_FILE, METRICS, ROLE, SYNC_KEY_FILE, TAG } from '../contract.ts';
 import { lbInstanceIp } from '../topology.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -111,7 +111,7 @@ export class LbInstances extends Construct {
         vip: config.vip,
         cloudCidrBlock: config.cloudCidrBlock,
         api: { tokenFile: AGENT_API_TOKEN_FILE },
-        sync: { secretArn: this.syncSecret.secretArn },
+        sync: { secretArn: this.syncSecret.secretArn, secretFile: SYNC_KEY_FILE },
         aws: { region: stack.region, failoverFunctionName: props.failoverFunctionName, metricNamespace: METRICS.namespace },
       };
       const userData = ec2.UserData.forLinux();
@@ -123,6 +123,8 @@ export class LbInstances extends Construct {
         `unzip -o ${bundlePath} -d /opt/loxiha`,
         // The API token, readable by root only (the agent runs as root with two capabilities).
         `(umask 077 && aws secretsmanager get-secret-value --region ${stack.region} --secret-id ${props.apiToken.secretArn} --query SecretString --output text > ${AGENT_API_TOKEN_FILE})`,
+        // The peers' shared key (peer heartbeats, session sync), root only as well.
+        `(umask 077 && aws secretsmanager get-secret-value --region ${stack.region} --secret-id ${this.syncSecret.secretArn} --query SecretString --output text > ${SYNC_KEY_FILE})`,
         `cat > /etc/loxiha/agent.json <<'LOXIHA_EOF'\n${stack.toJsonString(agentConfig)}\nLOXIHA_EOF`,
         'sysctl -w net.ipv4.ip_forward=1 net.netfilter.nf_conntrack_tcp_loose=1',
         `cat > /etc/systemd/system/loxiha-agent.service <<'LOXIHA_EOF'

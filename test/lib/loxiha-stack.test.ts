@@ -70,6 +70,9 @@ describe('LB instances', () => {
       expect(userData).toMatch(/umask 077 && aws secretsmanager get-secret-value --region .* --secret-id .*--query SecretString --output text > \/etc\/loxiha\/api-token/);
       expect(userData).toContain(`{\"Ref\":\"${tokenId}\"}`);
       expect(userData).toContain('\\"tokenFile\\":\\"/etc/loxiha/api-token\\"');
+      // The peers' key too (peer heartbeats, the fast path, session sync).
+      expect(userData).toMatch(/umask 077 && aws secretsmanager get-secret-value --region .* --secret-id .*--query SecretString --output text > \/etc\/loxiha\/sync-key/);
+      expect(userData).toContain('\\"secretFile\\":\\"/etc/loxiha/sync-key\\"');
     }
     expect(JSON.stringify(s.template.toJSON())).not.toMatch(/SecretString\W*:\W*"[A-Za-z0-9]{48}"/);
   });

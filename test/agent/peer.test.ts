@@ -1,0 +1,104 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { fastPathDecision } from '../../agent/ha/fast-path.ts';
+import { PeerLink, type PeerState } from '../../agent/ha/peer-link.ts';
+import { encodeBeat, type PeerBeat, verifyBeat } from '../../agent/ha/peer-message.ts';
+import { freePort } from '../harness/moto.ts';
+
+const key = Buffer.from('k'.repeat(48));
+const now = 1_800_000_000_000;
+const beat = (o: Partial<PeerBeat> = {}): PeerBeat => ({ v: 1, d: 'loxiha-sim', from: 1, id: 'i-0123456789abcdef0', role: 'MASTER', seq: 7, at: now, ...o });
+const ctx = (o: Partial<Parameters<typeof verifyBeat>[1]> = {}) => ({ key, deploymentId: 'loxiha-sim', peers: new Set([1]), now, lastAt: new Map<number, number>(), ...o });
+
+describe('peer heartbeat messages', () => {
+  it('accepts a beat signed with the shared key', () => {
+    expect(verifyBeat(encodeBeat(key, beat()), ctx())).toEqual({ ok: true, beat: beat() });
+  });
+
+  it('refuses, by reason: another key, a changed field, another deployment, an unknown peer, a stale or future beat, a replay, garbage', () => {
+    const tampered = JSON.parse(encodeBeat(key, beat()).toString());
+    tampered.role = 'BACKUP';
+    const cases: [Buffer, Partial<Parameters<typeof verifyBeat>[1]>, string][] = [
+      [encodeBeat(Buffer.from('x'.repeat(48)), beat()), {}, 'bad-mac'],
+      [Buffer.from(JSON.stringify(tampered)), {}, 'bad-mac'],
+      [encodeBeat(key, beat({ d: 'other' })), {}, 'wrong-deployment'],
+      [encodeBeat(key, beat({ from: 2 })), {}, 'unknown-peer'],
+      [encodeBeat(key, beat({ at: now - 11_000 })), {}, 'stale'],
+      [encodeBeat(key, beat({ at: now + 11_000 })), {}, 'stale'],
+      [encodeBeat(key, beat()), { lastAt: new Map([[1, now]]) }, 'replay'],
+      [Buffer.from('not json'), {}, 'malformed'],
+      [Buffer.from(JSON.stringify({ ...JSON.parse(encodeBeat(key, beat()).toString()), extra: 1 })), {}, 'malformed'],
+      [Buffer.alloc(600, 0x20), {}, 'malformed'],
+    ];
+    for (const [datagram, c, reason] of cases) expect(verifyBeat(datagram, ctx(c)), reason).toEqual({ ok: false, reason });
+  });
+});
+
+describe('fast path decision', () => {
+  it('invokes only when the lost peer was MASTER, this agent is BACKUP and the peer said its instance id', () => {
+    expect(fastPathDecision({ role: 'MASTER', instanceId: 'i-0123456789abcdef0' }, 'BACKUP')).toEqual({
+      invoke: true,
+      request: { action: 'failover', from: 'i-0123456789abcdef0', reason: 'peer-heartbeat-lost' },
+    });
+    expect(fastPathDecision({ role: 'BACKUP', instanceId: 'i-0123456789abcdef0' }, 'BACKUP').invoke).toBe(false);
+    expect(fastPathDecision({ role: 'MASTER', instanceId: 'i-0123456789abcdef0' }, 'MASTER').invoke).toBe(false);
+    expect(fastPathDecision({ role: 'MASTER', instanceId: null }, 'BACKUP').invoke).toBe(false);
+    expect(fastPathDecision({ role: undefined, instanceId: undefined }, 'BACKUP').invoke).toBe(false);
+  });
+});
+
+describe('peer link over UDP', () => {
+  const links: PeerLink[] = [];
+  afterEach(() => {
+    for (const l of links.splice(0)) l.stop();
+  });
+
+  async function pair(keyB = key) {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const events: string[] = [];
+    const lost: PeerState[] = [];
+    const make = (index: number, port: number, peerPort: number, k: Buffer, role: PeerBeat['role']) =>
+      new PeerLink({
+        key: k,
+        deploymentId: 'loxiha-sim',
+        self: { index, ip: '127.0.0.1', port },
+        peers: [{ index: 1 - index, ip: '127.0.0.1', port: peerPort }],
+        intervalMs: 50,
+        lossAfterMs: 300,
+        me: () => ({ role, instanceId: `i-000000000000000${index}a` }),
+        onLost: (p) => {
+          events.push(`${index} lost ${p.index}`);
+          lost.push(p);
+        },
+        onBack: (p) => events.push(`${index} back ${p.index}`),
+        onRejected: (reason) => events.push(`${index} rejected ${reason}`),
+      });
+    const a = make(0, pa, pb, key, 'MASTER');
+    const b = make(1, pb, pa, keyB, 'BACKUP');
+    links.push(a, b);
+    await a.start();
+    await b.start();
+    return { a, b, events, lost };
+  }
+
+  it('hears the peer, reports it lost once when it stops, and back when it returns', async () => {
+    const { a, b, events, lost } = await pair();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(b.peers.get(0)).toMatchObject({ role: 'MASTER', instanceId: 'i-0000000000000000a', lost: false });
+    a.stop();
+    await new Promise((r) => setTimeout(r, 700));
+    expect(events.filter((e) => e === '1 lost 0')).toHaveLength(1);
+    expect(lost[0]).toMatchObject({ role: 'MASTER', instanceId: 'i-0000000000000000a' });
+    await a.start();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(events).toContain('1 back 0');
+    expect(b.peers.get(0)!.lost).toBe(false);
+  });
+
+  it('never accepts a peer with another key: it is never heard, so never lost either', async () => {
+    const { b, events } = await pair(Buffer.from('z'.repeat(48)));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(b.peers.get(0)!.lastHeardAt).toBeUndefined();
+    expect(b.rejected.get('bad-mac')).toBeGreaterThan(3);
+    expect(events.some((e) => e.includes('lost'))).toBe(false);
+  });
+});
