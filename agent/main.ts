@@ -145,7 +145,12 @@ async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig
  */
 async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['role']; instanceId: string | null }): Promise<PeerLink | undefined> {
   if (config.peers.length === 0) return undefined;
-  const keyText = config.sync.secretFile ? readFileSync(config.sync.secretFile, 'utf8').trim() : '';
+  let keyText = '';
+  try {
+    keyText = config.sync.secretFile ? readFileSync(config.sync.secretFile, 'utf8').trim() : '';
+  } catch (e) {
+    log('error', 'cannot read the sync key', { file: config.sync.secretFile, error: (e as Error).message });
+  }
   if (keyText.length < 32) {
     log('warn', 'peer heartbeats off: no sync key of 32+ characters (sync.secretFile); the fast path is off too');
     return undefined;
