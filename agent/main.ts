@@ -143,7 +143,7 @@ async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig
  * stops hearing the MASTER asks the failover function to move the VIP (asynchronous invoke; the
  * function decides). No key, no peer heartbeats: the channel is never unauthenticated.
  */
-async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['role']; instanceId: string | null }): Promise<PeerLink | undefined> {
+async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['role']; instanceId: string | null }): Promise<{ stop: () => void } | undefined> {
   if (config.peers.length === 0) return undefined;
   let keyText = '';
   try {
@@ -157,11 +157,13 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
   }
   const aws = config.aws;
   let invoke: ((request: FastPathRequest) => Promise<void>) | undefined;
+  let lambda: { destroy: () => void } | undefined;
   if (aws) {
     const { LambdaClient, InvokeCommand } = await import('@aws-sdk/client-lambda');
-    const lambda = new LambdaClient({ region: aws.region, endpoint: aws.endpoint, maxAttempts: 3 });
+    const client = new LambdaClient({ region: aws.region, endpoint: aws.endpoint, maxAttempts: 3 });
+    lambda = client;
     invoke = async (request) => {
-      const r = await lambda.send(new InvokeCommand({ FunctionName: aws.failoverFunctionName, InvocationType: 'Event', Payload: Buffer.from(JSON.stringify(request)) }));
+      const r = await client.send(new InvokeCommand({ FunctionName: aws.failoverFunctionName, InvocationType: 'Event', Payload: Buffer.from(JSON.stringify(request)) }));
       if (r.StatusCode !== 202) throw new Error(`invoke answered ${r.StatusCode}`);
     };
   }
@@ -195,10 +197,16 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
     await link.start();
   } catch (e) {
     log('error', 'peer heartbeats off: cannot bind the heartbeat port', { error: (e as Error).message, ip: config.selfIp, port: config.sync.heartbeatPort });
+    lambda?.destroy();
     return undefined;
   }
   log('info', 'peer heartbeats on', { peers: config.peers.map((p) => p.ip), intervalMs: config.sync.heartbeatIntervalMs, lossAfterMs: config.sync.peerLossAfterMs });
-  return link;
+  return {
+    stop: () => {
+      link.stop();
+      lambda?.destroy();
+    },
+  };
 }
 
 if (import.meta.main) {
