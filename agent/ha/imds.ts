@@ -3,8 +3,34 @@
  * `PUT /latest/api/token`, then reads with the token header. The token is reused until shortly
  * before it expires, and fetched again once if a read answers 401 (expired early).
  */
+import { request } from 'node:http';
+
 const TOKEN_TTL_SECONDS = 21_600;
 const TIMEOUT_MS = 2_000;
+
+interface Answer {
+  status: number;
+  text: () => Promise<string>;
+}
+
+/** One request with node:http (not fetch: the agent keeps undici, and its memory, out of the process). */
+function call(url: string, method: 'GET' | 'PUT', headers: Record<string, string>): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers, timeout: TIMEOUT_MS }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        body += d;
+        if (body.length > 65_536) req.destroy(new ImdsError('IMDS answer too large'));
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: async () => body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new ImdsError(`IMDS did not answer within ${TIMEOUT_MS} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 export class ImdsError extends Error {
   constructor(message: string) {
@@ -46,17 +72,13 @@ export class Imds {
     return r.text();
   }
 
-  private read(path: string, token: string): Promise<Response> {
-    return fetch(`${this.base}${path}`, { headers: { 'x-aws-ec2-metadata-token': token }, signal: AbortSignal.timeout(TIMEOUT_MS) });
+  private read(path: string, token: string): Promise<Answer> {
+    return call(`${this.base}${path}`, 'GET', { 'x-aws-ec2-metadata-token': token });
   }
 
   private async session(renew: boolean): Promise<string> {
     if (!renew && this.token && Date.now() < this.token.until) return this.token.value;
-    const r = await fetch(`${this.base}/latest/api/token`, {
-      method: 'PUT',
-      headers: { 'x-aws-ec2-metadata-token-ttl-seconds': String(TOKEN_TTL_SECONDS) },
-      signal: AbortSignal.timeout(TIMEOUT_MS),
-    });
+    const r = await call(`${this.base}/latest/api/token`, 'PUT', { 'x-aws-ec2-metadata-token-ttl-seconds': String(TOKEN_TTL_SECONDS) });
     if (r.status !== 200) throw new ImdsError(`IMDS token: HTTP ${r.status}`);
     const value = (await r.text()).trim();
     if (!value) throw new ImdsError('IMDS token: empty answer');
