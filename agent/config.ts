@@ -18,7 +18,7 @@ export const agentConfigSchema = z
     peers: z.array(z.object({ index: z.number().int().min(0), ip: ipv4 }).strict()),
     vip: ipv4,
     cloudCidrBlock: z.string(),
-    /** HA role reported until the HA runtime decides it from where the VIP lives. */
+    /** HA role reported without an `aws` section (tests, the packet path alone), or until IMDS first answers. */
     initialRole: z.enum(['MASTER', 'BACKUP', 'NOT_DEFINED']).default('NOT_DEFINED'),
     api: z
       .object({
