@@ -33,9 +33,7 @@ export const agentConfigSchema = z
       .object({
         port: z.number().int().min(1).max(65535).default(PORTS.peerSync),
         heartbeatPort: z.number().int().min(1).max(65535).default(PORTS.peerHeartbeat),
-        /** Secrets Manager secret holding the peers' shared key (on AWS). */
-        secretArn: z.string().optional(),
-        /** File holding the peers' shared key (written at boot from secretArn on AWS; tests, demo). */
+        /** File holding the peers' shared key (on AWS written at boot from Secrets Manager, root only). */
         secretFile: z.string().optional(),
         /** Peer heartbeat period, and how long without a beat before the peer counts as lost. */
         heartbeatIntervalMs: z.number().int().min(100).max(5000).default(1000),

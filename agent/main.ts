@@ -50,9 +50,11 @@ export async function main(argv: string[]): Promise<{ stop: () => Promise<void> 
   });
   prober.sync(services);
 
-  const roles = config.aws
+  // One metadata client (one session token) for the role watcher and the heartbeat's instance id.
+  const imds = config.aws ? new Imds(config.aws.imdsEndpoint) : undefined;
+  const roles = imds
     ? new RoleWatcher({
-        imds: new Imds(config.aws.imdsEndpoint),
+        imds,
         vip: config.vip,
         intervalMs: ROLE_POLL_MS,
         onChange: (role, previous) => log(previous ? 'warn' : 'info', 'HA role', { role, previous, vip: config.vip }),
@@ -84,7 +86,7 @@ export async function main(argv: string[]): Promise<{ stop: () => Promise<void> 
   log('info', 'API listening', { listen: config.api.listen, port: config.api.port, auth: token ? 'bearer' : 'none' });
 
   let instanceId: string | null = null;
-  const heartbeat = config.aws ? await startHeartbeat(config.deploymentId, config.aws, (id) => (instanceId = id)) : undefined;
+  const heartbeat = config.aws && imds ? await startHeartbeat(config.deploymentId, config.aws, imds, (id) => (instanceId = id)) : undefined;
   if (!config.aws) log('info', 'no aws section in the config: no CloudWatch heartbeats (the failover function will not see this agent)');
   const peers = await startPeerLink(config, () => ({ role: roles?.current ?? config.initialRole, instanceId }));
 
@@ -106,10 +108,9 @@ export async function main(argv: string[]): Promise<{ stop: () => Promise<void> 
  * "not in sync": planned moves, which wait for the survivor to be in sync, then time out rather
  * than move flows that would be reset.
  */
-async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig['aws']>, onInstanceId: (id: string) => void): Promise<{ stop: () => Promise<void> }> {
+async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig['aws']>, imds: Imds, onInstanceId: (id: string) => void): Promise<{ stop: () => Promise<void> }> {
   const { Heartbeat } = await import('./ha/heartbeat.ts');
   const { CloudWatchClient } = await import('@aws-sdk/client-cloudwatch');
-  const imds = new Imds(aws.imdsEndpoint);
   let stopped = false;
   let beat: InstanceType<typeof Heartbeat> | undefined;
   const cloudwatch = new CloudWatchClient({ region: aws.region, endpoint: aws.endpoint, maxAttempts: 2 });

@@ -2,6 +2,7 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
+import { NODE_ESM_SPLIT } from './bundling/node-esm.ts';
 
 /**
  * How Node runs the agent, on the instances (systemd) and in the tests: source maps for stack
@@ -22,20 +23,10 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export function bundleAgent(outfile: string): string {
   const name = path.basename(outfile, '.mjs');
   buildSync({
+    ...NODE_ESM_SPLIT,
     entryPoints: { [name]: path.join(ROOT, 'agent/main.ts'), cli: path.join(ROOT, 'agent/cli.ts') },
     outdir: path.dirname(outfile),
-    splitting: true,
-    chunkNames: 'chunks/[name]-[hash]',
-    outExtension: { '.js': '.mjs' },
-    bundle: true,
-    platform: 'node',
-    target: 'node24',
-    format: 'esm',
-    mainFields: ['module', 'main'],
     minify: true,
-    sourcemap: true,
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-    logLevel: 'error',
   });
   return outfile;
 }

@@ -119,6 +119,16 @@ export const FUNCTION_ENV = {
   holdDownSeconds: 'LOXIHA_HOLD_DOWN_SECONDS',
 } as const;
 
+/** The failover function's environment for these settings (unset values left out). */
+export function functionEnv(values: Partial<Record<keyof typeof FUNCTION_ENV, string | number>>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, name] of Object.entries(FUNCTION_ENV)) {
+    const v = values[key as keyof typeof FUNCTION_ENV];
+    if (v !== undefined) env[name] = String(v);
+  }
+  return env;
+}
+
 /** Where an LB instance keeps the agent API token (root only, written at boot); the CLI reads it by default. */
 export const AGENT_API_TOKEN_FILE = '/etc/loxiha/api-token';
 

@@ -37,11 +37,13 @@ export class PeerLink {
   private seq = 0;
   private readonly lastAt = new Map<number, number>();
   readonly peers = new Map<number, PeerState>();
+  private readonly peerIndexes: ReadonlySet<number>;
   readonly rejected = new Map<Rejection, number>();
 
   constructor(o: PeerLinkOptions) {
     this.o = o;
     for (const p of o.peers) this.peers.set(p.index, { index: p.index, ip: p.ip, lastHeardAt: undefined, role: undefined, instanceId: undefined, lost: false });
+    this.peerIndexes = new Set(this.peers.keys());
   }
 
   async start(): Promise<void> {
@@ -82,7 +84,7 @@ export class PeerLink {
 
   private receive(datagram: Buffer, from: string): void {
     const now = Date.now();
-    const v = verifyBeat(datagram, { key: this.o.key, deploymentId: this.o.deploymentId, peers: new Set(this.peers.keys()), now, lastAt: this.lastAt });
+    const v = verifyBeat(datagram, { key: this.o.key, deploymentId: this.o.deploymentId, peers: this.peerIndexes, now, lastAt: this.lastAt });
     if (!v.ok) {
       this.rejected.set(v.reason, (this.rejected.get(v.reason) ?? 0) + 1);
       this.o.onRejected(v.reason, from);

@@ -18,6 +18,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { NODE_ESM_SPLIT } from './node-esm.ts';
 import { shakingPlugins } from './shaking-plugins.ts';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -27,8 +28,6 @@ export interface HandlerBundle {
   outfile: string;
   /** Bytes of JavaScript shipped: the entry and every chunk (source maps excluded). */
   bytes: number;
-  /** Bytes of the entry and the chunks it imports statically: what a cold start loads. */
-  coldStartBytes: number;
   schemaKeys: number;
   zodImports: number;
 }
@@ -48,24 +47,13 @@ async function main(entry: string, outdir: string, plain: boolean): Promise<void
   const outfile = path.join(outdir, 'index.mjs');
   const { plugins, counts } = plain ? { plugins: [], counts: { schemaKeys: 0, zodImports: 0 } } : shakingPlugins();
   const result = await build({
+    ...NODE_ESM_SPLIT,
     entryPoints: { index: entry },
     outdir,
-    splitting: true,
-    chunkNames: 'chunks/[name]-[hash]',
-    outExtension: { '.js': '.mjs' },
-    bundle: true,
-    platform: 'node',
-    target: 'node24',
-    format: 'esm',
-    mainFields: ['module', 'main'],
     minifyWhitespace: true,
     minifySyntax: true,
-    sourcemap: true,
     metafile: true,
-    // ESM output; a few bundled CommonJS modules still call require() for Node built-ins.
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
     plugins,
-    logLevel: 'error',
   });
   const inputs = Object.keys(result.metafile.inputs);
   const problems: string[] = [];
@@ -75,14 +63,10 @@ async function main(entry: string, outdir: string, plain: boolean): Promise<void
     problems.push("Powertools' parser no longer imports { z } from 'zod': update lib/bundling/shaking-plugins.ts");
   if (problems.length > 0 && !plain) throw new Error(problems.join('\n'));
   const outputs = result.metafile.outputs;
-  const js = Object.keys(outputs).filter((o) => o.endsWith('.mjs'));
-  const bytes = js.reduce((sum, o) => sum + outputs[o]!.bytes, 0);
-  // Metafile paths are relative to the working directory; dynamic-import chunks are entry points too.
-  const entryOutput = js.find((o) => path.resolve(o) === outfile)!;
-  const eager = new Set<string>([entryOutput]);
-  for (const o of eager) for (const i of outputs[o]!.imports) if (i.kind === 'import-statement' && !i.external) eager.add(i.path);
-  const coldStartBytes = [...eager].reduce((sum, o) => sum + (outputs[o]?.bytes ?? 0), 0);
-  process.stdout.write(`${JSON.stringify({ outfile, bytes, coldStartBytes, ...counts } satisfies HandlerBundle)}\n`);
+  const bytes = Object.keys(outputs)
+    .filter((o) => o.endsWith('.mjs'))
+    .reduce((sum, o) => sum + outputs[o]!.bytes, 0);
+  process.stdout.write(`${JSON.stringify({ outfile, bytes, ...counts } satisfies HandlerBundle)}\n`);
 }
 
 if (import.meta.main) {

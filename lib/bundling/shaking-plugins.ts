@@ -78,7 +78,8 @@ export function shakingPlugins(): { plugins: Plugin[]; counts: RewriteCounts } {
     {
       name: 'loxiha-namespace-zod-imports',
       setup(build) {
-        build.onLoad({ filter: /[\\/]node_modules[\\/].*\.js$/ }, async (args) => {
+        // Powertools is where the pattern lives; other packages are left for esbuild to read itself.
+        build.onLoad({ filter: /[\\/]node_modules[\\/]@aws-lambda-powertools[\\/].*\.js$/ }, async (args) => {
           const source = await readFile(args.path, 'utf8');
           if (!source.includes('zod')) return undefined;
           const { code, rewritten } = namespaceZodImports(source);

@@ -11,7 +11,7 @@ import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
 import { bundleHandler } from '../bundling/bundle-handler.ts';
-import { FUNCTION_ENV, TAG } from '../contract.ts';
+import { functionEnv, TAG } from '../contract.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -77,16 +77,18 @@ export class FailoverFunction extends Construct {
       loggingFormat: lambda.LoggingFormat.JSON,
       description: `loxiha ${config.deploymentId}: moves the VIP (loxi-eni) and the EIP to a healthy AZ`,
       environment: {
-        [FUNCTION_ENV.deploymentId]: config.deploymentId,
-        [FUNCTION_ENV.vpcId]: props.vpcId,
-        [FUNCTION_ENV.cloudCidrBlock]: config.cloudCidrBlock,
-        [FUNCTION_ENV.vip]: config.vip,
-        [FUNCTION_ENV.eipAllocationId]: props.eipAllocationId,
-        [FUNCTION_ENV.floatingRouteTableId]: props.floatingRouteTableId,
-        [FUNCTION_ENV.leaseTable]: this.leaseTable.tableName,
-        [FUNCTION_ENV.topicArn]: this.topic.topicArn,
-        [FUNCTION_ENV.failback]: config.failback,
-        [FUNCTION_ENV.holdDownSeconds]: String(config.holdDownSeconds),
+        ...functionEnv({
+          deploymentId: config.deploymentId,
+          vpcId: props.vpcId,
+          cloudCidrBlock: config.cloudCidrBlock,
+          vip: config.vip,
+          eipAllocationId: props.eipAllocationId,
+          floatingRouteTableId: props.floatingRouteTableId,
+          leaseTable: this.leaseTable.tableName,
+          topicArn: this.topic.topicArn,
+          failback: config.failback,
+          holdDownSeconds: config.holdDownSeconds,
+        }),
         POWERTOOLS_SERVICE_NAME: 'loxiha-failover',
         POWERTOOLS_METRICS_NAMESPACE: 'Loxiha',
       },

@@ -101,6 +101,10 @@ export class LbInstances extends Construct {
       cpuType: instanceType.architecture === ec2.InstanceArchitecture.ARM_64 ? ec2.AmazonLinuxCpuType.ARM_64 : ec2.AmazonLinuxCpuType.X86_64,
     });
 
+    /** A user-data line writing a secret to a root-only file. */
+    const fetchSecret = (secret: secretsmanager.ISecret, file: string) =>
+      `(umask 077 && aws secretsmanager get-secret-value --region ${stack.region} --secret-id ${secret.secretArn} --query SecretString --output text > ${file})`;
+
     this.instances = config.availabilityZones.map((az, index) => {
       const selfIp = lbInstanceIp(config, index);
       const agentConfig: AgentConfigInput = {
@@ -111,7 +115,7 @@ export class LbInstances extends Construct {
         vip: config.vip,
         cloudCidrBlock: config.cloudCidrBlock,
         api: { tokenFile: AGENT_API_TOKEN_FILE },
-        sync: { secretArn: this.syncSecret.secretArn, secretFile: SYNC_KEY_FILE },
+        sync: { secretFile: SYNC_KEY_FILE },
         aws: { region: stack.region, failoverFunctionName: props.failoverFunctionName, metricNamespace: METRICS.namespace },
       };
       const userData = ec2.UserData.forLinux();
@@ -121,10 +125,9 @@ export class LbInstances extends Construct {
         'dnf install -y nodejs24 nftables conntrack-tools unzip',
         'mkdir -p /opt/loxiha /etc/loxiha /var/lib/loxiha',
         `unzip -o ${bundlePath} -d /opt/loxiha`,
-        // The API token, readable by root only (the agent runs as root with two capabilities).
-        `(umask 077 && aws secretsmanager get-secret-value --region ${stack.region} --secret-id ${props.apiToken.secretArn} --query SecretString --output text > ${AGENT_API_TOKEN_FILE})`,
-        // The peers' shared key (peer heartbeats, session sync), root only as well.
-        `(umask 077 && aws secretsmanager get-secret-value --region ${stack.region} --secret-id ${this.syncSecret.secretArn} --query SecretString --output text > ${SYNC_KEY_FILE})`,
+        // The API token and the peers' shared key, readable by root only (the agent runs as root with two capabilities).
+        fetchSecret(props.apiToken, AGENT_API_TOKEN_FILE),
+        fetchSecret(this.syncSecret, SYNC_KEY_FILE),
         `cat > /etc/loxiha/agent.json <<'LOXIHA_EOF'\n${stack.toJsonString(agentConfig)}\nLOXIHA_EOF`,
         'sysctl -w net.ipv4.ip_forward=1 net.netfilter.nf_conntrack_tcp_loose=1',
         `cat > /etc/systemd/system/loxiha-agent.service <<'LOXIHA_EOF'

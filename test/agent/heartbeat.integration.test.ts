@@ -44,21 +44,27 @@ describe.skipIf(!motoAvailable)('heartbeat against the emulator', () => {
     await moto?.stop();
   });
 
-  it('beats on its interval and the failover function sees a fresh heartbeat', async () => {
-    const cloudwatch = new CloudWatchClient({ region: 'us-east-1', endpoint: moto.endpoint, credentials: CREDENTIALS });
+  /** Runs a heartbeat for `ms` against `cloudwatch`; returns it stopped and what it logged ("level: message"). */
+  async function beatFor(cloudwatch: CloudWatchClient, intervalMs: number, ms: number) {
     const logs: string[] = [];
     const hb = new Heartbeat({
       cloudwatch,
       namespace: METRICS.namespace,
       deploymentId: 'loxiha-sim',
       instanceId: 'i-0123456789abcdef0',
-      intervalMs: 150,
+      intervalMs,
       syncState: () => ({ inSync: false }),
-      log: (_l, msg) => logs.push(msg),
+      log: (level, msg) => logs.push(`${level}: ${msg}`),
     });
     hb.start();
-    await new Promise((r) => setTimeout(r, 700));
+    await new Promise((r) => setTimeout(r, ms));
     await hb.stop();
+    return { hb, logs };
+  }
+
+  it('beats on its interval and the failover function sees a fresh heartbeat', async () => {
+    const cloudwatch = new CloudWatchClient({ region: 'us-east-1', endpoint: moto.endpoint, credentials: CREDENTIALS });
+    const { hb, logs } = await beatFor(cloudwatch, 150, 700);
     expect(hb.sent).toBeGreaterThanOrEqual(3);
     expect(hb.failed).toBe(0);
     expect(logs).toEqual([]);
@@ -72,19 +78,7 @@ describe.skipIf(!motoAvailable)('heartbeat against the emulator', () => {
 
   it('keeps beating on time when CloudWatch fails, and says so once per streak', async () => {
     const cloudwatch = new CloudWatchClient({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9', credentials: CREDENTIALS, maxAttempts: 1 });
-    const logs: string[] = [];
-    const hb = new Heartbeat({
-      cloudwatch,
-      namespace: METRICS.namespace,
-      deploymentId: 'loxiha-sim',
-      instanceId: 'i-0123456789abcdef0',
-      intervalMs: 100,
-      syncState: () => ({ inSync: false }),
-      log: (level, msg) => logs.push(`${level}: ${msg}`),
-    });
-    hb.start();
-    await new Promise((r) => setTimeout(r, 550));
-    await hb.stop();
+    const { hb, logs } = await beatFor(cloudwatch, 100, 550);
     expect(hb.failed).toBeGreaterThanOrEqual(3);
     expect(hb.sent).toBe(0);
     expect(logs).toEqual(['warn: a heartbeat did not reach CloudWatch; retrying every interval']);

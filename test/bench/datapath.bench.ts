@@ -12,6 +12,7 @@ import { render } from '../../agent/datapath/render.ts';
 import type { Service } from '../../agent/services/model.ts';
 import { AgentRunner } from '../harness/agents.ts';
 import { BACK, FRONT, Lab, VIP } from '../harness/netns.ts';
+import { benchService, ONE_MORE, thousandByEight } from './workload.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 /** BENCH_METRICS=cps,rps to run a subset while investigating; the recorded figures use all three. */
@@ -29,34 +30,13 @@ const emit = (o: object) => {
   console.log(JSON.stringify(o));
 };
 
-function service(i: number, endpoints: { ip: string; port: number }[], port: number, monitor: boolean): Service {
-  return {
-    name: `bench_${i}`,
-    externalIP: '100.100.100.100',
-    privateIP: VIP,
-    port,
-    protocol: 'tcp',
-    sel: 0,
-    mode: 2,
-    monitor,
-    probe: { type: monitor ? 'tcp' : 'none', port: 0, req: '', resp: '', retries: 2, timeoutSeconds: 1 },
-    inactiveTimeOut: 0,
-    block: 0,
-    managed: false,
-    bgp: false,
-    endpoints: endpoints.map((e) => ({ ...e, weight: 1 })),
-    allowedSources: [],
-    secondaryIPs: [],
-  };
-}
-
 /** 100 services × 8 endpoints; service 0 is HTTP (VIP:80 → backend:8080), service 1 is iperf3 (VIP:5201). */
 function fullRuleset(): Service[] {
   const dummies = (i: number) => Array.from({ length: 7 }, (_, k) => ({ ip: `${BACK}.${110 + ((i + k) % 100)}`, port: 30000 + i }));
   return [
-    service(0, [{ ip: BACKEND, port: 8080 }, ...dummies(0)], 80, true),
-    service(1, [{ ip: BACKEND, port: 5201 }], 5201, false),
-    ...Array.from({ length: 98 }, (_, i) => service(i + 2, [{ ip: BACKEND, port: 8080 }, ...dummies(i + 2)], 1000 + i, true)),
+    benchService(0, [{ ip: BACKEND, port: 8080 }, ...dummies(0)], 80, true),
+    benchService(1, [{ ip: BACKEND, port: 5201 }], 5201, false),
+    ...Array.from({ length: 98 }, (_, i) => benchService(i + 2, [{ ip: BACKEND, port: 8080 }, ...dummies(i + 2)], 1000 + i, true)),
   ].map((s, i) => (i === 0 ? { ...s, endpoints: [s.endpoints[0]!] } : s));
 }
 
@@ -83,9 +63,7 @@ function iperf(host: string, port: number): number {
 
 /** 1,000 services × 8 endpoints: the agent's start-up apply, one API change on top, its RSS; and `nft -f` alone. */
 async function measureApply(): Promise<void> {
-  const big: Service[] = Array.from({ length: 1000 }, (_, i) =>
-    service(i, Array.from({ length: 8 }, (_, k) => ({ ip: `${BACK}.${(i * 8 + k) % 250 + 1}`, port: 30000 + (i % 2000) })), 10000 + i, false),
-  );
+  const big = thousandByEight();
   // Baseline: the kernel alone loading the same ruleset.
   const text = render({ table: 'loxiha_bench', services: big, down: new Set(), hashSeed: 1 }).text;
   const file = join(run.dir, 'big.nft');
@@ -113,13 +91,10 @@ async function measureApply(): Promise<void> {
     if (!m) throw new Error(`agent did not report its apply time: ${agent.output().slice(-500)}`);
     agentTimes.push(Number(m[1]));
     const t = performance.now();
-    const r = await run.api(1, 'POST', '/config/loadbalancer', {
-      serviceArguments: { externalIP: '100.100.100.100', privateIP: VIP, port: 9999, protocol: 'tcp', mode: 2, name: 'one_more' },
-      endpoints: [{ endpointIP: BACKEND, targetPort: 8080, weight: 1 }],
-    });
+    const r = await run.api(1, 'POST', '/config/loadbalancer', ONE_MORE.body);
     changeTimes.push(performance.now() - t);
     if (r.status !== 200) throw new Error(`POST failed: ${JSON.stringify(r.body)}`);
-    await run.api(1, 'DELETE', '/config/loadbalancer/externalipaddress/100.100.100.100/port/9999/protocol/tcp');
+    await run.api(1, 'DELETE', ONE_MORE.path);
     const pid = run.procs.get('agent1')!.child.pid!;
     rssMb = Math.max(rssMb, Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024);
     await lab.kill(run.procs.get('agent1')!);

@@ -29,7 +29,7 @@ import {
 import * as cdk from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { resolveConfig } from '../../lib/config.ts';
-import { ROLE, TAG } from '../../lib/contract.ts';
+import { functionEnv, ROLE, TAG } from '../../lib/contract.ts';
 import { LoxihaStack } from '../../lib/loxiha-stack.ts';
 import { bundleHandler } from '../../lib/bundling/bundle-handler.ts';
 import type { Command } from '../../lambda/failover/events.ts';
@@ -233,13 +233,15 @@ try {
     ...process.env,
     NODE_OPTIONS: fnVariables.NODE_OPTIONS ?? '',
     AWS_REGION: 'us-east-1',
-    LOXIHA_DEPLOYMENT_ID: 'bench',
-    LOXIHA_VPC_ID: 'vpc-0123456789abcdef0',
-    LOXIHA_CLOUD_CIDR_BLOCK: '100.64.248.0/24',
-    LOXIHA_VIP: '100.64.248.254',
-    LOXIHA_EIP_ALLOCATION_ID: 'eipalloc-0123456789abcdef0',
-    LOXIHA_FLOATING_ROUTE_TABLE_ID: 'rtb-0123456789abcdef0',
-    LOXIHA_LEASE_TABLE: 'lease',
+    ...functionEnv({
+      deploymentId: 'bench',
+      vpcId: 'vpc-0123456789abcdef0',
+      cloudCidrBlock: '100.64.248.0/24',
+      vip: '100.64.248.254',
+      eipAllocationId: 'eipalloc-0123456789abcdef0',
+      floatingRouteTableId: 'rtb-0123456789abcdef0',
+      leaseTable: 'lease',
+    }),
   };
   const measure = (code: string) => {
     const runs: number[] = [];

@@ -4,13 +4,11 @@
  * lb1's agent dies, lb2's asks the failover function (a Lambda stand-in) to move the VIP away from
  * lb1's instance.
  */
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentRunner, ROOT } from '../harness/agents.ts';
+import { AgentRunner, awsSection, FIX, IMDS_PORT } from '../harness/agents.ts';
 import { BACK, Lab, netnsAvailable, type Proc, VIP } from '../harness/netns.ts';
 
-const FIX = join(ROOT, 'test/e2e/fixtures');
 const IDS = ['i-0aaaaaaaaaaaaaaa1', 'i-0bbbbbbbbbbbbbbb2'];
 
 describe.skipIf(!netnsAvailable)('peer heartbeats and the fast path (shipped bundle)', () => {
@@ -22,26 +20,16 @@ describe.skipIf(!netnsAvailable)('peer heartbeats and the fast path (shipped bun
     lab = new Lab();
     lab.build({ lbs: 2, backends: 1 });
     run = new AgentRunner(lab);
-    const keyFile = join(run.dir, 'sync-key');
-    writeFileSync(keyFile, 's'.repeat(48), { mode: 0o600 });
-    for (const lb of [1, 2]) {
-      const imds = lab.spawn(`lb${lb}`, process.execPath, [join(FIX, 'imds.mjs'), '5001', IDS[lb - 1]!, `${BACK}.${10 + lb}`]);
-      await imds.waitFor(/imds listening/);
-    }
-    lab.exec('lb1', 'curl', ['-sf', '-X', 'POST', `http://127.0.0.1:5001/control/attach?vip=${VIP}`]);
+    for (const lb of [1, 2]) await run.startImds(lb, IDS[lb - 1]!);
+    lab.exec('lb1', 'curl', ['-sf', '-X', 'POST', `http://127.0.0.1:${IMDS_PORT}/control/attach?vip=${VIP}`]);
     lambda = lab.spawn('lb2', process.execPath, [join(FIX, 'lambda.mjs'), '5002']);
     await lambda.waitFor(/lambda listening/);
     for (const lb of [1, 2]) {
-      await run.startAgent(
-        lb,
-        {
-          peers: [{ index: 2 - lb, ip: `${BACK}.${10 + (3 - lb)}` }],
-          sync: { secretFile: keyFile, heartbeatIntervalMs: 200, peerLossAfterMs: 1000 },
-          aws: { region: 'us-east-1', failoverFunctionName: 'loxiha-failover', metricNamespace: 'Loxiha', endpoint: 'http://127.0.0.1:5002', imdsEndpoint: 'http://127.0.0.1:5001', heartbeatIntervalMs: 5000 },
-        },
-        300,
-        { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' },
-      );
+      await run.startAgent(lb, {
+        peers: [{ index: 2 - lb, ip: `${BACK}.${10 + (3 - lb)}` }],
+        sync: { secretFile: run.syncKeyFile, heartbeatIntervalMs: 200, peerLossAfterMs: 1000 },
+        aws: awsSection('http://127.0.0.1:5002'),
+      });
     }
   }, 60_000);
   afterAll(async () => {

@@ -5,11 +5,10 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentRunner, ROOT } from '../harness/agents.ts';
+import { AgentRunner, awsSection, FIX, IMDS_PORT } from '../harness/agents.ts';
 import { motoAvailable } from '../harness/moto.ts';
 import { Lab, netnsAvailable, VIP } from '../harness/netns.ts';
 
-const FIX = join(ROOT, 'test/e2e/fixtures');
 const INSTANCE = 'i-0abcdef0123456789';
 const MOTO = 'http://127.0.0.1:5000';
 
@@ -22,8 +21,7 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('agent heartbeats (shipped bu
     lab.build({ lbs: 1, backends: 1 });
     run = new AgentRunner(lab);
     const moto = lab.spawn('lb1', 'moto_server', ['-H', '127.0.0.1', '-p', '5000']);
-    const imds = lab.spawn('lb1', process.execPath, [join(FIX, 'imds.mjs'), '5001', INSTANCE]);
-    await imds.waitFor(/imds listening/);
+    await run.startImds(1, INSTANCE);
     for (let i = 0; ; i++) {
       try {
         lab.exec('lb1', 'curl', ['-sf', `${MOTO}/moto-api/`]);
@@ -33,21 +31,7 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('agent heartbeats (shipped bu
         await new Promise((r) => setTimeout(r, 200));
       }
     }
-    await run.startAgent(
-      1,
-      {
-        aws: {
-          region: 'us-east-1',
-          failoverFunctionName: 'loxiha-failover',
-          metricNamespace: 'Loxiha',
-          endpoint: MOTO,
-          imdsEndpoint: 'http://127.0.0.1:5001',
-          heartbeatIntervalMs: 1000,
-        },
-      },
-      300,
-      { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' },
-    );
+    await run.startAgent(1, { aws: awsSection(MOTO, { heartbeatIntervalMs: 1000 }) });
   }, 60_000);
   afterAll(async () => {
     await lab?.stop();
@@ -73,9 +57,9 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('agent heartbeats (shipped bu
       return hastate();
     };
     expect(await until('BACKUP')).toBe('BACKUP');
-    lab.exec('lb1', 'curl', ['-sf', '-X', 'POST', `http://127.0.0.1:5001/control/attach?vip=${VIP}`]);
+    lab.exec('lb1', 'curl', ['-sf', '-X', 'POST', `http://127.0.0.1:${IMDS_PORT}/control/attach?vip=${VIP}`]);
     expect(await until('MASTER')).toBe('MASTER');
-    lab.exec('lb1', 'curl', ['-sf', '-X', 'POST', 'http://127.0.0.1:5001/control/detach']);
+    lab.exec('lb1', 'curl', ['-sf', '-X', 'POST', `http://127.0.0.1:${IMDS_PORT}/control/detach`]);
     expect(await until('BACKUP')).toBe('BACKUP');
   });
 });

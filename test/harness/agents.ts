@@ -8,9 +8,20 @@ import { AGENT_NODE_FLAGS, bundleAgent } from '../../lib/agent-bundle.ts';
 import { BACK, type Lab, type Proc, VIP } from './netns.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
-const FIX = join(ROOT, 'test/e2e/fixtures');
+/** The e2e fixture programs (backend, client, IMDS and Lambda stand-ins, …). */
+export const FIX = join(ROOT, 'test/e2e/fixtures');
 export const SERVICE_PORT = 80;
 export const BACKEND_PORT = 8080;
+
+/** Where the IMDSv2 stand-in listens inside an LB namespace. */
+export const IMDS_PORT = 5001;
+/** Credentials for the emulators an agent with an `aws` section talks to (never real AWS). */
+const EMULATOR_CREDENTIALS = { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' };
+
+/** An agent `aws` section for namespaces: AWS calls to `endpoint` (an emulator or stand-in), IMDS from startImds(). */
+export function awsSection(endpoint: string, extra: Partial<NonNullable<AgentConfigInput['aws']>> = {}): NonNullable<AgentConfigInput['aws']> {
+  return { region: 'us-east-1', failoverFunctionName: 'loxiha-failover', metricNamespace: 'Loxiha', endpoint, imdsEndpoint: `http://127.0.0.1:${IMDS_PORT}`, ...extra };
+}
 
 export class AgentRunner {
   readonly lab: Lab;
@@ -22,6 +33,8 @@ export class AgentRunner {
   /** The API token every agent requires, as on AWS; `api()` sends it the way kube-loxilb does. */
   readonly token = randomBytes(24).toString('hex');
   readonly tokenFile: string;
+  /** The peers' shared key, for agents given `sync: { secretFile: run.syncKeyFile }`. */
+  readonly syncKeyFile: string;
 
   constructor(lab: Lab) {
     this.lab = lab;
@@ -29,13 +42,22 @@ export class AgentRunner {
     this.agentBundle = bundleAgent(join(this.dir, 'agent.mjs'));
     this.tokenFile = join(this.dir, 'api-token');
     writeFileSync(this.tokenFile, `${this.token}\n`, { mode: 0o600 });
+    this.syncKeyFile = join(this.dir, 'sync-key');
+    writeFileSync(this.syncKeyFile, `${randomBytes(24).toString('hex')}\n`, { mode: 0o600 });
+  }
+
+  /** An IMDSv2 stand-in on LB `lb`'s own loopback (IMDS_PORT), answering `instanceId`; POST /control/attach|detach moves loxi-eni. */
+  async startImds(lb: number, instanceId: string): Promise<Proc> {
+    const p = this.lab.spawn(`lb${lb}`, process.execPath, [join(FIX, 'imds.mjs'), String(IMDS_PORT), instanceId, `${BACK}.${10 + lb}`]);
+    await p.waitFor(/imds listening/);
+    return p;
   }
 
   configPath(lb: number): string {
     return join(this.dir, `agent${lb}.json`);
   }
 
-  async startAgent(lb: number, extra: Partial<AgentConfigInput> = {}, probeIntervalMs = 300, env: NodeJS.ProcessEnv = {}): Promise<Proc> {
+  async startAgent(lb: number, extra: Partial<AgentConfigInput> = {}, probeIntervalMs = 300): Promise<Proc> {
     const cfg: AgentConfigInput = {
       deploymentId: 'loxiha-sim',
       instanceIndex: lb - 1,
@@ -50,7 +72,7 @@ export class AgentRunner {
       ...extra,
     };
     writeFileSync(this.configPath(lb), JSON.stringify(cfg));
-    const p = this.lab.spawn(`lb${lb}`, process.execPath, [...AGENT_NODE_FLAGS, this.agentBundle, '--config', this.configPath(lb), '--probe-interval-ms', String(probeIntervalMs)], env);
+    const p = this.lab.spawn(`lb${lb}`, process.execPath, [...AGENT_NODE_FLAGS, this.agentBundle, '--config', this.configPath(lb), '--probe-interval-ms', String(probeIntervalMs)], EMULATOR_CREDENTIALS);
     await p.waitFor(/API listening/);
     this.procs.set(`agent${lb}`, p);
     return p;

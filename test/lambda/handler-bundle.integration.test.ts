@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import * as cdk from 'aws-cdk-lib';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FUNCTION_ENV } from '../../lib/contract.ts';
+import { functionEnv } from '../../lib/contract.ts';
 import { type Moto, motoAvailable, startMoto } from '../harness/moto.ts';
 import { CREDENTIALS, World } from '../harness/world.ts';
 import { synthStack } from '../helpers/stack.ts';
@@ -37,15 +37,7 @@ function invoke(events: unknown[]): Record<string, unknown>[] {
     LOXIHA_AWS_ENDPOINT: moto.endpoint,
     POWERTOOLS_METRICS_DISABLED: 'true',
     POWERTOOLS_LOG_LEVEL: 'ERROR',
-    [FUNCTION_ENV.deploymentId]: s.deploymentId,
-    [FUNCTION_ENV.vpcId]: s.vpcId,
-    [FUNCTION_ENV.cloudCidrBlock]: s.cloudCidrBlock,
-    [FUNCTION_ENV.vip]: s.vip,
-    [FUNCTION_ENV.eipAllocationId]: s.eipAllocationId,
-    [FUNCTION_ENV.floatingRouteTableId]: s.floatingRouteTableId,
-    [FUNCTION_ENV.leaseTable]: s.leaseTable,
-    [FUNCTION_ENV.topicArn]: s.topicArn ?? '',
-    [FUNCTION_ENV.holdDownSeconds]: '0',
+    ...functionEnv({ ...s, holdDownSeconds: 0 }),
   };
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { env, encoding: 'utf8', timeout: 120_000 });
   if (r.status !== 0) throw new Error(`bundled handler failed (${r.status}): ${r.stderr.slice(0, 2000)}`);

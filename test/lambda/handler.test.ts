@@ -15,7 +15,7 @@ import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge
 import { SNSClient, PublishCommand } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { FUNCTION_ENV } from '../../lib/contract.ts';
+import { functionEnv } from '../../lib/contract.ts';
 
 const ec2 = mockClient(EC2Client);
 const ddb = mockClient(DynamoDBClient);
@@ -27,15 +27,17 @@ Object.assign(process.env, {
   AWS_REGION: 'us-east-1',
   POWERTOOLS_LOG_LEVEL: 'SILENT',
   POWERTOOLS_METRICS_DISABLED: 'true',
-  [FUNCTION_ENV.deploymentId]: 'loxiha-sim',
-  [FUNCTION_ENV.vpcId]: 'vpc-0123456789abcdef0',
-  [FUNCTION_ENV.cloudCidrBlock]: '100.64.248.0/24',
-  [FUNCTION_ENV.vip]: '100.64.248.254',
-  [FUNCTION_ENV.eipAllocationId]: 'eipalloc-0123456789abcdef0',
-  [FUNCTION_ENV.floatingRouteTableId]: 'rtb-0123456789abcdef0',
-  [FUNCTION_ENV.leaseTable]: 'lease',
-  [FUNCTION_ENV.failback]: 'never',
-  [FUNCTION_ENV.holdDownSeconds]: '60',
+  ...functionEnv({
+    deploymentId: 'loxiha-sim',
+    vpcId: 'vpc-0123456789abcdef0',
+    cloudCidrBlock: '100.64.248.0/24',
+    vip: '100.64.248.254',
+    eipAllocationId: 'eipalloc-0123456789abcdef0',
+    floatingRouteTableId: 'rtb-0123456789abcdef0',
+    leaseTable: 'lease',
+    failback: 'never',
+    holdDownSeconds: 60,
+  }),
 });
 const { handler } = await import('../../lambda/failover/handler.ts');
 
