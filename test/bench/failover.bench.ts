@@ -37,6 +37,7 @@ import { AwsProxy, type Behaviour } from '../harness/aws-proxy.ts';
 import { startMoto } from '../harness/moto.ts';
 import { SimClock } from '../harness/sim-clock.ts';
 import { CREDENTIALS, World } from '../harness/world.ts';
+import { SAMPLE_SETTINGS } from '../lambda/fixtures/settings.ts';
 
 /** Simulated per-call latencies, ms (BENCHMARKS.md says where each comes from). */
 export const LATENCY_MS: Record<string, number> = {
@@ -233,15 +234,7 @@ try {
     ...process.env,
     NODE_OPTIONS: fnVariables.NODE_OPTIONS ?? '',
     AWS_REGION: 'us-east-1',
-    ...functionEnv({
-      deploymentId: 'bench',
-      vpcId: 'vpc-0123456789abcdef0',
-      cloudCidrBlock: '100.64.248.0/24',
-      vip: '100.64.248.254',
-      eipAllocationId: 'eipalloc-0123456789abcdef0',
-      floatingRouteTableId: 'rtb-0123456789abcdef0',
-      leaseTable: 'lease',
-    }),
+    ...functionEnv(SAMPLE_SETTINGS),
   };
   const measure = (code: string) => {
     const runs: number[] = [];

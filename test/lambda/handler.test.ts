@@ -16,6 +16,7 @@ import { SNSClient, PublishCommand } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { functionEnv } from '../../lib/contract.ts';
+import { SAMPLE_SETTINGS } from './fixtures/settings.ts';
 
 const ec2 = mockClient(EC2Client);
 const ddb = mockClient(DynamoDBClient);
@@ -27,17 +28,7 @@ Object.assign(process.env, {
   AWS_REGION: 'us-east-1',
   POWERTOOLS_LOG_LEVEL: 'SILENT',
   POWERTOOLS_METRICS_DISABLED: 'true',
-  ...functionEnv({
-    deploymentId: 'loxiha-sim',
-    vpcId: 'vpc-0123456789abcdef0',
-    cloudCidrBlock: '100.64.248.0/24',
-    vip: '100.64.248.254',
-    eipAllocationId: 'eipalloc-0123456789abcdef0',
-    floatingRouteTableId: 'rtb-0123456789abcdef0',
-    leaseTable: 'lease',
-    failback: 'never',
-    holdDownSeconds: 60,
-  }),
+  ...functionEnv({ ...SAMPLE_SETTINGS, failback: 'never', holdDownSeconds: 60 }),
 });
 const { handler } = await import('../../lambda/failover/handler.ts');
 
