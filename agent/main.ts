@@ -17,7 +17,8 @@ import type { PeerBeat } from './ha/peer-message.ts';
 import { RoleWatcher } from './ha/role.ts';
 import type { FastPathRequest } from '../lib/contract.ts';
 import { Prober } from './probes.ts';
-import { ServiceStore } from './services/store.ts';
+import { ServiceRegistry } from './services/registry.ts';
+import { StateStore } from './services/store.ts';
 
 /** How often the agent looks at where the VIP lives (the function moves it in seconds). */
 const ROLE_POLL_MS = 2000;
@@ -27,28 +28,39 @@ function log(level: 'info' | 'warn' | 'error', msg: string, extra: Record<string
 }
 
 export async function main(argv: string[]): Promise<{ stop: () => Promise<void> }> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', default: '/etc/loxiha/agent.json' }, 'probe-interval-ms': { type: 'string', default: '2000' } } });
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', default: '/etc/loxiha/agent.json' }, 'probe-interval-ms': { type: 'string', default: '2000' }, 'check-interval-ms': { type: 'string', default: '5000' } } });
   const config = loadAgentConfig(values.config!);
   const nft = new Nft(config.nftTable);
   const flowtables = await nft.flowtablesSupported();
   if (!flowtables) log('warn', 'this kernel has no nftables flowtables: established flows take the regular path');
   const datapath = new Datapath(nft, { table: config.nftTable, hashSeed: config.hashSeed, flowtableDevices: flowtables && config.dataInterfaces.length ? config.dataInterfaces : undefined });
   datapath.onWarn = (msg, extra) => log('warn', msg, extra);
-  const store = new ServiceStore(config.stateDir);
-  const services = store.load();
+  const store = new StateStore(config.stateDir);
+  const saved = store.load();
   const t0 = performance.now();
-  const adoption = await datapath.adopt(services);
+  const adoption = await datapath.adopt(saved.services, new Set(saved.down));
   const ms = Math.round(performance.now() - t0);
-  log('info', adoption === 'adopted' ? 'adopted the existing nftables table unchanged' : 'applied the services to nftables', { services: services.length, table: config.nftTable, ms });
+  log('info', adoption === 'adopted' ? 'adopted the existing nftables table unchanged' : 'applied the services to nftables', { services: saved.services.length, down: saved.down.length, table: config.nftTable, ms });
+  const registry = new ServiceRegistry(datapath, store);
+  registry.onError = (msg, extra) => log('error', msg, extra);
 
   const prober = new Prober({
     intervalMs: Number(values['probe-interval-ms']),
     onChange: (down) => {
       log('warn', 'endpoint health changed', { down: [...down] });
-      datapath.setDown(down).catch((e: Error) => log('error', 'could not apply endpoint health', { error: e.message }));
+      registry.setDown(down).catch((e: Error) => log('error', 'could not apply endpoint health', { error: e.message }));
     },
   });
-  prober.sync(services);
+  // Endpoints start from their last verdicts: a restart does not put a dead endpoint back in the slots.
+  prober.sync(saved.services, new Set(saved.down));
+  registry.onChanged = (list) => prober.sync(list);
+
+  // The table is the agent's: checked every few seconds, replaced in full when it is not what was applied.
+  const checkMs = Number(values['check-interval-ms']);
+  const checker = setInterval(() => {
+    datapath.check().catch((e: Error) => log('error', 'could not check or repair the nftables table', { error: e.message }));
+  }, checkMs);
+  checker.unref();
 
   // One metadata client (one session token) for the role watcher and the heartbeat's instance id.
   const imds = config.aws ? new Imds(config.aws.imdsEndpoint) : undefined;
@@ -66,11 +78,8 @@ export async function main(argv: string[]): Promise<{ stop: () => Promise<void> 
   const token = config.api.tokenFile ? readFileSync(config.api.tokenFile, 'utf8').trim() : undefined;
   let pushed: { state: string; at: string } | undefined;
   const server = createApi({
+    registry,
     datapath,
-    persist: (list) => {
-      store.save(list);
-      prober.sync(list);
-    },
     endpointStates: () => prober.states(),
     conntrack: () => listConntrack(),
     // On AWS the role is where the VIP lives (IMDS); without an aws section, or until IMDS answers, the configured one.
@@ -95,6 +104,7 @@ export async function main(argv: string[]): Promise<{ stop: () => Promise<void> 
       await heartbeat?.stop();
       peers?.stop();
       roles?.stop();
+      clearInterval(checker);
       prober.stop();
       server.closeAllConnections();
       await new Promise((r) => server.close(r));

@@ -14,7 +14,12 @@ export type ProbeFn = (ip: string, port: number, probe: Probe) => Promise<boolea
 
 function tcpProbe(ip: string, port: number, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = connect({ host: ip, port, timeout: timeoutMs });
+    let s: ReturnType<typeof connect>;
+    try {
+      s = connect({ host: ip, port, timeout: timeoutMs });
+    } catch {
+      return resolve(false);
+    }
     const done = (ok: boolean) => {
       s.destroy();
       resolve(ok);
@@ -40,8 +45,27 @@ function udpProbe(ip: string, port: number, probe: Probe, timeoutMs: number): Pr
     const timer = setTimeout(() => done(!probe.resp), timeoutMs);
     s.on('error', () => done(false));
     s.on('message', (m) => done(!probe.resp || m.toString().includes(probe.resp)));
-    s.connect(port, ip, () => s.send(probe.req || 'loxiha-probe', (e) => e && done(false)));
+    // A connect that fails (no route, a broadcast address) still calls back, on a socket that is
+    // not connected: send() would then read the callback as a port and throw out of the event loop.
+    guard(done, () =>
+      s.connect(port, ip, () => {
+        if (settled) return;
+        guard(done, () => {
+          s.remoteAddress(); // throws ERR_SOCKET_DGRAM_NOT_CONNECTED when the connect failed
+          s.send(probe.req || 'loxiha-probe', (e) => e && done(false));
+        });
+      }),
+    );
   });
+}
+
+/** Runs `fn`; anything it throws is a failed probe, never an exception out of a socket callback. */
+function guard(done: (ok: boolean) => void, fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    done(false);
+  }
 }
 
 function httpProbe(ip: string, port: number, probe: Probe, timeoutMs: number, tls: boolean): Promise<boolean> {
@@ -70,7 +94,16 @@ function pingProbe(ip: string, timeoutMs: number): Promise<boolean> {
   });
 }
 
-export const defaultProbe: ProbeFn = (ip, port, probe) => {
+/** Never throws and never rejects: whatever goes wrong in a probe marks its endpoint down, nothing more. */
+export const defaultProbe: ProbeFn = async (ip, port, probe) => {
+  try {
+    return await runProbe(ip, port, probe);
+  } catch {
+    return false;
+  }
+};
+
+const runProbe: ProbeFn = (ip, port, probe) => {
   const timeoutMs = probe.timeoutSeconds * 1000;
   const p = probe.port || port;
   switch (probe.type) {
@@ -132,8 +165,11 @@ export class Prober {
     return [...this.targets.values()].map((t) => ({ service: t.service, endpoint: endpointKey(t.endpoint), probeType: t.probe.type, up: t.up, failures: t.failures, lastMs: t.lastMs }));
   }
 
-  /** Makes the probe loops match the services: new targets start up (they take traffic at once), removed ones stop. */
-  sync(services: Service[]): void {
+  /**
+   * Makes the probe loops match the services: removed ones stop; new targets start up (they take
+   * traffic at once) unless `lastDown` (verdicts saved before a restart) says they were down.
+   */
+  sync(services: Service[], lastDown: ReadonlySet<string> = new Set()): void {
     const wanted = new Map<string, { service: string; endpoint: Endpoint; probe: Probe }>();
     for (const s of services) {
       if (!s.monitor || s.probe.type === 'none') continue;
@@ -150,7 +186,8 @@ export class Prober {
     }
     for (const [k, w] of wanted) {
       if (this.targets.has(k)) continue;
-      const t: Target = { ...w, failures: 0, up: true, lastChange: Date.now(), lastMs: [], running: true };
+      const wasDown = lastDown.has(k);
+      const t: Target = { ...w, failures: wasDown ? w.probe.retries : 0, up: !wasDown, lastChange: Date.now(), lastMs: [], running: true };
       this.targets.set(k, t);
       this.schedule(k, t, Math.random() * Math.min(this.intervalMs, 1000));
     }
@@ -169,7 +206,10 @@ export class Prober {
     t.timer = setTimeout(async () => {
       if (!t.running || this.targets.get(key) !== t) return;
       const started = performance.now();
-      const ok = await this.probe(t.endpoint.ip, t.endpoint.port, t.probe).catch(() => false);
+      // A probe function that throws, even synchronously, only marks the endpoint down.
+      const ok = await Promise.resolve()
+        .then(() => this.probe(t.endpoint.ip, t.endpoint.port, t.probe))
+        .catch(() => false);
       if (!t.running || this.targets.get(key) !== t) return;
       t.lastMs = [...t.lastMs.slice(-9), Math.round(performance.now() - started)];
       const wasUp = t.up;

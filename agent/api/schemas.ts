@@ -4,7 +4,7 @@
  * keys are folded to the spec's spelling before validation; unknown keys are rejected.
  */
 import { z } from 'zod';
-import { parseCidr } from '../../lib/net/cidr.ts';
+import { ipToInt, parseCidr } from '../../lib/net/cidr.ts';
 import { MODE, type Service, SELECTION } from '../services/model.ts';
 
 const ipv4 = z.string().regex(/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/, 'must be an IPv4 address');
@@ -50,15 +50,33 @@ const endpoint = z
   })
   .strict();
 
+/**
+ * Why an address can never be an endpoint (undefined when it can): traffic to it would go nowhere
+ * or back to this host. Checked on every endpoint an API call brings.
+ */
+export function unusableEndpoint(ip: string): string | undefined {
+  const n = ipToInt(ip);
+  if (n === undefined) return 'not an IPv4 address';
+  const inNet = (net: string, prefix: number) => n >>> (32 - prefix) === ipToInt(net)! >>> (32 - prefix);
+  if (n === 0xffffffff) return 'the broadcast address';
+  if (inNet('0.0.0.0', 8)) return 'an address of "this network" (0.0.0.0/8)';
+  if (inNet('127.0.0.0', 8)) return 'a loopback address';
+  if (inNet('224.0.0.0', 4)) return 'a multicast address';
+  if (inNet('240.0.0.0', 4)) return 'a reserved address (240.0.0.0/4)';
+  return undefined;
+}
+
 export const loadbalanceEntrySchema = z
   .object({
     serviceArguments,
-    endpoints: z.array(endpoint).max(1024),
-    secondaryIPs: z.array(z.object({ secondaryIP: ipv4 }).strict()).max(16).optional(),
+    // A service without endpoints comes as `"endpoints": null` from Go clients (a nil slice).
+    endpoints: z.array(endpoint).max(1024).nullable(),
+    // Older kube-loxilb builds send `"secondaryIPs": null` (a nil Go slice): the same as none.
+    secondaryIPs: z.array(z.object({ secondaryIP: ipv4 }).strict()).max(16).nullish(),
     allowedSources: z
       .array(z.object({ prefix: z.string().refine((p) => parseCidr(p.includes('/') ? p : `${p}/32`) !== undefined, 'must be an IPv4 prefix (a.b.c.d/n)') }).strict())
       .max(1024)
-      .optional(),
+      .nullish(),
   })
   .strict()
   .superRefine((e, ctx) => {
@@ -70,11 +88,18 @@ export const loadbalanceEntrySchema = z
     if (a.portMax && a.portMax !== a.port) unsupported(['portMax'], 'port ranges are not supported');
     if (a.probetype === 'sctp') unsupported(['probetype'], 'sctp probes are not supported');
     const seen = new Set<string>();
-    e.endpoints.forEach((ep, i) => {
+    // The service's own addresses: an endpoint there would loop traffic back into the load balancer.
+    const own = new Set([a.externalIP, a.privateIP].filter((x) => x && x !== '0.0.0.0'));
+    (e.endpoints ?? []).forEach((ep, i) => {
       const k = `${ep.endpointIP}:${ep.targetPort}`;
+      const why = unusableEndpoint(ep.endpointIP) ?? (own.has(ep.endpointIP) ? "the service's own address" : undefined);
+      if (why) ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'endpointIP'], message: `${ep.endpointIP} can never be an endpoint: it is ${why}` });
       if (seen.has(k)) ctx.addIssue({ code: 'custom', path: ['endpoints', i], message: `duplicate endpoint ${k}` });
       seen.add(k);
     });
+    if (a.externalIP === '0.0.0.0' || unusableEndpoint(a.externalIP)) {
+      unsupported(['externalIP'], `${a.externalIP} cannot be a service address: it is ${unusableEndpoint(a.externalIP) ?? 'unspecified'}`);
+    }
   });
 
 export type LoadbalanceEntry = z.infer<typeof loadbalanceEntrySchema>;
@@ -121,7 +146,7 @@ export function toService(e: LoadbalanceEntry): Service {
     block: a.block,
     managed: a.managed,
     bgp: a.bgp,
-    endpoints: e.endpoints.map((x) => ({ ip: x.endpointIP, port: x.targetPort, weight: x.weight })),
+    endpoints: (e.endpoints ?? []).map((x) => ({ ip: x.endpointIP, port: x.targetPort, weight: x.weight })),
     allowedSources: (e.allowedSources ?? []).map((x) => (x.prefix.includes('/') ? x.prefix : `${x.prefix}/32`)),
     secondaryIPs: (e.secondaryIPs ?? []).map((x) => x.secondaryIP),
   };

@@ -8,15 +8,17 @@ import type { ConntrackEntry } from '../conntrack.ts';
 import type { Datapath } from '../datapath/controller.ts';
 import type { EndpointState } from '../probes.ts';
 import { endpointKey, type Service, serviceAddresses, serviceKey } from '../services/model.ts';
+import { type Oper, RejectedChange, type ServiceRegistry } from '../services/registry.ts';
 import { ciStateSchema, describeZodError, foldKeys, loadbalanceEntrySchema, toService } from './schemas.ts';
 
 export const BASE = '/netlox/v1';
 const MAX_BODY = 1 << 20;
 
 export interface ApiDeps {
-  datapath: Datapath;
-  /** Persists the services after a successful change. */
-  persist: (services: Service[]) => void;
+  /** The services: changes are applied to the kernel and persisted before the call answers. */
+  registry: ServiceRegistry;
+  /** Counters come from the kernel. */
+  datapath: Pick<Datapath, 'counters'>;
   endpointStates: () => EndpointState[];
   conntrack: () => Promise<ConntrackEntry[]>;
   role: () => { instance: string; state: string; vip: string; sync: number };
@@ -55,7 +57,7 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
 }
 
 /** The LoxiLB LoadbalanceEntry view of a service, with live endpoint state and counters. */
-export function toEntry(s: Service, dp: Datapath, counters?: { service: { packets: number; bytes: number }; endpoints: Map<string, { packets: number; bytes: number }> }) {
+export function toEntry(s: Service, dp: Pick<ServiceRegistry, 'isDown'>, counters?: { service: { packets: number; bytes: number }; endpoints: Map<string, { packets: number; bytes: number }> }) {
   return {
     serviceArguments: {
       externalIP: s.externalIP,
@@ -97,6 +99,16 @@ export function createApi(d: ApiDeps): Server {
     return given.length === want.length && timingSafeEqual(given, want);
   };
 
+  /** Runs a registry change; a change that can never apply is the caller's error (400), not ours. */
+  const change = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof RejectedChange) throw new HttpError(400, e.message);
+      throw e;
+    }
+  };
+
   const routes = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
     const method = req.method ?? 'GET';
     if (path === '' || path === '/') {
@@ -109,61 +121,37 @@ export function createApi(d: ApiDeps): Server {
       const parsed = loadbalanceEntrySchema.safeParse(foldKeys(await readJson(req)));
       if (!parsed.success) throw new HttpError(400, describeZodError(parsed.error));
       const service = toService(parsed.data);
-      const oper = parsed.data.serviceArguments.oper;
-      await d.datapath.change((m) => {
-        const key = serviceKey(service);
-        const existing = m.get(key);
-        if (oper === 1 && existing) {
-          // attach endpoints
-          const eps = new Map(existing.endpoints.map((e) => [endpointKey(e), e]));
-          for (const e of service.endpoints) eps.set(endpointKey(e), e);
-          m.set(key, { ...existing, endpoints: [...eps.values()] });
-        } else if (oper === 2 && existing) {
-          // detach endpoints
-          const drop = new Set(service.endpoints.map(endpointKey));
-          m.set(key, { ...existing, endpoints: existing.endpoints.filter((e) => !drop.has(endpointKey(e))) });
-        } else {
-          m.set(key, service);
-        }
-        return m;
-      });
-      d.persist(d.datapath.list());
+      await change(() => d.registry.set(service, parsed.data.serviceArguments.oper as Oper));
       d.log('load balancer set', { service: serviceKey(service), endpoints: service.endpoints.length });
       return send(res, 200, { result: 'Success' });
     }
 
     if (path === '/config/loadbalancer/all' && method === 'GET') {
       const counters = await d.datapath.counters();
-      return send(res, 200, { lbAttr: d.datapath.list().map((s) => toEntry(s, d.datapath, counters.get(serviceKey(s)))) });
+      return send(res, 200, { lbAttr: d.registry.list().map((s) => toEntry(s, d.registry, counters.get(serviceKey(s)))) });
     }
     if (path === '/config/loadbalancer/all' && method === 'DELETE') {
-      await d.datapath.change(() => new Map());
-      d.persist([]);
+      await change(() => d.registry.deleteAll());
       return send(res, 200, { result: 'Success' });
     }
 
     const byTuple = /^\/config\/loadbalancer\/externalipaddress\/([\d.]+)\/port\/(\d+)\/protocol\/(tcp|udp|sctp|icmp)$/.exec(path);
     if (byTuple && method === 'DELETE') {
       const key = serviceKey({ externalIP: byTuple[1]!, port: Number(byTuple[2]), protocol: byTuple[3] as 'tcp' });
-      if (!d.datapath.get(key)) throw new HttpError(404, `no load balancer ${byTuple[1]}:${byTuple[2]}/${byTuple[3]}`);
-      await d.datapath.change((m) => {
-        m.delete(key);
-        return m;
-      });
-      d.persist(d.datapath.list());
+      // LoxiLB answers a delete of an absent rule 200 {"result":"no-rule error"}; kube-loxilb reads that
+      // as a failure and, when every instance says so, requeues the delete forever. Its client treats
+      // any other status as done, so the same words with 404 end its retries (docs: api.md).
+      if ((await change(() => d.registry.delete(key))) === 0) {
+        return send(res, 404, { code: 404, result: 'no-rule error', message: `no load balancer ${byTuple[1]}:${byTuple[2]}/${byTuple[3]}` });
+      }
       return send(res, 200, { result: 'Success' });
     }
 
     const byName = /^\/config\/loadbalancer\/name\/([\w.:/-]{1,253})$/.exec(path);
     if (byName && method === 'DELETE') {
       const name = decodeURIComponent(byName[1]!);
-      const keys = d.datapath.list().filter((s) => s.name === name).map(serviceKey);
-      if (!keys.length) throw new HttpError(404, `no load balancer named ${name}`);
-      await d.datapath.change((m) => {
-        for (const k of keys) m.delete(k);
-        return m;
-      });
-      d.persist(d.datapath.list());
+      // As LoxiLB: deleting by a name nothing carries is a success that changes nothing.
+      await change(() => d.registry.deleteByName(name));
       return send(res, 200, { result: 'Success' });
     }
 
@@ -191,7 +179,7 @@ export function createApi(d: ApiDeps): Server {
     }
 
     if (path === '/config/conntrack/all' && method === 'GET') {
-      const services = d.datapath.list();
+      const services = d.registry.list();
       const ours = new Map<string, Service>();
       for (const s of services) for (const a of serviceAddresses(s)) ours.set(`${a}|${s.port}|${s.protocol}`, s);
       const entries = (await d.conntrack()).filter((c) => ours.has(`${c.dst}|${c.dport}|${c.protocol}`));

@@ -1,11 +1,23 @@
 /**
- * Keeps the kernel equal to the desired services: renders, compares with what is applied,
- * applies one transaction, one at a time. Changes are validated by rendering before they
- * are accepted, and rolled back in memory when the kernel rejects them.
+ * Keeps the kernel table equal to a list of services (and endpoint health): changes arrive as
+ * transactions of staged service changes, leave as one incremental diff (two nft transactions
+ * at most), and the table is checked against what it should hold, replaced in full whenever it
+ * differs, a transaction failed, or the agent cannot prove what is there.
  */
 import { endpointKey, type Service, serviceKey } from '../services/model.ts';
-import type { Nft } from './nft.ts';
-import { type CounterValue, diffText, endpointElement, fullText, type Model, renderModel } from './render.ts';
+import { Ledger } from './ledger.ts';
+import { baseText, contribution, type CounterValue, diffText, endpointElement, fullText, type Model } from './render.ts';
+
+export { ConflictError } from './ledger.ts';
+
+/** The part of the nft adapter the datapath uses (the tests' fake implements it too). */
+export interface NftPort {
+  apply(text: string): Promise<void>;
+  /** What the table's revision set says: the state's hash, and whether a two-phase change was cut off. */
+  revision(): Promise<{ hash: string; inFlight: boolean } | undefined>;
+  exists(): Promise<boolean>;
+  counters(): Promise<Map<string, CounterValue>>;
+}
 
 export interface DatapathOptions {
   table: string;
@@ -18,20 +30,38 @@ export interface ServiceCounters {
   endpoints: Map<string, CounterValue>;
 }
 
+/** Stages changes inside `Datapath.transaction`; the kernel sees them all at once on commit. */
+export interface Stage {
+  /** The services as staged so far. */
+  current(): ReadonlyMap<string, Service>;
+  /** Replaces (or with undefined removes) services; throws ConflictError and stages nothing when one would take another's address or id. */
+  services(changes: ReadonlyMap<string, Service | undefined>): void;
+  /** New endpoint health: `${serviceKey}#${endpointKey}` of the endpoints that are down. */
+  down(down: ReadonlySet<string>): void;
+}
+
 export class Datapath {
-  private readonly nft: Nft;
+  private readonly nft: NftPort;
   private readonly o: DatapathOptions;
   private services = new Map<string, Service>();
-  private down: ReadonlySet<string> = new Set();
-  /** What the kernel holds (as far as this process knows): the base of the next diff. */
-  private applied: Model | undefined;
+  private downSet: ReadonlySet<string> = new Set();
+  private ledger: Ledger;
+  /** Whether the kernel holds exactly what the ledger says; false after a failure or before the first apply. */
+  private inSync = false;
   private queue: Promise<unknown> = Promise.resolve();
-  /** Logs recoveries (a diff the kernel refused, replaced by a full transaction). */
+  /** Logs recoveries (a refused diff, a table changed behind the agent's back). */
   onWarn: (msg: string, extra: Record<string, unknown>) => void = () => undefined;
+  /** Full replaces made since start (start-up included): a figure for tests and `get` commands. */
+  fullApplies = 0;
 
-  constructor(nft: Nft, options: DatapathOptions) {
+  constructor(nft: NftPort, options: DatapathOptions) {
     this.nft = nft;
     this.o = options;
+    this.ledger = this.freshLedger();
+  }
+
+  private freshLedger(): Ledger {
+    return new Ledger(baseText(this.o.flowtableDevices ?? []), this.o.flowtableDevices ?? []);
   }
 
   list(): Service[] {
@@ -42,74 +72,162 @@ export class Datapath {
     return this.services.get(key);
   }
 
-  /** Runs `fn` after every earlier change, so concurrent API calls apply in order. */
+  get down(): ReadonlySet<string> {
+    return this.downSet;
+  }
+
+  get revision(): string {
+    return this.ledger.hash;
+  }
+
+  /** The whole table as it should be now. */
+  desired(): Model {
+    return this.ledger.model();
+  }
+
+  isDown(s: Service, endpoint: { ip: string; port: number }): boolean {
+    return this.downSet.has(`${serviceKey(s)}#${endpointKey(endpoint)}`);
+  }
+
+  /** Runs `fn` after every earlier transaction or check. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const next = this.queue.then(fn, fn);
     this.queue = next.catch(() => undefined);
     return next;
   }
 
-  /** Adopts what the kernel holds: applies only when the table differs from these services. */
-  adopt(services: Service[]): Promise<'adopted' | 'applied'> {
+  /**
+   * Adopts the kernel's table when it provably holds these services: its revision is this state's
+   * hash and no two-phase change was cut off half way. Anything else is replaced in full.
+   */
+  adopt(services: Service[], down: ReadonlySet<string> = new Set()): Promise<'adopted' | 'applied'> {
     return this.serial(async () => {
-      this.services = new Map(services.map((s) => [serviceKey(s), s]));
-      const inKernel = await this.nft.appliedHash();
-      const desired = renderModel(this.input());
-      if (inKernel === desired.hash) {
-        this.applied = desired;
+      this.load(services, down);
+      const inKernel = await this.nft.revision();
+      if (inKernel && !inKernel.inFlight && inKernel.hash === this.ledger.hash) {
+        this.inSync = true;
         return 'adopted';
       }
-      await this.applyNow(desired);
+      if (inKernel?.inFlight) this.onWarn('the table was left between two phases of a change (the agent stopped mid-change); replacing it', {});
+      await this.replace();
       return 'applied';
     });
   }
 
-  /** Replaces the whole service set (or a change to it) atomically: all of it reaches the kernel or none. */
-  change(mutate: (current: Map<string, Service>) => Map<string, Service>): Promise<void> {
+  private load(services: Service[], down: ReadonlySet<string>): void {
+    this.services = new Map(services.map((s) => [serviceKey(s), s]));
+    this.downSet = new Set(down);
+    this.ledger = this.freshLedger();
+    for (const [k, s] of this.services) this.ledger.put(k, contribution(s, this.downSet, this.o.hashSeed));
+  }
+
+  /**
+   * Stages changes with `fn`, then brings the kernel to the result in one diff. If the kernel
+   * refuses, the whole table is replaced; if that fails too, everything staged is undone and the
+   * error thrown.
+   */
+  transaction<T>(fn: (stage: Stage) => T): Promise<T> {
     return this.serial(async () => {
-      const before = this.services;
-      this.services = mutate(new Map(before));
+      const beforeServices = this.services;
+      const beforeDown = this.downSet;
+      const mark = this.ledger.begin();
+      const services = new Map(this.services);
+      let down = this.downSet;
+      const stage: Stage = {
+        current: () => services,
+        services: (changes) => {
+          const staged: [string, Service | undefined][] = [];
+          try {
+            for (const [k, s] of changes) {
+              const before = services.get(k);
+              if (before === s) continue;
+              this.ledger.put(k, s ? contribution(s, down, this.o.hashSeed) : undefined);
+              staged.push([k, before]);
+              if (s) services.set(k, s);
+              else services.delete(k);
+            }
+          } catch (e) {
+            // Undo this call's earlier puts: a call is staged whole or not at all.
+            for (const [k, before] of staged.reverse()) {
+              this.ledger.put(k, before ? contribution(before, down, this.o.hashSeed) : undefined);
+              if (before) services.set(k, before);
+              else services.delete(k);
+            }
+            throw e;
+          }
+        },
+        down: (next) => {
+          const affected = new Set<string>();
+          for (const k of next) if (!down.has(k)) affected.add(k.split('#')[0]!);
+          for (const k of down) if (!next.has(k)) affected.add(k.split('#')[0]!);
+          down = new Set(next);
+          for (const k of affected) {
+            const s = services.get(k);
+            if (s) this.ledger.put(k, contribution(s, down, this.o.hashSeed));
+          }
+        },
+      };
+      let result: T;
       try {
-        await this.applyNow();
+        result = fn(stage);
       } catch (e) {
-        this.services = before;
+        this.load([...beforeServices.values()], beforeDown);
         throw e;
       }
-    });
-  }
-
-  setDown(down: ReadonlySet<string>): Promise<void> {
-    return this.serial(async () => {
-      this.down = down;
-      await this.applyNow();
-    });
-  }
-
-  isDown(s: Service, endpoint: { ip: string; port: number }): boolean {
-    return this.down.has(`${serviceKey(s)}#${endpointKey(endpoint)}`);
-  }
-
-  private input() {
-    return { table: this.o.table, services: this.list(), down: this.down, hashSeed: this.o.hashSeed, flowtableDevices: this.o.flowtableDevices };
-  }
-
-  private async applyNow(next: Model = renderModel(this.input())): Promise<void> {
-    if (next.hash === this.applied?.hash) return;
-    const diff = this.applied ? diffText(this.applied, next, this.o.table) : undefined;
-    if (diff !== undefined) {
+      this.services = services;
+      this.downSet = down;
       try {
-        if (diff.phase1) await this.nft.apply(diff.phase1);
-        if (diff.phase2) await this.nft.apply(diff.phase2);
-        this.applied = next;
-        return;
+        await this.commit(mark);
       } catch (e) {
-        this.onWarn('the kernel refused an incremental change; replacing the whole table', { error: (e as Error).message });
+        this.services = beforeServices;
+        this.downSet = beforeDown;
+        this.load([...beforeServices.values()], beforeDown);
+        this.inSync = false;
+        throw e;
       }
+      return result;
+    });
+  }
+
+  private async commit(mark: { rawHook: boolean }): Promise<void> {
+    if (!this.inSync) return this.replace();
+    const { prev, next, changed } = this.ledger.delta(mark);
+    if (!changed) return;
+    const diff = diffText(prev, next, this.o.table);
+    try {
+      if (diff?.phase1) await this.nft.apply(diff.phase1);
+      if (diff?.phase2) await this.nft.apply(diff.phase2);
+      if (diff) return;
+    } catch (e) {
+      this.onWarn('the kernel refused an incremental change; replacing the whole table', { error: (e as Error).message });
     }
-    // Full replace, carrying the counters over it.
+    await this.replace();
+  }
+
+  /** Replaces the whole table with what the ledger holds, carrying the counters over. */
+  private async replace(): Promise<void> {
+    this.inSync = false;
     const counters = (await this.nft.exists()) ? await this.nft.counters() : new Map<string, CounterValue>();
-    await this.nft.apply(fullText(next, this.o.table, counters));
-    this.applied = next;
+    await this.nft.apply(fullText(this.ledger.model(), this.o.table, counters));
+    this.inSync = true;
+    this.fullApplies++;
+  }
+
+  /**
+   * The table is the agent's: when it is gone, holds another revision, or was left mid-change,
+   * it is replaced in full (kube-proxy's full sync). Returns whether it had to be.
+   */
+  check(): Promise<'ok' | 'replaced'> {
+    return this.serial(async () => {
+      const inKernel = await this.nft.revision();
+      if (this.inSync && inKernel && !inKernel.inFlight && inKernel.hash === this.ledger.hash) return 'ok';
+      this.onWarn('the nftables table differs from what the agent applied; replacing it', {
+        found: inKernel ? `${inKernel.inFlight ? 'in flight to ' : ''}${inKernel.hash}` : 'no table',
+        expected: this.ledger.hash,
+      });
+      await this.replace();
+      return 'replaced';
+    });
   }
 
   /** Per-service and per-endpoint packet/byte counters, read back from the kernel. */
@@ -126,3 +244,4 @@ export class Datapath {
     return out;
   }
 }
+

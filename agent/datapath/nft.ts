@@ -41,11 +41,11 @@ export class Nft {
     if (r.code !== 0) throw new Error(`nft rejected the ruleset: ${r.stderr.trim().split('\n').slice(0, 6).join(' | ')}`);
   }
 
-  /** The revision of the table as it is in the kernel (kept in its `revision` set); undefined when absent. */
-  async appliedHash(): Promise<string | undefined> {
+  /** The table's revision as the kernel holds it (its `revision` set); undefined when the table or the set is absent. */
+  async revision(): Promise<{ hash: string; inFlight: boolean } | undefined> {
     const r = await runNft(['list', 'set', 'ip', this.table, 'revision'], undefined, this.netns);
     if (r.code !== 0) return undefined;
-    return /comment "loxiha ([0-9a-f]+)"/.exec(r.stdout)?.[1];
+    return parseRevision(r.stdout);
   }
 
   async exists(): Promise<boolean> {
@@ -89,4 +89,10 @@ export function parseSetCounters(json: string): Map<string, CounterValue> {
     }
   }
   return out;
+}
+
+/** Reads the revision element the renderer writes (`loxiha <hash>`, or `loxiha-in-flight <hash>` between two phases). */
+export function parseRevision(text: string): { hash: string; inFlight: boolean } | undefined {
+  const m = /comment "loxiha(-in-flight)? ([0-9a-f]+)"/.exec(text);
+  return m ? { hash: m[2]!, inFlight: !!m[1] } : undefined;
 }

@@ -13,8 +13,8 @@
  * return to whichever instance holds the VIP and conntrack entries mean the same on both
  * instances (session sync); the fixed seed makes both pick the same endpoint for a flow.
  */
-import { createHash } from 'node:crypto';
 import { type Endpoint, endpointKey, MODE, SELECTION, type Service, serviceAddresses, serviceKey } from '../services/model.ts';
+import { Ledger } from './ledger.ts';
 import { cmp, fnv1a, MAGLEV_SLOTS, maglevSlots, prioritySlots, weightedSlots } from './slots.ts';
 
 export interface CounterValue {
@@ -64,7 +64,7 @@ export function liveEndpoints(s: Service, down: ReadonlySet<string>): Endpoint[]
 }
 
 /** A group of services that pick endpoints the same way: one chain, one slot map. */
-interface Group {
+export interface Group {
   /** nftables expression producing the slot index. */
   selector: string;
   protocol: string;
@@ -101,17 +101,39 @@ function slotsFor(s: Service, live: Endpoint[]): Endpoint[] {
   }
 }
 
+/** An idle timeout policy (LoxiLB's `inactiveTimeOut`): a `ct timeout` object and the chain that attaches it. */
+export interface IdleTimeout {
+  protocol: 'tcp' | 'udp';
+  seconds: number;
+}
+
+export type SetName = 'vips' | 'service_marks' | 'endpoints' | 'ep_stats' | 'restricted' | 'allowed';
+export type MapName = 'marks' | 'services' | 'snat_to' | 'timeouts';
+
 /** The desired table as data: what `diffText` compares and `fullText` prints. */
 export interface Model {
-  sets: Record<'vips' | 'service_marks' | 'endpoints' | 'ep_stats' | 'restricted' | 'allowed', Set<string>>;
+  sets: Record<SetName, Set<string>>;
   /** Fixed maps (declared in every table). */
-  maps: Record<'marks' | 'services' | 'snat_to', Map<string, string>>;
+  maps: Record<MapName, Map<string, string>>;
   /** Selection groups in use: name → group, each with its chain and its slot map `slots_<name>`. */
   groups: Map<string, Group>;
   /** Slot map elements per group: key → endpoint. */
   slots: Map<string, Map<string, string>>;
+  /** Idle timeout policies in use: name → policy, each a `ct timeout` object and a chain. */
+  idle: Map<string, IdleTimeout>;
+  /** Whether the raw-priority chain that attaches idle timeouts exists (only while some service has one). */
+  rawHook: boolean;
   flowtableDevices: string[];
   hash: string;
+}
+
+/** What one service puts into the table (given endpoint health): the unit the ledger adds and removes. */
+export interface Contribution {
+  sets: Partial<Record<SetName, string[]>>;
+  maps: Partial<Record<MapName, [string, string][]>>;
+  group?: { name: string; group: Group };
+  slots: [string, string][];
+  idle?: { name: string; idle: IdleTimeout };
 }
 
 const SET_TYPES: Record<keyof Model['sets'], string> = {
@@ -128,7 +150,23 @@ const MAP_TYPES: Record<keyof Model['maps'], string> = {
   marks: 'type ipv4_addr . inet_proto . inet_service : mark',
   services: 'type ipv4_addr . inet_proto . inet_service : verdict',
   snat_to: 'type mark : ipv4_addr',
+  // service → the chain that attaches its idle timeout (nft 1.0 has no `ct timeout` object maps).
+  timeouts: 'type ipv4_addr . inet_proto . inet_service : verdict',
 };
+
+/**
+ * Idle timeouts: conntrack takes a timeout policy only before it tracks the packet, so the hook
+ * runs at raw priority, for every packet while it exists: it is rendered only while a service has one.
+ * TCP: the established state's timeout (other states keep the kernel's); UDP: both states.
+ */
+const idleName = (t: IdleTimeout) => `idle_${t.protocol}_${t.seconds}`;
+const idlePolicy = (t: IdleTimeout) =>
+  t.protocol === 'tcp' ? `established : ${t.seconds}` : `unreplied : ${t.seconds}, replied : ${t.seconds}`;
+const idleObject = (t: IdleTimeout) => `protocol ${t.protocol}; l3proto ip; policy = { ${idlePolicy(t)} };`;
+const idleRule = (name: string) => `ct timeout set "${name}"`;
+const RAW_CHAIN = 'raw_pre';
+const rawChainHead = 'type filter hook prerouting priority raw; policy accept;';
+const rawChainRule = 'ip daddr . meta l4proto . th dport vmap @timeouts';
 
 // The slot index goes through the packet mark: nft cannot list a map keyed by `typeof … jhash …`,
 // and a plain integer does not match a typed key. Only first packets of connections to our VIPs get it.
@@ -172,61 +210,49 @@ function baseChains(flowtable: boolean): string[] {
   ];
 }
 
-export function renderModel(input: Omit<RenderInput, 'counters'>): Model {
-  const services = input.services
-    .map((s) => [serviceKey(s), s] as const)
-    .sort((a, b) => cmp(a[0], b[0]))
-    .map(([, s]) => s);
-  const m: Model = {
-    sets: { vips: new Set(), service_marks: new Set(), endpoints: new Set(), ep_stats: new Set(), restricted: new Set(), allowed: new Set() },
-    maps: { marks: new Map(), services: new Map(), snat_to: new Map() },
-    groups: new Map(),
-    slots: new Map(),
-    flowtableDevices: input.flowtableDevices ?? [],
-    hash: '',
-  };
-  for (const s of services) {
-    const mark = hex(serviceMark(s));
-    if (m.sets.service_marks.has(mark)) throw new Error(`service id collision for ${serviceKey(s)}: change its port or address`);
-    m.sets.service_marks.add(mark);
-    if (s.mode === MODE.fullnat) m.maps.snat_to.set(mark, s.privateIP ?? s.externalIP);
-    for (const e of s.endpoints) {
-      m.sets.endpoints.add(`${e.ip} . ${s.protocol} . ${e.port}`);
-      m.sets.ep_stats.add(endpointElement(s, e));
-    }
-    const slots = slotsFor(s, liveEndpoints(s, input.down));
-    const { name: groupName, group } = groupOf(s, slots.length, input.hashSeed);
-    if (slots.length) {
-      m.groups.set(groupName, group);
-      if (!m.slots.has(groupName)) m.slots.set(groupName, new Map());
-    }
-    for (const a of serviceAddresses(s)) {
-      const key = `${a} . ${s.protocol} . ${s.port}`;
-      m.sets.vips.add(a);
-      m.maps.marks.set(key, mark);
-      // No live endpoint: drop new connections rather than let the local stack answer for the VIP.
-      m.maps.services.set(key, slots.length ? `jump ${groupName}` : 'drop');
-      if (s.allowedSources.length) {
-        m.sets.restricted.add(key);
-        for (const p of s.allowedSources) m.sets.allowed.add(`${key} . ${p}`);
-      }
-      slots.forEach((e, i) => m.slots.get(groupName)!.set(`${key} . ${i}`, `${e.ip} . ${e.port}`));
-    }
+/** What one service puts into the table, given which endpoints are down. Pure. */
+export function contribution(s: Service, down: ReadonlySet<string>, seed: number): Contribution {
+  const c: Contribution = { sets: { service_marks: [], endpoints: [], ep_stats: [], vips: [], restricted: [], allowed: [] }, maps: { marks: [], services: [], snat_to: [], timeouts: [] }, slots: [] };
+  const mark = hex(serviceMark(s));
+  c.sets.service_marks!.push(mark);
+  if (s.mode === MODE.fullnat) c.maps.snat_to!.push([mark, s.privateIP ?? s.externalIP]);
+  for (const e of s.endpoints) {
+    c.sets.endpoints!.push(`${e.ip} . ${s.protocol} . ${e.port}`);
+    c.sets.ep_stats!.push(endpointElement(s, e));
   }
-  // The revision: a hash over every element in a canonical order (what the kernel would hold).
-  const h = createHash('sha256');
-  const feed = (tag: string, xs: Iterable<string>) => {
-    h.update(`\n#${tag}\n${[...xs].sort().join('\n')}`);
-  };
-  const feedMap = (tag: string, xs: Map<string, string>) => feed(tag, [...xs].map(([k, v]) => `${k} : ${v}`));
-  for (const [k, v] of Object.entries(m.sets)) feed(k, v);
-  for (const [k, v] of Object.entries(m.maps)) feedMap(k, v);
-  feed('groups', [...m.groups].map(([k, g]) => `${k} ${g.selector}`));
-  for (const [k, v] of m.slots) feedMap(`slots_${k}`, v);
-  feed('flowtable', m.flowtableDevices);
-  feed('base', [...baseChains(m.flowtableDevices.length > 0), AFFINITY_MAP]);
-  m.hash = h.digest('hex').slice(0, 16);
-  return m;
+  const slots = slotsFor(s, liveEndpoints(s, down));
+  const { name: groupName, group } = groupOf(s, slots.length, seed);
+  if (slots.length) c.group = { name: groupName, group };
+  if (s.inactiveTimeOut > 0) {
+    const idle: IdleTimeout = { protocol: s.protocol, seconds: s.inactiveTimeOut };
+    c.idle = { name: idleName(idle), idle };
+  }
+  for (const a of serviceAddresses(s)) {
+    const key = `${a} . ${s.protocol} . ${s.port}`;
+    c.sets.vips!.push(a);
+    c.maps.marks!.push([key, mark]);
+    // No live endpoint: drop new connections rather than let the local stack answer for the VIP.
+    c.maps.services!.push([key, slots.length ? `jump ${groupName}` : 'drop']);
+    if (c.idle) c.maps.timeouts!.push([key, `goto ${c.idle.name}`]);
+    if (s.allowedSources.length) {
+      c.sets.restricted!.push(key);
+      for (const p of s.allowedSources) c.sets.allowed!.push(`${key} . ${p}`);
+    }
+    slots.forEach((e, i) => c.slots.push([`${key} . ${i}`, `${e.ip} . ${e.port}`]));
+  }
+  return c;
+}
+
+/** The parts of the table that do not depend on services: they are part of every revision. */
+export function baseText(flowtableDevices: string[]): string {
+  return [...baseChains(flowtableDevices.length > 0), AFFINITY_MAP, `flowtable ${flowtableDevices.join(',')}`].join('\n');
+}
+
+/** The whole desired table for a list of services (start-up, full replaces, tests). */
+export function renderModel(input: Omit<RenderInput, 'counters'>): Model {
+  const ledger = new Ledger(baseText(input.flowtableDevices ?? []), input.flowtableDevices ?? []);
+  for (const s of input.services) ledger.put(serviceKey(s), contribution(s, input.down, input.hashSeed));
+  return ledger.model();
 }
 
 const elements = (items: Iterable<string>) => {
@@ -244,22 +270,31 @@ export function fullText(m: Model, tableName: string, counters?: ReadonlyMap<str
     return v ? `${el} counter packets ${v.packets} bytes ${v.bytes}` : el;
   };
   const groups = [...m.groups].sort(([a], [b]) => cmp(a, b));
+  const idle = [...m.idle].sort(([a], [b]) => cmp(a, b));
   return [
     `table ${table} {}`,
     `delete table ${table}`,
     `table ${table} {`,
-    `\tset revision {\n\t\ttype mark${elements([`0x1 comment "loxiha ${m.hash}"`])}\n\t}`,
+    `\tset revision {\n\t\ttype mark${elements([revisionElement(m.hash)])}\n\t}`,
     ...(Object.keys(SET_TYPES) as (keyof Model['sets'])[]).map((k) => `\tset ${k} {\n\t\t${SET_TYPES[k]}${elements(sorted(m.sets[k]).map((e) => (COUNTED.has(k) ? counted(e) : e)))}\n\t}`),
     ...(Object.keys(MAP_TYPES) as (keyof Model['maps'])[]).map((k) => `\tmap ${k} {\n\t\t${MAP_TYPES[k]}${elements(pairs(m.maps[k]))}\n\t}`),
     AFFINITY_MAP,
     ...groups.map(([name, g]) => `\tmap slots_${name} {\n\t\t${slotMapType(g)}${elements(pairs(m.slots.get(name)!))}\n\t}`),
     ...(m.flowtableDevices.length ? [`\tflowtable fastpath {\n\t\thook ingress priority filter\n\t\tdevices = { ${m.flowtableDevices.join(', ')} }\n\t}`] : []),
     ...groups.map(([name, g]) => `\tchain ${name} {\n\t\t${groupRules(name, g).join('\n\t\t')}\n\t}`),
+    ...idle.map(([name, i]) => `\tct timeout ${name} { ${idleObject(i)} }`),
+    ...idle.map(([name]) => `\tchain ${name} {\n\t\t${idleRule(name)}\n\t}`),
     ...baseChains(m.flowtableDevices.length > 0),
+    ...(m.rawHook ? [`\tchain ${RAW_CHAIN} {\n\t\t${rawChainHead}\n\t\t${rawChainRule}\n\t}`] : []),
     `}`,
     '',
   ].join('\n');
 }
+
+/** The revision element: the hash of the state the table holds. */
+export const revisionElement = (hash: string) => `0x1 comment "loxiha ${hash}"`;
+/** Written by the first of two transactions: the table is between two states. */
+export const inFlightElement = (hash: string) => `0x1 comment "loxiha-in-flight ${hash}"`;
 
 /** Sets and maps a packet consults first: a removal there stops new connections, so it goes in the first phase. */
 const GATES: ReadonlySet<string> = new Set(['services', 'vips', 'restricted']);
@@ -301,6 +336,11 @@ export function diffText(prev: Model, next: Model, tableName: string): Diff | un
   if (prev.flowtableDevices.join() !== next.flowtableDevices.join()) return undefined;
   const t = `ip ${tableName}`;
   const out: Phases = { one: [], two: [] };
+  // Idle timeout objects and their chains first: the timeouts map's elements jump to them.
+  for (const [name, i] of next.idle) {
+    if (prev.idle.has(name)) continue;
+    out.one.push(`add ct timeout ${t} ${name} { ${idleObject(i)} }`, `add chain ${t} ${name}`, `add rule ${t} ${name} ${idleRule(name)}`);
+  }
   for (const [name, g] of next.groups) {
     if (prev.groups.has(name)) continue;
     out.one.push(`add map ${t} slots_${name} { ${slotMapType(g)}; }`, `add chain ${t} ${name}`, ...groupRules(name, g).map((r) => `add rule ${t} ${name} ${r}`));
@@ -315,11 +355,18 @@ export function diffText(prev: Model, next: Model, tableName: string): Diff | un
   out.one.push(...elementPhases.one);
   out.two.push(...elementPhases.two);
   for (const name of prev.groups.keys()) if (!next.groups.has(name)) out.two.push(`delete chain ${t} ${name}`, `delete map ${t} slots_${name}`);
+  if (next.rawHook && !prev.rawHook) out.one.push(`add chain ${t} ${RAW_CHAIN} { ${rawChainHead} }`, `add rule ${t} ${RAW_CHAIN} ${rawChainRule}`);
+  if (prev.rawHook && !next.rawHook) out.two.push(`delete chain ${t} ${RAW_CHAIN}`);
+  for (const name of prev.idle.keys()) if (!next.idle.has(name)) out.two.push(`delete chain ${t} ${name}`, `delete ct timeout ${t} ${name}`);
   if (!out.one.length && !out.two.length) return { phase1: '', phase2: '' };
-  const revision = [`flush set ${t} revision`, `add element ${t} revision { 0x1 comment "loxiha ${next.hash}" }`];
-  // The revision names the final state: it is written with the last phase.
-  if (out.two.length) out.two.push(...revision);
-  else out.one.push(...revision);
+  const revision = (element: string) => [`flush set ${t} revision`, `add element ${t} revision { ${element} }`];
+  // The revision names the final state: it is written with the last phase. While two phases are
+  // on their way, the first marks the table in flight, so that an agent killed between them finds
+  // a table that matches no saved state and replaces it instead of adopting it.
+  if (out.one.length && out.two.length) {
+    out.one.unshift(...revision(inFlightElement(next.hash)));
+    out.two.push(...revision(revisionElement(next.hash)));
+  } else (out.two.length ? out.two : out.one).push(...revision(revisionElement(next.hash)));
   return { phase1: out.one.length ? `${out.one.join('\n')}\n` : '', phase2: out.two.length ? `${out.two.join('\n')}\n` : '' };
 }
 

@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createApi } from '../../agent/api/server.ts';
-import { Datapath } from '../../agent/datapath/controller.ts';
-import { ServiceStore } from '../../agent/services/store.ts';
-import { FakeNft } from './fake-nft.ts';
+import type { Datapath } from '../../agent/datapath/controller.ts';
+import { StateStore } from '../../agent/services/store.ts';
+import { fakeAgent, type FakeNft } from './fake-nft.ts';
+import { kubeLoxilbDeleteLoop } from './fixtures/kube-loxilb.ts';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -24,19 +25,20 @@ let server: Server;
 let base: string;
 let nft: FakeNft;
 let datapath: Datapath;
-let store: ServiceStore;
+let store: StateStore;
 let pushes: unknown[];
 
 async function start(token?: string) {
-  nft = new FakeNft();
-  datapath = new Datapath(nft.asNft(), { table: 'loxiha', hashSeed: 1 });
   const dir = mkdtempSync(join(tmpdir(), 'loxiha-api-'));
   dirs.push(dir);
-  store = new ServiceStore(dir);
+  store = new StateStore(dir);
+  const agent = fakeAgent(store);
+  nft = agent.nft;
+  datapath = agent.datapath;
   pushes = [];
   server = createApi({
+    registry: agent.registry,
     datapath,
-    persist: (l) => store.save(l),
     endpointStates: () => [],
     conntrack: async () => [],
     role: () => ({ instance: 'llb-inst0', state: 'BACKUP', vip: '100.64.248.254', sync: 0 }),
@@ -91,6 +93,15 @@ describe('LoxiLB-compatible API', () => {
     ['an unknown field', entry({ bogus: 1 }), /bogus/],
     ['duplicate endpoints', entry({}, [{ endpointIP: '100.64.2.101', targetPort: 1, weight: 1 }, { endpointIP: '100.64.2.101', targetPort: 1, weight: 1 }]), /duplicate endpoint/],
     ['a bad allowed source', { ...entry(), allowedSources: [{ prefix: 'everyone' }] }, /IPv4 prefix/],
+    ['a broadcast endpoint', entry({}, [{ endpointIP: '255.255.255.255', targetPort: 53, weight: 1 }]), /255\.255\.255\.255 can never be an endpoint: it is the broadcast address/],
+    ['a multicast endpoint', entry({}, [{ endpointIP: '224.0.0.251', targetPort: 5353, weight: 1 }]), /multicast/],
+    ['an unspecified endpoint', entry({}, [{ endpointIP: '0.0.0.0', targetPort: 80, weight: 1 }]), /this network/],
+    ['a loopback endpoint', entry({}, [{ endpointIP: '127.0.0.1', targetPort: 80, weight: 1 }]), /loopback/],
+    ['a reserved endpoint', entry({}, [{ endpointIP: '250.1.2.3', targetPort: 80, weight: 1 }]), /reserved/],
+    ['the VIP as an endpoint', entry({}, [{ endpointIP: '100.64.248.254', targetPort: 30080, weight: 1 }]), /service's own address/],
+    ['the external IP as an endpoint', entry({}, [{ endpointIP: '100.100.100.100', targetPort: 30080, weight: 1 }]), /service's own address/],
+    ['an unspecified external IP', entry({ externalIP: '0.0.0.0' }), /externalIP: 0\.0\.0\.0 cannot be a service address/],
+    ['an address taken by another service', entry({ externalIP: '100.100.100.101', port: 81 }), /100\.64\.248\.254 \. tcp \. 81 \(marks\) is already used by the service on 100\.100\.100\.100:81\/tcp/],
   ])('rejects %s with 400 and a message, changing nothing', async (_, body, message) => {
     await call('POST', '/config/loadbalancer', entry({ port: 81 }));
     const before = { list: datapath.list(), applies: nft.applied.length };
@@ -98,6 +109,41 @@ describe('LoxiLB-compatible API', () => {
     expect(r.status).toBe(400);
     expect(r.body.message).toMatch(message);
     expect({ list: datapath.list(), applies: nft.applied.length }).toEqual(before);
+  });
+
+  it('accepts what older kube-loxilb builds send for empty lists (null)', async () => {
+    const body = { ...entry(), secondaryIPs: null, allowedSources: null };
+    expect((await call('POST', '/config/loadbalancer', body)).body).toEqual({ result: 'Success' });
+    expect((await call('POST', '/config/loadbalancer', { ...entry({ port: 82 }), endpoints: null })).body).toEqual({ result: 'Success' });
+    expect(datapath.list().map((s) => [s.port, s.endpoints.length, s.secondaryIPs, s.allowedSources])).toEqual([
+      [80, 1, [], []],
+      [82, 0, [], []],
+    ]);
+  });
+
+  it("answers a second DELETE with LoxiLB's words, in a form that ends kube-loxilb's retries", async () => {
+    await call('POST', '/config/loadbalancer', entry());
+    const path = '/config/loadbalancer/externalipaddress/100.100.100.100/port/80/protocol/tcp';
+    expect(await kubeLoxilbDeleteLoop([base], path, 5)).toBe(1);
+    const again = await call('DELETE', path);
+    expect(again).toEqual({ status: 404, body: { code: 404, result: 'no-rule error', message: 'no load balancer 100.100.100.100:80/tcp' } });
+    // Both instances already without the service (the first delete's answers were lost): the loop still ends at once.
+    expect(await kubeLoxilbDeleteLoop([base, base], path, 5)).toBe(1);
+    expect(datapath.list()).toEqual([]);
+  });
+
+  it('applies concurrent changes together: one kernel change for many requests, each answered for itself', async () => {
+    nft.latencyMs = 20;
+    const applies = nft.applied.length;
+    const bodies = Array.from({ length: 40 }, (_, i) => entry({ port: 2000 + i, name: `svc_${i}` }));
+    // One bad request among them (it wants another service's address) fails alone.
+    bodies.push(entry({ externalIP: '100.100.100.101', port: 2005 }));
+    const answers = await Promise.all(bodies.map((b) => call('POST', '/config/loadbalancer', b)));
+    expect(answers.slice(0, 40).every((a) => a.status === 200)).toBe(true);
+    expect(answers[40]!.status).toBe(400);
+    expect(datapath.list()).toHaveLength(40);
+    expect(nft.applied.length - applies).toBeLessThan(10);
+    expect(store.load().services).toHaveLength(40);
   });
 
   it('answers 500 and keeps the old state when the kernel rejects the change', async () => {
@@ -136,7 +182,7 @@ describe('LoxiLB-compatible API', () => {
   it('persists atomically, so a restarted agent gets the same services back', async () => {
     await call('POST', '/config/loadbalancer', entry());
     await call('POST', '/config/loadbalancer', entry({ port: 53, protocol: 'udp' }));
-    expect(store.load()).toEqual(datapath.list());
+    expect(store.load()).toEqual({ services: datapath.list(), down: [] });
   });
 
   it('requires the bearer token when one is configured', async () => {

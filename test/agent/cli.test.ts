@@ -3,17 +3,16 @@ import type { Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApi } from '../../agent/api/server.ts';
 import { cli, table } from '../../agent/cli.ts';
-import { Datapath } from '../../agent/datapath/controller.ts';
-import { FakeNft } from './fake-nft.ts';
+import { fakeAgent } from './fake-nft.ts';
 
 let server: Server;
 let api: string;
 
 beforeAll(async () => {
-  const datapath = new Datapath(new FakeNft().asNft(), { table: 'loxiha', hashSeed: 1 });
+  const { datapath, registry } = fakeAgent();
   server = createApi({
+    registry,
     datapath,
-    persist: () => undefined,
     endpointStates: () => [],
     conntrack: async () => [],
     role: () => ({ instance: 'llb-inst0', state: 'MASTER', vip: '100.64.248.254', sync: 0 }),

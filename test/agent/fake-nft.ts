@@ -1,18 +1,24 @@
 /** An in-memory stand-in for the nft binary, for API and controller unit tests (the e2e tests use the real kernel). */
-import type { Nft } from '../../agent/datapath/nft.ts';
+import { Datapath } from '../../agent/datapath/controller.ts';
+import { type Nft, parseRevision } from '../../agent/datapath/nft.ts';
+import { ServiceRegistry } from '../../agent/services/registry.ts';
+import type { SavedState } from '../../agent/services/store.ts';
 import type { CounterValue } from '../../agent/datapath/render.ts';
 
 export class FakeNft {
   applied: string[] = [];
   reject: string | undefined;
+  /** How long an apply takes (a real `nft -f` takes milliseconds; changes arriving meanwhile queue up). */
+  latencyMs = 0;
 
   async apply(text: string): Promise<void> {
+    if (this.latencyMs) await new Promise((r) => setTimeout(r, this.latencyMs));
     if (this.reject) throw new Error(this.reject);
     this.applied.push(text);
   }
-  async appliedHash(): Promise<string | undefined> {
+  async revision(): Promise<{ hash: string; inFlight: boolean } | undefined> {
     const last = this.applied.at(-1);
-    return last ? /comment "loxiha ([0-9a-f]+)"/.exec(last)?.[1] : undefined;
+    return last ? parseRevision(last) : undefined;
   }
   async counters(): Promise<Map<string, CounterValue>> {
     return new Map();
@@ -26,4 +32,12 @@ export class FakeNft {
   asNft(): Nft {
     return this as unknown as Nft;
   }
+}
+
+/** A datapath over a fake kernel and a registry over it, as the API and the CLI tests use them. */
+export function fakeAgent(store: { save(state: SavedState): void } = { save: () => undefined }) {
+  const nft = new FakeNft();
+  const datapath = new Datapath(nft.asNft(), { table: 'loxiha', hashSeed: 1 });
+  const registry = new ServiceRegistry(datapath, store);
+  return { nft, datapath, registry };
 }

@@ -5,8 +5,7 @@ import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApi } from '../../agent/api/server.ts';
-import { Datapath } from '../../agent/datapath/controller.ts';
-import { FakeNft } from './fake-nft.ts';
+import { fakeAgent } from './fake-nft.ts';
 
 /** Field names per definition, extracted from loxilb-swagger.yml (checked against it below when it is at hand). */
 const FIELDS = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures/spec-fields.json'), 'utf8')) as Record<string, string[]>;
@@ -33,10 +32,10 @@ function keysOf(v: unknown, out = new Set<string>()): Set<string> {
 let server: Server;
 let base: string;
 beforeAll(async () => {
-  const datapath = new Datapath(new FakeNft().asNft(), { table: 'loxiha', hashSeed: 1 });
+  const { datapath, registry } = fakeAgent();
   server = createApi({
+    registry,
     datapath,
-    persist: () => undefined,
     endpointStates: () => [{ service: '100.100.100.100|80|tcp', endpoint: '100.64.2.101:30080', probeType: 'tcp', up: true, failures: 0, lastMs: [3, 4] }],
     conntrack: async () => [{ protocol: 'tcp', state: 'ESTABLISHED', src: '100.64.1.100', dst: '100.64.248.254', sport: 40000, dport: 80, replySrc: '100.64.2.101', replySport: 30080, replyDst: '100.64.248.254', replyDport: 40000, mark: 1, packets: 3, bytes: 180 }],
     role: () => ({ instance: 'llb-inst0', state: 'MASTER', vip: '100.64.248.254', sync: 0 }),
