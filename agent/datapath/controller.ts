@@ -130,7 +130,7 @@ export class Datapath {
     return this.serial(async () => {
       const beforeServices = this.services;
       const beforeDown = this.downSet;
-      const mark = this.ledger.begin();
+      this.ledger.begin();
       const services = new Map(this.services);
       let down = this.downSet;
       const stage: Stage = {
@@ -177,7 +177,7 @@ export class Datapath {
       this.services = services;
       this.downSet = down;
       try {
-        await this.commit(mark);
+        await this.commit();
       } catch (e) {
         this.services = beforeServices;
         this.downSet = beforeDown;
@@ -189,9 +189,9 @@ export class Datapath {
     });
   }
 
-  private async commit(mark: { rawHook: boolean }): Promise<void> {
+  private async commit(): Promise<void> {
     if (!this.inSync) return this.replace();
-    const { prev, next, changed } = this.ledger.delta(mark);
+    const { prev, next, changed } = this.ledger.delta();
     if (!changed) return;
     const diff = diffText(prev, next, this.o.table);
     try {

@@ -53,8 +53,6 @@ export class Ledger {
   private readonly held = new Map<string, Item[]>();
   /** Before-values of what the current batch touched (undefined: absent before). */
   private journal = new Map<string, string | undefined>();
-  /** Idle timeout policies present: the raw hook exists while there is one. */
-  private idleCount = 0;
   private h1 = 0;
   private h2 = 0;
   private readonly flowtableDevices: string[];
@@ -98,7 +96,6 @@ export class Ledger {
     }
     this.touch(it.key);
     this.entries.set(it.key, { value: it.value, count: 1, owner });
-    if (it.key.startsWith(`idle${SEP}`)) this.idleCount++;
     this.mix(it.key, it.value, 1);
   }
 
@@ -107,7 +104,6 @@ export class Ledger {
     if (--e.count > 0) return;
     this.touch(it.key);
     this.entries.delete(it.key);
-    if (it.key.startsWith(`idle${SEP}`)) this.idleCount--;
     this.mix(it.key, e.value, -1);
   }
 
@@ -119,17 +115,16 @@ export class Ledger {
 
   /** The whole desired table. */
   model(): Model {
-    return this.view(this.entries.keys(), (k) => this.entries.get(k)?.value, this.rawHook());
+    return this.view(this.entries.keys(), (k) => this.entries.get(k)?.value);
   }
 
   /** Starts a batch: from here, `delta()` describes what changed. */
-  begin(): { rawHook: boolean } {
+  begin(): void {
     this.journal = new Map();
-    return { rawHook: this.rawHook() };
   }
 
   /** What the batch changed, as two partial models (before, after) over the touched elements only. */
-  delta(before: { rawHook: boolean }): { prev: Model; next: Model; changed: boolean } {
+  delta(): { prev: Model; next: Model; changed: boolean } {
     const keys = new Set(this.journal.keys());
     // A slot element belongs to its group's map: the diff needs to know whether the group exists on each side.
     for (const k of this.journal.keys()) {
@@ -137,25 +132,20 @@ export class Ledger {
       if (kind === 'slot') keys.add(['group', '', group].join(SEP));
     }
     const beforeValue = (k: string) => (this.journal.has(k) ? this.journal.get(k) : this.entries.get(k)?.value);
-    const prev = this.view(keys, beforeValue, before.rawHook);
-    const next = this.view(keys, (k) => this.entries.get(k)?.value, this.rawHook());
+    const prev = this.view(keys, beforeValue);
+    const next = this.view(keys, (k) => this.entries.get(k)?.value);
     prev.hash = '';
-    const changed = [...this.journal].some(([k, v]) => this.entries.get(k)?.value !== v) || before.rawHook !== next.rawHook;
+    const changed = [...this.journal].some(([k, v]) => this.entries.get(k)?.value !== v);
     return { prev, next, changed };
   }
 
-  private rawHook(): boolean {
-    return this.idleCount > 0;
-  }
-
-  private view(keys: Iterable<string>, value: (k: string) => string | undefined, rawHook: boolean): Model {
+  private view(keys: Iterable<string>, value: (k: string) => string | undefined): Model {
     const m: Model = {
       sets: { vips: new Set(), service_marks: new Set(), endpoints: new Set(), ep_stats: new Set(), restricted: new Set(), allowed: new Set() },
       maps: { marks: new Map(), services: new Map(), snat_to: new Map(), timeouts: new Map() },
       groups: new Map(),
       slots: new Map(),
       idle: new Map(),
-      rawHook,
       flowtableDevices: this.flowtableDevices,
       hash: this.hash,
     };

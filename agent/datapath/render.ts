@@ -121,8 +121,6 @@ export interface Model {
   slots: Map<string, Map<string, string>>;
   /** Idle timeout policies in use: name → policy, each a `ct timeout` object and a chain. */
   idle: Map<string, IdleTimeout>;
-  /** Whether the raw-priority chain that attaches idle timeouts exists (only while some service has one). */
-  rawHook: boolean;
   flowtableDevices: string[];
   hash: string;
 }
@@ -150,23 +148,22 @@ const MAP_TYPES: Record<keyof Model['maps'], string> = {
   marks: 'type ipv4_addr . inet_proto . inet_service : mark',
   services: 'type ipv4_addr . inet_proto . inet_service : verdict',
   snat_to: 'type mark : ipv4_addr',
-  // service → the chain that attaches its idle timeout (nft 1.0 has no `ct timeout` object maps).
+  // service → the chain that sets its idle timeout (nft 1.0 has no `ct timeout` object maps).
   timeouts: 'type ipv4_addr . inet_proto . inet_service : verdict',
 };
 
 /**
- * Idle timeouts: conntrack takes a timeout policy only before it tracks the packet, so the hook
- * runs at raw priority, for every packet while it exists: it is rendered only while a service has one.
- * TCP: the established state's timeout (other states keep the kernel's); UDP: both states.
+ * Idle timeouts: conntrack takes a timeout policy on a connection it tracks but has not confirmed
+ * yet, so new connections jump to their service's policy chain from the filter hook (after
+ * conntrack, before confirmation). TCP: the established state's timeout (the other states keep
+ * the kernel's); UDP: both states.
  */
 const idleName = (t: IdleTimeout) => `idle_${t.protocol}_${t.seconds}`;
 const idlePolicy = (t: IdleTimeout) =>
   t.protocol === 'tcp' ? `established : ${t.seconds}` : `unreplied : ${t.seconds}, replied : ${t.seconds}`;
 const idleObject = (t: IdleTimeout) => `protocol ${t.protocol}; l3proto ip; policy = { ${idlePolicy(t)} };`;
 const idleRule = (name: string) => `ct timeout set "${name}"`;
-const RAW_CHAIN = 'raw_pre';
-const rawChainHead = 'type filter hook prerouting priority raw; policy accept;';
-const rawChainRule = 'ip daddr . meta l4proto . th dport vmap @timeouts';
+
 
 // The slot index goes through the packet mark: nft cannot list a map keyed by `typeof … jhash …`,
 // and a plain integer does not match a typed key. Only first packets of connections to our VIPs get it.
@@ -203,6 +200,8 @@ function baseChains(flowtable: boolean): string[] {
     // yet synced after a failover) is dropped, not answered with a reset by the local stack.
     `\t\tip daddr @vips ip saddr . meta l4proto . th sport @endpoints drop`,
     `\t\tip daddr . meta l4proto . th dport @restricted ip daddr . meta l4proto . th dport . ip saddr != @allowed counter drop`,
+    // New connections of services with an idle timeout take its policy (a jump: the chain returns here).
+    `\t\tip daddr . meta l4proto . th dport vmap @timeouts`,
     `\t}`,
     `\tchain nat_pre {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tip daddr . meta l4proto . th dport vmap @services\n\t}`,
     `\tchain nat_post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tsnat ip to ct mark map @snat_to\n\t}`,
@@ -233,7 +232,7 @@ export function contribution(s: Service, down: ReadonlySet<string>, seed: number
     c.maps.marks!.push([key, mark]);
     // No live endpoint: drop new connections rather than let the local stack answer for the VIP.
     c.maps.services!.push([key, slots.length ? `jump ${groupName}` : 'drop']);
-    if (c.idle) c.maps.timeouts!.push([key, `goto ${c.idle.name}`]);
+    if (c.idle) c.maps.timeouts!.push([key, `jump ${c.idle.name}`]);
     if (s.allowedSources.length) {
       c.sets.restricted!.push(key);
       for (const p of s.allowedSources) c.sets.allowed!.push(`${key} . ${p}`);
@@ -285,7 +284,6 @@ export function fullText(m: Model, tableName: string, counters?: ReadonlyMap<str
     ...idle.map(([name, i]) => `\tct timeout ${name} { ${idleObject(i)} }`),
     ...idle.map(([name]) => `\tchain ${name} {\n\t\t${idleRule(name)}\n\t}`),
     ...baseChains(m.flowtableDevices.length > 0),
-    ...(m.rawHook ? [`\tchain ${RAW_CHAIN} {\n\t\t${rawChainHead}\n\t\t${rawChainRule}\n\t}`] : []),
     `}`,
     '',
   ].join('\n');
@@ -355,8 +353,6 @@ export function diffText(prev: Model, next: Model, tableName: string): Diff | un
   out.one.push(...elementPhases.one);
   out.two.push(...elementPhases.two);
   for (const name of prev.groups.keys()) if (!next.groups.has(name)) out.two.push(`delete chain ${t} ${name}`, `delete map ${t} slots_${name}`);
-  if (next.rawHook && !prev.rawHook) out.one.push(`add chain ${t} ${RAW_CHAIN} { ${rawChainHead} }`, `add rule ${t} ${RAW_CHAIN} ${rawChainRule}`);
-  if (prev.rawHook && !next.rawHook) out.two.push(`delete chain ${t} ${RAW_CHAIN}`);
   for (const name of prev.idle.keys()) if (!next.idle.has(name)) out.two.push(`delete chain ${t} ${name}`, `delete ct timeout ${t} ${name}`);
   if (!out.one.length && !out.two.length) return { phase1: '', phase2: '' };
   const revision = (element: string) => [`flush set ${t} revision`, `add element ${t} revision { ${element} }`];

@@ -48,6 +48,40 @@ describe('probes', () => {
     expect(await defaultProbe('127.0.0.1', 0, probe({ type: 'ping' }))).toBe(true);
   });
 
+  it('a probe that cannot even start (broadcast, a port 0) says down and throws nothing out of the event loop', async () => {
+    const uncaught: unknown[] = [];
+    const onUncaught = (e: unknown) => uncaught.push(e);
+    process.on('uncaughtException', onUncaught);
+    try {
+      for (const type of ['udp', 'tcp', 'http', 'https', 'ping'] as const) {
+        for (const [ip, port] of [['255.255.255.255', 53], ['127.0.0.1', 0]] as const) {
+          expect(await defaultProbe(ip, port, probe({ type, timeoutSeconds: 1, req: 'x', resp: type === 'udp' ? '' : 'y' })), `${type} ${ip}:${port}`).toBe(type === 'ping' && ip === '127.0.0.1');
+        }
+      }
+      // Socket callbacks run after the probe settles: give them a turn.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+  });
+
+  it('a probe function that throws, even synchronously, only marks its endpoint down', async () => {
+    const prober = new Prober({ intervalMs: 10, onChange: () => undefined, probe: () => { throw new Error('boom'); } });
+    prober.sync([svc({ monitor: true, probe: probe({ retries: 1 }) })]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(prober.down().size).toBe(3);
+    prober.stop();
+  });
+
+  it('starts endpoints from their last verdicts (a restart does not put a dead endpoint back)', async () => {
+    const prober = new Prober({ intervalMs: 60_000, onChange: () => undefined, probe: async () => true });
+    const s = svc({ monitor: true, probe: probe({ retries: 2 }) });
+    prober.sync([s], new Set(['100.100.100.100|80|tcp#100.64.2.103:30080']));
+    expect([...prober.down()]).toEqual(['100.100.100.100|80|tcp#100.64.2.103:30080']);
+    prober.stop();
+  });
+
   it('probeport overrides the endpoint port', async () => {
     expect(await defaultProbe('127.0.0.1', 1, probe({ type: 'tcp', port: tcpPort }))).toBe(true);
   });

@@ -57,7 +57,8 @@ export class AgentRunner {
     return join(this.dir, `agent${lb}.json`);
   }
 
-  async startAgent(lb: number, extra: Partial<AgentConfigInput> = {}, probeIntervalMs = 300): Promise<Proc> {
+  /** Starts LB `lb`'s agent; `opts.args` adds command-line flags, `opts.env` environment (e.g. PATH with an nft stand-in first). */
+  async startAgent(lb: number, extra: Partial<AgentConfigInput> = {}, probeIntervalMs = 300, opts: { args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<Proc> {
     const cfg: AgentConfigInput = {
       deploymentId: 'loxiha-sim',
       instanceIndex: lb - 1,
@@ -72,7 +73,7 @@ export class AgentRunner {
       ...extra,
     };
     writeFileSync(this.configPath(lb), JSON.stringify(cfg));
-    const p = this.lab.spawn(`lb${lb}`, process.execPath, [...AGENT_NODE_FLAGS, this.agentBundle, '--config', this.configPath(lb), '--probe-interval-ms', String(probeIntervalMs)], EMULATOR_CREDENTIALS);
+    const p = this.lab.spawn(`lb${lb}`, process.execPath, [...AGENT_NODE_FLAGS, this.agentBundle, '--config', this.configPath(lb), '--probe-interval-ms', String(probeIntervalMs), ...(opts.args ?? [])], { ...EMULATOR_CREDENTIALS, ...opts.env });
     await p.waitFor(/API listening/);
     this.procs.set(`agent${lb}`, p);
     return p;
