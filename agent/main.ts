@@ -106,6 +106,7 @@ export async function main(argv: string[]): Promise<{ stop: () => Promise<void> 
       roles?.stop();
       clearInterval(checker);
       prober.stop();
+      await store.close();
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
     },

@@ -25,14 +25,14 @@ interface Pending {
 
 export class ServiceRegistry {
   private readonly datapath: Datapath;
-  private readonly store: { save(state: SavedState): void };
+  private readonly store: { save(state: SavedState): Promise<void> };
   private pending: Pending[] = [];
   private draining = false;
   /** Told after each batch reached the kernel (the prober follows the services). */
   onChanged: (services: Service[]) => void = () => undefined;
   onError: (msg: string, extra: Record<string, unknown>) => void = () => undefined;
 
-  constructor(datapath: Datapath, store: { save(state: SavedState): void }) {
+  constructor(datapath: Datapath, store: { save(state: SavedState): Promise<void> }) {
     this.datapath = datapath;
     this.store = store;
   }
@@ -92,26 +92,58 @@ export class ServiceRegistry {
     });
   }
 
+  /**
+   * One batch at a time into the kernel. The state file of a batch is written while the next batch
+   * goes to the kernel (never ahead of it: a batch is saved only after its commit, and saves stay
+   * in order); each caller is answered once its batch is both in the kernel and on disk.
+   */
   private async drain(): Promise<void> {
     this.draining = true;
+    let saving: Promise<void> = Promise.resolve();
     try {
-      while (this.pending.length) {
+      for (;;) {
+        if (!this.pending.length) {
+          // Requests that arrive while the last save finishes are drained here, not stranded.
+          await saving;
+          if (!this.pending.length) break;
+        }
         const batch = this.pending.splice(0);
+        let outcomes: (Error | number)[];
         try {
-          await this.run(batch);
+          outcomes = await this.run(batch);
         } catch (e) {
           // The kernel refused the batch even as a full table: try each request alone, so one cannot fail the others.
-          if (batch.length === 1) batch[0]!.reject(e as Error);
-          else for (const p of batch) await this.run([p]).catch((err: Error) => p.reject(err));
+          outcomes = [];
+          for (const p of batch) outcomes.push(batch.length === 1 ? (e as Error) : await this.run([p]).then((o) => o[0]!, (err: Error) => err));
         }
+        const state = { services: this.datapath.list(), down: [...this.datapath.down] };
+        this.onChanged(state.services);
+        const previous = saving;
+        saving = (async () => {
+          await previous;
+          let persisted: Error | undefined;
+          try {
+            await this.store.save(state);
+          } catch (e) {
+            persisted = new Error(`applied, but the state file could not be written: ${(e as Error).message}`);
+            this.onError('could not write the state file', { error: (e as Error).message });
+          }
+          batch.forEach((p, i) => {
+            const o = outcomes[i]!;
+            if (o instanceof Error) p.reject(o);
+            else if (persisted) p.reject(persisted);
+            else p.resolve(o);
+          });
+        })();
       }
     } finally {
       this.draining = false;
     }
   }
 
-  private async run(batch: Pending[]): Promise<void> {
-    const outcomes = await this.datapath.transaction((stage: Stage) =>
+  /** Stages each request of the batch in order and commits them to the kernel together; per request, how many services it changed or why it could not. */
+  private run(batch: Pending[]): Promise<(Error | number)[]> {
+    return this.datapath.transaction((stage: Stage) =>
       batch.map((p): Error | number => {
         try {
           const changes = p.changes(stage.current());
@@ -123,19 +155,5 @@ export class ServiceRegistry {
         }
       }),
     );
-    let persisted: Error | undefined;
-    try {
-      this.store.save({ services: this.datapath.list(), down: [...this.datapath.down] });
-    } catch (e) {
-      persisted = new Error(`applied, but the state file could not be written: ${(e as Error).message}`);
-      this.onError('could not write the state file', { error: (e as Error).message });
-    }
-    this.onChanged(this.datapath.list());
-    batch.forEach((p, i) => {
-      const o = outcomes[i]!;
-      if (o instanceof Error) p.reject(o);
-      else if (persisted) p.reject(persisted);
-      else p.resolve(o);
-    });
   }
 }

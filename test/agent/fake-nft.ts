@@ -35,7 +35,7 @@ export class FakeNft {
 }
 
 /** A datapath over a fake kernel and a registry over it, as the API and the CLI tests use them. */
-export function fakeAgent(store: { save(state: SavedState): void } = { save: () => undefined }) {
+export function fakeAgent(store: { save(state: SavedState): Promise<void> } = { save: async () => undefined }) {
   const nft = new FakeNft();
   const datapath = new Datapath(nft.asNft(), { table: 'loxiha', hashSeed: 1 });
   const registry = new ServiceRegistry(datapath, store);

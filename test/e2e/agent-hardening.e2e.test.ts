@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fullText, renderModel } from '../../agent/datapath/render.ts';
 import type { Service } from '../../agent/services/model.ts';
+import { StateStore } from '../../agent/services/store.ts';
 import { AgentRunner, BACKEND_PORT, FIX, lbEntry } from '../harness/agents.ts';
 import { BACK, Lab, netnsAvailable, VIP } from '../harness/netns.ts';
 
@@ -47,7 +48,7 @@ describe.skipIf(!netnsAvailable)('agent hardening in namespaces', () => {
       .sort();
   /** The kernel holds exactly a full load of the saved state, and the API lists exactly the saved services. */
   async function expectConsistent(): Promise<Service[]> {
-    const saved = JSON.parse(readFileSync(stateFile(), 'utf8')) as { services: Service[]; down: string[] };
+    const saved = new StateStore(join(run.dir, 'state1')).load();
     const listed = (await run.api(1, 'GET', '/config/loadbalancer/all')).body.lbAttr as { serviceArguments: { port: number }; endpoints: { endpointIP: string }[] }[];
     expect(listed.map((e) => `${e.serviceArguments.port} ${e.endpoints.map((x) => x.endpointIP).sort().join(',')}`).sort()).toEqual(
       saved.services.map((s) => `${s.port} ${s.endpoints.map((x) => x.ip).sort().join(',')}`).sort(),
