@@ -107,6 +107,7 @@ export async function main(argv: string[]): Promise<{ stop: () => Promise<void> 
       clearInterval(checker);
       prober.stop();
       await store.close();
+      nft.close();
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
     },
