@@ -15,6 +15,8 @@ export type Oper = (typeof OPER)[keyof typeof OPER];
 export class RejectedChange extends Error {}
 
 type Changes = Map<string, Service | undefined>;
+/** How long a batch under load waits for the callers of the last one (see gather()). */
+const GATHER_MS = 3;
 interface Pending {
   /** From the services as staged so far, the changes this request makes. */
   changes: (current: ReadonlyMap<string, Service>) => Changes;
@@ -28,6 +30,7 @@ export class ServiceRegistry {
   private readonly store: { save(state: SavedState): Promise<void> };
   private pending: Pending[] = [];
   private draining = false;
+  private last = { size: 0, waiting: 0, at: 0 };
   /** Told after each batch reached the kernel (the prober follows the services). */
   onChanged: (services: Service[]) => void = () => undefined;
   onError: (msg: string, extra: Record<string, unknown>) => void = () => undefined;
@@ -93,20 +96,15 @@ export class ServiceRegistry {
   }
 
   /**
-   * One batch at a time into the kernel. The state file of a batch is written while the next batch
-   * goes to the kernel (never ahead of it: a batch is saved only after its commit, and saves stay
-   * in order); each caller is answered once its batch is both in the kernel and on disk.
+   * One batch at a time: into the kernel, then into the state file (never ahead of the kernel),
+   * then every caller of the batch is answered. Requests that arrive meanwhile form the next
+   * batch: the cost of an nft transaction is mostly fixed, so the more a batch holds the better.
    */
   private async drain(): Promise<void> {
     this.draining = true;
-    let saving: Promise<void> = Promise.resolve();
     try {
-      for (;;) {
-        if (!this.pending.length) {
-          // Requests that arrive while the last save finishes are drained here, not stranded.
-          await saving;
-          if (!this.pending.length) break;
-        }
+      while (this.pending.length) {
+        await this.gather();
         const batch = this.pending.splice(0);
         let outcomes: (Error | number)[];
         try {
@@ -118,27 +116,38 @@ export class ServiceRegistry {
         }
         const state = { services: this.datapath.list(), down: [...this.datapath.down] };
         this.onChanged(state.services);
-        const previous = saving;
-        saving = (async () => {
-          await previous;
-          let persisted: Error | undefined;
-          try {
-            await this.store.save(state);
-          } catch (e) {
-            persisted = new Error(`applied, but the state file could not be written: ${(e as Error).message}`);
-            this.onError('could not write the state file', { error: (e as Error).message });
-          }
-          batch.forEach((p, i) => {
-            const o = outcomes[i]!;
-            if (o instanceof Error) p.reject(o);
-            else if (persisted) p.reject(persisted);
-            else p.resolve(o);
-          });
-        })();
+        let persisted: Error | undefined;
+        try {
+          await this.store.save(state);
+        } catch (e) {
+          persisted = new Error(`applied, but the state file could not be written: ${(e as Error).message}`);
+          this.onError('could not write the state file', { error: (e as Error).message });
+        }
+        batch.forEach((p, i) => {
+          const o = outcomes[i]!;
+          if (o instanceof Error) p.reject(o);
+          else if (persisted) p.reject(persisted);
+          else p.resolve(o);
+        });
+        this.last = { size: batch.length, waiting: this.pending.length, at: performance.now() };
       }
     } finally {
       this.draining = false;
     }
+  }
+
+  /**
+   * Under load (the last batch held several requests and ended a moment ago), waits up to
+   * GATHER_MS for the callers it just answered: they send their next requests within a round
+   * trip, and without the wait they trail behind in a batch of their own, so that clients
+   * settle into two half-size batches taking turns. A lone caller never waits.
+   */
+  private async gather(): Promise<void> {
+    if (this.last.size < 2 || performance.now() - this.last.at > GATHER_MS) return;
+    // Those already waiting when it ended, plus one more from each caller it answered.
+    const want = this.last.waiting + this.last.size;
+    const until = performance.now() + GATHER_MS;
+    while (this.pending.length < want && performance.now() < until) await new Promise((r) => setTimeout(r, 0.5));
   }
 
   /** Stages each request of the batch in order and commits them to the kernel together; per request, how many services it changed or why it could not. */

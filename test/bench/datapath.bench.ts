@@ -100,7 +100,7 @@ async function measureApply(): Promise<void> {
   // The path users take: 1,000 × 8 created through the API from 8 clients, then churn from 16.
   const bulkSeconds: number[] = [];
   let rssApi = 0;
-  let churn = { calls: 0, p50: 0, p99: 0, max: 0 };
+  const churns: { calls: number; p50: number; p99: number; max: number }[] = [];
   for (let i = 0; i < 3; i++) {
     lab.exec('lb1', 'nft', ['delete', 'table', 'ip', 'loxiha']);
     const empty = join(run.dir, `state-api-${i}`);
@@ -108,7 +108,7 @@ async function measureApply(): Promise<void> {
     bulkSeconds.push(load(['bulk', '1000', '8']).seconds);
     await new Promise((r) => setTimeout(r, 2000));
     rssApi = Math.max(rssApi, rssOf());
-    if (i === 0) churn = load(['churn', '5000', '16', '1000']);
+    churns.push(load(['churn', '5000', '16', '1000']));
     await lab.kill(run.procs.get('agent1')!);
   }
   const stat = (xs: number[], digits = 0) => ({ median: +median(xs).toFixed(digits), min: +Math.min(...xs).toFixed(digits), max: +Math.max(...xs).toFixed(digits) });
@@ -116,7 +116,8 @@ async function measureApply(): Promise<void> {
   emit({ metric: 'apply-1000x8-ms', path: 'nft-f-alone', ...stat(nftTimes) });
   emit({ metric: 'api-change-with-1000-services-ms', path: 'agent', ...stat(changeTimes, 1), samples: changeTimes.length, targetMedianMax: 25 });
   emit({ metric: 'api-bulk-1000x8-seconds', path: 'agent', clients: 8, ...stat(bulkSeconds, 2), targetMax: 5 });
-  emit({ metric: 'api-churn-16-clients-ms', path: 'agent', calls: churn.calls, p50: +churn.p50.toFixed(1), p99: +churn.p99.toFixed(1), max: +churn.max.toFixed(1), targetP99Max: 200 });
+  const of = (k: 'calls' | 'p50' | 'p99' | 'max') => stat(churns.map((c) => c[k]), 1);
+  emit({ metric: 'api-churn-16-clients-ms', path: 'agent', runs: churns.length, calls: of('calls'), p50: of('p50'), p99: of('p99'), max: of('max'), targetP99Max: 200 });
   emit({ metric: 'agent-rss-mb-1000x8', path: 'agent', value: Math.round(rssDisk), targetMax: 120 });
   emit({ metric: 'agent-rss-mb-1000x8-via-api', path: 'agent', value: Math.round(rssApi), targetMax: 120 });
 }
