@@ -4,10 +4,11 @@
  * keys are folded to the spec's spelling before validation; unknown keys are rejected.
  */
 import { z } from 'zod';
+import { HA_ROLE, ipv4Schema } from '../../lib/contract.ts';
 import { ipToInt, parseCidr } from '../../lib/net/cidr.ts';
 import { MODE, type Service, SELECTION } from '../services/model.ts';
 
-const ipv4 = z.string().regex(/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/, 'must be an IPv4 address');
+const ipv4 = ipv4Schema;
 const port = z.number().int().min(1).max(65535);
 
 const serviceArguments = z
@@ -107,7 +108,7 @@ export type LoadbalanceEntry = z.infer<typeof loadbalanceEntrySchema>;
 export const ciStateSchema = z
   .object({
     instance: z.string().max(64).default('llb-inst0'),
-    state: z.enum(['MASTER', 'BACKUP', 'FAULT', 'STOP', 'NOT_DEFINED']),
+    state: z.enum(Object.values(HA_ROLE) as [string, ...string[]]),
     vip: ipv4.default('0.0.0.0'),
   })
   .strict();

@@ -4,6 +4,7 @@
  * configured peer, it is fresh, and it is newer than the last one accepted from that peer
  * (no replay). Everything else is counted by reason and changes nothing.
  */
+import { HA_ROLE } from '../../lib/contract.ts';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import * as z from 'zod';
 
@@ -17,7 +18,7 @@ const bodySchema = z
     d: z.string().min(1).max(64),
     from: z.number().int().min(0).max(63),
     id: z.string().regex(/^i-[0-9a-f]{8,17}$/).nullable(),
-    role: z.enum(['MASTER', 'BACKUP', 'NOT_DEFINED']),
+    role: z.enum([HA_ROLE.master, HA_ROLE.backup, HA_ROLE.notDefined]),
     seq: z.number().int().min(0),
     at: z.number().int().min(0),
   })

@@ -3,12 +3,13 @@
  * interfaces carries the VIP (loxi-eni is attached here), BACKUP otherwise. The failover function
  * is the only one that moves the VIP; the agent only reports what it sees.
  */
+import { HA_ROLE } from '../../lib/contract.ts';
 import type { Imds } from './imds.ts';
 
-export type Role = 'MASTER' | 'BACKUP';
+export type Role = typeof HA_ROLE.master | typeof HA_ROLE.backup;
 
 export function roleFromAddresses(vip: string, addresses: readonly string[]): Role {
-  return addresses.includes(vip) ? 'MASTER' : 'BACKUP';
+  return addresses.includes(vip) ? HA_ROLE.master : HA_ROLE.backup;
 }
 
 /** Polls the instance's addresses; `current` is undefined until the first answer. */

@@ -6,7 +6,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import type { AgentConfigInput } from '../../agent/config.ts';
+import type { AgentConfigInput } from '../contract.ts';
 import type { LoxihaConfig } from '../config.ts';
 import { AGENT_NODE_FLAGS, bundleAgent } from '../agent-bundle.ts';
 import { AGENT_API_TOKEN_FILE, METRICS, ROLE, SYNC_KEY_FILE, TAG } from '../contract.ts';

@@ -56,7 +56,10 @@ async function call(method: string, path: string, body?: unknown, headers: Recor
 }
 
 beforeEach(() => start());
-afterEach(() => new Promise((r) => server.close(r)));
+afterEach(async () => {
+  await new Promise((r) => server.close(r));
+  await store.close();
+});
 
 describe('LoxiLB-compatible API', () => {
   it('answers liveness on GET /netlox/v1', async () => {

@@ -45,6 +45,14 @@ function median(xs: number[]) {
   return s[Math.floor(s.length / 2)]!;
 }
 
+/** 95 % percentile-bootstrap interval of the median (fixed seed: the same samples give the same interval). */
+function bootstrapMedianInterval(xs: number[], resamples = 4000): [number, number] {
+  let seed = 0x2545f491;
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const medians = Array.from({ length: resamples }, () => median(xs.map(() => xs[Math.floor(rand() * xs.length)]!))).sort((a, b) => a - b);
+  return [medians[Math.floor(resamples * 0.025)]!, medians[Math.ceil(resamples * 0.975) - 1]!];
+}
+
 function wrk(url: string, close: boolean): number {
   const args = ['-t2', '-c64', `-d${SECONDS}s`, '--latency', url];
   if (close) args.push('-H', 'Connection: close');
@@ -185,16 +193,22 @@ try {
   type P = keyof typeof paths;
   const empty = () => Object.fromEntries(Object.keys(paths).map((p) => [p, [] as number[]])) as Record<P, number[]>;
   const samples: Record<string, Record<P, number[]>> = { rps: empty(), cps: empty(), gbps: empty() };
+  const measure = (metric: 'rps' | 'cps' | 'gbps', p: P) => (metric === 'gbps' ? iperf(paths[p].perf[0], paths[p].perf[1]) : wrk(paths[p].http, metric === 'cps'));
   for (let r = 0; r < (METRICS.length ? RUNS : 0); r++) {
-    // Interleaved: every path once per round, the order rotating, so drift hits all alike.
-    const order = (Object.keys(paths) as P[]).map((_, i, a) => a[(i + r) % a.length]!);
-    for (const p of order) {
-      if (METRICS.includes('rps')) samples.rps![p].push(wrk(paths[p].http, false));
-      if (METRICS.includes('cps')) samples.cps![p].push(wrk(paths[p].http, true));
-      if (METRICS.includes('gbps')) samples.gbps![p].push(iperf(paths[p].perf[0], paths[p].perf[1]));
+    // Interleaved: every path once per round, the order rotating, so drift hits all alike; the
+    // agent and the bare kernel rule run back to back (their order alternating), so each round
+    // gives one paired ratio that the machine's drift between rounds does not move.
+    for (const metric of METRICS) {
+      const pair: P[] = r % 2 ? ['bare-nft-rule', 'agent'] : ['agent', 'bare-nft-rule'];
+      const others: P[] = r % 2 ? ['haproxy', 'direct'] : ['direct', 'haproxy'];
+      for (const p of [...others.slice(0, 1), ...pair, ...others.slice(1)]) samples[metric]![p].push(measure(metric, p));
     }
   }
   for (const metric of METRICS) {
+    // The agent against the bare full-NAT rule: median of the per-round ratios, with a 95 % bootstrap interval.
+    const ratios = samples[metric]!.agent.map((a, i) => a / samples[metric]!['bare-nft-rule'][i]!);
+    const [lo, hi] = bootstrapMedianInterval(ratios);
+    emit({ metric, path: 'agent-vs-bare-nft-rule', ratioMedian: +median(ratios).toFixed(3), ci95: [+lo.toFixed(3), +hi.toFixed(3)], rounds: ratios.length, target: 'interval includes or exceeds 0.95' });
     const direct = median(samples[metric]!.direct);
     for (const p of Object.keys(paths) as P[]) {
       const xs = samples[metric]![p];
