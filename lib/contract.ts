@@ -80,12 +80,21 @@ export type HaRole = (typeof HA_ROLE)[keyof typeof HA_ROLE];
 
 export const instanceIdSchema = z.string().regex(/^i-[0-9a-f]{8,17}$/, 'must be an EC2 instance id (i-…)');
 
+/**
+ * The agents' own entry to the failover function: an alias only the LB instances' role may invoke,
+ * whose invocations the function accepts as fast-path requests and nothing else.
+ */
+export const AGENT_ENTRY_ALIAS = 'agents';
+
+/** Reasons the fast path gives; a request giving one is a fast-path request and must be one whole. */
+export const FAST_PATH_REASONS = ['peer-heartbeat-lost', 'peer-unhealthy'] as const;
+
 /** The backup agent's fast path: sent when it loses the peer's heartbeat. */
 export const fastPathRequestSchema = z
   .object({
     action: z.literal('failover'),
     from: instanceIdSchema,
-    reason: z.enum(['peer-heartbeat-lost', 'peer-unhealthy']),
+    reason: z.enum(FAST_PATH_REASONS),
   })
   .strict();
 export type FastPathRequest = z.infer<typeof fastPathRequestSchema>;

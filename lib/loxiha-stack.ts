@@ -68,8 +68,9 @@ export class LoxihaStack extends cdk.Stack {
       vpc: this.network.vpc,
       subnets: this.network.lbSubnets,
       securityGroup: sg.securityGroup,
-      failoverFunctionArn: this.failover.fn.functionArn,
-      failoverFunctionName: this.failover.fn.functionName,
+      // The agents reach the function only through their own entry (an alias): fast-path requests and nothing else.
+      failoverFunctionArn: this.failover.agentEntry.functionArn,
+      failoverFunctionName: this.failover.agentEntry.functionArn,
       apiToken: apiToken.secret,
     });
 

@@ -12,7 +12,7 @@ import {
 import { EventBridgeSchema } from '@aws-lambda-powertools/parser/schemas/eventbridge';
 import { SnsSchema } from '@aws-lambda-powertools/parser/schemas/sns';
 import * as z from 'zod';
-import { fastPathRequestSchema, instanceIdSchema, parseAlarmName, type AlarmKind } from '../../lib/contract.ts';
+import { FAST_PATH_REASONS, fastPathRequestSchema, instanceIdSchema, parseAlarmName, type AlarmKind } from '../../lib/contract.ts';
 
 export type AlarmState = 'ALARM' | 'OK' | 'INSUFFICIENT_DATA';
 
@@ -84,9 +84,28 @@ function alarmCommand(deploymentId: string, name: string, state: AlarmState, via
   return { kind: 'alarm', alarmName: name, instanceIndex: parsed.instanceIndex, alarmKind: parsed.kind, state, via };
 }
 
-export function parseEvent(event: unknown, deploymentId: string): ParsedEvent {
+/**
+ * Which entry the invocation came through: `agents` (the alias only the LB instances may invoke)
+ * or `operator` (the function itself: alarms, the schedule, CloudFormation, people).
+ */
+export type Entry = 'agents' | 'operator';
+
+/** The entry of an invocation, from the ARN it was invoked by (`…:function:name:agents` for the agents' alias). */
+export function entryOf(invokedFunctionArn: string | undefined, alias: string): Entry {
+  return invokedFunctionArn?.split(':')[7] === alias ? 'agents' : 'operator';
+}
+
+const fastPath = (e: Record<string, unknown>): ParsedEvent => {
+  const fast = fastPathRequestSchema.safeParse(e);
+  if (!fast.success) throw new InvalidEventError(`invalid fast-path request: ${describe(fast.error)}`);
+  return { command: { kind: 'failover', from: fast.data.from, reason: fast.data.reason, via: 'fast-path' } };
+};
+
+export function parseEvent(event: unknown, deploymentId: string, entry: Entry = 'operator'): ParsedEvent {
   if (typeof event !== 'object' || event === null || Array.isArray(event)) throw new InvalidEventError('event must be a JSON object');
   const e = event as Record<string, unknown>;
+  // The agents' entry takes fast-path requests and nothing else, whatever else the body looks like.
+  if (entry === 'agents') return fastPath(e);
 
   if ('RequestType' in e) {
     const r = lifecycleSchema.safeParse(e);
@@ -131,10 +150,8 @@ export function parseEvent(event: unknown, deploymentId: string): ParsedEvent {
     return { command: alarmCommand(deploymentId, m.data.AlarmName, m.data.NewStateValue, 'sns') };
   }
 
-  if (e.action === 'failover' && e.reason !== undefined && 'from' in e && !('to' in e)) {
-    const fast = fastPathRequestSchema.safeParse(e);
-    if (fast.success) return { command: { kind: 'failover', from: fast.data.from, reason: fast.data.reason, via: 'fast-path' } };
-  }
+  // A request giving a fast-path reason is a fast-path request: whole, or rejected (never read as a manual one).
+  if (e.action === 'failover' && (FAST_PATH_REASONS as readonly unknown[]).includes(e.reason)) return fastPath(e);
 
   if ('action' in e) {
     const r = manualSchema.safeParse(e);

@@ -7,7 +7,8 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { systemClock } from './clock.ts';
-import { InvalidEventError, type LifecycleRequest, parseEvent } from './events.ts';
+import { AGENT_ENTRY_ALIAS } from '../../lib/contract.ts';
+import { entryOf, InvalidEventError, type LifecycleRequest, parseEvent } from './events.ts';
 import type { Result } from './orchestrator.ts';
 import { logger, metrics } from './powertools.ts';
 import { settingsFromEnv } from './settings.ts';
@@ -43,11 +44,12 @@ export async function respondToCloudFormation(req: LifecycleRequest, result: Res
 
 async function run(event: unknown, context: Context): Promise<Result | { ok: false; outcome: 'invalid-event'; reason: string }> {
   let parsed;
+  const entry = entryOf(context.invokedFunctionArn, AGENT_ENTRY_ALIAS);
   try {
-    parsed = parseEvent(event, settings.deploymentId);
+    parsed = parseEvent(event, settings.deploymentId, entry);
   } catch (e) {
     if (!(e instanceof InvalidEventError)) throw e;
-    logger.error('rejected event', { reason: e.message });
+    logger.error('rejected event', { reason: e.message, entry });
     return { ok: false, outcome: 'invalid-event', reason: e.message };
   }
   logger.appendKeys({ command: parsed.command.kind });

@@ -11,7 +11,7 @@ import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
 import { bundleHandler } from '../bundling/bundle-handler.ts';
-import { functionEnv, TAG } from '../contract.ts';
+import { AGENT_ENTRY_ALIAS, functionEnv, TAG } from '../contract.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -29,6 +29,8 @@ export interface FailoverFunctionProps {
  */
 export class FailoverFunction extends Construct {
   readonly fn: lambda.Function;
+  /** The agents' entry: only the LB instances may invoke it, and the function accepts only fast-path requests through it. */
+  readonly agentEntry: lambda.Alias;
   readonly leaseTable: dynamodb.TableV2;
   readonly topic: sns.Topic;
 
@@ -92,6 +94,12 @@ export class FailoverFunction extends Construct {
         POWERTOOLS_SERVICE_NAME: 'loxiha-failover',
         POWERTOOLS_METRICS_NAMESPACE: 'Loxiha',
       },
+    });
+
+    this.agentEntry = new lambda.Alias(this, 'AgentEntry', {
+      aliasName: AGENT_ENTRY_ALIAS,
+      version: this.fn.currentVersion,
+      description: 'the LB agents’ fast path: the function accepts only fast-path requests invoked through this alias',
     });
 
     this.leaseTable.grant(this.fn, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');

@@ -88,6 +88,32 @@ describe('handler', () => {
     expect(ddb.calls()).toHaveLength(0);
   });
 
+  it('through the agents’ entry (the alias the LB instances may invoke), accepts fast-path requests and nothing else', async () => {
+    const agents = { ...(context as object), invokedFunctionArn: 'arn:aws:lambda:us-east-1:1:function:f:agents' } as never;
+    for (const body of [
+      { action: 'teardown', confirm: true },
+      { action: 'failover', to: 'i-0123456789abcdef0', reason: 'kernel upgrade' },
+      // Shaped like the fast path, but not one: never read as a manual failover.
+      { action: 'failover', from: 'i-0123456789abcdef0', reason: 'because' },
+      { action: 'reconcile' },
+      { action: 'status' },
+    ]) {
+      const r = await handler(body, agents);
+      expect(r, JSON.stringify(body)).toMatchObject({ ok: false, outcome: 'invalid-event' });
+      expect((r as { reason: string }).reason).toMatch(/invalid fast-path request/);
+    }
+    expect(ec2.calls()).toHaveLength(0);
+    expect(ddb.calls()).toHaveLength(0);
+    // A real fast-path request gets through (and is then decided on like any other).
+    expect(await handler({ action: 'failover', from: 'i-0123456789abcdef0', reason: 'peer-heartbeat-lost' }, agents)).not.toMatchObject({ outcome: 'invalid-event' });
+  });
+
+  it('rejects a request giving a fast-path reason that is not a whole fast-path request, rather than reading it as a manual one', async () => {
+    const r = await handler({ action: 'failover', from: 'i-0123456789abcdef0', to: 'i-0123456789abcdef1', reason: 'peer-heartbeat-lost' }, context);
+    expect(r).toMatchObject({ ok: false, outcome: 'invalid-event' });
+    expect(ec2.calls()).toHaveLength(0);
+  });
+
   it('answers status without taking the lease or mutating', async () => {
     const r = await handler({ action: 'status' }, context);
     expect(r).toMatchObject({ outcome: 'status', reason: 'no instance holds the VIP' });

@@ -1,6 +1,6 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ALARM_KIND, FUNCTION_ENV, PORTS, TAG, alarmName } from '../../lib/contract.ts';
+import { AGENT_ENTRY_ALIAS, ALARM_KIND, FUNCTION_ENV, PORTS, TAG, alarmName } from '../../lib/contract.ts';
 import { lbInstanceIp } from '../../lib/topology.ts';
 import { synthStack, type SynthResult } from '../helpers/stack.ts';
 
@@ -261,6 +261,24 @@ describe('IAM', () => {
     expect(read).toEqual(secretIds);
     expect(secretIds).toHaveLength(2);
     expect(agent.find((st) => actionsOf(st).includes('cloudwatch:PutMetricData'))!.Condition).toEqual({ StringEquals: { 'cloudwatch:namespace': 'Loxiha' } });
+  });
+
+  it('lets the LB instances invoke the agents’ entry of the failover function and nothing else: not the function itself, no other alias or version', () => {
+    const aliases = ofType('AWS::Lambda::Alias');
+    expect(aliases).toHaveLength(1);
+    const [aliasId, alias] = aliases[0]!;
+    expect(alias.Properties!.Name).toBe(AGENT_ENTRY_ALIAS);
+    const [fnId] = ofType('AWS::Lambda::Function').find(([id]) => id.startsWith('FailoverFn'))!;
+    const versionIds = ofType('AWS::Lambda::Version').map(([id]) => id);
+    const onFailover = (st: any) => [fnId, aliasId, ...versionIds].some((id) => JSON.stringify(st.Resource).includes(id));
+    const invoking = statements().filter((st) => actionsOf(st).some((a) => a.startsWith('lambda:')) && onFailover(st));
+    // Of every role in the stack, only the instances' may invoke the failover function at all, and only through that alias (a Ref to an alias is its ARN).
+    expect(invoking.map((st) => st.id.replace(/[0-9A-F]{8}$/, ''))).toEqual(['LbRoleDefaultPolicy']);
+    expect(actionsOf(invoking[0]!)).toEqual(['lambda:InvokeFunction']);
+    expect(invoking[0]!.Resource).toEqual({ Ref: aliasId });
+    // The agents are configured to call that alias, not the function.
+    const userData = JSON.stringify(ofType('AWS::EC2::Instance').map(([, r]) => r.Properties!.UserData));
+    expect(userData).toContain(aliasId);
   });
 });
 
