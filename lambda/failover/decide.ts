@@ -18,6 +18,11 @@ export interface Hints {
   to?: string;
   /** When the VIP last moved (from the lease record). */
   lastMoveAt?: number;
+  /**
+   * The suspect comes from an operator's explicit request: the hold-down (which exists against
+   * flapping from automatic triggers) does not apply; health checks still do.
+   */
+  explicit?: boolean;
 }
 
 export interface Health {
@@ -67,7 +72,7 @@ export function decide(snapshot: Snapshot, currentOwner: string | undefined, pol
 
   const ownerHealthy = currentOwner !== undefined && healthyIds.has(currentOwner);
   // A suspect that still beats is only believed outside the hold-down: two alarms in a row cannot flap the VIP.
-  const suspectBelieved = hints.suspect !== undefined && hints.suspect === currentOwner && (!ownerHealthy || sinceMove >= policy.holdDownMs);
+  const suspectBelieved = hints.suspect !== undefined && hints.suspect === currentOwner && (!ownerHealthy || hints.explicit === true || sinceMove >= policy.holdDownMs);
 
   if (ownerHealthy && !suspectBelieved) {
     const preferred = snapshot.instances.find((i) => i.index === 0);
@@ -95,7 +100,9 @@ export function decide(snapshot: Snapshot, currentOwner: string | undefined, pol
     currentOwner === undefined
       ? 'placing the VIP: no instance holds it'
       : suspectBelieved && ownerHealthy
-        ? `owner ${currentOwner} reported failed`
+        ? hints.explicit
+          ? `operator asked to move the VIP off ${currentOwner}`
+          : `owner ${currentOwner} reported failed`
         : `owner ${currentOwner} is unhealthy (${health.find((h) => h.instanceId === currentOwner)?.why ?? 'not an LB instance of this deployment'})`;
   return { outcome: 'move', owner: chosen.id, from: currentOwner, reason, planned: false, health };
 }

@@ -30,6 +30,19 @@ function view(item: Record<string, any> | undefined): LeaseView {
   };
 }
 
+/** What a run sees when it takes the lease: the item as it was, with itself as the holder. */
+function taken(old: Record<string, any> | undefined, holder: string, now: number, ttlMs: number): LeaseView {
+  const before = view(old);
+  return {
+    ...before,
+    holder,
+    epoch: before.epoch + 1,
+    expiresAt: now + ttlMs,
+    // A holder that never released the lease stopped mid-run; if it had started a move, say from where.
+    interruptedMoveFrom: before.holder !== undefined ? old?.moveFrom?.S : undefined,
+  };
+}
+
 export class Lease {
   private readonly client: DynamoDBClient;
   private readonly table: string;
@@ -61,15 +74,20 @@ export class Lease {
           UpdateExpression: 'SET holder = :h, expiresAt = :exp, epoch = if_not_exists(epoch, :zero) + :one',
           ConditionExpression: 'attribute_not_exists(holder) OR expiresAt < :now',
           ExpressionAttributeValues: { ':h': { S: holder }, ':exp': { N: String(now + this.ttlMs) }, ':now': { N: String(now) }, ':zero': { N: '0' }, ':one': { N: '1' } },
-          ReturnValues: 'ALL_NEW',
+          ReturnValues: 'ALL_OLD',
         }),
       );
-      const lease = view(r.Attributes);
+      const lease = taken(r.Attributes, holder, now, this.ttlMs);
       return { acquired: true, epoch: lease.epoch, lease };
     } catch (e) {
       if (errorCode(e) !== 'ConditionalCheckFailedException') throw e;
       return { acquired: false, lease: await this.read() };
     }
+  }
+
+  /** Records that a move from `from` starts (one run holds it at a time): a run that finds it after a crash knows where the VIP came from. */
+  markMove(holder: string, epoch: number, from: string): Promise<void> {
+    return this.updateAsHolder(holder, epoch, 'SET moveFrom = :f', { ':f': { S: from } });
   }
 
   /** Extends our lease; throws LeaseLostError when someone else holds it now. */
@@ -84,7 +102,7 @@ export class Lease {
   async release(holder: string, epoch: number, outcome: { result: string; owner?: string; movedAt?: number; tornDownAt?: number | null }): Promise<void> {
     const values: Record<string, any> = { ':r': { S: outcome.result } };
     let set = 'lastResult = :r';
-    const remove = ['holder', 'expiresAt'];
+    const remove = ['holder', 'expiresAt', 'moveFrom'];
     if (typeof outcome.tornDownAt === 'number') {
       set += ', tornDownAt = :t';
       values[':t'] = { N: String(outcome.tornDownAt) };

@@ -15,7 +15,6 @@ import type { StepBase, StepTiming, VipStrategy } from './strategy/strategy.ts';
 export type Outcome =
   | 'converged'
   | 'no-op'
-  | 'in-progress'
   | 'superseded'
   | 'no-healthy-instance'
   | 'rejected'
@@ -49,6 +48,7 @@ export interface Result {
 }
 
 interface Fencing {
+  holder: string;
   fence(): Promise<void>;
   keepAlive(): Promise<void>;
 }
@@ -71,13 +71,14 @@ export interface OrchestratorDeps<Step extends StepBase> {
 }
 
 const MAX_ROUNDS = 4;
-/** How often a command that must not be skipped (CloudFormation lifecycle, teardown) retries a held lease. */
-const LEASE_RETRY_MS = 2_000;
-
-/** Lifecycle commands get one shot from CloudFormation, and a teardown must not leave resources behind: they wait for a held lease. */
-function waitsForLease(command: Command): boolean {
-  return command.kind === 'teardown' || (command.kind === 'reconcile' && command.via === 'lifecycle');
-}
+/**
+ * How often a command retries a held lease. Every command waits for it (within its deadline)
+ * rather than answer "in progress": the holder may be a run that died, whose lease lasts until it
+ * expires, and an alarm or fast-path event consumed meanwhile would leave the VIP where it is
+ * until the next scheduled reconcile.
+ */
+const LEASE_RETRY_MS = 1_000;
+const LEASE_RETRY_MAX_MS = 5_000;
 
 /** Triggers that fire on their own (alarms, the agents' fast path, the schedule): after a teardown they must not re-create anything. */
 function automatic(command: Command): boolean {
@@ -121,14 +122,16 @@ export class Orchestrator<Step extends StepBase> {
 
     const holder = `${command.kind}-${randomUUID()}`;
     let taken = await this.d.lease.acquire(holder, this.d.clock.now());
-    while (!taken.acquired && waitsForLease(command) && this.d.clock.now() + LEASE_RETRY_MS < deadline) {
-      await this.d.clock.sleep(LEASE_RETRY_MS);
+    while (!taken.acquired) {
+      // A live holder renews long before its expiry; a dead one's lease runs out at expiresAt: poll more often as that nears.
+      const wait = Math.min(LEASE_RETRY_MAX_MS, Math.max(LEASE_RETRY_MS, (taken.lease.expiresAt - this.d.clock.now()) / 3));
+      if (this.d.clock.now() + wait >= deadline) break;
+      await this.d.clock.sleep(wait);
       taken = await this.d.lease.acquire(holder, this.d.clock.now());
     }
     if (!taken.acquired) {
-      const held = `another invocation holds the lease (epoch ${taken.lease.epoch}, holder ${taken.lease.holder})`;
-      if (waitsForLease(command)) return finish({ ok: false, outcome: 'timed-out', reason: `${held} until the deadline`, lease: taken.lease });
-      return finish({ ok: true, outcome: 'in-progress', reason: held, lease: taken.lease });
+      const held = `another invocation held the lease until the deadline (epoch ${taken.lease.epoch}, holder ${taken.lease.holder})`;
+      return finish({ ok: false, outcome: 'timed-out', reason: held, lease: taken.lease });
     }
     const epoch = taken.epoch;
     if (taken.lease.tornDownAt !== undefined && automatic(command)) {
@@ -153,9 +156,9 @@ export class Orchestrator<Step extends StepBase> {
     let movedAt: number | undefined;
     try {
       if (command.kind === 'teardown') {
-        result = finish(await this.teardown(epoch, { fence, keepAlive }, deadline, steps, counters));
+        result = finish(await this.teardown(epoch, { holder, fence, keepAlive }, deadline, steps, counters));
       } else {
-        const r = await this.converge(command, taken.lease, epoch, { fence, keepAlive }, deadline, steps, counters);
+        const r = await this.converge(command, taken.lease, epoch, { holder, fence, keepAlive }, deadline, steps, counters);
         if (r.moved) movedAt = this.d.clock.now();
         result = finish(r);
       }
@@ -192,6 +195,8 @@ export class Orchestrator<Step extends StepBase> {
     if (command.kind === 'failover') {
       if (command.to) hints.to = command.to;
       else hints.suspect = command.from ?? owner;
+      // An operator's request is explicit: the hold-down does not refuse it (the health checks still do).
+      hints.explicit = command.via === 'manual';
     }
     return hints;
   }
@@ -206,9 +211,13 @@ export class Orchestrator<Step extends StepBase> {
     counters: { sequential: number },
   ) {
     let snapshot = await this.observeFenced(epoch, steps);
-    const previousOwner = this.d.strategy.currentOwner(snapshot);
-    const hints = this.hints(command, snapshot, previousOwner, leaseView);
-    let decision: Decision = decide(snapshot, previousOwner, this.policy, hints);
+    const currentOwner = this.d.strategy.currentOwner(snapshot);
+    // A run that died mid-move leaves no owner behind it: the move's origin is in the lease.
+    const interrupted = currentOwner === undefined ? leaseView.interruptedMoveFrom : undefined;
+    const previousOwner = currentOwner ?? interrupted;
+    const hints = this.hints(command, snapshot, currentOwner, leaseView);
+    let decision: Decision = decide(snapshot, currentOwner, this.policy, hints);
+    if (interrupted && decision.outcome === 'move') decision = { ...decision, from: interrupted, reason: `completing the move from ${interrupted} that an earlier run started and did not finish` };
     if (command.kind === 'reconcile' && command.via === 'lifecycle') {
       // At deploy the agents may still be booting: wait for one to beat before placing the VIP.
       while (decision.outcome === 'no-healthy-instance' && this.d.clock.now() + 15_000 < deadline) {
@@ -224,6 +233,7 @@ export class Orchestrator<Step extends StepBase> {
     const owner = decision.owner;
     const moving = decision.outcome === 'move';
     if (decision.outcome === 'move') {
+      if (decision.from) await this.d.lease.markMove(lease.holder, epoch, decision.from);
       await this.d.notifier.started({ command, from: decision.from, to: owner, reason: decision.reason, epoch });
     }
     const oldOwner = snapshot.instances.find((i) => i.id === previousOwner);

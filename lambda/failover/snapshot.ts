@@ -56,6 +56,8 @@ export interface LeaseView {
   lastResult: string | undefined;
   /** Set by a teardown (stack deletion): automatic triggers change nothing after it. */
   tornDownAt: number | undefined;
+  /** Where the VIP was moving from when the run that held the lease stopped without releasing it (a crash). */
+  interruptedMoveFrom?: string;
 }
 
 export interface Snapshot {

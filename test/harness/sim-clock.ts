@@ -9,7 +9,12 @@
 import type { Clock } from '../../lambda/failover/clock.ts';
 
 export class SimClock implements Clock {
-  readonly scale: number;
+  /**
+   * Real milliseconds per simulated one. Many concurrent sleepers (runs waiting for a lease,
+   * agents beating) move simulated time on while one run spends real time in moto: a test of
+   * many concurrent runs uses a larger scale, so that real time weighs less against its sleeps.
+   */
+  scale: number;
   private t: number;
 
   constructor(scale: number, start = Date.now()) {

@@ -133,6 +133,24 @@ export class World {
   }
 
   /** Publishes one agent heartbeat (and its sync state) per instance, stamped `at`. */
+  /**
+   * Agents that keep beating, as real ones do every 5 s, while runs wait or work in simulated
+   * time: a beat at the clock's time every `everyMs` of simulated time. Returns the stop function.
+   */
+  keepBeating(clock: { now(): number; sleep(ms: number): Promise<void> }, ids: string[], everyMs = 5000): () => Promise<void> {
+    let on = true;
+    const loop = (async () => {
+      while (on) {
+        await this.beat(clock.now(), ids);
+        await clock.sleep(everyMs);
+      }
+    })();
+    return async () => {
+      on = false;
+      await loop;
+    };
+  }
+
   async beat(at: number, ids = this.instances.map((i) => i.id), inSync = true): Promise<void> {
     await Promise.all(
       ids.map((id) =>

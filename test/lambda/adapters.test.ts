@@ -107,12 +107,18 @@ describe('Lease', () => {
   const conditional = () => new ConditionalCheckFailedException({ $metadata: {}, message: 'failed' });
 
   it('takes the lease with a conditional write that bumps the epoch', async () => {
-    ddbMock.on(UpdateItemCommand).resolves({ Attributes: { pk: { S: 'lease#d1' }, holder: { S: 'me' }, epoch: { N: '5' }, expiresAt: { N: '90000' } } });
+    // The item as it was (ALL_OLD): released by its last holder, epoch 4.
+    ddbMock.on(UpdateItemCommand).resolves({ Attributes: { pk: { S: 'lease#d1' }, epoch: { N: '4' }, lastOwner: { S: 'i-1' } } });
     const r = await lease().acquire('me', 0);
-    expect(r).toMatchObject({ acquired: true, epoch: 5 });
+    expect(r).toMatchObject({ acquired: true, epoch: 5, lease: { holder: 'me', epoch: 5, lastOwner: 'i-1', interruptedMoveFrom: undefined } });
     const input = ddbMock.commandCalls(UpdateItemCommand)[0]!.args[0].input;
     expect(input.ConditionExpression).toBe('attribute_not_exists(holder) OR expiresAt < :now');
     expect(input.UpdateExpression).toContain('epoch = if_not_exists(epoch, :zero) + :one');
+  });
+
+  it('takes over from a holder that never released it, and says where its move started', async () => {
+    ddbMock.on(UpdateItemCommand).resolves({ Attributes: { pk: { S: 'lease#d1' }, holder: { S: 'dead' }, epoch: { N: '7' }, expiresAt: { N: '10' }, moveFrom: { S: 'i-0a' } } });
+    await expect(lease().acquire('me', 100)).resolves.toMatchObject({ acquired: true, epoch: 8, lease: { holder: 'me', interruptedMoveFrom: 'i-0a' } });
   });
 
   it('reports who holds it when the write is refused', async () => {

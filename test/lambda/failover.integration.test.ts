@@ -134,18 +134,74 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
     await placeOn0();
     await failMaster();
     proxy.configure({ latencyMs: (a) => (a.startsWith('Describe') ? 150 : 400), detachMs: () => 8000, forceDetachMs: 4000, notFoundAfterCreateMs: 2000 });
+    const stopBeating = world.keepBeating(clock, [world.id(1)]);
+    // Nine runs wait for the lease while one works: at the default scale their polls would move
+    // simulated time past the worker's lease while it waits for moto in real time.
+    clock.scale = SCALE * 10;
     const results = await Promise.all(
       Array.from({ length: 10 }, (_, n) =>
         run(n % 2 ? { kind: 'failover', from: world.id(0), reason: 'peer-heartbeat-lost', via: 'fast-path' } : { kind: 'alarm', alarmName: 'x', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' }),
       ),
     );
+    clock.scale = SCALE;
+    await stopBeating();
     const outcomes = results.map((r) => r.outcome);
     const why = JSON.stringify(results.map((r) => [r.outcome, r.reason]));
-    // One moves the VIP; the others find it in progress. Under load a holder can stall past its lease
+    // One moves the VIP; the others wait for the lease. Under load a holder can stall past its lease
     // (simulated time runs on while it waits for the emulator): it is then superseded and the taker finishes.
     expect(outcomes.filter((o) => o === 'converged'), why).toHaveLength(1);
-    expect(outcomes.every((o) => o === 'converged' || o === 'in-progress' || o === 'no-op' || o === 'superseded'), why).toBe(true);
+    // The others wait for the lease and then find the VIP already on the survivor.
+    expect(outcomes.every((o) => o === 'converged' || o === 'no-op' || o === 'superseded'), why).toBe(true);
     await proxy.settle();
+    expect(await world.problems(world.id(1))).toEqual([]);
+  });
+
+  it('an alarm arriving while a dead run still holds the lease waits for it, then completes the move and says where from', async () => {
+    await placeOn0();
+    await failMaster();
+    // The first run dies after its second mutation (the ENI deleted): no instance holds the VIP.
+    proxy.configure({ crashAfterMutations: 2, detachMs: () => 3000, forceDetachMs: 2000 });
+    await run({ kind: 'alarm', alarmName: 'x', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' }).catch(() => undefined);
+    expect(proxy.dead).toBe(true);
+    proxy.revive();
+    proxy.configure({});
+    // Its lease as it looks the moment it died: fresh (its last renewal), its move from lb0 recorded.
+    const { lease } = world.orchestrator(proxy.endpoint, clock);
+    clock.advance(40_000);
+    const dead = await lease.acquire('alarm-dead', clock.now());
+    expect(dead.acquired).toBe(true);
+    await lease.markMove('alarm-dead', dead.acquired ? dead.epoch : 0, world.id(0));
+    const t0 = clock.now();
+    const stopBeating = world.keepBeating(clock, [world.id(1)]);
+    const r = await run({ kind: 'failover', from: world.id(0), reason: 'peer-heartbeat-lost', via: 'fast-path' });
+    await stopBeating();
+    // Not "in progress" with nothing done: it waited for the dead holder's lease (30 s) and converged.
+    expect(r.outcome, r.reason).toBe('converged');
+    expect(r.ok).toBe(true);
+    expect(clock.now() - t0).toBeGreaterThanOrEqual(25_000);
+    expect(r.previousOwner).toBe(world.id(0));
+    expect(r.reason).toMatch(new RegExp(`completing the move from ${world.id(0)}`));
+    expect(r.reason).not.toMatch(/placing the VIP/);
+    expect(await world.problems(world.id(1))).toEqual([]);
+  });
+
+  it('moves on an operator’s explicit request inside the hold-down (health checks still apply); an alarm there changes nothing', async () => {
+    await placeOn0();
+    await world.beat(clock.now());
+    // Both healthy, the VIP moved a moment ago (the hold-down is 60 s).
+    const alarm = await run({ kind: 'alarm', alarmName: 'x', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' });
+    expect(alarm.outcome, alarm.reason).toBe('no-op');
+    expect(alarm.reason).toMatch(/hold-down/);
+    const manual = await run({ kind: 'failover', from: world.id(0), reason: 'kernel upgrade', via: 'manual' });
+    expect(manual.outcome, manual.reason).toBe('converged');
+    expect(manual.owner).toBe(world.id(1));
+    expect(manual.reason).toMatch(/operator asked/);
+    // And when the request cannot be honoured (lb0, the only other instance, now silent), ok is false.
+    clock.advance(40_000);
+    await world.beat(clock.now(), [world.id(1)]);
+    const refused = await run({ kind: 'failover', from: world.id(1), reason: 'kernel upgrade', via: 'manual' });
+    expect(refused.ok, refused.reason).toBe(false);
+    expect(refused.outcome).toBe('no-healthy-instance');
     expect(await world.problems(world.id(1))).toEqual([]);
   });
 
@@ -253,7 +309,7 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
     const { orchestrator } = world.orchestrator(proxy.endpoint, clock);
     const r = await orchestrator.run({ kind: 'reconcile', via: 'lifecycle' }, clock.now() + 20_000);
     expect(r.outcome).toBe('timed-out');
-    expect(r.reason).toMatch(/holds the lease/);
+    expect(r.reason).toMatch(/held the lease/);
     expect(proxy.counts().mutations).toBe(before);
   });
 });
