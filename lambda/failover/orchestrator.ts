@@ -62,7 +62,8 @@ export interface OrchestratorDeps<Step extends StepBase> {
   ec2: Ec2Adapter;
   lease: Lease;
   strategy: VipStrategy<Step>;
-  observe: (now: number) => Promise<Snapshot>;
+  /** The world now; with `before`, only what runs change (what a run's own steps did), the rest carried over. */
+  observe: (now: number, before?: Snapshot, opts?: { eipFromAddresses?: boolean; enisOnly?: boolean }) => Promise<Snapshot>;
   notifier: Notifier;
   clock: Clock;
   policy: Omit<Policy, 'staleMs'> & { staleMs?: number };
@@ -84,6 +85,9 @@ const LEASE_RETRY_MAX_MS = 5_000;
 function automatic(command: Command): boolean {
   return command.kind === 'alarm' || (command.kind === 'failover' && command.via === 'fast-path') || (command.kind === 'reconcile' && command.via === 'schedule');
 }
+/** After a round that attached loxi-eni, the first look at the result, then the looks while AWS completes it. */
+const SETTLE_FIRST_LOOK_MS = 1_500;
+const SETTLE_POLL_MS = 500;
 /** Long waits renew the lease this often (well inside its lifetime). */
 const KEEPALIVE_MS = 10_000;
 
@@ -238,11 +242,16 @@ export class Orchestrator<Step extends StepBase> {
     }
     const oldOwner = snapshot.instances.find((i) => i.id === previousOwner);
     const oldOwnerAlive = oldOwner !== undefined && decision.health.find((h) => h.instanceId === oldOwner.id)?.healthy === true;
+    // An owner known dead (EC2 says stopped or impaired, or its heartbeat is gone and its peer cannot
+    // reach it) gets its ENI force-detached at once: a normal detach waits on an instance that will not answer.
+    const oldOwnerHealth = decision.health.find((h) => h.instanceId === previousOwner);
+    const peerLostIt = command.kind === 'failover' && command.via === 'fast-path' && command.from === previousOwner;
+    const oldOwnerDead = oldOwner !== undefined && (oldOwner.state !== 'running' || oldOwner.statusOk === false || (oldOwnerHealth?.healthy === false && peerLostIt));
     let applied = 0;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const planned = this.d.strategy.plan(snapshot, owner, {
         epoch,
-        forceDetach: false,
+        forceDetach: oldOwnerDead,
         // Planned moves (old owner alive) wait for the survivor's session table; failovers from a dead owner do not.
         confirmSync: round === 0 && moving && oldOwnerAlive && snapshot.instances.find((i) => i.id === owner)?.sessionsInSync !== true,
       });
@@ -259,12 +268,24 @@ export class Orchestrator<Step extends StepBase> {
           epoch,
         };
       }
+      if (planned.length === 0 && this.d.strategy.settling?.(snapshot, owner)) {
+        // Only an attach still completing: look at the ENI alone until it is done (not a round).
+        await lease.keepAlive();
+        await this.d.clock.sleep(SETTLE_POLL_MS);
+        snapshot = await this.observeFenced(epoch, steps, snapshot, { enisOnly: true });
+        round--;
+        if (this.d.clock.now() >= deadline) throw new DeadlineExceededError('waiting for AWS to finish the attach');
+        continue;
+      }
       if (planned.length === 0) {
         // Nothing to do yet the state does not verify: AWS has not caught up with our writes. Look again.
         await this.d.clock.sleep(1000);
       }
       applied += await this.applySteps(planned, lease, epoch, deadline, steps, counters);
-      snapshot = await this.observeFenced(epoch, steps);
+      // An attach takes a moment on AWS: reading the result back at once would only find it attaching.
+      if (planned.some((s) => s.phase === 'attach' && s.mutates)) await this.d.clock.sleep(SETTLE_FIRST_LOOK_MS);
+      // What our steps did is checked by reading back what they touch; health was decided above.
+      snapshot = await this.observeFenced(epoch, steps, snapshot);
     }
     const problems = this.d.strategy.verify(snapshot, owner);
     return { ok: false, outcome: 'failed' as const, reason: `did not converge after ${MAX_ROUNDS} rounds`, problems, owner, previousOwner, moved: false, epoch, health: decision.health };
@@ -297,9 +318,9 @@ export class Orchestrator<Step extends StepBase> {
   }
 
   /** Observes, and stops if a newer lease holder has already written resources (we are stale). */
-  private async observeFenced(epoch: number, steps: StepTiming[]): Promise<Snapshot> {
+  private async observeFenced(epoch: number, steps: StepTiming[], before?: Snapshot, opts?: { enisOnly?: boolean }): Promise<Snapshot> {
     const t = this.d.clock.now();
-    const s = await this.d.observe(t);
+    const s = await this.d.observe(t, before, opts);
     steps.push({ step: 'observe', phase: 'observe', ms: this.d.clock.now() - t });
     const newer = [...s.subnets, ...s.enis].find((r) => r.epoch !== undefined && r.epoch > epoch);
     if (newer) throw new LeaseLostError(epoch);
@@ -320,7 +341,8 @@ export class Orchestrator<Step extends StepBase> {
 
   private async status() {
     const now = this.d.clock.now();
-    const [snapshot, lease] = await Promise.all([this.d.observe(now), this.d.lease.read()]);
+    // Status says where the EIP is even when it is on none of the loxi-enis: it reads the address.
+    const [snapshot, lease] = await Promise.all([this.d.observe(now, undefined, { eipFromAddresses: true }), this.d.lease.read()]);
     const owner = this.d.strategy.currentOwner(snapshot);
     const decision = decide(snapshot, owner, this.policy, { lastMoveAt: lease.lastMoveAt });
     const problems = owner ? this.d.strategy.verify(snapshot, owner) : ['no instance holds the VIP'];

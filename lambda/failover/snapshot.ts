@@ -37,11 +37,14 @@ export interface LoxiEniView {
   attachment: { id: string; instanceId: string; status: string; deviceIndex: number } | undefined;
   sourceDestCheck: boolean;
   epoch: number | undefined;
+  /** The Elastic IP associated with its primary address, as DescribeNetworkInterfaces reports it. */
+  association?: { allocationId: string | undefined; associationId: string | undefined; publicIp: string | undefined };
 }
 
 export interface EipView {
   allocationId: string;
-  publicIp: string;
+  /** Unknown (undefined) when read from the ENIs and the EIP is on none of them. */
+  publicIp: string | undefined;
   associationId: string | undefined;
   networkInterfaceId: string | undefined;
   privateIp: string | undefined;

@@ -77,7 +77,7 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
     lease,
     strategy,
     clock,
-    observe: (now) => observe({ ec2, cloudwatch, eipAllocationId: settings.eipAllocationId, floatingRouteTableId: settings.floatingRouteTableId }, now),
+    observe: (now, before, opts) => observe({ ec2, cloudwatch, eipAllocationId: settings.eipAllocationId, floatingRouteTableId: settings.floatingRouteTableId }, now, before, opts),
     notifier: new Reporter({ logger, metrics, events: clients.events, eventBusName: settings.eventBusName, sns: clients.sns, topicArn: settings.topicArn, deploymentId: settings.deploymentId }),
     policy: { failback: settings.failback, holdDownMs: settings.holdDownSeconds * 1000 },
     afterStep: extra.afterStep,

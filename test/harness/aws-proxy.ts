@@ -34,8 +34,10 @@ export interface Behaviour {
   latencyMs: (action: string) => number;
   /** Calls per action answered RequestLimitExceeded before it succeeds. */
   throttle: Record<string, number>;
-  /** A created subnet/ENI answers NotFound to calls naming it for this long (simulated ms). */
-  notFoundAfterCreateMs: number;
+  /** Draws whether an EC2 call (any action) is answered RequestLimitExceeded, on top of `throttle`. */
+  throttleDraw: () => boolean;
+  /** A created subnet/ENI answers NotFound to calls naming it for this long (simulated ms); a function draws it per create. */
+  notFoundAfterCreateMs: number | (() => number);
   /** Simulated time a (non-forced) detach takes. */
   detachMs: () => number;
   /** Non-forced detaches never finish. */
@@ -51,6 +53,7 @@ export interface Behaviour {
 export const DEFAULT_BEHAVIOUR: Behaviour = {
   latencyMs: () => 0,
   throttle: {},
+  throttleDraw: () => false,
   notFoundAfterCreateMs: 0,
   detachMs: () => 0,
   stuckDetach: false,
@@ -168,7 +171,8 @@ export class AwsProxy {
       req.socket.destroy();
       return;
     }
-    const isEc2 = (req.headers['content-type'] ?? '').includes('x-www-form-urlencoded') && /(^|&)Action=/.test(body.toString());
+    // EC2's Query API version; SNS speaks the same form encoding with its own.
+    const isEc2 = (req.headers['content-type'] ?? '').includes('x-www-form-urlencoded') && /(^|&)Version=2016-11-15(&|$)/.test(body.toString());
     await this.tick();
     if (!isEc2) {
       // Other services: latency only, keyed by their operation (x-amz-target, e.g. DynamoDB_20120810.UpdateItem).
@@ -190,7 +194,7 @@ export class AwsProxy {
     };
 
     const budget = this.behaviour.throttle[action] ?? 0;
-    if ((this.throttled[action] ?? 0) < budget) {
+    if ((this.throttled[action] ?? 0) < budget || this.behaviour.throttleDraw()) {
       this.throttled[action] = (this.throttled[action] ?? 0) + 1;
       return fail(503, 'RequestLimitExceeded', 'Request limit exceeded.');
     }
@@ -255,7 +259,8 @@ export class AwsProxy {
     if (status < 300) {
       if (action === 'CreateSubnet' || action === 'CreateNetworkInterface') {
         const id = /<(subnetId|networkInterfaceId)>([^<]+)</.exec(text)?.[2];
-        if (id && this.behaviour.notFoundAfterCreateMs > 0) this.visibleAt.set(id, this.clock.now() + this.behaviour.notFoundAfterCreateMs);
+        const hidden = typeof this.behaviour.notFoundAfterCreateMs === 'function' ? this.behaviour.notFoundAfterCreateMs() : this.behaviour.notFoundAfterCreateMs;
+        if (id && hidden > 0) this.visibleAt.set(id, this.clock.now() + hidden);
         const token = params.get('ClientToken');
         if (action === 'CreateNetworkInterface' && token) this.tokens.set(token, text);
       }

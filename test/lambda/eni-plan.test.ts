@@ -75,6 +75,12 @@ function applyToModel(s: Snapshot, step: EniStep, created: Map<string, string>):
     }
     case 'delete-eni': {
       const e = eni(step.eniId);
+      // After a forced detach the delete is retried while AWS finishes it: the model finishes it here.
+      if (step.afterDetach && e.attachment?.status === 'detaching') {
+        const owner = s.instances.find((i) => i.id === e.attachment!.instanceId)!;
+        owner.usedDeviceIndexes = owner.usedDeviceIndexes.filter((d) => d !== e.attachment!.deviceIndex);
+        e.attachment = undefined;
+      }
       if (e.attachment) throw new Error('InvalidNetworkInterface.InUse');
       s.enis = s.enis.filter((x) => x !== e);
       if (s.eip.networkInterfaceId === e.id) s.eip = { ...s.eip, associationId: undefined, networkInterfaceId: undefined, privateIp: undefined };
@@ -117,13 +123,11 @@ function applyToModel(s: Snapshot, step: EniStep, created: Map<string, string>):
       if (inst.az !== e.az) throw new Error('ENI and instance in different AZs');
       if (inst.usedDeviceIndexes.includes(step.deviceIndex)) throw new Error('device index in use');
       inst.usedDeviceIndexes.push(step.deviceIndex);
-      e.attachment = { id: `eni-attach-${++seq}`, instanceId: step.instanceId, status: 'attaching', deviceIndex: step.deviceIndex };
+      // AWS completes it a moment later; the model has no time: it is attached when read back.
+      e.attachment = { id: `eni-attach-${++seq}`, instanceId: step.instanceId, status: 'attached', deviceIndex: step.deviceIndex };
       e.status = 'in-use';
       return;
     }
-    case 'await-attached':
-      eni(step.eniId).attachment!.status = 'attached';
-      return;
     case 'associate-eip': {
       const e = eni(step.eniId);
       s.eip = { ...s.eip, associationId: `eipassoc-${++seq}`, networkInterfaceId: e.id, privateIp: e.privateIp };
@@ -164,13 +168,13 @@ describe('ENI planner', () => {
   it('places the VIP from nothing and verifies; a second plan is empty', () => {
     const s = empty();
     const steps = converge(s, A);
-    expect(steps.map((x) => x.op)).toEqual(['create-subnet', 'create-eni', 'associate-route-table', 'disable-source-dest-check', 'attach-eni', 'associate-eip', 'await-attached']);
+    expect(steps.map((x) => x.op)).toEqual(['create-subnet', 'create-eni', 'disable-source-dest-check', 'associate-route-table', 'attach-eni', 'associate-eip']);
     expect(strategy.verify(s, A)).toEqual([]);
     expect(strategy.plan(s, A, { epoch: 3, forceDetach: false })).toEqual([]);
     expect(strategy.currentOwner(s)).toBe(A);
   });
 
-  it('fails over in at most 9 mutations and 6 sequential waves', () => {
+  it('fails over in at most 9 mutations and 7 sequential waves', () => {
     const s = onA();
     const steps = strategy.plan(s, B, { epoch: 2, forceDetach: false });
     expect(steps.map((x) => x.op)).toEqual([
@@ -180,16 +184,16 @@ describe('ENI planner', () => {
       'delete-subnet',
       'create-subnet',
       'create-eni',
-      'associate-route-table',
+      // Alone: retried until the new ENI is visible (one call per look), then the rest together.
       'disable-source-dest-check',
+      'associate-route-table',
       'attach-eni',
       'associate-eip',
-      'await-attached',
     ]);
     const mutating = steps.filter((x) => x.mutates);
     expect(mutating).toHaveLength(9);
     const waves = new Set(mutating.map((x, i) => x.group ?? `solo-${i}`));
-    expect(waves.size).toBe(6);
+    expect(waves.size).toBe(7);
     execute(s, steps);
     expect(strategy.verify(s, B)).toEqual([]);
   });
@@ -241,7 +245,7 @@ describe('ENI planner', () => {
     s.eip = { ...s.eip, networkInterfaceId: 'eni-other', privateIp: '100.64.218.10' };
     s.subnets[0]!.routeTableAssociationId = undefined;
     const steps = converge(s, A);
-    expect(steps.map((x) => x.op)).toEqual(['associate-route-table', 'disable-source-dest-check', 'associate-eip']);
+    expect(steps.map((x) => x.op)).toEqual(['disable-source-dest-check', 'associate-route-table', 'associate-eip']);
     expect(strategy.verify(s, A)).toEqual([]);
   });
 

@@ -128,7 +128,7 @@ describe('handler', () => {
   });
 
   it('answers CloudFormation FAILED (and does not hang the stack) when the run throws', async () => {
-    ec2.on(DescribeAddressesCommand).rejects(new Error('boom'));
+    ec2.on(DescribeNetworkInterfacesCommand).rejects(new Error('boom'));
     await expect(handler(lifecycle('Delete'), context)).resolves.toMatchObject({ ok: false, outcome: 'failed' });
     expect(responses[0]).toMatchObject({ body: { Status: 'FAILED' } });
     expect(responses[0].body.Reason).toContain('boom');

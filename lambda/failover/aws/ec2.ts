@@ -100,7 +100,7 @@ export class Ec2Adapter {
         last = e;
         return undefined;
       }
-    }, { baseMs: 200, maxMs: 1500 }).then((r) => r.v).catch((e) => {
+    }, { baseMs: 500, maxMs: 1500 }).then((r) => r.v).catch((e) => {
       if (last && (e as Error).name === 'DeadlineExceededError') (e as Error).message += ` (last AWS answer: ${errorCode(last)})`;
       throw e;
     });
@@ -179,6 +179,7 @@ export class Ec2Adapter {
           : undefined,
       sourceDestCheck: n.SourceDestCheck !== false,
       epoch: epochOf(n.TagSet),
+      association: n.Association ? { allocationId: n.Association.AllocationId, associationId: n.Association.AssociationId, publicIp: n.Association.PublicIp } : undefined,
     };
   }
 
@@ -224,8 +225,10 @@ export class Ec2Adapter {
     }
   }
 
-  async deleteEni(id: string, deadline: number): Promise<void> {
+  /** Deletes an ENI, retrying while AWS says it is in use (a detach under way); `keepAlive` renews the lease on long waits. */
+  async deleteEni(id: string, deadline: number, keepAlive?: () => Promise<void>): Promise<void> {
     await this.retrying(`delete ${id}`, /^InvalidNetworkInterface\.InUse$/, deadline, async () => {
+      await keepAlive?.();
       try {
         await this.send(new DeleteNetworkInterfaceCommand({ NetworkInterfaceId: id }), true);
       } catch (e) {

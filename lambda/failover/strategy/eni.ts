@@ -21,14 +21,13 @@ export type EniStep = StepBase &
     | { op: 'disassociate-eip'; associationId: string }
     | { op: 'detach-eni'; eniId: string; attachmentId: string; instanceId: string; force: boolean }
     | { op: 'await-detached'; eniId: string; instanceImpaired: boolean }
-    | { op: 'delete-eni'; eniId: string }
+    | { op: 'delete-eni'; eniId: string; afterDetach?: boolean }
     | { op: 'delete-subnet'; subnetId: string }
     | { op: 'create-subnet'; az: string; cidr: string }
     | { op: 'associate-route-table'; subnetId: string }
     | { op: 'create-eni'; subnetId: string; az: string; securityGroupIds: string[] }
-    | { op: 'disable-source-dest-check'; eniId: string }
+    | { op: 'disable-source-dest-check'; eniId: string; justCreated?: boolean }
     | { op: 'attach-eni'; eniId: string; instanceId: string; deviceIndex: number }
-    | { op: 'await-attached'; eniId: string; instanceId: string }
     | { op: 'associate-eip'; eniId: string }
   );
 
@@ -44,6 +43,11 @@ export interface EniStrategyOptions {
   /** How long a planned move waits for the survivor to report in sync. */
   syncWaitMs: number;
 }
+
+/** When to first look after issuing a detach / an attach (both take seconds on AWS; NOTES.md). */
+const DETACH_FIRST_LOOK_MS = 2000;
+/** A resource just created answers NotFound for a moment (up to seconds): the first use waits this long. */
+const CREATED_FIRST_USE_MS = 1000;
 
 const impaired = (i: InstanceView | undefined) => !i || i.state !== 'running' || i.statusOk === false;
 
@@ -81,8 +85,10 @@ export class EniStrategy implements VipStrategy<EniStep> {
     }
 
     const keeperSubnet = s.subnets.find((sub) => sub.az === target.az && sub.cidr === this.o.cloudCidrBlock);
+    // An ENI on its way off an instance (detaching) is never kept: it is re-created rather than re-attached.
+    const live = (e: { attachment?: { status: string } }) => (e.attachment && e.attachment.status !== 'detached' && e.attachment.status !== 'detaching' ? e.attachment : undefined);
     const keeperEni = keeperSubnet
-      ? s.enis.find((e) => e.subnetId === keeperSubnet.id && e.privateIp === this.o.vip && (!e.attachment || e.attachment.instanceId === owner))
+      ? s.enis.find((e) => e.subnetId === keeperSubnet.id && e.privateIp === this.o.vip && (e.attachment?.status !== 'detaching') && (!live(e) || e.attachment!.instanceId === owner))
       : undefined;
 
     for (const e of s.enis.filter((x) => x !== keeperEni)) {
@@ -102,7 +108,11 @@ export class EniStrategy implements VipStrategy<EniStep> {
             describe: `${force ? 'force-' : ''}detach ${e.id} from ${a.instanceId}`,
           });
         }
-        steps.push({ op: 'await-detached', eniId: e.id, instanceImpaired: force, phase: 'detach', mutates: false, describe: `wait until ${e.id} is detached` });
+        // A forced detach is not stuck: deleting the ENI (retried while AWS says it is in use) is
+        // the wait, one call per look instead of a describe and then the delete.
+        if (!force) steps.push({ op: 'await-detached', eniId: e.id, instanceImpaired: force, phase: 'detach', mutates: false, describe: `wait until ${e.id} is detached` });
+        steps.push({ op: 'delete-eni', eniId: e.id, afterDetach: force, phase: 'detach', mutates: true, describe: `delete ${e.id}${force ? ' once detached' : ''}` });
+        continue;
       }
       steps.push({ op: 'delete-eni', eniId: e.id, phase: 'detach', mutates: true, describe: `delete ${e.id}` });
     }
@@ -119,25 +129,25 @@ export class EniStrategy implements VipStrategy<EniStep> {
     if (!keeperEni) {
       steps.push({ op: 'create-eni', subnetId, az: target.az, securityGroupIds: target.securityGroupIds, phase: 'eni', mutates: true, describe: `create loxi-eni with ${this.o.vip}` });
     }
-    // Once the subnet and the ENI exist, these four depend only on them: one concurrent wave.
+    // A subnet or ENI just created answers NotFound for a moment (eventual consistency): turning
+    // source/dest check off goes first and alone, retried until the ENI is visible, so that a
+    // retry costs one call, not one per step of the wave. Then the rest in one concurrent wave.
+    if (!keeperEni || keeperEni.sourceDestCheck) {
+      steps.push({ op: 'disable-source-dest-check', eniId, justCreated: !keeperEni, phase: 'eni', mutates: true, describe: 'turn off source/dest check on loxi-eni' });
+    }
     const finish = 'finish';
     if (!keeperSubnet?.routeTableAssociationId) {
       steps.push({ op: 'associate-route-table', subnetId, phase: 'subnet', mutates: true, group: finish, describe: `associate route table ${this.o.floatingRouteTableId} with the floating subnet` });
     }
-    if (!keeperEni || keeperEni.sourceDestCheck) {
-      steps.push({ op: 'disable-source-dest-check', eniId, phase: 'eni', mutates: true, group: finish, describe: 'turn off source/dest check on loxi-eni' });
-    }
-    if (!keeperEni?.attachment) {
+    if (!keeperEni || !live(keeperEni)) {
       const deviceIndex = lowestFreeDeviceIndex(target.usedDeviceIndexes);
       steps.push({ op: 'attach-eni', eniId, instanceId: owner, deviceIndex, phase: 'attach', mutates: true, group: finish, describe: `attach loxi-eni to ${owner} at device index ${deviceIndex}` });
     }
     const eipOk = keeperEni !== undefined && s.eip.networkInterfaceId === keeperEni.id && s.eip.privateIp === this.o.vip;
     if (!eipOk) {
-      steps.push({ op: 'associate-eip', eniId, phase: 'eip', mutates: true, group: finish, describe: `associate EIP ${s.eip.publicIp} with ${this.o.vip} on loxi-eni` });
+      steps.push({ op: 'associate-eip', eniId, phase: 'eip', mutates: true, group: finish, describe: `associate EIP ${s.eip.publicIp ?? this.o.eipAllocationId} with ${this.o.vip} on loxi-eni` });
     }
-    if (!keeperEni?.attachment || keeperEni.attachment.status !== 'attached') {
-      steps.push({ op: 'await-attached', eniId, instanceId: owner, phase: 'attach', mutates: false, describe: `wait until loxi-eni is attached to ${owner}` });
-    }
+    // No step waits for the attach to complete: reading the result back (verify) is that wait.
     return steps;
   }
 
@@ -145,7 +155,7 @@ export class EniStrategy implements VipStrategy<EniStep> {
     const steps: EniStep[] = [];
     const ourEnis = new Set(s.enis.map((e) => e.id));
     if (s.eip.associationId && s.eip.networkInterfaceId && ourEnis.has(s.eip.networkInterfaceId)) {
-      steps.push({ op: 'disassociate-eip', associationId: s.eip.associationId, phase: 'eip', mutates: true, describe: `disassociate EIP ${s.eip.publicIp}` });
+      steps.push({ op: 'disassociate-eip', associationId: s.eip.associationId, phase: 'eip', mutates: true, describe: `disassociate EIP ${s.eip.publicIp ?? this.o.eipAllocationId}` });
     }
     for (const e of s.enis) {
       if (e.attachment && e.attachment.status !== 'detached') {
@@ -158,6 +168,13 @@ export class EniStrategy implements VipStrategy<EniStep> {
     }
     for (const sub of s.subnets) steps.push({ op: 'delete-subnet', subnetId: sub.id, phase: 'subnet', mutates: true, describe: `delete floating subnet ${sub.id}` });
     return steps;
+  }
+
+  /** True when the one thing missing is an attach AWS is still completing ("attaching" to the owner). */
+  settling(s: Snapshot, owner: string): boolean {
+    const eni = s.enis.length === 1 ? s.enis[0]! : undefined;
+    if (!eni || eni.attachment?.instanceId !== owner || eni.attachment.status !== 'attaching') return false;
+    return this.verify({ ...s, enis: [{ ...eni, attachment: { ...eni.attachment, status: 'attached' } }] }, owner).length === 0;
   }
 
   verify(s: Snapshot, owner: string): string[] {
@@ -174,7 +191,7 @@ export class EniStrategy implements VipStrategy<EniStep> {
       if (eni.attachment?.instanceId !== owner || eni.attachment.status !== 'attached') problems.push(`loxi-eni ${eni.id} is not attached to ${owner}`);
       if (eni.sourceDestCheck) problems.push(`loxi-eni ${eni.id} has source/dest check on`);
       if (sub && eni.subnetId !== sub.id) problems.push(`loxi-eni ${eni.id} is not in the floating subnet`);
-      if (s.eip.networkInterfaceId !== eni.id || s.eip.privateIp !== this.o.vip) problems.push(`EIP ${s.eip.publicIp} is not associated with ${this.o.vip} on ${eni.id}`);
+      if (s.eip.networkInterfaceId !== eni.id || s.eip.privateIp !== this.o.vip) problems.push(`EIP ${s.eip.publicIp ?? this.o.eipAllocationId} is not associated with ${this.o.vip} on ${eni.id}`);
     }
     return problems;
   }
@@ -202,6 +219,8 @@ export class EniStrategy implements VipStrategy<EniStep> {
       case 'await-detached': {
         const started = this.clock.now();
         let forced = step.instanceImpaired;
+        // A detach takes seconds even when forced: looking at once would only cost a call.
+        await this.clock.sleep(Math.min(DETACH_FIRST_LOOK_MS, Math.max(0, deadline - this.clock.now())));
         await pollUntil(this.clock, `wait for ${step.eniId} to detach`, deadline, async () => {
           await ctx.keepAlive();
           const e = await this.ec2.eni(step.eniId);
@@ -212,11 +231,12 @@ export class EniStrategy implements VipStrategy<EniStep> {
             await this.ec2.detachEni(e.attachment.id, true);
           }
           return undefined;
-        }, { baseMs: 250, maxMs: 1000 });
+        }, { baseMs: 500, maxMs: 1000 });
         return;
       }
       case 'delete-eni':
-        return this.ec2.deleteEni(step.eniId, deadline);
+        if (step.afterDetach) await this.clock.sleep(Math.min(DETACH_FIRST_LOOK_MS, Math.max(0, deadline - this.clock.now())));
+        return this.ec2.deleteEni(step.eniId, deadline, ctx.keepAlive);
       case 'delete-subnet':
         return this.ec2.deleteSubnet(step.subnetId, deadline);
       case 'create-subnet':
@@ -231,18 +251,10 @@ export class EniStrategy implements VipStrategy<EniStep> {
         );
         return;
       case 'disable-source-dest-check':
+        if (step.justCreated) await this.clock.sleep(Math.min(CREATED_FIRST_USE_MS, Math.max(0, deadline - this.clock.now())));
         return this.ec2.disableSourceDestCheck(ref(step.eniId), deadline);
       case 'attach-eni':
         return this.ec2.attachEni(ref(step.eniId), step.instanceId, step.deviceIndex, deadline);
-      case 'await-attached': {
-        const id = ref(step.eniId);
-        await pollUntil(this.clock, `wait for ${id} to attach`, deadline, async () => {
-          await ctx.keepAlive();
-          const e = await this.ec2.eni(id);
-          return e?.attachment?.instanceId === step.instanceId && e.attachment.status === 'attached' ? true : undefined;
-        }, { baseMs: 250, maxMs: 1000 });
-        return;
-      }
       case 'associate-eip':
         return this.ec2.associateEip(this.o.eipAllocationId, ref(step.eniId), this.o.vip, deadline);
     }

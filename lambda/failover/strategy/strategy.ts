@@ -51,6 +51,8 @@ export interface VipStrategy<Step extends StepBase> {
   apply(step: Step, ctx: ApplyContext, state: Map<string, string>): Promise<void>;
   /** Pure: what is wrong with the observed end state for owner (empty when converged). */
   verify(snapshot: Snapshot, owner: string): string[];
+  /** Pure: the state only waits on AWS finishing what was asked (nothing to do but look again). */
+  settling?(snapshot: Snapshot, owner: string): boolean;
   /** Pure: steps that remove everything the strategy creates at run time. */
   planTeardown(snapshot: Snapshot): Step[];
 }
