@@ -5,7 +5,7 @@
  */
 import * as z from 'zod';
 import { cidrContains, cidrsOverlap, ipToInt, parseCidr, reservedAddresses } from './net/cidr.ts';
-import { ipv4Schema } from './contract.ts';
+import { DEFAULT_HOLD_DOWN_SECONDS, FAILBACK_POLICIES, ipv4Schema } from './contract.ts';
 
 const ipv4 = ipv4Schema;
 const cidr = z.string().refine((v) => parseCidr(v) !== undefined, 'must be an IPv4 CIDR block (a.b.c.d/n, host bits zero)');
@@ -82,7 +82,7 @@ export const configSchema = z
      * never: the VIP stays where it is while its owner is healthy.
      * preferred: it returns to instance 0 once that is healthy for holdDownSeconds.
      */
-    failback: z.enum(['never', 'preferred']),
+    failback: z.enum(FAILBACK_POLICIES),
     /** Minimum time between two moves of the VIP, and healthy time before a failback. */
     holdDownSeconds: z.number().int().min(0).max(3600),
     alarms: z
@@ -166,7 +166,7 @@ export const DEFAULT_CONFIG: ConfigInput = {
   servicePorts: [{ port: 80, protocol: 'tcp' }, { port: 443, protocol: 'tcp' }],
   clientCidrs: ['0.0.0.0/0'],
   failback: 'never',
-  holdDownSeconds: 60,
+  holdDownSeconds: DEFAULT_HOLD_DOWN_SECONDS,
   alarms: { heartbeatPeriodSeconds: 10, evaluationPeriods: 3, datapointsToAlarm: 2 },
   reconcileEveryMinutes: 5,
 };

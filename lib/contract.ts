@@ -52,6 +52,24 @@ export const METRICS = {
   failoverErrors: 'FailoverErrors',
 } as const;
 
+/** The failover function's name in logs and metrics (Powertools' `service` dimension). */
+export const FAILOVER_SERVICE_NAME = 'loxiha-failover';
+
+/**
+ * The phases a failover's steps belong to: the function emits `FailoverPhaseDuration` per phase,
+ * the dashboard graphs each of them.
+ */
+export const FAILOVER_PHASES = ['observe', 'sync', 'detach', 'subnet', 'eni', 'attach', 'eip'] as const;
+export type FailoverPhase = (typeof FAILOVER_PHASES)[number];
+/** The dimension that names the phase on `FailoverPhaseDuration`. */
+export const PHASE_DIMENSION = 'phase';
+
+/** What happens when instance 0 is healthy again after a failover: stay (`never`) or move back (`preferred`). */
+export const FAILBACK_POLICIES = ['never', 'preferred'] as const;
+export type FailbackPolicy = (typeof FAILBACK_POLICIES)[number];
+/** Minimum time between two voluntary moves of the VIP (and healthy time before a failback). */
+export const DEFAULT_HOLD_DOWN_SECONDS = 60;
+
 /** A heartbeat older than this is stale (the agent beats every 5 s). */
 export const HEARTBEAT_STALE_SECONDS = 30;
 

@@ -3,7 +3,7 @@ import { type EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventb
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { type Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { EVENTS, METRICS } from '../../lib/contract.ts';
+import { EVENTS, METRICS, PHASE_DIMENSION } from '../../lib/contract.ts';
 import type { Notifier, Result } from './orchestrator.ts';
 
 export interface ReporterDeps {
@@ -33,13 +33,12 @@ export class Reporter implements Notifier {
 
   async finished(r: Result): Promise<void> {
     const { metrics, logger } = this.d;
-    metrics.addDimension('deployment', this.d.deploymentId);
     if (r.moved || r.outcome === 'converged') {
       metrics.addMetric(METRICS.failoverDuration, MetricUnit.Milliseconds, r.durationMs);
       metrics.addMetric(METRICS.failovers, MetricUnit.Count, 1);
       for (const [phase, ms] of Object.entries(r.phases)) {
         const single = metrics.singleMetric();
-        single.addDimension('phase', phase);
+        single.addDimension(PHASE_DIMENSION, phase);
         single.addMetric(METRICS.failoverPhaseDuration, MetricUnit.Milliseconds, ms);
       }
     }

@@ -1,6 +1,6 @@
 /** The function's settings, from the environment the CDK app sets (validated: a bad deploy fails loudly at init). */
 import * as z from 'zod';
-import { FUNCTION_ENV } from '../../lib/contract.ts';
+import { DEFAULT_HOLD_DOWN_SECONDS, FAILBACK_POLICIES, FUNCTION_ENV } from '../../lib/contract.ts';
 
 const schema = z.object({
   deploymentId: z.string().min(1),
@@ -12,8 +12,8 @@ const schema = z.object({
   leaseTable: z.string().min(1),
   topicArn: z.string().optional(),
   eventBusName: z.string().default('default'),
-  failback: z.enum(['never', 'preferred']).default('never'),
-  holdDownSeconds: z.coerce.number().int().min(0).default(60),
+  failback: z.enum(FAILBACK_POLICIES).default('never'),
+  holdDownSeconds: z.coerce.number().int().min(0).default(DEFAULT_HOLD_DOWN_SECONDS),
 });
 
 export type Settings = z.infer<typeof schema>;

@@ -11,7 +11,7 @@ import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
 import { bundleHandler } from '../bundling/bundle-handler.ts';
-import { AGENT_ENTRY_ALIAS, functionEnv, TAG } from '../contract.ts';
+import { AGENT_ENTRY_ALIAS, FAILOVER_SERVICE_NAME, functionEnv, METRICS, TAG } from '../contract.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -91,8 +91,8 @@ export class FailoverFunction extends Construct {
           failback: config.failback,
           holdDownSeconds: config.holdDownSeconds,
         }),
-        POWERTOOLS_SERVICE_NAME: 'loxiha-failover',
-        POWERTOOLS_METRICS_NAMESPACE: 'Loxiha',
+        POWERTOOLS_SERVICE_NAME: FAILOVER_SERVICE_NAME,
+        POWERTOOLS_METRICS_NAMESPACE: METRICS.namespace,
       },
     });
 

@@ -7,7 +7,7 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
-import { ALARM_KIND, METRICS, alarmName } from '../contract.ts';
+import { ALARM_KIND, FAILOVER_PHASES, FAILOVER_SERVICE_NAME, METRICS, PHASE_DIMENSION, alarmName } from '../contract.ts';
 
 export interface FailoverWiringProps {
   readonly config: LoxihaConfig;
@@ -113,12 +113,12 @@ export class FailoverWiring extends Construct {
         [
           new cloudwatch.GraphWidget({
             title: 'Failover phases (ms)',
-            left: ['observe', 'lease', 'detach', 'subnet', 'eni', 'attach', 'eip', 'verify'].map(
+            left: FAILOVER_PHASES.map(
               (phase) =>
                 new cloudwatch.Metric({
                   namespace: METRICS.namespace,
                   metricName: METRICS.failoverPhaseDuration,
-                  dimensionsMap: { service: 'loxiha-failover', phase },
+                  dimensionsMap: { service: FAILOVER_SERVICE_NAME, [METRICS.dimensions.deployment]: config.deploymentId, [PHASE_DIMENSION]: phase },
                   statistic: 'Maximum',
                   period: cdk.Duration.minutes(1),
                   label: phase,

@@ -24,7 +24,7 @@ import {
   type NetworkInterface,
   type Tag,
 } from '@aws-sdk/client-ec2';
-import { ROLE, TAG } from '../../../lib/contract.ts';
+import { ROLE, TAG, LOXI_ENI_DESCRIPTION } from '../../../lib/contract.ts';
 import { type Clock, pollUntil } from '../clock.ts';
 import type { EipView, FloatingSubnetView, InstanceState, InstanceView, LoxiEniView } from '../snapshot.ts';
 
@@ -299,7 +299,7 @@ export class Ec2Adapter {
           SubnetId: p.subnetId,
           PrivateIpAddress: p.privateIp,
           Groups: p.securityGroupIds,
-          Description: 'loxi-eni',
+          Description: LOXI_ENI_DESCRIPTION,
           ClientToken: clientToken,
           TagSpecifications: [{ ResourceType: 'network-interface', Tags: this.tags(ROLE.loxiEni, p.epoch, `loxiha-${this.o.deploymentId}-loxi-eni-${p.az}`) }],
         }),

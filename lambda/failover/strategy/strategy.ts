@@ -3,11 +3,12 @@
  * interface, so a second strategy (EIP to a private IP the survivor already holds,
  * overlay VIP by route tables) plugs in without touching them.
  */
+import type { FailoverPhase } from '../../../lib/contract.ts';
 import type { Snapshot } from '../snapshot.ts';
 
 export interface StepBase {
   /** Phase it is reported under (metrics, dashboard). */
-  phase: string;
+  phase: FailoverPhase;
   /** Human-readable, for plan output and logs. */
   describe: string;
   /** Whether it changes AWS state (fenced by the lease). */
@@ -27,7 +28,7 @@ export interface PlanOptions {
 
 export interface StepTiming {
   step: string;
-  phase: string;
+  phase: FailoverPhase;
   ms: number;
 }
 
