@@ -140,7 +140,7 @@ if (!ONLY) lines.push(
   await scenario('concurrent-10', {}, masterDies, async (w) => {
     // Nine runs wait for the lease while one works; their polls would move simulated time on while the worker
     // waits for moto in real time (see SimClock.scale), and the survivor keeps beating as a real agent does.
-    clock.scale = SCALE * 10;
+    clock.scale = SCALE * 50;
     const stopBeating = w.keepBeating(clock, [w.id(1)]);
     try {
       const rs = await Promise.all(Array.from({ length: 10 }, () => runOnce(w, alarm)));
