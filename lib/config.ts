@@ -14,6 +14,14 @@ const az = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d[a-z]$/, 'must be an availabi
 /** Kubernetes minors in standard support whose kubectl layer (same minor) is bundled. */
 export const SUPPORTED_KUBERNETES_VERSIONS = ['1.35'] as const;
 
+/**
+ * Node operating systems for the EKS managed node group, and the last Kubernetes minor EKS
+ * publishes node images of each for (undefined: still published). EKS published no Amazon Linux 2
+ * node images after 1.32; it is not offered.
+ */
+export const NODE_OS = { al2023: undefined, bottlerocket: undefined } as const;
+export type NodeOs = keyof typeof NODE_OS;
+
 export const servicePortSchema = z
   .object({
     port: z.number().int().min(1).max(65535),
@@ -62,6 +70,8 @@ export const configSchema = z
           version: z.string().refine((v) => (SUPPORTED_KUBERNETES_VERSIONS as readonly string[]).includes(v), `must be a Kubernetes version in standard support whose kubectl layer is bundled: ${SUPPORTED_KUBERNETES_VERSIONS.join(', ')}`),
           nodeInstanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/),
           nodeCount: z.number().int().min(1).max(100),
+          /** The nodes' operating system (its x86_64 or arm64 image, from the instance type). */
+          nodeOs: z.enum(Object.keys(NODE_OS) as [NodeOs, ...NodeOs[]]).default('al2023'),
         })
         .strict(),
       z
@@ -161,7 +171,7 @@ export const DEFAULT_CONFIG: ConfigInput = {
   cloudCidrBlock: '192.168.248.0/24',
   vip: '192.168.248.254',
   instanceType: 'c7g.large',
-  eks: { version: '1.35', nodeInstanceType: 't3.medium', nodeCount: 2 },
+  eks: { version: '1.35', nodeInstanceType: 't3.medium', nodeCount: 2, nodeOs: 'al2023' },
   kubeLoxilbImage: 'ghcr.io/loxilb-io/kube-loxilb:v0.9.8',
   servicePorts: [{ port: 80, protocol: 'tcp' }, { port: 443, protocol: 'tcp' }],
   clientCidrs: ['0.0.0.0/0'],

@@ -5,7 +5,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { KubectlV35Layer } from '@aws-cdk/lambda-layer-kubectl-v35';
 import { Construct } from 'constructs';
-import type { LoxihaConfig } from '../config.ts';
+import type { LoxihaConfig, NodeOs } from '../config.ts';
 import { PORTS } from '../contract.ts';
 import { lbInstanceIps } from '../topology.ts';
 import { kubeLoxilbTokenVariables } from './agent-api-token.ts';
@@ -52,11 +52,21 @@ export class Cluster extends Construct {
         version: eks.KubernetesVersion.of(config.eks.version),
         vpc: props.vpc,
         vpcSubnets: [{ subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }],
+        // The node group is added below with an AMI type chosen here: the default (Amazon Linux 2)
+        // has no node images after Kubernetes 1.32.
         defaultCapacityType: eks.DefaultCapacityType.NODEGROUP,
-        defaultCapacity: config.eks.nodeCount,
-        defaultCapacityInstance: new ec2.InstanceType(config.eks.nodeInstanceType),
+        defaultCapacity: 0,
         kubectlProviderOptions: { kubectlLayer },
         clusterLogging: [eks.ClusterLoggingTypes.API, eks.ClusterLoggingTypes.AUDIT, eks.ClusterLoggingTypes.AUTHENTICATOR],
+      });
+      const instanceType = new ec2.InstanceType(config.eks.nodeInstanceType);
+      cluster.addNodegroupCapacity('Nodes', {
+        instanceTypes: [instanceType],
+        amiType: nodegroupAmiType(config.eks.nodeOs, instanceType.architecture),
+        desiredSize: config.eks.nodeCount,
+        minSize: config.eks.nodeCount,
+        maxSize: config.eks.nodeCount,
+        subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
       });
       this.cluster = cluster;
       // Managed node groups carry the EKS-created cluster security group.
@@ -233,4 +243,11 @@ export function kubeLoxilbManifests(image: string, args: string[], token: KubeLo
       },
     },
   ];
+}
+
+/** The managed node group's AMI type for a node OS and an instance architecture. */
+export function nodegroupAmiType(os: NodeOs, arch: ec2.InstanceArchitecture): eks.NodegroupAmiType {
+  const arm = arch === ec2.InstanceArchitecture.ARM_64;
+  if (os === 'bottlerocket') return arm ? eks.NodegroupAmiType.BOTTLEROCKET_ARM_64 : eks.NodegroupAmiType.BOTTLEROCKET_X86_64;
+  return arm ? eks.NodegroupAmiType.AL2023_ARM_64_STANDARD : eks.NodegroupAmiType.AL2023_X86_64_STANDARD;
 }

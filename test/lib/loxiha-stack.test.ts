@@ -263,6 +263,20 @@ describe('IAM', () => {
     expect(agent.find((st) => actionsOf(st).includes('cloudwatch:PutMetricData'))!.Condition).toEqual({ StringEquals: { 'cloudwatch:namespace': 'Loxiha' } });
   });
 
+  it('runs the EKS nodes on an AMI type EKS publishes node images of for the configured Kubernetes version (no Amazon Linux 2 after 1.32)', () => {
+    const groups = ofType('AWS::EKS::Nodegroup');
+    expect(groups).toHaveLength(1);
+    const version = Number(s.config.eks && 'version' in s.config.eks ? s.config.eks.version.split('.')[1] : NaN);
+    for (const [, g] of groups) {
+      const ami = g.Properties!.AmiType as string;
+      // EKS's published node AMI families: AL2_* up to 1.32; AL2023_* and BOTTLEROCKET_* for current versions.
+      const published = ami.startsWith('AL2_') ? version <= 32 : ami.startsWith('AL2023_') || ami.startsWith('BOTTLEROCKET_');
+      expect(published, `${ami} on Kubernetes 1.${version}`).toBe(true);
+      expect(ami).toBe('AL2023_x86_64_STANDARD');
+      expect(g.Properties!.ScalingConfig).toEqual({ DesiredSize: 2, MinSize: 2, MaxSize: 2 });
+    }
+  });
+
   it('lets the LB instances invoke the agents’ entry of the failover function and nothing else: not the function itself, no other alias or version', () => {
     const aliases = ofType('AWS::Lambda::Alias');
     expect(aliases).toHaveLength(1);
