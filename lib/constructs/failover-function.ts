@@ -103,7 +103,10 @@ export class FailoverFunction extends Construct {
     });
 
     this.leaseTable.grant(this.fn, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
-    this.topic.grantPublish(this.fn);
+    // Publish only: the topic is encrypted with the AWS-managed key (alias/aws/sns), whose key policy
+    // lets SNS use it for this account's publishers, so no KMS grant (grantPublish would add
+    // kms:GenerateDataKey* on key/*).
+    this.fn.addToRolePolicy(new iam.PolicyStatement({ sid: 'Notify', actions: ['sns:Publish'], resources: [this.topic.topicArn] }));
     this.grantEc2(props);
   }
 
@@ -195,7 +198,7 @@ export class FailoverFunction extends Construct {
     );
     for (const r of ['subnet/*', 'network-interface/*', 'instance/*']) {
       cdk.Validations.of(role).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:${nagValue(stack.region, 'AWS::Region')}:${nagValue(stack.account, 'AWS::AccountId')}:${r}]`,
+        id: `AwsSolutions-IAM5[Resource::arn:${nagValue(stack.partition, 'AWS::Partition')}:ec2:${nagValue(stack.region, 'AWS::Region')}:${nagValue(stack.account, 'AWS::AccountId')}:${r}]`,
         reason: `The floating subnet, loxi-eni and the LB instances are found at run time; every statement on ${r} requires this deployment's tag (aws:ResourceTag or aws:RequestTag) or a create action.`,
       });
     }

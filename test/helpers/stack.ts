@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as cdk from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { resolveConfig, type LoxihaConfig } from '../../lib/config.ts';
@@ -10,10 +12,16 @@ export interface SynthResult {
   config: LoxihaConfig;
 }
 
+/** The feature flags in cdk.json (what `cdk synth` runs with): tests synthesize with the same. */
+export function cdkJsonFlags(): Record<string, unknown> {
+  const context = (JSON.parse(readFileSync(join(import.meta.dirname, '../../cdk.json'), 'utf8')) as { context: Record<string, unknown> }).context;
+  return Object.fromEntries(Object.entries(context).filter(([k]) => k.startsWith('@aws-cdk')));
+}
+
 /** Builds the stack once for a test file (bundling included) on the sim profile unless told otherwise. */
 export function synthStack(overrides: Record<string, unknown> = {}, profile = 'sim'): SynthResult {
   const config = resolveConfig(profile, overrides);
-  const app = new cdk.App();
+  const app = new cdk.App({ context: cdkJsonFlags() });
   const stack = new LoxihaStack(app, 'Test', { config, env: { region: config.region, account: '111111111111' } });
   return { app, stack, template: Template.fromStack(stack), config };
 }
