@@ -7,12 +7,13 @@ import * as cdk from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { ConfigError } from '../lib/config.ts';
 import { configFromContext } from '../lib/config-context.ts';
+import { namePrefix } from '../lib/contract.ts';
 import { LoxihaStack } from '../lib/loxiha-stack.ts';
 
 const app = new cdk.App();
 try {
   const config = configFromContext((key) => app.node.tryGetContext(key), app.node.getAllContext());
-  new LoxihaStack(app, `Loxiha-${config.deploymentId}`, {
+  new LoxihaStack(app, namePrefix(config.deploymentId), {
     config,
     env: { region: config.region, account: config.account ?? process.env.CDK_DEFAULT_ACCOUNT },
     description: `loxiha ${config.deploymentId}: multi-AZ HA for LoxiLB-style load balancers`,

@@ -22,6 +22,9 @@ export const SUPPORTED_KUBERNETES_VERSIONS = ['1.35'] as const;
 export const NODE_OS = { al2023: undefined, bottlerocket: undefined } as const;
 export type NodeOs = keyof typeof NODE_OS;
 
+/** Retention periods CloudWatch Logs accepts, in days. */
+export const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
 export const servicePortSchema = z
   .object({
     port: z.number().int().min(1).max(65535),
@@ -106,6 +109,16 @@ export const configSchema = z
       .refine((a) => a.datapointsToAlarm <= a.evaluationPeriods, 'datapointsToAlarm must not exceed evaluationPeriods'),
     reconcileEveryMinutes: z.number().int().min(1).max(60),
     notificationEmail: z.email().optional(),
+    /** IAM principals (users or roles) given cluster-admin access to EKS (access entries): whoever runs kubectl. */
+    adminPrincipalArns: z.array(z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:(user|role)\/.+$/, 'must be an IAM user or role ARN')).max(20),
+    /** What `cdk destroy` keeps: the EIP (so the public address survives a redeploy) and the VPC flow logs. */
+    uninstall: z
+      .object({
+        retainEip: z.boolean(),
+        retainFlowLogs: z.boolean(),
+        flowLogRetentionDays: z.number().int().refine((d) => LOG_RETENTION_DAYS.includes(d), `must be a CloudWatch Logs retention: ${LOG_RETENTION_DAYS.join(', ')} days`),
+      })
+      .strict(),
   })
   .strict();
 
@@ -179,6 +192,8 @@ export const DEFAULT_CONFIG: ConfigInput = {
   holdDownSeconds: DEFAULT_HOLD_DOWN_SECONDS,
   alarms: { heartbeatPeriodSeconds: 10, evaluationPeriods: 3, datapointsToAlarm: 2 },
   reconcileEveryMinutes: 5,
+  adminPrincipalArns: [],
+  uninstall: { retainEip: true, retainFlowLogs: true, flowLogRetentionDays: 731 },
 };
 
 /**

@@ -121,8 +121,17 @@ export type FastPathRequest = z.infer<typeof fastPathRequestSchema>;
 export const ALARM_KIND = { heartbeat: 'heartbeat', statusCheck: 'status-check' } as const;
 export type AlarmKind = (typeof ALARM_KIND)[keyof typeof ALARM_KIND];
 
+/**
+ * The prefix of every name a person reads (stack, alarms, dashboard, Name tags): the deployment id
+ * once, with "loxiha" in front unless the id already says it (`loxiha`, `loxiha-prod` stay as they
+ * are; `prod` becomes `loxiha-prod`).
+ */
+export function namePrefix(deploymentId: string): string {
+  return deploymentId.startsWith('loxiha') ? deploymentId : `loxiha-${deploymentId}`;
+}
+
 export function alarmName(deploymentId: string, instanceIndex: number, kind: AlarmKind): string {
-  return `loxiha-${deploymentId}-lb${instanceIndex}-${kind}`;
+  return `${namePrefix(deploymentId)}-lb${instanceIndex}-${kind}`;
 }
 
 /** Parses an alarm name made by alarmName; undefined when it is not one of this deployment's. */
@@ -130,7 +139,7 @@ export function parseAlarmName(
   deploymentId: string,
   name: string,
 ): { instanceIndex: number; kind: AlarmKind } | undefined {
-  const prefix = `loxiha-${deploymentId}-lb`;
+  const prefix = `${namePrefix(deploymentId)}-lb`;
   if (!name.startsWith(prefix)) return undefined;
   const m = /^(\d+)-(heartbeat|status-check)$/.exec(name.slice(prefix.length));
   if (!m) return undefined;

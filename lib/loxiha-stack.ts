@@ -2,7 +2,7 @@ import * as cdk from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from './config.ts';
-import { ROLE, TAG } from './contract.ts';
+import { namePrefix, ROLE, TAG } from './contract.ts';
 import { Cluster } from './constructs/cluster.ts';
 import { AgentApiToken } from './constructs/agent-api-token.ts';
 import { FailoverFunction } from './constructs/failover-function.ts';
@@ -43,10 +43,11 @@ export class LoxihaStack extends cdk.Stack {
         tags: [
           { key: TAG.deployment, value: config.deploymentId },
           { key: TAG.role, value: ROLE.eip },
-          { key: TAG.name, value: `loxiha-${config.deploymentId}` },
+          { key: TAG.name, value: namePrefix(config.deploymentId) },
         ],
       });
-      eip.applyRemovalPolicy(cdk.RemovalPolicy.RETAIN);
+      // Kept by `cdk destroy` unless configured otherwise (uninstall.retainEip): the public address survives a redeploy.
+      eip.applyRemovalPolicy(config.uninstall.retainEip ? cdk.RemovalPolicy.RETAIN : cdk.RemovalPolicy.DESTROY);
       this.eipAllocationId = eip.attrAllocationId;
       this.eipAddress = eip.attrPublicIp;
     }
@@ -81,8 +82,30 @@ export class LoxihaStack extends cdk.Stack {
       lifecycleDependsOn: [...this.network.floatingPrerequisites, this.network.floatingRouteTable, ...this.failover.lifecycleDependencies(), sg],
     });
 
-    new cdk.CfnOutput(this, 'ElasticIp', { value: this.eipAddress, description: 'Public address of the services' });
-    new cdk.CfnOutput(this, 'FailoverFunctionName', { value: this.failover.fn.functionName });
-    new cdk.CfnOutput(this, 'Vip', { value: config.vip });
+    this.outputs(config);
+  }
+
+  /** What a person needs after `cdk deploy`: the commands to use it, where to look, what `cdk destroy` keeps. */
+  private outputs(config: LoxihaConfig): void {
+    const region = this.region;
+    const fn = this.failover.fn.functionName;
+    const invoke = (payload: string) => `aws lambda invoke --region ${region} --function-name ${fn} --cli-binary-format raw-in-base64-out --payload '${payload}' /dev/stdout`;
+    const out = (id: string, value: string, description: string) => new cdk.CfnOutput(this, id, { value, description });
+    out('ElasticIp', this.eipAddress, 'Public address of the services');
+    out('Vip', config.vip, 'Private VIP (on loxi-eni)');
+    out('FailoverFunctionName', fn, 'The failover function');
+    out('StatusCommand', invoke('{"action":"status"}'), 'Who owns the VIP, each instance’s health');
+    out('PlanCommand', invoke('{"action":"plan"}'), 'What a failover would do now (changes nothing)');
+    out('FailoverCommand', invoke('{"action":"failover","reason":"manual"}'), 'Move the VIP off its owner now (add "to":"i-…" to choose the target)');
+    if ('version' in config.eks) {
+      out('KubeconfigCommand', `aws eks update-kubeconfig --region ${region} --name ${this.cluster.cluster.clusterName}`, 'kubectl access (for the principals in adminPrincipalArns)');
+    }
+    out('DashboardUrl', `https://${region}.console.aws.amazon.com/cloudwatch/home?region=${region}#dashboards:name=${namePrefix(config.deploymentId)}`, 'Heartbeats, sync lag, failover phases, alarms');
+    out('FunctionLogGroup', this.failover.logGroup.logGroupName, 'The failover function’s logs');
+    out('NotificationTopic', this.failover.topic.topicArn, 'Failover notifications (subscribe, or confirm the e-mail subscription)');
+    const kept: string[] = [];
+    if (!config.existingEip && config.uninstall.retainEip) kept.push(`the EIP ${this.eipAddress}: aws ec2 release-address --region ${region} --allocation-id ${this.eipAllocationId}`);
+    if (this.network.flowLogGroup && config.uninstall.retainFlowLogs) kept.push(`the VPC flow logs: aws logs delete-log-group --region ${region} --log-group-name ${this.network.flowLogGroup.logGroupName}`);
+    out('RetainedOnDestroy', kept.length ? `cdk destroy keeps ${kept.join('; ')}` : 'cdk destroy removes everything', 'What cdk destroy leaves behind, and how to release it');
   }
 }

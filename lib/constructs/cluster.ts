@@ -68,6 +68,10 @@ export class Cluster extends Construct {
         maxSize: config.eks.nodeCount,
         subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
       });
+      // The people who run kubectl (API authentication mode: without an access entry nobody but the kubectl provider can).
+      config.adminPrincipalArns.forEach((arn, i) =>
+        cluster.grantAccess(`Admin${i}`, arn, [eks.AccessPolicy.fromAccessPolicyName('AmazonEKSClusterAdminPolicy', { accessScopeType: eks.AccessScopeType.CLUSTER })]),
+      );
       this.cluster = cluster;
       // Managed node groups carry the EKS-created cluster security group.
       this.nodesPeer = cluster.clusterSecurityGroup;

@@ -33,6 +33,7 @@ export class FailoverFunction extends Construct {
   readonly agentEntry: lambda.Alias;
   readonly leaseTable: dynamodb.TableV2;
   readonly topic: sns.Topic;
+  readonly logGroup: logs.LogGroup;
 
   constructor(scope: Construct, id: string, props: FailoverFunctionProps) {
     super(scope, id);
@@ -52,7 +53,7 @@ export class FailoverFunction extends Construct {
     });
     if (config.notificationEmail) this.topic.addSubscription(new subs.EmailSubscription(config.notificationEmail));
 
-    const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_MONTH, removalPolicy: cdk.RemovalPolicy.DESTROY });
+    const logGroup = (this.logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_MONTH, removalPolicy: cdk.RemovalPolicy.DESTROY }));
 
     this.fn = new lambda.Function(this, 'Fn', {
       // Bundled locally by esbuild at synth (no Docker), see lib/bundling/bundle-handler.ts for why not NodejsFunction.

@@ -7,7 +7,7 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
-import { ALARM_KIND, FAILOVER_PHASES, FAILOVER_SERVICE_NAME, METRICS, PHASE_DIMENSION, alarmName } from '../contract.ts';
+import { ALARM_KIND, FAILOVER_PHASES, FAILOVER_SERVICE_NAME, METRICS, namePrefix, PHASE_DIMENSION, alarmName } from '../contract.ts';
 
 export interface FailoverWiringProps {
   readonly config: LoxihaConfig;
@@ -87,7 +87,7 @@ export class FailoverWiring extends Construct {
     for (const trigger of [schedule, ...this.alarms]) trigger.node.addDependency(lifecycle);
 
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
-      dashboardName: `loxiha-${config.deploymentId}`,
+      dashboardName: namePrefix(config.deploymentId),
       widgets: [
         [
           new cloudwatch.GraphWidget({

@@ -9,7 +9,7 @@ import { Construct } from 'constructs';
 import type { AgentConfigInput } from '../contract.ts';
 import type { LoxihaConfig } from '../config.ts';
 import { AGENT_NODE_FLAGS, bundleAgent } from '../agent-bundle.ts';
-import { AGENT_API_TOKEN_FILE, METRICS, ROLE, SYNC_KEY_FILE, TAG } from '../contract.ts';
+import { AGENT_API_TOKEN_FILE, METRICS, namePrefix, ROLE, SYNC_KEY_FILE, TAG } from '../contract.ts';
 import { lbInstanceIp } from '../topology.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -176,7 +176,7 @@ LOXIHA_EOF`,
       cdk.Tags.of(instance).add(TAG.deployment, config.deploymentId);
       cdk.Tags.of(instance).add(TAG.role, ROLE.lbInstance);
       cdk.Tags.of(instance).add(TAG.instanceIndex, String(index));
-      cdk.Tags.of(instance).add(TAG.name, `loxiha-${config.deploymentId}-lb${index}`);
+      cdk.Tags.of(instance).add(TAG.name, `${namePrefix(config.deploymentId)}-lb${index}`);
       cdk.Validations.of(instance).acknowledge({
         id: 'AwsSolutions-EC29',
         reason: 'Instances are cattle: a failed LB instance is replaced by the stack, the VIP moves to the peer; termination protection would block that and cdk destroy.',

@@ -1,8 +1,9 @@
 import * as cdk from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
-import { ROLE, TAG } from '../contract.ts';
+import { namePrefix, ROLE, TAG } from '../contract.ts';
 import { cidrContains, cidrsOverlap } from '../net/cidr.ts';
 
 export interface NetworkProps {
@@ -15,6 +16,8 @@ export interface NetworkProps {
  * orchestrator associates with the floating subnet it creates at run time.
  */
 export class Network extends Construct {
+  /** The VPC's flow-log group (a VPC this stack creates). */
+  flowLogGroup: logs.LogGroup | undefined;
   readonly vpc: ec2.IVpc;
   readonly vpcCidr: string | undefined;
   readonly internetGatewayId: string;
@@ -37,7 +40,18 @@ export class Network extends Construct {
           { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 22 },
           { name: 'cluster', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 20 },
         ],
-        flowLogs: { all: { trafficType: ec2.FlowLogTrafficType.REJECT } },
+        flowLogs: {
+          all: {
+            trafficType: ec2.FlowLogTrafficType.REJECT,
+            destination: ec2.FlowLogDestination.toCloudWatchLogs(
+              (this.flowLogGroup = new logs.LogGroup(this, 'FlowLogs', {
+                retention: config.uninstall.flowLogRetentionDays as logs.RetentionDays,
+                // Kept by `cdk destroy` unless configured otherwise (uninstall.retainFlowLogs): the stack outputs say how to delete it.
+                removalPolicy: config.uninstall.retainFlowLogs ? cdk.RemovalPolicy.RETAIN : cdk.RemovalPolicy.DESTROY,
+              })),
+            ),
+          },
+        },
       });
       this.vpc = vpc;
       this.vpcCidr = config.vpc.cidr;
@@ -72,7 +86,7 @@ export class Network extends Construct {
         mapPublicIpOnLaunch: true,
       });
       subnet.addDefaultInternetRoute(this.internetGatewayId, gatewayDependency ?? subnet);
-      cdk.Tags.of(subnet).add(TAG.name, `loxiha-${config.deploymentId}-lb-${az}`);
+      cdk.Tags.of(subnet).add(TAG.name, `${namePrefix(config.deploymentId)}-lb-${az}`);
       return subnet;
     });
 
@@ -81,7 +95,7 @@ export class Network extends Construct {
       tags: [
         { key: TAG.deployment, value: config.deploymentId },
         { key: TAG.role, value: ROLE.floatingRouteTable },
-        { key: TAG.name, value: `loxiha-${config.deploymentId}-floating` },
+        { key: TAG.name, value: `${namePrefix(config.deploymentId)}-floating` },
       ],
     });
     const route = new ec2.CfnRoute(this, 'FloatingDefaultRoute', {

@@ -3,7 +3,7 @@ import { InvalidEventError, parseEvent } from '../../lambda/failover/events.ts';
 
 const D = 'loxiha-sim';
 const I0 = 'i-0123456789abcdef0';
-const hb0 = 'loxiha-loxiha-sim-lb0-heartbeat';
+const hb0 = 'loxiha-sim-lb0-heartbeat';
 
 const direct = (name: string, state = 'ALARM') => ({
   source: 'aws.cloudwatch',
@@ -71,7 +71,7 @@ describe('parseEvent', () => {
   });
 
   it('reads OK transitions and status-check alarms of other instances', () => {
-    expect(parseEvent(direct('loxiha-loxiha-sim-lb1-status-check', 'OK'), D).command).toMatchObject({ instanceIndex: 1, alarmKind: 'status-check', state: 'OK' });
+    expect(parseEvent(direct('loxiha-sim-lb1-status-check', 'OK'), D).command).toMatchObject({ instanceIndex: 1, alarmKind: 'status-check', state: 'OK' });
   });
 
   it('reads the fast path', () => {

@@ -1,6 +1,6 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_ENTRY_ALIAS, ALARM_KIND, FUNCTION_ENV, PORTS, TAG, alarmName } from '../../lib/contract.ts';
+import { AGENT_ENTRY_ALIAS, ALARM_KIND, FUNCTION_ENV, PORTS, TAG, alarmName, namePrefix } from '../../lib/contract.ts';
 import { lbInstanceIp } from '../../lib/topology.ts';
 import { synthStack, type SynthResult } from '../helpers/stack.ts';
 
@@ -293,6 +293,50 @@ describe('IAM', () => {
     // The agents are configured to call that alias, not the function.
     const userData = JSON.stringify(ofType('AWS::EC2::Instance').map(([, r]) => r.Properties!.UserData));
     expect(userData).toContain(aliasId);
+  });
+});
+
+describe('day one: access, names, outputs, uninstall', () => {
+  it('gives the configured admin principals cluster-admin access entries', () => {
+    const alt = synthStack({ adminPrincipalArns: ['arn:aws:iam::111111111111:role/ops', 'arn:aws:iam::111111111111:user/alice'] });
+    const entries = Object.values(alt.template.findResources('AWS::EKS::AccessEntry')).map((r: any) => r.Properties);
+    for (const arn of ['arn:aws:iam::111111111111:role/ops', 'arn:aws:iam::111111111111:user/alice']) {
+      const e = entries.find((x) => x.PrincipalArn === arn);
+      expect(e, arn).toBeDefined();
+      expect(JSON.stringify(e.AccessPolicies)).toContain('AmazonEKSClusterAdminPolicy');
+    }
+  });
+
+  it('names things with the deployment id once: alarms, dashboard', () => {
+    const alarms = Object.values(resources).filter((r) => r.Type === 'AWS::CloudWatch::Alarm').map((r) => r.Properties!.AlarmName);
+    expect(alarms).toContain('loxiha-sim-lb0-heartbeat');
+    expect(alarms.every((n: string) => !n.includes('loxiha-loxiha'))).toBe(true);
+    expect(Object.values(resources).find((r) => r.Type === 'AWS::CloudWatch::Dashboard')!.Properties!.DashboardName).toBe('loxiha-sim');
+    expect(namePrefix('loxiha')).toBe('loxiha');
+    expect(namePrefix('prod')).toBe('loxiha-prod');
+  });
+
+  it('outputs the exact commands: kubeconfig, status, plan, failover (with the region), the dashboard, the logs, the topic, and what destroy keeps', () => {
+    const outputs = s.template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    const text = (k: string) => JSON.stringify(outputs[k]?.Value);
+    for (const k of ['KubeconfigCommand', 'StatusCommand', 'PlanCommand', 'FailoverCommand', 'DashboardUrl', 'FunctionLogGroup', 'NotificationTopic', 'RetainedOnDestroy']) expect(outputs[k], k).toBeDefined();
+    expect(text('KubeconfigCommand')).toContain('aws eks update-kubeconfig --region us-east-1 --name');
+    expect(text('StatusCommand')).toContain('aws lambda invoke --region us-east-1 --function-name');
+    expect(text('StatusCommand')).toContain('{\\"action\\":\\"status\\"}');
+    expect(text('RetainedOnDestroy')).toContain('aws ec2 release-address --region us-east-1 --allocation-id');
+    expect(text('RetainedOnDestroy')).toContain('aws logs delete-log-group --region us-east-1 --log-group-name');
+  });
+
+  it('keeps the EIP and the flow logs on destroy by default, and removes them when told', () => {
+    const eip = () => ourEip()[1] as any;
+    const flowLogs = (t: any) => Object.values(t.findResources('AWS::Logs::LogGroup')).filter((r: any) => JSON.stringify(r).includes('731') || r.Properties?.RetentionInDays === 30);
+    expect(eip().DeletionPolicy).toBe('Retain');
+    expect(flowLogs(s.template).some((r: any) => r.DeletionPolicy === 'Retain' && r.Properties.RetentionInDays === 731)).toBe(true);
+    const alt = synthStack({ uninstall: { retainEip: false, retainFlowLogs: false, flowLogRetentionDays: 30 } });
+    const altEip = Object.values(alt.template.findResources('AWS::EC2::EIP')).find((r: any) => r.Properties.Tags?.some((t: any) => t.Key === TAG.role && t.Value === 'eip')) as any;
+    expect(altEip.DeletionPolicy).toBe('Delete');
+    expect(Object.values(alt.template.findResources('AWS::Logs::LogGroup')).some((r: any) => r.Properties.RetentionInDays === 30 && r.DeletionPolicy === 'Delete')).toBe(true);
+    expect(JSON.stringify((alt.template.toJSON().Outputs as any).RetainedOnDestroy.Value)).toContain('removes everything');
   });
 });
 

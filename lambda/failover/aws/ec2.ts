@@ -24,7 +24,7 @@ import {
   type NetworkInterface,
   type Tag,
 } from '@aws-sdk/client-ec2';
-import { ROLE, TAG, LOXI_ENI_DESCRIPTION } from '../../../lib/contract.ts';
+import { LOXI_ENI_DESCRIPTION, namePrefix, ROLE, TAG } from '../../../lib/contract.ts';
 import { type Clock, pollUntil } from '../clock.ts';
 import type { EipView, FloatingSubnetView, InstanceState, InstanceView, LoxiEniView } from '../snapshot.ts';
 
@@ -257,7 +257,7 @@ export class Ec2Adapter {
           VpcId: this.o.vpcId,
           AvailabilityZone: az,
           CidrBlock: cidr,
-          TagSpecifications: [{ ResourceType: 'subnet', Tags: this.tags(ROLE.floatingSubnet, epoch, `loxiha-${this.o.deploymentId}-floating-${az}`) }],
+          TagSpecifications: [{ ResourceType: 'subnet', Tags: this.tags(ROLE.floatingSubnet, epoch, `${namePrefix(this.o.deploymentId)}-floating-${az}`) }],
         }),
         true,
       );
@@ -301,7 +301,7 @@ export class Ec2Adapter {
           Groups: p.securityGroupIds,
           Description: LOXI_ENI_DESCRIPTION,
           ClientToken: clientToken,
-          TagSpecifications: [{ ResourceType: 'network-interface', Tags: this.tags(ROLE.loxiEni, p.epoch, `loxiha-${this.o.deploymentId}-loxi-eni-${p.az}`) }],
+          TagSpecifications: [{ ResourceType: 'network-interface', Tags: this.tags(ROLE.loxiEni, p.epoch, `${namePrefix(this.o.deploymentId)}-loxi-eni-${p.az}`) }],
         }),
         true,
       ),
