@@ -52,25 +52,71 @@ const VIEWS: Record<string, { path: string; headers: string[]; rows: (body: any)
   },
 };
 
-export async function cli(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`)): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { output: { type: 'string', short: 'o', default: 'table' }, api: { type: 'string', default: 'http://127.0.0.1:11111' }, 'token-file': { type: 'string' } },
-  });
+export const USAGE = `usage: loxiha get ${Object.keys(VIEWS).join('|')} [-o table|json] [--api URL] [--token-file FILE]
+
+  get ha    the HA role (MASTER when this instance holds the VIP)
+  get lb    load balancers with their endpoints, state and counters
+  get ep    endpoint probes
+  get ct    connections of the load-balanced services (conntrack)
+
+  -o json            JSON instead of a table
+  --api URL          the agent's API (default http://127.0.0.1:11111)
+  --token-file FILE  the API token (default ${AGENT_API_TOKEN_FILE} when it exists)
+  -h, --help         this text`;
+
+/** Runs the CLI; `out` gets what goes to stdout, `err` one line per error. Returns the exit code. */
+export async function cli(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`), err: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { output: { type: 'string', short: 'o', default: 'table' }, api: { type: 'string', default: 'http://127.0.0.1:11111' }, 'token-file': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (e) {
+    err(`error: ${(e as Error).message}`);
+    out(USAGE);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help || positionals[0] === 'help') {
+    out(USAGE);
+    return 0;
+  }
   const [verb, what] = positionals;
   const view = what ? VIEWS[what] : undefined;
   if (verb !== 'get' || !view || !['table', 'json'].includes(values.output!)) {
-    out(`usage: loxiha get ${Object.keys(VIEWS).join('|')} [-o json] [--api URL] [--token-file FILE]`);
+    out(USAGE);
     return 2;
   }
   const headers: Record<string, string> = {};
   const tokenFile = values['token-file'] ?? (existsSync(AGENT_API_TOKEN_FILE) ? AGENT_API_TOKEN_FILE : undefined);
-  if (tokenFile) headers.authorization = `Bearer ${readFileSync(tokenFile, 'utf8').trim()}`;
-  const r = await fetch(`${values.api}${BASE}${view.path}`, { headers });
-  const body = await r.json();
+  if (tokenFile) {
+    try {
+      headers.authorization = `Bearer ${readFileSync(tokenFile, 'utf8').trim()}`;
+    } catch (e) {
+      err(`error: cannot read the API token from ${tokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      return 1;
+    }
+  }
+  const url = `${values.api}${BASE}${view.path}`;
+  let r: Response;
+  try {
+    r = await fetch(url, { headers, signal: AbortSignal.timeout(10_000) });
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    err(`error: cannot reach the agent at ${url}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
+    return 1;
+  }
+  let body: unknown;
+  try {
+    body = await r.json();
+  } catch {
+    err(`error: ${url} answered ${r.status} with something that is not JSON`);
+    return 1;
+  }
   if (!r.ok) {
-    out(`error: ${r.status} ${(body as { message?: string }).message ?? ''}`);
+    err(`error: ${url} answered ${r.status}: ${(body as { message?: string }).message ?? ''}`);
     return 1;
   }
   out(values.output === 'json' ? JSON.stringify(view.json(body), null, 2) : table(view.headers, view.rows(body)));
@@ -78,6 +124,6 @@ export async function cli(argv: string[], out: (s: string) => void = (s) => proc
 }
 
 if (import.meta.main) cli(process.argv.slice(2)).then((code) => process.exit(code), (e: Error) => {
-  console.error(`error: ${e.message}`);
+  process.stderr.write(`error: ${e.message}\n`);
   process.exit(1);
 });

@@ -27,8 +27,42 @@ function log(level: 'info' | 'warn' | 'error', msg: string, extra: Record<string
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...extra })}\n`);
 }
 
+export const AGENT_USAGE = `usage: agent [--config FILE] [--probe-interval-ms N] [--check-interval-ms N]
+
+The loxiha agent: the LoxiLB-compatible API, the in-kernel load balancer (nftables), endpoint
+probes, heartbeats and the HA role. Runs as the loxiha-agent systemd service on the LB instances.
+
+  --config FILE            agent configuration (default /etc/loxiha/agent.json)
+  --probe-interval-ms N    how often each endpoint is probed (default 2000)
+  --check-interval-ms N    how often the kernel table is checked against what was applied (default 5000)
+  -h, --help               this text`;
+
+export class UsageError extends Error {}
+
+function parseAgentArgs(argv: string[]) {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', default: '/etc/loxiha/agent.json' },
+        'probe-interval-ms': { type: 'string', default: '2000' },
+        'check-interval-ms': { type: 'string', default: '5000' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  for (const k of ['probe-interval-ms', 'check-interval-ms'] as const) {
+    const n = Number(values[k]);
+    if (!Number.isInteger(n) || n < 50 || n > 600_000) throw new UsageError(`--${k} must be a whole number of milliseconds between 50 and 600000, got '${values[k]}'`);
+  }
+  return values;
+}
+
 export async function main(argv: string[]): Promise<{ stop: () => Promise<void> }> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', default: '/etc/loxiha/agent.json' }, 'probe-interval-ms': { type: 'string', default: '2000' }, 'check-interval-ms': { type: 'string', default: '5000' } } });
+  const values = parseAgentArgs(argv);
   const config = loadAgentConfig(values.config!);
   const nft = new Nft(config.nftTable);
   const flowtables = await nft.flowtablesSupported();
@@ -222,7 +256,10 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
   };
 }
 
-if (import.meta.main) {
+if (import.meta.main && (process.argv.includes('--help') || process.argv.includes('-h'))) {
+  process.stdout.write(`${AGENT_USAGE}\n`);
+  process.exit(0);
+} else if (import.meta.main) {
   main(process.argv.slice(2)).then(
     (agent) => {
       const shutdown = (signal: string) => {
@@ -233,6 +270,10 @@ if (import.meta.main) {
       process.on('SIGINT', () => shutdown('SIGINT'));
     },
     (e: Error) => {
+      if (e instanceof UsageError) {
+        process.stderr.write(`error: ${e.message}\n${AGENT_USAGE}\n`);
+        process.exit(2);
+      }
       log('error', 'agent failed to start', { error: e.message });
       process.exit(1);
     },

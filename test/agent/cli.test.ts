@@ -1,5 +1,7 @@
+import { spawnSync } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import { join } from 'node:path';
+import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApi } from '../../agent/api/server.ts';
 import { cli, table } from '../../agent/cli.ts';
@@ -45,10 +47,39 @@ describe('loxiha CLI', () => {
     expect(JSON.parse(json[0]!)[0].serviceArguments.name).toBe('web');
   });
 
-  it('explains its usage on a wrong command', async () => {
+  it('explains its usage on a wrong command, and with --help (exit 0)', async () => {
     const out: string[] = [];
     expect(await cli(['get', 'nothing'], (s) => out.push(s))).toBe(2);
     expect(out[0]).toMatch(/^usage: loxiha get ha\|lb\|ep\|ct/);
+    for (const args of [['--help'], ['-h'], ['help']]) {
+      const help: string[] = [];
+      expect(await cli(args, (s) => help.push(s))).toBe(0);
+      expect(help[0]).toMatch(/^usage: loxiha get/);
+    }
+    const errs: string[] = [];
+    expect(await cli(['get', 'ha', '--bogus'], () => undefined, (s) => errs.push(s))).toBe(2);
+    expect(errs).toEqual([expect.stringMatching(/^error: Unknown option '--bogus'/)]);
+  });
+
+  it('names the URL it tried when the agent is unreachable, in one line', async () => {
+    // A port nothing listens on: taken from the system, then given back.
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const errs: string[] = [];
+    expect(await cli(['get', 'ha', '--api', `http://127.0.0.1:${port}`], () => undefined, (s) => errs.push(s))).toBe(1);
+    expect(errs).toEqual([`error: cannot reach the agent at http://127.0.0.1:${port}/netlox/v1/config/cistate/all: ECONNREFUSED`]);
+  });
+
+  it('the agent itself: --help prints its usage and exits 0; a bad flag is one error line and exit 2', () => {
+    const agent = (args: string[]) => spawnSync(process.execPath, [join(import.meta.dirname, '../../agent/main.ts'), ...args], { encoding: 'utf8' });
+    const help = agent(['--help']);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^usage: agent \[--config FILE\]/);
+    const bad = agent(['--probe-interval-ms', 'soon']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.split('\n')[0]).toBe("error: --probe-interval-ms must be a whole number of milliseconds between 50 and 600000, got 'soon'");
   });
 
   it('pads columns to the widest cell', () => {
