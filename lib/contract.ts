@@ -50,6 +50,8 @@ export const METRICS = {
   failoverPhaseDuration: 'FailoverPhaseDuration',
   failovers: 'Failovers',
   failoverErrors: 'FailoverErrors',
+  /** One per invocation of the failover function, whatever it was asked (status and rejected events included). */
+  invocations: 'FailoverInvocations',
 } as const;
 
 /** The failover function's name in logs and metrics (Powertools' `service` dimension). */

@@ -7,7 +7,8 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { systemClock } from './clock.ts';
-import { AGENT_ENTRY_ALIAS } from '../../lib/contract.ts';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { AGENT_ENTRY_ALIAS, METRICS } from '../../lib/contract.ts';
 import { entryOf, InvalidEventError, type LifecycleRequest, parseEvent } from './events.ts';
 import type { Result } from './orchestrator.ts';
 import { logger, metrics } from './powertools.ts';
@@ -45,6 +46,7 @@ export async function respondToCloudFormation(req: LifecycleRequest, result: Res
 async function run(event: unknown, context: Context): Promise<Result | { ok: false; outcome: 'invalid-event'; reason: string }> {
   let parsed;
   const entry = entryOf(context.invokedFunctionArn, AGENT_ENTRY_ALIAS);
+  metrics.addMetric(METRICS.invocations, MetricUnit.Count, 1);
   try {
     parsed = parseEvent(event, settings.deploymentId, entry);
   } catch (e) {

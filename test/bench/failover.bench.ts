@@ -70,7 +70,11 @@ const latencyMs = (a: string) => LATENCY_MS[a] ?? 200;
 const AWS_LIKE: Partial<Behaviour> = { latencyMs, forceDetachMs: 2000, detachMs: () => 5000, attachMs: 2000, notFoundAfterCreateMs: 1000 };
 
 const SCALE = 0.002;
-const moto = await startMoto();
+const moto = await startMoto().catch((e: Error) => {
+  // One line, no stack trace: what is missing and what to run.
+  console.error(`bench:failover: ${e.message}`);
+  process.exit(1);
+});
 const clock = new SimClock(SCALE);
 const proxy = await AwsProxy.start(moto.endpoint, clock);
 const alarm: Command = { kind: 'alarm', alarmName: 'bench', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' };

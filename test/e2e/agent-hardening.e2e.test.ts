@@ -13,7 +13,6 @@ import { StateStore } from '../../agent/services/store.ts';
 import { AgentRunner, BACKEND_PORT, FIX, lbEntry } from '../harness/agents.ts';
 import { BACK, Lab, netnsAvailable, VIP } from '../harness/netns.ts';
 
-if (!netnsAvailable) console.warn('SKIPPED agent hardening e2e: needs root, iproute2 and nftables');
 
 const SEED = 0x10a1ba;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

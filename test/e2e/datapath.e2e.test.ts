@@ -6,7 +6,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRunner, lbEntry } from '../harness/agents.ts';
 import { Lab, netnsAvailable, VIP } from '../harness/netns.ts';
 
-if (!netnsAvailable) console.warn('SKIPPED datapath e2e: needs root, iproute2 and nftables');
 
 const count = (xs: string[]) => xs.reduce<Record<string, number>>((m, x) => ((m[x] = (m[x] ?? 0) + 1), m), {});
 

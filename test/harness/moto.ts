@@ -1,6 +1,7 @@
 /** Starts moto_server on a free loopback port for a test file and stops it after (by pid, even on failure). */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
+import { moto, need } from './prerequisites.ts';
 
 export interface Moto {
   endpoint: string;
@@ -9,7 +10,8 @@ export interface Moto {
   stop(): Promise<void>;
 }
 
-export const motoAvailable = spawnSync('moto_server', ['--help'], { encoding: 'utf8' }).status === 0;
+/** Whether moto_server runs here (outside CI a missing one is said once; in CI it fails test/prerequisites.test.ts). */
+export const motoAvailable = need(moto());
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -25,11 +27,14 @@ export async function freePort(): Promise<number> {
 export async function startMoto(): Promise<Moto> {
   const port = await freePort();
   const child: ChildProcess = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let spawnError: NodeJS.ErrnoException | undefined;
+  child.on('error', (e) => (spawnError = e));
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
   const endpoint = `http://127.0.0.1:${port}`;
   const started = Date.now();
   for (;;) {
+    if (spawnError) throw new Error(spawnError.code === 'ENOENT' ? 'moto_server is not installed: run bash scripts/setup (it installs moto into .venv)' : `cannot start moto_server: ${spawnError.message}`);
     if (child.exitCode !== null) throw new Error(`moto_server exited (${child.exitCode}): ${stderr}`);
     try {
       const r = await fetch(`${endpoint}/moto-api/`);

@@ -6,17 +6,10 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { need, rootNetns } from './prerequisites.ts';
 
-export const netnsAvailable = (() => {
-  if (process.getuid?.() !== 0) return false;
-  try {
-    execFileSync('ip', ['netns', 'list'], { stdio: 'ignore' });
-    execFileSync('nft', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+/** Whether the tests may make namespaces here (root, iproute2, nftables); said once when not. */
+export const netnsAvailable = need(rootNetns());
 
 export const FRONT = '100.64.1';
 export const BACK = '100.64.2';

@@ -11,7 +11,6 @@ import { type Moto, motoAvailable, startMoto } from '../harness/moto.ts';
 import { SimClock } from '../harness/sim-clock.ts';
 import { World } from '../harness/world.ts';
 
-if (!motoAvailable) console.warn('SKIPPED failover integration: moto_server is not installed');
 
 const SCALE = 0.002; // 1 simulated second = 2 real ms
 let moto: Moto;

@@ -4,10 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { synthStack } from '../helpers/stack.ts';
+import { cfnLint, need } from '../harness/prerequisites.ts';
 
-const cfnLint = spawnSync('cfn-lint', ['--version'], { encoding: 'utf8' });
-const available = cfnLint.status === 0;
-if (!available) console.warn('SKIPPED cfn-lint test: cfn-lint is not installed on this machine (pip install cfn-lint)');
+const available = need(cfnLint());
 
 const dir = mkdtempSync(join(tmpdir(), 'loxiha-cfnlint-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
