@@ -103,6 +103,10 @@ export class FailoverFunction extends Construct {
       description: 'the LB agents’ fast path: the function accepts only fast-path requests invoked through this alias',
     });
 
+    // Alarms, the schedule and CloudFormation invoke the function itself (resource permissions on it);
+    // the agents reach the alias through their role's IAM policy, which needs no resource permission.
+    cdk.Annotations.of(this.fn).acknowledgeWarning('@aws-cdk/aws-lambda:addPermissionsToVersionOrAlias', 'the unqualified function is what alarms and the schedule invoke; the agents’ alias is reached through IAM');
+
     this.leaseTable.grant(this.fn, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
     // Publish only: the topic is encrypted with the AWS-managed key (alias/aws/sns), whose key policy
     // lets SNS use it for this account's publishers, so no KMS grant (grantPublish would add
