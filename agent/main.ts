@@ -12,13 +12,16 @@ import { Datapath } from './datapath/controller.ts';
 import { Nft } from './datapath/nft.ts';
 import { Imds } from './ha/imds.ts';
 import { fastPathDecision } from './ha/fast-path.ts';
-import { PeerLink } from './ha/peer-link.ts';
+import { livenessListener, PeerLink, tcpAlive } from './ha/peer-link.ts';
 import type { PeerBeat } from './ha/peer-message.ts';
 import { RoleWatcher } from './ha/role.ts';
 import type { FastPathRequest } from '../lib/contract.ts';
 import { Prober } from './probes.ts';
 import { ServiceRegistry } from './services/registry.ts';
 import { StateStore } from './services/store.ts';
+
+/** How long the second check on a silent peer waits for its TCP handshake (a dead instance never answers). */
+const PEER_CONFIRM_TIMEOUT_MS = 300;
 
 /** How often the agent looks at where the VIP lives (the function moves it in seconds). */
 const ROLE_POLL_MS = 2000;
@@ -215,6 +218,13 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
     };
   }
   const rejectedSeen = new Set<string>();
+  // The peers' second check connects here (TCP, the sync port the security group already opens between them).
+  let liveness: { close: () => void } | undefined;
+  try {
+    liveness = await livenessListener(config.selfIp, config.sync.port);
+  } catch (e) {
+    log('warn', 'cannot listen for the peers’ liveness check; they will judge this instance by its heartbeats alone', { error: (e as Error).message, port: config.sync.port });
+  }
   const link = new PeerLink({
     key: Buffer.from(keyText),
     deploymentId: config.deploymentId,
@@ -234,6 +244,8 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
       );
     },
     onBack: (peer) => log('info', 'peer back', { peer: peer.index, role: peer.role }),
+    confirmAlive: (peer) => tcpAlive(peer.ip, config.sync.port, PEER_CONFIRM_TIMEOUT_MS),
+    onSilentButAlive: (peer) => log('warn', 'peer silent on the heartbeat channel but alive (its TCP port answers); not treating it as lost', { peer: peer.index, ip: peer.ip }),
     onRejected: (reason, from) => {
       if (rejectedSeen.has(`${reason} ${from}`)) return;
       rejectedSeen.add(`${reason} ${from}`);
@@ -251,6 +263,7 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
   return {
     stop: () => {
       link.stop();
+      liveness?.close();
       lambda?.destroy();
     },
   };

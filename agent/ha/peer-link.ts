@@ -1,9 +1,13 @@
 /**
  * Heartbeats between the LB instances over UDP (authenticated, ./peer-message.ts): each agent
  * sends one beat per interval to every peer and tracks when it last heard each. A peer not heard
- * for `lossAfterMs` is lost (reported once per episode); heard again, it is back.
+ * for `lossAfterMs` is suspected; it is lost (reported once per episode) only when a second check
+ * that does not depend on its event loop fails too (`confirmAlive`: a TCP connection its kernel
+ * completes even while its process is stalled). Silence that overlaps a stall of this process's
+ * own event loop does not count: the beats are still in the socket's queue. Heard again, it is back.
  */
 import { createSocket, type Socket } from 'node:dgram';
+import { connect, createServer, type Server } from 'node:net';
 import { encodeBeat, type PeerBeat, type Rejection, verifyBeat } from './peer-message.ts';
 
 export interface PeerState {
@@ -28,6 +32,13 @@ export interface PeerLinkOptions {
   onLost: (peer: PeerState) => void;
   onBack: (peer: PeerState) => void;
   onRejected: (reason: Rejection, from: string) => void;
+  /**
+   * The second check on a suspected peer: resolves true when it is alive after all (e.g. its kernel
+   * completes a TCP connection to it). Without one, silence alone decides.
+   */
+  confirmAlive?: (peer: PeerState) => Promise<boolean>;
+  /** Told when a silent peer was found alive by the second check (once per episode). */
+  onSilentButAlive?: (peer: PeerState) => void;
 }
 
 export class PeerLink {
@@ -39,6 +50,13 @@ export class PeerLink {
   readonly peers = new Map<number, PeerState>();
   private readonly peerIndexes: ReadonlySet<number>;
   readonly rejected = new Map<Rejection, number>();
+  /** When this process's own event loop last came back from a stall (silence before it does not count). */
+  private stallEndAt = 0;
+  private lastTickAt = 0;
+  /** Peers being checked a second time, and when a silent peer was last found alive. */
+  private readonly confirming = new Set<number>();
+  private readonly aliveAt = new Map<number, number>();
+  readonly stalls = { count: 0, maxMs: 0 };
 
   constructor(o: PeerLinkOptions) {
     this.o = o;
@@ -58,6 +76,7 @@ export class PeerLink {
     });
     socket.on('error', () => undefined);
     this.socket = socket;
+    this.lastTickAt = 0;
     this.tick();
     this.timer = setInterval(() => this.tick(), this.o.intervalMs);
   }
@@ -71,15 +90,51 @@ export class PeerLink {
 
   private tick(): void {
     const now = Date.now();
+    // A tick far later than its interval means this process was stalled (GC, CPU starvation): the
+    // peers' beats are waiting in the socket's queue, delivered after this timer. Judge from here on.
+    if (this.lastTickAt && now - this.lastTickAt > 2 * this.o.intervalMs) {
+      this.stallEndAt = now;
+      this.stalls.count++;
+      this.stalls.maxMs = Math.max(this.stalls.maxMs, now - this.lastTickAt);
+    }
+    this.lastTickAt = now;
     const me = this.o.me();
     const datagram = encodeBeat(this.o.key, { v: 1, d: this.o.deploymentId, from: this.o.self.index, id: me.instanceId, role: me.role, seq: this.seq++, at: now });
     for (const p of this.o.peers) this.socket?.send(datagram, p.port, p.ip);
     for (const state of this.peers.values()) {
-      if (state.lastHeardAt !== undefined && !state.lost && now - state.lastHeardAt > this.o.lossAfterMs) {
-        state.lost = true;
-        this.o.onLost({ ...state });
+      if (state.lastHeardAt === undefined || state.lost || this.confirming.has(state.index)) continue;
+      const silentSince = Math.max(state.lastHeardAt, this.stallEndAt, this.aliveAt.get(state.index) ?? 0);
+      if (now - silentSince <= this.o.lossAfterMs) continue;
+      if (!this.o.confirmAlive) {
+        this.lose(state);
+        continue;
       }
+      this.confirming.add(state.index);
+      this.o.confirmAlive({ ...state }).then(
+        (alive) => this.confirmed(state, alive),
+        () => this.confirmed(state, false),
+      );
     }
+  }
+
+  private confirmed(state: PeerState, alive: boolean): void {
+    this.confirming.delete(state.index);
+    if (!this.socket) return;
+    // Heard meanwhile: the silence is over, whatever the check said.
+    if (state.lastHeardAt !== undefined && Date.now() - state.lastHeardAt <= this.o.lossAfterMs) return;
+    if (alive) {
+      // Alive by its kernel, silent on the heartbeat channel: look again after another full window.
+      if (!this.aliveAt.has(state.index)) this.o.onSilentButAlive?.({ ...state });
+      this.aliveAt.set(state.index, Date.now());
+      return;
+    }
+    this.lose(state);
+  }
+
+  private lose(state: PeerState): void {
+    if (state.lost) return;
+    state.lost = true;
+    this.o.onLost({ ...state });
   }
 
   private receive(datagram: Buffer, from: string): void {
@@ -95,9 +150,43 @@ export class PeerLink {
     state.lastHeardAt = now;
     state.role = v.beat.role;
     state.instanceId = v.beat.id;
+    this.aliveAt.delete(v.beat.from);
     if (state.lost) {
       state.lost = false;
       this.o.onBack({ ...state });
     }
   }
+}
+
+/**
+ * The second check: can a TCP connection to the peer be made within `timeoutMs`? The peer's kernel
+ * completes it from the listen queue even while the agent's event loop is stalled; a dead agent
+ * answers with a reset, a dead instance not at all.
+ */
+export function tcpAlive(ip: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: ip, port, timeout: timeoutMs });
+    const done = (alive: boolean) => {
+      s.destroy();
+      resolve(alive);
+    };
+    s.once('connect', () => done(true));
+    s.once('timeout', () => done(false));
+    s.once('error', () => done(false));
+  });
+}
+
+/** What the peers' second check connects to: accepts and closes, reads nothing, says nothing. */
+export async function livenessListener(ip: string, port: number): Promise<Server> {
+  const server = createServer((c) => c.destroy());
+  server.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, ip, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.unref();
+  return server;
 }

@@ -27,7 +27,8 @@ describe.skipIf(!netnsAvailable)('peer heartbeats and the fast path (shipped bun
     for (const lb of [1, 2]) {
       await run.startAgent(lb, {
         peers: [{ index: 2 - lb, ip: `${BACK}.${10 + (3 - lb)}` }],
-        sync: { secretFile: run.syncKeyFile, heartbeatIntervalMs: 200, peerLossAfterMs: 1000 },
+        // Production timing: beats every 100 ms, suspected after 500 ms, confirmed by a TCP check.
+        sync: { secretFile: run.syncKeyFile },
         aws: awsSection('http://127.0.0.1:5002'),
       });
     }
@@ -37,11 +38,23 @@ describe.skipIf(!netnsAvailable)('peer heartbeats and the fast path (shipped bun
     run?.cleanup();
   });
 
-  it('a BACKUP that stops hearing the MASTER requests a failover from it, once', async () => {
+  it('a MASTER whose agent is frozen (SIGSTOP, 2 s) is found alive by its kernel: no fast path', async () => {
     const [a1, a2] = [run.procs.get('agent1')!, run.procs.get('agent2')!];
     await a1.waitFor(/"msg":"HA role".*"role":"MASTER"/);
     await a2.waitFor(/"msg":"HA role".*"role":"BACKUP"/);
-    await new Promise((r) => setTimeout(r, 800)); // both have heard each other
+    await new Promise((r) => setTimeout(r, 800));
+    a1.child.kill('SIGSTOP');
+    await new Promise((r) => setTimeout(r, 2000));
+    a1.child.kill('SIGCONT');
+    await a2.waitFor(/peer silent on the heartbeat channel but alive/);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(a2.output()).not.toMatch(/"msg":"peer lost"|fast path: failover requested/);
+    expect(lambda.output()).not.toMatch(/"invoked"/);
+  });
+
+  it('a BACKUP that stops hearing the MASTER requests a failover from it, once', async () => {
+    const [a1, a2] = [run.procs.get('agent1')!, run.procs.get('agent2')!];
+    await new Promise((r) => setTimeout(r, 800)); // both hear each other again
     expect(a2.output()).not.toMatch(/peer lost|rejected a peer heartbeat/);
     await lab.kill(a1, 'SIGKILL');
     await a2.waitFor(/fast path: failover requested/, 10_000);
