@@ -1,0 +1,62 @@
+/**
+ * npm run bench:peer-soak (root) — false alarms of the peer detection under load: two shipped
+ * agents in namespaces, each holding 1,000 services × 8 endpoints (GC pressure) with an API change
+ * every second, lb1 the MASTER carrying HTTP load (wrk, bounded runs) for BENCH_SOAK_SECONDS
+ * (default 600). Counts the fast-path invokes (a Lambda stand-in in lb2) — there must be none —
+ * and how often a peer was silent but alive. Prints one JSON line.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AgentRunner, awsSection, FIX, IMDS_PORT, lbEntry } from '../harness/agents.ts';
+import { BACK, Lab, VIP } from '../harness/netns.ts';
+import { thousandByEight } from './workload.ts';
+
+const SECONDS = Number(process.env.BENCH_SOAK_SECONDS ?? 600);
+const IDS = ['i-0aaaaaaaaaaaaaaa1', 'i-0bbbbbbbbbbbbbbb2'];
+const lab = new Lab();
+const run = new AgentRunner(lab);
+try {
+  lab.build({ lbs: 2, backends: 1 });
+  await run.startBackends(1);
+  for (const lb of [1, 2]) await run.startImds(lb, IDS[lb - 1]!);
+  lab.exec('lb1', 'curl', ['-sf', '-X', 'POST', `http://127.0.0.1:${IMDS_PORT}/control/attach?vip=${VIP}`]);
+  const lambda = lab.spawn('lb2', process.execPath, [join(FIX, 'lambda.mjs'), '5002']);
+  await lambda.waitFor(/lambda listening/);
+  for (const lb of [1, 2]) {
+    const stateDir = join(run.dir, `soak-state${lb}`);
+    mkdirSync(stateDir, { recursive: true });
+    writeFileSync(join(stateDir, 'services.json'), JSON.stringify({ version: 2, services: thousandByEight(), down: [] }));
+    await run.startAgent(lb, { stateDir, peers: [{ index: 2 - lb, ip: `${BACK}.${10 + (3 - lb)}` }], sync: { secretFile: run.syncKeyFile }, aws: awsSection('http://127.0.0.1:5002') }, 5000);
+  }
+  await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1], port: 80 }));
+  lab.exec('lb1', 'sysctl', ['-qw', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1']);
+  const until = Date.now() + SECONDS * 1000;
+  let changes = 0;
+  let wrkRuns = 0;
+  while (Date.now() < until) {
+    // Bounded load: 5 s of keep-alive requests, then an API change on each agent (churn, garbage).
+    lab.exec('cl0', 'wrk', ['-t2', '-c32', '-d5s', `http://${VIP}/`]);
+    wrkRuns++;
+    for (const lb of [1, 2]) {
+      await run.api(lb, 'POST', '/config/loadbalancer', lbEntry({ backends: [1], port: 9000 + (changes % 50), name: `soak_${changes % 50}` }));
+      changes++;
+    }
+  }
+  const out = [run.procs.get('agent1')!.output(), run.procs.get('agent2')!.output()].join('\n');
+  const invokes = lambda.output().split('\n').filter((l) => l.startsWith('{"invoked"')).length;
+  console.log(
+    JSON.stringify({
+      metric: 'peer-soak',
+      seconds: SECONDS,
+      wrkRuns,
+      apiChanges: changes,
+      fastPathInvokes: invokes,
+      peersLost: (out.match(/"msg":"peer lost"/g) ?? []).length,
+      silentButAlive: (out.match(/peer silent on the heartbeat channel but alive/g) ?? []).length,
+      target: { fastPathInvokes: 0 },
+    }),
+  );
+} finally {
+  await lab.stop();
+  run.cleanup();
+}
