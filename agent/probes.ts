@@ -7,28 +7,10 @@ import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { connect } from 'node:net';
+import { tcpConnects } from './net/tcp-connects.ts';
 import { type Endpoint, endpointKey, type Probe, type Service, serviceKey } from './services/model.ts';
 
 export type ProbeFn = (ip: string, port: number, probe: Probe) => Promise<boolean>;
-
-function tcpProbe(ip: string, port: number, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    let s: ReturnType<typeof connect>;
-    try {
-      s = connect({ host: ip, port, timeout: timeoutMs });
-    } catch {
-      return resolve(false);
-    }
-    const done = (ok: boolean) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.once('connect', () => done(true));
-    s.once('timeout', () => done(false));
-    s.once('error', () => done(false));
-  });
-}
 
 function udpProbe(ip: string, port: number, probe: Probe, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -108,7 +90,7 @@ const runProbe: ProbeFn = (ip, port, probe) => {
   const p = probe.port || port;
   switch (probe.type) {
     case 'tcp':
-      return tcpProbe(ip, p, timeoutMs);
+      return tcpConnects(ip, p, timeoutMs);
     case 'udp':
       return udpProbe(ip, p, probe, timeoutMs);
     case 'http':

@@ -7,7 +7,8 @@
  * own event loop does not count: the beats are still in the socket's queue. Heard again, it is back.
  */
 import { createSocket, type Socket } from 'node:dgram';
-import { connect, createServer, type Server } from 'node:net';
+import { createServer, type Server } from 'node:net';
+import { tcpConnects } from '../net/tcp-connects.ts';
 import { encodeBeat, type PeerBeat, type Rejection, verifyBeat } from './peer-message.ts';
 
 export interface PeerState {
@@ -163,18 +164,7 @@ export class PeerLink {
  * completes it from the listen queue even while the agent's event loop is stalled; a dead agent
  * answers with a reset, a dead instance not at all.
  */
-export function tcpAlive(ip: string, port: number, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: ip, port, timeout: timeoutMs });
-    const done = (alive: boolean) => {
-      s.destroy();
-      resolve(alive);
-    };
-    s.once('connect', () => done(true));
-    s.once('timeout', () => done(false));
-    s.once('error', () => done(false));
-  });
-}
+export const tcpAlive = tcpConnects;
 
 /** What the peers' second check connects to: accepts and closes, reads nothing, says nothing. */
 export async function livenessListener(ip: string, port: number): Promise<Server> {
