@@ -12,7 +12,8 @@ import { Datapath } from './datapath/controller.ts';
 import { Nft } from './datapath/nft.ts';
 import { Imds } from './ha/imds.ts';
 import { fastPathDecision } from './ha/fast-path.ts';
-import { livenessListener, PeerLink, tcpAlive } from './ha/peer-link.ts';
+import { livenessListener, PeerLink } from './ha/peer-link.ts';
+import { tcpConnects } from './net/tcp-connects.ts';
 import type { PeerBeat } from './ha/peer-message.ts';
 import { RoleWatcher } from './ha/role.ts';
 import type { FastPathRequest } from '../lib/contract.ts';
@@ -20,7 +21,11 @@ import { Prober } from './probes.ts';
 import { ServiceRegistry } from './services/registry.ts';
 import { StateStore } from './services/store.ts';
 
-/** How long the second check on a silent peer waits for its TCP handshake (a dead instance never answers). */
+/**
+ * The second check on a silent peer: a TCP connection to its sync port within this long. Its kernel
+ * completes the handshake from the listen queue even while its agent is stalled; a dead agent
+ * answers with a reset, a dead instance not at all.
+ */
 const PEER_CONFIRM_TIMEOUT_MS = 300;
 
 /** How often the agent looks at where the VIP lives (the function moves it in seconds). */
@@ -42,7 +47,8 @@ probes, heartbeats and the HA role. Runs as the loxiha-agent systemd service on 
 
 export class UsageError extends Error {}
 
-function parseAgentArgs(argv: string[]) {
+/** The command line, validated: a UsageError names what is wrong. */
+export function parseAgentArgs(argv: string[]) {
   let values;
   try {
     ({ values } = parseArgs({
@@ -64,8 +70,7 @@ function parseAgentArgs(argv: string[]) {
   return values;
 }
 
-export async function main(argv: string[]): Promise<{ stop: () => Promise<void> }> {
-  const values = parseAgentArgs(argv);
+export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{ stop: () => Promise<void> }> {
   const config = loadAgentConfig(values.config!);
   const nft = new Nft(config.nftTable);
   const flowtables = await nft.flowtablesSupported();
@@ -244,7 +249,7 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
       );
     },
     onBack: (peer) => log('info', 'peer back', { peer: peer.index, role: peer.role }),
-    confirmAlive: (peer) => tcpAlive(peer.ip, config.sync.port, PEER_CONFIRM_TIMEOUT_MS),
+    confirmAlive: (peer) => tcpConnects(peer.ip, config.sync.port, PEER_CONFIRM_TIMEOUT_MS),
     onSilentButAlive: (peer) => log('warn', 'peer silent on the heartbeat channel but alive (its TCP port answers); not treating it as lost', { peer: peer.index, ip: peer.ip }),
     onRejected: (reason, from) => {
       if (rejectedSeen.has(`${reason} ${from}`)) return;
@@ -269,11 +274,19 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
   };
 }
 
-if (import.meta.main && (process.argv.includes('--help') || process.argv.includes('-h'))) {
-  process.stdout.write(`${AGENT_USAGE}\n`);
-  process.exit(0);
-} else if (import.meta.main) {
-  main(process.argv.slice(2)).then(
+if (import.meta.main) {
+  let args: ReturnType<typeof parseAgentArgs>;
+  try {
+    args = parseAgentArgs(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`error: ${(e as Error).message}\n${AGENT_USAGE}\n`);
+    process.exit(2);
+  }
+  if (args.help) {
+    process.stdout.write(`${AGENT_USAGE}\n`);
+    process.exit(0);
+  }
+  main(args).then(
     (agent) => {
       const shutdown = (signal: string) => {
         log('info', 'stopping; the nftables table stays in place', { signal });
@@ -283,10 +296,6 @@ if (import.meta.main && (process.argv.includes('--help') || process.argv.include
       process.on('SIGINT', () => shutdown('SIGINT'));
     },
     (e: Error) => {
-      if (e instanceof UsageError) {
-        process.stderr.write(`error: ${e.message}\n${AGENT_USAGE}\n`);
-        process.exit(2);
-      }
       log('error', 'agent failed to start', { error: e.message });
       process.exit(1);
     },

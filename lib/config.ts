@@ -5,9 +5,8 @@
  */
 import * as z from 'zod';
 import { cidrContains, cidrsOverlap, ipToInt, parseCidr, reservedAddresses } from './net/cidr.ts';
-import { DEFAULT_HOLD_DOWN_SECONDS, FAILBACK_POLICIES, ipv4Schema } from './contract.ts';
+import { DEFAULT_HOLD_DOWN_SECONDS, FAILBACK_POLICIES, ipv4Schema as ipv4 } from './contract.ts';
 
-const ipv4 = ipv4Schema;
 const cidr = z.string().refine((v) => parseCidr(v) !== undefined, 'must be an IPv4 CIDR block (a.b.c.d/n, host bits zero)');
 const az = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d[a-z]$/, 'must be an availability zone name like eu-west-1a');
 
@@ -15,12 +14,11 @@ const az = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d[a-z]$/, 'must be an availabi
 export const SUPPORTED_KUBERNETES_VERSIONS = ['1.35'] as const;
 
 /**
- * Node operating systems for the EKS managed node group, and the last Kubernetes minor EKS
- * publishes node images of each for (undefined: still published). EKS published no Amazon Linux 2
- * node images after 1.32; it is not offered.
+ * Node operating systems for the EKS managed node group. EKS published no Amazon Linux 2 node
+ * images after Kubernetes 1.32, so it is not offered.
  */
-export const NODE_OS = { al2023: undefined, bottlerocket: undefined } as const;
-export type NodeOs = keyof typeof NODE_OS;
+export const NODE_OS = ['al2023', 'bottlerocket'] as const;
+export type NodeOs = (typeof NODE_OS)[number];
 
 /** Retention periods CloudWatch Logs accepts, in days. */
 export const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
@@ -74,7 +72,7 @@ export const configSchema = z
           nodeInstanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/),
           nodeCount: z.number().int().min(1).max(100),
           /** The nodes' operating system (its x86_64 or arm64 image, from the instance type). */
-          nodeOs: z.enum(Object.keys(NODE_OS) as [NodeOs, ...NodeOs[]]).default('al2023'),
+          nodeOs: z.enum(NODE_OS).default('al2023'),
         })
         .strict(),
       z

@@ -68,7 +68,6 @@ export const PHASE_DIMENSION = 'phase';
 
 /** What happens when instance 0 is healthy again after a failover: stay (`never`) or move back (`preferred`). */
 export const FAILBACK_POLICIES = ['never', 'preferred'] as const;
-export type FailbackPolicy = (typeof FAILBACK_POLICIES)[number];
 /** Minimum time between two voluntary moves of the VIP (and healthy time before a failback). */
 export const DEFAULT_HOLD_DOWN_SECONDS = 60;
 
@@ -96,7 +95,6 @@ export const ipv4Schema = z.string().regex(/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-
 
 /** LoxiLB's HA states, as the agent reports them (`GET /config/cistate/all`, `loxiha get ha`, peer heartbeats). */
 export const HA_ROLE = { master: 'MASTER', backup: 'BACKUP', fault: 'FAULT', stop: 'STOP', notDefined: 'NOT_DEFINED' } as const;
-export type HaRole = (typeof HA_ROLE)[keyof typeof HA_ROLE];
 
 export const instanceIdSchema = z.string().regex(/^i-[0-9a-f]{8,17}$/, 'must be an EC2 instance id (i-…)');
 
@@ -210,9 +208,11 @@ export const agentConfigSchema = z
         heartbeatPort: z.number().int().min(1).max(65535).default(PORTS.peerHeartbeat),
         /** File holding the peers' shared key (on AWS written at boot from Secrets Manager, root only). */
         secretFile: z.string().optional(),
-        /** Peer heartbeat period, and how long without a beat before the peer counts as lost. */
-        // A beat every 100 ms, suspected after 500 ms of silence, lost when the TCP check fails too (≤ 300 ms):
-        // the fast path fires within about 0.9 s of an agent's death (BENCHMARKS.md).
+        /**
+         * Peer heartbeat period, and how long without a beat before the peer is suspected (then lost
+         * when the TCP check fails too, ≤ 300 ms): the fast path fires about half a second after an
+         * agent dies (BENCHMARKS.md).
+         */
         heartbeatIntervalMs: z.number().int().min(50).max(5000).default(100),
         peerLossAfterMs: z.number().int().min(300).max(30_000).default(500),
       })

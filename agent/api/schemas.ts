@@ -4,11 +4,10 @@
  * keys are folded to the spec's spelling before validation; unknown keys are rejected.
  */
 import { z } from 'zod';
-import { HA_ROLE, ipv4Schema } from '../../lib/contract.ts';
+import { HA_ROLE, ipv4Schema as ipv4 } from '../../lib/contract.ts';
 import { ipToInt, parseCidr } from '../../lib/net/cidr.ts';
 import { MODE, type Service, SELECTION } from '../services/model.ts';
 
-const ipv4 = ipv4Schema;
 const port = z.number().int().min(1).max(65535);
 
 const serviceArguments = z
@@ -98,9 +97,8 @@ export const loadbalanceEntrySchema = z
       if (seen.has(k)) ctx.addIssue({ code: 'custom', path: ['endpoints', i], message: `duplicate endpoint ${k}` });
       seen.add(k);
     });
-    if (a.externalIP === '0.0.0.0' || unusableEndpoint(a.externalIP)) {
-      unsupported(['externalIP'], `${a.externalIP} cannot be a service address: it is ${unusableEndpoint(a.externalIP) ?? 'unspecified'}`);
-    }
+    const badAddress = unusableEndpoint(a.externalIP);
+    if (badAddress) unsupported(['externalIP'], `${a.externalIP} cannot be a service address: it is ${badAddress}`);
   });
 
 export type LoadbalanceEntry = z.infer<typeof loadbalanceEntrySchema>;

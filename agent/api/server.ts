@@ -140,7 +140,7 @@ export function createApi(d: ApiDeps): Server {
       const key = serviceKey({ externalIP: byTuple[1]!, port: Number(byTuple[2]), protocol: byTuple[3] as 'tcp' });
       // LoxiLB answers a delete of an absent rule 200 {"result":"no-rule error"}; kube-loxilb reads that
       // as a failure and, when every instance says so, requeues the delete forever. Its client treats
-      // any other status as done, so the same words with 404 end its retries (docs: api.md).
+      // any other status as done, so the same words with 404 end its retries (docs/loxilb.md).
       if ((await change(() => d.registry.delete(key))) === 0) {
         return send(res, 404, { code: 404, result: 'no-rule error', message: `no load balancer ${byTuple[1]}:${byTuple[2]}/${byTuple[3]}` });
       }

@@ -51,7 +51,7 @@ export class Datapath {
   private queue: Promise<unknown> = Promise.resolve();
   /** Logs recoveries (a refused diff, a table changed behind the agent's back). */
   onWarn: (msg: string, extra: Record<string, unknown>) => void = () => undefined;
-  /** Full replaces made since start (start-up included): a figure for tests and `get` commands. */
+  /** Full replaces made since start (start-up included): every other change went as a diff. */
   fullApplies = 0;
 
   constructor(nft: NftPort, options: DatapathOptions) {
@@ -66,10 +66,6 @@ export class Datapath {
 
   list(): Service[] {
     return [...this.services.values()];
-  }
-
-  get(key: string): Service | undefined {
-    return this.services.get(key);
   }
 
   get down(): ReadonlySet<string> {
@@ -179,10 +175,8 @@ export class Datapath {
       try {
         await this.commit();
       } catch (e) {
-        this.services = beforeServices;
-        this.downSet = beforeDown;
+        // The kernel's state is not known now: the ledger goes back, the next change replaces the table (inSync is false).
         this.load([...beforeServices.values()], beforeDown);
-        this.inSync = false;
         throw e;
       }
       return result;
@@ -244,4 +238,3 @@ export class Datapath {
     return out;
   }
 }
-

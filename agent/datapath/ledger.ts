@@ -80,10 +80,6 @@ export class Ledger {
     else this.held.delete(owner);
   }
 
-  has(owner: string): boolean {
-    return this.held.has(owner);
-  }
-
   private touch(key: string): void {
     if (!this.journal.has(key)) this.journal.set(key, this.entries.get(key)?.value);
   }

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { CounterValue } from './render.ts';
+import { type CounterValue, parseRevision } from './render.ts';
 
 export interface NftResult {
   stdout: string;
@@ -177,10 +177,4 @@ export function parseSetCounters(json: string): Map<string, CounterValue> {
     }
   }
   return out;
-}
-
-/** Reads the revision element the renderer writes (`loxiha <hash>`, or `loxiha-in-flight <hash>` between two phases). */
-export function parseRevision(text: string): { hash: string; inFlight: boolean } | undefined {
-  const m = /comment "loxiha(-in-flight)? ([0-9a-f]+)"/.exec(text);
-  return m ? { hash: m[2]!, inFlight: !!m[1] } : undefined;
 }

@@ -127,8 +127,8 @@ export interface Model {
 
 /** What one service puts into the table (given endpoint health): the unit the ledger adds and removes. */
 export interface Contribution {
-  sets: Partial<Record<SetName, string[]>>;
-  maps: Partial<Record<MapName, [string, string][]>>;
+  sets: Record<SetName, string[]>;
+  maps: Record<MapName, [string, string][]>;
   group?: { name: string; group: Group };
   slots: [string, string][];
   idle?: { name: string; idle: IdleTimeout };
@@ -163,7 +163,6 @@ const idlePolicy = (t: IdleTimeout) =>
   t.protocol === 'tcp' ? `established : ${t.seconds}` : `unreplied : ${t.seconds}, replied : ${t.seconds}`;
 const idleObject = (t: IdleTimeout) => `protocol ${t.protocol}; l3proto ip; policy = { ${idlePolicy(t)} };`;
 const idleRule = (name: string) => `ct timeout set "${name}"`;
-
 
 // The slot index goes through the packet mark: nft cannot list a map keyed by `typeof … jhash …`,
 // and a plain integer does not match a typed key. Only first packets of connections to our VIPs get it.
@@ -213,11 +212,11 @@ function baseChains(flowtable: boolean): string[] {
 export function contribution(s: Service, down: ReadonlySet<string>, seed: number): Contribution {
   const c: Contribution = { sets: { service_marks: [], endpoints: [], ep_stats: [], vips: [], restricted: [], allowed: [] }, maps: { marks: [], services: [], snat_to: [], timeouts: [] }, slots: [] };
   const mark = hex(serviceMark(s));
-  c.sets.service_marks!.push(mark);
-  if (s.mode === MODE.fullnat) c.maps.snat_to!.push([mark, s.privateIP ?? s.externalIP]);
+  c.sets.service_marks.push(mark);
+  if (s.mode === MODE.fullnat) c.maps.snat_to.push([mark, s.privateIP ?? s.externalIP]);
   for (const e of s.endpoints) {
-    c.sets.endpoints!.push(`${e.ip} . ${s.protocol} . ${e.port}`);
-    c.sets.ep_stats!.push(endpointElement(s, e));
+    c.sets.endpoints.push(`${e.ip} . ${s.protocol} . ${e.port}`);
+    c.sets.ep_stats.push(endpointElement(s, e));
   }
   const slots = slotsFor(s, liveEndpoints(s, down));
   const { name: groupName, group } = groupOf(s, slots.length, seed);
@@ -228,14 +227,14 @@ export function contribution(s: Service, down: ReadonlySet<string>, seed: number
   }
   for (const a of serviceAddresses(s)) {
     const key = `${a} . ${s.protocol} . ${s.port}`;
-    c.sets.vips!.push(a);
-    c.maps.marks!.push([key, mark]);
+    c.sets.vips.push(a);
+    c.maps.marks.push([key, mark]);
     // No live endpoint: drop new connections rather than let the local stack answer for the VIP.
-    c.maps.services!.push([key, slots.length ? `jump ${groupName}` : 'drop']);
-    if (c.idle) c.maps.timeouts!.push([key, `jump ${c.idle.name}`]);
+    c.maps.services.push([key, slots.length ? `jump ${groupName}` : 'drop']);
+    if (c.idle) c.maps.timeouts.push([key, `jump ${c.idle.name}`]);
     if (s.allowedSources.length) {
-      c.sets.restricted!.push(key);
-      for (const p of s.allowedSources) c.sets.allowed!.push(`${key} . ${p}`);
+      c.sets.restricted.push(key);
+      for (const p of s.allowedSources) c.sets.allowed.push(`${key} . ${p}`);
     }
     slots.forEach((e, i) => c.slots.push([`${key} . ${i}`, `${e.ip} . ${e.port}`]));
   }
@@ -293,6 +292,11 @@ export function fullText(m: Model, tableName: string, counters?: ReadonlyMap<str
 export const revisionElement = (hash: string) => `0x1 comment "loxiha ${hash}"`;
 /** Written by the first of two transactions: the table is between two states. */
 export const inFlightElement = (hash: string) => `0x1 comment "loxiha-in-flight ${hash}"`;
+/** Reads either element back (from `nft list set … revision`, or a ruleset text). */
+export function parseRevision(text: string): { hash: string; inFlight: boolean } | undefined {
+  const m = /comment "loxiha(-in-flight)? ([0-9a-f]+)"/.exec(text);
+  return m ? { hash: m[2]!, inFlight: !!m[1] } : undefined;
+}
 
 /** Sets and maps a packet consults first: a removal there stops new connections, so it goes in the first phase. */
 const GATES: ReadonlySet<string> = new Set(['services', 'vips', 'restricted']);

@@ -8,7 +8,6 @@
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { createServer, type Server } from 'node:net';
-import { tcpConnects } from '../net/tcp-connects.ts';
 import { encodeBeat, type PeerBeat, type Rejection, verifyBeat } from './peer-message.ts';
 
 export interface PeerState {
@@ -57,7 +56,8 @@ export class PeerLink {
   /** Peers being checked a second time, and when a silent peer was last found alive. */
   private readonly confirming = new Set<number>();
   private readonly aliveAt = new Map<number, number>();
-  readonly stalls = { count: 0, maxMs: 0 };
+  /** Stalls of this process's own event loop seen (a tick more than two intervals late). */
+  stalls = 0;
 
   constructor(o: PeerLinkOptions) {
     this.o = o;
@@ -95,8 +95,7 @@ export class PeerLink {
     // peers' beats are waiting in the socket's queue, delivered after this timer. Judge from here on.
     if (this.lastTickAt && now - this.lastTickAt > 2 * this.o.intervalMs) {
       this.stallEndAt = now;
-      this.stalls.count++;
-      this.stalls.maxMs = Math.max(this.stalls.maxMs, now - this.lastTickAt);
+      this.stalls++;
     }
     this.lastTickAt = now;
     const me = this.o.me();
@@ -158,13 +157,6 @@ export class PeerLink {
     }
   }
 }
-
-/**
- * The second check: can a TCP connection to the peer be made within `timeoutMs`? The peer's kernel
- * completes it from the listen queue even while the agent's event loop is stalled; a dead agent
- * answers with a reset, a dead instance not at all.
- */
-export const tcpAlive = tcpConnects;
 
 /** What the peers' second check connects to: accepts and closes, reads nothing, says nothing. */
 export async function livenessListener(ip: string, port: number): Promise<Server> {

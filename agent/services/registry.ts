@@ -44,10 +44,6 @@ export class ServiceRegistry {
     return this.datapath.list();
   }
 
-  get(key: string): Service | undefined {
-    return this.datapath.get(key);
-  }
-
   isDown(s: Service, e: { ip: string; port: number }): boolean {
     return this.datapath.isDown(s, e);
   }

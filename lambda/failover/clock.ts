@@ -16,6 +16,11 @@ export class DeadlineExceededError extends Error {
   }
 }
 
+/** Sleeps `ms`, or until the deadline if that comes first. */
+export function sleepWithin(clock: Clock, ms: number, deadline: number): Promise<void> {
+  return clock.sleep(Math.min(ms, Math.max(0, deadline - clock.now())));
+}
+
 /**
  * Polls `check` with exponential backoff (base, ×1.6, capped) until it returns a value,
  * or throws DeadlineExceededError at the deadline.

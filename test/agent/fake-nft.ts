@@ -1,6 +1,7 @@
 /** An in-memory stand-in for the nft binary, for API and controller unit tests (the e2e tests use the real kernel). */
 import { Datapath } from '../../agent/datapath/controller.ts';
-import { type Nft, parseRevision } from '../../agent/datapath/nft.ts';
+import type { Nft } from '../../agent/datapath/nft.ts';
+import { parseRevision } from '../../agent/datapath/render.ts';
 import { ServiceRegistry } from '../../agent/services/registry.ts';
 import type { SavedState } from '../../agent/services/store.ts';
 import type { CounterValue } from '../../agent/datapath/render.ts';

@@ -143,14 +143,12 @@ if (!ONLY) lines.push(
   await scenario('eventual-consistency-5s', { notFoundAfterCreateMs: 5000 }, masterDies, async (w) => runOnce(w, alarm), (w) => w.id(1)),
   await scenario('concurrent-10', {}, masterDies, async (w) => {
     // Nine runs wait for the lease while one works; their polls would move simulated time on while the worker
-    // waits for moto in real time (see SimClock.scale), and the survivor keeps beating as a real agent does.
-    clock.scale = SCALE * 50;
+    // waits for moto in real time (see SimClock.slower), and the survivor keeps beating as a real agent does.
     const stopBeating = w.keepBeating(clock, [w.id(1)]);
     try {
-      const rs = await Promise.all(Array.from({ length: 10 }, () => runOnce(w, alarm)));
+      const rs = await clock.slower(50, () => Promise.all(Array.from({ length: 10 }, () => runOnce(w, alarm))));
       return { sequentialMutations: Math.max(...rs.map((r) => r.sequentialMutations)) };
     } finally {
-      clock.scale = SCALE;
       await stopBeating();
     }
   }, (w) => w.id(1)),

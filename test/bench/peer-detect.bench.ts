@@ -5,7 +5,8 @@
  * 20 deaths; side by side with the previous rule (1 s beats, lost after 3.5 s, no second check).
  * Prints one JSON line per rule.
  */
-import { livenessListener, PeerLink, tcpAlive } from '../../agent/ha/peer-link.ts';
+import { livenessListener, PeerLink } from '../../agent/ha/peer-link.ts';
+import { tcpConnects } from '../../agent/net/tcp-connects.ts';
 import { freePort } from '../harness/moto.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 20);
@@ -27,7 +28,7 @@ async function once(intervalMs: number, lossAfterMs: number, confirm: boolean): 
       onLost: () => (lostAt = Date.now()),
       onBack: () => undefined,
       onRejected: () => undefined,
-      confirmAlive: confirm && index === 1 ? () => tcpAlive('127.0.0.1', ta, 300) : undefined,
+      confirmAlive: confirm && index === 1 ? () => tcpConnects('127.0.0.1', ta, 300) : undefined,
     });
   const a = make(0, pa, pb);
   const b = make(1, pb, pa);

@@ -9,11 +9,7 @@
 import type { Clock } from '../../lambda/failover/clock.ts';
 
 export class SimClock implements Clock {
-  /**
-   * Real milliseconds per simulated one. Many concurrent sleepers (runs waiting for a lease,
-   * agents beating) move simulated time on while one run spends real time in moto: a test of
-   * many concurrent runs uses a larger scale, so that real time weighs less against its sleeps.
-   */
+  /** Real milliseconds per simulated one (see slower()). */
   scale: number;
   private t: number;
 
@@ -34,6 +30,21 @@ export class SimClock implements Clock {
         resolve();
       }, Math.max(0, ms * this.scale)),
     );
+  }
+
+  /**
+   * Runs `fn` with simulated time `factor` times slower. Many concurrent sleepers (runs waiting for
+   * a lease, agents beating) move simulated time on while one run spends real time in moto; at a
+   * larger scale real time weighs less against their sleeps.
+   */
+  async slower<T>(factor: number, fn: () => Promise<T>): Promise<T> {
+    const scale = this.scale;
+    this.scale = scale * factor;
+    try {
+      return await fn();
+    } finally {
+      this.scale = scale;
+    }
   }
 
   /** Jumps simulated time forward without waiting (e.g. past a lease's expiry after a crash). */

@@ -136,13 +136,13 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
     const stopBeating = world.keepBeating(clock, [world.id(1)]);
     // Nine runs wait for the lease while one works: at the default scale their polls would move
     // simulated time past the worker's lease while it waits for moto in real time.
-    clock.scale = SCALE * 50;
-    const results = await Promise.all(
-      Array.from({ length: 10 }, (_, n) =>
-        run(n % 2 ? { kind: 'failover', from: world.id(0), reason: 'peer-heartbeat-lost', via: 'fast-path' } : { kind: 'alarm', alarmName: 'x', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' }),
+    const results = await clock.slower(50, () =>
+      Promise.all(
+        Array.from({ length: 10 }, (_, n) =>
+          run(n % 2 ? { kind: 'failover', from: world.id(0), reason: 'peer-heartbeat-lost', via: 'fast-path' } : { kind: 'alarm', alarmName: 'x', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' }),
+        ),
       ),
     );
-    clock.scale = SCALE;
     await stopBeating();
     const outcomes = results.map((r) => r.outcome);
     const why = JSON.stringify(results.map((r) => [r.outcome, r.reason]));

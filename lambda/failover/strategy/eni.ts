@@ -8,7 +8,7 @@
  * with source/dest check off, attached to T, and the EIP associated with the VIP on it.
  */
 import type { Ec2Adapter } from '../aws/ec2.ts';
-import { type Clock, pollUntil } from '../clock.ts';
+import { type Clock, pollUntil, sleepWithin } from '../clock.ts';
 import type { InstanceView, Snapshot } from '../snapshot.ts';
 import type { ApplyContext, PlanOptions, StepBase, VipStrategy } from './strategy.ts';
 
@@ -44,7 +44,7 @@ export interface EniStrategyOptions {
   syncWaitMs: number;
 }
 
-/** When to first look after issuing a detach / an attach (both take seconds on AWS; NOTES.md). */
+/** When to first look after issuing a detach: it takes seconds on AWS even when forced (docs/aws.md). */
 const DETACH_FIRST_LOOK_MS = 2000;
 /** A resource just created answers NotFound for a moment (up to seconds): the first use waits this long. */
 const CREATED_FIRST_USE_MS = 1000;
@@ -220,7 +220,7 @@ export class EniStrategy implements VipStrategy<EniStep> {
         const started = this.clock.now();
         let forced = step.instanceImpaired;
         // A detach takes seconds even when forced: looking at once would only cost a call.
-        await this.clock.sleep(Math.min(DETACH_FIRST_LOOK_MS, Math.max(0, deadline - this.clock.now())));
+        await sleepWithin(this.clock, DETACH_FIRST_LOOK_MS, deadline);
         await pollUntil(this.clock, `wait for ${step.eniId} to detach`, deadline, async () => {
           await ctx.keepAlive();
           const e = await this.ec2.eni(step.eniId);
@@ -235,7 +235,7 @@ export class EniStrategy implements VipStrategy<EniStep> {
         return;
       }
       case 'delete-eni':
-        if (step.afterDetach) await this.clock.sleep(Math.min(DETACH_FIRST_LOOK_MS, Math.max(0, deadline - this.clock.now())));
+        if (step.afterDetach) await sleepWithin(this.clock, DETACH_FIRST_LOOK_MS, deadline);
         return this.ec2.deleteEni(step.eniId, deadline, ctx.keepAlive);
       case 'delete-subnet':
         return this.ec2.deleteSubnet(step.subnetId, deadline);
@@ -251,7 +251,7 @@ export class EniStrategy implements VipStrategy<EniStep> {
         );
         return;
       case 'disable-source-dest-check':
-        if (step.justCreated) await this.clock.sleep(Math.min(CREATED_FIRST_USE_MS, Math.max(0, deadline - this.clock.now())));
+        if (step.justCreated) await sleepWithin(this.clock, CREATED_FIRST_USE_MS, deadline);
         return this.ec2.disableSourceDestCheck(ref(step.eniId), deadline);
       case 'attach-eni':
         return this.ec2.attachEni(ref(step.eniId), step.instanceId, step.deviceIndex, deadline);
