@@ -14,15 +14,24 @@ export interface ConntrackEntry {
   replyDst: string;
   replyDport: number;
   mark: number;
+  /** Seconds left before the kernel expires the entry (absent in destroy events). */
+  timeout?: number;
+  seenReply: boolean;
+  assured: boolean;
   packets?: number;
   bytes?: number;
 }
 
-/** Parses one line of `conntrack -L -o extended`. */
-export function parseConntrackLine(line: string): ConntrackEntry | undefined {
-  const m = /^ipv4\s+\d+\s+(\w+)\s+\d+\s+\d+\s+(?:([A-Z_]+)\s+)?(.*)$/.exec(line.trim());
+export type ConntrackEvent = 'NEW' | 'UPDATE' | 'DESTROY';
+
+/**
+ * Parses one line of `conntrack -L -o extended` or `conntrack -E -o extended`
+ * (`[NEW] ipv4 2 tcp 6 120 SYN_SENT src=… [UNREPLIED] src=… mark=…`).
+ */
+export function parseConntrackLine(line: string): (ConntrackEntry & { event?: ConntrackEvent }) | undefined {
+  const m = /^\s*(?:\[(NEW|UPDATE|DESTROY)\]\s+)?ipv4\s+\d+\s+(\w+)\s+\d+\s+(?:(\d+)\s+)?(?:([A-Z_0-9]+)\s+)?(src=.*)$/.exec(line);
   if (!m) return undefined;
-  const rest = m[3]!;
+  const rest = m[5]!;
   const kv = [...rest.matchAll(/(\w+)=(\S+)/g)].map((x) => [x[1]!, x[2]!] as const);
   const first = (k: string, nth = 0) => kv.filter(([key]) => key === k)[nth]?.[1];
   const src = first('src');
@@ -30,9 +39,11 @@ export function parseConntrackLine(line: string): ConntrackEntry | undefined {
   if (!src || !dst) return undefined;
   const packets = first('packets');
   const bytes = first('bytes');
+  const unreplied = rest.includes('[UNREPLIED]');
   return {
-    protocol: m[1]!,
-    state: m[2] ?? (rest.includes('[UNREPLIED]') ? 'UNREPLIED' : 'ACTIVE'),
+    ...(m[1] ? { event: m[1] as ConntrackEvent } : {}),
+    protocol: m[2]!,
+    state: m[4] ?? (unreplied ? 'UNREPLIED' : 'ACTIVE'),
     src,
     dst,
     sport: Number(first('sport') ?? 0),
@@ -42,13 +53,21 @@ export function parseConntrackLine(line: string): ConntrackEntry | undefined {
     replySport: Number(first('sport', 1) ?? 0),
     replyDport: Number(first('dport', 1) ?? 0),
     mark: Number(first('mark') ?? 0),
+    ...(m[3] !== undefined ? { timeout: Number(m[3]) } : {}),
+    seenReply: !unreplied,
+    assured: rest.includes('[ASSURED]'),
     packets: packets === undefined ? undefined : Number(packets),
     bytes: bytes === undefined ? undefined : Number(bytes),
   };
 }
 
-export function listConntrack(netns?: string, limit = 4096): Promise<ConntrackEntry[]> {
-  const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, 'conntrack', '-L', '-o', 'extended']] : ['conntrack', ['-L', '-o', 'extended']];
+/**
+ * The kernel's entries, optionally only those whose mark has the bits of `mark` (`VALUE/MASK`),
+ * at most `limit` of them.
+ */
+export function listConntrack(o: { mark?: string; limit?: number } = {}): Promise<ConntrackEntry[]> {
+  const limit = o.limit ?? 4096;
+  const [cmd, argv] = ['conntrack', ['-L', '-o', 'extended', ...(o.mark ? ['-m', o.mark] : [])]];
   return new Promise((resolve, reject) => {
     const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     const out: ConntrackEntry[] = [];

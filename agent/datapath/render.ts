@@ -43,11 +43,17 @@ export interface Rendered {
 const hex = (n: number) => `0x${(n >>> 0).toString(16)}`;
 
 /**
+ * The bit every service's ct mark carries: session sync asks conntrack for this bit alone
+ * (`--mark 0x80000000/0x80000000`), so the host's own connections are never streamed.
+ */
+export const SERVICE_MARK_BIT = 0x80000000;
+
+/**
  * Stable per-service id: the same on every instance and across restarts (it is the ct mark of
- * the service's connections, which session sync copies to the peer). Never 0 (unmarked).
+ * the service's connections, which session sync copies to the peer). Always has SERVICE_MARK_BIT.
  */
 export function serviceMark(s: Pick<Service, 'externalIP' | 'port' | 'protocol'>): number {
-  return fnv1a(serviceKey(s)) || 1;
+  return ((fnv1a(serviceKey(s)) & 0x7fffffff) | SERVICE_MARK_BIT) >>> 0;
 }
 
 /**

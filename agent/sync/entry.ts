@@ -1,0 +1,96 @@
+/**
+ * One synced connection: what the owner's conntrack says about a load-balanced flow, in the
+ * compact form the sync channel carries, checked on arrival against the receiver's own services,
+ * and turned into the lines `conntrack -R` loads. Pure.
+ *
+ * Why lines for `conntrack -R` (conntrack-tools 1.4.7), found by trying them here:
+ * - `-A` with `--dst-nat IP:PORT --src-nat IP:PORT` recreates the NAT binding (an explicit reply
+ *   tuple does not: the kernel would not translate). The SNAT port is always given, or the kernel
+ *   picks another one when two flows' reply tuples would clash.
+ * - `-A` of an existing entry fails and changes nothing, so an update is `-A` (when the peer
+ *   missed the creation) followed by `-U` with the state and timeout.
+ * - `-m` must come last on a line: after it, `-u` overwrites the mark. `-U` lines carry no mark and
+ *   no status (in a batch those leak into the next line's entry).
+ * - A destroyed flow is expired (`-U … -t 1`): `-D` by tuple scans the whole table per line.
+ */
+import { isIPv4 } from 'node:net';
+import type { ConntrackEntry } from '../conntrack.ts';
+import { MODE, type Service, serviceAddresses } from '../services/model.ts';
+import { SERVICE_MARK_BIT, serviceMark } from '../datapath/render.ts';
+
+export const TCP_STATES = ['SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2'] as const;
+const TCP_STATE_SET: ReadonlySet<string> = new Set(TCP_STATES);
+
+/** The longest timeout a synced entry may ask for: the kernel's TCP established default (5 days). */
+export const MAX_TIMEOUT_S = 432_000;
+
+export const FLAG = { seenReply: 1, assured: 2 } as const;
+
+/**
+ * `u`: create or update; `x`: the flow ended on the owner. Fields: op, protocol, original source,
+ * destination, source port, destination port, reply source (the endpoint), reply destination (the
+ * SNAT address), reply source port, reply destination port, ct mark, TCP state ('' for UDP),
+ * timeout in seconds, FLAG bits.
+ */
+export type WireEntry = [op: 'u' | 'x', proto: 'tcp' | 'udp', src: string, dst: string, sport: number, dport: number, rsrc: string, rdst: string, rsport: number, rdport: number, mark: number, state: string, timeout: number, flags: number];
+
+export function fromConntrack(op: 'u' | 'x', c: ConntrackEntry): WireEntry | undefined {
+  if (c.protocol !== 'tcp' && c.protocol !== 'udp') return undefined;
+  const flags = (c.seenReply ? FLAG.seenReply : 0) | (c.assured ? FLAG.assured : 0);
+  return [op, c.protocol, c.src, c.dst, c.sport, c.dport, c.replySrc, c.replyDst, c.replySport, c.replyDport, c.mark >>> 0, c.protocol === 'tcp' ? c.state : '', Math.max(1, Math.min(MAX_TIMEOUT_S, c.timeout ?? 0)), flags];
+}
+
+/** The original tuple: one flow, whatever its state (the key the sender coalesces changes by). */
+export const flowKey = (e: WireEntry) => `${e[1]} ${e[2]}:${e[4]} ${e[3]}:${e[5]}`;
+
+export type EntryRejection = 'malformed' | 'foreign-flow';
+
+/** The receiver's view of its services: by ct mark, the addresses, port and protocol the mark stands for. */
+export interface ServiceIndex {
+  byMark: ReadonlyMap<number, { protocol: string; port: number; addresses: ReadonlySet<string>; snat: string | undefined }>;
+}
+
+export function serviceIndex(services: readonly Service[]): ServiceIndex {
+  const byMark = new Map<number, { protocol: string; port: number; addresses: ReadonlySet<string>; snat: string | undefined }>();
+  for (const s of services) {
+    byMark.set(serviceMark(s), { protocol: s.protocol, port: s.port, addresses: new Set(serviceAddresses(s)), snat: s.mode === MODE.fullnat ? (s.privateIP ?? s.externalIP) : undefined });
+  }
+  return { byMark };
+}
+
+const port = (n: unknown) => Number.isInteger(n) && (n as number) >= 1 && (n as number) <= 65535;
+
+/**
+ * Checks one entry from the wire. Well-formed, and a flow of one of the receiver's services: its
+ * mark is that service's, its original destination is the service's address and port, and with
+ * full-NAT its reply goes to the service's SNAT address. Anything else is refused, never loaded.
+ */
+export function checkEntry(x: unknown, index: ServiceIndex): { ok: true; entry: WireEntry } | { ok: false; reason: EntryRejection } {
+  if (!Array.isArray(x) || x.length !== 14) return { ok: false, reason: 'malformed' };
+  const [op, proto, src, dst, sport, dport, rsrc, rdst, rsport, rdport, mark, state, timeout, flags] = x as unknown[];
+  if (op !== 'u' && op !== 'x') return { ok: false, reason: 'malformed' };
+  if (proto !== 'tcp' && proto !== 'udp') return { ok: false, reason: 'malformed' };
+  for (const a of [src, dst, rsrc, rdst]) if (typeof a !== 'string' || !isIPv4(a)) return { ok: false, reason: 'malformed' };
+  for (const p of [sport, dport, rsport, rdport]) if (!port(p)) return { ok: false, reason: 'malformed' };
+  if (!Number.isInteger(mark) || (mark as number) < 0 || (mark as number) > 0xffffffff) return { ok: false, reason: 'malformed' };
+  if (typeof state !== 'string' || (proto === 'tcp' ? !TCP_STATE_SET.has(state) : state !== '')) return { ok: false, reason: 'malformed' };
+  if (!Number.isInteger(timeout) || (timeout as number) < 1 || (timeout as number) > MAX_TIMEOUT_S) return { ok: false, reason: 'malformed' };
+  if (!Number.isInteger(flags) || (flags as number) < 0 || (flags as number) > 3) return { ok: false, reason: 'malformed' };
+  const svc = ((mark as number) & SERVICE_MARK_BIT) === 0 ? undefined : index.byMark.get(mark as number);
+  if (!svc || svc.protocol !== proto || svc.port !== dport || !svc.addresses.has(dst as string)) return { ok: false, reason: 'foreign-flow' };
+  if (svc.snat !== undefined && rdst !== svc.snat) return { ok: false, reason: 'foreign-flow' };
+  return { ok: true, entry: x as WireEntry };
+}
+
+const tuple = (e: WireEntry) => `-p ${e[1]} -s ${e[2]} -d ${e[3]} --sport ${e[4]} --dport ${e[5]}`;
+
+/** The `conntrack -R` lines that make the receiver's kernel hold this entry (or let it expire). */
+export function injectLines(e: WireEntry): string[] {
+  const [op, proto, src, dst, sport, dport, rsrc, rdst, rsport, rdport, mark, state, timeout, flags] = e;
+  const st = proto === 'tcp' && state ? ` --state ${state}` : '';
+  if (op === 'x') return [`-U ${tuple(e)} -t 1`];
+  const dnat = rsrc !== dst || rsport !== dport ? ` --dst-nat ${rsrc}:${rsport}` : '';
+  const snat = rdst !== src || rdport !== sport ? ` --src-nat ${rdst}:${rdport}` : '';
+  const status = [flags & FLAG.seenReply ? 'SEEN_REPLY' : '', flags & FLAG.assured ? 'ASSURED' : ''].filter(Boolean).join(',');
+  return [`-A ${tuple(e)}${dnat}${snat}${st} -t ${timeout}${status ? ` -u ${status}` : ''} -m ${mark}`, `-U ${tuple(e)}${st} -t ${timeout}`];
+}

@@ -1,0 +1,82 @@
+/**
+ * Thin adapter loading synced entries into this host's kernel: the lines collected while the
+ * previous load ran go into one file in memory-backed storage and one `conntrack -R` (about 100k
+ * entries/s here; one process per entry would be 360/s). Loads run one at a time, in order; each
+ * resolves when its lines are in the kernel. A line the kernel refuses (an entry that already
+ * exists, an update of one that is gone) does not stop the rest of the file.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export type LoadLines = (lines: string[]) => Promise<void>;
+
+export function conntrackLoader(dir = existsSync('/dev/shm') ? '/dev/shm' : tmpdir()): LoadLines {
+  const file = join(dir, `loxiha-sync-${process.pid}.conntrack`);
+  return async (lines) => {
+    await writeFile(file, `${lines.join('\n')}\n`, { mode: 0o600 });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        // stdout: -U prints every entry it updates; stderr: refused lines (expected, see above).
+        const p = spawn('conntrack', ['-R', file], { stdio: ['ignore', 'ignore', 'ignore'] });
+        p.on('error', reject);
+        p.on('close', () => resolve());
+      });
+    } finally {
+      await rm(file, { force: true });
+    }
+  };
+}
+
+/** Serializes loads and batches what arrives meanwhile. */
+export class Injector {
+  private readonly load: LoadLines;
+  private pending: { lines: string[]; done: ((e?: Error) => void)[] } = { lines: [], done: [] };
+  private running = false;
+  /** Entries' lines loaded so far. */
+  loaded = 0;
+  loads = 0;
+
+  constructor(load: LoadLines) {
+    this.load = load;
+  }
+
+  /** Resolves once these lines have been loaded; rejects when the load could not run at all. */
+  add(lines: string[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      for (const l of lines) this.pending.lines.push(l);
+      this.pending.done.push((e) => (e ? reject(e) : resolve()));
+      void this.run();
+    });
+  }
+
+  get queued(): number {
+    return this.pending.lines.length;
+  }
+
+  private async run(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      while (this.pending.done.length) {
+        const batch = this.pending;
+        this.pending = { lines: [], done: [] };
+        let error: Error | undefined;
+        if (batch.lines.length) {
+          try {
+            await this.load(batch.lines);
+            this.loaded += batch.lines.length;
+            this.loads++;
+          } catch (e) {
+            error = e as Error;
+          }
+        }
+        for (const d of batch.done) d(error);
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * The receiving end of session sync: listens on the sync port, lets in only a peer that proves
+ * the key (./channel.ts), checks every entry against this agent's own services (./entry.ts) and
+ * loads the accepted ones into the kernel (./inject.ts), acknowledging each frame once its
+ * entries are there. A resync ends by expiring the load-balanced flows the owner no longer has
+ * (unless this instance is the owner now). Everything refused is counted by reason, logged once
+ * per source and reason, and changes nothing. A connection that only opens and closes (the peers'
+ * liveness check) is fine.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { ChannelError, type ChannelRejection, encodeChallenge, FrameReader, newNonce, readHello, SessionCodec } from './channel.ts';
+import { checkEntry, type EntryRejection, flowKey, injectLines, type ServiceIndex, type WireEntry } from './entry.ts';
+import type { Injector } from './inject.ts';
+import { SYNC_IN_SYNC_LAG_MS } from './sender.ts';
+
+export type SyncRejection = ChannelRejection | EntryRejection;
+
+/** Most entries one frame may carry. */
+export const SYNC_MAX_FRAME_ENTRIES = 10_000;
+/** A connection must say hello this soon. */
+const HELLO_TIMEOUT_MS = 5000;
+/** A session is live while frames (batches or ticks) arrive at least this often. */
+const SESSION_SILENT_MS = 1000;
+
+export interface SyncServerOptions {
+  key: Buffer;
+  deploymentId: string;
+  peers: ReadonlySet<number>;
+  listen: { ip: string; port: number };
+  services: () => ServiceIndex;
+  injector: Injector;
+  /** Whether this instance owns the VIP now (a resync never expires its flows then). */
+  isOwner: () => boolean;
+  /** The load-balanced flows in this kernel (to expire what a resync did not carry). */
+  listOurs: () => Promise<WireEntry[]>;
+  log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
+  now?: () => number;
+}
+
+interface Session {
+  from: number;
+  socket: Socket;
+  resynced: boolean;
+  resyncKeys: Set<string> | undefined;
+  lastFrameAt: number;
+  /** Receive times of frames not yet applied, oldest first. */
+  inFlight: number[];
+  chain: Promise<void>;
+}
+
+export class SyncServer {
+  private readonly o: SyncServerOptions;
+  private readonly now: () => number;
+  private server: Server | undefined;
+  private readonly sessions = new Map<number, Session>();
+  private readonly loggedRejections = new Set<string>();
+  readonly rejected = new Map<SyncRejection, number>();
+  /** Entries accepted and loaded, resyncs completed, flows expired by resyncs. */
+  entries = 0;
+  resyncs = 0;
+  expired = 0;
+  lastAppliedAt: number | undefined;
+
+  constructor(o: SyncServerOptions) {
+    this.o = o;
+    this.now = o.now ?? Date.now;
+  }
+
+  async start(): Promise<void> {
+    const server = createServer((socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.o.listen.port, this.o.listen.ip, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', () => undefined);
+    this.server = server;
+  }
+
+  stop(): void {
+    for (const s of this.sessions.values()) s.socket.destroy();
+    this.sessions.clear();
+    this.server?.close();
+  }
+
+  /** In sync: a live session from the owner, resynced, nothing received more than a second ago still waiting for the kernel. */
+  inSync(): boolean {
+    const now = this.now();
+    for (const s of this.sessions.values()) {
+      if (s.resynced && now - s.lastFrameAt < SESSION_SILENT_MS && this.lagMs() < SYNC_IN_SYNC_LAG_MS) return true;
+    }
+    return false;
+  }
+
+  /** Age of the oldest received frame not yet in the kernel; without a session, how long since the last load. */
+  lagMs(): number {
+    const now = this.now();
+    let oldest = Infinity;
+    for (const s of this.sessions.values()) if (s.inFlight.length) oldest = Math.min(oldest, s.inFlight[0]!);
+    if (oldest !== Infinity) return now - oldest;
+    if (this.sessions.size === 0) return this.lastAppliedAt === undefined ? Infinity : now - this.lastAppliedAt;
+    return 0;
+  }
+
+  connected(): number[] {
+    return [...this.sessions.keys()];
+  }
+
+  private reject(reason: SyncRejection, source: string, detail: string, n = 1): void {
+    this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + n);
+    const k = `${source} ${reason}`;
+    if (this.loggedRejections.has(k)) return;
+    this.loggedRejections.add(k);
+    this.o.log('warn', 'session sync: rejected', { reason, source, detail: detail.slice(0, 200) });
+  }
+
+  private accept(socket: Socket): void {
+    const source = socket.remoteAddress ?? 'unknown';
+    const challenge = newNonce();
+    const reader = new FrameReader();
+    let session: Session | undefined;
+    let codec: SessionCodec | undefined;
+    const helloTimer = setTimeout(() => socket.destroy(), HELLO_TIMEOUT_MS);
+    socket.setNoDelay(true);
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(helloTimer);
+      if (session && this.sessions.get(session.from) === session) this.sessions.delete(session.from);
+    });
+    socket.write(encodeChallenge(challenge));
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        for (const f of reader.push(chunk)) {
+          if (!codec) {
+            const hello = readHello(this.o.key, challenge, f, { deploymentId: this.o.deploymentId, peers: this.o.peers });
+            clearTimeout(helloTimer);
+            codec = new SessionCodec(this.o.key, challenge, hello.n, 'receiver');
+            this.sessions.get(hello.from)?.socket.destroy();
+            session = { from: hello.from, socket, resynced: false, resyncKeys: undefined, lastFrameAt: this.now(), inFlight: [], chain: Promise.resolve() };
+            this.sessions.set(hello.from, session);
+            socket.write(codec.encode({ t: 'welcome' }));
+            this.o.log('info', 'session sync: receiving from the peer', { peer: hello.from, source });
+            continue;
+          }
+          this.frame(session!, codec, codec.decode(f), source);
+        }
+      } catch (e) {
+        const reason = e instanceof ChannelError ? e.reason : 'malformed';
+        this.reject(reason, source, (e as Error).message);
+        socket.destroy();
+      }
+    });
+  }
+
+  private frame(s: Session, codec: SessionCodec, body: Record<string, unknown>, source: string): void {
+    const seq = body.s as number;
+    const at = this.now();
+    s.lastFrameAt = at;
+    let lines: string[] = [];
+    let accepted = 0;
+    let after: (() => Promise<void>) | undefined;
+    if (body.t === 'batch') {
+      if (!Array.isArray(body.e) || body.e.length > SYNC_MAX_FRAME_ENTRIES) throw new ChannelError('malformed', 'a batch without entries, or too many');
+      const index = this.o.services();
+      for (const x of body.e) {
+        const r = checkEntry(x, index);
+        if (!r.ok) {
+          this.reject(r.reason, source, JSON.stringify(x) ?? '');
+          continue;
+        }
+        accepted++;
+        if (body.r === 1) s.resyncKeys?.add(flowKey(r.entry));
+        for (const l of injectLines(r.entry)) lines.push(l);
+      }
+    } else if (body.t === 'resync-begin') {
+      s.resyncKeys = new Set();
+      s.resynced = false;
+    } else if (body.t === 'resync-end') {
+      const keys = s.resyncKeys ?? new Set<string>();
+      s.resyncKeys = undefined;
+      after = async () => {
+        if (!this.o.isOwner()) {
+          const stale = (await this.o.listOurs()).filter((e) => !keys.has(flowKey(e)));
+          if (stale.length) await this.o.injector.add(stale.flatMap((e) => injectLines(['x', ...e.slice(1)] as WireEntry)));
+          this.expired += stale.length;
+        }
+        s.resynced = true;
+        this.resyncs++;
+      };
+    } else if (body.t !== 'tick') {
+      throw new ChannelError('malformed', `unexpected frame ${String(body.t)}`);
+    }
+    s.inFlight.push(at);
+    const load = lines.length ? this.o.injector.add(lines) : Promise.resolve();
+    s.chain = s.chain
+      .then(() => load)
+      .then(async () => {
+        await after?.();
+        this.entries += accepted;
+        if (accepted) this.lastAppliedAt = this.now();
+        s.inFlight.shift();
+        if (!s.socket.destroyed) s.socket.write(codec.encode({ t: 'ack', upTo: seq }));
+      })
+      .catch((e: Error) => {
+        this.o.log('warn', 'session sync: could not load entries into the kernel; dropping the session (the owner resyncs)', { error: e.message });
+        s.socket.destroy();
+      });
+  }
+}

@@ -1,0 +1,241 @@
+/**
+ * The owner's stream of flow changes to one peer. Connects (authenticated, ./channel.ts), sends a
+ * full copy of the load-balanced flows (a resync), then every change as it happens: changes are
+ * coalesced by flow (the latest wins) and sent in batches every few milliseconds; the peer
+ * acknowledges each batch once it is in its kernel. When the peer cannot keep up (too much
+ * unsent or unacknowledged) the stream does not drop changes silently: it clears its queue and
+ * resyncs. A lost connection is retried; every new connection starts with a resync.
+ */
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { ChannelError, encodeHello, FrameReader, newNonce, readChallenge, SessionCodec } from './channel.ts';
+import { flowKey, type WireEntry } from './entry.ts';
+
+/** Entries per batch frame. */
+export const SYNC_BATCH_ENTRIES = 2000;
+/** How long a change may wait to be batched with others. */
+export const SYNC_FLUSH_MS = 5;
+/** Beyond this many flows waiting, or frames unacknowledged, the stream resyncs instead. */
+export const SYNC_MAX_PENDING = 200_000;
+export const SYNC_MAX_UNACKED_FRAMES = 256;
+/** An idle stream still says it is alive (and is acknowledged) this often. */
+export const SYNC_TICK_MS = 200;
+/** In sync means: connected, resynced, and nothing older than this unacknowledged. */
+export const SYNC_IN_SYNC_LAG_MS = 1000;
+
+export type StreamState = 'connecting' | 'resyncing' | 'streaming' | 'stopped';
+
+export interface PeerStreamOptions {
+  key: Buffer;
+  deploymentId: string;
+  selfIndex: number;
+  peer: { index: number; ip: string; port: number };
+  /** Every load-balanced flow now (for a resync). */
+  dump: () => Promise<WireEntry[]>;
+  log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
+  now?: () => number;
+}
+
+export class PeerStream {
+  private readonly o: PeerStreamOptions;
+  private readonly now: () => number;
+  state: StreamState = 'connecting';
+  private socket: Socket | undefined;
+  private codec: SessionCodec | undefined;
+  private pending = new Map<string, { e: WireEntry; at: number }>();
+  private readonly unacked = new Map<number, number>();
+  private flushTimer: NodeJS.Timeout | undefined;
+  private tickTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retries = 0;
+  private resyncAgain = false;
+  private resyncAckSeq: number | undefined;
+  /** Entries sent, resyncs done (the first of a connection included), when the peer last acknowledged. */
+  sentEntries = 0;
+  resyncs = 0;
+  overflows = 0;
+  lastAckAt: number | undefined;
+
+  constructor(o: PeerStreamOptions) {
+    this.o = o;
+    this.now = o.now ?? Date.now;
+  }
+
+  start(): void {
+    this.state = 'connecting';
+    this.connect();
+  }
+
+  stop(): void {
+    this.state = 'stopped';
+    clearTimeout(this.flushTimer);
+    clearInterval(this.tickTimer);
+    clearTimeout(this.retryTimer);
+    this.socket?.destroy();
+    this.socket = undefined;
+    this.pending.clear();
+    this.unacked.clear();
+  }
+
+  /** A change of one flow, observed at `at`. */
+  offer(e: WireEntry, at: number): void {
+    if (this.state !== 'streaming' && this.state !== 'resyncing') return; // a new connection resyncs anyway
+    const k = flowKey(e);
+    const prev = this.pending.get(k);
+    this.pending.set(k, { e, at: prev ? prev.at : at });
+    if (this.pending.size > SYNC_MAX_PENDING) return this.overflow('more changes waiting than the peer takes');
+    if (this.state === 'streaming' && !this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), SYNC_FLUSH_MS);
+  }
+
+  /** Age of the oldest change not yet acknowledged by the peer (0 when none). */
+  lagMs(): number {
+    let oldest = Infinity;
+    for (const at of this.unacked.values()) oldest = Math.min(oldest, at);
+    for (const { at } of this.pending.values()) oldest = Math.min(oldest, at);
+    return oldest === Infinity ? 0 : Math.max(0, this.now() - oldest);
+  }
+
+  inSync(): boolean {
+    return this.state === 'streaming' && this.resyncAckSeq === undefined && this.lastAckAt !== undefined && this.lagMs() < SYNC_IN_SYNC_LAG_MS;
+  }
+
+  private connect(): void {
+    if (this.state === 'stopped') return;
+    const socket = connect({ host: this.o.peer.ip, port: this.o.peer.port });
+    socket.setNoDelay(true);
+    this.socket = socket;
+    const reader = new FrameReader();
+    let challenge: string | undefined;
+    const fail = (why: string) => {
+      if (this.socket !== socket) return;
+      socket.destroy();
+      this.disconnected(why);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        for (const f of reader.push(chunk)) {
+          if (!challenge) {
+            challenge = readChallenge(f);
+            const n = newNonce();
+            this.codec = new SessionCodec(this.o.key, challenge, n, 'sender');
+            socket.write(encodeHello(this.o.key, challenge, { d: this.o.deploymentId, from: this.o.selfIndex, n }));
+            continue;
+          }
+          const body = this.codec!.decode(f);
+          if (body.t === 'welcome') void this.connected();
+          else if (body.t === 'ack' && Number.isInteger(body.upTo)) this.acked(body.upTo as number);
+          else throw new ChannelError('malformed', `unexpected ${String(body.t)}`);
+        }
+      } catch (e) {
+        fail(`the peer's answer was refused: ${(e as Error).message}`);
+      }
+    });
+    socket.on('error', (e) => fail(e.message));
+    socket.on('close', () => fail('connection closed'));
+  }
+
+  private disconnected(why: string): void {
+    if (this.state === 'stopped') return;
+    const was = this.state;
+    this.state = 'connecting';
+    this.socket = undefined;
+    this.codec = undefined;
+    clearInterval(this.tickTimer);
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    this.pending.clear();
+    this.unacked.clear();
+    if (was !== 'connecting' || this.retries === 0) this.o.log('warn', 'session sync: lost the peer; reconnecting (then a full resync)', { peer: this.o.peer.ip, why });
+    const delay = Math.min(2000, 100 * 2 ** Math.min(this.retries++, 5));
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  private async connected(): Promise<void> {
+    this.retries = 0;
+    this.o.log('info', 'session sync: streaming to the peer', { peer: this.o.peer.ip });
+    this.tickTimer = setInterval(() => this.tick(), SYNC_TICK_MS);
+    await this.resync();
+  }
+
+  private overflow(why: string): void {
+    this.overflows++;
+    this.pending.clear();
+    this.o.log('warn', 'session sync: the peer is behind; resyncing instead of dropping changes', { peer: this.o.peer.ip, why });
+    if (this.state === 'resyncing') this.resyncAgain = true;
+    else void this.resync();
+  }
+
+  /** Sends every load-balanced flow, then what changed meanwhile. */
+  private async resync(): Promise<void> {
+    const socket = this.socket;
+    if (!socket || !this.codec) return;
+    this.state = 'resyncing';
+    this.resyncs++;
+    do {
+      this.resyncAgain = false;
+      const startedAt = this.now();
+      let entries: WireEntry[];
+      try {
+        entries = await this.o.dump();
+      } catch (e) {
+        this.o.log('warn', 'session sync: could not list the flows to resync; retrying', { error: (e as Error).message });
+        await new Promise((r) => setTimeout(r, 500));
+        this.resyncAgain = true;
+        continue;
+      }
+      if (this.socket !== socket) return;
+      if (!(await this.write({ t: 'resync-begin' }, startedAt))) return;
+      for (let i = 0; i < entries.length; i += SYNC_BATCH_ENTRIES) {
+        const part = entries.slice(i, i + SYNC_BATCH_ENTRIES);
+        if (!(await this.write({ t: 'batch', r: 1, e: part }, startedAt))) return;
+        this.sentEntries += part.length;
+      }
+      if (!(await this.write({ t: 'resync-end', n: entries.length }, startedAt))) return;
+      this.resyncAckSeq = this.codec.sentSeq;
+    } while (this.resyncAgain && this.socket === socket);
+    if (this.socket !== socket) return;
+    this.state = 'streaming';
+    this.flush();
+  }
+
+  /** Sends one frame (waiting for the socket to drain); false when the connection is gone. */
+  private async write(body: Record<string, unknown>, oldestAt: number): Promise<boolean> {
+    const socket = this.socket;
+    const codec = this.codec;
+    if (!socket || !codec || socket.destroyed) return false;
+    const ok = socket.write(codec.encode(body));
+    this.unacked.set(codec.sentSeq, oldestAt);
+    if (this.unacked.size > SYNC_MAX_UNACKED_FRAMES && this.state === 'streaming') this.overflow('too many batches unacknowledged');
+    if (!ok) await Promise.race([once(socket, 'drain'), once(socket, 'close')]);
+    return this.socket === socket && !socket.destroyed;
+  }
+
+  private flush(): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (this.state !== 'streaming' || !this.socket) return;
+    while (this.pending.size) {
+      const batch: WireEntry[] = [];
+      let oldest = Infinity;
+      for (const [k, { e, at }] of this.pending) {
+        batch.push(e);
+        oldest = Math.min(oldest, at);
+        this.pending.delete(k);
+        if (batch.length >= SYNC_BATCH_ENTRIES) break;
+      }
+      this.sentEntries += batch.length;
+      void this.write({ t: 'batch', e: batch }, oldest);
+      if (this.state !== 'streaming') return;
+    }
+  }
+
+  private tick(): void {
+    if (this.state === 'streaming' && this.unacked.size === 0) void this.write({ t: 'tick' }, this.now());
+  }
+
+  private acked(upTo: number): void {
+    this.lastAckAt = this.now();
+    for (const seq of this.unacked.keys()) if (seq <= upTo) this.unacked.delete(seq);
+    if (this.resyncAckSeq !== undefined && upTo >= this.resyncAckSeq) this.resyncAckSeq = undefined;
+  }
+}
