@@ -21,8 +21,9 @@ export function table(headers: string[], rows: (string | number)[][]): string {
 const VIEWS: Record<string, { path: string; headers: string[]; rows: (body: any) => (string | number)[][]; json: (body: any) => unknown }> = {
   ha: {
     path: '/config/cistate/all',
-    headers: ['INSTANCE', 'HASTATE'],
-    rows: (b) => b.Attr.map((a: Row) => [a.instance!, a.state!]),
+    headers: ['INSTANCE', 'HASTATE', 'SYNC', 'STATE', 'LAG(s)', 'ENTRIES', 'RESYNCS', 'REJECTED'],
+    rows: (b) =>
+      b.Attr.map((a: any) => [a.instance, a.state, a.syncMode ?? '', a.syncState ?? '', a.syncLagSeconds ?? '', a.syncEntries ?? '', a.syncResyncs ?? '', Object.entries(a.syncRejected ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')]),
     json: (b) => b.Attr,
   },
   lb: {

@@ -12,11 +12,14 @@ import { Datapath } from './datapath/controller.ts';
 import { Nft } from './datapath/nft.ts';
 import { Imds } from './ha/imds.ts';
 import { fastPathDecision } from './ha/fast-path.ts';
-import { livenessListener, PeerLink } from './ha/peer-link.ts';
+import { PeerLink } from './ha/peer-link.ts';
+import { SessionSync } from './sync/session-sync.ts';
+import { SERVICE_MARK_FILTER } from './sync/conntrack-events.ts';
 import { tcpConnects } from './net/tcp-connects.ts';
 import type { PeerBeat } from './ha/peer-message.ts';
 import { RoleWatcher } from './ha/role.ts';
-import type { FastPathRequest } from '../lib/contract.ts';
+import { type FastPathRequest, HA_ROLE } from '../lib/contract.ts';
+import type { Service } from './services/model.ts';
 import { Prober } from './probes.ts';
 import { ServiceRegistry } from './services/registry.ts';
 import { StateStore } from './services/store.ts';
@@ -123,9 +126,14 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     registry,
     datapath,
     endpointStates: () => prober.states(),
-    conntrack: () => listConntrack(),
+    conntrack: () => listConntrack({ mark: SERVICE_MARK_FILTER }),
     // On AWS the role is where the VIP lives (IMDS); without an aws section, or until IMDS answers, the configured one.
-    role: () => ({ instance: config.instanceName, state: roles?.current ?? config.initialRole, vip: config.vip, sync: 0 }),
+    role: () => {
+      const base = { instance: config.instanceName, state: roles?.current ?? config.initialRole, vip: config.vip };
+      const st = peers?.sync?.status();
+      if (!st) return { ...base, sync: 0, syncState: 'off' };
+      return { ...base, sync: st.inSync ? 1 : 0, syncMode: st.mode, syncState: st.inSync ? 'in-sync' : st.peers.map((p) => `${p.ip}:${p.state}`).join(','), syncLagSeconds: Math.round(st.lagSeconds * 1000) / 1000, syncEntries: st.entries, syncResyncs: st.resyncs, syncRejected: st.rejected };
+    },
     onRolePush: (p) => {
       pushed = { state: p.state, at: new Date().toISOString() };
       log('info', 'ignored a role push: the failover function is the authority on the VIP', { pushed });
@@ -137,9 +145,16 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   log('info', 'API listening', { listen: config.api.listen, port: config.api.port, auth: token ? 'bearer' : 'none' });
 
   let instanceId: string | null = null;
-  const heartbeat = config.aws && imds ? await startHeartbeat(config.deploymentId, config.aws, imds, (id) => (instanceId = id)) : undefined;
+  const peers = await startPeerLink(config, () => ({ role: roles?.current ?? config.initialRole, instanceId }), () => registry.list());
+  const syncState = () => {
+    const st = peers?.sync?.status();
+    return st ? { inSync: st.inSync, lagSeconds: st.lagSeconds } : { inSync: false };
+  };
+  const heartbeat = config.aws && imds ? await startHeartbeat(config.deploymentId, config.aws, imds, (id) => (instanceId = id), syncState) : undefined;
   if (!config.aws) log('info', 'no aws section in the config: no CloudWatch heartbeats (the failover function will not see this agent)');
-  const peers = await startPeerLink(config, () => ({ role: roles?.current ?? config.initialRole, instanceId }));
+  const followRole = (role: string | undefined) => peers?.sync?.setOwner(role === HA_ROLE.master);
+  followRole(roles?.current ?? config.initialRole);
+  if (roles) roles.onRole = followRole;
 
   return {
     stop: async () => {
@@ -158,11 +173,10 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
 
 /**
  * Heartbeats to CloudWatch once the instance id is known from IMDS (retried until it is: the
- * packet path and the API run meanwhile). Session sync does not exist yet, so every beat says
- * "not in sync": planned moves, which wait for the survivor to be in sync, then time out rather
- * than move flows that would be reset.
+ * packet path and the API run meanwhile). Each beat carries what session sync says: a planned move
+ * waits for the survivor to be in sync.
  */
-async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig['aws']>, imds: Imds, onInstanceId: (id: string) => void): Promise<{ stop: () => Promise<void> }> {
+async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig['aws']>, imds: Imds, onInstanceId: (id: string) => void, syncState: () => { inSync: boolean; lagSeconds?: number }): Promise<{ stop: () => Promise<void> }> {
   const { Heartbeat } = await import('./ha/heartbeat.ts');
   const { CloudWatchClient } = await import('@aws-sdk/client-cloudwatch');
   let stopped = false;
@@ -174,7 +188,7 @@ async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig
         const instanceId = await imds.instanceId();
         if (stopped) return;
         onInstanceId(instanceId);
-        beat = new Heartbeat({ cloudwatch, namespace: aws.metricNamespace, deploymentId, instanceId, intervalMs: aws.heartbeatIntervalMs, syncState: () => ({ inSync: false }), log });
+        beat = new Heartbeat({ cloudwatch, namespace: aws.metricNamespace, deploymentId, instanceId, intervalMs: aws.heartbeatIntervalMs, syncState, log });
         beat.start();
         log('info', 'beating to CloudWatch', { instanceId, namespace: aws.metricNamespace, intervalMs: aws.heartbeatIntervalMs });
         return;
@@ -194,11 +208,12 @@ async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig
 }
 
 /**
- * Heartbeats to the peers (UDP, HMAC under the sync key) and, on AWS, the fast path: a BACKUP that
- * stops hearing the MASTER asks the failover function to move the VIP (asynchronous invoke; the
- * function decides). No key, no peer heartbeats: the channel is never unauthenticated.
+ * Heartbeats to the peers (UDP, HMAC under the sync key), session sync (TCP, the same key) and, on
+ * AWS, the fast path: a BACKUP that stops hearing the MASTER asks the failover function to move the
+ * VIP (asynchronous invoke; the function decides). No key, no peer channels: they are never
+ * unauthenticated.
  */
-async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['role']; instanceId: string | null }): Promise<{ stop: () => void } | undefined> {
+async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['role']; instanceId: string | null }, services: () => Service[]): Promise<{ stop: () => void; sync: SessionSync | undefined } | undefined> {
   if (config.peers.length === 0) return undefined;
   let keyText = '';
   try {
@@ -207,7 +222,7 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
     log('error', 'cannot read the sync key', { file: config.sync.secretFile, error: (e as Error).message });
   }
   if (keyText.length < 32) {
-    log('warn', 'peer heartbeats off: no sync key of 32+ characters (sync.secretFile); the fast path is off too');
+    log('warn', 'peer heartbeats and session sync off: no sync key of 32+ characters (sync.secretFile); the fast path is off too');
     return undefined;
   }
   const aws = config.aws;
@@ -223,12 +238,20 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
     };
   }
   const rejectedSeen = new Set<string>();
-  // The peers' second check connects here (TCP, the sync port the security group already opens between them).
-  let liveness: { close: () => void } | undefined;
+  // Session sync listens on the sync port; the peers' second check (a TCP connection) lands there too.
+  let sync: SessionSync | undefined = new SessionSync({
+    key: Buffer.from(keyText),
+    deploymentId: config.deploymentId,
+    self: { index: config.instanceIndex, ip: config.selfIp, port: config.sync.port },
+    peers: config.peers,
+    services,
+    log: (level, msg, extra) => log(level, msg, extra),
+  });
   try {
-    liveness = await livenessListener(config.selfIp, config.sync.port);
+    await sync.start();
   } catch (e) {
-    log('warn', 'cannot listen for the peers’ liveness check; they will judge this instance by its heartbeats alone', { error: (e as Error).message, port: config.sync.port });
+    log('error', 'session sync off: cannot listen on the sync port; the peers will judge this instance by its heartbeats alone', { error: (e as Error).message, port: config.sync.port });
+    sync = undefined;
   }
   const link = new PeerLink({
     key: Buffer.from(keyText),
@@ -262,13 +285,15 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
   } catch (e) {
     log('error', 'peer heartbeats off: cannot bind the heartbeat port', { error: (e as Error).message, ip: config.selfIp, port: config.sync.heartbeatPort });
     lambda?.destroy();
+    sync?.stop();
     return undefined;
   }
   log('info', 'peer heartbeats on', { peers: config.peers.map((p) => p.ip), intervalMs: config.sync.heartbeatIntervalMs, lossAfterMs: config.sync.peerLossAfterMs });
   return {
+    sync,
     stop: () => {
       link.stop();
-      liveness?.close();
+      sync?.stop();
       lambda?.destroy();
     },
   };

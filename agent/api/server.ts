@@ -21,7 +21,8 @@ export interface ApiDeps {
   datapath: Pick<Datapath, 'counters'>;
   endpointStates: () => EndpointState[];
   conntrack: () => Promise<ConntrackEntry[]>;
-  role: () => { instance: string; state: string; vip: string; sync: number };
+  /** The HA role; with session sync running, its state too (extra fields LoxiLB's clients ignore). */
+  role: () => { instance: string; state: string; vip: string; sync: number } & Partial<Record<'syncMode' | 'syncState', string> & Record<'syncLagSeconds' | 'syncEntries' | 'syncResyncs', number> & { syncRejected: Record<string, number> }>;
   onRolePush: (push: { instance: string; state: string; vip: string }) => void;
   token?: string;
   log: (msg: string, extra?: Record<string, unknown>) => void;

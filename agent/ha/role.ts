@@ -23,6 +23,8 @@ export class RoleWatcher {
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
   current: Role | undefined;
+  /** Told of every role change (after onChange). */
+  onRole: ((role: Role) => void) | undefined;
 
   constructor(o: { imds: Imds; vip: string; intervalMs: number; onChange: (role: Role, previous: Role | undefined) => void; onError: (e: Error) => void }) {
     this.imds = o.imds;
@@ -54,6 +56,7 @@ export class RoleWatcher {
         const previous = this.current;
         this.current = role;
         this.onChange(role, previous);
+        this.onRole?.(role);
       }
     } catch (e) {
       if (!this.failing) this.onError(e as Error);

@@ -19,8 +19,10 @@ export const SYNC_PROTOCOL_VERSION = 1;
 export type ChannelRejection = 'malformed' | 'bad-mac' | 'wrong-deployment' | 'unknown-peer' | 'replay';
 
 export class ChannelError extends Error {
-  constructor(readonly reason: ChannelRejection, message: string) {
+  readonly reason: ChannelRejection;
+  constructor(reason: ChannelRejection, message: string) {
     super(message);
+    this.reason = reason;
   }
 }
 

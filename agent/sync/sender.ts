@@ -77,6 +77,11 @@ export class PeerStream {
     this.unacked.clear();
   }
 
+  /** Starts a resync now (events were lost): what is queued is dropped, the resync carries it. */
+  resyncNow(): void {
+    if (this.state === 'streaming' || this.state === 'resyncing') this.overflow('kernel events were lost');
+  }
+
   /** A change of one flow, observed at `at`. */
   offer(e: WireEntry, at: number): void {
     if (this.state !== 'streaming' && this.state !== 'resyncing') return; // a new connection resyncs anyway

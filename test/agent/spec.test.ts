@@ -25,7 +25,7 @@ beforeAll(async () => {
     registry,
     datapath,
     endpointStates: () => [{ service: '100.100.100.100|80|tcp', endpoint: '100.64.2.101:30080', probeType: 'tcp', up: true, failures: 0, lastMs: [3, 4] }],
-    conntrack: async () => [{ protocol: 'tcp', state: 'ESTABLISHED', src: '100.64.1.100', dst: '100.64.248.254', sport: 40000, dport: 80, replySrc: '100.64.2.101', replySport: 30080, replyDst: '100.64.248.254', replyDport: 40000, mark: 1, packets: 3, bytes: 180 }],
+    conntrack: async () => [{ protocol: 'tcp', state: 'ESTABLISHED', src: '100.64.1.100', dst: '100.64.248.254', sport: 40000, dport: 80, replySrc: '100.64.2.101', replySport: 30080, replyDst: '100.64.248.254', replyDport: 40000, mark: 1, seenReply: true, assured: true, packets: 3, bytes: 180 }],
     role: () => ({ instance: 'llb-inst0', state: 'MASTER', vip: '100.64.248.254', sync: 0 }),
     onRolePush: () => undefined,
     log: () => undefined,

@@ -1,0 +1,146 @@
+/**
+ * Session sync as the agent runs it: every instance receives (./receiver.ts); the owner of the VIP
+ * also watches its kernel's load-balanced flows (`conntrack -E`, ./conntrack-events.ts) and
+ * streams them to every peer (./sender.ts). Flows whose state changes without a kernel event the
+ * owner subscribes to (UDP timeouts refreshed by traffic, TCP still opening or closing) are re-sent
+ * every few seconds. Lost events (the kernel's buffer overran) trigger a resync of every stream.
+ */
+import { listConntrack } from '../conntrack.ts';
+import type { Service } from '../services/model.ts';
+import { ConntrackEvents, SERVICE_MARK_FILTER } from './conntrack-events.ts';
+import { fromConntrack, serviceIndex, type WireEntry } from './entry.ts';
+import { conntrackLoader, Injector } from './inject.ts';
+import { SyncServer, type SyncRejection } from './receiver.ts';
+import { PeerStream, type StreamState } from './sender.ts';
+
+/** How often the owner re-sends flows whose timeout or state moves without an event. */
+export const SYNC_REFRESH_MS = 10_000;
+
+export interface SessionSyncOptions {
+  key: Buffer;
+  deploymentId: string;
+  self: { index: number; ip: string; port: number };
+  peers: { index: number; ip: string }[];
+  services: () => Service[];
+  log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
+}
+
+export interface SyncStatus {
+  /** `sending` while this instance owns the VIP, `receiving` otherwise. */
+  mode: 'sending' | 'receiving';
+  inSync: boolean;
+  lagSeconds: number;
+  entries: number;
+  resyncs: number;
+  rejected: Partial<Record<SyncRejection, number>>;
+  peers: { index: number; ip: string; state: StreamState | 'receiving' | 'not-connected' }[];
+}
+
+async function ourFlows(): Promise<WireEntry[]> {
+  const out: WireEntry[] = [];
+  for (const c of await listConntrack({ mark: SERVICE_MARK_FILTER, limit: Infinity })) {
+    const e = fromConntrack('u', c);
+    if (e) out.push(e);
+  }
+  return out;
+}
+
+export class SessionSync {
+  private readonly o: SessionSyncOptions;
+  private readonly server: SyncServer;
+  private streams: PeerStream[] = [];
+  private events: ConntrackEvents | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private owner = false;
+  private lostEvents = 0;
+
+  constructor(o: SessionSyncOptions) {
+    this.o = o;
+    this.server = new SyncServer({
+      key: o.key,
+      deploymentId: o.deploymentId,
+      peers: new Set(o.peers.map((p) => p.index)),
+      listen: { ip: o.self.ip, port: o.self.port },
+      services: () => serviceIndex(o.services()),
+      injector: new Injector(conntrackLoader()),
+      isOwner: () => this.owner,
+      listOurs: ourFlows,
+      log: o.log,
+    });
+  }
+
+  start(): Promise<void> {
+    return this.server.start();
+  }
+
+  stop(): void {
+    this.setOwner(false);
+    this.server.stop();
+  }
+
+  /** Starts or stops streaming this host's flows, as the VIP arrives here or leaves. */
+  setOwner(owner: boolean): void {
+    if (owner === this.owner) return;
+    this.owner = owner;
+    if (owner) {
+      this.streams = this.o.peers.map((p) => new PeerStream({ key: this.o.key, deploymentId: this.o.deploymentId, selfIndex: this.o.self.index, peer: { ...p, port: this.o.self.port }, dump: ourFlows, log: this.o.log }));
+      this.events = new ConntrackEvents({
+        onEvent: (event, c, at) => {
+          const e = fromConntrack(event === 'DESTROY' ? 'x' : 'u', c);
+          if (e) for (const s of this.streams) s.offer(e, at);
+        },
+        onLoss: (why) => {
+          this.lostEvents++;
+          this.o.log('warn', 'session sync: kernel events were lost; resyncing every peer', { why });
+          for (const s of this.streams) s.resyncNow();
+        },
+      });
+      this.events.start();
+      for (const s of this.streams) s.start();
+      this.refreshTimer = setInterval(() => void this.refresh(), SYNC_REFRESH_MS);
+      this.o.log('info', 'session sync: this instance owns the VIP; streaming its flows to the peers', { peers: this.o.peers.map((p) => p.ip) });
+    } else {
+      clearInterval(this.refreshTimer);
+      this.events?.stop();
+      this.events = undefined;
+      for (const s of this.streams) s.stop();
+      this.streams = [];
+    }
+  }
+
+  private async refresh(): Promise<void> {
+    let flows: WireEntry[];
+    try {
+      flows = await ourFlows();
+    } catch {
+      return;
+    }
+    const at = Date.now();
+    for (const e of flows) if (e[1] === 'udp' || e[11] !== 'ESTABLISHED') for (const s of this.streams) s.offer(e, at);
+  }
+
+  status(): SyncStatus {
+    const rejected = Object.fromEntries(this.server.rejected) as SyncStatus['rejected'];
+    if (this.owner) {
+      return {
+        mode: 'sending',
+        inSync: this.streams.length > 0 && this.streams.every((s) => s.inSync()),
+        lagSeconds: Math.max(0, ...this.streams.map((s) => s.lagMs())) / 1000,
+        entries: this.streams.reduce((n, s) => n + s.sentEntries, 0),
+        resyncs: this.streams.reduce((n, s) => n + s.resyncs, 0),
+        rejected,
+        peers: this.o.peers.map((p, i) => ({ ...p, state: this.streams[i]?.state ?? 'not-connected' })),
+      };
+    }
+    const connected = new Set(this.server.connected());
+    return {
+      mode: 'receiving',
+      inSync: this.server.inSync(),
+      lagSeconds: this.server.lagMs() / 1000,
+      entries: this.server.entries,
+      resyncs: this.server.resyncs,
+      rejected,
+      peers: this.o.peers.map((p) => ({ ...p, state: connected.has(p.index) ? 'receiving' : 'not-connected' })),
+    };
+  }
+}
