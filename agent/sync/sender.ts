@@ -6,7 +6,6 @@
  * unsent or unacknowledged) the stream does not drop changes silently: it clears its queue and
  * resyncs. A lost connection is retried; every new connection starts with a resync.
  */
-import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { ChannelError, encodeHello, FrameReader, newNonce, readChallenge, SessionCodec } from './channel.ts';
 import { flowKey, type WireEntry } from './entry.ts';
@@ -22,6 +21,19 @@ export const SYNC_MAX_UNACKED_FRAMES = 256;
 export const SYNC_TICK_MS = 200;
 /** In sync means: connected, resynced, and nothing older than this unacknowledged. */
 export const SYNC_IN_SYNC_LAG_MS = 1000;
+
+/** Resolves when the socket can take more, or is gone (never rejects). */
+function drainedOrClosed(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
+}
 
 export type StreamState = 'connecting' | 'resyncing' | 'streaming' | 'stopped';
 
@@ -211,7 +223,7 @@ export class PeerStream {
     const ok = socket.write(codec.encode(body));
     this.unacked.set(codec.sentSeq, oldestAt);
     if (this.unacked.size > SYNC_MAX_UNACKED_FRAMES && this.state === 'streaming') this.overflow('too many batches unacknowledged');
-    if (!ok) await Promise.race([once(socket, 'drain'), once(socket, 'close')]);
+    if (!ok) await drainedOrClosed(socket);
     return this.socket === socket && !socket.destroyed;
   }
 

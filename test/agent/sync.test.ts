@@ -1,0 +1,317 @@
+/**
+ * Session sync's protocol on loopback, with the kernel replaced by a recorder of the lines that
+ * would be loaded: what gets in, what is refused, how a stream recovers.
+ */
+import { connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { encodeHello, FrameReader, newNonce, readChallenge, SessionCodec } from '../../agent/sync/channel.ts';
+import { checkEntry, injectLines, serviceIndex, type WireEntry } from '../../agent/sync/entry.ts';
+import { Injector } from '../../agent/sync/inject.ts';
+import { SyncServer } from '../../agent/sync/receiver.ts';
+import { PeerStream } from '../../agent/sync/sender.ts';
+import { serviceMark } from '../../agent/datapath/render.ts';
+import { type Service, MODE } from '../../agent/services/model.ts';
+import { loadbalanceEntrySchema, toService } from '../../agent/api/schemas.ts';
+
+const KEY = Buffer.from('k'.repeat(48));
+const DEPLOYMENT = 'sim';
+const svc: Service = toService(loadbalanceEntrySchema.parse({ serviceArguments: { externalIP: '100.100.100.100', privateIP: '100.64.248.254', port: 80, protocol: 'tcp', mode: MODE.fullnat, name: 'web' }, endpoints: [{ endpointIP: '100.64.2.11', targetPort: 8080, weight: 1 }] }));
+const MARK = serviceMark(svc);
+const INDEX = serviceIndex([svc]);
+
+function flow(i: number, op: 'u' | 'x' = 'u'): WireEntry {
+  return [op, 'tcp', `100.101.${(i >> 8) & 255}.${i & 255}`, '100.100.100.100', 10000 + (i % 50000), 80, '100.64.2.11', '100.64.248.254', 8080, 10000 + (i % 50000), MARK, 'ESTABLISHED', 300, 3];
+}
+
+const until = async (f: () => boolean, ms = 5000) => {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+const stops: (() => void)[] = [];
+afterEach(() => {
+  for (const s of stops.splice(0)) s();
+});
+
+async function receiver(o: { key?: Buffer; isOwner?: boolean; kernel?: WireEntry[] } = {}) {
+  const loaded: string[] = [];
+  const server = new SyncServer({
+    key: o.key ?? KEY,
+    deploymentId: DEPLOYMENT,
+    peers: new Set([0]),
+    listen: { ip: '127.0.0.1', port: 0 },
+    services: () => INDEX,
+    injector: new Injector(async (lines) => void loaded.push(...lines)),
+    isOwner: () => o.isOwner ?? false,
+    listOurs: async () => o.kernel ?? [],
+    log: () => undefined,
+  });
+  await server.start();
+  stops.push(() => server.stop());
+  const port = (server as unknown as { server: { address: () => { port: number } } }).server.address().port;
+  return { server, loaded, port };
+}
+
+function sender(port: number, dump: () => Promise<WireEntry[]>, o: { key?: Buffer; deploymentId?: string; selfIndex?: number } = {}) {
+  const logs: string[] = [];
+  const s = new PeerStream({ key: o.key ?? KEY, deploymentId: o.deploymentId ?? DEPLOYMENT, selfIndex: o.selfIndex ?? 0, peer: { index: 1, ip: '127.0.0.1', port }, dump, log: (_l, msg) => logs.push(msg) });
+  s.start();
+  stops.push(() => s.stop());
+  return { s, logs };
+}
+
+describe('synced entries', () => {
+  it('accepts a flow of one of the receiver’s services and loads it with its NAT mapping and mark', () => {
+    const r = checkEntry(flow(1), INDEX);
+    expect(r.ok).toBe(true);
+    expect(injectLines(flow(1))).toEqual([
+      `-A -p tcp -s 100.101.0.1 -d 100.100.100.100 --sport 10001 --dport 80 --dst-nat 100.64.2.11:8080 --src-nat 100.64.248.254:10001 --state ESTABLISHED -t 300 -u SEEN_REPLY,ASSURED -m ${MARK}`,
+      '-U -p tcp -s 100.101.0.1 -d 100.100.100.100 --sport 10001 --dport 80 --state ESTABLISHED -t 300',
+    ]);
+    expect(injectLines(flow(1, 'x'))).toEqual(['-U -p tcp -s 100.101.0.1 -d 100.100.100.100 --sport 10001 --dport 80 -t 1']);
+  });
+
+  it('refuses flows outside the receiver’s services and anything malformed', () => {
+    const e = flow(1);
+    const variants: [unknown, string][] = [
+      [Object.assign([...e], { 10: (MARK ^ 1) >>> 0 }), 'foreign-flow'],
+      [Object.assign([...e], { 10: MARK - 2 ** 32 }), 'malformed'],
+      [Object.assign([...e], { 10: 0x1234 }), 'foreign-flow'],
+      [Object.assign([...e], { 3: '100.64.1.1' }), 'foreign-flow'],
+      [Object.assign([...e], { 5: 22 }), 'foreign-flow'],
+      [Object.assign([...e], { 1: 'udp', 11: '' }), 'foreign-flow'],
+      [Object.assign([...e], { 7: '100.64.1.99' }), 'foreign-flow'],
+      [Object.assign([...e], { 2: '100.101.0.1 --mark 1' }), 'malformed'],
+      [Object.assign([...e], { 11: 'ESTABLISHED -D' }), 'malformed'],
+      [Object.assign([...e], { 12: 0 }), 'malformed'],
+      [Object.assign([...e], { 4: 70000 }), 'malformed'],
+      [e.slice(0, 13), 'malformed'],
+      [{ ...e }, 'malformed'],
+      ['u tcp', 'malformed'],
+    ];
+    for (const [x, reason] of variants) expect([x, checkEntry(x, INDEX)]).toEqual([x, { ok: false, reason }]);
+  });
+});
+
+describe('session sync over loopback', () => {
+  it('resyncs a new peer, then streams changes; both ends report in sync', async () => {
+    const { server, loaded, port } = await receiver();
+    const { s } = sender(port, async () => [flow(1), flow(2)]);
+    await until(() => s.inSync() && server.inSync());
+    expect(loaded).toEqual([...injectLines(flow(1)), ...injectLines(flow(2))]);
+    for (let i = 3; i < 5003; i++) s.offer(flow(i), Date.now());
+    s.offer(flow(1, 'x'), Date.now());
+    await until(() => server.entries === 5003 && s.lagMs() === 0);
+    expect(loaded).toContain(injectLines(flow(5002))[0]);
+    expect(loaded.at(-1)).toBe(injectLines(flow(1, 'x'))[0]);
+    expect(s.inSync()).toBe(true);
+    expect(server.rejected.size).toBe(0);
+  });
+
+  it('coalesces changes of one flow: the latest wins', async () => {
+    const { server, loaded, port } = await receiver();
+    const { s } = sender(port, async () => []);
+    await until(() => s.inSync());
+    const opening: WireEntry = Object.assign([...flow(7)], { 11: 'SYN_SENT', 13: 0 }) as WireEntry;
+    s.offer(opening, Date.now());
+    s.offer(flow(7), Date.now());
+    await until(() => server.entries === 1);
+    expect(loaded).toEqual(injectLines(flow(7)));
+  });
+
+  it('a resync expires the flows the owner no longer has, unless this instance owns the VIP now', async () => {
+    const stale = flow(9);
+    const a = await receiver({ kernel: [flow(1), stale] });
+    sender(a.port, async () => [flow(1)]);
+    await until(() => a.server.resyncs === 1);
+    expect(a.loaded).toContain(injectLines(['x', ...stale.slice(1)] as WireEntry)[0]);
+    expect(a.server.expired).toBe(1);
+    const b = await receiver({ kernel: [flow(1), stale], isOwner: true });
+    sender(b.port, async () => [flow(1)]);
+    await until(() => b.server.resyncs === 1);
+    expect(b.server.expired).toBe(0);
+  });
+
+  it('refuses entries of other services, counts them, and loads the rest', async () => {
+    const { server, loaded, port } = await receiver();
+    const { s } = sender(port, async () => []);
+    await until(() => s.inSync());
+    s.offer(Object.assign([...flow(1)], { 3: '100.64.1.1' }) as WireEntry, Date.now());
+    s.offer(flow(2), Date.now());
+    await until(() => server.entries === 1);
+    expect(server.rejected.get('foreign-flow')).toBe(1);
+    expect(loaded.join('\n')).not.toContain('100.64.1.1');
+  });
+
+  it('lets in no peer with another key, another deployment or an unknown index: nothing loaded', async () => {
+    const { server, loaded, port } = await receiver();
+    const wrong = [sender(port, async () => [flow(1)], { key: Buffer.from('x'.repeat(48)) }), sender(port, async () => [flow(1)], { deploymentId: 'other' }), sender(port, async () => [flow(1)], { selfIndex: 5 })];
+    await until(() => (server.rejected.get('bad-mac') ?? 0) >= 1 && (server.rejected.get('wrong-deployment') ?? 0) >= 1 && (server.rejected.get('unknown-peer') ?? 0) >= 1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(loaded).toEqual([]);
+    for (const w of wrong) expect(w.s.inSync()).toBe(false);
+  });
+
+  it('a receiver that restarts mid-stream gets a full resync; so does one after the sender restarts', async () => {
+    let r = await receiver();
+    const port = r.port;
+    const table = [flow(1), flow(2), flow(3)];
+    let { s } = sender(port, async () => table);
+    await until(() => s.inSync());
+    for (let i = 10; i < 20; i++) s.offer(flow(i), Date.now());
+    r.server.stop();
+    r = await receiverOn(port);
+    await until(() => r.server.resyncs === 1 && s.inSync(), 8000);
+    expect(r.loaded.slice(0, 6)).toEqual(table.flatMap(injectLines));
+    expect(s.resyncs).toBe(2);
+    s.stop();
+    ({ s } = sender(port, async () => table));
+    await until(() => r.server.resyncs === 2 && s.inSync());
+  });
+
+  it('resyncs instead of dropping when the peer falls behind', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const loaded: string[] = [];
+    const server = new SyncServer({ key: KEY, deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port: 0 }, services: () => INDEX, injector: new Injector(async (l) => (await gate, void loaded.push(...l))), isOwner: () => false, listOurs: async () => [], log: () => undefined });
+    await server.start();
+    stops.push(() => server.stop());
+    const port = (server as unknown as { server: { address: () => { port: number } } }).server.address().port;
+    const table: WireEntry[] = [];
+    const { s } = sender(port, async () => table);
+    await until(() => s.state === 'streaming');
+    // The kernel load is stuck: batches pile up unacknowledged until the stream gives up on them and resyncs.
+    for (let i = 0; i < 1000 && s.overflows === 0; i++) {
+      table.push(flow(i));
+      s.offer(flow(i), Date.now());
+      await new Promise((r) => setTimeout(r, 2 + 5));
+    }
+    expect(s.overflows).toBeGreaterThan(0);
+    expect(s.inSync()).toBe(false);
+    release();
+    await until(() => s.inSync(), 20_000);
+    // Every flow reached the receiver: through the stream or the resync that replaced it.
+    const got = new Set(loaded.filter((l) => l.startsWith('-A')).map((l) => l.split(' --dst-nat')[0]));
+    for (const f of table) expect(got.has(injectLines(f)[0]!.split(' --dst-nat')[0]!)).toBe(true);
+  }, 30_000);
+});
+
+/** A receiver on a given port (a restart of the same instance). */
+async function receiverOn(port: number) {
+  const loaded: string[] = [];
+  for (let attempt = 0; ; attempt++) {
+    const server = new SyncServer({ key: KEY, deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port }, services: () => INDEX, injector: new Injector(async (l) => void loaded.push(...l)), isOwner: () => false, listOurs: async () => [], log: () => undefined });
+    try {
+      await server.start();
+      stops.push(() => server.stop());
+      return { server, loaded, port };
+    } catch (e) {
+      if (attempt > 20) throw e;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+/** Opens a session as peer 0 by hand; returns a way to send raw frames. */
+async function handshake(port: number, key = KEY): Promise<{ socket: Socket; codec: SessionCodec; closed: Promise<void>; raw: Buffer[] }> {
+  const socket = connect({ host: '127.0.0.1', port });
+  const reader = new FrameReader();
+  const raw: Buffer[] = [];
+  const closed = new Promise<void>((r) => socket.on('close', () => r()));
+  socket.on('error', () => undefined);
+  return new Promise((resolve) => {
+    let codec: SessionCodec | undefined;
+    socket.on('data', (chunk: Buffer) => {
+      for (const f of reader.push(chunk)) {
+        if (!codec) {
+          const challenge = readChallenge(f);
+          const n = newNonce();
+          codec = new SessionCodec(key, challenge, n, 'sender');
+          const hello = encodeHello(key, challenge, { d: DEPLOYMENT, from: 0, n });
+          raw.push(hello);
+          socket.write(hello);
+        } else if (codec.decode(f).t === 'welcome') resolve({ socket, codec, closed, raw });
+      }
+    });
+  });
+}
+
+describe('the sync channel under attack', () => {
+  it('survives 10,000 fuzzed messages: no crash, nothing loaded, every one counted', async () => {
+    const { server, loaded, port } = await receiver();
+    let seed = 12345;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const pick = <T,>(xs: T[]) => xs[Math.floor(rnd() * xs.length)]!;
+    const junk = (): unknown =>
+      pick<() => unknown>([
+        () => ({ t: 'batch', e: [Object.assign([...flow(1)], { [Math.floor(rnd() * 14)]: pick<unknown>([null, -1, 'z', 1e20, [], {}, '-F']) })] }),
+        () => ({ t: pick(['batch', 'resync-end', 'tick', 'nope', 7]), e: pick<unknown>([null, 'x', [[]], {}]) }),
+        () => pick<unknown>([null, 1, 'x', [], { s: 'x' }]),
+      ])();
+    let sent = 0;
+    let connections = 0;
+    while (sent < 10_000) {
+      const { socket, codec, closed } = await handshake(port);
+      connections++;
+      let open = true;
+      void closed.then(() => (open = false));
+      // Bad frames on one connection until the receiver ends the session (frames well formed but
+      // with bad entries are refused entry by entry and the session goes on).
+      for (let i = 0; i < 50 && sent < 10_000 && open; i++, sent++) {
+        const kind = rnd();
+        let frame: Buffer;
+        if (kind < 0.3) frame = codec.encode(junk() as Record<string, unknown>);
+        else if (kind < 0.5) {
+          frame = codec.encode({ t: 'batch', e: [flow(i)] });
+          frame[36 + Math.floor(rnd() * (frame.length - 36))] ^= 1 + Math.floor(rnd() * 254);
+        } else if (kind < 0.7) {
+          frame = Buffer.from(Array.from({ length: 1 + Math.floor(rnd() * 200) }, () => Math.floor(rnd() * 256)));
+        } else {
+          frame = Buffer.alloc(4);
+          frame.writeUInt32BE(Math.floor(rnd() * 0xffffffff));
+        }
+        socket.write(frame);
+        await new Promise((r) => setImmediate(r));
+      }
+      socket.end();
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 100))]);
+      socket.destroy();
+    }
+    // Well-formed frames whose entries are bad are refused entry by entry; the rest end the session.
+    expect(loaded.filter((l) => !l.includes(`-m ${MARK}`) && l.startsWith('-A'))).toEqual([]);
+    expect(loaded.filter((l) => !/^-[AU] -p tcp -s 100\.101\.0\.\d+ -d 100\.100\.100\.100 /.test(l))).toEqual([]);
+    const rejected = [...server.rejected.values()].reduce((a, b) => a + b, 0);
+    expect(rejected).toBeGreaterThanOrEqual(connections);
+    // Still serving: a good peer gets in afterwards.
+    const { s } = sender(port, async () => [flow(1)]);
+    await until(() => s.inSync());
+  }, 120_000);
+
+  it('refuses a replayed session, a replayed frame and a reordered frame', async () => {
+    const { server, loaded, port } = await receiver();
+    const a = await handshake(port);
+    const f1 = a.codec.encode({ t: 'batch', e: [flow(1)] });
+    const f2 = a.codec.encode({ t: 'batch', e: [flow(2)] });
+    a.socket.write(f2); // out of order
+    await a.closed;
+    expect(server.rejected.get('replay')).toBe(1);
+    // The whole first connection, replayed on a new one: the hello was MACed over another challenge.
+    const b = connect({ host: '127.0.0.1', port });
+    b.on('error', () => undefined);
+    await new Promise((r) => b.once('data', r));
+    b.write(Buffer.concat([...a.raw, f1, f2]));
+    await new Promise((r) => b.on('close', r));
+    expect(server.rejected.get('bad-mac')).toBe(1);
+    // A frame sent twice within a live session.
+    const c = await handshake(port);
+    const g = c.codec.encode({ t: 'batch', e: [flow(3)] });
+    c.socket.write(g);
+    c.socket.write(g);
+    await c.closed;
+    expect(server.rejected.get('replay')).toBe(2);
+    expect(loaded).toEqual(injectLines(flow(3)));
+  });
+});
