@@ -266,7 +266,7 @@ describe('the sync channel under attack', () => {
         if (kind < 0.3) frame = codec.encode(junk() as Record<string, unknown>);
         else if (kind < 0.5) {
           frame = codec.encode({ t: 'batch', e: [flow(i)] });
-          frame[36 + Math.floor(rnd() * (frame.length - 36))] ^= 1 + Math.floor(rnd() * 254);
+          { const at = 36 + Math.floor(rnd() * (frame.length - 36)); frame[at] = frame[at]! ^ (1 + Math.floor(rnd() * 254)); }
         } else if (kind < 0.7) {
           frame = Buffer.from(Array.from({ length: 1 + Math.floor(rnd() * 200) }, () => Math.floor(rnd() * 256)));
         } else {
