@@ -17,7 +17,8 @@ import { SessionSync } from './sync/session-sync.ts';
 import { SERVICE_MARK_FILTER } from './sync/conntrack-events.ts';
 import { tcpConnects } from './net/tcp-connects.ts';
 import type { PeerBeat } from './ha/peer-message.ts';
-import { RoleWatcher } from './ha/role.ts';
+import { observeLocally, observeOnAws, RoleWatcher } from './ha/role.ts';
+import { VipPath } from './ha/vip-path.ts';
 import { type FastPathRequest, HA_ROLE } from '../lib/contract.ts';
 import type { Service } from './services/model.ts';
 import { Prober } from './probes.ts';
@@ -31,8 +32,9 @@ import { StateStore } from './services/store.ts';
  */
 const PEER_CONFIRM_TIMEOUT_MS = 300;
 
-/** How often the agent looks at where the VIP lives (the function moves it in seconds). */
-const ROLE_POLL_MS = 2000;
+/** How often the agent looks at where the VIP lives: IMDS on AWS (the function moves it in seconds), local addresses elsewhere. */
+const ROLE_POLL_MS = 1000;
+const LOCAL_ROLE_POLL_MS = 200;
 
 function log(level: 'info' | 'warn' | 'error', msg: string, extra: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...extra })}\n`);
@@ -109,16 +111,26 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
 
   // One metadata client (one session token) for the role watcher and the heartbeat's instance id.
   const imds = config.aws ? new Imds(config.aws.imdsEndpoint) : undefined;
-  const roles = imds
-    ? new RoleWatcher({
-        imds,
-        vip: config.vip,
-        intervalMs: ROLE_POLL_MS,
-        onChange: (role, previous) => log(previous ? 'warn' : 'info', 'HA role', { role, previous, vip: config.vip }),
-        onError: (e) => log('warn', 'cannot read this instance’s addresses from IMDS; keeping the last role', { error: e.message }),
-      })
-    : undefined;
-  roles?.start();
+  const roles = new RoleWatcher({
+    observe: imds ? observeOnAws(imds, config.vip) : observeLocally(config.vip),
+    intervalMs: imds ? ROLE_POLL_MS : LOCAL_ROLE_POLL_MS,
+    onChange: (role, previous) => log(previous ? 'warn' : 'info', 'HA role', { role, previous, vip: config.vip }),
+    onError: (e) => log('warn', imds ? 'cannot read this instance’s addresses from IMDS; keeping the last role' : 'cannot read this host’s addresses; keeping the last role', { error: e.message }),
+  });
+  const vipPath = new VipPath({ vip: config.vip });
+  let pathTrouble: string | undefined;
+  roles.onObservation = async (o) => {
+    let trouble: string | undefined;
+    try {
+      if (o.role === HA_ROLE.master && !o.iface) trouble = 'the VIP is attached to this instance but its interface is not visible yet (or IMDS gives no subnet for it)';
+      else if (await vipPath.ensure(o.role === HA_ROLE.master ? o.iface : undefined)) log('info', o.iface && o.role === HA_ROLE.master ? 'VIP path set up: load-balanced flows leave through the VIP’s interface' : 'VIP path removed', { ...o.iface });
+    } catch (e) {
+      trouble = `cannot set up the VIP's path: ${(e as Error).message}`;
+    }
+    if (trouble && trouble !== pathTrouble) log('warn', trouble, { vip: config.vip });
+    pathTrouble = trouble;
+  };
+  roles.start();
 
   const token = config.api.tokenFile ? readFileSync(config.api.tokenFile, 'utf8').trim() : undefined;
   let pushed: { state: string; at: string } | undefined;
@@ -129,7 +141,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     conntrack: () => listConntrack({ mark: SERVICE_MARK_FILTER }),
     // On AWS the role is where the VIP lives (IMDS); without an aws section, or until IMDS answers, the configured one.
     role: () => {
-      const base = { instance: config.instanceName, state: roles?.current ?? config.initialRole, vip: config.vip };
+      const base = { instance: config.instanceName, state: roles.current ?? config.initialRole, vip: config.vip };
       const st = peers?.sync?.status();
       if (!st) return { ...base, sync: 0, syncState: 'off' };
       return { ...base, sync: st.inSync ? 1 : 0, syncMode: st.mode, syncState: st.inSync ? 'in-sync' : st.peers.map((p) => `${p.ip}:${p.state}`).join(','), syncLagSeconds: Math.round(st.lagSeconds * 1000) / 1000, syncEntries: st.entries, syncResyncs: st.resyncs, syncRejected: st.rejected };
@@ -145,7 +157,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   log('info', 'API listening', { listen: config.api.listen, port: config.api.port, auth: token ? 'bearer' : 'none' });
 
   let instanceId: string | null = null;
-  const peers = await startPeerLink(config, () => ({ role: roles?.current ?? config.initialRole, instanceId }), () => registry.list());
+  const peers = await startPeerLink(config, () => ({ role: roles.current ?? config.initialRole, instanceId }), () => registry.list());
   const syncState = () => {
     const st = peers?.sync?.status();
     return st ? { inSync: st.inSync, lagSeconds: st.lagSeconds } : { inSync: false };
@@ -153,14 +165,14 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   const heartbeat = config.aws && imds ? await startHeartbeat(config.deploymentId, config.aws, imds, (id) => (instanceId = id), syncState) : undefined;
   if (!config.aws) log('info', 'no aws section in the config: no CloudWatch heartbeats (the failover function will not see this agent)');
   const followRole = (role: string | undefined) => peers?.sync?.setOwner(role === HA_ROLE.master);
-  followRole(roles?.current ?? config.initialRole);
-  if (roles) roles.onRole = followRole;
+  followRole(roles.current ?? config.initialRole);
+  roles.onRole = followRole;
 
   return {
     stop: async () => {
       await heartbeat?.stop();
       peers?.stop();
-      roles?.stop();
+      roles.stop();
       clearInterval(checker);
       prober.stop();
       await store.close();

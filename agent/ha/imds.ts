@@ -65,6 +65,25 @@ export class Imds {
     return lists.flatMap((l) => l.split('\n').map((x) => x.trim()).filter(Boolean));
   }
 
+  /**
+   * The interface IMDS lists the VIP on (loxi-eni attached here), by MAC, with its subnet's CIDR
+   * (undefined when IMDS does not give it); undefined when no interface of this instance has the VIP.
+   */
+  async vipInterface(vip: string): Promise<{ mac: string; subnetCidr: string | undefined } | undefined> {
+    const base = '/latest/meta-data/network/interfaces/macs/';
+    const macs = (await this.get(base))
+      .split('\n')
+      .map((l) => l.trim().replace(/\/$/, ''))
+      .filter((m) => /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m));
+    for (const mac of macs) {
+      const ips = (await this.get(`${base}${mac}/local-ipv4s`)).split('\n').map((x) => x.trim());
+      if (!ips.includes(vip)) continue;
+      const cidr = await this.get(`${base}${mac}/subnet-ipv4-cidr-block`).catch(() => undefined);
+      return { mac, subnetCidr: cidr?.trim() || undefined };
+    }
+    return undefined;
+  }
+
   async get(path: string): Promise<string> {
     let r = await this.read(path, await this.session(false));
     if (r.status === 401) r = await this.read(path, await this.session(true));

@@ -1,10 +1,13 @@
 /**
- * The agent's HA role, from where the VIP lives: MASTER exactly when one of this instance's
- * interfaces carries the VIP (loxi-eni is attached here), BACKUP otherwise. The failover function
- * is the only one that moves the VIP; the agent only reports what it sees.
+ * The agent's HA role, from where the VIP lives: MASTER exactly when the VIP is on this instance
+ * (on AWS: IMDS lists it on one of this instance's interfaces, loxi-eni being attached here;
+ * elsewhere: an interface of this host carries it), BACKUP otherwise. The failover function is the
+ * only one that moves the VIP; the agent reports what it sees and sets up the VIP's path
+ * (./vip-path.ts) on the interface that carries it.
  */
 import { HA_ROLE } from '../../lib/contract.ts';
 import type { Imds } from './imds.ts';
+import { ipLinks, type RunIp, vipFromAddresses, vipFromMac, type VipInterface } from './vip-path.ts';
 
 export type Role = typeof HA_ROLE.master | typeof HA_ROLE.backup;
 
@@ -12,10 +15,33 @@ export function roleFromAddresses(vip: string, addresses: readonly string[]): Ro
   return addresses.includes(vip) ? HA_ROLE.master : HA_ROLE.backup;
 }
 
-/** Polls the instance's addresses; `current` is undefined until the first answer. */
+/** One look at where the VIP is: the role, and the local interface carrying it when it is visible yet. */
+export interface Observation {
+  role: Role;
+  iface: VipInterface | undefined;
+}
+
+/** On AWS: IMDS decides the role; the interface is the one with the MAC IMDS names (absent while the hot-plug settles). */
+export function observeOnAws(imds: Imds, vip: string, run?: RunIp): () => Promise<Observation> {
+  return async () => {
+    const at = await imds.vipInterface(vip);
+    if (!at) return { role: HA_ROLE.backup, iface: undefined };
+    const iface = at.subnetCidr ? vipFromMac(vip, at.mac, at.subnetCidr, await ipLinks(run)) : undefined;
+    return { role: HA_ROLE.master, iface };
+  };
+}
+
+/** Away from AWS: the interface carrying the VIP decides both. */
+export function observeLocally(vip: string, run?: RunIp): () => Promise<Observation> {
+  return async () => {
+    const iface = vipFromAddresses(vip, await ipLinks(run));
+    return { role: iface ? HA_ROLE.master : HA_ROLE.backup, iface };
+  };
+}
+
+/** Polls where the VIP is; `current` is undefined until the first answer. */
 export class RoleWatcher {
-  private readonly imds: Imds;
-  private readonly vip: string;
+  private readonly observe: () => Promise<Observation>;
   private readonly intervalMs: number;
   private readonly onChange: (role: Role, previous: Role | undefined) => void;
   private readonly onError: (e: Error) => void;
@@ -23,13 +49,14 @@ export class RoleWatcher {
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
   current: Role | undefined;
-  /** Told of every role change (after onChange). */
+  /** Told of every observation (after onChange on a change): the VIP's path follows it. */
+  onObservation: ((o: Observation) => Promise<void> | void) | undefined;
+  /** Told of every role change. */
   onRole: ((role: Role) => void) | undefined;
 
-  constructor(o: { imds: Imds; vip: string; intervalMs: number; onChange: (role: Role, previous: Role | undefined) => void; onError: (e: Error) => void }) {
-    this.imds = o.imds;
+  constructor(o: { observe: () => Promise<Observation>; intervalMs: number; onChange: (role: Role, previous: Role | undefined) => void; onError: (e: Error) => void }) {
+    this.observe = o.observe;
     this.onError = o.onError;
-    this.vip = o.vip;
     this.intervalMs = o.intervalMs;
     this.onChange = o.onChange;
   }
@@ -45,19 +72,20 @@ export class RoleWatcher {
     this.timer = undefined;
   }
 
-  /** One look now; an IMDS error keeps the last known role, is reported once per streak, and is retried on the next tick. */
+  /** One look now; an error keeps the last known role, is reported once per streak, and is retried on the next tick. */
   async check(): Promise<void> {
     if (this.busy) return;
     this.busy = true;
     try {
-      const role = roleFromAddresses(this.vip, await this.imds.localIpv4s());
+      const o = await this.observe();
       this.failing = false;
-      if (role !== this.current) {
+      if (o.role !== this.current) {
         const previous = this.current;
-        this.current = role;
-        this.onChange(role, previous);
-        this.onRole?.(role);
+        this.current = o.role;
+        this.onChange(o.role, previous);
+        this.onRole?.(o.role);
       }
+      await this.onObservation?.(o);
     } catch (e) {
       if (!this.failing) this.onError(e as Error);
       this.failing = true;

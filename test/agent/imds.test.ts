@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Imds, ImdsError } from '../../agent/ha/imds.ts';
-import { type Role, RoleWatcher, roleFromAddresses } from '../../agent/ha/role.ts';
+import { observeOnAws, type Role, RoleWatcher, roleFromAddresses } from '../../agent/ha/role.ts';
 
 /** A metadata service that behaves like IMDSv2: reads need a token it issued; tokens can be revoked. */
 async function fakeImds(instanceId = 'i-0123456789abcdef0') {
@@ -88,7 +88,7 @@ describe('HA role from where the VIP lives', () => {
     close = f.close;
     const changes: [Role, Role | undefined][] = [];
     const errors: string[] = [];
-    const w = new RoleWatcher({ imds: new Imds(f.url), vip: '100.64.248.254', intervalMs: 60_000, onChange: (r, p) => changes.push([r, p]), onError: (e) => errors.push(e.message) });
+    const w = new RoleWatcher({ observe: observeOnAws(new Imds(f.url), '100.64.248.254', async () => '[]'), intervalMs: 60_000, onChange: (r, p) => changes.push([r, p]), onError: (e) => errors.push(e.message) });
     await w.check();
     expect(w.current).toBe('BACKUP');
     f.interfaces.set('0e:00:00:00:00:02', ['100.64.248.10', '100.64.248.254']);

@@ -14,6 +14,8 @@ export const netnsAvailable = need(rootNetns());
 export const FRONT = '100.64.1';
 export const BACK = '100.64.2';
 export const VIP = '100.64.248.254';
+/** The floating subnet's router (network + 1), the vpc namespace's end of loxi-eni. */
+export const VIP_ROUTER = '100.64.248.1';
 
 function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 256 * 1024 * 1024 });
@@ -119,6 +121,57 @@ export class Lab {
     }
     this.link('cl0', 'direct', `${BACK}.200`, 'be1', 'direct', this.backendIp(1));
     this.activate(1);
+  }
+
+  /**
+   * The VPC as AWS wires it, in miniature: a `vpc` router namespace, a client behind it (the
+   * internet), the LBs' and backends' primary interfaces on one subnet (the back bridge) whose
+   * router is the vpc namespace, and no VIP anywhere until plugEni() hot-plugs "loxi-eni" into an
+   * LB: a veth whose LB end carries the VIP in the floating subnet (VIP_SUBNET) and whose vpc end
+   * is that subnet's router. The vpc namespace reaches the VIP only through the plugged interface,
+   * as AWS delivers to the ENI holding it.
+   */
+  buildVpc(opts: { lbs: number; backends: number }): void {
+    this.add('sw');
+    sh('ip', ['-n', this.ns('sw'), 'link', 'add', 'br-back', 'type', 'bridge']);
+    sh('ip', ['-n', this.ns('sw'), 'link', 'set', 'br-back', 'up']);
+    this.add('vpc');
+    sh('ip', ['netns', 'exec', this.ns('vpc'), 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    this.plug('vpc', 'back', 'back', `${BACK}.1`);
+    // While no interface holds the VIP, its packets are dropped silently, as AWS does mid-move.
+    sh('ip', ['-n', this.ns('vpc'), 'route', 'add', 'blackhole', `${VIP_ROUTER.replace(/\.1$/, '.0')}/24`, 'metric', '100']);
+    this.add('cl0');
+    sh('ip', ['link', 'add', 'inet', 'netns', this.ns('vpc'), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.ns('cl0')]);
+    sh('ip', ['-n', this.ns('vpc'), 'addr', 'add', `${FRONT}.1/24`, 'dev', 'inet']);
+    sh('ip', ['-n', this.ns('vpc'), 'link', 'set', 'inet', 'up']);
+    sh('ip', ['-n', this.ns('cl0'), 'addr', 'add', `${FRONT}.100/24`, 'dev', 'eth0']);
+    sh('ip', ['-n', this.ns('cl0'), 'link', 'set', 'eth0', 'up']);
+    sh('ip', ['-n', this.ns('cl0'), 'route', 'add', 'default', 'via', `${FRONT}.1`]);
+    for (let l = 1; l <= opts.lbs; l++) {
+      this.add(`lb${l}`);
+      this.plug(`lb${l}`, 'back', 'back', `${BACK}.${10 + l}`);
+      sh('ip', ['-n', this.ns(`lb${l}`), 'route', 'add', 'default', 'via', `${BACK}.1`]);
+      sh('ip', ['netns', 'exec', this.ns(`lb${l}`), 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    }
+    for (let b = 1; b <= opts.backends; b++) {
+      this.add(`be${b}`);
+      this.plug(`be${b}`, 'back', 'eth0', this.backendIp(b));
+      sh('ip', ['-n', this.ns(`be${b}`), 'route', 'add', 'default', 'via', `${BACK}.1`]);
+    }
+  }
+
+  /** Hot-plugs loxi-eni into LB `l` (the VIP/24 on its end, as the instance configures a new ENI). */
+  plugEni(l: number): void {
+    sh('ip', ['link', 'add', 'eni', 'netns', this.ns('vpc'), 'type', 'veth', 'peer', 'name', 'loxi-eni', 'netns', this.ns(`lb${l}`)]);
+    sh('ip', ['-n', this.ns('vpc'), 'addr', 'add', `${VIP_ROUTER}/24`, 'dev', 'eni']);
+    sh('ip', ['-n', this.ns('vpc'), 'link', 'set', 'eni', 'up']);
+    sh('ip', ['-n', this.ns(`lb${l}`), 'addr', 'add', `${VIP}/24`, 'dev', 'loxi-eni']);
+    sh('ip', ['-n', this.ns(`lb${l}`), 'link', 'set', 'loxi-eni', 'up']);
+  }
+
+  /** Detaches loxi-eni from wherever it is (both ends go). */
+  unplugEni(): void {
+    sh('ip', ['-n', this.ns('vpc'), 'link', 'del', 'eni']);
   }
 
   backendIp(b: number): string {

@@ -1,0 +1,134 @@
+/**
+ * The VIP's path through this host. On AWS the VIP arrives as a hot-plugged interface (loxi-eni)
+ * in the floating subnet; the internet gateway maps the EIP only for packets that enter and leave
+ * through it, and security groups track connections per interface. So while the VIP's interface
+ * is here, every packet of a load-balanced flow (the ruleset marks them, ROUTE_MARK_BIT) leaves
+ * through it — to clients and to endpoints alike — by a policy rule on that mark and a table whose
+ * default route is the floating subnet's router (network + 1). The host's own traffic keeps the
+ * main table. When the interface leaves, exactly that rule and table go.
+ *
+ * Amazon Linux 2023's amazon-ec2-net-utils also configures a hot-plugged interface (address by
+ * DHCP, its own source-address rules): the agent lets it, and adds the address itself when it is
+ * missing, so the result is the same with or without it.
+ */
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { isIPv4 } from 'node:net';
+import { ROUTE_MARK_BIT } from '../datapath/render.ts';
+
+/** The routing table and rule priority the agent owns for the VIP's path. */
+export const VIP_ROUTE_TABLE = 7410;
+export const VIP_RULE_PRIORITY = 7410;
+
+/** Where the VIP lives on this host: the interface, the VIP's prefix on it, and the subnet's router. */
+export interface VipInterface {
+  ifname: string;
+  prefixLength: number;
+  gateway: string;
+}
+
+const toInt = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+const toIp = (n: number) => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
+
+/** The subnet's router: AWS reserves network + 1 for it. Undefined for a /31 or /32 (no router to name). */
+export function subnetRouter(ip: string, prefixLength: number): string | undefined {
+  if (prefixLength > 30 || prefixLength < 1) return undefined;
+  const mask = (0xffffffff << (32 - prefixLength)) >>> 0;
+  return toIp(((toInt(ip) & mask) >>> 0) + 1);
+}
+
+interface IpAddrJson {
+  ifname: string;
+  flags?: string[];
+  address?: string;
+  addr_info?: { family: string; local: string; prefixlen: number }[];
+}
+
+/**
+ * Away from AWS (tests, the local simulation): the VIP's interface is the one that carries the VIP
+ * as an address (not loopback), as a hot-plugged ENI does once configured. Pure over `ip -j addr`.
+ */
+export function vipFromAddresses(vip: string, links: IpAddrJson[]): VipInterface | undefined {
+  for (const l of links) {
+    if (l.ifname === 'lo') continue;
+    for (const a of l.addr_info ?? []) {
+      if (a.family !== 'inet' || a.local !== vip) continue;
+      const gateway = subnetRouter(vip, a.prefixlen);
+      if (gateway) return { ifname: l.ifname, prefixLength: a.prefixlen, gateway };
+    }
+  }
+  return undefined;
+}
+
+/** On AWS: the interface whose MAC IMDS lists with the VIP, and the subnet IMDS gives for it. Pure over `ip -j link`. */
+export function vipFromMac(vip: string, mac: string, subnetCidr: string, links: IpAddrJson[]): VipInterface | undefined {
+  const link = links.find((l) => l.address?.toLowerCase() === mac.toLowerCase());
+  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(subnetCidr.trim());
+  if (!link || !m || !isIPv4(m[1]!)) return undefined;
+  const prefixLength = Number(m[2]);
+  const gateway = subnetRouter(vip, prefixLength);
+  return gateway ? { ifname: link.ifname, prefixLength, gateway } : undefined;
+}
+
+export type RunIp = (args: string[]) => Promise<string>;
+
+export const runIp: RunIp = (args) =>
+  new Promise((resolve, reject) => {
+    execFile('ip', args, { encoding: 'utf8', timeout: 5000 }, (e, out, err) => (e ? reject(new Error(`ip ${args.join(' ')}: ${(err || e.message).trim()}`)) : resolve(out)));
+  });
+
+export async function ipLinks(run: RunIp = runIp): Promise<IpAddrJson[]> {
+  return JSON.parse((await run(['-j', 'addr', 'show'])) || '[]') as IpAddrJson[];
+}
+
+/** Sets up, checks and removes the VIP's path. Every step is idempotent; a restart finds it as it left it. */
+export class VipPath {
+  private readonly vip: string;
+  private readonly run: RunIp;
+  private readonly announce: (ifname: string, vip: string) => void;
+  private current: VipInterface | undefined;
+
+  constructor(o: { vip: string; run?: RunIp; announce?: (ifname: string, vip: string) => void }) {
+    this.vip = o.vip;
+    this.run = o.run ?? runIp;
+    this.announce = o.announce ?? gratuitousArp;
+  }
+
+  /** Makes the host match `target` (the VIP's interface, or none). Returns whether anything changed. */
+  async ensure(target: VipInterface | undefined): Promise<boolean> {
+    const rules = JSON.parse((await this.run(['-j', 'rule', 'show', 'priority', String(VIP_RULE_PRIORITY)])) || '[]') as unknown[];
+    const routes = JSON.parse((await this.run(['-j', 'route', 'show', 'table', String(VIP_ROUTE_TABLE)]).catch(() => '[]')) || '[]') as { dst: string; gateway?: string; dev?: string }[];
+    if (!target) {
+      if (!rules.length && !routes.length) return false;
+      if (rules.length) await this.run(['rule', 'del', 'priority', String(VIP_RULE_PRIORITY)]);
+      if (routes.length) await this.run(['route', 'flush', 'table', String(VIP_ROUTE_TABLE)]);
+      this.current = undefined;
+      return true;
+    }
+    const same = this.current && this.current.ifname === target.ifname && this.current.gateway === target.gateway;
+    const routeOk = routes.some((r) => r.dst === 'default' && r.gateway === target.gateway && r.dev === target.ifname);
+    const links = await ipLinks(this.run);
+    const link = links.find((l) => l.ifname === target.ifname);
+    const addressOk = link?.addr_info?.some((a) => a.family === 'inet' && a.local === this.vip) ?? false;
+    const up = link?.flags?.includes('UP') ?? false;
+    if (same && routeOk && rules.length === 1 && addressOk && up) return false;
+    await this.run(['link', 'set', target.ifname, 'up']);
+    if (!addressOk) await this.run(['addr', 'replace', `${this.vip}/${target.prefixLength}`, 'dev', target.ifname]);
+    // Replies from endpoints and clients arrive here while the main table points elsewhere: loose reverse-path check.
+    await writeFile(`/proc/sys/net/ipv4/conf/${target.ifname}/rp_filter`, '2').catch(() => undefined);
+    await this.run(['route', 'replace', 'default', 'via', target.gateway, 'dev', target.ifname, 'table', String(VIP_ROUTE_TABLE), 'onlink']);
+    if (rules.length !== 1) {
+      if (rules.length) await this.run(['rule', 'del', 'priority', String(VIP_RULE_PRIORITY)]);
+      const mark = `0x${ROUTE_MARK_BIT.toString(16)}`;
+      await this.run(['rule', 'add', 'fwmark', `${mark}/${mark}`, 'lookup', String(VIP_ROUTE_TABLE), 'priority', String(VIP_RULE_PRIORITY)]);
+    }
+    if (!same) this.announce(target.ifname, this.vip);
+    this.current = target;
+    return true;
+  }
+}
+
+/** Tells the segment the VIP moved (gratuitous ARP); best effort, in the background. */
+function gratuitousArp(ifname: string, vip: string): void {
+  execFile('arping', ['-U', '-c', '2', '-I', ifname, vip], { timeout: 5000 }, () => undefined);
+}
