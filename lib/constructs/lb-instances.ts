@@ -122,13 +122,16 @@ export class LbInstances extends Construct {
       const bundlePath = userData.addS3DownloadCommand({ bucket: agentAsset.bucket, bucketKey: agentAsset.s3ObjectKey, localFile: '/opt/loxiha/agent.zip' });
       userData.addCommands(
         'set -euo pipefail',
-        'dnf install -y nodejs24 nftables conntrack-tools unzip',
+        // conntrack-tools: session sync streams (conntrack -E) and loads (conntrack -R) flows; iputils: arping.
+        'dnf install -y nodejs24 nftables conntrack-tools iputils unzip',
         'mkdir -p /opt/loxiha /etc/loxiha /var/lib/loxiha',
         `unzip -o ${bundlePath} -d /opt/loxiha`,
         // The API token and the peers' shared key, readable by root only (the agent runs as root with two capabilities).
         fetchSecret(props.apiToken, AGENT_API_TOKEN_FILE),
         fetchSecret(this.syncSecret, SYNC_KEY_FILE),
         `cat > /etc/loxiha/agent.json <<'LOXIHA_EOF'\n${stack.toJsonString(agentConfig)}\nLOXIHA_EOF`,
+        // loxi-eni, when hot-plugged here, is configured by amazon-ec2-net-utils (address, its own source rules) as
+        // AL2023 does for any ENI; the agent adds only its mark rule and routing table 7410 on top (README: the VIP's path).
         'sysctl -w net.ipv4.ip_forward=1 net.netfilter.nf_conntrack_tcp_loose=1',
         `cat > /etc/systemd/system/loxiha-agent.service <<'LOXIHA_EOF'
 [Unit]

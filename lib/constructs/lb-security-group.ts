@@ -46,4 +46,17 @@ export class LbSecurityGroup extends Construct {
   allowApiFrom(nodes: ec2.IPeer): void {
     this.securityGroup.addIngressRule(nodes, ec2.Port.tcp(PORTS.agentApi), 'agent API (kube-loxilb) from the EKS nodes');
   }
+
+  /**
+   * Admits the endpoints' packets to the VIP by rule, not only by connection tracking. Security
+   * groups track connections per interface: the LB's packets to an endpoint may leave through one
+   * interface while the reply arrives on loxi-eni, and after a failover the new loxi-eni has seen
+   * none of the synced flows. Full-NAT sends to the endpoints from the VIP, keeping the client's
+   * source port where it can, so the reply's destination port can be any: all TCP and UDP ports,
+   * from the EKS nodes' security group only (the agent's own ports on the way still authenticate).
+   */
+  allowEndpointRepliesFrom(nodes: ec2.IPeer): void {
+    this.securityGroup.addIngressRule(nodes, ec2.Port.allTcp(), 'endpoint replies to the VIP (full-NAT, any client port) from the EKS nodes');
+    this.securityGroup.addIngressRule(nodes, ec2.Port.allUdp(), 'endpoint replies to the VIP (full-NAT, any client port) from the EKS nodes');
+  }
 }

@@ -101,6 +101,15 @@ describe('security groups', () => {
       expect(rules[0]!.SourceSecurityGroupId).toEqual(rules[0]!.GroupId);
     }
   });
+
+  it('admits the endpoints’ packets to the VIP by rule (synced flows reach a new loxi-eni mid-stream), from the EKS nodes only', () => {
+    for (const proto of ['tcp', 'udp']) {
+      const rules = ingress().filter((r) => r.IpProtocol === proto && r.FromPort === 0 && r.ToPort === 65535);
+      expect(rules).toHaveLength(1);
+      expect(JSON.stringify(rules[0]!.SourceSecurityGroupId)).toContain('ClusterSecurityGroupId');
+      expect(rules[0]!.CidrIp).toBeUndefined();
+    }
+  });
 });
 
 describe('network', () => {
