@@ -27,14 +27,16 @@ export const MAX_TIMEOUT_S = 432_000;
 export const FLAG = { seenReply: 1, assured: 2 } as const;
 
 /**
- * `u`: create or update; `x`: the flow ended on the owner. Fields: op, protocol, original source,
+ * `n`: a flow new on the owner (the peer cannot have it: one `-A`); `u`: create or update (`-A`,
+ * then `-U` for a peer that has it already); `x`: the flow ended on the owner. Fields: op, protocol, original source,
  * destination, source port, destination port, reply source (the endpoint), reply destination (the
  * SNAT address), reply source port, reply destination port, ct mark, TCP state ('' for UDP),
  * timeout in seconds, FLAG bits.
  */
-export type WireEntry = [op: 'u' | 'x', proto: 'tcp' | 'udp', src: string, dst: string, sport: number, dport: number, rsrc: string, rdst: string, rsport: number, rdport: number, mark: number, state: string, timeout: number, flags: number];
+export type Op = 'n' | 'u' | 'x';
+export type WireEntry = [op: Op, proto: 'tcp' | 'udp', src: string, dst: string, sport: number, dport: number, rsrc: string, rdst: string, rsport: number, rdport: number, mark: number, state: string, timeout: number, flags: number];
 
-export function fromConntrack(op: 'u' | 'x', c: ConntrackEntry): WireEntry | undefined {
+export function fromConntrack(op: Op, c: ConntrackEntry): WireEntry | undefined {
   if (c.protocol !== 'tcp' && c.protocol !== 'udp') return undefined;
   const flags = (c.seenReply ? FLAG.seenReply : 0) | (c.assured ? FLAG.assured : 0);
   return [op, c.protocol, c.src, c.dst, c.sport, c.dport, c.replySrc, c.replyDst, c.replySport, c.replyDport, c.mark >>> 0, c.protocol === 'tcp' ? c.state : '', Math.max(1, Math.min(MAX_TIMEOUT_S, c.timeout ?? 0)), flags];
@@ -68,7 +70,7 @@ const port = (n: unknown) => Number.isInteger(n) && (n as number) >= 1 && (n as 
 export function checkEntry(x: unknown, index: ServiceIndex): { ok: true; entry: WireEntry } | { ok: false; reason: EntryRejection } {
   if (!Array.isArray(x) || x.length !== 14) return { ok: false, reason: 'malformed' };
   const [op, proto, src, dst, sport, dport, rsrc, rdst, rsport, rdport, mark, state, timeout, flags] = x as unknown[];
-  if (op !== 'u' && op !== 'x') return { ok: false, reason: 'malformed' };
+  if (op !== 'n' && op !== 'u' && op !== 'x') return { ok: false, reason: 'malformed' };
   if (proto !== 'tcp' && proto !== 'udp') return { ok: false, reason: 'malformed' };
   for (const a of [src, dst, rsrc, rdst]) if (typeof a !== 'string' || !isIPv4(a)) return { ok: false, reason: 'malformed' };
   for (const p of [sport, dport, rsport, rdport]) if (!port(p)) return { ok: false, reason: 'malformed' };
@@ -92,5 +94,19 @@ export function injectLines(e: WireEntry): string[] {
   const dnat = rsrc !== dst || rsport !== dport ? ` --dst-nat ${rsrc}:${rsport}` : '';
   const snat = rdst !== src || rdport !== sport ? ` --src-nat ${rdst}:${rdport}` : '';
   const status = [flags & FLAG.seenReply ? 'SEEN_REPLY' : '', flags & FLAG.assured ? 'ASSURED' : ''].filter(Boolean).join(',');
-  return [`-A ${tuple(e)}${dnat}${snat}${st} -t ${timeout}${status ? ` -u ${status}` : ''} -m ${mark}`, `-U ${tuple(e)}${st} -t ${timeout}`];
+  const add = `-A ${tuple(e)}${dnat}${snat}${st} -t ${timeout}${status ? ` -u ${status}` : ''} -m ${mark}`;
+  return op === 'n' ? [add] : [add, `-U ${tuple(e)}${st} -t ${timeout}`];
+}
+
+/**
+ * Folds a later change of a flow into an earlier one not sent yet: a flow created and ended within
+ * one batch never reaches the peer; a new flow stays new (one `-A` carrying its latest state).
+ * Undefined: nothing to send.
+ */
+export function coalesce(earlier: WireEntry, later: WireEntry): WireEntry | undefined {
+  if (earlier[0] === 'n' && later[0] === 'x') return undefined;
+  if (earlier[0] === 'n' && later[0] === 'u') return ['n', ...later.slice(1)] as WireEntry;
+  // The tuple reused after an end the peer has not heard of: it may still hold the old entry.
+  if (earlier[0] === 'x' && later[0] === 'n') return ['u', ...later.slice(1)] as WireEntry;
+  return later;
 }

@@ -8,7 +8,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { ChannelError, encodeHello, FrameReader, newNonce, readChallenge, SessionCodec } from './channel.ts';
-import { flowKey, type WireEntry } from './entry.ts';
+import { coalesce, flowKey, type WireEntry } from './entry.ts';
 
 /** Entries per batch frame. */
 export const SYNC_BATCH_ENTRIES = 2000;
@@ -99,7 +99,9 @@ export class PeerStream {
     if (this.state !== 'streaming' && this.state !== 'resyncing') return; // a new connection resyncs anyway
     const k = flowKey(e);
     const prev = this.pending.get(k);
-    this.pending.set(k, { e, at: prev ? prev.at : at });
+    const merged = prev ? coalesce(prev.e, e) : e;
+    if (merged) this.pending.set(k, { e: merged, at: prev ? prev.at : at });
+    else this.pending.delete(k);
     if (this.pending.size > SYNC_MAX_PENDING) return this.overflow('more changes waiting than the peer takes');
     if (this.state === 'streaming' && !this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), SYNC_FLUSH_MS);
   }

@@ -19,7 +19,7 @@ const svc: Service = toService(loadbalanceEntrySchema.parse({ serviceArguments: 
 const MARK = serviceMark(svc);
 const INDEX = serviceIndex([svc]);
 
-function flow(i: number, op: 'u' | 'x' = 'u'): WireEntry {
+function flow(i: number, op: 'n' | 'u' | 'x' = 'u'): WireEntry {
   return [op, 'tcp', `100.101.${(i >> 8) & 255}.${i & 255}`, '100.100.100.100', 10000 + (i % 50000), 80, '100.64.2.11', '100.64.248.254', 8080, 10000 + (i % 50000), MARK, 'ESTABLISHED', 300, 3];
 }
 
@@ -111,15 +111,20 @@ describe('session sync over loopback', () => {
     expect(server.rejected.size).toBe(0);
   });
 
-  it('coalesces changes of one flow: the latest wins', async () => {
+  it('coalesces changes of one flow: a new flow stays one add with its latest state; one that also ended is not sent', async () => {
     const { server, loaded, port } = await receiver();
     const { s } = sender(port, async () => []);
     await until(() => s.inSync());
-    const opening: WireEntry = Object.assign([...flow(7)], { 11: 'SYN_SENT', 13: 0 }) as WireEntry;
+    const opening: WireEntry = Object.assign([...flow(7, 'n')], { 11: 'SYN_SENT', 13: 0 }) as WireEntry;
     s.offer(opening, Date.now());
     s.offer(flow(7), Date.now());
-    await until(() => server.entries === 1);
-    expect(loaded).toEqual(injectLines(flow(7)));
+    s.offer(flow(8, 'n'), Date.now());
+    s.offer(flow(8, 'x'), Date.now());
+    s.offer(flow(9), Date.now());
+    s.offer(flow(9, 'x'), Date.now());
+    await until(() => server.entries === 2);
+    expect(loaded).toEqual([...injectLines(flow(7, 'n')), ...injectLines(flow(9, 'x'))]);
+    expect(injectLines(flow(7, 'n'))).toHaveLength(1);
   });
 
   it('a resync expires the flows the owner no longer has, unless this instance owns the VIP now', async () => {
