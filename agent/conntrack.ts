@@ -26,38 +26,71 @@ export type ConntrackEvent = 'NEW' | 'UPDATE' | 'DESTROY';
 
 /**
  * Parses one line of `conntrack -L -o extended` or `conntrack -E -o extended`
- * (`[NEW] ipv4 2 tcp 6 120 SYN_SENT src=… [UNREPLIED] src=… mark=…`).
+ * (`[NEW] ipv4 2 tcp 6 120 SYN_SENT src=… [UNREPLIED] src=… mark=…`). One pass over the words: the
+ * owner's event stream runs through here for every flow change.
  */
 export function parseConntrackLine(line: string): (ConntrackEntry & { event?: ConntrackEvent }) | undefined {
-  const m = /^\s*(?:\[(NEW|UPDATE|DESTROY)\]\s+)?ipv4\s+\d+\s+(\w+)\s+\d+\s+(?:(\d+)\s+)?(?:([A-Z_0-9]+)\s+)?(src=.*)$/.exec(line);
-  if (!m) return undefined;
-  const rest = m[5]!;
-  const kv = [...rest.matchAll(/(\w+)=(\S+)/g)].map((x) => [x[1]!, x[2]!] as const);
-  const first = (k: string, nth = 0) => kv.filter(([key]) => key === k)[nth]?.[1];
-  const src = first('src');
-  const dst = first('dst');
-  if (!src || !dst) return undefined;
-  const packets = first('packets');
-  const bytes = first('bytes');
-  const unreplied = rest.includes('[UNREPLIED]');
+  const w = line.trim().split(/\s+/);
+  let i = 0;
+  let event: ConntrackEvent | undefined;
+  if (w[0] === '[NEW]' || w[0] === '[UPDATE]' || w[0] === '[DESTROY]') {
+    event = w[0].slice(1, -1) as ConntrackEvent;
+    i = 1;
+  }
+  if (w[i] !== 'ipv4') return undefined;
+  const protocol = w[i + 2];
+  i += 4; // ipv4 2 PROTO PROTONUM
+  if (!protocol) return undefined;
+  let timeout: number | undefined;
+  let state: string | undefined;
+  if (w[i] && /^\d+$/.test(w[i]!)) timeout = Number(w[i++]);
+  if (w[i] && /^[A-Z_0-9]+$/.test(w[i]!)) state = w[i++];
+  const src: string[] = [];
+  const dst: string[] = [];
+  const sport: number[] = [];
+  const dport: number[] = [];
+  let mark = 0;
+  let unreplied = false;
+  let assured = false;
+  let packets: number | undefined;
+  let bytes: number | undefined;
+  for (; i < w.length; i++) {
+    const t = w[i]!;
+    const eq = t.indexOf('=');
+    if (eq < 0) {
+      if (t === '[UNREPLIED]') unreplied = true;
+      else if (t === '[ASSURED]') assured = true;
+      continue;
+    }
+    const k = t.slice(0, eq);
+    const v = t.slice(eq + 1);
+    if (k === 'src') src.push(v);
+    else if (k === 'dst') dst.push(v);
+    else if (k === 'sport') sport.push(Number(v));
+    else if (k === 'dport') dport.push(Number(v));
+    else if (k === 'mark') mark = Number(v);
+    else if (k === 'packets' && packets === undefined) packets = Number(v);
+    else if (k === 'bytes' && bytes === undefined) bytes = Number(v);
+  }
+  if (!src[0] || !dst[0]) return undefined;
   return {
-    ...(m[1] ? { event: m[1] as ConntrackEvent } : {}),
-    protocol: m[2]!,
-    state: m[4] ?? (unreplied ? 'UNREPLIED' : 'ACTIVE'),
-    src,
-    dst,
-    sport: Number(first('sport') ?? 0),
-    dport: Number(first('dport') ?? 0),
-    replySrc: first('src', 1) ?? '',
-    replyDst: first('dst', 1) ?? '',
-    replySport: Number(first('sport', 1) ?? 0),
-    replyDport: Number(first('dport', 1) ?? 0),
-    mark: Number(first('mark') ?? 0),
-    ...(m[3] !== undefined ? { timeout: Number(m[3]) } : {}),
+    ...(event ? { event } : {}),
+    protocol,
+    state: state ?? (unreplied ? 'UNREPLIED' : 'ACTIVE'),
+    src: src[0],
+    dst: dst[0],
+    sport: sport[0] ?? 0,
+    dport: dport[0] ?? 0,
+    replySrc: src[1] ?? '',
+    replyDst: dst[1] ?? '',
+    replySport: sport[1] ?? 0,
+    replyDport: dport[1] ?? 0,
+    mark,
+    ...(timeout !== undefined ? { timeout } : {}),
     seenReply: !unreplied,
-    assured: rest.includes('[ASSURED]'),
-    packets: packets === undefined ? undefined : Number(packets),
-    bytes: bytes === undefined ? undefined : Number(bytes),
+    assured,
+    packets,
+    bytes,
   };
 }
 

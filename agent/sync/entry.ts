@@ -12,6 +12,12 @@
  * - `-m` must come last on a line: after it, `-u` overwrites the mark. `-U` lines carry no mark and
  *   no status (in a batch those leak into the next line's entry).
  * - A destroyed flow is expired (`-U … -t 1`): `-D` by tuple scans the whole table per line.
+ * - `-U` costs about five times an `-A` (≈ 50 µs a line here): used only where a TCP state moves.
+ *
+ * The peer's copy of a flow waits for the owner to say it ended, so it is loaded with at least
+ * an hour to live (INJECT_MIN_TIMEOUT_S) whatever the owner's timer says: no periodic refresh is
+ * needed for a UDP flow or a TCP flow still opening, and after a takeover the kernel resets the
+ * timer to its own value with the flow's first packet.
  */
 import { isIPv4 } from 'node:net';
 import type { ConntrackEntry } from '../conntrack.ts';
@@ -23,6 +29,8 @@ const TCP_STATE_SET: ReadonlySet<string> = new Set(TCP_STATES);
 
 /** The longest timeout a synced entry may ask for: the kernel's TCP established default (5 days). */
 export const MAX_TIMEOUT_S = 432_000;
+/** The shortest time a loaded copy lives without news from the owner. */
+export const INJECT_MIN_TIMEOUT_S = 3600;
 
 export const FLAG = { seenReply: 1, assured: 2 } as const;
 
@@ -94,8 +102,35 @@ export function injectLines(e: WireEntry): string[] {
   const dnat = rsrc !== dst || rsport !== dport ? ` --dst-nat ${rsrc}:${rsport}` : '';
   const snat = rdst !== src || rdport !== sport ? ` --src-nat ${rdst}:${rdport}` : '';
   const status = [flags & FLAG.seenReply ? 'SEEN_REPLY' : '', flags & FLAG.assured ? 'ASSURED' : ''].filter(Boolean).join(',');
-  const add = `-A ${tuple(e)}${dnat}${snat}${st} -t ${timeout}${status ? ` -u ${status}` : ''} -m ${mark}`;
-  return op === 'n' ? [add] : [add, `-U ${tuple(e)}${st} -t ${timeout}`];
+  const ttl = Math.max(timeout, INJECT_MIN_TIMEOUT_S);
+  const add = `-A ${tuple(e)}${dnat}${snat}${st} -t ${ttl}${status ? ` -u ${status}` : ''} -m ${mark}`;
+  // A UDP flow has no state to move: an update only matters to a peer that missed the creation.
+  return op === 'n' || proto === 'udp' ? [add] : [add, `-U ${tuple(e)}${st} -t ${ttl}`];
+}
+
+/** What a resync changes in the receiver's kernel: the owner's flows against its own copies. Pure. */
+export function resyncLines(owner: ReadonlyMap<string, WireEntry>, mine: readonly WireEntry[]): { lines: string[]; added: number; updated: number; expired: number } {
+  const lines: string[] = [];
+  let added = 0;
+  let updated = 0;
+  let expired = 0;
+  const have = new Map(mine.map((e) => [flowKey(e), e]));
+  for (const [k, e] of owner) {
+    const m = have.get(k);
+    if (!m) {
+      lines.push(...injectLines(['n', ...e.slice(1)] as WireEntry));
+      added++;
+    } else if (e[1] === 'tcp' && m[11] !== e[11]) {
+      lines.push(...injectLines(['u', ...e.slice(1)] as WireEntry).slice(1));
+      updated++;
+    }
+  }
+  for (const [k, m] of have) {
+    if (owner.has(k)) continue;
+    lines.push(...injectLines(['x', ...m.slice(1)] as WireEntry));
+    expired++;
+  }
+  return { lines, added, updated, expired };
 }
 
 /**

@@ -2,14 +2,16 @@
  * The receiving end of session sync: listens on the sync port, lets in only a peer that proves
  * the key (./channel.ts), checks every entry against this agent's own services (./entry.ts) and
  * loads the accepted ones into the kernel (./inject.ts), acknowledging each frame once its
- * entries are there. A resync ends by expiring the load-balanced flows the owner no longer has
- * (unless this instance is the owner now). Everything refused is counted by reason, logged once
+ * entries are there. A resync is applied as a difference at its end: this kernel's copies are
+ * listed, what is missing is added, TCP states that moved are updated, and the copies of flows the
+ * owner no longer has are expired (unless this instance is the owner now) — so repairing a stream
+ * costs little even with a large table. Everything refused is counted by reason, logged once
  * per source and reason, and changes nothing. A connection that only opens and closes (the peers'
  * liveness check) is fine.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { ChannelError, type ChannelRejection, encodeChallenge, FrameReader, newNonce, readHello, SessionCodec } from './channel.ts';
-import { checkEntry, type EntryRejection, flowKey, injectLines, type ServiceIndex, type WireEntry } from './entry.ts';
+import { checkEntry, type EntryRejection, flowKey, injectLines, resyncLines, type ServiceIndex, type WireEntry } from './entry.ts';
 import type { Injector } from './inject.ts';
 import { SYNC_IN_SYNC_LAG_MS } from './sender.ts';
 
@@ -41,7 +43,8 @@ interface Session {
   from: number;
   socket: Socket;
   resynced: boolean;
-  resyncKeys: Set<string> | undefined;
+  /** The owner's flows while a resync is under way (applied as a difference at its end). */
+  resyncing: Map<string, WireEntry> | undefined;
   lastFrameAt: number;
   /** Receive times of frames not yet applied, oldest first. */
   inFlight: number[];
@@ -138,7 +141,7 @@ export class SyncServer {
             clearTimeout(helloTimer);
             codec = new SessionCodec(this.o.key, challenge, hello.n, 'receiver');
             this.sessions.get(hello.from)?.socket.destroy();
-            session = { from: hello.from, socket, resynced: false, resyncKeys: undefined, lastFrameAt: this.now(), inFlight: [], chain: Promise.resolve() };
+            session = { from: hello.from, socket, resynced: false, resyncing: undefined, lastFrameAt: this.now(), inFlight: [], chain: Promise.resolve() };
             this.sessions.set(hello.from, session);
             socket.write(codec.encode({ t: 'welcome' }));
             this.o.log('info', 'session sync: receiving from the peer', { peer: hello.from, source });
@@ -171,21 +174,20 @@ export class SyncServer {
           continue;
         }
         accepted++;
-        if (body.r === 1) s.resyncKeys?.add(flowKey(r.entry));
-        for (const l of injectLines(r.entry)) lines.push(l);
+        if (body.r === 1 && s.resyncing) s.resyncing.set(flowKey(r.entry), r.entry);
+        else for (const l of injectLines(r.entry)) lines.push(l);
       }
     } else if (body.t === 'resync-begin') {
-      s.resyncKeys = new Set();
+      s.resyncing = new Map();
       s.resynced = false;
     } else if (body.t === 'resync-end') {
-      const keys = s.resyncKeys ?? new Set<string>();
-      s.resyncKeys = undefined;
+      const owner = s.resyncing ?? new Map<string, WireEntry>();
+      s.resyncing = undefined;
       after = async () => {
-        if (!this.o.isOwner()) {
-          const stale = (await this.o.listOurs()).filter((e) => !keys.has(flowKey(e)));
-          if (stale.length) await this.o.injector.add(stale.flatMap((e) => injectLines(['x', ...e.slice(1)] as WireEntry)));
-          this.expired += stale.length;
-        }
+        const diff = resyncLines(owner, await this.o.listOurs());
+        const lines = this.o.isOwner() ? diff.lines.filter((l) => !l.endsWith(' -t 1')) : diff.lines;
+        if (lines.length) await this.o.injector.add(lines);
+        if (!this.o.isOwner()) this.expired += diff.expired;
         s.resynced = true;
         this.resyncs++;
       };

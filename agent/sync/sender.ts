@@ -19,6 +19,8 @@ export const SYNC_MAX_PENDING = 200_000;
 export const SYNC_MAX_UNACKED_FRAMES = 256;
 /** An idle stream still says it is alive (and is acknowledged) this often. */
 export const SYNC_TICK_MS = 200;
+/** Resyncs asked for in a burst (lost events) start at most this often. */
+export const SYNC_MIN_RESYNC_INTERVAL_MS = 1000;
 /** In sync means: connected, resynced, and nothing older than this unacknowledged. */
 export const SYNC_IN_SYNC_LAG_MS = 1000;
 
@@ -62,6 +64,7 @@ export class PeerStream {
   private retries = 0;
   private resyncAgain = false;
   private resyncAckSeq: number | undefined;
+  private lastResyncAt: number | undefined;
   /** Entries sent, resyncs done (the first of a connection included), when the peer last acknowledged. */
   sentEntries = 0;
   resyncs = 0;
@@ -189,9 +192,13 @@ export class PeerStream {
     const socket = this.socket;
     if (!socket || !this.codec) return;
     this.state = 'resyncing';
-    this.resyncs++;
     do {
       this.resyncAgain = false;
+      const wait = (this.lastResyncAt ?? -Infinity) + SYNC_MIN_RESYNC_INTERVAL_MS - this.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (this.socket !== socket) return;
+      this.lastResyncAt = this.now();
+      this.resyncs++;
       const startedAt = this.now();
       let entries: WireEntry[];
       try {

@@ -1,9 +1,9 @@
 /**
  * Session sync as the agent runs it: every instance receives (./receiver.ts); the owner of the VIP
  * also watches its kernel's load-balanced flows (`conntrack -E`, ./conntrack-events.ts) and
- * streams them to every peer (./sender.ts). Flows whose state changes without a kernel event the
- * owner subscribes to (UDP timeouts refreshed by traffic, TCP still opening or closing) are re-sent
- * every few seconds. Lost events (the kernel's buffer overran) trigger a resync of every stream.
+ * streams them to every peer (./sender.ts). The peer's copies wait for the owner's end of each flow
+ * (./entry.ts), so nothing is re-sent periodically. Lost events (the kernel says ENOBUFS) trigger a
+ * resync of every stream, applied by the peer as a difference.
  */
 import { listConntrack } from '../conntrack.ts';
 import type { Service } from '../services/model.ts';
@@ -12,9 +12,6 @@ import { fromConntrack, serviceIndex, type WireEntry } from './entry.ts';
 import { conntrackLoader, Injector } from './inject.ts';
 import { SyncServer, type SyncRejection } from './receiver.ts';
 import { PeerStream, type StreamState } from './sender.ts';
-
-/** How often the owner re-sends flows whose timeout or state moves without an event. */
-export const SYNC_REFRESH_MS = 10_000;
 
 export interface SessionSyncOptions {
   key: Buffer;
@@ -50,7 +47,6 @@ export class SessionSync {
   private readonly server: SyncServer;
   private streams: PeerStream[] = [];
   private events: ConntrackEvents | undefined;
-  private refreshTimer: NodeJS.Timeout | undefined;
   private owner = false;
   private lostEvents = 0;
 
@@ -97,26 +93,13 @@ export class SessionSync {
       });
       this.events.start();
       for (const s of this.streams) s.start();
-      this.refreshTimer = setInterval(() => void this.refresh(), SYNC_REFRESH_MS);
       this.o.log('info', 'session sync: this instance owns the VIP; streaming its flows to the peers', { peers: this.o.peers.map((p) => p.ip) });
     } else {
-      clearInterval(this.refreshTimer);
       this.events?.stop();
       this.events = undefined;
       for (const s of this.streams) s.stop();
       this.streams = [];
     }
-  }
-
-  private async refresh(): Promise<void> {
-    let flows: WireEntry[];
-    try {
-      flows = await ourFlows();
-    } catch {
-      return;
-    }
-    const at = Date.now();
-    for (const e of flows) if (e[1] === 'udp' || e[11] !== 'ESTABLISHED') for (const s of this.streams) s.offer(e, at);
   }
 
   status(): SyncStatus {

@@ -23,6 +23,8 @@ function flow(i: number, op: 'n' | 'u' | 'x' = 'u'): WireEntry {
   return [op, 'tcp', `100.101.${(i >> 8) & 255}.${i & 255}`, '100.100.100.100', 10000 + (i % 50000), 80, '100.64.2.11', '100.64.248.254', 8080, 10000 + (i % 50000), MARK, 'ESTABLISHED', 300, 3];
 }
 
+const asNew = (e: WireEntry) => ['n', ...e.slice(1)] as WireEntry;
+
 const until = async (f: () => boolean, ms = 5000) => {
   const end = Date.now() + ms;
   while (!f()) {
@@ -68,9 +70,12 @@ describe('synced entries', () => {
     const r = checkEntry(flow(1), INDEX);
     expect(r.ok).toBe(true);
     expect(injectLines(flow(1))).toEqual([
-      `-A -p tcp -s 100.101.0.1 -d 100.100.100.100 --sport 10001 --dport 80 --dst-nat 100.64.2.11:8080 --src-nat 100.64.248.254:10001 --state ESTABLISHED -t 300 -u SEEN_REPLY,ASSURED -m ${MARK}`,
-      '-U -p tcp -s 100.101.0.1 -d 100.100.100.100 --sport 10001 --dport 80 --state ESTABLISHED -t 300',
+      // The copy waits an hour at least for the owner's word that the flow ended.
+      `-A -p tcp -s 100.101.0.1 -d 100.100.100.100 --sport 10001 --dport 80 --dst-nat 100.64.2.11:8080 --src-nat 100.64.248.254:10001 --state ESTABLISHED -t 3600 -u SEEN_REPLY,ASSURED -m ${MARK}`,
+      '-U -p tcp -s 100.101.0.1 -d 100.100.100.100 --sport 10001 --dport 80 --state ESTABLISHED -t 3600',
     ]);
+    expect(injectLines(flow(1, 'n'))).toHaveLength(1);
+    expect(injectLines(Object.assign([...flow(1)], { 1: 'udp', 11: '' }) as WireEntry)).toHaveLength(1);
     expect(injectLines(flow(1, 'x'))).toEqual(['-U -p tcp -s 100.101.0.1 -d 100.100.100.100 --sport 10001 --dport 80 -t 1']);
   });
 
@@ -101,7 +106,8 @@ describe('session sync over loopback', () => {
     const { server, loaded, port } = await receiver();
     const { s } = sender(port, async () => [flow(1), flow(2)]);
     await until(() => s.inSync() && server.inSync());
-    expect(loaded).toEqual([...injectLines(flow(1)), ...injectLines(flow(2))]);
+    // The resync is applied as a difference against this (empty) kernel: two additions.
+    expect(loaded).toEqual([...injectLines(asNew(flow(1))), ...injectLines(asNew(flow(2)))]);
     for (let i = 3; i < 5003; i++) s.offer(flow(i), Date.now());
     s.offer(flow(1, 'x'), Date.now());
     await until(() => server.entries === 5003 && s.lagMs() === 0);
@@ -127,12 +133,13 @@ describe('session sync over loopback', () => {
     expect(injectLines(flow(7, 'n'))).toHaveLength(1);
   });
 
-  it('a resync expires the flows the owner no longer has, unless this instance owns the VIP now', async () => {
+  it('a resync is a difference: adds what is missing, moves TCP states, expires what the owner no longer has (unless this instance owns the VIP now)', async () => {
     const stale = flow(9);
-    const a = await receiver({ kernel: [flow(1), stale] });
-    sender(a.port, async () => [flow(1)]);
+    const opening = Object.assign([...flow(2)], { 11: 'SYN_SENT' }) as WireEntry;
+    const a = await receiver({ kernel: [flow(1), opening, stale] });
+    sender(a.port, async () => [flow(1), flow(2), flow(3)]);
     await until(() => a.server.resyncs === 1);
-    expect(a.loaded).toContain(injectLines(['x', ...stale.slice(1)] as WireEntry)[0]);
+    expect(a.loaded).toEqual([injectLines(flow(2))[1], ...injectLines(asNew(flow(3))), ...injectLines(['x', ...stale.slice(1)] as WireEntry)]);
     expect(a.server.expired).toBe(1);
     const b = await receiver({ kernel: [flow(1), stale], isOwner: true });
     sender(b.port, async () => [flow(1)]);
@@ -170,7 +177,7 @@ describe('session sync over loopback', () => {
     r.server.stop();
     r = await receiverOn(port);
     await until(() => r.server.resyncs === 1 && s.inSync(), 8000);
-    expect(r.loaded.slice(0, 6)).toEqual(table.flatMap(injectLines));
+    expect(r.loaded.slice(0, 3)).toEqual(table.map(asNew).flatMap(injectLines));
     expect(s.resyncs).toBe(2);
     s.stop();
     ({ s } = sender(port, async () => table));

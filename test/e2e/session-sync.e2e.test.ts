@@ -6,17 +6,10 @@
  * through the VIP while it moves. With session sync, every flow goes on with its backend and no
  * reset; without it, flows are lost (so this test can fail).
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentRunner, FIX, lbEntry } from '../harness/agents.ts';
-import { BACK, Lab, netnsAvailable, type Proc, VIP } from '../harness/netns.ts';
-
-interface Report {
-  flows: { id: number; kind: 'tcp' | 'udp'; ageMs: number; backends: string[]; replies: number; errors: string[]; maxGapMs: number }[];
-  fresh: { ok: number; failed: number; errors: Record<string, number>; maxGapMs: number };
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { AgentRunner, lbEntry } from '../harness/agents.ts';
+import { haOf, lostFlows, moveUnderTraffic, until } from '../harness/flows.ts';
+import { BACK, Lab, netnsAvailable } from '../harness/netns.ts';
 
 describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving between LBs', () => {
   let lab: Lab;
@@ -31,35 +24,7 @@ describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving bet
   const stopAgents = async () => {
     for (const lb of [1, 2]) await lab.kill(run.procs.get(`agent${lb}`)!);
   };
-  const ha = async (lb: number) => (await run.api(lb, 'GET', '/config/cistate/all')).body.Attr[0];
-  const until = async (what: string, f: () => Promise<boolean>, ms = 10_000) => {
-    const end = Date.now() + ms;
-    while (!(await f())) {
-      if (Date.now() > end) throw new Error(`timed out: ${what}`);
-      await sleep(50);
-    }
-  };
-
-  /** Opens flows while `from` holds the VIP, moves it to `to` (gap: the ENI detach/attach), returns what the client saw. */
-  const moveUnderTraffic = async (from: number, to: number): Promise<Report> => {
-    const flows: Proc = lab.spawn('cl0', process.execPath, [join(FIX, 'flows.mjs'), VIP, '80']);
-    await flows.waitFor(/flows ready/);
-    flows.child.stdin!.write('tcp 6\nudp 4\nfresh\n');
-    await sleep(1500);
-    flows.child.stdin!.write('tcp 3\n'); // young flows: opened 0.5 s before the move
-    await sleep(500);
-    lab.unplugEni();
-    await sleep(300);
-    lab.plugEni(to);
-    await until(`lb${to} is MASTER`, async () => (await ha(to)).state === 'MASTER');
-    await sleep(3000);
-    flows.child.stdin!.write('report\n');
-    const line = await flows.waitFor(/\{"flows".*\n/);
-    flows.child.stdin!.write('quit\n');
-    await lab.kill(flows);
-    void from;
-    return JSON.parse(line) as Report;
-  };
+  const ha = (lb: number) => haOf(run, lb);
 
   beforeAll(async () => {
     lab = new Lab();
@@ -86,8 +51,8 @@ describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving bet
   });
 
   it('keeps every TCP and UDP flow, with its backend and no reset, when the VIP moves; fresh connections resume', async () => {
-    const r = await moveUnderTraffic(1, 2);
-    const lost = r.flows.filter((f) => f.errors.length || f.backends.length !== 1);
+    const r = await moveUnderTraffic(lab, run, 2);
+    const lost = lostFlows(r);
     expect(lost).toEqual([]);
     for (const f of r.flows) expect(f.maxGapMs).toBeLessThan(3000);
     expect(r.fresh.ok).toBeGreaterThan(20);
@@ -99,16 +64,16 @@ describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving bet
   }, 60_000);
 
   it('fails back the same way, keeping every flow', async () => {
-    const r = await moveUnderTraffic(2, 1);
-    expect(r.flows.filter((f) => f.errors.length || f.backends.length !== 1)).toEqual([]);
+    const r = await moveUnderTraffic(lab, run, 1);
+    expect(lostFlows(r)).toEqual([]);
   }, 60_000);
 
   it('without session sync, the same move loses flows (the test can fail)', async () => {
     await stopAgents();
     for (const lb of [1, 2]) lab.exec(`lb${lb}`, 'conntrack', ['-F']);
     await startAgents(false);
-    const r = await moveUnderTraffic(1, 2);
-    const lost = r.flows.filter((f) => f.errors.length || f.backends.length !== 1);
+    const r = await moveUnderTraffic(lab, run, 2);
+    const lost = lostFlows(r);
     expect(lost.length).toBeGreaterThan(0);
     console.log(JSON.stringify({ withoutSync: { flowsKept: r.flows.length - lost.length, flowsTotal: r.flows.length } }));
   }, 90_000);

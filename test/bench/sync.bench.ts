@@ -1,0 +1,183 @@
+/**
+ * sudo npm run bench:sync — session sync's throughput and lag, the flows a failover keeps, and how
+ * fast a dead owner is noticed. In namespaces this benchmark creates (100.64.0.0/10 only): two LBs
+ * running the shipped agent, three backends, a client behind a VPC-like router.
+ *
+ * 1. Throughput and lag. A load generator in the client namespace sends new UDP flows through the
+ *    VIP at a fixed rate (every datagram from a new source address and port: a raw socket, since
+ *    this two-core machine cannot open tens of thousands of TCP connections per second and still
+ *    have CPU left for the LBs). Marker flows are timed from their send to their appearance in the
+ *    peer's kernel; at the end the flows are counted in both kernels. Side by side with a baseline that copies the table
+ *    once per second (`conntrack -L` on the owner, `-R` on the peer: LoxiLB-like batching), on the
+ *    same load. One line per rate and mode:
+ *    {"entriesPerSecond", "lagP50Ms", "lagP99Ms", "dropped", …}
+ * 2. The flow test: traffic through the VIP while it moves (test/harness/flows.ts):
+ *    {"flowsKept", "flowsTotal", "maxPauseMs"}
+ * 3. Peer detection (bench:peer-detect's first line): {"metric": "peer-detect-ms", "median", "max"}
+ *
+ * BENCH_RATES (flows/s, comma-separated, default 5000,10000,20000,30000), BENCH_SECONDS (default 4).
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { serviceMark } from '../../agent/datapath/render.ts';
+import { AgentRunner, lbEntry, ROOT } from '../harness/agents.ts';
+import { haOf, lostFlows, moveUnderTraffic, sleep, until } from '../harness/flows.ts';
+import { BACK, Lab, VIP } from '../harness/netns.ts';
+
+const RATES = (process.env.BENCH_RATES ?? '5000,10000,20000,30000').split(',').map(Number);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+
+const lab = new Lab();
+const run = new AgentRunner(lab);
+const stop = async () => {
+  await lab.stop();
+  run.cleanup();
+};
+process.on('SIGINT', () => void stop().then(() => process.exit(130)));
+
+/** The benchmark's UDP service: port 9 on the VIP, endpoints on the backends where nothing listens (no replies to pay for). */
+const BENCH_PORT = 9;
+const MARK = serviceMark({ externalIP: '100.100.100.100', port: BENCH_PORT, protocol: 'udp' });
+const GEN = /src=100\.(9[5-9])\./;
+
+/** How many of the generator's flows a namespace's kernel holds. */
+function countFlows(role: string): number {
+  const out = execFileSync('ip', ['netns', 'exec', lab.ns(role), 'conntrack', '-L', '-p', 'udp', '-m', `${MARK}`], { encoding: 'utf8', maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'ignore'] });
+  let n = 0;
+  for (const l of out.split('\n')) if (GEN.test(l)) n++;
+  return n;
+}
+
+const present = (role: string, marker: string) => spawnSync('ip', ['netns', 'exec', lab.ns(role), 'conntrack', '-G', '-p', 'udp', '-s', marker, '-d', VIP, '--sport', '999', '--dport', String(BENCH_PORT)], { stdio: 'ignore' }).status === 0;
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? Math.round(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! * 10) / 10 : null;
+};
+
+/**
+ * New UDP flows through the VIP at `rate` per second for SECONDS, from the client namespace
+ * (test/bench/fixtures/udp-flows.py: a raw socket, every datagram a new source address and port,
+ * 1 ms apart in small groups, as traffic arrives). Marker flows are timed to the peer one by one;
+ * then the generator's flows are counted in both kernels. `copier` (the baseline) runs once a
+ * second alongside when given.
+ */
+async function measure(mode: string, rate: number, copier?: () => void): Promise<void> {
+  const pending: { host: string; at: number }[] = [];
+  const lags: number[] = [];
+  let done: { sent: number; behindTicks: number; seconds: number } | undefined;
+  const started = Date.now();
+  const gen = spawn('ip', ['netns', 'exec', lab.ns('cl0'), 'env', 'FLOWS_TICK=0.001', 'python3', join(ROOT, 'test/bench/fixtures/udp-flows.py'), VIP, String(BENCH_PORT), String(rate), String(SECONDS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let buf = '';
+  gen.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    buf += d;
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const o = JSON.parse(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+      if (o.marker) pending.push({ host: o.marker, at: o.at });
+      else if (o.done) done = o;
+    }
+  });
+  const copierTimer = copier ? setInterval(copier, 1000) : undefined;
+  // The marker poller: the oldest marker not yet on the peer, asked for by its tuple (conntrack -G).
+  while (!done || pending.length) {
+    const m = pending[0];
+    if (!m) {
+      await sleep(1);
+      continue;
+    }
+    if (present('lb2', m.host)) {
+      lags.push(Date.now() - m.at);
+      pending.shift();
+    } else if (Date.now() - m.at > 10_000) pending.shift();
+    else await sleep(1);
+  }
+  // Throughput: how long until the peer's kernel holds every flow the owner's holds (or stops growing).
+  const created = countFlows('lb1');
+  let delivered = countFlows('lb2');
+  let reachedAt = Date.now();
+  for (let last = delivered, still = 0; delivered < created && still < 10; ) {
+    await sleep(200);
+    delivered = countFlows('lb2');
+    if (delivered === last) still++;
+    else (still = 0), (reachedAt = Date.now());
+    last = delivered;
+  }
+  clearInterval(copierTimer);
+  if (process.env.BENCH_DEBUG && !copier) {
+    console.log(JSON.stringify(await haOf(run, 1)), JSON.stringify(await haOf(run, 2)));
+    for (const lb of [1, 2]) console.log(run.procs.get(`agent${lb}`)?.output().split('\n').filter((l) => /sync|rejected|lost|error/.test(l)).slice(-6).join('\n'));
+  }
+  console.log(
+    JSON.stringify({
+      bench: 'sync',
+      mode,
+      offeredFlowsPerSecond: rate,
+      sentPerSecond: Math.round(done.sent / done.seconds),
+      generatorBehindTicks: done.behindTicks,
+      entriesPerSecond: Math.round(delivered / ((reachedAt - started) / 1000)),
+      lagP50Ms: pct(lags, 50),
+      lagP99Ms: pct(lags, 99),
+      lagMaxMs: pct(lags, 100),
+      lagSamples: lags.length,
+      dropped: created - delivered,
+      created,
+    }),
+  );
+  // A clean slate for the next rate: the owner's flows end (streamed to the peer as ends), then the peer's go too.
+  execFileSync('ip', ['netns', 'exec', lab.ns('lb1'), 'conntrack', '-F'], { stdio: 'ignore' });
+  if (!copier) await until('the peer caught up with the ends', async () => (await haOf(run, 2)).syncLagSeconds === 0, 60_000).catch(() => undefined);
+  await sleep(1000);
+  execFileSync('ip', ['netns', 'exec', lab.ns('lb2'), 'conntrack', '-F'], { stdio: 'ignore' });
+  await sleep(500);
+}
+
+try {
+  lab.buildVpc({ lbs: 2, backends: 3 });
+  await run.startBackends(3);
+  lab.plugEni(1);
+  for (const lb of [1, 2]) {
+    await run.startAgent(lb, { peers: [{ index: 2 - lb, ip: `${BACK}.${10 + (3 - lb)}` }], sync: { secretFile: run.syncKeyFile } }, 1000);
+    for (const protocol of ['tcp', 'udp'] as const) await run.api(lb, 'POST', '/config/loadbalancer', lbEntry({ backends: [1, 2, 3], protocol }));
+    const bench = lbEntry({ backends: [1, 2, 3], protocol: 'udp', port: BENCH_PORT, name: 'bench' });
+    for (const e of bench.endpoints) e.targetPort = BENCH_PORT;
+    await run.api(lb, 'POST', '/config/loadbalancer', bench);
+  }
+  // The generator's client addresses live behind the client namespace.
+  for (const prefix of ['100.95.0.0/16', '100.96.0.0/14']) lab.exec('vpc', 'ip', ['route', 'add', prefix, 'via', '100.64.1.100']);
+  await until('the backup in sync', async () => (await haOf(run, 2)).sync === 1, 20_000);
+
+  const r = await moveUnderTraffic(lab, run, 2);
+  const flowLine = { flowsKept: r.flows.length - lostFlows(r).length, flowsTotal: r.flows.length, maxPauseMs: Math.max(...r.flows.map((f) => f.maxGapMs)) };
+  lab.unplugEni();
+  lab.plugEni(1);
+  await until('lb1 owner again, lb2 in sync', async () => (await haOf(run, 1)).state === 'MASTER' && (await haOf(run, 2)).sync === 1, 20_000);
+
+  for (const rate of RATES) await measure('loxiha: conntrack -E stream, batched conntrack -R', rate);
+
+  // The baseline: no agent sync; the whole table copied once a second.
+  for (const lb of [1, 2]) await lab.kill(run.procs.get(`agent${lb}`)!);
+  const copyFile = join(run.dir, 'copy.conntrack');
+  const load = (role: string, file: string, lines: string[]) => {
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    execFileSync('ip', ['netns', 'exec', lab.ns(role), 'conntrack', '-R', file], { stdio: 'ignore' });
+  };
+  const copier = () => {
+    const listing = execFileSync('ip', ['netns', 'exec', lab.ns('lb1'), 'conntrack', '-L', '-o', 'extended', '-m', '0x80000000/0x80000000', '-p', 'udp'], { encoding: 'utf8', maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'ignore'] });
+    const lines: string[] = [];
+    for (const l of listing.split('\n')) {
+      const m = /udp\s+17\s+(\d+)\s+src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+)\s+(?:\[UNREPLIED\]\s+)?src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+).*mark=(\d+)/.exec(l);
+      if (m) lines.push(`-A -p udp -s ${m[2]} -d ${m[3]} --sport ${m[4]} --dport ${m[5]} --dst-nat ${m[6]}:${m[8]} --src-nat ${m[7]}:${m[9]} -t ${Math.max(1, Number(m[1]))} -u SEEN_REPLY,ASSURED -m ${m[10]}`);
+    }
+    if (lines.length) load('lb2', copyFile, lines);
+  };
+  for (const rate of RATES) await measure('baseline: whole table copied every second (conntrack -L, -R)', rate, copier);
+
+  console.log(JSON.stringify(flowLine));
+  const detect = execFileSync(process.execPath, [join(ROOT, 'test/bench/peer-detect.bench.ts')], { encoding: 'utf8', env: { ...process.env, BENCH_RUNS: '20' } });
+  console.log(detect.split('\n')[0]);
+} finally {
+  await stop();
+}

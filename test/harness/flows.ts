@@ -1,0 +1,53 @@
+/**
+ * Traffic through the VIP while it moves between LBs (the e2e test and bench:sync): long-lived TCP
+ * flows (some opened a moment before the move), UDP flows and a stream of fresh connections, run
+ * by test/e2e/fixtures/flows.mjs in the client namespace of a Lab built with buildVpc().
+ */
+import { join } from 'node:path';
+import { type AgentRunner, FIX } from './agents.ts';
+import { type Lab, type Proc, VIP } from './netns.ts';
+
+export interface FlowsReport {
+  flows: { id: number; kind: 'tcp' | 'udp'; ageMs: number; backends: string[]; replies: number; errors: string[]; maxGapMs: number }[];
+  fresh: { ok: number; failed: number; errors: Record<string, number>; maxGapMs: number };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function until(what: string, f: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await sleep(50);
+  }
+}
+
+/** The HA entry an agent reports (`GET /config/cistate/all`). */
+export const haOf = async (run: AgentRunner, lb: number) => (await run.api(lb, 'GET', '/config/cistate/all')).body.Attr[0];
+
+/** A flow is kept when it saw no error and only ever one backend. */
+export const lostFlows = (r: FlowsReport) => r.flows.filter((f) => f.errors.length || f.backends.length !== 1);
+
+/**
+ * Opens 6 TCP and 4 UDP flows and fresh connections through the VIP, 3 more TCP flows 0.5 s before
+ * the move, moves loxi-eni to LB `to` (300 ms without it, as a detach and attach), waits until
+ * `to` says MASTER and 3 s more, and returns what the client saw.
+ */
+export async function moveUnderTraffic(lab: Lab, run: AgentRunner, to: number): Promise<FlowsReport> {
+  const flows: Proc = lab.spawn('cl0', process.execPath, [join(FIX, 'flows.mjs'), VIP, '80']);
+  await flows.waitFor(/flows ready/);
+  flows.child.stdin!.write('tcp 6\nudp 4\nfresh\n');
+  await sleep(1500);
+  flows.child.stdin!.write('tcp 3\n');
+  await sleep(500);
+  lab.unplugEni();
+  await sleep(300);
+  lab.plugEni(to);
+  await until(`lb${to} is MASTER`, async () => (await haOf(run, to)).state === 'MASTER');
+  await sleep(3000);
+  flows.child.stdin!.write('report\n');
+  const line = await flows.waitFor(/\{"flows".*\n/);
+  flows.child.stdin!.write('quit\n');
+  await lab.kill(flows);
+  return JSON.parse(line) as FlowsReport;
+}
