@@ -12,7 +12,10 @@
  * - `-m` must come last on a line: after it, `-u` overwrites the mark. `-U` lines carry no mark and
  *   no status (in a batch those leak into the next line's entry).
  * - A destroyed flow is expired (`-U … -t 1`): `-D` by tuple scans the whole table per line.
- * - `-U` costs about five times an `-A` (≈ 50 µs a line here): used only where a TCP state moves.
+ * - `-U` of an entry the kernel holds costs about five times an `-A` (≈ 50 µs a line here), so it
+ *   is used only where a TCP state moves; `-U` of one it does not hold scans the whole table
+ *   (77 ms a line at 30,000 entries), so every `-U` follows an `-A` of the same flow: the `-A`
+ *   fails cheaply when the flow is there, and creates it (to expire it at once) when it is not.
  *
  * The peer's copy of a flow waits for the owner to say it ended, so it is loaded with at least
  * an hour to live (INJECT_MIN_TIMEOUT_S) whatever the owner's timer says: no periodic refresh is
@@ -98,9 +101,9 @@ const tuple = (e: WireEntry) => `-p ${e[1]} -s ${e[2]} -d ${e[3]} --sport ${e[4]
 export function injectLines(e: WireEntry): string[] {
   const [op, proto, src, dst, sport, dport, rsrc, rdst, rsport, rdport, mark, state, timeout, flags] = e;
   const st = proto === 'tcp' && state ? ` --state ${state}` : '';
-  if (op === 'x') return [`-U ${tuple(e)} -t 1`];
   const dnat = rsrc !== dst || rsport !== dport ? ` --dst-nat ${rsrc}:${rsport}` : '';
   const snat = rdst !== src || rdport !== sport ? ` --src-nat ${rdst}:${rdport}` : '';
+  if (op === 'x') return [`-A ${tuple(e)}${dnat}${snat}${st} -t 1 -m ${mark}`, `-U ${tuple(e)} -t 1`];
   const status = [flags & FLAG.seenReply ? 'SEEN_REPLY' : '', flags & FLAG.assured ? 'ASSURED' : ''].filter(Boolean).join(',');
   const ttl = Math.max(timeout, INJECT_MIN_TIMEOUT_S);
   const add = `-A ${tuple(e)}${dnat}${snat}${st} -t ${ttl}${status ? ` -u ${status}` : ''} -m ${mark}`;
