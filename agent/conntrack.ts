@@ -1,5 +1,6 @@
 /** Thin adapter over the conntrack tool: the kernel's connection table, as LoxiLB's `ctAttr` shows it. */
 import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 
 export interface ConntrackEntry {
   protocol: string;
@@ -95,28 +96,37 @@ export function parseConntrackLine(line: string): (ConntrackEntry & { event?: Co
 }
 
 /**
- * The kernel's entries, optionally only those whose mark has the bits of `mark` (`VALUE/MASK`),
- * at most `limit` of them.
+ * The kernel's entries one at a time, optionally only those whose mark has the bits of `mark`
+ * (`VALUE/MASK`). Read as they are consumed (the listing waits for the reader), so a large table
+ * is never held in memory whole.
  */
-export function listConntrack(o: { mark?: string; limit?: number } = {}): Promise<ConntrackEntry[]> {
-  const limit = o.limit ?? 4096;
-  const [cmd, argv] = ['conntrack', ['-L', '-o', 'extended', ...(o.mark ? ['-m', o.mark] : [])]];
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: ConntrackEntry[] = [];
-    let buf = '';
-    let err = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => {
-      buf += d;
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const e = parseConntrackLine(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-        if (e && out.length < limit) out.push(e);
-      }
+export async function* conntrackEntries(o: { mark?: string } = {}): AsyncGenerator<ConntrackEntry> {
+  const p = spawn('conntrack', ['-L', '-o', 'extended', ...(o.mark ? ['-m', o.mark] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  p.stderr.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-2000)));
+  const exit = new Promise<number | null>((resolve) => {
+    p.on('error', (e) => {
+      err = e.message;
+      resolve(-1);
     });
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    p.on('error', reject);
-    p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`conntrack -L failed: ${err.trim()}`))));
+    p.on('close', resolve);
   });
+  try {
+    for await (const line of createInterface({ input: p.stdout, crlfDelay: Infinity })) {
+      const e = parseConntrackLine(line);
+      if (e) yield e;
+    }
+  } finally {
+    if (p.exitCode === null) p.kill();
+  }
+  const code = await exit;
+  if (code !== 0) throw new Error(`conntrack -L failed: ${err.trim()}`);
+}
+
+/** At most `limit` entries (the API's view). */
+export async function listConntrack(o: { mark?: string; limit?: number } = {}): Promise<ConntrackEntry[]> {
+  const limit = o.limit ?? 4096;
+  const out: ConntrackEntry[] = [];
+  for await (const e of conntrackEntries(o)) if (out.length < limit) out.push(e);
+  return out;
 }

@@ -111,29 +111,18 @@ export function injectLines(e: WireEntry): string[] {
   return op === 'n' || proto === 'udp' ? [add] : [add, `-U ${tuple(e)}${st} -t ${ttl}`];
 }
 
-/** What a resync changes in the receiver's kernel: the owner's flows against its own copies. Pure. */
-export function resyncLines(owner: ReadonlyMap<string, WireEntry>, mine: readonly WireEntry[]): { lines: string[]; added: number; updated: number; expired: number } {
-  const lines: string[] = [];
-  let added = 0;
-  let updated = 0;
-  let expired = 0;
-  const have = new Map(mine.map((e) => [flowKey(e), e]));
-  for (const [k, e] of owner) {
-    const m = have.get(k);
-    if (!m) {
-      lines.push(...injectLines(['n', ...e.slice(1)] as WireEntry));
-      added++;
-    } else if (e[1] === 'tcp' && m[11] !== e[11]) {
-      lines.push(...injectLines(['u', ...e.slice(1)] as WireEntry).slice(1));
-      updated++;
-    }
-  }
-  for (const [k, m] of have) {
-    if (owner.has(k)) continue;
-    lines.push(...injectLines(['x', ...m.slice(1)] as WireEntry));
-    expired++;
-  }
-  return { lines, added, updated, expired };
+/** What a resync remembers of each of the owner's flows: its TCP state and timeout ('' for UDP). */
+export type OwnerView = { state: string; timeout: number };
+
+/**
+ * At the end of a resync (the owner's flows were already loaded, each as a new flow), what one of
+ * the receiver's own copies still needs: nothing, its TCP state moved (the copy exists, so `-U` is
+ * cheap), or an expiry (the owner no longer has the flow). Pure.
+ */
+export function reconcile(mine: WireEntry, owner: OwnerView | undefined): string[] {
+  if (!owner) return injectLines(['x', ...mine.slice(1)] as WireEntry);
+  if (mine[1] === 'tcp' && owner.state && mine[11] !== owner.state) return [`-U ${tuple(mine)} --state ${owner.state} -t ${Math.max(owner.timeout, INJECT_MIN_TIMEOUT_S)}`];
+  return [];
 }
 
 /**

@@ -2,16 +2,16 @@
  * The receiving end of session sync: listens on the sync port, lets in only a peer that proves
  * the key (./channel.ts), checks every entry against this agent's own services (./entry.ts) and
  * loads the accepted ones into the kernel (./inject.ts), acknowledging each frame once its
- * entries are there. A resync is applied as a difference at its end: this kernel's copies are
- * listed, what is missing is added, TCP states that moved are updated, and the copies of flows the
- * owner no longer has are expired (unless this instance is the owner now) — so repairing a stream
- * costs little even with a large table. Everything refused is counted by reason, logged once
+ * entries are there. A resync's flows are loaded as they come (as new flows: those already here
+ * cost a refused `-A`); at its end this kernel's copies are listed one by one, TCP states that
+ * moved are updated and the copies of flows the owner no longer has are expired (unless this
+ * instance is the owner now) — so repairing a stream costs little, in time and memory. Everything refused is counted by reason, logged once
  * per source and reason, and changes nothing. A connection that only opens and closes (the peers'
  * liveness check) is fine.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { ChannelError, type ChannelRejection, encodeChallenge, FrameReader, newNonce, readHello, SessionCodec } from './channel.ts';
-import { checkEntry, type EntryRejection, flowKey, injectLines, resyncLines, type ServiceIndex, type WireEntry } from './entry.ts';
+import { checkEntry, type EntryRejection, flowKey, injectLines, type OwnerView, reconcile, type ServiceIndex, type WireEntry } from './entry.ts';
 import type { Injector } from './inject.ts';
 import { SYNC_IN_SYNC_LAG_MS } from './sender.ts';
 
@@ -33,8 +33,8 @@ export interface SyncServerOptions {
   injector: Injector;
   /** Whether this instance owns the VIP now (a resync never expires its flows then). */
   isOwner: () => boolean;
-  /** The load-balanced flows in this kernel (to expire what a resync did not carry). */
-  listOurs: () => Promise<WireEntry[]>;
+  /** The load-balanced flows in this kernel, one at a time (to reconcile at the end of a resync). */
+  listOurs: () => AsyncIterable<WireEntry>;
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
   now?: () => number;
 }
@@ -43,8 +43,8 @@ interface Session {
   from: number;
   socket: Socket;
   resynced: boolean;
-  /** The owner's flows while a resync is under way (applied as a difference at its end). */
-  resyncing: Map<string, WireEntry> | undefined;
+  /** The owner's flows while a resync is under way: loaded as they come, reconciled at its end. */
+  resyncing: Map<string, OwnerView> | undefined;
   lastFrameAt: number;
   /** Receive times of frames not yet applied, oldest first. */
   inFlight: number[];
@@ -174,20 +174,35 @@ export class SyncServer {
           continue;
         }
         accepted++;
-        if (body.r === 1 && s.resyncing) s.resyncing.set(flowKey(r.entry), r.entry);
-        else for (const l of injectLines(r.entry)) lines.push(l);
+        const e = r.entry;
+        if (body.r === 1 && s.resyncing) {
+          s.resyncing.set(flowKey(e), { state: e[11], timeout: e[12] });
+          for (const l of injectLines(['n', ...e.slice(1)] as WireEntry)) lines.push(l);
+        } else for (const l of injectLines(e)) lines.push(l);
       }
     } else if (body.t === 'resync-begin') {
       s.resyncing = new Map();
       s.resynced = false;
     } else if (body.t === 'resync-end') {
-      const owner = s.resyncing ?? new Map<string, WireEntry>();
+      const owner = s.resyncing ?? new Map<string, OwnerView>();
       s.resyncing = undefined;
       after = async () => {
-        const diff = resyncLines(owner, await this.o.listOurs());
-        const lines = this.o.isOwner() ? diff.lines.filter((l) => !l.endsWith(' -t 1')) : diff.lines;
-        if (lines.length) await this.o.injector.add(lines);
-        if (!this.o.isOwner()) this.expired += diff.expired;
+        const owning = this.o.isOwner();
+        let fix: string[] = [];
+        const loads: Promise<void>[] = [];
+        for await (const mine of this.o.listOurs()) {
+          const view = owner.get(flowKey(mine));
+          if (!view && owning) continue; // never expire this instance's own flows
+          const lines = reconcile(mine, view);
+          if (!view) this.expired++;
+          for (const l of lines) fix.push(l);
+          if (fix.length >= 10_000) {
+            loads.push(this.o.injector.add(fix));
+            fix = [];
+          }
+        }
+        if (fix.length) loads.push(this.o.injector.add(fix));
+        await Promise.all(loads);
         s.resynced = true;
         this.resyncs++;
       };

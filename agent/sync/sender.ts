@@ -15,7 +15,7 @@ export const SYNC_BATCH_ENTRIES = 2000;
 /** How long a change may wait to be batched with others. */
 export const SYNC_FLUSH_MS = 5;
 /** Beyond this many flows waiting, or frames unacknowledged, the stream resyncs instead. */
-export const SYNC_MAX_PENDING = 200_000;
+export const SYNC_MAX_PENDING = 50_000;
 export const SYNC_MAX_UNACKED_FRAMES = 256;
 /** An idle stream still says it is alive (and is acknowledged) this often. */
 export const SYNC_TICK_MS = 200;
@@ -44,8 +44,8 @@ export interface PeerStreamOptions {
   deploymentId: string;
   selfIndex: number;
   peer: { index: number; ip: string; port: number };
-  /** Every load-balanced flow now (for a resync). */
-  dump: () => Promise<WireEntry[]>;
+  /** Every load-balanced flow now, one at a time (for a resync). */
+  dump: () => AsyncIterable<WireEntry>;
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
   now?: () => number;
 }
@@ -200,23 +200,30 @@ export class PeerStream {
       this.lastResyncAt = this.now();
       this.resyncs++;
       const startedAt = this.now();
-      let entries: WireEntry[];
+      if (!(await this.write({ t: 'resync-begin' }, startedAt))) return;
+      let n = 0;
+      let part: WireEntry[] = [];
       try {
-        entries = await this.o.dump();
+        for await (const e of this.o.dump()) {
+          part.push(e);
+          if (part.length < SYNC_BATCH_ENTRIES) continue;
+          n += part.length;
+          if (!(await this.write({ t: 'batch', r: 1, e: part }, startedAt))) return;
+          this.sentEntries += part.length;
+          part = [];
+        }
       } catch (e) {
         this.o.log('warn', 'session sync: could not list the flows to resync; retrying', { error: (e as Error).message });
         await new Promise((r) => setTimeout(r, 500));
         this.resyncAgain = true;
         continue;
       }
-      if (this.socket !== socket) return;
-      if (!(await this.write({ t: 'resync-begin' }, startedAt))) return;
-      for (let i = 0; i < entries.length; i += SYNC_BATCH_ENTRIES) {
-        const part = entries.slice(i, i + SYNC_BATCH_ENTRIES);
+      if (part.length) {
+        n += part.length;
         if (!(await this.write({ t: 'batch', r: 1, e: part }, startedAt))) return;
         this.sentEntries += part.length;
       }
-      if (!(await this.write({ t: 'resync-end', n: entries.length }, startedAt))) return;
+      if (!(await this.write({ t: 'resync-end', n }, startedAt))) return;
       this.resyncAckSeq = this.codec.sentSeq;
     } while (this.resyncAgain && this.socket === socket);
     if (this.socket !== socket) return;

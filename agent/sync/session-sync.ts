@@ -5,7 +5,7 @@
  * (./entry.ts), so nothing is re-sent periodically. Lost events (the kernel says ENOBUFS) trigger a
  * resync of every stream, applied by the peer as a difference.
  */
-import { listConntrack } from '../conntrack.ts';
+import { conntrackEntries } from '../conntrack.ts';
 import type { Service } from '../services/model.ts';
 import { ConntrackEvents, SERVICE_MARK_FILTER } from './conntrack-events.ts';
 import { fromConntrack, serviceIndex, type WireEntry } from './entry.ts';
@@ -33,13 +33,11 @@ export interface SyncStatus {
   peers: { index: number; ip: string; state: StreamState | 'receiving' | 'not-connected' }[];
 }
 
-async function ourFlows(): Promise<WireEntry[]> {
-  const out: WireEntry[] = [];
-  for (const c of await listConntrack({ mark: SERVICE_MARK_FILTER, limit: Infinity })) {
+async function* ourFlows(): AsyncGenerator<WireEntry> {
+  for await (const c of conntrackEntries({ mark: SERVICE_MARK_FILTER })) {
     const e = fromConntrack('u', c);
-    if (e) out.push(e);
+    if (e) yield e;
   }
-  return out;
 }
 
 export class SessionSync {

@@ -15,15 +15,19 @@
  *    {"flowsKept", "flowsTotal", "maxPauseMs"}
  * 3. Peer detection (bench:peer-detect's first line): {"metric": "peer-detect-ms", "median", "max"}
  *
+ * Both agents carry 1,000 services × 8 endpoints besides the measured ones; each loxiha line gives
+ * their peak RSS so far (the memory target: 120 MB).
+ *
  * BENCH_RATES (flows/s, comma-separated, default 5000,10000,20000,30000), BENCH_SECONDS (default 4).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serviceMark } from '../../agent/datapath/render.ts';
 import { AgentRunner, lbEntry, ROOT } from '../harness/agents.ts';
 import { haOf, lostFlows, moveUnderTraffic, sleep, until } from '../harness/flows.ts';
 import { BACK, Lab, VIP } from '../harness/netns.ts';
+import { thousandByEight } from './workload.ts';
 
 const RATES = (process.env.BENCH_RATES ?? '5000,10000,20000,30000').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -50,6 +54,9 @@ function countFlows(role: string): number {
 }
 
 const present = (role: string, marker: string) => spawnSync('ip', ['netns', 'exec', lab.ns(role), 'conntrack', '-G', '-p', 'udp', '-s', marker, '-d', VIP, '--sport', '999', '--dport', String(BENCH_PORT)], { stdio: 'ignore' }).status === 0;
+
+/** An agent's peak RSS so far (VmHWM), in MB: the memory target is 120 MB with 1,000 services × 8 endpoints. */
+const peakRss = (lb: number) => Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${run.procs.get(`agent${lb}`)!.child.pid}/status`, 'utf8'))![1]) / 1024);
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -124,6 +131,7 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
       lagSamples: lags.length,
       dropped: created - delivered,
       created,
+      ...(copier ? {} : { ownerPeakRssMB: peakRss(1), peerPeakRssMB: peakRss(2) }),
     }),
   );
   // A clean slate for the next rate: the owner's flows end (streamed to the peer as ends), then the peer's go too.
@@ -138,6 +146,11 @@ try {
   lab.buildVpc({ lbs: 2, backends: 3 });
   await run.startBackends(3);
   lab.plugEni(1);
+  // The memory target's workload under the sync load: 1,000 services × 8 endpoints on both LBs.
+  for (const lb of [1, 2]) {
+    mkdirSync(join(run.dir, `state${lb}`), { recursive: true });
+    writeFileSync(join(run.dir, `state${lb}`, 'services.json'), JSON.stringify({ version: 1, services: thousandByEight() }));
+  }
   for (const lb of [1, 2]) {
     await run.startAgent(lb, { peers: [{ index: 2 - lb, ip: `${BACK}.${10 + (3 - lb)}` }], sync: { secretFile: run.syncKeyFile } }, 1000);
     for (const protocol of ['tcp', 'udp'] as const) await run.api(lb, 'POST', '/config/loadbalancer', lbEntry({ backends: [1, 2, 3], protocol }));
