@@ -100,7 +100,12 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   });
   // Endpoints start from their last verdicts: a restart does not put a dead endpoint back in the slots.
   prober.sync(saved.services, new Set(saved.down));
-  registry.onChanged = (list) => prober.sync(list);
+  // Session sync (started below) checks synced flows against the services: it hears of changes too.
+  let syncRef: SessionSync | undefined;
+  registry.onChanged = (list) => {
+    prober.sync(list);
+    syncRef?.servicesChanged();
+  };
 
   // The table is the agent's: checked every few seconds, replaced in full when it is not what was applied.
   const checkMs = Number(values['check-interval-ms']);
@@ -158,6 +163,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
 
   let instanceId: string | null = null;
   const peers = await startPeerLink(config, () => ({ role: roles.current ?? config.initialRole, instanceId }), () => registry.list());
+  syncRef = peers?.sync;
   const syncState = () => {
     const st = peers?.sync?.status();
     return st ? { inSync: st.inSync, lagSeconds: st.lagSeconds } : { inSync: false };

@@ -19,6 +19,9 @@ export type SyncRejection = ChannelRejection | EntryRejection;
 
 /** Most entries one frame may carry. */
 export const SYNC_MAX_FRAME_ENTRIES = 10_000;
+/** Beyond this many lines waiting for the kernel, the receiver stops reading (TCP pushes back on the owner). */
+const MAX_QUEUED_LINES = 50_000;
+const RESUME_QUEUED_LINES = 10_000;
 /** A connection must say hello this soon. */
 const HELLO_TIMEOUT_MS = 5000;
 /** A session is live while frames (batches or ticks) arrive at least this often. */
@@ -211,6 +214,7 @@ export class SyncServer {
     }
     s.inFlight.push(at);
     const load = lines.length ? this.o.injector.add(lines) : Promise.resolve();
+    if (this.o.injector.queued > MAX_QUEUED_LINES) s.socket.pause();
     s.chain = s.chain
       .then(() => load)
       .then(async () => {
@@ -218,6 +222,7 @@ export class SyncServer {
         this.entries += accepted;
         if (accepted) this.lastAppliedAt = this.now();
         s.inFlight.shift();
+        if (s.socket.isPaused() && this.o.injector.queued < RESUME_QUEUED_LINES) s.socket.resume();
         if (!s.socket.destroyed) s.socket.write(codec.encode({ t: 'ack', upTo: seq }));
       })
       .catch((e: Error) => {

@@ -46,6 +46,7 @@ export class SessionSync {
   private streams: PeerStream[] = [];
   private events: ConntrackEvents | undefined;
   private owner = false;
+  private index: ReturnType<typeof serviceIndex> | undefined;
   private lostEvents = 0;
 
   constructor(o: SessionSyncOptions) {
@@ -55,12 +56,17 @@ export class SessionSync {
       deploymentId: o.deploymentId,
       peers: new Set(o.peers.map((p) => p.index)),
       listen: { ip: o.self.ip, port: o.self.port },
-      services: () => serviceIndex(o.services()),
+      services: () => (this.index ??= serviceIndex(o.services())),
       injector: new Injector(conntrackLoader()),
       isOwner: () => this.owner,
       listOurs: ourFlows,
       log: o.log,
     });
+  }
+
+  /** The services changed: entries are checked against the new list from now on. */
+  servicesChanged(): void {
+    this.index = undefined;
   }
 
   start(): Promise<void> {
