@@ -156,8 +156,9 @@ describe.skipIf(!netnsAvailable)('agent datapath in namespaces', () => {
   it('ships a CLI that prints the agent’s state like loxicmd', () => {
     const cli = run.agentBundle.replace(/agent\.mjs$/, 'cli.mjs');
     const get = (what: string) => lab.exec('lb1', process.execPath, [cli, 'get', what, '--token-file', run.tokenFile]);
-    // No peers, no sync key: session sync is off, and `get ha` says so.
-    expect(get('ha')).toMatch(/^\| INSTANCE  \| HASTATE \| SYNC \| STATE \|.*\n.*\n\| llb-inst0 \| MASTER  \|\s+\| off\s+\|/);
+    // This lab puts the VIP on loopback only (no interface holds it, as no loxi-eni is attached):
+    // the role says BACKUP. No peers, no sync key: session sync is off, and `get ha` says so.
+    expect(get('ha')).toMatch(/^\| INSTANCE  \| HASTATE \| SYNC \| STATE \|.*\n.*\n\| llb-inst0 \| BACKUP  \|\s+\| off\s+\|/);
     expect(get('lb')).toMatch(/\| 100\.100\.100\.100 \| 100\.64\.248\.254 \| 80 /);
   });
 
