@@ -30,6 +30,14 @@ export function conntrackLoader(dir = existsSync('/dev/shm') ? '/dev/shm' : tmpd
   };
 }
 
+/**
+ * A load waits this long for more lines (unless plenty are waiting already): each `conntrack -R`
+ * process costs about a millisecond and a half of CPU to start, which at a few entries a load
+ * dominated the peer's cost per entry.
+ */
+export const INJECT_GATHER_MS = 10;
+const GATHER_ENOUGH_LINES = 5000;
+
 /** Serializes loads and batches what arrives meanwhile. */
 export class Injector {
   private readonly load: LoadLines;
@@ -39,8 +47,11 @@ export class Injector {
   loaded = 0;
   loads = 0;
 
-  constructor(load: LoadLines) {
+  private readonly gatherMs: number;
+
+  constructor(load: LoadLines, gatherMs = INJECT_GATHER_MS) {
     this.load = load;
+    this.gatherMs = gatherMs;
   }
 
   /** Resolves once these lines have been loaded; rejects when the load could not run at all. */
@@ -61,6 +72,7 @@ export class Injector {
     this.running = true;
     try {
       while (this.pending.done.length) {
+        if (this.gatherMs > 0 && this.pending.lines.length < GATHER_ENOUGH_LINES) await new Promise((r) => setTimeout(r, this.gatherMs));
         const batch = this.pending;
         this.pending = { lines: [], done: [] };
         let error: Error | undefined;

@@ -38,7 +38,7 @@ const stop = async () => {
   await lab.stop();
   run.cleanup();
 };
-process.on('SIGINT', () => void stop().then(() => process.exit(130)));
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void stop().then(() => process.exit(130)));
 
 /** The benchmark's UDP service: port 9 on the VIP, endpoints on the backends where nothing listens (no replies to pay for). */
 const BENCH_PORT = 9;
@@ -54,6 +54,25 @@ function countFlows(role: string): number {
 }
 
 const present = (role: string, marker: string) => spawnSync('ip', ['netns', 'exec', lab.ns(role), 'conntrack', '-G', '-p', 'udp', '-s', marker, '-d', VIP, '--sport', '999', '--dport', String(BENCH_PORT)], { stdio: 'ignore' }).status === 0;
+
+/** CPU time (user + system, µs) of a process and of its children, the waited-for ones and those still running. */
+function cpuUs(pid: number): number {
+  const ticks = (p: number, withWaited: boolean) => {
+    const f = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // Fields after the command: state is [0]; utime, stime, cutime, cstime are [11..14].
+    return Number(f[11]) + Number(f[12]) + (withWaited ? Number(f[13]) + Number(f[14]) : 0);
+  };
+  let t = ticks(pid, true);
+  for (const child of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean)) {
+    try {
+      t += ticks(Number(child), true);
+    } catch {
+      /* ended meanwhile: counted in the waited-for time */
+    }
+  }
+  return (t * 1e6) / 100; // USER_HZ = 100
+}
+const agentPid = (lb: number) => run.procs.get(`agent${lb}`)!.child.pid!;
 
 /** An agent's peak RSS so far (VmHWM), in MB: the memory target is 120 MB with 1,000 services × 8 endpoints. */
 const peakRss = (lb: number) => Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${run.procs.get(`agent${lb}`)!.child.pid}/status`, 'utf8'))![1]) / 1024);
@@ -75,6 +94,7 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
   const lags: number[] = [];
   let done: { sent: number; behindTicks: number; seconds: number } | undefined;
   const started = Date.now();
+  const cpu0 = copier ? [0, 0] : [cpuUs(agentPid(1)), cpuUs(agentPid(2))];
   const gen = spawn('ip', ['netns', 'exec', lab.ns('cl0'), 'env', 'FLOWS_TICK=0.001', 'python3', join(ROOT, 'test/bench/fixtures/udp-flows.py'), VIP, String(BENCH_PORT), String(rate), String(SECONDS)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let buf = '';
   gen.stdout!.setEncoding('utf8').on('data', (d: string) => {
@@ -113,6 +133,8 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
     last = delivered;
   }
   clearInterval(copierTimer);
+  // CPU per flow synced, the agent and its conntrack processes together: what one core sustains.
+  const cpu = copier ? undefined : [(cpuUs(agentPid(1)) - cpu0[0]!) / Math.max(1, created), (cpuUs(agentPid(2)) - cpu0[1]!) / Math.max(1, delivered)];
   if (process.env.BENCH_DEBUG && !copier) {
     console.log(JSON.stringify(await haOf(run, 1)), JSON.stringify(await haOf(run, 2)));
     for (const lb of [1, 2]) console.log(run.procs.get(`agent${lb}`)?.output().split('\n').filter((l) => /sync|rejected|lost|error/.test(l)).slice(-6).join('\n'));
@@ -131,6 +153,7 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
       lagSamples: lags.length,
       dropped: created - delivered,
       created,
+      ...(cpu ? { ownerCpuUsPerFlow: Math.round(cpu[0]! * 10) / 10, peerCpuUsPerFlow: Math.round(cpu[1]! * 10) / 10, flowsPerCoreSecond: Math.round(1e6 / Math.max(cpu[0]!, cpu[1]!)) } : {}),
       ...(copier ? {} : { ownerPeakRssMB: peakRss(1), peerPeakRssMB: peakRss(2) }),
     }),
   );
