@@ -11,12 +11,13 @@ import { rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export type LoadLines = (lines: string[]) => Promise<void>;
+/** Loads `text`: conntrack -R lines, newline-separated. */
+export type LoadLines = (text: string) => Promise<void>;
 
 export function conntrackLoader(dir = existsSync('/dev/shm') ? '/dev/shm' : tmpdir()): LoadLines {
   const file = join(dir, `loxiha-sync-${process.pid}.conntrack`);
-  return async (lines) => {
-    await writeFile(file, `${lines.join('\n')}\n`, { mode: 0o600 });
+  return async (text) => {
+    await writeFile(file, `${text}\n`, { mode: 0o600 });
     try {
       await new Promise<void>((resolve, reject) => {
         // stdout: -U prints every entry it updates; stderr: refused lines (expected, see above).
@@ -41,7 +42,8 @@ const GATHER_ENOUGH_LINES = 5000;
 /** Serializes loads and batches what arrives meanwhile. */
 export class Injector {
   private readonly load: LoadLines;
-  private pending: { lines: string[]; done: ((e?: Error) => void)[] } = { lines: [], done: [] };
+  /** Lines waiting, one string per add (one large string lives cheaper than thousands of small ones). */
+  private pending: { chunks: string[]; lines: number; done: ((e?: Error) => void)[] } = { chunks: [], lines: 0, done: [] };
   private running = false;
   /** Entries' lines loaded so far. */
   loaded = 0;
@@ -57,14 +59,17 @@ export class Injector {
   /** Resolves once these lines have been loaded; rejects when the load could not run at all. */
   add(lines: string[]): Promise<void> {
     return new Promise((resolve, reject) => {
-      for (const l of lines) this.pending.lines.push(l);
+      if (lines.length) {
+        this.pending.chunks.push(lines.join('\n'));
+        this.pending.lines += lines.length;
+      }
       this.pending.done.push((e) => (e ? reject(e) : resolve()));
       void this.run();
     });
   }
 
   get queued(): number {
-    return this.pending.lines.length;
+    return this.pending.lines;
   }
 
   private async run(): Promise<void> {
@@ -72,14 +77,14 @@ export class Injector {
     this.running = true;
     try {
       while (this.pending.done.length) {
-        if (this.gatherMs > 0 && this.pending.lines.length < GATHER_ENOUGH_LINES) await new Promise((r) => setTimeout(r, this.gatherMs));
+        if (this.gatherMs > 0 && this.pending.lines < GATHER_ENOUGH_LINES) await new Promise((r) => setTimeout(r, this.gatherMs));
         const batch = this.pending;
-        this.pending = { lines: [], done: [] };
+        this.pending = { chunks: [], lines: 0, done: [] };
         let error: Error | undefined;
-        if (batch.lines.length) {
+        if (batch.lines) {
           try {
-            await this.load(batch.lines);
-            this.loaded += batch.lines.length;
+            await this.load(batch.chunks.join('\n'));
+            this.loaded += batch.lines;
             this.loads++;
           } catch (e) {
             error = e as Error;

@@ -46,7 +46,7 @@ async function receiver(o: { key?: Buffer; isOwner?: boolean; kernel?: WireEntry
     peers: new Set([0]),
     listen: { ip: '127.0.0.1', port: 0 },
     services: () => INDEX,
-    injector: new Injector(async (lines) => void loaded.push(...lines)),
+    injector: new Injector(async (text) => void loaded.push(...text.split('\n'))),
     isOwner: () => o.isOwner ?? false,
     listOurs: async function* () {
       yield* o.kernel ?? [];
@@ -202,7 +202,7 @@ describe('session sync over loopback', () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((r) => (release = r));
     const loaded: string[] = [];
-    const server = new SyncServer({ key: KEY, deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port: 0 }, services: () => INDEX, injector: new Injector(async (l) => (await gate, void loaded.push(...l))), isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
+    const server = new SyncServer({ key: KEY, deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port: 0 }, services: () => INDEX, injector: new Injector(async (t) => (await gate, void loaded.push(...t.split('\n')))), isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
     await server.start();
     stops.push(() => server.stop());
     const port = (server as unknown as { server: { address: () => { port: number } } }).server.address().port;
@@ -229,7 +229,7 @@ describe('session sync over loopback', () => {
 async function receiverOn(port: number) {
   const loaded: string[] = [];
   for (let attempt = 0; ; attempt++) {
-    const server = new SyncServer({ key: KEY, deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port }, services: () => INDEX, injector: new Injector(async (l) => void loaded.push(...l)), isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
+    const server = new SyncServer({ key: KEY, deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port }, services: () => INDEX, injector: new Injector(async (t) => void loaded.push(...t.split('\n'))), isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
     try {
       await server.start();
       stops.push(() => server.stop());
