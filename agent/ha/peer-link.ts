@@ -8,6 +8,7 @@
  */
 import { createSocket, type Socket } from 'node:dgram';
 import { createServer, type Server } from 'node:net';
+import { listen } from '../net/listen.ts';
 import { encodeBeat, type PeerBeat, type Rejection, verifyBeat } from './peer-message.ts';
 
 export interface PeerState {
@@ -158,17 +159,14 @@ export class PeerLink {
   }
 }
 
-/** What the peers' second check connects to: accepts and closes, reads nothing, says nothing. */
+/**
+ * What the peers' second check connects to: accepts and closes, reads nothing, says nothing. The
+ * agent's session-sync receiver plays this part on the sync port; this stands in for it where only
+ * the peer link runs (tests, bench:peer-detect).
+ */
 export async function livenessListener(ip: string, port: number): Promise<Server> {
   const server = createServer((c) => c.destroy());
-  server.on('error', () => undefined);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, ip, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, port, ip);
   server.unref();
   return server;
 }

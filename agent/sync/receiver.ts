@@ -10,6 +10,7 @@
  * liveness check) is fine.
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import { listen } from '../net/listen.ts';
 import { ChannelError, type ChannelRejection, encodeChallenge, FrameReader, newNonce, readHello, SessionCodec } from './channel.ts';
 import { checkEntry, type EntryRejection, flowKey, injectLines, type OwnerView, reconcile, type ServiceIndex, type WireEntry } from './entry.ts';
 import type { Injector } from './inject.ts';
@@ -74,14 +75,7 @@ export class SyncServer {
 
   async start(): Promise<void> {
     const server = createServer((socket) => this.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.o.listen.port, this.o.listen.ip, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    server.on('error', () => undefined);
+    await listen(server, this.o.listen.port, this.o.listen.ip);
     this.server = server;
   }
 
