@@ -11,6 +11,9 @@
  *    once per second (`conntrack -L` on the owner, `-R` on the peer: LoxiLB-like batching), on the
  *    same load. One line per rate and mode:
  *    {"entriesPerSecond", "lagP50Ms", "lagP99Ms", "dropped", …}
+ *    Then the stream's own capacity, apart from kernel events and the generator (BENCH_PIPELINE_RATES,
+ *    default 20000,40000): a sender fed synthetic new flows, a receiver loading them into a scratch
+ *    namespace's kernel.
  * 2. The flow test: traffic through the VIP while it moves (test/harness/flows.ts):
  *    {"flowsKept", "flowsTotal", "maxPauseMs"}
  * 3. Peer detection (bench:peer-detect's first line): {"metric": "peer-detect-ms", "median", "max"}
@@ -28,6 +31,11 @@ import { AgentRunner, lbEntry, ROOT } from '../harness/agents.ts';
 import { haOf, lostFlows, moveUnderTraffic, sleep, until } from '../harness/flows.ts';
 import { BACK, Lab, VIP } from '../harness/netns.ts';
 import { thousandByEight } from './workload.ts';
+import { loadbalanceEntrySchema, toService } from '../../agent/api/schemas.ts';
+import { serviceIndex } from '../../agent/sync/entry.ts';
+import { Injector } from '../../agent/sync/inject.ts';
+import { SyncServer } from '../../agent/sync/receiver.ts';
+import { PeerStream } from '../../agent/sync/sender.ts';
 
 const RATES = (process.env.BENCH_RATES ?? '5000,10000,20000,30000').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -165,7 +173,59 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
   await sleep(500);
 }
 
+/**
+ * The stream's own capacity, without kernel events or a load generator: a sender fed synthetic
+ * new flows at `rate` per second (1 ms apart) streams to a receiver over loopback that loads them
+ * with conntrack -R into a scratch namespace. Lag: the age of the oldest unacknowledged flow,
+ * sampled every 2 ms (an upper bound on each flow's lag).
+ */
+async function pipeline(rate: number): Promise<void> {
+  const ns = lab.ns('pipe');
+  execFileSync('ip', ['netns', 'add', ns]);
+  lab.namespaces.push(ns);
+  execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: 'table ip t {\n chain a {\n type nat hook prerouting priority dstnat;\n }\n chain b {\n type nat hook postrouting priority srcnat;\n }\n}\n' });
+  const svc = lbEntry({ backends: [1, 2, 3], protocol: 'udp', port: BENCH_PORT });
+  const service = toService(loadbalanceEntrySchema.parse(svc));
+  const file = join(run.dir, 'pipe.conntrack');
+  const injector = new Injector(async (text) => {
+    writeFileSync(file, `${text}\n`);
+    await new Promise((r) => spawn('ip', ['netns', 'exec', ns, 'conntrack', '-R', file], { stdio: 'ignore' }).on('close', r));
+  });
+  const key = Buffer.from('p'.repeat(48));
+  const server = new SyncServer({ key, deploymentId: 'bench', peers: new Set([0]), listen: { ip: '127.0.0.1', port: 0 }, services: () => serviceIndex([service]), injector, isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
+  await server.start();
+  const port = (server as unknown as { server: { address: () => { port: number } } }).server.address().port;
+  const stream = new PeerStream({ key, deploymentId: 'bench', selfIndex: 0, peer: { index: 1, ip: '127.0.0.1', port }, dump: async function* () {}, log: () => undefined });
+  stream.start();
+  await until('the pipeline stream in sync', async () => stream.inSync(), 10_000);
+  const lags: number[] = [];
+  const cpu0 = process.cpuUsage();
+  const started = performance.now();
+  let n = 0;
+  const perMs = rate / 1000;
+  while (performance.now() - started < SECONDS * 1000) {
+    const due = Math.floor((performance.now() - started) * perMs);
+    for (; n < due; n++) {
+      const host = `100.${96 + ((n >> 16) & 3)}.${(n >> 8) & 255}.${n & 255}`;
+      // Reply tuples must be unique too: 49 endpoint addresses (coprime with the 60,000 ports) × ports.
+      stream.offer(['n', 'udp', host, VIP, 1024 + (n % 60000), BENCH_PORT, `${BACK}.${101 + (n % 49)}`, VIP, BENCH_PORT, 1024 + (n % 60000), MARK, '', 30, 0], Date.now());
+    }
+    lags.push(stream.lagMs());
+    await sleep(2);
+  }
+  await until('the pipeline drained', async () => stream.lagMs() === 0, 30_000).catch(() => undefined);
+  const elapsed = (performance.now() - started) / 1000;
+  const loaded = Number(execFileSync('ip', ['netns', 'exec', ns, 'conntrack', '-C'], { encoding: 'utf8' }).trim());
+  const cpu = process.cpuUsage(cpu0);
+  console.log(JSON.stringify({ bench: 'sync', mode: 'pipeline only: channel + receiver + conntrack -R (no kernel events, no generator)', offeredFlowsPerSecond: rate, entriesPerSecond: Math.round(loaded / elapsed), lagP50Ms: pct(lags, 50), lagP99Ms: pct(lags, 99), lagMaxMs: pct(lags, 100), dropped: n - loaded, created: n, benchProcessCpuUsPerFlow: Math.round(((cpu.user + cpu.system) / n) * 10) / 10, resyncs: stream.resyncs - 1 }));
+  stream.stop();
+  server.stop();
+  execFileSync('ip', ['netns', 'del', ns]);
+  lab.namespaces.splice(lab.namespaces.indexOf(ns), 1);
+}
+
 try {
+  for (const rate of (process.env.BENCH_PIPELINE_RATES ?? '20000,40000').split(',').map(Number)) await pipeline(rate);
   lab.buildVpc({ lbs: 2, backends: 3 });
   await run.startBackends(3);
   lab.plugEni(1);
