@@ -11,7 +11,7 @@ import { ChannelError, encodeHello, FrameReader, newNonce, readChallenge, Sessio
 import { coalesce, flowKey, type WireEntry } from './entry.ts';
 
 /** Entries per batch frame. */
-export const SYNC_BATCH_ENTRIES = 2000;
+export const SYNC_BATCH_ENTRIES = 500;
 /** How long a change may wait to be batched with others. */
 export const SYNC_FLUSH_MS = 5;
 /** Beyond this many flows waiting, or frames unacknowledged, the stream resyncs instead. */
@@ -19,8 +19,15 @@ export const SYNC_MAX_PENDING = 50_000;
 export const SYNC_MAX_UNACKED_FRAMES = 256;
 /** An idle stream still says it is alive (and is acknowledged) this often. */
 export const SYNC_TICK_MS = 200;
-/** Resyncs asked for in a burst (lost events) start at most this often. */
+/**
+ * Resyncs asked for in a burst (lost events, a peer behind) start at most this often; under a
+ * sustained overrun the interval doubles up to SYNC_MAX_RESYNC_INTERVAL_MS (each resync re-sends the
+ * whole table, which is what the overloaded peer can least afford), and comes back down after a
+ * quiet period.
+ */
 export const SYNC_MIN_RESYNC_INTERVAL_MS = 1000;
+export const SYNC_MAX_RESYNC_INTERVAL_MS = 8000;
+const QUIET_BEFORE_RESET_MS = 10_000;
 /** In sync means: connected, resynced, and nothing older than this unacknowledged. */
 export const SYNC_IN_SYNC_LAG_MS = 1000;
 
@@ -65,6 +72,7 @@ export class PeerStream {
   private resyncAgain = false;
   private resyncAckSeq: number | undefined;
   private lastResyncAt: number | undefined;
+  private resyncIntervalMs = SYNC_MIN_RESYNC_INTERVAL_MS;
   /** Entries sent, resyncs done (the first of a connection included), when the peer last acknowledged. */
   sentEntries = 0;
   resyncs = 0;
@@ -194,7 +202,9 @@ export class PeerStream {
     this.state = 'resyncing';
     do {
       this.resyncAgain = false;
-      const wait = (this.lastResyncAt ?? -Infinity) + SYNC_MIN_RESYNC_INTERVAL_MS - this.now();
+      const since = this.now() - (this.lastResyncAt ?? -Infinity);
+      this.resyncIntervalMs = since > this.resyncIntervalMs + QUIET_BEFORE_RESET_MS ? SYNC_MIN_RESYNC_INTERVAL_MS : Math.min(SYNC_MAX_RESYNC_INTERVAL_MS, this.resyncIntervalMs * 2);
+      const wait = this.lastResyncAt === undefined ? 0 : this.resyncIntervalMs - since;
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       if (this.socket !== socket) return;
       this.lastResyncAt = this.now();
