@@ -72,6 +72,9 @@ export class PeerStream {
   private resyncAgain = false;
   private resyncAckSeq: number | undefined;
   private lastResyncAt: number | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  /** Since when a resync is owed (changes were lost or dropped), if one is. */
+  private owedSince: number | undefined;
   private resyncIntervalMs = SYNC_MIN_RESYNC_INTERVAL_MS;
   /** Entries sent, resyncs done (the first of a connection included), when the peer last acknowledged. */
   sentEntries = 0;
@@ -94,6 +97,8 @@ export class PeerStream {
     clearTimeout(this.flushTimer);
     clearInterval(this.tickTimer);
     clearTimeout(this.retryTimer);
+    clearTimeout(this.resyncTimer);
+    this.resyncTimer = undefined;
     this.socket?.destroy();
     this.socket = undefined;
     this.pending.clear();
@@ -102,7 +107,7 @@ export class PeerStream {
 
   /** Starts a resync now (events were lost): what is queued is dropped, the resync carries it. */
   resyncNow(): void {
-    if (this.state === 'streaming' || this.state === 'resyncing') this.overflow('kernel events were lost');
+    if (this.state === 'streaming' || this.state === 'resyncing') this.scheduleResync();
   }
 
   /** A change of one flow, observed at `at`. */
@@ -122,11 +127,12 @@ export class PeerStream {
     let oldest = Infinity;
     for (const at of this.unacked.values()) oldest = Math.min(oldest, at);
     for (const { at } of this.pending.values()) oldest = Math.min(oldest, at);
+    if (this.owedSince !== undefined) oldest = Math.min(oldest, this.owedSince);
     return oldest === Infinity ? 0 : Math.max(0, this.now() - oldest);
   }
 
   inSync(): boolean {
-    return this.state === 'streaming' && this.resyncAckSeq === undefined && this.lastAckAt !== undefined && this.lagMs() < SYNC_IN_SYNC_LAG_MS;
+    return this.state === 'streaming' && this.owedSince === undefined && this.resyncAckSeq === undefined && this.lastAckAt !== undefined && this.lagMs() < SYNC_IN_SYNC_LAG_MS;
   }
 
   private connect(): void {
@@ -175,6 +181,9 @@ export class PeerStream {
     this.flushTimer = undefined;
     this.pending.clear();
     this.unacked.clear();
+    clearTimeout(this.resyncTimer);
+    this.resyncTimer = undefined;
+    this.owedSince = undefined;
     if (was !== 'connecting' || this.retries === 0) this.o.log('warn', 'session sync: lost the peer; reconnecting (then a full resync)', { peer: this.o.peer.ip, why });
     const delay = Math.min(2000, 100 * 2 ** Math.min(this.retries++, 5));
     this.retryTimer = setTimeout(() => this.connect(), delay);
@@ -184,60 +193,77 @@ export class PeerStream {
     this.retries = 0;
     this.o.log('info', 'session sync: streaming to the peer', { peer: this.o.peer.ip });
     this.tickTimer = setInterval(() => this.tick(), SYNC_TICK_MS);
+    this.owedSince = undefined; // a new connection's resync carries everything
     await this.resync();
   }
 
+  /** Too much waiting: the queue is dropped and a resync owed instead (never a silent loss). */
   private overflow(why: string): void {
     this.overflows++;
     this.pending.clear();
     this.o.log('warn', 'session sync: the peer is behind; resyncing instead of dropping changes', { peer: this.o.peer.ip, why });
-    if (this.state === 'resyncing') this.resyncAgain = true;
-    else void this.resync();
+    this.scheduleResync();
+  }
+
+  /** Sends every load-balanced flow, then what changed meanwhile. */
+  /**
+   * A resync is owed (events lost, or changes cleared): it starts once the back-off allows; live
+   * changes keep streaming meanwhile, and the stream says it is not in sync until it is done.
+   */
+  private scheduleResync(): void {
+    this.owedSince ??= this.now();
+    if (this.state === 'resyncing') {
+      this.resyncAgain = true;
+      return;
+    }
+    if (this.resyncTimer || this.state !== 'streaming') return;
+    const since = this.now() - (this.lastResyncAt ?? -Infinity);
+    this.resyncIntervalMs = since > this.resyncIntervalMs + QUIET_BEFORE_RESET_MS ? SYNC_MIN_RESYNC_INTERVAL_MS : Math.min(SYNC_MAX_RESYNC_INTERVAL_MS, this.resyncIntervalMs * 2);
+    this.resyncTimer = setTimeout(() => {
+      this.resyncTimer = undefined;
+      void this.resync();
+    }, Math.max(0, this.resyncIntervalMs - since));
   }
 
   /** Sends every load-balanced flow, then what changed meanwhile. */
   private async resync(): Promise<void> {
     const socket = this.socket;
-    if (!socket || !this.codec) return;
+    const codec = this.codec;
+    if (!socket || !codec) return;
     this.state = 'resyncing';
-    do {
-      this.resyncAgain = false;
-      const since = this.now() - (this.lastResyncAt ?? -Infinity);
-      this.resyncIntervalMs = since > this.resyncIntervalMs + QUIET_BEFORE_RESET_MS ? SYNC_MIN_RESYNC_INTERVAL_MS : Math.min(SYNC_MAX_RESYNC_INTERVAL_MS, this.resyncIntervalMs * 2);
-      const wait = this.lastResyncAt === undefined ? 0 : this.resyncIntervalMs - since;
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      if (this.socket !== socket) return;
-      this.lastResyncAt = this.now();
-      this.resyncs++;
-      const startedAt = this.now();
-      if (!(await this.write({ t: 'resync-begin' }, startedAt))) return;
-      let n = 0;
-      let part: WireEntry[] = [];
-      try {
-        for await (const e of this.o.dump()) {
-          part.push(e);
-          if (part.length < SYNC_BATCH_ENTRIES) continue;
-          n += part.length;
-          if (!(await this.write({ t: 'batch', r: 1, e: part }, startedAt))) return;
-          this.sentEntries += part.length;
-          part = [];
-        }
-      } catch (e) {
-        this.o.log('warn', 'session sync: could not list the flows to resync; retrying', { error: (e as Error).message });
-        await new Promise((r) => setTimeout(r, 500));
-        this.resyncAgain = true;
-        continue;
-      }
-      if (part.length) {
+    this.resyncAgain = false;
+    this.lastResyncAt = this.now();
+    this.resyncs++;
+    const startedAt = this.now();
+    const owed = this.owedSince;
+    if (!(await this.write({ t: 'resync-begin' }, startedAt))) return;
+    let n = 0;
+    let part: WireEntry[] = [];
+    try {
+      for await (const e of this.o.dump()) {
+        part.push(e);
+        if (part.length < SYNC_BATCH_ENTRIES) continue;
         n += part.length;
         if (!(await this.write({ t: 'batch', r: 1, e: part }, startedAt))) return;
         this.sentEntries += part.length;
+        part = [];
       }
-      if (!(await this.write({ t: 'resync-end', n }, startedAt))) return;
-      this.resyncAckSeq = this.codec.sentSeq;
-    } while (this.resyncAgain && this.socket === socket);
+    } catch (e) {
+      this.o.log('warn', 'session sync: could not list the flows to resync; retrying', { error: (e as Error).message });
+      this.resyncAgain = true;
+    }
+    if (part.length) {
+      n += part.length;
+      if (!(await this.write({ t: 'batch', r: 1, e: part }, startedAt))) return;
+      this.sentEntries += part.length;
+    }
+    if (!(await this.write({ t: 'resync-end', n }, startedAt))) return;
     if (this.socket !== socket) return;
+    this.resyncAckSeq = codec.sentSeq;
     this.state = 'streaming';
+    // What was owed before this resync began is repaid by it; anything owed since needs another.
+    if (this.owedSince === owed) this.owedSince = undefined;
+    if (this.resyncAgain) this.scheduleResync();
     this.flush();
   }
 

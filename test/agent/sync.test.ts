@@ -198,6 +198,20 @@ describe('session sync over loopback', () => {
     await until(() => r.server.resyncs === 2 && s.inSync());
   });
 
+  it('after lost kernel events: keeps streaming live changes, says it is out of sync until the resync it owes is done', async () => {
+    const { server, port } = await receiver();
+    const { s } = sender(port, async () => [flow(1)]);
+    await until(() => s.inSync());
+    s.resyncNow();
+    expect(s.inSync()).toBe(false);
+    s.offer(flow(5, 'n'), Date.now());
+    await until(() => server.entries === 2); // the live change went through before the resync
+    expect(s.resyncs).toBe(1);
+    expect(s.inSync()).toBe(false);
+    await until(() => s.inSync(), 5000);
+    expect(s.resyncs).toBe(2);
+  });
+
   it('resyncs instead of dropping when the peer falls behind', async () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((r) => (release = r));
