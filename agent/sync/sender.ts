@@ -105,7 +105,7 @@ export class PeerStream {
     this.unacked.clear();
   }
 
-  /** Starts a resync now (events were lost): what is queued is dropped, the resync carries it. */
+  /** Events were lost: a resync is owed (after its back-off); what is queued still goes out. */
   resyncNow(): void {
     if (this.state === 'streaming' || this.state === 'resyncing') this.scheduleResync();
   }
@@ -142,6 +142,7 @@ export class PeerStream {
     this.socket = socket;
     const reader = new FrameReader();
     let challenge: string | undefined;
+    let welcomed = false;
     const fail = (why: string) => {
       if (this.socket !== socket) return;
       socket.destroy();
@@ -158,7 +159,10 @@ export class PeerStream {
             continue;
           }
           const body = this.codec!.decode(f);
-          if (body.t === 'welcome') void this.connected();
+          if (body.t === 'welcome' && !welcomed) {
+            welcomed = true;
+            void this.connected();
+          }
           else if (body.t === 'ack' && Number.isInteger(body.upTo)) this.acked(body.upTo as number);
           else throw new ChannelError('malformed', `unexpected ${String(body.t)}`);
         }
