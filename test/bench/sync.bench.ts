@@ -19,7 +19,7 @@
  * 3. Peer detection (bench:peer-detect's first line): {"metric": "peer-detect-ms", "median", "max"}
  *
  * Both agents carry 1,000 services × 8 endpoints besides the measured ones; each loxiha line gives
- * their peak RSS so far (the memory target: 120 MB).
+ * their peak RSS during that measurement (the memory target: 120 MB).
  *
  * BENCH_RATES (flows/s, comma-separated, default 5000,10000,20000,30000), BENCH_SECONDS (default 4).
  */
@@ -82,7 +82,7 @@ function cpuUs(pid: number): number {
 }
 const agentPid = (lb: number) => run.procs.get(`agent${lb}`)!.child.pid!;
 
-/** An agent's peak RSS so far (VmHWM), in MB: the memory target is 120 MB with 1,000 services × 8 endpoints. */
+/** An agent's peak RSS (VmHWM, reset at each measurement's start), in MB: the memory target is 120 MB with 1,000 services × 8 endpoints. */
 const peakRss = (lb: number) => Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${run.procs.get(`agent${lb}`)!.child.pid}/status`, 'utf8'))![1]) / 1024);
 
 const pct = (xs: number[], p: number) => {
@@ -103,6 +103,8 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
   let done: { sent: number; behindTicks: number; seconds: number } | undefined;
   const started = Date.now();
   const cpu0 = copier ? [0, 0] : [cpuUs(agentPid(1)), cpuUs(agentPid(2))];
+  // Peak RSS within this window only: the kernel's high-water mark is reset (clear_refs 5).
+  if (!copier) for (const lb of [1, 2]) writeFileSync(`/proc/${agentPid(lb)}/clear_refs`, '5');
   const gen = spawn('ip', ['netns', 'exec', lab.ns('cl0'), 'env', 'FLOWS_TICK=0.001', 'python3', join(ROOT, 'test/bench/fixtures/udp-flows.py'), VIP, String(BENCH_PORT), String(rate), String(SECONDS)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let buf = '';
   gen.stdout!.setEncoding('utf8').on('data', (d: string) => {
