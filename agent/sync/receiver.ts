@@ -161,6 +161,8 @@ export class SyncServer {
     let lines: string[] = [];
     let accepted = 0;
     let after: (() => Promise<void>) | undefined;
+    /** Copies a resync expired: a flow of the owner's that clashed with one of them needs another resync. */
+    let expiredNow = 0;
     if (body.t === 'batch') {
       if (!Array.isArray(body.e) || body.e.length > SYNC_MAX_FRAME_ENTRIES) throw new ChannelError('malformed', 'a batch without entries, or too many');
       const index = this.o.services();
@@ -191,7 +193,10 @@ export class SyncServer {
           const view = owner.get(flowKey(mine));
           if (!view && owning) continue; // never expire this instance's own flows
           const lines = reconcile(mine, view);
-          if (!view) this.expired++;
+          if (!view) {
+            this.expired++;
+            expiredNow++;
+          }
           for (const l of lines) fix.push(l);
           if (fix.length >= 10_000) {
             loads.push(this.o.injector.add(fix));
@@ -217,7 +222,7 @@ export class SyncServer {
         if (accepted) this.lastAppliedAt = this.now();
         s.inFlight.shift();
         if (s.socket.isPaused() && this.o.injector.queued < RESUME_QUEUED_LINES) s.socket.resume();
-        if (!s.socket.destroyed) s.socket.write(codec.encode({ t: 'ack', upTo: seq }));
+        if (!s.socket.destroyed) s.socket.write(codec.encode(expiredNow ? { t: 'ack', upTo: seq, expired: expiredNow } : { t: 'ack', upTo: seq }));
       })
       .catch((e: Error) => {
         this.o.log('warn', 'session sync: could not load entries into the kernel; dropping the session (the owner resyncs)', { error: e.message });

@@ -163,7 +163,7 @@ export class PeerStream {
             welcomed = true;
             void this.connected();
           }
-          else if (body.t === 'ack' && Number.isInteger(body.upTo)) this.acked(body.upTo as number);
+          else if (body.t === 'ack' && Number.isInteger(body.upTo)) this.acked(body.upTo as number, Number.isInteger(body.expired) ? (body.expired as number) : 0);
           else throw new ChannelError('malformed', `unexpected ${String(body.t)}`);
         }
       } catch (e) {
@@ -306,9 +306,17 @@ export class PeerStream {
     if (this.state === 'streaming' && this.unacked.size === 0) void this.write({ t: 'tick' }, this.now());
   }
 
-  private acked(upTo: number): void {
+  /**
+   * The peer has everything up to frame `upTo`. When a resync made it expire stale copies, a flow of
+   * ours whose reply tuple clashed with one of them could not be loaded meanwhile: one more resync
+   * (after the back-off) loads it, now that the stale copy is gone.
+   */
+  private acked(upTo: number, expired: number): void {
     this.lastAckAt = this.now();
     for (const seq of this.unacked.keys()) if (seq <= upTo) this.unacked.delete(seq);
-    if (this.resyncAckSeq !== undefined && upTo >= this.resyncAckSeq) this.resyncAckSeq = undefined;
+    if (this.resyncAckSeq !== undefined && upTo >= this.resyncAckSeq) {
+      this.resyncAckSeq = undefined;
+      if (expired > 0) this.scheduleResync();
+    }
   }
 }

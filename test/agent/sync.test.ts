@@ -155,6 +155,8 @@ describe('session sync over loopback', () => {
       ...injectLines(['x', ...stale.slice(1)] as WireEntry),
     ]);
     expect(a.server.expired).toBe(1);
+    // Expiring a stale copy may have blocked one of the owner's flows (a reply-tuple clash): one more resync follows.
+    await until(() => a.server.resyncs === 2, 5000);
     const b = await receiver({ kernel: [flow(1), stale], isOwner: true });
     sender(b.port, async () => [flow(1)]);
     await until(() => b.server.resyncs === 1);

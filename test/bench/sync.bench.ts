@@ -135,7 +135,10 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
   const created = countFlows('lb1');
   let delivered = countFlows('lb2');
   let reachedAt = Date.now();
-  for (let last = delivered, still = 0; delivered < created && still < 10; ) {
+  // Waits while flows still arrive, or while the owner still owes the peer a resync (it backs off
+  // up to 8 s under overrun), at most 60 s: what is missing then is lost.
+  const owing = async () => !copier && (await haOf(run, 1)).sync !== 1;
+  for (let last = delivered, still = 0, end = Date.now() + 60_000; delivered < created && Date.now() < end && (still < 10 || (await owing())); ) {
     await sleep(200);
     delivered = countFlows('lb2');
     if (delivered === last) still++;
