@@ -21,8 +21,8 @@ export type SyncRejection = ChannelRejection | EntryRejection;
 /** Most entries one frame may carry. */
 export const SYNC_MAX_FRAME_ENTRIES = 10_000;
 /** Beyond this many lines waiting for the kernel, the receiver stops reading (TCP pushes back on the owner). */
-const MAX_QUEUED_LINES = 50_000;
-const RESUME_QUEUED_LINES = 10_000;
+const MAX_QUEUED_LINES = 20_000;
+const RESUME_QUEUED_LINES = 5_000;
 /** A connection must say hello this soon. */
 const HELLO_TIMEOUT_MS = 5000;
 /** A session is live while frames (batches or ticks) arrive at least this often. */
