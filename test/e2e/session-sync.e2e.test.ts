@@ -7,9 +7,9 @@
  * reset; without it, flows are lost (so this test can fail).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentRunner, lbEntry } from '../harness/agents.ts';
+import { AgentRunner, awsSection, IMDS_PORT, lbEntry } from '../harness/agents.ts';
 import { haOf, lostFlows, moveUnderTraffic, until } from '../harness/flows.ts';
-import { BACK, Lab, netnsAvailable } from '../harness/netns.ts';
+import { BACK, Lab, netnsAvailable, VIP } from '../harness/netns.ts';
 
 describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving between LBs', () => {
   let lab: Lab;
@@ -77,4 +77,43 @@ describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving bet
     expect(lost.length).toBeGreaterThan(0);
     console.log(JSON.stringify({ withoutSync: { flowsKept: r.flows.length - lost.length, flowsTotal: r.flows.length } }));
   }, 90_000);
+});
+
+describe.skipIf(!netnsAvailable)('the VIP’s path on AWS: a bare hot-plugged interface, found by the MAC IMDS names', () => {
+  const MAC = '0e:5a:00:00:00:42';
+  let lab: Lab;
+  let run: AgentRunner;
+
+  beforeAll(async () => {
+    lab = new Lab();
+    lab.buildVpc({ lbs: 1, backends: 1 });
+    run = new AgentRunner(lab);
+    await run.startImds(1, 'i-0aaaaaaaaaaaaaaa1');
+    // CloudWatch is an address nothing answers on: heartbeats fail and retry; the role comes from IMDS.
+    await run.startAgent(1, { aws: awsSection('http://127.0.0.1:9') });
+  }, 60_000);
+  afterAll(async () => {
+    await lab?.stop();
+    run?.cleanup();
+  });
+
+  it('brings the interface up, adds the VIP, routes the flows through it; removes exactly that when it leaves', async () => {
+    const ha = () => haOf(run, 1);
+    await until('BACKUP', async () => (await ha()).state === 'BACKUP');
+    lab.plugEni(1, { mac: MAC, configured: false });
+    lab.exec('lb1', 'curl', ['-sf', '-X', 'POST', `http://127.0.0.1:${IMDS_PORT}/control/attach?vip=${VIP}&mac=${MAC}&cidr=100.64.248.0/24`]);
+    await until('MASTER with its path', async () => (await ha()).state === 'MASTER' && /lookup 7410/.test(lab.exec('lb1', 'ip', ['rule', 'show'])));
+    const link = lab.exec('lb1', 'ip', ['-o', 'addr', 'show', 'dev', 'loxi-eni']);
+    expect(link).toContain(`inet ${VIP}/24`);
+    expect(lab.exec('lb1', 'ip', ['-o', 'link', 'show', 'dev', 'loxi-eni'])).toMatch(/state UP|,UP/);
+    expect(lab.exec('lb1', 'ip', ['route', 'show', 'table', '7410'])).toMatch(/default via 100\.64\.248\.1 dev loxi-eni/);
+    expect(lab.exec('lb1', 'cat', ['/proc/sys/net/ipv4/conf/loxi-eni/rp_filter']).trim()).toBe('2');
+    // A rule deleted by hand is put back.
+    lab.exec('lb1', 'ip', ['rule', 'del', 'priority', '7410']);
+    await until('the rule back', async () => /lookup 7410/.test(lab.exec('lb1', 'ip', ['rule', 'show'])));
+    lab.exec('lb1', 'curl', ['-sf', '-X', 'POST', `http://127.0.0.1:${IMDS_PORT}/control/detach`]);
+    lab.unplugEni();
+    await until('BACKUP, path gone', async () => (await ha()).state === 'BACKUP' && !/lookup 7410/.test(lab.exec('lb1', 'ip', ['rule', 'show'])));
+    expect(lab.exec('lb1', 'ip', ['route', 'show', 'table', '7410'])).toBe('');
+  }, 60_000);
 });

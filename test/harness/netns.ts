@@ -160,11 +160,16 @@ export class Lab {
     }
   }
 
-  /** Hot-plugs loxi-eni into LB `l` (the VIP/24 on its end, as the instance configures a new ENI). */
-  plugEni(l: number): void {
-    sh('ip', ['link', 'add', 'eni', 'netns', this.ns('vpc'), 'type', 'veth', 'peer', 'name', 'loxi-eni', 'netns', this.ns(`lb${l}`)]);
+  /**
+   * Hot-plugs loxi-eni into LB `l`: by default with the VIP/24 on its end and up, as the instance
+   * configures a new ENI; `{ configured: false }` leaves it down and bare, as it appears before
+   * anything on the host touches it; `mac` gives it the MAC the metadata service names.
+   */
+  plugEni(l: number, o: { mac?: string; configured?: boolean } = {}): void {
+    sh('ip', ['link', 'add', 'eni', 'netns', this.ns('vpc'), 'type', 'veth', 'peer', 'name', 'loxi-eni', ...(o.mac ? ['address', o.mac] : []), 'netns', this.ns(`lb${l}`)]);
     sh('ip', ['-n', this.ns('vpc'), 'addr', 'add', `${VIP_ROUTER}/24`, 'dev', 'eni']);
     sh('ip', ['-n', this.ns('vpc'), 'link', 'set', 'eni', 'up']);
+    if (o.configured === false) return;
     sh('ip', ['-n', this.ns(`lb${l}`), 'addr', 'add', `${VIP}/24`, 'dev', 'loxi-eni']);
     sh('ip', ['-n', this.ns(`lb${l}`), 'link', 'set', 'loxi-eni', 'up']);
   }
