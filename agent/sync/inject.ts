@@ -6,7 +6,7 @@
  * exists, an update of one that is gone) does not stop the rest of the file.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,8 +14,26 @@ import { join } from 'node:path';
 /** Loads `text`: conntrack -R lines, newline-separated. */
 export type LoadLines = (text: string) => Promise<void>;
 
+/** Files left by agents killed during a load (their process is gone); others' are left alone. */
+export function removeStaleLoadFiles(dir: string): number {
+  let removed = 0;
+  for (const name of readdirSync(dir)) {
+    const m = /^loxiha-sync-(\d+)\.conntrack$/.exec(name);
+    if (!m || Number(m[1]) === process.pid) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') continue;
+      rmSync(join(dir, name), { force: true });
+      removed++;
+    }
+  }
+  return removed;
+}
+
 export function conntrackLoader(dir = existsSync('/dev/shm') ? '/dev/shm' : tmpdir()): LoadLines {
   const file = join(dir, `loxiha-sync-${process.pid}.conntrack`);
+  removeStaleLoadFiles(dir);
   return async (text) => {
     await writeFile(file, `${text}\n`, { mode: 0o600 });
     try {

@@ -357,3 +357,21 @@ describe('the sync channel under attack', () => {
     expect(loaded).toEqual(injectLines(flow(3)));
   });
 });
+
+describe('load files', () => {
+  it('removes the files agents killed during a load left behind, never a live process’s', async () => {
+    const { mkdtempSync, writeFileSync, readdirSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { removeStaleLoadFiles } = await import('../../agent/sync/inject.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'loxiha-shm-'));
+    try {
+      // A pid that cannot be alive (above the kernel's maximum), this process's own, and another file.
+      for (const name of ['loxiha-sync-99999999.conntrack', `loxiha-sync-${process.pid}.conntrack`, `loxiha-sync-${process.ppid}.conntrack`, 'other.txt']) writeFileSync(join(dir, name), 'x');
+      expect(removeStaleLoadFiles(dir)).toBe(1);
+      expect(readdirSync(dir).sort()).toEqual([`loxiha-sync-${process.pid}.conntrack`, `loxiha-sync-${process.ppid}.conntrack`, 'other.txt'].sort());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
