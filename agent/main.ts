@@ -100,7 +100,8 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   });
   // Endpoints start from their last verdicts: a restart does not put a dead endpoint back in the slots.
   prober.sync(saved.services, new Set(saved.down));
-  // Session sync (started below) checks synced flows against the services: it hears of changes too.
+  // Session sync (started below) checks synced flows against the services and streams while this
+  // instance owns the VIP: it hears of service and role changes.
   let syncRef: SessionSync | undefined;
   registry.onChanged = (list) => {
     prober.sync(list);
@@ -119,7 +120,10 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   const roles = new RoleWatcher({
     observe: imds ? observeOnAws(imds, config.vip) : observeLocally(config.vip),
     intervalMs: imds ? ROLE_POLL_MS : LOCAL_ROLE_POLL_MS,
-    onChange: (role, previous) => log(previous ? 'warn' : 'info', 'HA role', { role, previous, vip: config.vip }),
+    onChange: (role, previous) => {
+      log(previous ? 'warn' : 'info', 'HA role', { role, previous, vip: config.vip });
+      syncRef?.setOwner(role === HA_ROLE.master);
+    },
     onError: (e) => log('warn', imds ? 'cannot read this instance’s addresses from IMDS; keeping the last role' : 'cannot read this host’s addresses; keeping the last role', { error: e.message }),
   });
   const vipPath = new VipPath({ vip: config.vip });
@@ -144,7 +148,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     datapath,
     endpointStates: () => prober.states(),
     conntrack: () => listConntrack({ mark: SERVICE_MARK_FILTER }),
-    // On AWS the role is where the VIP lives (IMDS); without an aws section, or until IMDS answers, the configured one.
+    // The role is where the VIP lives (IMDS on AWS, this host's interfaces elsewhere); the configured one until the first look.
     role: () => {
       const base = { instance: config.instanceName, state: roles.current ?? config.initialRole, vip: config.vip };
       const st = peers?.sync?.status();
@@ -170,9 +174,8 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   };
   const heartbeat = config.aws && imds ? await startHeartbeat(config.deploymentId, config.aws, imds, (id) => (instanceId = id), syncState) : undefined;
   if (!config.aws) log('info', 'no aws section in the config: no CloudWatch heartbeats (the failover function will not see this agent)');
-  const followRole = (role: string | undefined) => peers?.sync?.setOwner(role === HA_ROLE.master);
-  followRole(roles.current ?? config.initialRole);
-  roles.onRole = followRole;
+  // The role may have been seen before sync started: stream now if this instance owns the VIP.
+  syncRef?.setOwner((roles.current ?? config.initialRole) === HA_ROLE.master);
 
   return {
     stop: async () => {

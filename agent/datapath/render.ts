@@ -207,6 +207,10 @@ function baseChains(flowtable: boolean): string[] {
     `\t\tct direction original ct mark . ct reply ip saddr @ep_stats`,
     // Established packets leave here: the guards below cost only new connections.
     `\t\tct state established,related accept`,
+    // Session sync hears of a new connection, of its handshake completing and of its end: not of
+    // every TCP state change (6 events per connection down to 3). Set on the connection's first
+    // packet, after conntrack has it (at raw priority, before conntrack, the rule does nothing).
+    `\t\tip daddr @vips ct event set new,assured,destroy`,
     // A mid-stream packet from an endpoint to the VIP that conntrack does not know (a flow not
     // yet synced after a failover) is dropped, not answered with a reset by the local stack.
     `\t\tip daddr @vips ip saddr . meta l4proto . th sport @endpoints drop`,
@@ -215,9 +219,6 @@ function baseChains(flowtable: boolean): string[] {
     `\t\tip daddr . meta l4proto . th dport vmap @timeouts`,
     `\t}`,
     `\tchain nat_pre {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tip daddr . meta l4proto . th dport vmap @services\n\t}`,
-    // Session sync hears of a new connection, of its handshake completing and of its end: not of
-    // every TCP state change (6.5 events per connection down to 2.5).
-    `\tchain sync_events {\n\t\ttype filter hook prerouting priority raw; policy accept;\n\t\tip daddr @vips ct event set new,assured,destroy\n\t}`,
     // After the service is chosen (dstnat), every packet of a load-balanced flow, either way, is
     // marked for policy routing out through the VIP's interface.
     `\tchain route_mark {\n\t\ttype filter hook prerouting priority -90; policy accept;\n\t\tct mark & ${hex(SERVICE_MARK_BIT)} == ${hex(SERVICE_MARK_BIT)} meta mark set meta mark | ${hex(ROUTE_MARK_BIT)}\n\t}`,

@@ -54,17 +54,6 @@ export class Imds {
     return id;
   }
 
-  /** Every private IPv4 address on every interface attached to this instance (loxi-eni's VIP included, when attached). */
-  async localIpv4s(): Promise<string[]> {
-    const base = '/latest/meta-data/network/interfaces/macs/';
-    const macs = (await this.get(base))
-      .split('\n')
-      .map((l) => l.trim().replace(/\/$/, ''))
-      .filter((m) => /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m));
-    const lists = await Promise.all(macs.map((mac) => this.get(`${base}${mac}/local-ipv4s`)));
-    return lists.flatMap((l) => l.split('\n').map((x) => x.trim()).filter(Boolean));
-  }
-
   /**
    * The interface IMDS lists the VIP on (loxi-eni attached here), by MAC, with its subnet's CIDR
    * (undefined when IMDS does not give it); undefined when no interface of this instance has the VIP.

@@ -7,8 +7,6 @@
  * own event loop does not count: the beats are still in the socket's queue. Heard again, it is back.
  */
 import { createSocket, type Socket } from 'node:dgram';
-import { createServer, type Server } from 'node:net';
-import { listen } from '../net/listen.ts';
 import { encodeBeat, type PeerBeat, type Rejection, verifyBeat } from './peer-message.ts';
 
 export interface PeerState {
@@ -157,16 +155,4 @@ export class PeerLink {
       this.o.onBack({ ...state });
     }
   }
-}
-
-/**
- * What the peers' second check connects to: accepts and closes, reads nothing, says nothing. The
- * agent's session-sync receiver plays this part on the sync port; this stands in for it where only
- * the peer link runs (tests, bench:peer-detect).
- */
-export async function livenessListener(ip: string, port: number): Promise<Server> {
-  const server = createServer((c) => c.destroy());
-  await listen(server, port, ip);
-  server.unref();
-  return server;
 }

@@ -11,10 +11,6 @@ import { ipLinks, type RunIp, vipFromAddresses, vipFromMac, type VipInterface } 
 
 export type Role = typeof HA_ROLE.master | typeof HA_ROLE.backup;
 
-export function roleFromAddresses(vip: string, addresses: readonly string[]): Role {
-  return addresses.includes(vip) ? HA_ROLE.master : HA_ROLE.backup;
-}
-
 /** One look at where the VIP is: the role, and the local interface carrying it when it is visible yet. */
 export interface Observation {
   role: Role;
@@ -51,8 +47,6 @@ export class RoleWatcher {
   current: Role | undefined;
   /** Told of every observation (after onChange on a change): the VIP's path follows it. */
   onObservation: ((o: Observation) => Promise<void> | void) | undefined;
-  /** Told of every role change. */
-  onRole: ((role: Role) => void) | undefined;
 
   constructor(o: { observe: () => Promise<Observation>; intervalMs: number; onChange: (role: Role, previous: Role | undefined) => void; onError: (e: Error) => void }) {
     this.observe = o.observe;
@@ -83,7 +77,6 @@ export class RoleWatcher {
         const previous = this.current;
         this.current = o.role;
         this.onChange(o.role, previous);
-        this.onRole?.(o.role);
       }
       await this.onObservation?.(o);
     } catch (e) {

@@ -87,6 +87,8 @@ export class VipPath {
   private readonly run: RunIp;
   private readonly announce: (ifname: string, vip: string) => void;
   private current: VipInterface | undefined;
+  /** Known to hold none of the path (checked once after start, or removed since): a BACKUP's looks then cost nothing. */
+  private clean = false;
 
   constructor(o: { vip: string; run?: RunIp; announce?: (ifname: string, vip: string) => void }) {
     this.vip = o.vip;
@@ -96,15 +98,17 @@ export class VipPath {
 
   /** Makes the host match `target` (the VIP's interface, or none). Returns whether anything changed. */
   async ensure(target: VipInterface | undefined): Promise<boolean> {
+    if (!target && this.clean) return false;
     const rules = JSON.parse((await this.run(['-j', 'rule', 'show', 'priority', String(VIP_RULE_PRIORITY)])) || '[]') as unknown[];
     const routes = JSON.parse((await this.run(['-j', 'route', 'show', 'table', String(VIP_ROUTE_TABLE)]).catch(() => '[]')) || '[]') as { dst: string; gateway?: string; dev?: string }[];
     if (!target) {
-      if (!rules.length && !routes.length) return false;
       if (rules.length) await this.run(['rule', 'del', 'priority', String(VIP_RULE_PRIORITY)]);
       if (routes.length) await this.run(['route', 'flush', 'table', String(VIP_ROUTE_TABLE)]);
       this.current = undefined;
-      return true;
+      this.clean = true;
+      return rules.length > 0 || routes.length > 0;
     }
+    this.clean = false;
     const same = this.current && this.current.ifname === target.ifname && this.current.gateway === target.gateway;
     const routeOk = routes.some((r) => r.dst === 'default' && r.gateway === target.gateway && r.dev === target.ifname);
     const links = await ipLinks(this.run);

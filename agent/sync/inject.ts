@@ -63,9 +63,6 @@ export class Injector {
   /** Lines waiting, one string per add (one large string lives cheaper than thousands of small ones). */
   private pending: { chunks: string[]; lines: number; done: ((e?: Error) => void)[] } = { chunks: [], lines: 0, done: [] };
   private running = false;
-  /** Entries' lines loaded so far. */
-  loaded = 0;
-  loads = 0;
 
   private readonly gatherMs: number;
 
@@ -102,8 +99,6 @@ export class Injector {
         if (batch.lines) {
           try {
             await this.load(batch.chunks.join('\n'));
-            this.loaded += batch.lines;
-            this.loads++;
           } catch (e) {
             error = e as Error;
           }

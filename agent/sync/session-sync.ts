@@ -47,7 +47,6 @@ export class SessionSync {
   private events: ConntrackEvents | undefined;
   private owner = false;
   private index: ReturnType<typeof serviceIndex> | undefined;
-  private lostEvents = 0;
 
   constructor(o: SessionSyncOptions) {
     this.o = o;
@@ -90,7 +89,6 @@ export class SessionSync {
           if (e) for (const s of this.streams) s.offer(e, at);
         },
         onLoss: (why) => {
-          this.lostEvents++;
           this.o.log('warn', 'session sync: kernel events were lost; resyncing every peer', { why });
           for (const s of this.streams) s.resyncNow();
         },

@@ -2,13 +2,15 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Imds, ImdsError } from '../../agent/ha/imds.ts';
-import { observeOnAws, type Role, RoleWatcher, roleFromAddresses } from '../../agent/ha/role.ts';
+import { observeOnAws, type Role, RoleWatcher } from '../../agent/ha/role.ts';
 
 /** A metadata service that behaves like IMDSv2: reads need a token it issued; tokens can be revoked. */
 async function fakeImds(instanceId = 'i-0123456789abcdef0') {
   const tokens = new Set<string>();
   /** mac → addresses; the test attaches and detaches interfaces. */
   const interfaces = new Map<string, string[]>([['0e:00:00:00:00:01', ['100.64.0.10']]]);
+  /** mac → its subnet's CIDR block. */
+  const cidrs = new Map<string, string>();
   const seen = { puts: 0, unauthorized: 0 };
   let n = 0;
   const server: Server = createServer((req, res) => {
@@ -28,11 +30,13 @@ async function fakeImds(instanceId = 'i-0123456789abcdef0') {
     if (req.url === macs) return res.writeHead(200).end([...interfaces.keys()].map((m) => `${m}/`).join('\n'));
     const m = req.url?.startsWith(macs) ? /^([^/]+)\/local-ipv4s$/.exec(req.url.slice(macs.length)) : null;
     if (m && interfaces.has(m[1]!)) return res.writeHead(200).end(interfaces.get(m[1]!)!.join('\n'));
+    const c = req.url?.startsWith(macs) ? /^([^/]+)\/subnet-ipv4-cidr-block$/.exec(req.url.slice(macs.length)) : null;
+    if (c && cidrs.has(c[1]!)) return res.writeHead(200).end(cidrs.get(c[1]!));
     res.writeHead(404).end();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, tokens, seen, interfaces, close: () => new Promise((r) => server.close(r)) };
+  return { url, tokens, seen, interfaces, cidrs, close: () => new Promise((r) => server.close(r)) };
 }
 
 let close: (() => Promise<unknown>) | undefined;
@@ -77,10 +81,19 @@ describe('IMDSv2 client', () => {
 });
 
 describe('HA role from where the VIP lives', () => {
-  it('is MASTER exactly when an interface of this instance carries the VIP', () => {
-    expect(roleFromAddresses('100.64.248.254', ['100.64.0.10', '100.64.248.254'])).toBe('MASTER');
-    expect(roleFromAddresses('100.64.248.254', ['100.64.0.10', '100.64.248.25'])).toBe('BACKUP');
-    expect(roleFromAddresses('100.64.248.254', [])).toBe('BACKUP');
+  it('is MASTER exactly when an interface of this instance carries the VIP, and finds that interface by the MAC IMDS names', async () => {
+    const f = await fakeImds();
+    close = f.close;
+    const links = async () => JSON.stringify([{ ifname: 'ens5', address: '0e:00:00:00:00:01', addr_info: [] }, { ifname: 'ens6', address: '0e:00:00:00:00:02', addr_info: [] }]);
+    const observe = observeOnAws(new Imds(f.url), '100.64.248.254', links);
+    expect(await observe()).toEqual({ role: 'BACKUP', iface: undefined });
+    f.interfaces.set('0e:00:00:00:00:02', ['100.64.248.25']);
+    expect((await observe()).role).toBe('BACKUP');
+    f.interfaces.set('0e:00:00:00:00:02', ['100.64.248.10', '100.64.248.254']);
+    // Attached, but IMDS gives no subnet yet: MASTER, with no interface to route through.
+    expect(await observe()).toEqual({ role: 'MASTER', iface: undefined });
+    f.cidrs.set('0e:00:00:00:00:02', '100.64.248.0/24');
+    expect(await observe()).toEqual({ role: 'MASTER', iface: { ifname: 'ens6', prefixLength: 24, gateway: '100.64.248.1' } });
   });
 
   it('follows loxi-eni as it is attached and detached; keeps the last role through an IMDS outage and says so once', async () => {

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { fastPathDecision } from '../../agent/ha/fast-path.ts';
-import { livenessListener, PeerLink, type PeerState } from '../../agent/ha/peer-link.ts';
+import { PeerLink, type PeerState } from '../../agent/ha/peer-link.ts';
+import { livenessListener } from '../harness/liveness.ts';
 import { tcpConnects } from '../../agent/net/tcp-connects.ts';
 import { encodeBeat, type PeerBeat, verifyBeat } from '../../agent/ha/peer-message.ts';
 import { freePort } from '../harness/moto.ts';

@@ -47,9 +47,9 @@ describe('render', () => {
     expect(r.text.match(/vmap @services/g)).toHaveLength(1);
     // 500 round-robin services over the same slot count share one chain: the DNAT rule and a slot-miss guard.
     const chains = [...r.text.matchAll(/\tchain (\w+) \{\n([^}]*)\}/g)].map((m) => [m[1]!, m[2]!.trim().split('\n').length] as const);
-    const groupChains = chains.filter(([n]) => !['filter_pre', 'nat_pre', 'nat_post', 'filter_post', 'sync_events', 'route_mark'].includes(n));
+    const groupChains = chains.filter(([n]) => !['filter_pre', 'nat_pre', 'nat_post', 'filter_post', 'route_mark'].includes(n));
     // The base chains do not grow with services either: one rule each for sync events and the route mark.
-    expect(chains.filter(([n]) => n === 'sync_events' || n === 'route_mark')).toEqual([['sync_events', 2], ['route_mark', 2]]); // the hook line and one rule each
+    expect(chains.filter(([n]) => n === 'route_mark')).toEqual([['route_mark', 2]]); // the hook line and one rule
     expect(groupChains).toEqual([['rr_tcp_4', 2]]);
     expect(r.text.match(/ : jump rr_tcp_4/g)).toHaveLength(1000);
   });

@@ -15,7 +15,9 @@ function fakeIp(initial = links(true)) {
   let routes: { dst: string; gateway: string; dev: string }[] = [];
   let ls = initial;
   const changes: string[] = [];
+  const calls = { n: 0 };
   const run = async (args: string[]) => {
+    calls.n++;
     const a = args.join(' ');
     if (a.startsWith('-j rule show')) return JSON.stringify(rules);
     if (a.startsWith('-j route show')) return JSON.stringify(routes);
@@ -27,7 +29,7 @@ function fakeIp(initial = links(true)) {
     if (a.startsWith('route flush')) routes = [];
     return '';
   };
-  return { run, changes, setLinks: (l: typeof ls) => (ls = l) };
+  return { run, changes, calls, setLinks: (l: typeof ls) => (ls = l) };
 }
 
 describe('where the VIP lives', () => {
@@ -77,7 +79,10 @@ describe('the VIP’s path', () => {
     ip.changes.length = 0;
     expect(await path.ensure(undefined)).toBe(true);
     expect(ip.changes).toEqual(['rule del priority 7410', 'route flush table 7410']);
+    // Known clean: a BACKUP's later looks run nothing.
+    const before = ip.calls.n;
     expect(await path.ensure(undefined)).toBe(false);
+    expect(ip.calls.n).toBe(before);
   });
 
   it('a restarted agent finds the path as it left it and changes nothing', async () => {

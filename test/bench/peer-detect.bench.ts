@@ -5,7 +5,8 @@
  * 20 deaths; side by side with the previous rule (1 s beats, lost after 3.5 s, no second check).
  * Prints one JSON line per rule.
  */
-import { livenessListener, PeerLink } from '../../agent/ha/peer-link.ts';
+import { PeerLink } from '../../agent/ha/peer-link.ts';
+import { livenessListener } from '../harness/liveness.ts';
 import { tcpConnects } from '../../agent/net/tcp-connects.ts';
 import { freePort } from '../harness/moto.ts';
 

@@ -148,10 +148,6 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
   clearInterval(copierTimer);
   // CPU per flow synced, the agent and its conntrack processes together: what one core sustains.
   const cpu = copier ? undefined : [(cpuUs(agentPid(1)) - cpu0[0]!) / Math.max(1, created), (cpuUs(agentPid(2)) - cpu0[1]!) / Math.max(1, delivered)];
-  if (process.env.BENCH_DEBUG && !copier) {
-    console.log(JSON.stringify(await haOf(run, 1)), JSON.stringify(await haOf(run, 2)));
-    for (const lb of [1, 2]) console.log(run.procs.get(`agent${lb}`)?.output().split('\n').filter((l) => /sync|rejected|lost|error/.test(l)).slice(-6).join('\n'));
-  }
   console.log(
     JSON.stringify({
       bench: 'sync',

@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRunner, awsSection, IMDS_PORT, lbEntry } from '../harness/agents.ts';
-import { haOf, lostFlows, moveUnderTraffic, until } from '../harness/flows.ts';
+import { haOf, lostFlows, moveUnderTraffic, sleep, until } from '../harness/flows.ts';
 import { BACK, Lab, netnsAvailable, VIP } from '../harness/netns.ts';
 
 describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving between LBs', () => {
@@ -48,6 +48,17 @@ describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving bet
     expect(rules).toMatch(/fwmark 0x40000000\/0x40000000 lookup 7410/);
     expect(lab.exec('lb1', 'ip', ['route', 'show', 'table', '7410'])).toMatch(/default via 100\.64\.248\.1 dev loxi-eni/);
     expect(lab.exec('lb2', 'ip', ['rule', 'show'])).not.toMatch(/lookup 7410/);
+  });
+
+  it('streams a TCP connection as three changes (new, handshake done, end), not every state change', async () => {
+    const events = lab.spawn('lb1', 'conntrack', ['-E', '-p', 'tcp', '-d', VIP, '--dport', '80']);
+    await sleep(300);
+    expect(run.client(['tcp', VIP, '80', '1']).results[0]).toMatch(/^be\d/);
+    await sleep(500);
+    await lab.kill(events);
+    // The end comes after TIME_WAIT; before it, the creation and the completed handshake only.
+    const kinds = events.output().split('\n').map((l) => /^\s*\[(\w+)\]/.exec(l)?.[1]).filter(Boolean);
+    expect(kinds).toEqual(['NEW', 'UPDATE']);
   });
 
   it('keeps every TCP and UDP flow, with its backend and no reset, when the VIP moves; fresh connections resume', async () => {
