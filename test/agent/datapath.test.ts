@@ -10,9 +10,10 @@ import { Datapath } from '../../agent/datapath/controller.ts';
 import { Nft } from '../../agent/datapath/nft.ts';
 import { fullText, renderModel } from '../../agent/datapath/render.ts';
 import { type Service, serviceKey } from '../../agent/services/model.ts';
-import { Lab, netnsAvailable } from '../harness/netns.ts';
+import { Lab } from '../../sim/netns.ts';
 import { FakeNft } from './fake-nft.ts';
 import { svc } from './fixtures/service.ts';
+import { netnsAvailable } from '../harness/prerequisites.ts';
 
 const SEED = 7;
 /** A small universe of services so that batches replace, remove and share groups, timeouts and addresses. */

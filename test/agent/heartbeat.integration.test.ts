@@ -7,8 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { beatData, Heartbeat } from '../../agent/ha/heartbeat.ts';
 import { METRICS } from '../../lib/contract.ts';
 import { CloudWatchAdapter } from '../../lambda/failover/aws/cloudwatch.ts';
-import { type Moto, motoAvailable, startMoto } from '../harness/moto.ts';
-import { CREDENTIALS } from '../harness/world.ts';
+import { type Moto, startMoto } from '../../sim/moto.ts';
+import { CREDENTIALS } from '../../sim/world.ts';
+import { motoAvailable } from '../harness/prerequisites.ts';
 
 describe('heartbeat data', () => {
   it('carries the deployment and instance, high resolution, sync state as 1/0, lag only when known', () => {

@@ -4,7 +4,7 @@ import { PeerLink, type PeerState } from '../../agent/ha/peer-link.ts';
 import { livenessListener } from '../harness/liveness.ts';
 import { tcpConnects } from '../../agent/net/tcp-connects.ts';
 import { encodeBeat, type PeerBeat, verifyBeat } from '../../agent/ha/peer-message.ts';
-import { freePort } from '../harness/moto.ts';
+import { freePort } from '../../sim/moto.ts';
 
 const key = Buffer.from('k'.repeat(48));
 const now = 1_800_000_000_000;

@@ -6,7 +6,8 @@ import { render, serviceMark } from '../../agent/datapath/render.ts';
 import { maglevSlots, weightedSlots } from '../../agent/datapath/slots.ts';
 import type { Service } from '../../agent/services/model.ts';
 import { svc } from './fixtures/service.ts';
-import { Lab, netnsAvailable } from '../harness/netns.ts';
+import { Lab } from '../../sim/netns.ts';
+import { netnsAvailable } from '../harness/prerequisites.ts';
 
 const GOLDEN = join(import.meta.dirname, 'golden');
 

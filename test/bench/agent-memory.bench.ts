@@ -8,8 +8,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AgentConfigInput } from '../../agent/config.ts';
-import { AgentRunner, awsSection } from '../harness/agents.ts';
-import { BACK, Lab } from '../harness/netns.ts';
+import { AgentRunner, awsSection } from '../../sim/agents.ts';
+import { BACK, Lab } from '../../sim/netns.ts';
 import { ONE_MORE, thousandByEight } from './workload.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);

@@ -10,8 +10,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { render } from '../../agent/datapath/render.ts';
 import type { Service } from '../../agent/services/model.ts';
-import { AgentRunner } from '../harness/agents.ts';
-import { BACK, FRONT, Lab, VIP } from '../harness/netns.ts';
+import { AgentRunner } from '../../sim/agents.ts';
+import { BACK, FRONT, Lab, VIP } from '../../sim/netns.ts';
 import { benchService, thousandByEight } from './workload.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);

@@ -33,10 +33,10 @@ import { functionEnv, ROLE, TAG } from '../../lib/contract.ts';
 import { LoxihaStack } from '../../lib/loxiha-stack.ts';
 import { bundleHandler } from '../../lib/bundling/bundle-handler.ts';
 import type { Command } from '../../lambda/failover/events.ts';
-import { AwsProxy, type Behaviour } from '../harness/aws-proxy.ts';
-import { startMoto } from '../harness/moto.ts';
-import { SimClock } from '../harness/sim-clock.ts';
-import { CREDENTIALS, World } from '../harness/world.ts';
+import { AwsProxy, type Behaviour } from '../../sim/aws-proxy.ts';
+import { startMoto } from '../../sim/moto.ts';
+import { SimClock } from '../../sim/sim-clock.ts';
+import { CREDENTIALS, World } from '../../sim/world.ts';
 import { SAMPLE_SETTINGS } from '../lambda/fixtures/settings.ts';
 
 /** Simulated per-call latencies, ms (BENCHMARKS.md says where each comes from). */

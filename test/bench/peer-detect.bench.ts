@@ -8,7 +8,7 @@
 import { PeerLink } from '../../agent/ha/peer-link.ts';
 import { livenessListener } from '../harness/liveness.ts';
 import { tcpConnects } from '../../agent/net/tcp-connects.ts';
-import { freePort } from '../harness/moto.ts';
+import { freePort } from '../../sim/moto.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 20);
 const key = Buffer.from('k'.repeat(48));

@@ -7,8 +7,9 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AgentRunner, awsSection, FIX, IMDS_PORT, lbEntry } from '../harness/agents.ts';
-import { BACK, Lab, VIP } from '../harness/netns.ts';
+import { AgentRunner, awsSection, IMDS_PORT, lbEntry } from '../../sim/agents.ts';
+import { FIX } from '../harness/fixtures.ts';
+import { BACK, Lab, VIP } from '../../sim/netns.ts';
 import { thousandByEight } from './workload.ts';
 
 const SECONDS = Number(process.env.BENCH_SOAK_SECONDS ?? 600);

@@ -1,6 +1,6 @@
 /** The services the benchmarks load into the agent. */
 import type { Service } from '../../agent/services/model.ts';
-import { BACK, VIP } from '../harness/netns.ts';
+import { BACK, VIP } from '../../sim/netns.ts';
 
 /** One full-NAT TCP service on the VIP, weight 1 per endpoint, TCP probes when `monitor`. */
 export function benchService(i: number, endpoints: { ip: string; port: number }[], port: number, monitor: boolean): Service {

@@ -10,9 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fullText, renderModel } from '../../agent/datapath/render.ts';
 import type { Service } from '../../agent/services/model.ts';
 import { StateStore } from '../../agent/services/store.ts';
-import { AgentRunner, BACKEND_PORT, FIX, lbEntry } from '../harness/agents.ts';
-import { BACK, Lab, netnsAvailable, VIP } from '../harness/netns.ts';
-
+import { AgentRunner, BACKEND_PORT, lbEntry } from '../../sim/agents.ts';
+import { FIX } from '../harness/fixtures.ts';
+import { BACK, Lab, VIP } from '../../sim/netns.ts';
+import { netnsAvailable } from '../harness/prerequisites.ts';
 
 const SEED = 0x10a1ba;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

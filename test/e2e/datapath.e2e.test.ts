@@ -3,9 +3,10 @@
  * namespace (real agent, real nftables) → three backends. Cleaned up by id even on failure.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentRunner, lbEntry } from '../harness/agents.ts';
-import { Lab, netnsAvailable, VIP } from '../harness/netns.ts';
-
+import { join } from 'node:path';
+import { AgentRunner, lbEntry, PROGRAMS } from '../../sim/agents.ts';
+import { Lab, VIP } from '../../sim/netns.ts';
+import { netnsAvailable } from '../harness/prerequisites.ts';
 
 const count = (xs: string[]) => xs.reduce<Record<string, number>>((m, x) => ((m[x] = (m[x] ?? 0) + 1), m), {});
 
@@ -96,7 +97,7 @@ describe.skipIf(!netnsAvailable)('agent datapath in namespaces', () => {
     await stream.waitFor(new RegExp(`echo ${streamBackend}:ping2`));
     stream.child.stdin!.write('quit\n');
     // Bring the victim back: it rejoins when its probe succeeds.
-    run.procs.set(victim, lab.spawn(victim, process.execPath, [`${process.cwd()}/test/e2e/fixtures/backend.mjs`, victim, '8080']));
+    run.procs.set(victim, lab.spawn(victim, process.execPath, [join(PROGRAMS, 'backend.mjs'), victim, '8080']));
     const back = Date.now() + 8000;
     let seen = false;
     while (Date.now() < back && !seen) {
@@ -128,7 +129,7 @@ describe.skipIf(!netnsAvailable)('agent datapath in namespaces', () => {
 
   it('applies API changes atomically under load: no failed connection, only valid endpoints', async () => {
     await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1, 2, 3] }));
-    const load = lab.spawn('cl0', process.execPath, [`${process.cwd()}/test/e2e/fixtures/client.mjs`, 'load', VIP, '80', '4000']);
+    const load = lab.spawn('cl0', process.execPath, [join(PROGRAMS, 'client.mjs'), 'load', VIP, '80', '4000']);
     const sets = [[1, 2], [2, 3], [1, 3], [1, 2, 3], [3], [1, 2, 3]];
     for (let i = 0; i < 24; i++) {
       const r = await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: sets[i % sets.length]! }));

@@ -6,8 +6,10 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentRunner, awsSection, FIX, IMDS_PORT } from '../harness/agents.ts';
-import { BACK, Lab, netnsAvailable, type Proc, VIP } from '../harness/netns.ts';
+import { AgentRunner, awsSection, IMDS_PORT } from '../../sim/agents.ts';
+import { FIX } from '../harness/fixtures.ts';
+import { BACK, Lab, type Proc, VIP } from '../../sim/netns.ts';
+import { netnsAvailable } from '../harness/prerequisites.ts';
 
 const IDS = ['i-0aaaaaaaaaaaaaaa1', 'i-0bbbbbbbbbbbbbbb2'];
 

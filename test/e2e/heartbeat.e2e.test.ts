@@ -5,9 +5,11 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentRunner, awsSection, FIX, IMDS_PORT } from '../harness/agents.ts';
-import { motoAvailable } from '../harness/moto.ts';
-import { BACK, Lab, netnsAvailable, VIP } from '../harness/netns.ts';
+import { AgentRunner, awsSection, IMDS_PORT } from '../../sim/agents.ts';
+import { FIX } from '../harness/fixtures.ts';
+
+import { BACK, Lab, VIP } from '../../sim/netns.ts';
+import { motoAvailable, netnsAvailable } from '../harness/prerequisites.ts';
 
 const INSTANCE = 'i-0abcdef0123456789';
 const MOTO = 'http://127.0.0.1:5000';

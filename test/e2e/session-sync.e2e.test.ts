@@ -7,9 +7,10 @@
  * reset; without it, flows are lost (so this test can fail).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentRunner, awsSection, IMDS_PORT, lbEntry } from '../harness/agents.ts';
-import { haOf, lostFlows, moveUnderTraffic, sleep, until } from '../harness/flows.ts';
-import { BACK, Lab, netnsAvailable, VIP } from '../harness/netns.ts';
+import { AgentRunner, awsSection, IMDS_PORT, lbEntry } from '../../sim/agents.ts';
+import { haOf, lostFlows, moveUnderTraffic, sleep, until } from '../../sim/flows.ts';
+import { BACK, Lab, VIP } from '../../sim/netns.ts';
+import { netnsAvailable } from '../harness/prerequisites.ts';
 
 describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving between LBs', () => {
   let lab: Lab;

@@ -55,3 +55,8 @@ export function need(p: Prerequisite): boolean {
   }
   return p.available;
 }
+
+/** Whether the tests may make namespaces here (root, iproute2, nftables); said once when not. */
+export const netnsAvailable = need(rootNetns());
+/** Whether moto_server runs here (outside CI a missing one is said once; in CI it fails test/prerequisites.test.ts). */
+export const motoAvailable = need(moto());

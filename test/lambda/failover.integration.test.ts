@@ -6,11 +6,11 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Command } from '../../lambda/failover/events.ts';
 import type { Result } from '../../lambda/failover/orchestrator.ts';
-import { AwsProxy, type Behaviour } from '../harness/aws-proxy.ts';
-import { type Moto, motoAvailable, startMoto } from '../harness/moto.ts';
-import { SimClock } from '../harness/sim-clock.ts';
-import { World } from '../harness/world.ts';
-
+import { AwsProxy, type Behaviour } from '../../sim/aws-proxy.ts';
+import { type Moto, startMoto } from '../../sim/moto.ts';
+import { SimClock } from '../../sim/sim-clock.ts';
+import { World } from '../../sim/world.ts';
+import { motoAvailable } from '../harness/prerequisites.ts';
 
 const SCALE = 0.002; // 1 simulated second = 2 real ms
 let moto: Moto;

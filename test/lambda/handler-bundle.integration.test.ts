@@ -11,9 +11,10 @@ import * as cdk from 'aws-cdk-lib';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { functionEnv } from '../../lib/contract.ts';
-import { type Moto, motoAvailable, startMoto } from '../harness/moto.ts';
-import { CREDENTIALS, World } from '../harness/world.ts';
+import { type Moto, startMoto } from '../../sim/moto.ts';
+import { CREDENTIALS, World } from '../../sim/world.ts';
 import { synthStack } from '../helpers/stack.ts';
+import { motoAvailable } from '../harness/prerequisites.ts';
 
 let moto: Moto;
 let world: World;

@@ -3,13 +3,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { AgentConfigInput } from '../../agent/config.ts';
-import { AGENT_NODE_FLAGS, bundleAgent } from '../../lib/agent-bundle.ts';
+import type { AgentConfigInput } from '../agent/config.ts';
+import { AGENT_NODE_FLAGS, bundleAgent } from '../lib/agent-bundle.ts';
 import { BACK, type Lab, type Proc, VIP } from './netns.ts';
 
-export const ROOT = resolve(import.meta.dirname, '../..');
-/** The e2e fixture programs (backend, client, IMDS and Lambda stand-ins, …). */
-export const FIX = join(ROOT, 'test/e2e/fixtures');
+export const ROOT = resolve(import.meta.dirname, '..');
+/** The programs the simulation runs in its namespaces (backend, clients, flows, the IMDS stand-in). */
+export const PROGRAMS = join(ROOT, 'sim/programs');
 export const SERVICE_PORT = 80;
 export const BACKEND_PORT = 8080;
 
@@ -48,7 +48,7 @@ export class AgentRunner {
 
   /** An IMDSv2 stand-in on LB `lb`'s own loopback (IMDS_PORT), answering `instanceId`; POST /control/attach|detach moves loxi-eni. */
   async startImds(lb: number, instanceId: string): Promise<Proc> {
-    const p = this.lab.spawn(`lb${lb}`, process.execPath, [join(FIX, 'imds.mjs'), String(IMDS_PORT), instanceId, `${BACK}.${10 + lb}`]);
+    const p = this.lab.spawn(`lb${lb}`, process.execPath, [join(PROGRAMS, 'imds.mjs'), String(IMDS_PORT), instanceId, `${BACK}.${10 + lb}`]);
     await p.waitFor(/imds listening/);
     return p;
   }
@@ -81,7 +81,7 @@ export class AgentRunner {
 
   async startBackends(n: number): Promise<void> {
     for (let b = 1; b <= n; b++) {
-      const p = this.lab.spawn(`be${b}`, process.execPath, [join(FIX, 'backend.mjs'), `be${b}`, String(BACKEND_PORT)]);
+      const p = this.lab.spawn(`be${b}`, process.execPath, [join(PROGRAMS, 'backend.mjs'), `be${b}`, String(BACKEND_PORT)]);
       await p.waitFor(/udp/);
       this.procs.set(`be${b}`, p);
     }
@@ -101,12 +101,12 @@ export class AgentRunner {
 
   /** Runs the client fixture in the client namespace and returns its JSON line. */
   client(args: string[]): any {
-    const out = this.lab.exec('cl0', process.execPath, [join(FIX, 'client.mjs'), ...args]);
+    const out = this.lab.exec('cl0', process.execPath, [join(PROGRAMS, 'client.mjs'), ...args]);
     return JSON.parse(out.trim().split('\n').pop()!);
   }
 
   stream(): Proc {
-    return this.lab.spawn('cl0', process.execPath, [join(FIX, 'stream.mjs'), VIP, String(SERVICE_PORT)]);
+    return this.lab.spawn('cl0', process.execPath, [join(PROGRAMS, 'stream.mjs'), VIP, String(SERVICE_PORT)]);
   }
 
   cleanup(): void {

@@ -1,10 +1,10 @@
 /**
  * Traffic through the VIP while it moves between LBs (the e2e test and bench:sync): long-lived TCP
  * flows (some opened a moment before the move), UDP flows and a stream of fresh connections, run
- * by test/e2e/fixtures/flows.mjs in the client namespace of a Lab built with buildVpc().
+ * by sim/programs/flows.mjs in the client namespace of a Lab built with buildVpc().
  */
 import { join } from 'node:path';
-import { type AgentRunner, FIX } from './agents.ts';
+import { type AgentRunner, PROGRAMS } from './agents.ts';
 import { type Lab, type Proc, VIP } from './netns.ts';
 
 export interface FlowsReport {
@@ -34,7 +34,7 @@ export const lostFlows = (r: FlowsReport) => r.flows.filter((f) => f.errors.leng
  * `to` says MASTER and 3 s more, and returns what the client saw.
  */
 export async function moveUnderTraffic(lab: Lab, run: AgentRunner, to: number): Promise<FlowsReport> {
-  const flows: Proc = lab.spawn('cl0', process.execPath, [join(FIX, 'flows.mjs'), VIP, '80']);
+  const flows: Proc = lab.spawn('cl0', process.execPath, [join(PROGRAMS, 'flows.mjs'), VIP, '80']);
   await flows.waitFor(/flows ready/);
   flows.child.stdin!.write('tcp 6\nudp 4\nfresh\n');
   await sleep(1500);

@@ -25,11 +25,11 @@ import {
 import { CreateTopicCommand, SNSClient } from '@aws-sdk/client-sns';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { resolveConfig } from '../../lib/config.ts';
-import { METRICS, ROLE, TAG } from '../../lib/contract.ts';
-import type { Settings } from '../../lambda/failover/settings.ts';
-import type { EniStep } from '../../lambda/failover/strategy/eni.ts';
-import { type Built, buildOrchestrator, makeClients } from '../../lambda/failover/wiring.ts';
+import { resolveConfig } from '../lib/config.ts';
+import { METRICS, ROLE, TAG } from '../lib/contract.ts';
+import type { Settings } from '../lambda/failover/settings.ts';
+import type { EniStep } from '../lambda/failover/strategy/eni.ts';
+import { type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
 import type { SimClock } from './sim-clock.ts';
 
 export const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };

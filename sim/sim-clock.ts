@@ -6,7 +6,7 @@
  * CPU time of moto and of our own code costs nothing, so figures do not depend on this
  * machine's speed.
  */
-import type { Clock } from '../../lambda/failover/clock.ts';
+import type { Clock } from '../lambda/failover/clock.ts';
 
 export class SimClock implements Clock {
   /** Real milliseconds per simulated one (see slower()). */

@@ -1,7 +1,6 @@
 /** Starts moto_server on a free loopback port for a test file and stops it after (by pid, even on failure). */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { moto, need } from './prerequisites.ts';
 
 export interface Moto {
   endpoint: string;
@@ -10,8 +9,6 @@ export interface Moto {
   stop(): Promise<void>;
 }
 
-/** Whether moto_server runs here (outside CI a missing one is said once; in CI it fails test/prerequisites.test.ts). */
-export const motoAvailable = need(moto());
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -6,10 +6,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { need, rootNetns } from './prerequisites.ts';
 
-/** Whether the tests may make namespaces here (root, iproute2, nftables); said once when not. */
-export const netnsAvailable = need(rootNetns());
 
 export const FRONT = '100.64.1';
 export const BACK = '100.64.2';
