@@ -207,6 +207,11 @@ export const SIM_PROFILE: Partial<ConfigInput> = {
   cloudCidrBlock: '100.64.248.0/24',
   vip: '100.64.248.254',
   clientCidrs: ['100.64.0.0/10'],
+  // The demo serves a TCP and a UDP service on port 80.
+  servicePorts: [
+    { port: 80, protocol: 'tcp' },
+    { port: 80, protocol: 'udp' },
+  ],
 };
 
 export const PROFILES: Record<string, Partial<ConfigInput>> = { production: {}, sim: SIM_PROFILE };

@@ -54,8 +54,7 @@ export class LoxihaStack extends cdk.Stack {
 
     const apiToken = new AgentApiToken(this, 'AgentApiToken', { config });
     this.cluster = new Cluster(this, 'Cluster', { config, vpc: this.network.vpc, eipAddress: this.eipAddress, apiToken: apiToken.secret });
-    sg.allowApiFrom(this.cluster.nodesPeer);
-    sg.allowEndpointRepliesFrom(this.cluster.nodesPeer);
+    sg.allowNodes(this.cluster.nodesPeer);
 
     this.failover = new FailoverFunction(this, 'Failover', {
       config,

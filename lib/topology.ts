@@ -3,6 +3,7 @@
  * (CDK app, agent, tests, demo) derives them the same way without a lookup.
  */
 import type { LoxihaConfig } from './config.ts';
+import { AGENT_API_TOKEN_FILE, type AgentConfigInput, METRICS, SYNC_KEY_FILE } from './contract.ts';
 import { intToIp, parseCidr } from './net/cidr.ts';
 
 /** Host offset of each LB instance's primary private IP inside its LB subnet. */
@@ -18,4 +19,27 @@ export function lbInstanceIp(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>, index:
 
 export function lbInstanceIps(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>): string[] {
   return config.lbSubnetCidrs.map((_, i) => lbInstanceIp(config, i));
+}
+
+/**
+ * The agent's configuration file for LB instance `index` (/etc/loxiha/agent.json on AWS): the CDK
+ * app writes it into the user data, the local simulation into its hosts; `aws` names the
+ * region and the failover function, and (simulation only) the emulator and IMDS endpoints.
+ */
+export function agentConfigFor(
+  config: Pick<LoxihaConfig, 'deploymentId' | 'lbSubnetCidrs' | 'availabilityZones' | 'vip' | 'cloudCidrBlock'>,
+  index: number,
+  aws: Omit<NonNullable<AgentConfigInput['aws']>, 'metricNamespace'>,
+): AgentConfigInput {
+  return {
+    deploymentId: config.deploymentId,
+    instanceIndex: index,
+    selfIp: lbInstanceIp(config, index),
+    peers: config.availabilityZones.flatMap((_, j) => (j === index ? [] : [{ index: j, ip: lbInstanceIp(config, j) }])),
+    vip: config.vip,
+    cloudCidrBlock: config.cloudCidrBlock,
+    api: { tokenFile: AGENT_API_TOKEN_FILE },
+    sync: { secretFile: SYNC_KEY_FILE },
+    aws: { metricNamespace: METRICS.namespace, ...aws },
+  };
 }

@@ -6,11 +6,10 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import type { AgentConfigInput } from '../contract.ts';
 import type { LoxihaConfig } from '../config.ts';
 import { AGENT_NODE_FLAGS, bundleAgent } from '../agent-bundle.ts';
 import { AGENT_API_TOKEN_FILE, METRICS, namePrefix, ROLE, SYNC_KEY_FILE, TAG } from '../contract.ts';
-import { lbInstanceIp } from '../topology.ts';
+import { agentConfigFor, lbInstanceIp } from '../topology.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -107,17 +106,7 @@ export class LbInstances extends Construct {
 
     this.instances = config.availabilityZones.map((az, index) => {
       const selfIp = lbInstanceIp(config, index);
-      const agentConfig: AgentConfigInput = {
-        deploymentId: config.deploymentId,
-        instanceIndex: index,
-        selfIp,
-        peers: config.availabilityZones.flatMap((_, j) => (j === index ? [] : [{ index: j, ip: lbInstanceIp(config, j) }])),
-        vip: config.vip,
-        cloudCidrBlock: config.cloudCidrBlock,
-        api: { tokenFile: AGENT_API_TOKEN_FILE },
-        sync: { secretFile: SYNC_KEY_FILE },
-        aws: { region: stack.region, failoverFunctionName: props.failoverFunctionName, metricNamespace: METRICS.namespace },
-      };
+      const agentConfig = agentConfigFor(config, index, { region: stack.region, failoverFunctionName: props.failoverFunctionName });
       const userData = ec2.UserData.forLinux();
       const bundlePath = userData.addS3DownloadCommand({ bucket: agentAsset.bucket, bucketKey: agentAsset.s3ObjectKey, localFile: '/opt/loxiha/agent.zip' });
       userData.addCommands(

@@ -2,7 +2,7 @@ import * as cdk from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
-import { PORTS } from '../contract.ts';
+import { lbIngressRules } from '../lb-ingress-rules.ts';
 
 export interface LbSecurityGroupProps {
   readonly config: LoxihaConfig;
@@ -16,6 +16,7 @@ export interface LbSecurityGroupProps {
  */
 export class LbSecurityGroup extends Construct {
   readonly securityGroup: ec2.SecurityGroup;
+  private readonly fromNodes: { port: ec2.Port; description: string }[] = [];
 
   constructor(scope: Construct, id: string, props: LbSecurityGroupProps) {
     super(scope, id);
@@ -25,11 +26,12 @@ export class LbSecurityGroup extends Construct {
       description: `loxiha ${config.deploymentId} load-balancer instances and loxi-eni`,
       allowAllOutbound: true,
     });
-    for (const cidr of config.clientCidrs) {
-      for (const sp of config.servicePorts) {
-        const port = sp.protocol === 'tcp' ? ec2.Port.tcp(sp.port) : ec2.Port.udp(sp.port);
-        this.securityGroup.addIngressRule(ec2.Peer.ipv4(cidr), port, `service ${sp.protocol}/${sp.port} from ${cidr}`);
-      }
+    const self = this.securityGroup;
+    for (const rule of lbIngressRules(config)) {
+      const port = rule.fromPort === 0 && rule.toPort === 65535 ? (rule.protocol === 'tcp' ? ec2.Port.allTcp() : ec2.Port.allUdp()) : rule.protocol === 'tcp' ? ec2.Port.tcp(rule.fromPort) : ec2.Port.udp(rule.fromPort);
+      if ('cidr' in rule.source) self.addIngressRule(ec2.Peer.ipv4(rule.source.cidr), port, rule.description);
+      else if (rule.source.group === 'self') self.addIngressRule(self, port, rule.description);
+      else this.fromNodes.push({ port, description: rule.description });
     }
     if (config.clientCidrs.includes('0.0.0.0/0')) {
       cdk.Validations.of(this.securityGroup).acknowledge({
@@ -37,26 +39,13 @@ export class LbSecurityGroup extends Construct {
         reason: 'The load balancer serves the public on the configured service ports only (clientCidrs narrows it).',
       });
     }
-    const self = this.securityGroup;
-    self.addIngressRule(self, ec2.Port.tcp(PORTS.peerSync), 'session sync from the peer LB instance');
-    self.addIngressRule(self, ec2.Port.udp(PORTS.peerHeartbeat), 'heartbeat from the peer LB instance');
-  }
-
-  /** Opens the agent API to the EKS nodes' security group. */
-  allowApiFrom(nodes: ec2.IPeer): void {
-    this.securityGroup.addIngressRule(nodes, ec2.Port.tcp(PORTS.agentApi), 'agent API (kube-loxilb) from the EKS nodes');
   }
 
   /**
-   * Admits the endpoints' packets to the VIP by rule, not only by connection tracking. Security
-   * groups track connections per interface: the LB's packets to an endpoint may leave through one
-   * interface while the reply arrives on loxi-eni, and after a failover the new loxi-eni has seen
-   * none of the synced flows. Full-NAT sends to the endpoints from the VIP, keeping the client's
-   * source port where it can, so the reply's destination port can be any: all TCP and UDP ports,
-   * from the EKS nodes' security group only (the agent's own ports on the way still authenticate).
+   * Admits what lbIngressRules gives the EKS nodes: the agent API (kube-loxilb), and the endpoints'
+   * replies to the VIP by rule, not only by connection tracking (see lbIngressRules).
    */
-  allowEndpointRepliesFrom(nodes: ec2.IPeer): void {
-    this.securityGroup.addIngressRule(nodes, ec2.Port.allTcp(), 'endpoint replies to the VIP (full-NAT, any client port) from the EKS nodes');
-    this.securityGroup.addIngressRule(nodes, ec2.Port.allUdp(), 'endpoint replies to the VIP (full-NAT, any client port) from the EKS nodes');
+  allowNodes(nodes: ec2.IPeer): void {
+    for (const r of this.fromNodes) this.securityGroup.addIngressRule(nodes, r.port, r.description);
   }
 }
