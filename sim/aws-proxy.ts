@@ -12,7 +12,22 @@ import {
   DetachNetworkInterfaceCommand,
   EC2Client,
 } from '@aws-sdk/client-ec2';
-import type { SimClock } from './sim-clock.ts';
+import type { Clock } from '../lambda/failover/clock.ts';
+
+/** The proxy's time: simulated (SimClock, tests and benchmarks) or the wall clock (the demo). */
+export type ProxyClock = Clock & { advance?(ms: number): void };
+
+/** Runs a Lambda invocation that reached the proxy (the demo's local runtime for the real handler). */
+export type InvokeHandler = (call: { functionName: string; qualifier: string | undefined; invocationType: string; payload: unknown }) => Promise<{ status: number; body: string }>;
+
+/** Seen by listeners as each call is answered: what, when it started, how long it took, how it ended. */
+export interface CallEvent {
+  service: 'ec2' | 'other';
+  action: string;
+  startedAt: number;
+  ms: number;
+  status: number;
+}
 
 export const MUTATING = new Set([
   'CreateSubnet',
@@ -50,6 +65,42 @@ export interface Behaviour {
   crashAfterMutations: number | undefined;
 }
 
+/** Simulated per-call latencies, ms, as measured against AWS (BENCHMARKS.md says where each comes from); others 200 ms. */
+export const LATENCY_MS: Record<string, number> = {
+  DescribeInstances: 200,
+  DescribeInstanceStatus: 150,
+  DescribeSubnets: 150,
+  DescribeRouteTables: 150,
+  DescribeNetworkInterfaces: 150,
+  DescribeAddresses: 150,
+  DescribeInternetGateways: 150,
+  CreateSubnet: 500,
+  DeleteSubnet: 400,
+  CreateRouteTable: 400,
+  CreateRoute: 300,
+  AssociateRouteTable: 300,
+  CreateNetworkInterface: 600,
+  DeleteNetworkInterface: 400,
+  ModifyNetworkInterfaceAttribute: 300,
+  AttachNetworkInterface: 500,
+  DetachNetworkInterface: 300,
+  AssignPrivateIpAddresses: 400,
+  AssociateAddress: 600,
+  'other:DynamoDB_20120810.UpdateItem': 15,
+  'other:DynamoDB_20120810.GetItem': 10,
+  'other:GraniteServiceVersion20100801.GetMetricData': 150,
+  'other:AWSEvents.PutEvents': 50,
+  'other:Publish': 60,
+};
+/** AWS as it behaves on a good day: the latencies above, slow detaches and attaches, NotFound for a second after a create. */
+export const REALISTIC_BEHAVIOUR: Partial<Behaviour> = {
+  latencyMs: (a) => LATENCY_MS[a] ?? 200,
+  forceDetachMs: 2000,
+  detachMs: () => 5000,
+  attachMs: 2000,
+  notFoundAfterCreateMs: 1000,
+};
+
 export const DEFAULT_BEHAVIOUR: Behaviour = {
   latencyMs: () => 0,
   throttle: {},
@@ -85,11 +136,16 @@ export class AwsProxy {
   readonly endpoint: string;
   behaviour: Behaviour = { ...DEFAULT_BEHAVIOUR };
   calls: CallRecord[] = [];
+  /** Lambda invocations (the agents' fast path) go here; unset, they are answered 404 as for an unknown function. */
+  onInvoke: InvokeHandler | undefined;
+  /** Told of every answered call (the demo's live timeline). */
+  onCall: ((c: CallEvent) => void) | undefined;
   /** Set when a crash was injected: every request is cut off until revive(). */
   dead = false;
   private server: Server;
+  private readonly unixServers: Server[] = [];
   private readonly moto: string;
-  private readonly clock: SimClock;
+  private readonly clock: ProxyClock;
   private readonly direct: EC2Client;
   private mutations = 0;
   private throttled: Record<string, number> = {};
@@ -98,7 +154,7 @@ export class AwsProxy {
   private readonly attachingUntil = new Map<string, number>();
   private readonly tokens = new Map<string, string>();
 
-  private constructor(server: Server, port: number, moto: string, clock: SimClock) {
+  private constructor(server: Server, port: number, moto: string, clock: ProxyClock) {
     this.server = server;
     this.endpoint = `http://127.0.0.1:${port}`;
     this.moto = moto;
@@ -106,17 +162,26 @@ export class AwsProxy {
     this.direct = new EC2Client({ region: 'us-east-1', endpoint: moto, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
   }
 
-  static async start(moto: string, clock: SimClock): Promise<AwsProxy> {
+  static async start(moto: string, clock: ProxyClock): Promise<AwsProxy> {
     let proxy!: AwsProxy;
-    const server = createServer((req, res) => {
-      proxy.handle(req, res).catch((e) => {
-        res.statusCode = 500;
-        res.end(String(e));
-      });
-    });
+    const server = createServer((req, res) => proxy.serve(req, res));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     proxy = new AwsProxy(server, (server.address() as { port: number }).port, moto, clock);
     return proxy;
+  }
+
+  /** Also answers on a Unix socket (reachable from network namespaces, which cannot see this loopback). */
+  async listenUnix(path: string): Promise<void> {
+    const server = createServer((req, res) => this.serve(req, res));
+    await new Promise<void>((r) => server.listen(path, r));
+    this.unixServers.push(server);
+  }
+
+  private serve(req: IncomingMessage, res: ServerResponse): void {
+    this.handle(req, res).catch((e) => {
+      res.statusCode = 500;
+      res.end(String(e));
+    });
   }
 
   /** New behaviour for the next scenario; forgets pending AWS-side work of the previous one. */
@@ -147,13 +212,16 @@ export class AwsProxy {
   async settle(): Promise<void> {
     const finite = [...this.pendingDetach.values()].filter((p) => Number.isFinite(p.readyAt));
     const latest = Math.max(this.clock.now(), ...finite.map((p) => p.readyAt));
+    if (!this.clock.advance) throw new Error('settle() needs a simulated clock');
     this.clock.advance(latest - this.clock.now());
     await this.tick();
   }
 
   async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise((r) => this.server.close(r));
+    for (const server of [this.server, ...this.unixServers]) {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
     this.direct.destroy();
   }
 
@@ -174,16 +242,24 @@ export class AwsProxy {
     // EC2's Query API version; SNS speaks the same form encoding with its own.
     const isEc2 = (req.headers['content-type'] ?? '').includes('x-www-form-urlencoded') && /(^|&)Version=2016-11-15(&|$)/.test(body.toString());
     await this.tick();
+    const invoke = /^\/2015-03-31\/functions\/([^/?]+)\/invocations(?:\?(.*))?$/.exec(req.url ?? '');
+    if (req.method === 'POST' && invoke) return this.invoke(decodeURIComponent(invoke[1]!), new URLSearchParams(invoke[2] ?? ''), req, res, body);
     if (!isEc2) {
       // Other services: latency only, keyed by their operation (x-amz-target, e.g. DynamoDB_20120810.UpdateItem).
       const target = String(req.headers['x-amz-target'] ?? new URLSearchParams(body.toString()).get('Action') ?? 'other');
+      const started = this.clock.now();
       await this.clock.sleep(this.behaviour.latencyMs(`other:${target}`));
+      res.once('finish', () => this.onCall?.({ service: 'other', action: target, startedAt: started, ms: this.clock.now() - started, status: res.statusCode }));
       return this.forward(req, res, body);
     }
 
     const params = new URLSearchParams(body.toString());
     const action = params.get('Action') ?? '';
-    const record = (status: number) => this.calls.push({ action, at: this.clock.now(), status });
+    const started = this.clock.now();
+    const record = (status: number) => {
+      this.calls.push({ action, at: this.clock.now(), status });
+      this.onCall?.({ service: 'ec2', action, startedAt: started, ms: this.clock.now() - started, status });
+    };
     await this.clock.sleep(this.behaviour.latencyMs(action));
 
     const fail = (status: number, code: string, message: string) => {
@@ -281,6 +357,36 @@ export class AwsProxy {
     res.statusCode = status;
     res.setHeader('content-type', upstream.headers.get('content-type') ?? 'text/xml');
     res.end(text);
+  }
+
+  /** Lambda's Invoke API: `name[:qualifier]` in the path or `?Qualifier=`; `Event` invocations are answered 202 at once. */
+  private async invoke(name: string, query: URLSearchParams, req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> {
+    const [functionName, fromName] = name.split(':');
+    const qualifier = query.get('Qualifier') ?? fromName;
+    const invocationType = String(req.headers['x-amz-invocation-type'] ?? 'RequestResponse');
+    const json = (status: number, value: unknown) => {
+      res.statusCode = status;
+      res.setHeader('content-type', 'application/json');
+      if (status >= 400) res.setHeader('x-amzn-errortype', (value as { Type: string }).Type);
+      res.end(JSON.stringify(value));
+    };
+    if (!this.onInvoke) return json(404, { Type: 'ResourceNotFoundException', Message: `Function not found: ${functionName}` });
+    let payload: unknown;
+    try {
+      payload = body.length ? JSON.parse(body.toString()) : {};
+    } catch {
+      return json(400, { Type: 'InvalidRequestContentException', Message: 'Could not parse request body into json' });
+    }
+    const call = this.onInvoke({ functionName: functionName!, qualifier, invocationType, payload });
+    if (invocationType === 'Event') {
+      call.catch(() => undefined);
+      res.statusCode = 202;
+      return void res.end();
+    }
+    const r = await call;
+    res.statusCode = r.status;
+    res.setHeader('content-type', 'application/json');
+    res.end(r.body);
   }
 
   private async detach(params: URLSearchParams, res: ServerResponse, record: (s: number) => void, fail: (s: number, c: string, m: string) => void): Promise<void> {

@@ -33,41 +33,13 @@ import { functionEnv, ROLE, TAG } from '../../lib/contract.ts';
 import { LoxihaStack } from '../../lib/loxiha-stack.ts';
 import { bundleHandler } from '../../lib/bundling/bundle-handler.ts';
 import type { Command } from '../../lambda/failover/events.ts';
-import { AwsProxy, type Behaviour } from '../../sim/aws-proxy.ts';
+import { AwsProxy, type Behaviour, REALISTIC_BEHAVIOUR } from '../../sim/aws-proxy.ts';
 import { startMoto } from '../../sim/moto.ts';
 import { SimClock } from '../../sim/sim-clock.ts';
 import { CREDENTIALS, World } from '../../sim/world.ts';
 import { SAMPLE_SETTINGS } from '../lambda/fixtures/settings.ts';
 
-/** Simulated per-call latencies, ms (BENCHMARKS.md says where each comes from). */
-export const LATENCY_MS: Record<string, number> = {
-  DescribeInstances: 200,
-  DescribeInstanceStatus: 150,
-  DescribeSubnets: 150,
-  DescribeRouteTables: 150,
-  DescribeNetworkInterfaces: 150,
-  DescribeAddresses: 150,
-  DescribeInternetGateways: 150,
-  CreateSubnet: 500,
-  DeleteSubnet: 400,
-  CreateRouteTable: 400,
-  CreateRoute: 300,
-  AssociateRouteTable: 300,
-  CreateNetworkInterface: 600,
-  DeleteNetworkInterface: 400,
-  ModifyNetworkInterfaceAttribute: 300,
-  AttachNetworkInterface: 500,
-  DetachNetworkInterface: 300,
-  AssignPrivateIpAddresses: 400,
-  AssociateAddress: 600,
-  'other:DynamoDB_20120810.UpdateItem': 15,
-  'other:DynamoDB_20120810.GetItem': 10,
-  'other:GraniteServiceVersion20100801.GetMetricData': 150,
-  'other:AWSEvents.PutEvents': 50,
-  'other:Publish': 60,
-};
-const latencyMs = (a: string) => LATENCY_MS[a] ?? 200;
-const AWS_LIKE: Partial<Behaviour> = { latencyMs, forceDetachMs: 2000, detachMs: () => 5000, attachMs: 2000, notFoundAfterCreateMs: 1000 };
+const AWS_LIKE = REALISTIC_BEHAVIOUR;
 
 const SCALE = 0.002;
 const moto = await startMoto().catch((e: Error) => {
