@@ -3,7 +3,7 @@
  * in two AZs, the LB security group, the prepared floating route table, two tagged LB
  * instances, the EIP, the lease table and the topic. Addresses come from the sim profile.
  */
-import { CloudWatchClient, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { CloudWatchClient, PutMetricAlarmCommand, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   AllocateAddressCommand,
@@ -26,7 +26,8 @@ import { CreateTopicCommand, SNSClient } from '@aws-sdk/client-sns';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { resolveConfig } from '../lib/config.ts';
-import { METRICS, ROLE, TAG } from '../lib/contract.ts';
+import { ALARM_KIND, alarmName, METRICS, ROLE, TAG } from '../lib/contract.ts';
+import { lbInstanceIp } from '../lib/topology.ts';
 import type { Settings } from '../lambda/failover/settings.ts';
 import type { EniStep } from '../lambda/failover/strategy/eni.ts';
 import { type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
@@ -34,6 +35,11 @@ import type { SimClock } from './sim-clock.ts';
 
 export const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 const REGION = 'us-east-1';
+/** The Elastic IP's public address in the simulation (inside 100.64.0.0/10, like every address the demo uses). */
+export const SIM_EIP = '100.100.100.100';
+/** The failover function in the simulation (its alarms' action; the agents invoke its `agents` alias). */
+export const FAILOVER_FUNCTION_NAME = 'loxiha-sim-failover';
+export const FAILOVER_FUNCTION_ARN = `arn:aws:lambda:${REGION}:123456789012:function:${FAILOVER_FUNCTION_NAME}`;
 
 export interface EndState {
   subnets: { id: string; az: string; cidr: string }[];
@@ -83,13 +89,18 @@ export class World {
           MinCount: 1,
           MaxCount: 1,
           SubnetId: subnet,
+          PrivateIpAddress: lbInstanceIp(c, index),
           SecurityGroupIds: [sg],
           TagSpecifications: [{ ResourceType: 'instance', Tags: tag(ROLE.lbInstance, [{ Key: TAG.instanceIndex, Value: String(index) }]) }],
         }),
       );
       this.instances.push({ id: r.Instances![0]!.InstanceId!, index, az });
     }
-    const eip = (await this.ec2.send(new AllocateAddressCommand({ Domain: 'vpc' }))).AllocationId!;
+    // The EIP's public address lies in 100.64.0.0/10 too: the demo puts it on its namespaces' links.
+    const eip = (
+      await this.ec2.send(new AllocateAddressCommand({ Domain: 'vpc', Address: SIM_EIP, TagSpecifications: [{ ResourceType: 'elastic-ip', Tags: tag(ROLE.eip) }] }))
+    ).AllocationId!;
+    await this.putAlarms();
     const ddb = new DynamoDBClient({ region: REGION, endpoint: this.endpoint, credentials: CREDENTIALS });
     await ddb.send(
       new CreateTableCommand({ TableName: 'lease', KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }], BillingMode: 'PAY_PER_REQUEST' }),
@@ -111,6 +122,34 @@ export class World {
       failback: c.failback,
       holdDownSeconds: c.holdDownSeconds,
     };
+  }
+
+  /** The heartbeat alarm of each LB instance, defined as the CDK app defines it (lib/constructs/failover-wiring.ts). */
+  private async putAlarms(): Promise<void> {
+    const a = this.config.alarms;
+    for (const { id, index } of this.instances) {
+      await this.cw.send(
+        new PutMetricAlarmCommand({
+          AlarmName: alarmName(this.config.deploymentId, index, ALARM_KIND.heartbeat),
+          Namespace: METRICS.namespace,
+          MetricName: METRICS.heartbeat,
+          Dimensions: [
+            { Name: METRICS.dimensions.deployment, Value: this.config.deploymentId },
+            { Name: METRICS.dimensions.instanceId, Value: id },
+          ],
+          Statistic: 'SampleCount',
+          Period: a.heartbeatPeriodSeconds,
+          EvaluationPeriods: a.evaluationPeriods,
+          DatapointsToAlarm: a.datapointsToAlarm,
+          Threshold: 1,
+          ComparisonOperator: 'LessThanThreshold',
+          TreatMissingData: 'breaching',
+          ActionsEnabled: true,
+          AlarmActions: [FAILOVER_FUNCTION_ARN],
+          OKActions: [FAILOVER_FUNCTION_ARN],
+        }),
+      );
+    }
   }
 
   /** The orchestrator as the handler builds it, talking to `endpoint` (the fault proxy), in simulated time. */
