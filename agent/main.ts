@@ -16,6 +16,8 @@ import { PeerLink } from './ha/peer-link.ts';
 import { SessionSync } from './sync/session-sync.ts';
 import { SERVICE_MARK_FILTER } from './sync/conntrack-events.ts';
 import { tcpConnects } from './net/tcp-connects.ts';
+import { createServer } from 'node:net';
+import { listen } from './net/listen.ts';
 import type { PeerBeat } from './ha/peer-message.ts';
 import { observeLocally, observeOnAws, RoleWatcher } from './ha/role.ts';
 import { VipPath } from './ha/vip-path.ts';
@@ -259,8 +261,20 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
     };
   }
   const rejectedSeen = new Set<string>();
+  let stopAnswer = () => {};
   // Session sync listens on the sync port; the peers' second check (a TCP connection) lands there too.
-  let sync: SessionSync | undefined = new SessionSync({
+  if (!config.sync.sessions) {
+    // Sessions off: the port only answers that check.
+    const answer = createServer((socket) => socket.destroy());
+    try {
+      await listen(answer, config.sync.port, config.selfIp);
+      log('warn', 'session sync off (sync.sessions: false): established flows will not survive a failover');
+    } catch (e) {
+      log('error', 'cannot listen on the sync port; the peers will judge this instance by its heartbeats alone', { error: (e as Error).message, port: config.sync.port });
+    }
+    stopAnswer = () => answer.close();
+  }
+  let sync: SessionSync | undefined = !config.sync.sessions ? undefined : new SessionSync({
     key: Buffer.from(keyText),
     deploymentId: config.deploymentId,
     self: { index: config.instanceIndex, ip: config.selfIp, port: config.sync.port },
@@ -269,7 +283,7 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
     log: (level, msg, extra) => log(level, msg, extra),
   });
   try {
-    await sync.start();
+    await sync?.start();
   } catch (e) {
     log('error', 'session sync off: cannot listen on the sync port; the peers will judge this instance by its heartbeats alone', { error: (e as Error).message, port: config.sync.port });
     sync = undefined;
@@ -307,6 +321,7 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
     log('error', 'peer heartbeats off: cannot bind the heartbeat port', { error: (e as Error).message, ip: config.selfIp, port: config.sync.heartbeatPort });
     lambda?.destroy();
     sync?.stop();
+    stopAnswer();
     return undefined;
   }
   log('info', 'peer heartbeats on', { peers: config.peers.map((p) => p.ip), intervalMs: config.sync.heartbeatIntervalMs, lossAfterMs: config.sync.peerLossAfterMs });
@@ -315,6 +330,7 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
     stop: () => {
       link.stop();
       sync?.stop();
+      stopAnswer();
       lambda?.destroy();
     },
   };

@@ -209,6 +209,12 @@ export const agentConfigSchema = z
         /** File holding the peers' shared key (on AWS written at boot from Secrets Manager, root only). */
         secretFile: z.string().optional(),
         /**
+         * Session sync (conntrack streaming to the peers). Off, established flows break on a
+         * failover; peer heartbeats and the fast path stay on (the sync port still answers the
+         * peers' liveness check). On by default; off only to see the difference (the demo's --no-sync).
+         */
+        sessions: z.boolean().default(true),
+        /**
          * Peer heartbeat period, and how long without a beat before the peer is suspected (then lost
          * when the TCP check fails too, ≤ 300 ms): the fast path fires about half a second after an
          * agent dies (BENCHMARKS.md).

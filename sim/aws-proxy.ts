@@ -11,6 +11,8 @@ import {
   DescribeRouteTablesCommand,
   DetachNetworkInterfaceCommand,
   EC2Client,
+  type AttachmentStatus,
+  type NetworkInterface,
 } from '@aws-sdk/client-ec2';
 import type { Clock } from '../lambda/failover/clock.ts';
 
@@ -208,6 +210,22 @@ export class AwsProxy {
     }
   }
 
+  /**
+   * The network interfaces as AWS would show them now (read from moto directly, no latency or
+   * throttling): pending detaches say "detaching", recent attaches "attaching".
+   */
+  async networkInterfaces(): Promise<NetworkInterface[]> {
+    await this.tick();
+    const now = this.clock.now();
+    const r = await this.direct.send(new DescribeNetworkInterfacesCommand({}));
+    return (r.NetworkInterfaces ?? []).map((n) => {
+      if (!n.Attachment) return n;
+      const id = n.NetworkInterfaceId!;
+      const status = this.pendingDetach.has(id) ? 'detaching' : now < (this.attachingUntil.get(id) ?? 0) ? 'attaching' : n.Attachment.Status;
+      return { ...n, Attachment: { ...n.Attachment, Status: status as AttachmentStatus } };
+    });
+  }
+
   /** Lets pending (non-stuck) detaches finish: what AWS would have done a while later. */
   async settle(): Promise<void> {
     const finite = [...this.pendingDetach.values()].filter((p) => Number.isFinite(p.readyAt));
@@ -359,9 +377,11 @@ export class AwsProxy {
     res.end(text);
   }
 
-  /** Lambda's Invoke API: `name[:qualifier]` in the path or `?Qualifier=`; `Event` invocations are answered 202 at once. */
+  /** Lambda's Invoke API: `name[:qualifier]` or the ARN in the path, or `?Qualifier=`; `Event` invocations are answered 202 at once. */
   private async invoke(name: string, query: URLSearchParams, req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> {
-    const [functionName, fromName] = name.split(':');
+    // A name, name:qualifier, or an ARN (arn:aws:lambda:region:account:function:name[:qualifier]).
+    const parts = name.split(':');
+    const [functionName, fromName] = name.startsWith('arn:') ? [parts[6], parts[7]] : [parts[0], parts[1]];
     const qualifier = query.get('Qualifier') ?? fromName;
     const invocationType = String(req.headers['x-amz-invocation-type'] ?? 'RequestResponse');
     const json = (status: number, value: unknown) => {

@@ -8,8 +8,10 @@ import { type AgentRunner, PROGRAMS } from './agents.ts';
 import { type Lab, type Proc, VIP } from './netns.ts';
 
 export interface FlowsReport {
-  flows: { id: number; kind: 'tcp' | 'udp'; ageMs: number; backends: string[]; replies: number; errors: string[]; maxGapMs: number }[];
+  flows: { id: number; kind: 'tcp' | 'udp'; ageMs: number; backends: string[]; replies: number; errors: string[]; maxGapMs: number; maxGapEndAt: number | null; lastAt: number | null }[];
   fresh: { ok: number; failed: number; errors: Record<string, number>; maxGapMs: number };
+  /** Per 100 ms (epoch ms of the bucket's start): fresh connections ok and failed, replies on the long-lived flows. */
+  series: { t: number; ok: number; failed: number; replies: number }[];
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -44,7 +44,8 @@ export class Lab {
     return sh('ip', ['netns', 'exec', this.ns(role), cmd, ...args]);
   }
 
-  private add(role: string): string {
+  /** Makes the namespace for `role` (loopback up); stop() deletes it. */
+  addNamespace(role: string): string {
     const name = this.ns(role);
     sh('ip', ['netns', 'add', name]);
     this.namespaces.push(name);
@@ -69,24 +70,24 @@ export class Lab {
    */
   build(opts: { lbs: number; backends: number; clients?: number; wiring?: 'switch' | 'point-to-point' }): void {
     if (opts.wiring === 'point-to-point') return this.buildPointToPoint(opts.lbs);
-    this.add('sw');
+    this.addNamespace('sw');
     for (const b of ['front', 'back']) {
       sh('ip', ['-n', this.ns('sw'), 'link', 'add', `br-${b}`, 'type', 'bridge']);
       sh('ip', ['-n', this.ns('sw'), 'link', 'set', `br-${b}`, 'up']);
     }
     for (let c = 0; c < (opts.clients ?? 1); c++) {
-      this.add(`cl${c}`);
+      this.addNamespace(`cl${c}`);
       this.plug(`cl${c}`, 'front', 'eth0', `${FRONT}.${100 + c}`);
     }
     for (let l = 1; l <= opts.lbs; l++) {
-      this.add(`lb${l}`);
+      this.addNamespace(`lb${l}`);
       this.plug(`lb${l}`, 'front', 'front', `${FRONT}.${10 + l}`);
       this.plug(`lb${l}`, 'back', 'back', `${BACK}.${10 + l}`);
       sh('ip', ['netns', 'exec', this.ns(`lb${l}`), 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
       sh('ip', ['-n', this.ns(`lb${l}`), 'addr', 'add', `${VIP}/32`, 'dev', 'lo']);
     }
     for (let b = 1; b <= opts.backends; b++) {
-      this.add(`be${b}`);
+      this.addNamespace(`be${b}`);
       this.plug(`be${b}`, 'back', 'eth0', this.backendIp(b));
     }
     this.activate(1);
@@ -106,9 +107,9 @@ export class Lab {
   }
 
   private buildPointToPoint(lbs: number): void {
-    for (const role of ['cl0', 'be1']) this.add(role);
+    for (const role of ['cl0', 'be1']) this.addNamespace(role);
     for (let l = 1; l <= lbs; l++) {
-      this.add(`lb${l}`);
+      this.addNamespace(`lb${l}`);
       this.link('cl0', `lb${l}`, `${FRONT}.100`, `lb${l}`, 'front', `${FRONT}.${10 + l}`);
       this.link(`lb${l}`, 'back', `${BACK}.${10 + l}`, 'be1', `lb${l}`, this.backendIp(1));
       // The rest of the back /24 behind the back leg, as on the switch (probes to absent endpoints go unanswered).
@@ -129,15 +130,15 @@ export class Lab {
    * as AWS delivers to the ENI holding it.
    */
   buildVpc(opts: { lbs: number; backends: number }): void {
-    this.add('sw');
+    this.addNamespace('sw');
     sh('ip', ['-n', this.ns('sw'), 'link', 'add', 'br-back', 'type', 'bridge']);
     sh('ip', ['-n', this.ns('sw'), 'link', 'set', 'br-back', 'up']);
-    this.add('vpc');
+    this.addNamespace('vpc');
     sh('ip', ['netns', 'exec', this.ns('vpc'), 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     this.plug('vpc', 'back', 'back', `${BACK}.1`);
     // While no interface holds the VIP, its packets are dropped silently, as AWS does mid-move.
     sh('ip', ['-n', this.ns('vpc'), 'route', 'add', 'blackhole', `${VIP_ROUTER.replace(/\.1$/, '.0')}/24`, 'metric', '100']);
-    this.add('cl0');
+    this.addNamespace('cl0');
     sh('ip', ['link', 'add', 'inet', 'netns', this.ns('vpc'), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.ns('cl0')]);
     sh('ip', ['-n', this.ns('vpc'), 'addr', 'add', `${FRONT}.1/24`, 'dev', 'inet']);
     sh('ip', ['-n', this.ns('vpc'), 'link', 'set', 'inet', 'up']);
@@ -145,13 +146,13 @@ export class Lab {
     sh('ip', ['-n', this.ns('cl0'), 'link', 'set', 'eth0', 'up']);
     sh('ip', ['-n', this.ns('cl0'), 'route', 'add', 'default', 'via', `${FRONT}.1`]);
     for (let l = 1; l <= opts.lbs; l++) {
-      this.add(`lb${l}`);
+      this.addNamespace(`lb${l}`);
       this.plug(`lb${l}`, 'back', 'back', `${BACK}.${10 + l}`);
       sh('ip', ['-n', this.ns(`lb${l}`), 'route', 'add', 'default', 'via', `${BACK}.1`]);
       sh('ip', ['netns', 'exec', this.ns(`lb${l}`), 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     }
     for (let b = 1; b <= opts.backends; b++) {
-      this.add(`be${b}`);
+      this.addNamespace(`be${b}`);
       this.plug(`be${b}`, 'back', 'eth0', this.backendIp(b));
       sh('ip', ['-n', this.ns(`be${b}`), 'route', 'add', 'default', 'via', `${BACK}.1`]);
     }

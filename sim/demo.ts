@@ -1,0 +1,519 @@
+/**
+ * The whole multi-AZ failover on one machine (`npm run demo`): AWS from the emulator behind the
+ * behaviour layer, seeded as `cdk deploy` leaves it (sim profile); the VPC in namespaces that
+ * follow the emulator; the shipped agent bundle on two LB hosts; the failover function's bundle in
+ * a local Lambda runtime; real traffic through the EIP; then an LB dies (or is moved away from, as
+ * for maintenance) and the run measures what a client saw.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import { EC2Client, StartInstancesCommand, StopInstancesCommand } from '@aws-sdk/client-ec2';
+import { functionEnv, HA_ROLE } from '../lib/contract.ts';
+import { agentConfigFor } from '../lib/topology.ts';
+import { AgentRunner, PROGRAMS } from './agents.ts';
+import { AlarmEvaluator } from './alarm-evaluator.ts';
+import { AwsMirror } from './aws-mirror.ts';
+import { AwsProxy, MUTATING, REALISTIC_BEHAVIOUR } from './aws-proxy.ts';
+import { FailoverRuntime, type RuntimeLine } from './failover-runtime.ts';
+import { type FlowsReport, haOf, sleep } from './flows.ts';
+import { serveImds } from './imds.ts';
+import { startMoto, type Moto } from './moto.ts';
+import { Lab, type Proc } from './netns.ts';
+import { renderReport } from './report-html.ts';
+import { Timeline } from './timeline.ts';
+import { NODES, SimVpc } from './vpc.ts';
+import { CREDENTIALS, FAILOVER_FUNCTION_ARN, SIM_EIP, World } from './world.ts';
+import { systemClock } from '../lambda/failover/clock.ts';
+
+export interface DemoOptions {
+  /** `unplanned`: lb0 dies. `planned`: a manual move to lb1, as for maintenance of lb0. */
+  mode: 'unplanned' | 'planned';
+  /** Afterwards, move the VIP back to lb0 (revived first when it died). */
+  failback: boolean;
+  /** Session sync on (the default) or off, to see what is lost without it. */
+  sync: boolean;
+  /** AWS without latencies (the behaviour layer off). */
+  fast: boolean;
+  /** Leave everything running afterwards (until `stop()`), printing how to explore. */
+  keep: boolean;
+  /** Where the HTML report goes. */
+  reportPath: string;
+  print: (line: string) => void;
+}
+
+export interface DemoResult {
+  failoverSeconds: number | null;
+  detectSeconds: number | null;
+  flowsKept: number;
+  flowsTotal: number;
+  maxPauseMs: number;
+  requestsFailed: number;
+  /** From the failure to the first reply through the survivor. */
+  trafficResumedSeconds: number | null;
+  /** Which trigger reached the function first (fast path, alarm, manual). */
+  firstTrigger: string | null;
+  failbackSeconds?: number | null;
+  mode: string;
+  sync: boolean;
+  awsBehaviour: 'realistic' | 'fast';
+}
+
+const PORT = 80;
+const BACKEND_PORT = 8080;
+const BACKENDS = 3;
+const AWS_PORT_IN_HOST = 4566;
+const IMDS_PORT_IN_HOST = 5001;
+
+/** What the demo needs from the machine; one line per missing thing. */
+export function preflight(): string[] {
+  const missing: string[] = [];
+  if (process.platform !== 'linux') missing.push('Linux (network namespaces)');
+  if (process.getuid?.() !== 0) missing.push('root (run it with sudo: it makes network namespaces and nftables tables)');
+  if (Number(process.versions.node.split('.')[0]) < 24) missing.push(`Node.js 24 (this is ${process.versions.node}; scripts/n24 runs with it)`);
+  const has = (cmd: string, args: string[]) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
+  for (const [cmd, args, pkg] of [
+    ['nft', ['--version'], 'nftables'],
+    ['conntrack', ['--version'], 'conntrack'],
+    ['ip', ['-V'], 'iproute2'],
+    ['curl', ['--version'], 'curl'],
+  ] as const) {
+    if (!has(cmd, [...args])) missing.push(`${cmd} (apt-get install ${pkg})`);
+  }
+  if (!has('moto_server', ['--help'])) missing.push('moto_server, the AWS emulator (bash scripts/setup installs it into .venv; scripts/n24 puts it on PATH)');
+  return missing;
+}
+
+interface RunState {
+  zero?: number;
+  eipMovedAt?: number;
+  firstTrigger?: { at: number; what: string };
+  handlerDone?: number;
+}
+
+export class Demo {
+  private readonly o: DemoOptions;
+  readonly timeline: Timeline;
+  private readonly cleanups: (() => void | Promise<void>)[] = [];
+  private readonly dir: string;
+  private lab!: Lab;
+  private moto!: Moto;
+  private proxy!: AwsProxy;
+  private world!: World;
+  private vpc!: SimVpc;
+  private mirror!: AwsMirror;
+  private runtime!: FailoverRuntime;
+  private run!: AgentRunner;
+  private evaluator!: AlarmEvaluator;
+  private forwarders = new Map<number, Proc>();
+  private state: RunState = {};
+  private stopped = false;
+
+  constructor(o: DemoOptions) {
+    this.o = o;
+    this.timeline = new Timeline(o.print);
+    this.dir = mkdtempSync(join(tmpdir(), 'loxiha-demo-'));
+    this.cleanups.push(() => rmSync(this.dir, { recursive: true, force: true }));
+  }
+
+  private say(line: string): void {
+    this.o.print(line);
+  }
+
+  /** Stops and removes everything the run made, by id; safe to call twice and from a signal handler. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const c of this.cleanups.reverse()) {
+      try {
+        await c();
+      } catch {
+        /* the rest still goes */
+      }
+    }
+  }
+
+  async runScenario(): Promise<{ result: DemoResult; reportPath: string; ok: boolean }> {
+    await this.startAws();
+    await this.startNetwork();
+    await this.startFunction();
+    await this.startAgents();
+    await this.place();
+    await this.configureServices();
+    const flows = await this.startTraffic();
+    if (this.o.mode === 'unplanned') await this.killLb0();
+    else await this.plannedMove(1, 'maintenance of lb0');
+    await this.waitForSurvivor(1);
+    await sleep(3000);
+    let failbackSeconds: number | null | undefined;
+    if (this.o.failback) failbackSeconds = await this.failBack();
+    const report = await this.flowsReport(flows);
+    const result = this.result(report, failbackSeconds);
+    this.printSummary(result, report);
+    const reportPath = this.writeReport(result, report);
+    return { result, reportPath, ok: result.flowsTotal > 0 && result.flowsKept === result.flowsTotal };
+  }
+
+  // ---- AWS --------------------------------------------------------------------------------
+
+  private async startAws(): Promise<void> {
+    this.moto = await startMoto();
+    this.cleanups.push(() => this.moto.stop());
+    this.proxy = await AwsProxy.start(this.moto.endpoint, systemClock);
+    this.cleanups.push(() => this.proxy.stop());
+    this.proxy.configure(this.o.fast ? {} : REALISTIC_BEHAVIOUR);
+    await this.proxy.listenUnix(join(this.dir, 'aws.sock'));
+    this.world = new World(this.moto.endpoint);
+    this.cleanups.push(() => this.world.destroy());
+    await this.world.seed();
+    this.timeline.mark('setup', `AWS emulator on ${this.moto.endpoint} behind the behaviour layer (${this.o.fast ? 'fast: no latencies' : 'realistic latencies, slow detach and attach, NotFound after create'}); deployment seeded from the sim profile: VPC, LB subnets in ${this.world.config.availabilityZones.join(', ')}, 2 LB instances, EIP ${SIM_EIP}, heartbeat alarms, lease table, topic`);
+    this.proxy.onCall = (c) => {
+      if (c.service !== 'ec2') return;
+      if (c.status === 503) this.timeline.mark('ec2', `${c.action} throttled`, { at: c.startedAt, ms: c.ms });
+      else if (MUTATING.has(c.action) && c.action !== 'CreateTags') this.timeline.mark('ec2', `${c.action}${c.status >= 300 ? ` → ${c.status}` : ''}`, { at: c.startedAt, ms: c.ms });
+    };
+  }
+
+  // ---- the VPC ------------------------------------------------------------------------------
+
+  private async startNetwork(): Promise<void> {
+    this.lab = new Lab();
+    this.cleanups.push(() => this.lab.stop());
+    this.vpc = new SimVpc(this.lab, this.world.config, SIM_EIP, BACKENDS);
+    this.vpc.build();
+    const ec2 = new EC2Client({ region: 'us-east-1', endpoint: this.moto.endpoint, credentials: CREDENTIALS });
+    this.cleanups.push(() => ec2.destroy());
+    this.mirror = new AwsMirror({ proxy: this.proxy, ec2, vpc: this.vpc, deploymentId: this.world.config.deploymentId, eipAllocationId: this.world.settings.eipAllocationId, instances: this.world.instances });
+    this.mirror.onEvent = (e) => {
+      if (e.kind === 'eni-plugged') this.timeline.mark('eni', `loxi-eni (${e.eniId}) appears on lb${e.host} as a new interface`);
+      else if (e.kind === 'eni-unplugged') this.timeline.mark('eni', `loxi-eni (${e.eniId}) leaves lb${e.host}`);
+      else {
+        const host = this.vpc.plugged?.host;
+        if (e.eniId) this.state.eipMovedAt ??= this.state.zero !== undefined && Date.now() > this.state.zero ? Date.now() : undefined;
+        this.timeline.mark('eip', e.eniId ? `internet gateway maps EIP ${SIM_EIP} → ${e.privateIp} on lb${host}'s loxi-eni` : `EIP ${SIM_EIP} maps nowhere: its packets are dropped`);
+      }
+    };
+    this.mirror.onError = (e) => this.say(`  (mirror: ${e.message})`);
+    await this.mirror.start();
+    this.cleanups.push(() => this.mirror.stop());
+    for (let i = 0; i < this.vpc.hosts; i++) {
+      const server = await serveImds(join(this.dir, `imds-lb${i}.sock`), () => this.mirror.metadata(i));
+      this.cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+      await this.startForwarder(i);
+    }
+    this.timeline.mark('setup', `network: client ("the internet") → VPC router (internet gateway, security groups per ENI) → lb0 in ${this.world.config.lbSubnetCidrs[0]}, lb1 in ${this.world.config.lbSubnetCidrs[1]}; ${BACKENDS} backends in the nodes' subnet ${NODES.cidr}; IMDSv2 per host from the emulator's state`);
+  }
+
+  /** The host's loopback ports for the AWS endpoint and its IMDS, forwarded to this process. */
+  private async startForwarder(i: number): Promise<void> {
+    const p = this.lab.spawn(SimVpc.host(i), process.execPath, [join(PROGRAMS, 'ns-forward.mjs'), `${AWS_PORT_IN_HOST}=${join(this.dir, 'aws.sock')}`, `${IMDS_PORT_IN_HOST}=${join(this.dir, `imds-lb${i}.sock`)}`]);
+    await p.waitFor(/forwarding/);
+    this.forwarders.set(i, p);
+  }
+
+  // ---- the failover function ---------------------------------------------------------------
+
+  private async startFunction(): Promise<void> {
+    const s = this.world.settings;
+    this.runtime = await FailoverRuntime.start({
+      dir: join(this.dir, 'function'),
+      functionArn: FAILOVER_FUNCTION_ARN,
+      timeoutSeconds: 180,
+      env: {
+        AWS_REGION: 'us-east-1',
+        AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey,
+        LOXIHA_AWS_ENDPOINT: this.proxy.endpoint,
+        POWERTOOLS_SERVICE_NAME: 'loxiha-failover',
+        POWERTOOLS_METRICS_NAMESPACE: 'Loxiha',
+        ...functionEnv(s),
+      },
+    });
+    this.cleanups.push(() => this.runtime.stop());
+    this.runtime.onLine = (l) => this.onRuntimeLine(l);
+    this.proxy.onInvoke = async (call) => {
+      const r = await this.runtime.invoke(call.payload, call.qualifier);
+      return { status: 200, body: JSON.stringify(r.result ?? r) };
+    };
+    this.timeline.mark('setup', "failover function: its bundle as cdk synth stages it, in a local Lambda runtime; the agents' fast path and the alarms invoke it through the emulator's Lambda API");
+  }
+
+  private onRuntimeLine(l: RuntimeLine): void {
+    const at = typeof l.at === 'number' ? l.at : Date.now();
+    const after = this.state.zero !== undefined && at >= this.state.zero;
+    if (l.runtime === 'start') {
+      const p = l.payload as Record<string, unknown>;
+      const what =
+        'alarmData' in p
+          ? `alarm ${(p.alarmData as { alarmName: string; state: { value: string } }).alarmName} → ${(p.alarmData as { state: { value: string } }).state.value}`
+          : p.reason === 'peer-heartbeat-lost'
+            ? `fast path: lb${1 - this.indexOf(String(p.from))}'s agent lost ${String(p.from)}`
+            : 'RequestType' in p
+              ? `CloudFormation ${String(p.RequestType)} (placement)`
+              : `manual ${JSON.stringify(p)}`;
+      if (after && !('RequestType' in p)) {
+        if (!this.state.firstTrigger && !what.endsWith('→ OK')) this.state.firstTrigger = { at, what };
+        this.timeline.mark('detection', `function invoked: ${what}`, { at });
+      } else if (!after) this.timeline.mark('setup', `function invoked: ${what}`, { at });
+    } else if (l.runtime === 'end' || l.runtime === 'error') {
+      const r = (l.result ?? {}) as Record<string, unknown>;
+      const text = l.runtime === 'error' ? `function failed: ${String(l.errorMessage)}` : `function: ${String(r.outcome)}${r.owner ? `, VIP on lb${this.indexOf(String(r.owner))}` : ''}${r.reason ? ` (${String(r.reason)})` : ''}`;
+      if (after) {
+        if (r.moved) this.state.handlerDone = at;
+        this.timeline.mark('done', text, { at });
+      } else this.timeline.mark('setup', text, { at });
+    } else if (l.message === 'moving the VIP' && after) {
+      this.timeline.mark('lease', `lease taken, epoch ${String(l.epoch)}: moving the VIP ${l.from ? `from lb${this.indexOf(String(l.from))} ` : ''}to lb${this.indexOf(String(l.to))} (${String(l.reason)})`, { at: Date.parse(String(l.timestamp)) || at });
+    } else if (l.level === 'ERROR') this.say(`  function error: ${String(l.message)}${l.error ? ` ${JSON.stringify(l.error).slice(0, 300)}` : ''}`);
+  }
+
+  private indexOf(instanceId: string): number {
+    return this.world.instances.find((i) => i.id === instanceId)?.index ?? -1;
+  }
+
+  // ---- agents -------------------------------------------------------------------------------
+
+  private async startAgents(): Promise<void> {
+    this.run = new AgentRunner(this.lab);
+    this.cleanups.push(() => this.run.cleanup());
+    await this.startBackends();
+    for (let i = 0; i < this.vpc.hosts; i++) await this.startAgent(i);
+    const cw = new CloudWatchClient({ region: 'us-east-1', endpoint: this.moto.endpoint, credentials: CREDENTIALS });
+    this.cleanups.push(() => cw.destroy());
+    this.evaluator = new AlarmEvaluator(cw, FAILOVER_FUNCTION_ARN, (event) => void this.runtime.invoke(event));
+    this.evaluator.onChange = (name, value, previous) => {
+      if (this.state.zero !== undefined) this.timeline.mark('detection', `alarm ${name}: ${previous} → ${value} (evaluated from the heartbeat data in the emulator)`);
+    };
+    this.evaluator.onError = (e) => this.say(`  (alarm evaluation: ${e.message})`);
+    await this.evaluator.start();
+    this.cleanups.push(() => this.evaluator.stop());
+    this.timeline.mark('setup', `agents (the shipped bundle) on lb0 and lb1: beating to CloudWatch, peer heartbeats, session sync ${this.o.sync ? 'on' : 'OFF (--no-sync)'}`);
+  }
+
+  private async startBackends(): Promise<void> {
+    for (let b = 1; b <= BACKENDS; b++) {
+      const p = this.lab.spawn(`be${b}`, process.execPath, [join(PROGRAMS, 'backend.mjs'), `be${b}`, String(BACKEND_PORT)]);
+      await p.waitFor(/udp/);
+    }
+  }
+
+  private async startAgent(i: number): Promise<void> {
+    const cfg = agentConfigFor(this.world.config, i, {
+      region: 'us-east-1',
+      failoverFunctionName: `${FAILOVER_FUNCTION_ARN}:agents`,
+      endpoint: `http://127.0.0.1:${AWS_PORT_IN_HOST}`,
+      imdsEndpoint: `http://127.0.0.1:${IMDS_PORT_IN_HOST}`,
+    });
+    const p = await this.run.startAgent(i, {
+      ...cfg,
+      initialRole: HA_ROLE.notDefined,
+      api: { ...cfg.api, tokenFile: this.run.tokenFile },
+      sync: { ...cfg.sync, secretFile: this.run.syncKeyFile, sessions: this.o.sync },
+      stateDir: join(this.dir, `state-lb${i}`),
+    });
+    await p.waitFor(/beating to CloudWatch/, 30_000);
+  }
+
+  // ---- placement, services, traffic ------------------------------------------------------------
+
+  /** What the stack's lifecycle resource does at the end of `cdk deploy`: a CloudFormation Create. */
+  private async place(): Promise<void> {
+    let answer: unknown;
+    const server: Server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        answer = JSON.parse(body);
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/cfn-response`;
+      const r = await this.runtime.invoke({
+        RequestType: 'Create',
+        ServiceToken: FAILOVER_FUNCTION_ARN,
+        ResponseURL: url,
+        StackId: 'arn:aws:cloudformation:us-east-1:123456789012:stack/loxiha-sim/1',
+        RequestId: 'placement',
+        LogicalResourceId: 'Lifecycle',
+        ResourceType: 'Custom::LoxihaLifecycle',
+        ResourceProperties: { ServiceToken: FAILOVER_FUNCTION_ARN },
+      });
+      const status = (answer as { Status?: string } | undefined)?.Status;
+      if (status !== 'SUCCESS') throw new Error(`placement failed: CloudFormation was told ${status ?? 'nothing'} (${JSON.stringify(r).slice(0, 500)})`);
+    } finally {
+      server.close();
+    }
+    await this.until('lb0 MASTER and lb1 BACKUP', async () => (await this.ha(0)).state === HA_ROLE.master && (await this.ha(1)).state === HA_ROLE.backup, 60_000);
+    this.timeline.mark('setup', 'placement done: loxi-eni on lb0, EIP associated; lb0 is MASTER, lb1 BACKUP');
+  }
+
+  private ha(i: number): Promise<Record<string, unknown>> {
+    return haOf(this.run, i);
+  }
+
+  /** kube-loxilb's calls: the same LoadBalancer service to every instance. */
+  private async configureServices(): Promise<void> {
+    for (const protocol of ['tcp', 'udp'] as const) {
+      const body = {
+        serviceArguments: { externalIP: SIM_EIP, privateIP: this.world.config.vip, port: PORT, protocol, sel: 0, mode: 2, monitor: false, probetype: 'none', name: `default_demo-${protocol}` },
+        endpoints: Array.from({ length: BACKENDS }, (_, b) => ({ endpointIP: NODES.ip(b + 1), targetPort: BACKEND_PORT, weight: 1 })),
+      };
+      for (let i = 0; i < this.vpc.hosts; i++) {
+        const r = await this.run.api(i, 'POST', '/config/loadbalancer', body);
+        if (r.status !== 200) throw new Error(`lb${i} refused the ${protocol} service: ${r.status} ${JSON.stringify(r.body)}`);
+      }
+    }
+    if (this.o.sync) await this.until('lb1 in sync', async () => (await this.ha(1)).sync === 1, 30_000);
+    this.timeline.mark('setup', `services: TCP and UDP ${SIM_EIP}:${PORT} → ${BACKENDS} backends, POSTed to both agents as kube-loxilb does${this.o.sync ? '; lb1 in sync' : ''}`);
+  }
+
+  private async startTraffic(): Promise<Proc> {
+    const flows = this.lab.spawn('cl0', process.execPath, [join(PROGRAMS, 'flows.mjs'), SIM_EIP, String(PORT)]);
+    this.cleanups.push(() => void flows.child.kill('SIGKILL'));
+    await flows.waitFor(/flows ready/);
+    flows.child.stdin!.write('tcp 6\nudp 4\nfresh\n');
+    await sleep(2000);
+    flows.child.stdin!.write('tcp 3\n');
+    await sleep(700);
+    this.timeline.mark('setup', 'traffic through the EIP: 9 long-lived TCP flows (3 opened 0.7 s ago), 4 UDP flows, a new TCP connection every 50 ms');
+    return flows;
+  }
+
+  // ---- the failure and the move ------------------------------------------------------------------
+
+  private async killLb0(): Promise<void> {
+    const ns = this.lab.ns(SimVpc.host(0));
+    const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    for (const pid of pids) process.kill(Number(pid), 'SIGKILL');
+    this.mirror.markDead(0);
+    this.state.zero = Date.now();
+    this.timeline.mark('failure', 'lb0 dies: its agent and every process on it killed, its links dark', { at: this.state.zero });
+    await this.world.ec2.send(new StopInstancesCommand({ InstanceIds: [this.world.id(0)], Force: true }));
+    this.timeline.mark('failure', `EC2 says ${this.world.id(0)} is stopped`);
+  }
+
+  private async plannedMove(to: number, reason: string): Promise<void> {
+    this.state.zero ??= Date.now();
+    if (to === 1) this.timeline.mark('failure', `planned move to lb${to} (${reason}): a manual invocation`, { at: this.state.zero });
+    void this.runtime.invoke({ action: 'failover', to: this.world.id(to), reason });
+  }
+
+  private async waitForSurvivor(to: number): Promise<void> {
+    await this.until(`lb${to} MASTER`, async () => (await this.ha(to)).state === HA_ROLE.master, 120_000);
+    this.timeline.mark('role', `lb${to}'s agent is MASTER: found loxi-eni by its MAC through IMDS, brought it up, routed the flows through it${this.o.sync ? ', and streams its sessions to the peer' : ''}`);
+  }
+
+  /** lb0 back (restarted if it died), in sync, then a planned move back to it. Returns seconds from the move to the EIP on lb0. */
+  private async failBack(): Promise<number | null> {
+    if (this.o.mode === 'unplanned') {
+      await this.world.ec2.send(new StartInstancesCommand({ InstanceIds: [this.world.id(0)] }));
+      this.mirror.markAlive(0);
+      await this.startForwarder(0);
+      await this.startAgent(0);
+      this.timeline.mark('role', 'lb0 is back (instance started, agent restarted)');
+    }
+    await this.until('lb0 BACKUP', async () => (await this.ha(0)).state === HA_ROLE.backup, 60_000);
+    if (this.o.sync) await this.until('lb0 in sync', async () => (await this.ha(0)).sync === 1, 60_000);
+    const at = Date.now();
+    const before = this.state.eipMovedAt;
+    this.state.eipMovedAt = undefined;
+    this.timeline.mark('failure', 'failback: planned move back to lb0 (a manual invocation)', { at });
+    void this.runtime.invoke({ action: 'failover', to: this.world.id(0), reason: 'failback' });
+    await this.until('lb0 MASTER again', async () => (await this.ha(0)).state === HA_ROLE.master, 120_000);
+    await sleep(3000);
+    const moved = this.state.eipMovedAt as number | undefined;
+    this.state.eipMovedAt = before;
+    return moved ? Math.round((moved - at) / 10) / 100 : null;
+  }
+
+  private async flowsReport(flows: Proc): Promise<FlowsReport> {
+    flows.child.stdin!.write('report\n');
+    const line = await flows.waitFor(/\{"flows".*\n/);
+    flows.child.stdin!.write('quit\n');
+    await this.lab.kill(flows);
+    return JSON.parse(line) as FlowsReport;
+  }
+
+  private async until(what: string, f: () => Promise<boolean>, ms: number): Promise<void> {
+    const end = Date.now() + ms;
+    for (;;) {
+      try {
+        if (await f()) return;
+      } catch {
+        /* not answering yet */
+      }
+      if (Date.now() > end) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`);
+      await sleep(100);
+    }
+  }
+
+  // ---- results ----------------------------------------------------------------------------------
+
+  private result(r: FlowsReport, failbackSeconds: number | null | undefined): DemoResult {
+    const zero = this.state.zero!;
+    const kept = r.flows.filter((f) => !f.errors.length && f.backends.length === 1);
+    const afterMove = this.state.eipMovedAt ?? zero;
+    const firstThrough = r.series.find((b) => b.t >= afterMove && b.ok + b.replies > 0);
+    if (firstThrough) this.timeline.mark('traffic', 'first packets through lb1 after the move (replies and new connections)', { at: firstThrough.t });
+    const resumed = kept.map((f) => f.maxGapEndAt).filter((t): t is number => t !== null && t > zero);
+    if (kept.length) this.timeline.mark('sessions', `${kept.length} of ${r.flows.length} established flows resumed, each on its own backend`, { at: resumed.length ? Math.max(...resumed) : zero });
+    const lost = r.flows.length - kept.length;
+    if (lost) this.timeline.mark('sessions', `${lost} established flows lost (${[...new Set(r.flows.flatMap((f) => f.errors))].join(', ') || 'switched backend'})`);
+    const secs = (t: number | undefined) => (t === undefined ? null : Math.round((t - zero) / 10) / 100);
+    return {
+      failoverSeconds: secs(this.state.eipMovedAt),
+      detectSeconds: this.o.mode === 'planned' ? 0 : secs(this.state.firstTrigger?.at),
+      flowsKept: kept.length,
+      flowsTotal: r.flows.length,
+      maxPauseMs: kept.length ? Math.max(...kept.map((f) => f.maxGapMs)) : 0,
+      requestsFailed: r.fresh.failed,
+      trafficResumedSeconds: secs(firstThrough?.t),
+      firstTrigger: this.o.mode === 'planned' ? 'manual' : (this.state.firstTrigger?.what ?? null),
+      ...(failbackSeconds !== undefined ? { failbackSeconds } : {}),
+      mode: this.o.mode,
+      sync: this.o.sync,
+      awsBehaviour: this.o.fast ? 'fast' : 'realistic',
+    };
+  }
+
+  private printSummary(result: DemoResult, r: FlowsReport): void {
+    this.say('');
+    this.say('  phase      first at    until      what');
+    for (const row of this.timeline.summary()) this.say(`  ${row.phase.padEnd(9)}  ${`${row.firstS.toFixed(2)} s`.padStart(8)}  ${`${row.lastS.toFixed(2)} s`.padStart(8)}   ${row.label}${row.marks > 1 ? ` (+${row.marks - 1} more)` : ''}`);
+    this.say('');
+    this.say(`  flows kept ${result.flowsKept}/${result.flowsTotal} · largest pause ${result.maxPauseMs} ms · new connections ok ${r.fresh.ok}, failed ${r.fresh.failed} · security groups dropped ${JSON.stringify(this.vpc.sgDrops())}`);
+  }
+
+  private writeReport(result: DemoResult, r: FlowsReport): string {
+    mkdirSync(dirname(this.o.reportPath), { recursive: true });
+    writeFileSync(
+      this.o.reportPath,
+      renderReport({
+        title: `loxiha demo: ${this.o.mode} failover${this.o.failback ? ' and failback' : ''}${this.o.sync ? '' : ' without session sync'}`,
+        scenario: `AWS behaviour ${this.o.fast ? 'fast' : 'realistic'} · session sync ${this.o.sync ? 'on' : 'off'}`,
+        zero: this.state.zero!,
+        marks: this.timeline.marks,
+        series: r.series,
+        result: result as unknown as Record<string, unknown>,
+      }),
+    );
+    return this.o.reportPath;
+  }
+
+  /** For --keep: how to look around while it runs. */
+  exploreHints(): string[] {
+    const n = (i: number) => this.lab.ns(SimVpc.host(i));
+    const cli = join(this.run.dir, 'cli.mjs');
+    return [
+      `  the AWS emulator: AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test aws --endpoint-url ${this.moto.endpoint} --region us-east-1 ec2 describe-network-interfaces`,
+      ...[0, 1].map((i) => `  lb${i}: sudo ip netns exec ${n(i)} node ${cli} get ha --token-file ${this.run.tokenFile}   (also: get lb, get ct)`),
+      `  through the EIP: sudo ip netns exec ${this.lab.ns('cl0')} curl -s http://${SIM_EIP}/`,
+      '  Ctrl-C stops everything and removes what the demo made.',
+    ];
+  }
+}
