@@ -204,7 +204,7 @@ export class Demo {
       this.cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
       await this.startForwarder(i);
     }
-    this.timeline.mark('setup', `network: client ("the internet") → VPC router (internet gateway, security groups per ENI) → lb0 in ${this.world.config.lbSubnetCidrs[0]}, lb1 in ${this.world.config.lbSubnetCidrs[1]}; ${BACKENDS} backends in the nodes' subnet ${NODES.cidr}; IMDSv2 per host from the emulator's state`);
+    this.timeline.mark('setup', `network (namespaces lx${this.lab.id}-*): client ("the internet") → VPC router (internet gateway, security groups per ENI) → lb0 in ${this.world.config.lbSubnetCidrs[0]}, lb1 in ${this.world.config.lbSubnetCidrs[1]}; ${BACKENDS} backends in the nodes' subnet ${NODES.cidr}; IMDSv2 per host from the emulator's state`);
   }
 
   /** The host's loopback ports for the AWS endpoint and its IMDS, forwarded to this process. */
@@ -235,13 +235,14 @@ export class Demo {
     this.cleanups.push(() => this.runtime.stop());
     this.runtime.onLine = (l) => this.onRuntimeLine(l);
     this.proxy.onInvoke = async (call) => {
-      const r = await this.runtime.invoke(call.payload, call.qualifier);
-      return { status: 200, body: JSON.stringify(r.result ?? r) };
+      const r = await this.runtime.invoke(call.payload, call.qualifier).catch((e: Error) => ({ errorType: 'ServiceException', errorMessage: e.message }));
+      return { status: 200, body: JSON.stringify('result' in r ? r.result : r) };
     };
     this.timeline.mark('setup', "failover function: its bundle as cdk synth stages it, in a local Lambda runtime; the agents' fast path and the alarms invoke it through the emulator's Lambda API");
   }
 
   private onRuntimeLine(l: RuntimeLine): void {
+    if (process.env.LOXIHA_DEMO_DEBUG) this.say(`  [runtime] ${JSON.stringify(l).slice(0, 400)}`);
     const at = typeof l.at === 'number' ? l.at : Date.now();
     const after = this.state.zero !== undefined && at >= this.state.zero;
     if (l.runtime === 'start') {
@@ -270,6 +271,13 @@ export class Demo {
     } else if (l.level === 'ERROR') this.say(`  function error: ${String(l.message)}${l.error ? ` ${JSON.stringify(l.error).slice(0, 300)}` : ''}`);
   }
 
+  /** An asynchronous invocation (as alarms and manual `--invocation-type Event` calls are): not awaited, failures said. */
+  private fire(payload: unknown): void {
+    this.runtime.invoke(payload).catch((e: Error) => {
+      if (!this.stopped) this.say(`  (invocation failed: ${e.message})`);
+    });
+  }
+
   private indexOf(instanceId: string): number {
     return this.world.instances.find((i) => i.id === instanceId)?.index ?? -1;
   }
@@ -283,7 +291,7 @@ export class Demo {
     for (let i = 0; i < this.vpc.hosts; i++) await this.startAgent(i);
     const cw = new CloudWatchClient({ region: 'us-east-1', endpoint: this.moto.endpoint, credentials: CREDENTIALS });
     this.cleanups.push(() => cw.destroy());
-    this.evaluator = new AlarmEvaluator(cw, FAILOVER_FUNCTION_ARN, (event) => void this.runtime.invoke(event));
+    this.evaluator = new AlarmEvaluator(cw, FAILOVER_FUNCTION_ARN, (event) => this.fire(event));
     this.evaluator.onChange = (name, value, previous) => {
       if (this.state.zero !== undefined) this.timeline.mark('detection', `alarm ${name}: ${previous} → ${value} (evaluated from the heartbeat data in the emulator)`);
     };
@@ -400,7 +408,7 @@ export class Demo {
   private async plannedMove(to: number, reason: string): Promise<void> {
     this.state.zero ??= Date.now();
     if (to === 1) this.timeline.mark('failure', `planned move to lb${to} (${reason}): a manual invocation`, { at: this.state.zero });
-    void this.runtime.invoke({ action: 'failover', to: this.world.id(to), reason });
+    this.fire({ action: 'failover', to: this.world.id(to), reason });
   }
 
   private async waitForSurvivor(to: number): Promise<void> {
@@ -423,8 +431,9 @@ export class Demo {
     const before = this.state.eipMovedAt;
     this.state.eipMovedAt = undefined;
     this.timeline.mark('failure', 'failback: planned move back to lb0 (a manual invocation)', { at });
-    void this.runtime.invoke({ action: 'failover', to: this.world.id(0), reason: 'failback' });
+    this.fire({ action: 'failover', to: this.world.id(0), reason: 'failback' });
     await this.until('lb0 MASTER again', async () => (await this.ha(0)).state === HA_ROLE.master, 120_000);
+    this.timeline.mark('role', "lb0's agent is MASTER again");
     await sleep(3000);
     const moved = this.state.eipMovedAt as number | undefined;
     this.state.eipMovedAt = before;
@@ -447,7 +456,10 @@ export class Demo {
       } catch {
         /* not answering yet */
       }
-      if (Date.now() > end) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`);
+      if (Date.now() > end) {
+        const states = await Promise.all([0, 1].map((i) => this.ha(i).then((h) => `lb${i} ${JSON.stringify(h)}`, (e: Error) => `lb${i} API: ${e.message.split('\n')[0]}`)));
+        throw new Error(`timed out after ${ms / 1000} s waiting for ${what}; ${states.join('; ')}`);
+      }
       await sleep(100);
     }
   }

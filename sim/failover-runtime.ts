@@ -37,19 +37,22 @@ export class FailoverRuntime {
     });
     const rt = new FailoverRuntime(child, port);
     let stderr = '';
-    child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
     await new Promise<void>((resolve, reject) => {
       child.once('exit', (code) => reject(new Error(`the failover function's runtime exited (${code}): ${stderr}`)));
-      createInterface({ input: child.stdout! }).on('line', (line) => {
-        let o: RuntimeLine;
-        try {
-          o = JSON.parse(line) as RuntimeLine;
-        } catch {
-          return;
-        }
-        if (o.runtime === 'ready') resolve();
-        else rt.onLine(o);
-      });
+      // Powertools writes INFO to stdout and WARN/ERROR to stderr, as Lambda captures both.
+      for (const stream of [child.stdout!, child.stderr!]) {
+        createInterface({ input: stream }).on('line', (line) => {
+          let o: RuntimeLine;
+          try {
+            o = JSON.parse(line) as RuntimeLine;
+          } catch {
+            if (stream === child.stderr) stderr = `${stderr}${line}\n`.slice(-4000);
+            return;
+          }
+          if (o.runtime === 'ready') resolve();
+          else rt.onLine(o);
+        });
+      }
     });
     return rt;
   }

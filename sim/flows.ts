@@ -10,7 +10,7 @@ import { type Lab, type Proc, VIP } from './netns.ts';
 export interface FlowsReport {
   flows: { id: number; kind: 'tcp' | 'udp'; ageMs: number; backends: string[]; replies: number; errors: string[]; maxGapMs: number; maxGapEndAt: number | null; lastAt: number | null }[];
   fresh: { ok: number; failed: number; errors: Record<string, number>; maxGapMs: number };
-  /** Per 100 ms (epoch ms of the bucket's start): fresh connections ok and failed, replies on the long-lived flows. */
+  /** Per 100 ms (epoch ms of the bucket's start): fresh connections ok and failed, long-lived flows that answered. */
   series: { t: number; ok: number; failed: number; replies: number }[];
 }
 

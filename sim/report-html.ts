@@ -1,8 +1,8 @@
 /**
  * The demo's timeline as one self-contained HTML page (no network, no external files): the run's
  * figures, every phase as bars on a time axis (relative to the failure), and underneath the
- * traffic per 100 ms — fresh connections that succeeded or failed and replies on the long-lived
- * flows. The data is embedded as JSON; a small script draws the SVG chart and the phase table.
+ * traffic per 100 ms — fresh connections that succeeded or failed and long-lived flows that
+ * answered. The data is embedded as JSON; a small script draws the SVG chart and the phase table.
  */
 import type { Mark } from './timeline.ts';
 import { PHASES } from './timeline.ts';
@@ -36,7 +36,8 @@ const data = JSON.parse(document.getElementById('data').textContent);
 const PHASES = data.phases;
 const colors = { failure: '#b42318', detection: '#dc6803', lease: '#7a5af8', ec2: '#2e90fa', eni: '#0ba5ec', eip: '#16b364', role: '#66c61c', traffic: '#099250', sessions: '#087443', done: '#344054' };
 const rel = (t) => (t - data.zero) / 1000;
-const marks = data.marks.filter((m) => m.phase !== 'setup');
+// From 3 s before the failure: what set the deployment up is not part of the picture.
+const marks = data.marks.filter((m) => m.phase !== 'setup' && rel(m.at) >= -3);
 const lastMark = Math.max(...marks.map((m) => rel(m.at + (m.ms || 0))), 1);
 const x0 = Math.min(-2, ...marks.map((m) => rel(m.at))), x1 = lastMark + 2;
 const W = 1000, left = 110, right = 20, laneH = 22;
@@ -75,7 +76,7 @@ for (const b of series) {
     if (h > 0) { el('rect', { x: X(rel(b.t)), y: y - h, width: bw, height: h, fill: c, class: 'bucket-' + k }); y -= h; }
   }
 }
-el('text', { x: W - right, y: chartTop - 6, 'text-anchor': 'end', 'font-size': 11, fill: '#5b6b7b' }, 'blue: flow replies · green: new connections ok · red: failed');
+el('text', { x: W - right, y: chartTop - 6, 'text-anchor': 'end', 'font-size': 11, fill: '#5b6b7b' }, 'blue: long-lived flows answering · green: new connections ok · red: failed');
 const tbody = document.querySelector('#phases tbody');
 for (const p of lanes) {
   const ms = marks.filter((m) => m.phase === p);

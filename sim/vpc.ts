@@ -138,9 +138,10 @@ export class SimVpc {
     const sets = this.links()
       .map((l) => `  set seen_${l} { type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service; flags dynamic, timeout; timeout 10m; }`)
       .join('\n');
+    // Every link first records what leaves its ENI; then each link's inbound rules (a verdict ends the chain).
+    const track = this.links().map((l) => `    iifname "${l}" update @seen_${l} { ip saddr . ip daddr . meta l4proto . th sport . th dport }`);
     const sg = this.links()
       .flatMap((l) => [
-        `    iifname "${l}" update @seen_${l} { ip saddr . ip daddr . meta l4proto . th sport . th dport }`,
         `    oifname "${l}" ip daddr . ip saddr . meta l4proto . th dport . th sport @seen_${l} accept`,
         ...rules.map((r) => `    oifname "${l}" ${this.source(r.source)} ${r.protocol} dport ${r.fromPort === r.toPort ? r.fromPort : `${r.fromPort}-${r.toPort}`} accept`),
         `    oifname "${l}" counter name sg_drop_${l} drop`,
@@ -161,6 +162,7 @@ ${counters}
   chain forward {
     type filter hook forward priority filter; policy accept;
     oifname "inet" ip saddr ${this.config.cloudCidrBlock} iifname != "eni" counter name igw_drop drop
+${track.join('\n')}
 ${sg}
   }
 }

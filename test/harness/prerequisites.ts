@@ -35,9 +35,13 @@ export const moto = (): Prerequisite => ({ name: 'moto_server (the AWS emulator)
 export const cfnLint = (): Prerequisite => ({ name: 'cfn-lint', available: works('cfn-lint', ['--version']), fix: 'run bash scripts/setup (it installs cfn-lint into .venv)' });
 export const rootNetns = (): Prerequisite => ({ name: 'root with network namespaces and nftables', available: netns(), fix: 'run the tests as root (sudo) after bash scripts/setup' });
 
+/** Debian's chromium, driven headless (puppeteer-core) to check the demo's HTML report. */
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export const chromium = (): Prerequisite => ({ name: 'chromium (headless, for the HTML report check)', available: works(CHROMIUM_PATH, ['--version']), fix: 'apt-get install chromium (bash scripts/setup does)' });
+
 /** The machine as the tests find it. */
 export function prerequisites(): Prerequisite[] {
-  return [moto(), cfnLint(), rootNetns()];
+  return [moto(), cfnLint(), rootNetns(), chromium()];
 }
 
 /** One line per missing prerequisite: errors in CI, reasons to skip elsewhere. */
@@ -60,3 +64,5 @@ export function need(p: Prerequisite): boolean {
 export const netnsAvailable = need(rootNetns());
 /** Whether moto_server runs here (outside CI a missing one is said once; in CI it fails test/prerequisites.test.ts). */
 export const motoAvailable = need(moto());
+/** Whether the demo's report can be checked in a browser here. */
+export const chromiumAvailable = need(chromium());

@@ -1,0 +1,114 @@
+/**
+ * `npm run demo` is the project's end-to-end test: the CLI exactly as a user runs it (bin/demo.ts),
+ * unplanned with the realistic AWS layer, planned with a failback, and without session sync
+ * (which must lose flows, so this test can fail). The HTML report is opened in headless chromium:
+ * no script errors, every phase of the run shown with its duration. Each run cleans up its own
+ * namespaces (checked by the lab id it prints).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import puppeteer from 'puppeteer-core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CHROMIUM_PATH, chromiumAvailable, motoAvailable, netnsAvailable } from '../harness/prerequisites.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const dir = mkdtempSync(join(tmpdir(), 'loxiha-demo-test-'));
+
+interface DemoRun {
+  code: number | null;
+  out: string;
+  json: Record<string, any>;
+  labId: string;
+}
+
+/** Runs the demo CLI to its end (bounded: killed after 4 minutes). */
+async function demo(args: string[]): Promise<DemoRun> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/demo.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const timer = setTimeout(() => child.kill('SIGINT'), 240_000);
+  const code = await new Promise<number | null>((r) => child.on('exit', r));
+  clearTimeout(timer);
+  const line = out.split('\n').filter((l) => l.startsWith('{"failoverSeconds"')).pop();
+  if (!line) throw new Error(`the demo printed no result line (exit ${code}):\n${out.slice(-4000)}`);
+  const labId = /namespaces lx([0-9a-f]+)-\*/.exec(out)?.[1] ?? '';
+  return { code, out, json: JSON.parse(line), labId };
+}
+
+/** Progress lines after the failure, by phase. */
+const phasesPrinted = (out: string) => new Set([...out.matchAll(/^\s+\+\d+\.\d+ s {2}(\w+)/gm)].map((m) => m[1]));
+const leftNamespaces = (labId: string) => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith(`lx${labId}-`));
+
+const ALL_PHASES = ['failure', 'detection', 'lease', 'ec2', 'eni', 'eip', 'role', 'traffic', 'sessions', 'done'];
+
+describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('unplanned, realistic AWS: lb0 dies, the fast path moves the VIP, every established flow survives; the HTML report renders every phase', async () => {
+    const report = join(dir, 'unplanned.html');
+    const r = await demo(['--report', report]);
+    expect(r.code, r.out.slice(-3000)).toBe(0);
+    expect(r.json).toMatchObject({ flowsKept: 13, flowsTotal: 13, mode: 'unplanned', sync: true, awsBehaviour: 'realistic' });
+    expect(r.json.firstTrigger).toMatch(/^fast path/);
+    expect(r.json.detectSeconds).toBeLessThan(3);
+    // The EIP moves only after the function ran its EC2 steps with AWS's latencies (seconds, not milliseconds).
+    expect(r.json.failoverSeconds).toBeGreaterThan(r.json.detectSeconds + 3);
+    expect(r.json.trafficResumedSeconds).toBeGreaterThanOrEqual(r.json.failoverSeconds);
+    for (const p of ALL_PHASES) expect(phasesPrinted(r.out), p).toContain(p);
+    expect(r.out).toMatch(/DetachNetworkInterface \(\d+ ms\)/);
+    expect(r.out).toMatch(/loxi-eni \(eni-\w+\) appears on lb1/);
+    expect(r.out).toContain(`report: ${report}`);
+    expect(r.labId).not.toBe('');
+    expect(leftNamespaces(r.labId)).toEqual([]);
+
+    if (!chromiumAvailable) return;
+    const browser = await puppeteer.launch({ executablePath: CHROMIUM_PATH, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(String(e)));
+      page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+      page.on('request', (q) => !q.url().startsWith('file:') && !q.url().startsWith('data:') && errors.push(`fetched ${q.url()}`));
+      await page.goto(`file://${report}`, { waitUntil: 'load' });
+      await page.waitForSelector('body[data-rendered="yes"]', { timeout: 10_000 });
+      const rows = await page.$$eval('#phases tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')));
+      const bars = await page.$$eval('#chart rect[data-phase]', (rs) => rs.map((r) => r.getAttribute('data-phase')));
+      const traffic = await page.$$eval('#chart rect[class^="bucket-"]', (rs) => rs.length);
+      expect(errors).toEqual([]);
+      expect(rows.map((r) => r[0])).toEqual(ALL_PHASES);
+      for (const row of rows) {
+        expect(row[1], row.join(' | ')).toMatch(/^-?\d+\.\d\d s$/);
+        expect(row[2], row.join(' | ')).toMatch(/^\d+ ms$/);
+      }
+      expect(new Set(bars)).toEqual(new Set(ALL_PHASES));
+      expect(traffic).toBeGreaterThan(50);
+    } finally {
+      await browser.close();
+    }
+  }, 300_000);
+
+  it('planned then failback: a manual move to lb1 and back to lb0, every flow kept through both', async () => {
+    const r = await demo(['--planned', '--failback', '--fast', '--report', join(dir, 'planned.html')]);
+    expect(r.code, r.out.slice(-3000)).toBe(0);
+    expect(r.json).toMatchObject({ flowsKept: 13, flowsTotal: 13, mode: 'planned', firstTrigger: 'manual', detectSeconds: 0, awsBehaviour: 'fast' });
+    expect(r.json.failbackSeconds).toBeGreaterThan(0);
+    expect(r.out).toMatch(/loxi-eni \(eni-\w+\) appears on lb1/);
+    expect(r.out).toMatch(/loxi-eni \(eni-\w+\) appears on lb0/);
+    expect(r.out).toMatch(/lb0's agent is MASTER again/);
+    expect(leftNamespaces(r.labId)).toEqual([]);
+  }, 300_000);
+
+  it('without session sync, established flows are lost and the demo says so (exit 1)', async () => {
+    const r = await demo(['--no-sync', '--fast', '--report', join(dir, 'no-sync.html')]);
+    expect(r.code, r.out.slice(-3000)).toBe(1);
+    expect(r.json.sync).toBe(false);
+    expect(r.json.flowsTotal).toBe(13);
+    expect(r.json.flowsKept).toBeLessThan(13);
+    expect(r.out).toMatch(/established flows lost/);
+    expect(r.out).toMatch(/without session sync, established flows were lost/);
+    expect(leftNamespaces(r.labId)).toEqual([]);
+  }, 300_000);
+});
