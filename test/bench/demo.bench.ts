@@ -1,0 +1,45 @@
+/**
+ * npm run bench:demo (root) — the demo's figures over several runs: each round runs the demo CLI
+ * (realistic AWS layer unless BENCH_FAST=1) unplanned with session sync, unplanned without it (the
+ * baseline: what a failover keeps without sync), and planned. Prints each run's JSON line tagged
+ * with its scenario, then one line per scenario with the median and worst of every figure.
+ * BENCH_RUNS rounds (default 3).
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const SCENARIOS: Record<string, string[]> = { unplanned: [], 'unplanned-no-sync': ['--no-sync'], planned: ['--planned'] };
+const dir = mkdtempSync(join(tmpdir(), 'loxiha-bench-demo-'));
+const results: Record<string, Record<string, number>[]> = {};
+
+try {
+  for (let round = 0; round < RUNS; round++) {
+    for (const [name, args] of Object.entries(SCENARIOS)) {
+      const r = spawnSync(process.execPath, [join(ROOT, 'bin/demo.ts'), ...args, ...(process.env.BENCH_FAST === '1' ? ['--fast'] : []), '--report', join(dir, `${name}.html`)], { encoding: 'utf8', timeout: 300_000 });
+      const line = r.stdout.split('\n').filter((l) => l.startsWith('{"failoverSeconds"')).pop();
+      if (!line) {
+        console.error(`bench:demo: ${name} printed no result (exit ${r.status}): ${(r.stderr || r.stdout).slice(-1500)}`);
+        process.exit(1);
+      }
+      const j = JSON.parse(line) as Record<string, number>;
+      (results[name] ??= []).push(j);
+      console.log(JSON.stringify({ scenario: name, round, exit: r.status, ...j }));
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+  for (const [name, runs] of Object.entries(results)) {
+    const out: Record<string, unknown> = { metric: 'demo', scenario: name, runs: runs.length };
+    for (const k of ['failoverSeconds', 'detectSeconds', 'trafficResumedSeconds', 'maxPauseMs', 'requestsFailed', 'flowsKept']) {
+      const xs = runs.map((r) => r[k]).filter((v): v is number => typeof v === 'number');
+      if (xs.length) out[k] = { median: median(xs), worst: k === 'flowsKept' ? Math.min(...xs) : Math.max(...xs) };
+    }
+    out.flowsTotal = runs[0]!.flowsTotal;
+    console.log(JSON.stringify(out));
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
