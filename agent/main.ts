@@ -4,6 +4,7 @@
  * the nftables table in place, so traffic keeps flowing while it restarts.
  */
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createApi } from './api/server.ts';
 import { type AgentConfig, loadAgentConfig } from './config.ts';
@@ -16,7 +17,6 @@ import { PeerLink } from './ha/peer-link.ts';
 import { SessionSync } from './sync/session-sync.ts';
 import { SERVICE_MARK_FILTER } from './sync/conntrack-events.ts';
 import { tcpConnects } from './net/tcp-connects.ts';
-import { createServer } from 'node:net';
 import { listen } from './net/listen.ts';
 import type { PeerBeat } from './ha/peer-message.ts';
 import { observeLocally, observeOnAws, RoleWatcher } from './ha/role.ts';

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { EC2Client, StartInstancesCommand, StopInstancesCommand } from '@aws-sdk/client-ec2';
+import { systemClock } from '../lambda/failover/clock.ts';
 import { functionEnv, HA_ROLE } from '../lib/contract.ts';
 import { agentConfigFor } from '../lib/topology.ts';
 import { AgentRunner, PROGRAMS } from './agents.ts';
@@ -27,7 +28,6 @@ import { renderReport } from './report-html.ts';
 import { Timeline } from './timeline.ts';
 import { NODES, SimVpc } from './vpc.ts';
 import { CREDENTIALS, FAILOVER_FUNCTION_ARN, SIM_EIP, World } from './world.ts';
-import { systemClock } from '../lambda/failover/clock.ts';
 
 export interface DemoOptions {
   /** `unplanned`: lb0 dies. `planned`: a manual move to lb1, as for maintenance of lb0. */
@@ -192,7 +192,8 @@ export class Demo {
       else if (e.kind === 'eni-unplugged') this.timeline.mark('eni', `loxi-eni (${e.eniId}) leaves lb${e.host}`);
       else {
         const host = this.vpc.plugged?.host;
-        if (e.eniId) this.state.eipMovedAt ??= this.state.zero !== undefined && Date.now() > this.state.zero ? Date.now() : undefined;
+        // The first time, after the failure, that the EIP reaches an ENI again: the failover as a client sees it.
+        if (e.eniId && this.state.zero !== undefined && this.state.eipMovedAt === undefined) this.state.eipMovedAt = Date.now();
         this.timeline.mark('eip', e.eniId ? `internet gateway maps EIP ${SIM_EIP} → ${e.privateIp} on lb${host}'s loxi-eni` : `EIP ${SIM_EIP} maps nowhere: its packets are dropped`);
       }
     };
