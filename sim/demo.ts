@@ -524,7 +524,7 @@ export class Demo {
     const cli = join(this.run.dir, 'cli.mjs');
     return [
       `  the AWS emulator: AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test aws --endpoint-url ${this.moto.endpoint} --region us-east-1 ec2 describe-network-interfaces`,
-      ...[0, 1].map((i) => `  lb${i}: sudo ip netns exec ${n(i)} node ${cli} get ha --token-file ${this.run.tokenFile}   (also: get lb, get ct)`),
+      ...[0, 1].map((i) => `  lb${i}: sudo ip netns exec ${n(i)} ${process.execPath} ${cli} get ha --token-file ${this.run.tokenFile}   (also: get lb, get ct)`),
       `  through the EIP: sudo ip netns exec ${this.lab.ns('cl0')} curl -s http://${SIM_EIP}/`,
       '  Ctrl-C stops everything and removes what the demo made.',
     ];
