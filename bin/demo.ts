@@ -68,6 +68,16 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+// Whatever goes wrong, nothing the run made is left behind.
+for (const ev of ['uncaughtException', 'unhandledRejection'] as const) {
+  process.on(ev, (e: unknown) => {
+    process.stderr.write(`demo failed (${ev}): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    if (stopping) return;
+    stopping = true;
+    void demo.stop().finally(() => process.exit(3));
+  });
+}
+
 let code = 3;
 try {
   const { result, reportPath, ok } = await demo.runScenario();
