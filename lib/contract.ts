@@ -61,10 +61,18 @@ export const FAILOVER_SERVICE_NAME = 'loxiha-failover';
  * The phases a failover's steps belong to: the function emits `FailoverPhaseDuration` per phase,
  * the dashboard graphs each of them.
  */
-export const FAILOVER_PHASES = ['observe', 'sync', 'detach', 'subnet', 'eni', 'attach', 'eip'] as const;
+export const FAILOVER_PHASES = ['observe', 'sync', 'detach', 'subnet', 'eni', 'attach', 'eip', 'route'] as const;
 export type FailoverPhase = (typeof FAILOVER_PHASES)[number];
 /** The dimension that names the phase on `FailoverPhaseDuration`. */
 export const PHASE_DIMENSION = 'phase';
+
+/**
+ * How the VIP moves: `eni` re-creates the floating subnet and loxi-eni in the survivor's AZ (LoxiLB's
+ * how-to); `route` re-points the EIP to the survivor's ingress IP and the overlay VIP's /32 routes to
+ * its interface (nothing created or detached).
+ */
+export const VIP_STRATEGIES = ['eni', 'route'] as const;
+export type VipStrategyName = (typeof VIP_STRATEGIES)[number];
 
 /** What happens when instance 0 is healthy again after a failover: stay (`never`) or move back (`preferred`). */
 export const FAILBACK_POLICIES = ['never', 'preferred'] as const;
@@ -154,6 +162,9 @@ export const FUNCTION_ENV = {
   vip: 'LOXIHA_VIP',
   eipAllocationId: 'LOXIHA_EIP_ALLOCATION_ID',
   floatingRouteTableId: 'LOXIHA_FLOATING_ROUTE_TABLE_ID',
+  strategy: 'LOXIHA_STRATEGY',
+  routeTableIds: 'LOXIHA_ROUTE_TABLE_IDS',
+  ingressIps: 'LOXIHA_INGRESS_IPS',
   leaseTable: 'LOXIHA_LEASE_TABLE',
   topicArn: 'LOXIHA_TOPIC_ARN',
   eventBusName: 'LOXIHA_EVENT_BUS',
@@ -162,11 +173,11 @@ export const FUNCTION_ENV = {
 } as const;
 
 /** The failover function's environment for these settings (unset values left out). */
-export function functionEnv(values: Partial<Record<keyof typeof FUNCTION_ENV, string | number>>): Record<string, string> {
+export function functionEnv(values: Partial<Record<keyof typeof FUNCTION_ENV, string | number | string[]>>): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, name] of Object.entries(FUNCTION_ENV)) {
     const v = values[key as keyof typeof FUNCTION_ENV];
-    if (v !== undefined) env[name] = String(v);
+    if (v !== undefined) env[name] = Array.isArray(v) ? v.join(',') : String(v);
   }
   return env;
 }

@@ -29,8 +29,7 @@ import { resolveConfig } from '../lib/config.ts';
 import { ALARM_KIND, alarmName, METRICS, ROLE, TAG } from '../lib/contract.ts';
 import { lbInstanceIp } from '../lib/topology.ts';
 import type { Settings } from '../lambda/failover/settings.ts';
-import type { EniStep } from '../lambda/failover/strategy/eni.ts';
-import { type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
+import { type AnyStep, type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
 import type { SimClock } from './sim-clock.ts';
 
 export const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
@@ -112,6 +111,7 @@ export class World {
     this.settings = {
       deploymentId: c.deploymentId,
       vpcId: vpc,
+      strategy: 'eni',
       cloudCidrBlock: c.cloudCidrBlock,
       vip: c.vip,
       eipAllocationId: eip,
@@ -153,7 +153,7 @@ export class World {
   }
 
   /** The orchestrator as the handler builds it, talking to `endpoint` (the fault proxy), in simulated time. */
-  orchestrator(endpoint: string, clock: SimClock, extra: { afterStep?: (s: EniStep) => void | Promise<void>; settings?: Partial<Settings> } = {}): Built {
+  orchestrator(endpoint: string, clock: SimClock, extra: { afterStep?: (s: AnyStep) => void | Promise<void>; settings?: Partial<Settings> } = {}): Built {
     const clients = makeClients({
       region: REGION,
       endpoint,
@@ -227,7 +227,7 @@ export class World {
       this.ec2.send(new DescribeSubnetsCommand({ Filters: [{ Name: 'vpc-id', Values: [this.settings.vpcId] }] })),
       this.ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'vpc-id', Values: [this.settings.vpcId] }] })),
       this.ec2.send(new DescribeAddressesCommand({ AllocationIds: [this.settings.eipAllocationId] })),
-      this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [this.settings.floatingRouteTableId] })),
+      this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [this.settings.floatingRouteTableId!] })),
     ]);
     const ours = (tags: { Key?: string; Value?: string }[] | undefined, role: string) =>
       tags?.some((t) => t.Key === TAG.deployment && t.Value === c.deploymentId) && tags.some((t) => t.Key === TAG.role && t.Value === role);

@@ -1,7 +1,7 @@
 /**
  * Pure: who should own the VIP. No I/O; every input is in the arguments.
  */
-import type { InstanceView, Snapshot } from './snapshot.ts';
+import type { InstanceView, Observed } from './snapshot.ts';
 
 export interface Policy {
   failback: 'never' | 'preferred';
@@ -53,7 +53,7 @@ function rankCandidates(candidates: InstanceView[]): InstanceView[] {
   return [...candidates].sort((a, b) => Number(b.sessionsInSync === true) - Number(a.sessionsInSync === true) || a.index - b.index);
 }
 
-export function decide(snapshot: Snapshot, currentOwner: string | undefined, policy: Policy, hints: Hints = {}): Decision {
+export function decide(snapshot: Observed, currentOwner: string | undefined, policy: Policy, hints: Hints = {}): Decision {
   const { now } = snapshot;
   const health = snapshot.instances.map((i) => healthOf(i, now, policy.staleMs));
   const healthyIds = new Set(health.filter((h) => h.healthy).map((h) => h.instanceId));

@@ -4,13 +4,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { HEARTBEAT_STALE_SECONDS } from '../../lib/contract.ts';
-import type { Ec2Adapter } from './aws/ec2.ts';
 import { type Clock, DeadlineExceededError } from './clock.ts';
 import { decide, type Decision, type Health, type Hints, type Policy } from './decide.ts';
 import type { Command } from './events.ts';
 import { type Lease, LeaseLostError } from './lease.ts';
-import type { LeaseView, Snapshot } from './snapshot.ts';
-import type { StepBase, StepTiming, VipStrategy } from './strategy/strategy.ts';
+import type { InstanceView, LeaseView } from './snapshot.ts';
+import type { ObserveScope, SnapshotOf, StepBase, StepTiming, VipStrategy } from './strategy/strategy.ts';
 
 export type Outcome =
   | 'converged'
@@ -58,12 +57,18 @@ export interface Notifier {
   finished(result: Result): Promise<void>;
 }
 
-export interface OrchestratorDeps<Step extends StepBase> {
-  ec2: Ec2Adapter;
+/** Counts the EC2 calls made (for the result): whatever adapter the strategy uses. */
+export interface CallCounter {
+  readonly calls: number;
+  readonly mutations: number;
+}
+
+export interface OrchestratorDeps<Step extends StepBase, State> {
+  calls: CallCounter;
   lease: Lease;
-  strategy: VipStrategy<Step>;
-  /** The world now; with `before`, only what runs change (what a run's own steps did), the rest carried over. */
-  observe: (now: number, before?: Snapshot, opts?: { eipFromAddresses?: boolean; enisOnly?: boolean }) => Promise<Snapshot>;
+  strategy: VipStrategy<Step, State>;
+  /** The LB instances now (EC2 state, status checks, heartbeats): what every strategy's decision needs. */
+  observeInstances: (now: number) => Promise<InstanceView[]>;
   notifier: Notifier;
   clock: Clock;
   policy: Omit<Policy, 'staleMs'> & { staleMs?: number };
@@ -91,18 +96,18 @@ const SETTLE_POLL_MS = 500;
 /** Long waits renew the lease this often (well inside its lifetime). */
 const KEEPALIVE_MS = 10_000;
 
-export class Orchestrator<Step extends StepBase> {
-  private readonly d: OrchestratorDeps<Step>;
+export class Orchestrator<Step extends StepBase, State> {
+  private readonly d: OrchestratorDeps<Step, State>;
   private readonly policy: Policy;
 
-  constructor(deps: OrchestratorDeps<Step>) {
+  constructor(deps: OrchestratorDeps<Step, State>) {
     this.d = deps;
     this.policy = { staleMs: HEARTBEAT_STALE_SECONDS * 1000, ...deps.policy };
   }
 
   async run(command: Command, deadline: number): Promise<Result> {
     const t0 = this.d.clock.now();
-    const calls0 = { calls: this.d.ec2.calls, mutations: this.d.ec2.mutations };
+    const calls0 = { calls: this.d.calls.calls, mutations: this.d.calls.mutations };
     const steps: StepTiming[] = [];
     const counters = { sequential: 0 };
     const finish = (r: Omit<Result, 'durationMs' | 'ec2Calls' | 'ec2Mutations' | 'sequentialMutations' | 'steps' | 'phases' | 'command' | 'moved'> & { moved?: boolean }): Result => {
@@ -115,8 +120,8 @@ export class Orchestrator<Step extends StepBase> {
         steps,
         phases,
         durationMs: this.d.clock.now() - t0,
-        ec2Calls: this.d.ec2.calls - calls0.calls,
-        ec2Mutations: this.d.ec2.mutations - calls0.mutations,
+        ec2Calls: this.d.calls.calls - calls0.calls,
+        ec2Mutations: this.d.calls.mutations - calls0.mutations,
         sequentialMutations: counters.sequential,
       };
     };
@@ -189,7 +194,7 @@ export class Orchestrator<Step extends StepBase> {
     return result;
   }
 
-  private hints(command: Command, snapshot: Snapshot, owner: string | undefined, lease: LeaseView): Hints {
+  private hints(command: Command, snapshot: SnapshotOf<State>, owner: string | undefined, lease: LeaseView): Hints {
     const hints: Hints = { lastMoveAt: lease.lastMoveAt };
     if (command.kind === 'alarm' && command.state === 'ALARM') {
       const instance = snapshot.instances.find((i) => i.index === command.instanceIndex);
@@ -272,7 +277,7 @@ export class Orchestrator<Step extends StepBase> {
         // Only an attach still completing: look at the ENI alone until it is done (not a round).
         await lease.keepAlive();
         await this.d.clock.sleep(SETTLE_POLL_MS);
-        snapshot = await this.observeFenced(epoch, steps, snapshot, { enisOnly: true });
+        snapshot = await this.observeFenced(epoch, steps, snapshot, 'settling');
         round--;
         if (this.d.clock.now() >= deadline) throw new DeadlineExceededError('waiting for AWS to finish the attach');
         continue;
@@ -285,7 +290,7 @@ export class Orchestrator<Step extends StepBase> {
       // An attach takes a moment on AWS: reading the result back at once would only find it attaching.
       if (planned.some((s) => s.phase === 'attach' && s.mutates)) await this.d.clock.sleep(SETTLE_FIRST_LOOK_MS);
       // What our steps did is checked by reading back what they touch; health was decided above.
-      snapshot = await this.observeFenced(epoch, steps, snapshot);
+      snapshot = await this.observeFenced(epoch, steps, snapshot, 'after-steps');
     }
     const problems = this.d.strategy.verify(snapshot, owner);
     return { ok: false, outcome: 'failed' as const, reason: `did not converge after ${MAX_ROUNDS} rounds`, problems, owner, previousOwner, moved: false, epoch, health: decision.health };
@@ -318,13 +323,19 @@ export class Orchestrator<Step extends StepBase> {
   }
 
   /** Observes, and stops if a newer lease holder has already written resources (we are stale). */
-  private async observeFenced(epoch: number, steps: StepTiming[], before?: Snapshot, opts?: { enisOnly?: boolean }): Promise<Snapshot> {
+  private async observeFenced(epoch: number, steps: StepTiming[], before?: SnapshotOf<State>, scope: ObserveScope = 'full'): Promise<SnapshotOf<State>> {
     const t = this.d.clock.now();
-    const s = await this.d.observe(t, before, opts);
+    const s = await this.observe(t, scope, before);
     steps.push({ step: 'observe', phase: 'observe', ms: this.d.clock.now() - t });
-    const newer = [...s.subnets, ...s.enis].find((r) => r.epoch !== undefined && r.epoch > epoch);
-    if (newer) throw new LeaseLostError(epoch);
+    if (this.d.strategy.epochs(s).some((e) => e > epoch)) throw new LeaseLostError(epoch);
     return s;
+  }
+
+  /** The instances and the strategy's state, read concurrently; the narrow scopes carry the instances over from `before`. */
+  private async observe(now: number, scope: ObserveScope, before?: SnapshotOf<State>): Promise<SnapshotOf<State>> {
+    const carry = before !== undefined && (scope === 'after-steps' || scope === 'settling');
+    const [instances, state] = await Promise.all([carry ? before.instances : this.d.observeInstances(now), this.d.strategy.observe(scope, before)]);
+    return { ...state, now, instances };
   }
 
   private async teardown(epoch: number, lease: Fencing, deadline: number, steps: StepTiming[], counters: { sequential: number }) {
@@ -332,7 +343,7 @@ export class Orchestrator<Step extends StepBase> {
       const snapshot = await this.observeFenced(epoch, steps);
       const planned = this.d.strategy.planTeardown(snapshot);
       if (planned.length === 0) {
-        return { ok: true, outcome: 'torn-down' as const, reason: 'no floating subnet, loxi-eni or EIP association left', epoch };
+        return { ok: true, outcome: 'torn-down' as const, reason: this.d.strategy.tornDown, epoch };
       }
       await this.applySteps(planned, lease, epoch, deadline, steps, counters);
     }
@@ -341,8 +352,7 @@ export class Orchestrator<Step extends StepBase> {
 
   private async status() {
     const now = this.d.clock.now();
-    // Status says where the EIP is even when it is on none of the loxi-enis: it reads the address.
-    const [snapshot, lease] = await Promise.all([this.d.observe(now, undefined, { eipFromAddresses: true }), this.d.lease.read()]);
+    const [snapshot, lease] = await Promise.all([this.observe(now, 'status'), this.d.lease.read()]);
     const owner = this.d.strategy.currentOwner(snapshot);
     const decision = decide(snapshot, owner, this.policy, { lastMoveAt: lease.lastMoveAt });
     const problems = owner ? this.d.strategy.verify(snapshot, owner) : ['no instance holds the VIP'];
@@ -359,7 +369,7 @@ export class Orchestrator<Step extends StepBase> {
 
   private async dryRun(to: string | undefined) {
     const now = this.d.clock.now();
-    const [snapshot, lease] = await Promise.all([this.d.observe(now), this.d.lease.read()]);
+    const [snapshot, lease] = await Promise.all([this.observe(now, 'full'), this.d.lease.read()]);
     const owner = this.d.strategy.currentOwner(snapshot);
     const decision = decide(snapshot, owner, this.policy, { lastMoveAt: lease.lastMoveAt, to });
     if (decision.outcome === 'no-healthy-instance' || decision.outcome === 'rejected') {

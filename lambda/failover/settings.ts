@@ -1,19 +1,34 @@
 /** The function's settings, from the environment the CDK app sets (validated: a bad deploy fails loudly at init). */
 import * as z from 'zod';
-import { DEFAULT_HOLD_DOWN_SECONDS, FAILBACK_POLICIES, FUNCTION_ENV } from '../../lib/contract.ts';
+import { DEFAULT_HOLD_DOWN_SECONDS, FAILBACK_POLICIES, FUNCTION_ENV, ipv4Schema, VIP_STRATEGIES } from '../../lib/contract.ts';
+
+/** A comma-separated list in one environment variable. */
+const list = (item: z.ZodType<string, string>) =>
+  z
+    .string()
+    .transform((v) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .pipe(z.array(item).min(1));
 
 const schema = z.object({
   deploymentId: z.string().min(1),
   vpcId: z.string().regex(/^vpc-[0-9a-f]+$/),
-  cloudCidrBlock: z.string().regex(/^[\d.]+\/\d+$/),
-  vip: z.string().regex(/^[\d.]+$/),
+  strategy: z.enum(VIP_STRATEGIES).default('eni'),
+  vip: ipv4Schema,
   eipAllocationId: z.string().regex(/^eipalloc-[0-9a-f]+$/),
-  floatingRouteTableId: z.string().regex(/^rtb-[0-9a-f]+$/),
+  /** eni: the block the floating subnet is re-created from, and the route table it is associated with. */
+  cloudCidrBlock: z.string().regex(/^[\d.]+\/\d+$/).optional(),
+  floatingRouteTableId: z.string().regex(/^rtb-[0-9a-f]+$/).optional(),
+  /** route: the tables whose /32 route to the VIP follows the owner, and each instance's ingress IP (by instance index). */
+  routeTableIds: list(z.string().regex(/^rtb-[0-9a-f]+$/)).optional(),
+  ingressIps: list(ipv4Schema).optional(),
   leaseTable: z.string().min(1),
   topicArn: z.string().optional(),
   eventBusName: z.string().default('default'),
   failback: z.enum(FAILBACK_POLICIES).default('never'),
   holdDownSeconds: z.coerce.number().int().min(0).default(DEFAULT_HOLD_DOWN_SECONDS),
+}).superRefine((s, ctx) => {
+  const need = s.strategy === 'eni' ? (['cloudCidrBlock', 'floatingRouteTableId'] as const) : (['routeTableIds', 'ingressIps'] as const);
+  for (const k of need) if (s[k] === undefined) ctx.addIssue({ code: 'custom', path: [k], message: `required by the ${s.strategy} strategy` });
 });
 
 export type Settings = z.infer<typeof schema>;

@@ -63,10 +63,13 @@ export interface LeaseView {
   interruptedMoveFrom?: string;
 }
 
-export interface Snapshot {
+/**
+ * What every strategy's snapshot holds: when it was taken and the LB instances as the function
+ * sees them (state, status checks, heartbeats). Each strategy adds what it moves (VipStrategy's
+ * `State`): the eni strategy its floating subnets, loxi-enis and the EIP; the route strategy the
+ * EIP, the VIP's routes and the instances' ingress addresses.
+ */
+export interface Observed {
   now: number;
   instances: InstanceView[];
-  subnets: FloatingSubnetView[];
-  enis: LoxiEniView[];
-  eip: EipView;
 }

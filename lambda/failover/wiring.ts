@@ -11,11 +11,12 @@ import { CloudWatchAdapter } from './aws/cloudwatch.ts';
 import { Ec2Adapter } from './aws/ec2.ts';
 import type { Clock } from './clock.ts';
 import { Lease } from './lease.ts';
-import { observe } from './observe.ts';
+import { observeInstances } from './observe.ts';
 import { Orchestrator } from './orchestrator.ts';
 import { Reporter } from './report.ts';
 import type { Settings } from './settings.ts';
-import { type EniStep, EniStrategy } from './strategy/eni.ts';
+import { type EniState, type EniStep, EniStrategy } from './strategy/eni.ts';
+import { type RouteState, type RouteStep, RouteStrategy } from './strategy/route.ts';
 
 export interface ClientOptions {
   region: string;
@@ -53,34 +54,51 @@ export function makeClients(o: ClientOptions): Clients {
 export const LEASE_TTL_MS = 30_000;
 
 export interface Built {
-  orchestrator: Orchestrator<EniStep>;
+  orchestrator: Orchestrator<EniStep, EniState> | Orchestrator<RouteStep, RouteState>;
   ec2: Ec2Adapter;
   cloudwatch: CloudWatchAdapter;
   lease: Lease;
 }
 
-export function buildOrchestrator(settings: Settings, clients: Clients, clock: Clock, logger: Logger, metrics: Metrics, extra: { afterStep?: (s: EniStep) => void | Promise<void>; stuckDetachMs?: number; syncWaitMs?: number } = {}): Built {
+/** A step of whichever strategy the settings choose. */
+export type AnyStep = EniStep | RouteStep;
+
+type Extra = { afterStep?: (s: AnyStep) => void | Promise<void>; stuckDetachMs?: number; syncWaitMs?: number };
+
+export function buildOrchestrator(settings: Settings, clients: Clients, clock: Clock, logger: Logger, metrics: Metrics, extra: Extra = {}): Built {
   const ec2 = new Ec2Adapter(clients.ec2, { deploymentId: settings.deploymentId, vpcId: settings.vpcId, clock });
   const cloudwatch = new CloudWatchAdapter(clients.cloudwatch, settings.deploymentId);
   const lease = new Lease(clients.dynamodb, settings.leaseTable, settings.deploymentId, LEASE_TTL_MS);
-  const strategy = new EniStrategy(ec2, clock, {
-    cloudCidrBlock: settings.cloudCidrBlock,
-    vip: settings.vip,
-    eipAllocationId: settings.eipAllocationId,
-    floatingRouteTableId: settings.floatingRouteTableId,
-    stuckDetachMs: extra.stuckDetachMs ?? 60_000,
-    syncWaitMs: extra.syncWaitMs ?? 15_000,
-    readSessionsInSync: async (id) => (await cloudwatch.agentReports([id], clock.now())).get(id)?.sessionsInSync,
-  });
-  const orchestrator = new Orchestrator<EniStep>({
-    ec2,
+  const readSessionsInSync = async (id: string) => (await cloudwatch.agentReports([id], clock.now())).get(id)?.sessionsInSync;
+  const common = {
+    calls: ec2,
     lease,
-    strategy,
     clock,
-    observe: (now, before, opts) => observe({ ec2, cloudwatch, eipAllocationId: settings.eipAllocationId, floatingRouteTableId: settings.floatingRouteTableId }, now, before, opts),
+    observeInstances: (now: number) => observeInstances({ ec2, cloudwatch }, now),
     notifier: new Reporter({ logger, metrics, events: clients.events, eventBusName: settings.eventBusName, sns: clients.sns, topicArn: settings.topicArn, deploymentId: settings.deploymentId }),
     policy: { failback: settings.failback, holdDownMs: settings.holdDownSeconds * 1000 },
     afterStep: extra.afterStep,
+  };
+  const syncWaitMs = extra.syncWaitMs ?? 15_000;
+  if (settings.strategy === 'route') {
+    const strategy = new RouteStrategy(ec2, clock, {
+      vip: settings.vip,
+      eipAllocationId: settings.eipAllocationId,
+      routeTableIds: settings.routeTableIds!,
+      ingressIps: Object.fromEntries(settings.ingressIps!.map((ip, i) => [i, ip])),
+      readSessionsInSync,
+      syncWaitMs,
+    });
+    return { orchestrator: new Orchestrator<RouteStep, RouteState>({ ...common, strategy }), ec2, cloudwatch, lease };
+  }
+  const strategy = new EniStrategy(ec2, clock, {
+    cloudCidrBlock: settings.cloudCidrBlock!,
+    vip: settings.vip,
+    eipAllocationId: settings.eipAllocationId,
+    floatingRouteTableId: settings.floatingRouteTableId!,
+    stuckDetachMs: extra.stuckDetachMs ?? 60_000,
+    syncWaitMs,
+    readSessionsInSync,
   });
-  return { orchestrator, ec2, cloudwatch, lease };
+  return { orchestrator: new Orchestrator<EniStep, EniState>({ ...common, strategy }), ec2, cloudwatch, lease };
 }

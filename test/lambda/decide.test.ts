@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decide, type Policy } from '../../lambda/failover/decide.ts';
-import type { InstanceView, Snapshot } from '../../lambda/failover/snapshot.ts';
+import type { InstanceView, Observed } from '../../lambda/failover/snapshot.ts';
 
 const NOW = 1_800_000_000_000;
 const policy: Policy = { failback: 'never', holdDownMs: 60_000, staleMs: 30_000 };
@@ -20,8 +20,9 @@ function inst(index: number, o: Partial<InstanceView> = {}): InstanceView {
   };
 }
 
-function snap(...instances: InstanceView[]): Snapshot {
-  return { now: NOW, instances, subnets: [], enis: [], eip: { allocationId: 'eipalloc-1', publicIp: '1.1.1.1', associationId: undefined, networkInterfaceId: undefined, privateIp: undefined } };
+function snap(...instances: InstanceView[]): Observed {
+  // The decision sees the instances only, whatever the strategy.
+  return { now: NOW, instances };
 }
 
 const A = inst(0).id;

@@ -6,8 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Ec2Adapter } from '../../lambda/failover/aws/ec2.ts';
 import { systemClock } from '../../lambda/failover/clock.ts';
-import type { Snapshot } from '../../lambda/failover/snapshot.ts';
-import { CREATED, type EniStep, EniStrategy, lowestFreeDeviceIndex } from '../../lambda/failover/strategy/eni.ts';
+import { CREATED, type EniSnapshot, type EniStep, EniStrategy, lowestFreeDeviceIndex } from '../../lambda/failover/strategy/eni.ts';
 
 const VIP = '100.64.248.254';
 const BLOCK = '100.64.248.0/24';
@@ -24,7 +23,7 @@ const strategy = new EniStrategy({} as Ec2Adapter, systemClock, {
   readSessionsInSync: async () => true,
 });
 
-function empty(): Snapshot {
+function empty(): EniSnapshot {
   const inst = (id: string, index: number, az: string) => ({
     id,
     index,
@@ -47,7 +46,7 @@ function empty(): Snapshot {
 
 let seq = 0;
 /** Applies one step to the model as AWS would, refusing what AWS refuses. */
-function applyToModel(s: Snapshot, step: EniStep, created: Map<string, string>): void {
+function applyToModel(s: EniSnapshot, step: EniStep, created: Map<string, string>): void {
   const ref = (id: string) => (id.startsWith('created:') ? created.get(id)! : id);
   const eni = (id: string) => {
     const e = s.enis.find((x) => x.id === ref(id));
@@ -139,7 +138,7 @@ function applyToModel(s: Snapshot, step: EniStep, created: Map<string, string>):
   }
 }
 
-function execute(s: Snapshot, steps: EniStep[], stopAfter = Infinity): number {
+function execute(s: EniSnapshot, steps: EniStep[], stopAfter = Infinity): number {
   const created = new Map<string, string>();
   let n = 0;
   for (const step of steps) {
@@ -150,15 +149,15 @@ function execute(s: Snapshot, steps: EniStep[], stopAfter = Infinity): number {
   return n;
 }
 
-const clone = (s: Snapshot): Snapshot => structuredClone(s);
+const clone = (s: EniSnapshot): EniSnapshot => structuredClone(s);
 
-function converge(s: Snapshot, owner: string): EniStep[] {
+function converge(s: EniSnapshot, owner: string): EniStep[] {
   const steps = strategy.plan(s, owner, { epoch: 2, forceDetach: false });
   execute(s, steps);
   return steps;
 }
 
-function onA(): Snapshot {
+function onA(): EniSnapshot {
   const s = empty();
   converge(s, A);
   return s;

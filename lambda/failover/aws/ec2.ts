@@ -5,6 +5,9 @@
 import {
   AssociateAddressCommand,
   AssociateRouteTableCommand,
+  CreateRouteCommand,
+  DeleteRouteCommand,
+  ReplaceRouteCommand,
   AttachNetworkInterfaceCommand,
   CreateNetworkInterfaceCommand,
   CreateSubnetCommand,
@@ -27,6 +30,24 @@ import {
 import { LOXI_ENI_DESCRIPTION, namePrefix, ROLE, TAG } from '../../../lib/contract.ts';
 import { type Clock, pollUntil } from '../clock.ts';
 import type { EipView, FloatingSubnetView, InstanceState, InstanceView, LoxiEniView } from '../snapshot.ts';
+
+/** The VIP's /32 route in one route table, as the route strategy sees it. */
+export interface VipRouteView {
+  routeTableId: string;
+  /** The interface it points to; undefined when the table has no such route. */
+  networkInterfaceId: string | undefined;
+  present: boolean;
+  /** `blackhole` when its interface is gone. */
+  state: string | undefined;
+}
+
+/** An interface holding some of the given private addresses. */
+export interface HolderView {
+  eniId: string;
+  instanceId: string | undefined;
+  deviceIndex: number | undefined;
+  privateIps: string[];
+}
 
 export function errorCode(e: unknown): string | undefined {
   if (typeof e !== 'object' || e === null) return undefined;
@@ -332,6 +353,57 @@ export class Ec2Adapter {
     await this.retrying(`associate the EIP with ${eniId}`, /^InvalidNetworkInterfaceID\.NotFound$/, deadline, () =>
       this.send(new AssociateAddressCommand({ AllocationId: allocationId, NetworkInterfaceId: eniId, PrivateIpAddress: privateIp, AllowReassociation: true }), true),
     );
+  }
+
+  // ---- route strategy --------------------------------------------------------------------
+
+  /** The `cidr` route (the VIP's /32) in each of the tables. */
+  async vipRoutes(routeTableIds: string[], cidr: string): Promise<VipRouteView[]> {
+    const r = await this.send<any>(new DescribeRouteTablesCommand({ RouteTableIds: routeTableIds }), false);
+    return routeTableIds.map((id) => {
+      const table = (r.RouteTables ?? []).find((t: { RouteTableId?: string }) => t.RouteTableId === id);
+      if (!table) throw new Error(`route table ${id} not found`);
+      const route = (table.Routes ?? []).find((x: { DestinationCidrBlock?: string }) => x.DestinationCidrBlock === cidr);
+      return { routeTableId: id, networkInterfaceId: route?.NetworkInterfaceId, present: route !== undefined, state: route?.State };
+    });
+  }
+
+  /** The interfaces of this VPC that hold any of `ips` as a private address. */
+  async interfacesHolding(ips: string[]): Promise<HolderView[]> {
+    const r = await this.send<any>(
+      new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'vpc-id', Values: [this.o.vpcId] }, { Name: 'addresses.private-ip-address', Values: ips }] }),
+      false,
+    );
+    return (r.NetworkInterfaces ?? []).map((n: NetworkInterface) => ({
+      eniId: n.NetworkInterfaceId!,
+      instanceId: n.Attachment?.InstanceId,
+      deviceIndex: n.Attachment?.DeviceIndex,
+      privateIps: (n.PrivateIpAddresses ?? []).map((a) => a.PrivateIpAddress!).filter(Boolean),
+    }));
+  }
+
+  /** Points `cidr` in the table at the interface: replaces the route, or creates it where there is none (either order converges). */
+  async setRoute(routeTableId: string, cidr: string, eniId: string, exists: boolean): Promise<void> {
+    const create = () => this.send(new CreateRouteCommand({ RouteTableId: routeTableId, DestinationCidrBlock: cidr, NetworkInterfaceId: eniId }), true);
+    const replace = () => this.send(new ReplaceRouteCommand({ RouteTableId: routeTableId, DestinationCidrBlock: cidr, NetworkInterfaceId: eniId }), true);
+    try {
+      await (exists ? replace() : create());
+    } catch (e) {
+      const code = errorCode(e) ?? '';
+      // Someone (an earlier run, a person) made or removed it since we looked.
+      if (!exists && code === 'RouteAlreadyExists') return void (await replace());
+      if (exists && (code === 'InvalidRoute.NotFound' || (code === 'InvalidParameterValue' && /no route/i.test((e as Error).message)))) return void (await create());
+      throw e;
+    }
+  }
+
+  async deleteRoute(routeTableId: string, cidr: string): Promise<void> {
+    try {
+      await this.send(new DeleteRouteCommand({ RouteTableId: routeTableId, DestinationCidrBlock: cidr }), true);
+    } catch (e) {
+      if (errorCode(e) === 'InvalidRoute.NotFound') return;
+      throw e;
+    }
   }
 
   async disassociateEip(associationId: string): Promise<void> {

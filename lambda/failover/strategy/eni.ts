@@ -9,8 +9,29 @@
  */
 import type { Ec2Adapter } from '../aws/ec2.ts';
 import { type Clock, pollUntil, sleepWithin } from '../clock.ts';
-import type { InstanceView, Snapshot } from '../snapshot.ts';
-import type { ApplyContext, PlanOptions, StepBase, VipStrategy } from './strategy.ts';
+import type { EipView, FloatingSubnetView, InstanceView, LoxiEniView } from '../snapshot.ts';
+import { confirmSync } from './confirm-sync.ts';
+import type { ApplyContext, ObserveScope, PlanOptions, SnapshotOf, StepBase, VipStrategy } from './strategy.ts';
+
+/** What the eni strategy moves: the floating subnets, the loxi-enis and the EIP. */
+export interface EniState {
+  subnets: FloatingSubnetView[];
+  enis: LoxiEniView[];
+  eip: EipView;
+}
+export type EniSnapshot = SnapshotOf<EniState>;
+
+/**
+ * Where the EIP is, as far as a failover needs it: on one of the loxi-enis (read from their
+ * association, no DescribeAddresses call), or on none of them — then it is associated anew with
+ * AllowReassociation wherever it is. `status` reads the address itself.
+ */
+export function eipOnEnis(enis: LoxiEniView[], allocationId: string, publicIp: string | undefined): EipView {
+  const on = enis.find((e) => e.association?.allocationId === allocationId);
+  return on
+    ? { allocationId, publicIp: on.association!.publicIp ?? publicIp, associationId: on.association!.associationId, networkInterfaceId: on.id, privateIp: on.privateIp }
+    : { allocationId, publicIp, associationId: undefined, networkInterfaceId: undefined, privateIp: undefined };
+}
 
 /** A reference to an id produced earlier in the same run (created subnet or ENI). */
 export const CREATED = { subnet: 'created:subnet', eni: 'created:eni' } as const;
@@ -57,8 +78,9 @@ export function lowestFreeDeviceIndex(used: number[]): number {
   return d;
 }
 
-export class EniStrategy implements VipStrategy<EniStep> {
+export class EniStrategy implements VipStrategy<EniStep, EniState> {
   readonly name = 'floating-subnet-eni';
+  readonly tornDown = 'no floating subnet, loxi-eni or EIP association left';
   private readonly ec2: Ec2Adapter;
   private readonly clock: Clock;
   private readonly o: EniStrategyOptions;
@@ -69,12 +91,31 @@ export class EniStrategy implements VipStrategy<EniStep> {
     this.o = options;
   }
 
-  currentOwner(s: Snapshot): string | undefined {
+  async observe(scope: ObserveScope, before?: EniSnapshot): Promise<EniState> {
+    const o = this.o;
+    if (scope === 'settling' && before) {
+      const enis = await this.ec2.loxiEnis();
+      return { subnets: before.subnets, enis, eip: eipOnEnis(enis, o.eipAllocationId, before.eip.publicIp) };
+    }
+    const [subnets, enis, address] = await Promise.all([
+      this.ec2.floatingSubnets(o.floatingRouteTableId),
+      this.ec2.loxiEnis(),
+      // Status says where the EIP is even when it is on none of the loxi-enis: it reads the address.
+      scope === 'status' ? this.ec2.eip(o.eipAllocationId) : undefined,
+    ]);
+    return { subnets, enis, eip: address ?? eipOnEnis(enis, o.eipAllocationId, before?.eip.publicIp) };
+  }
+
+  epochs(s: EniSnapshot): number[] {
+    return [...s.subnets, ...s.enis].map((r) => r.epoch).filter((e): e is number => e !== undefined);
+  }
+
+  currentOwner(s: EniSnapshot): string | undefined {
     const attached = s.enis.filter((e) => e.privateIp === this.o.vip && e.attachment && e.attachment.status !== 'detaching' && e.attachment.status !== 'detached');
     return attached.length === 1 ? attached[0]!.attachment!.instanceId : undefined;
   }
 
-  plan(s: Snapshot, owner: string, opts: PlanOptions): EniStep[] {
+  plan(s: EniSnapshot, owner: string, opts: PlanOptions): EniStep[] {
     const target = s.instances.find((i) => i.id === owner);
     if (!target) throw new Error(`cannot plan for ${owner}: not an LB instance of this deployment`);
     const byId = new Map(s.instances.map((i) => [i.id, i]));
@@ -151,7 +192,7 @@ export class EniStrategy implements VipStrategy<EniStep> {
     return steps;
   }
 
-  planTeardown(s: Snapshot): EniStep[] {
+  planTeardown(s: EniSnapshot): EniStep[] {
     const steps: EniStep[] = [];
     const ourEnis = new Set(s.enis.map((e) => e.id));
     if (s.eip.associationId && s.eip.networkInterfaceId && ourEnis.has(s.eip.networkInterfaceId)) {
@@ -171,13 +212,13 @@ export class EniStrategy implements VipStrategy<EniStep> {
   }
 
   /** True when the one thing missing is an attach AWS is still completing ("attaching" to the owner). */
-  settling(s: Snapshot, owner: string): boolean {
+  settling(s: EniSnapshot, owner: string): boolean {
     const eni = s.enis.length === 1 ? s.enis[0]! : undefined;
     if (!eni || eni.attachment?.instanceId !== owner || eni.attachment.status !== 'attaching') return false;
     return this.verify({ ...s, enis: [{ ...eni, attachment: { ...eni.attachment, status: 'attached' } }] }, owner).length === 0;
   }
 
-  verify(s: Snapshot, owner: string): string[] {
+  verify(s: EniSnapshot, owner: string): string[] {
     const problems: string[] = [];
     const target = s.instances.find((i) => i.id === owner);
     if (s.subnets.length !== 1) problems.push(`expected one floating subnet, found ${s.subnets.length}`);
@@ -205,13 +246,8 @@ export class EniStrategy implements VipStrategy<EniStep> {
     };
     const { deadline } = ctx;
     switch (step.op) {
-      case 'confirm-sync': {
-        const inSync = await pollUntil(this.clock, `wait for ${step.instanceId} to report sessions in sync`, Math.min(deadline, this.clock.now() + this.o.syncWaitMs), async () =>
-          (await this.o.readSessionsInSync(step.instanceId)) === true ? true : undefined,
-        );
-        if (!inSync) throw new Error('unreachable');
-        return;
-      }
+      case 'confirm-sync':
+        return confirmSync(this.clock, this.o.readSessionsInSync, step.instanceId, this.o.syncWaitMs, deadline);
       case 'disassociate-eip':
         return this.ec2.disassociateEip(step.associationId);
       case 'detach-eni':

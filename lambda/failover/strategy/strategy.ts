@@ -1,10 +1,10 @@
 /**
- * How the VIP moves. The lease, the decision and the entry points only see this
- * interface, so a second strategy (EIP to a private IP the survivor already holds,
- * overlay VIP by route tables) plugs in without touching them.
+ * How the VIP moves. The orchestrator, the lease, the decision and the entry points only see this
+ * interface: a strategy observes what it moves, plans (pure), applies one step at a time, verifies
+ * and reports the fencing epochs it finds, so a strategy plugs in without touching the rest.
  */
 import type { FailoverPhase } from '../../../lib/contract.ts';
-import type { Snapshot } from '../snapshot.ts';
+import type { Observed } from '../snapshot.ts';
 
 export interface StepBase {
   /** Phase it is reported under (metrics, dashboard). */
@@ -42,18 +42,36 @@ export interface ApplyContext {
   deadline: number;
 }
 
-export interface VipStrategy<Step extends StepBase> {
+/**
+ * What a strategy reads, and when:
+ * - `full`: everything it moves, at the start of a run (instances are read beside it);
+ * - `status`: the same, with the EIP read wherever it is associated (for `status`);
+ * - `after-steps`: what the run's own steps touched, to check them (instances carried over);
+ * - `settling`: the little that is still completing on AWS (an attach), polled.
+ */
+export type ObserveScope = 'full' | 'status' | 'after-steps' | 'settling';
+
+/** The snapshot a strategy plans on: the common part and its own state. */
+export type SnapshotOf<State> = Observed & State;
+
+export interface VipStrategy<Step extends StepBase, State> {
   readonly name: string;
+  /** Reads this strategy's part of the world; `before` is the run's previous snapshot (for the narrow scopes). */
+  observe(scope: ObserveScope, before?: SnapshotOf<State>): Promise<State>;
+  /** Fencing epochs written on the resources it sees: one newer than the run's means a newer run holds the lease. */
+  epochs(snapshot: SnapshotOf<State>): number[];
   /** Instance that holds the VIP now, if any. */
-  currentOwner(snapshot: Snapshot): string | undefined;
+  currentOwner(snapshot: SnapshotOf<State>): string | undefined;
   /** Pure: ordered steps that take the observed state to "VIP on owner"; empty when already there. */
-  plan(snapshot: Snapshot, owner: string, opts: PlanOptions): Step[];
+  plan(snapshot: SnapshotOf<State>, owner: string, opts: PlanOptions): Step[];
   /** Executes one step; returns after the step's effect is visible (or throws). */
   apply(step: Step, ctx: ApplyContext, state: Map<string, string>): Promise<void>;
   /** Pure: what is wrong with the observed end state for owner (empty when converged). */
-  verify(snapshot: Snapshot, owner: string): string[];
-  /** Pure: the state only waits on AWS finishing what was asked (nothing to do but look again). */
-  settling?(snapshot: Snapshot, owner: string): boolean;
-  /** Pure: steps that remove everything the strategy creates at run time. */
-  planTeardown(snapshot: Snapshot): Step[];
+  verify(snapshot: SnapshotOf<State>, owner: string): string[];
+  /** Pure: the state only waits on AWS finishing what was asked (nothing to do but look again, `settling` scope). */
+  settling?(snapshot: SnapshotOf<State>, owner: string): boolean;
+  /** Pure: steps that remove everything the strategy put in place at run time. */
+  planTeardown(snapshot: SnapshotOf<State>): Step[];
+  /** What "torn down" means for it, for the result's reason. */
+  readonly tornDown: string;
 }
