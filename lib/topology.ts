@@ -17,6 +17,16 @@ export function lbInstanceIp(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>, index:
   return intToIp(parsed.network + LB_INSTANCE_HOST_OFFSET);
 }
 
+/** Host offset of each LB instance's ingress IP (route strategy: the secondary address the EIP is associated with). */
+export const LB_INGRESS_HOST_OFFSET = 11;
+
+/** Ingress IP of LB instance `index`, in its LB subnet, for the `route` strategy. */
+export function lbIngressIp(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>, index: number): string {
+  const parsed = config.lbSubnetCidrs[index] === undefined ? undefined : parseCidr(config.lbSubnetCidrs[index]!);
+  if (!parsed) throw new Error(`no LB subnet for instance ${index}`);
+  return intToIp(parsed.network + LB_INGRESS_HOST_OFFSET);
+}
+
 export function lbInstanceIps(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>): string[] {
   return config.lbSubnetCidrs.map((_, i) => lbInstanceIp(config, i));
 }

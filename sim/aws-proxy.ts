@@ -2,19 +2,24 @@
  * An HTTP proxy in front of moto that answers as AWS really does where moto is lax:
  * latency per call, throttling, NotFound for a while after a create, asynchronous (and
  * optionally stuck) detaches, slow attaches, DependencyViolation / InUse, ClientToken
- * idempotency, duplicate private IPs, and a crash that loses a mutation's answer and
- * cuts the caller off. Only EC2 is altered; other services pass through.
+ * idempotency, duplicate private IPs, an EIP associated with a secondary private address (moto
+ * records the primary), a /32 route inside the VPC's CIDR (AWS refuses it), the address filter
+ * matching secondary addresses, and a crash that loses a mutation's answer and cuts the caller off. Only EC2 is altered; other services pass through.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import {
   DescribeNetworkInterfacesCommand,
   DescribeRouteTablesCommand,
+  DescribeVpcsCommand,
   DetachNetworkInterfaceCommand,
   EC2Client,
+  type Address,
   type AttachmentStatus,
+  DescribeAddressesCommand,
   type NetworkInterface,
 } from '@aws-sdk/client-ec2';
 import type { Clock } from '../lambda/failover/clock.ts';
+import { cidrContains } from '../lib/net/cidr.ts';
 
 /** The proxy's time: simulated (SimClock, tests and benchmarks) or the wall clock (the demo). */
 export type ProxyClock = Clock & { advance?(ms: number): void };
@@ -44,6 +49,9 @@ export const MUTATING = new Set([
   'AssociateAddress',
   'DisassociateAddress',
   'CreateTags',
+  'CreateRoute',
+  'ReplaceRoute',
+  'DeleteRoute',
 ]);
 
 export interface Behaviour {
@@ -134,6 +142,58 @@ const ERR_FOR_PREFIX: Record<string, string> = {
   eni: 'InvalidNetworkInterfaceID.NotFound',
 };
 
+/** Removes every `Filter.N` named `name` from an EC2 query (renumbering the rest); returns its values. */
+function takeFilter(params: URLSearchParams, name: string): string[] | undefined {
+  const filters = new Map<string, { name?: string; values: string[] }>();
+  for (const [k, v] of [...params]) {
+    const m = /^Filter\.(\d+)\.(Name|Value\.\d+)$/.exec(k);
+    if (!m) continue;
+    const f = filters.get(m[1]!) ?? { values: [] };
+    if (m[2] === 'Name') f.name = v;
+    else f.values.push(v);
+    filters.set(m[1]!, f);
+    params.delete(k);
+  }
+  let taken: string[] | undefined;
+  let n = 1;
+  for (const f of filters.values()) {
+    if (f.name === name) {
+      taken = f.values;
+      continue;
+    }
+    params.set(`Filter.${n}.Name`, f.name ?? '');
+    f.values.forEach((v, i) => params.set(`Filter.${n}.Value.${i + 1}`, v));
+    n++;
+  }
+  return taken;
+}
+
+/** Applies `f` to each top-level `<item>` of the `<set>` element of an EC2 XML answer (items nest). */
+function mapItems(xml: string, set: string, f: (item: string) => string | undefined): string {
+  const open = xml.indexOf(`<${set}>`);
+  const close = xml.lastIndexOf(`</${set}>`);
+  if (open < 0 || close < 0) return xml;
+  const body = xml.slice(open + set.length + 2, close);
+  const out: string[] = [];
+  let depth = 0;
+  let start = -1;
+  const re = /<item>|<\/item>/g;
+  for (let m = re.exec(body); m; m = re.exec(body)) {
+    if (m[0] === '<item>') {
+      if (depth++ === 0) start = m.index;
+    } else if (--depth === 0) {
+      const kept = f(body.slice(start, m.index + m[0].length));
+      if (kept !== undefined) out.push(kept);
+    }
+  }
+  return `${xml.slice(0, open + set.length + 2)}${out.join('')}${xml.slice(close)}`;
+}
+
+/** Keeps the items of `set` for which `keep` holds. */
+function keepItems(xml: string, set: string, keep: (item: string) => boolean): string {
+  return mapItems(xml, set, (item) => (keep(item) ? item : undefined));
+}
+
 export class AwsProxy {
   readonly endpoint: string;
   behaviour: Behaviour = { ...DEFAULT_BEHAVIOUR };
@@ -155,6 +215,8 @@ export class AwsProxy {
   private readonly pendingDetach = new Map<string, PendingDetach>();
   private readonly attachingUntil = new Map<string, number>();
   private readonly tokens = new Map<string, string>();
+  /** The private address each EIP was associated with (moto forgets it). */
+  private readonly eipTargets = new Map<string, { eniId: string; privateIp: string }>();
 
   private constructor(server: Server, port: number, moto: string, clock: ProxyClock) {
     this.server = server;
@@ -223,6 +285,15 @@ export class AwsProxy {
       const id = n.NetworkInterfaceId!;
       const status = this.pendingDetach.has(id) ? 'detaching' : now < (this.attachingUntil.get(id) ?? 0) ? 'attaching' : n.Attachment.Status;
       return { ...n, Attachment: { ...n.Attachment, Status: status as AttachmentStatus } };
+    });
+  }
+
+  /** The Elastic IPs as AWS would show them (moto's record of the private address corrected). */
+  async addressesAsAws(): Promise<Address[]> {
+    const r = await this.direct.send(new DescribeAddressesCommand({}));
+    return (r.Addresses ?? []).map((a) => {
+      const t = this.eipTargets.get(a.AllocationId ?? '');
+      return t && a.NetworkInterfaceId === t.eniId ? { ...a, PrivateIpAddress: t.privateIp } : a;
     });
   }
 
@@ -301,6 +372,9 @@ export class AwsProxy {
       }
     }
 
+    let eipTarget: { eniId: string; privateIp: string } | undefined;
+    let addressFilter: string[] | undefined;
+    let forwardBody: string | undefined;
     switch (action) {
       case 'DeleteNetworkInterface': {
         const id = params.get('NetworkInterfaceId')!;
@@ -329,6 +403,37 @@ export class AwsProxy {
       }
       case 'DetachNetworkInterface':
         return this.detach(params, res, record, fail);
+      case 'AssociateAddress': {
+        // moto ignores PrivateIpAddress (it records the interface's primary address); AWS associates
+        // the EIP with the address asked for, which must be one of the interface's.
+        const eniId = params.get('NetworkInterfaceId');
+        const ip = params.get('PrivateIpAddress');
+        if (eniId) {
+          const eni = await this.eni(eniId);
+          const ips = (eni?.PrivateIpAddresses ?? []).map((a) => a.PrivateIpAddress);
+          if (eni && ip && !ips.includes(ip)) return fail(400, 'InvalidParameterValue', `The private IP address ${ip} is not assigned to network interface ${eniId}.`);
+          if (eni) eipTarget = { eniId, privateIp: ip ?? eni.PrivateIpAddress! };
+        }
+        break;
+      }
+      case 'CreateRoute':
+      case 'ReplaceRoute': {
+        // moto accepts a route more specific than the VPC's CIDR; AWS refuses it (a route table cannot override local routing this way).
+        const cidr = params.get('DestinationCidrBlock');
+        const table = (await this.direct.send(new DescribeRouteTablesCommand({ RouteTableIds: [params.get('RouteTableId')!] })).catch(() => undefined))?.RouteTables?.[0];
+        const vpc = table?.VpcId ? (await this.direct.send(new DescribeVpcsCommand({ VpcIds: [table.VpcId] }))).Vpcs?.[0] : undefined;
+        const blocks = (vpc?.CidrBlockAssociationSet ?? []).map((b) => b.CidrBlock!).filter(Boolean);
+        if (cidr && blocks.some((b) => cidrContains(b, cidr))) {
+          return fail(400, 'InvalidParameterValue', `The destination CIDR block ${cidr} is equal to or more specific than one of this VPC's CIDR blocks. This route can target only an interface or an instance.`);
+        }
+        break;
+      }
+      case 'DescribeNetworkInterfaces': {
+        // moto's addresses.private-ip-address filter matches the primary address only; AWS matches any of them.
+        addressFilter = takeFilter(params, 'addresses.private-ip-address');
+        if (addressFilter) forwardBody = params.toString();
+        break;
+      }
       case 'CreateNetworkInterface': {
         const token = params.get('ClientToken');
         const cached = token ? this.tokens.get(token) : undefined;
@@ -347,7 +452,7 @@ export class AwsProxy {
       }
     }
 
-    const upstream = await fetch(this.moto + (req.url ?? '/'), { method: req.method, headers: this.headers(req), body });
+    const upstream = await fetch(this.moto + (req.url ?? '/'), { method: req.method, headers: this.headers(req), body: forwardBody ?? body });
     let text = await upstream.text();
     const status = upstream.status;
     if (status < 300) {
@@ -361,7 +466,9 @@ export class AwsProxy {
       if (action === 'AttachNetworkInterface' && this.behaviour.attachMs > 0) {
         this.attachingUntil.set(params.get('NetworkInterfaceId')!, this.clock.now() + this.behaviour.attachMs);
       }
-      if (action === 'DescribeNetworkInterfaces') text = this.rewriteAttachmentStatus(text);
+      if (action === 'DescribeNetworkInterfaces') text = this.rewriteAttachmentStatus(addressFilter ? keepItems(text, 'networkInterfaceSet', (item) => addressFilter!.some((ip) => item.includes(`<privateIpAddress>${ip}</privateIpAddress>`))) : text);
+      if (action === 'AssociateAddress' && eipTarget) this.eipTargets.set(params.get('AllocationId') ?? '', eipTarget);
+      if (action === 'DescribeAddresses') text = this.rewriteEipPrivateIps(text);
     }
     record(status);
     if (status < 300 && MUTATING.has(action)) {
@@ -435,6 +542,16 @@ export class AwsProxy {
     }
     res.setHeader('content-type', 'text/xml');
     res.end('<?xml version="1.0" encoding="UTF-8"?><DetachNetworkInterfaceResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>proxy</requestId><return>true</return></DetachNetworkInterfaceResponse>');
+  }
+
+  /** Each EIP shows the private address it was associated with, as long as it is on that interface. */
+  private rewriteEipPrivateIps(xml: string): string {
+    return mapItems(xml, 'addressesSet', (item) => {
+      const alloc = /<allocationId>([^<]+)<\/allocationId>/.exec(item)?.[1];
+      const t = alloc ? this.eipTargets.get(alloc) : undefined;
+      if (!t || !item.includes(`<networkInterfaceId>${t.eniId}</networkInterfaceId>`)) return item;
+      return item.replace(/<privateIpAddress>[^<]*<\/privateIpAddress>/, `<privateIpAddress>${t.privateIp}</privateIpAddress>`);
+    });
   }
 
   /** ENIs whose detach is pending show "detaching"; recently attached ones show "attaching". */

@@ -7,6 +7,8 @@ import { CloudWatchClient, PutMetricAlarmCommand, PutMetricDataCommand } from '@
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   AllocateAddressCommand,
+  AssignPrivateIpAddressesCommand,
+  AssociateRouteTableCommand,
   AttachInternetGatewayCommand,
   CreateInternetGatewayCommand,
   CreateRouteCommand,
@@ -27,7 +29,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { resolveConfig } from '../lib/config.ts';
 import { ALARM_KIND, alarmName, METRICS, ROLE, TAG } from '../lib/contract.ts';
-import { lbInstanceIp } from '../lib/topology.ts';
+import { lbIngressIp, lbInstanceIp } from '../lib/topology.ts';
 import type { Settings } from '../lambda/failover/settings.ts';
 import { type AnyStep, type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
 import type { SimClock } from './sim-clock.ts';
@@ -36,6 +38,10 @@ export const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 const REGION = 'us-east-1';
 /** The Elastic IP's public address in the simulation (inside 100.64.0.0/10, like every address the demo uses). */
 export const SIM_EIP = '100.100.100.100';
+/** The route strategy's overlay VIP: outside the VPC's CIDR (100.64.0.0/16), inside 100.64.0.0/10. */
+export const SIM_OVERLAY_VIP = '100.127.0.10';
+/** The EKS nodes' subnet in the simulation. */
+export const SIM_NODES_CIDR = '100.64.2.0/24';
 /** The failover function in the simulation (its alarms' action; the agents invoke its `agents` alias). */
 export const FAILOVER_FUNCTION_NAME = 'loxiha-sim-failover';
 export const FAILOVER_FUNCTION_ARN = `arn:aws:lambda:${REGION}:123456789012:function:${FAILOVER_FUNCTION_NAME}`;
@@ -64,7 +70,12 @@ export class World {
     this.cw = new CloudWatchClient(common);
   }
 
-  async seed(): Promise<void> {
+  /**
+   * `strategy: 'route'` also gives each LB instance its ingress IP (a secondary address on its
+   * primary interface), a route table per LB subnet and a nodes' subnet with its own table (the
+   * tables the VIP's /32 follows the owner in), and an overlay VIP outside the VPC's CIDR.
+   */
+  async seed(opts: { strategy?: 'eni' | 'route'; vip?: string } = {}): Promise<void> {
     const c = this.config;
     const tag = (role: string, extra: { Key: string; Value: string }[] = []) => [
       { Key: TAG.deployment, Value: c.deploymentId },
@@ -80,6 +91,7 @@ export class World {
     ).RouteTable!.RouteTableId!;
     await this.ec2.send(new CreateRouteCommand({ RouteTableId: rtb, DestinationCidrBlock: '0.0.0.0/0', GatewayId: igw }));
     this.instances = [];
+    const routeTableIds: string[] = [];
     for (const [index, az] of c.availabilityZones.entries()) {
       const subnet = (await this.ec2.send(new CreateSubnetCommand({ VpcId: vpc, CidrBlock: c.lbSubnetCidrs[index], AvailabilityZone: az }))).Subnet!.SubnetId!;
       const r = await this.ec2.send(
@@ -94,6 +106,19 @@ export class World {
         }),
       );
       this.instances.push({ id: r.Instances![0]!.InstanceId!, index, az });
+      if (opts.strategy === 'route') {
+        const lbRtb = (await this.ec2.send(new CreateRouteTableCommand({ VpcId: vpc }))).RouteTable!.RouteTableId!;
+        await this.ec2.send(new CreateRouteCommand({ RouteTableId: lbRtb, DestinationCidrBlock: '0.0.0.0/0', GatewayId: igw }));
+        await this.ec2.send(new AssociateRouteTableCommand({ RouteTableId: lbRtb, SubnetId: subnet }));
+        routeTableIds.push(lbRtb);
+        await this.ec2.send(new AssignPrivateIpAddressesCommand({ NetworkInterfaceId: r.Instances![0]!.NetworkInterfaces![0]!.NetworkInterfaceId!, PrivateIpAddresses: [lbIngressIp(c, index)] }));
+      }
+    }
+    if (opts.strategy === 'route') {
+      const nodes = (await this.ec2.send(new CreateSubnetCommand({ VpcId: vpc, CidrBlock: SIM_NODES_CIDR, AvailabilityZone: c.availabilityZones[0] }))).Subnet!.SubnetId!;
+      const nodesRtb = (await this.ec2.send(new CreateRouteTableCommand({ VpcId: vpc }))).RouteTable!.RouteTableId!;
+      await this.ec2.send(new AssociateRouteTableCommand({ RouteTableId: nodesRtb, SubnetId: nodes }));
+      routeTableIds.push(nodesRtb);
     }
     // The EIP's public address lies in 100.64.0.0/10 too: the demo puts it on its namespaces' links.
     const eip = (
@@ -121,6 +146,9 @@ export class World {
       eventBusName: 'default',
       failback: c.failback,
       holdDownSeconds: c.holdDownSeconds,
+      ...(opts.strategy === 'route'
+        ? { strategy: 'route' as const, vip: opts.vip ?? SIM_OVERLAY_VIP, routeTableIds, ingressIps: c.availabilityZones.map((_, i) => lbIngressIp(c, i)) }
+        : {}),
     };
   }
 
