@@ -88,6 +88,8 @@ export const LATENCY_MS: Record<string, number> = {
   DeleteSubnet: 400,
   CreateRouteTable: 400,
   CreateRoute: 300,
+  ReplaceRoute: 300,
+  DeleteRoute: 300,
   AssociateRouteTable: 300,
   CreateNetworkInterface: 600,
   DeleteNetworkInterface: 400,

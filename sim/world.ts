@@ -32,6 +32,7 @@ import { ALARM_KIND, alarmName, METRICS, ROLE, TAG } from '../lib/contract.ts';
 import { lbIngressIp, lbInstanceIp } from '../lib/topology.ts';
 import type { Settings } from '../lambda/failover/settings.ts';
 import { type AnyStep, type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
+import type { AwsProxy } from './aws-proxy.ts';
 import type { SimClock } from './sim-clock.ts';
 
 export const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
@@ -292,6 +293,27 @@ export class World {
       if (!s.floatingAssociations.includes(e.subnetId)) out.push('floating route table not associated');
     }
     if (s.orphans.length) out.push(`orphans: ${s.orphans.join(',')}`);
+    return out;
+  }
+
+  /**
+   * The route strategy's one good end state, VIP on `owner`: the EIP on its ingress IP (read as AWS
+   * would show it, through the behaviour layer) and the VIP's /32 to its primary interface in every
+   * listed table. Returns what is wrong (empty when right).
+   */
+  async routeProblems(owner: string, aws: Pick<AwsProxy, 'addressesAsAws' | 'networkInterfaces'>): Promise<string[]> {
+    const s = this.settings;
+    const index = this.instances.find((i) => i.id === owner)!.index;
+    const ingress = s.ingressIps![index];
+    const out: string[] = [];
+    const eip = (await aws.addressesAsAws()).find((a) => a.AllocationId === s.eipAllocationId);
+    const tables = (await this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: s.routeTableIds }))).RouteTables ?? [];
+    const ownerEni = (await aws.networkInterfaces()).find((n) => n.Attachment?.InstanceId === owner && n.Attachment.DeviceIndex === 0)?.NetworkInterfaceId;
+    if (eip?.NetworkInterfaceId !== ownerEni || eip?.PrivateIpAddress !== ingress) out.push(`EIP on ${eip?.PrivateIpAddress} (${eip?.NetworkInterfaceId}), want ${ingress} (${ownerEni})`);
+    for (const t of tables) {
+      const r = t.Routes?.find((x) => x.DestinationCidrBlock === `${s.vip}/32`);
+      if (r?.NetworkInterfaceId !== ownerEni) out.push(`${t.RouteTableId}: VIP route → ${r?.NetworkInterfaceId ?? 'none'}, want ${ownerEni}`);
+    }
     return out;
   }
 

@@ -51,9 +51,9 @@ const clock = new SimClock(SCALE);
 const proxy = await AwsProxy.start(moto.endpoint, clock);
 const alarm: Command = { kind: 'alarm', alarmName: 'bench', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' };
 
-async function prepare(world: World): Promise<void> {
+async function prepare(world: World, strategy: 'eni' | 'route' = 'eni'): Promise<void> {
   await moto.reset();
-  await world.seed();
+  await world.seed({ strategy });
   proxy.configure({});
   await world.beat(clock.now());
   const r = await world.orchestrator(proxy.endpoint, clock).orchestrator.run({ kind: 'reconcile', via: 'manual' }, clock.now() + 600_000);
@@ -69,6 +69,7 @@ async function masterDies(world: World): Promise<void> {
 interface Line {
   scenario: string;
   path: 'loxiha' | 'loxilb-sequence';
+  strategy: 'eni' | 'route';
   converged: boolean;
   ec2Calls: number;
   sequentialMutations: number;
@@ -81,10 +82,10 @@ function eipAt(t0: number): number | null {
   return call ? +((call.at - t0) / 1000).toFixed(2) : null;
 }
 
-async function scenario(name: string, behaviour: Partial<Behaviour>, setup: (w: World) => Promise<void>, act: (w: World) => Promise<{ sequentialMutations: number; owner?: string }>, expectOwner: (w: World) => string | undefined): Promise<Line> {
+async function scenario(name: string, behaviour: Partial<Behaviour>, setup: (w: World) => Promise<void>, act: (w: World) => Promise<{ sequentialMutations: number; owner?: string }>, expectOwner: (w: World) => string | undefined, strategy: 'eni' | 'route' = 'eni'): Promise<Line> {
   const world = new World(moto.endpoint);
   try {
-    await prepare(world);
+    await prepare(world, strategy);
     await setup(world);
     const before = await world.endState();
     proxy.configure({ ...AWS_LIKE, ...behaviour });
@@ -95,8 +96,9 @@ async function scenario(name: string, behaviour: Partial<Behaviour>, setup: (w: 
     const eip = eipAt(t0);
     await proxy.settle();
     const owner = expectOwner(world);
-    const converged = owner ? (await world.problems(owner)).length === 0 : JSON.stringify(await world.endState()) === JSON.stringify(before);
-    return { scenario: name, path: 'loxiha', converged, ec2Calls: counts.total, sequentialMutations, simulatedSeconds, eipOnSurvivorSeconds: eip };
+    const problems = owner ? await (strategy === 'route' ? world.routeProblems(owner, proxy) : world.problems(owner)) : [];
+    const converged = owner ? problems.length === 0 : JSON.stringify(await world.endState()) === JSON.stringify(before);
+    return { scenario: name, path: 'loxiha', strategy, converged, ec2Calls: counts.total, sequentialMutations, simulatedSeconds, eipOnSurvivorSeconds: eip };
   } finally {
     world.destroy();
   }
@@ -137,6 +139,33 @@ if (!ONLY) lines.push(
     await w.stop(w.id(1));
     clock.advance(60_000);
   }, async (w) => runOnce(w, alarm), () => undefined),
+);
+
+/** The same scenarios with `strategy: route` (same latencies): one wave, nothing created, deleted or detached. */
+if (!ONLY || ONLY === 'route') lines.push(
+  await scenario('happy-path', {}, masterDies, async (w) => runOnce(w, alarm), (w) => w.id(1), 'route'),
+  await scenario('planned-move', {}, async (w) => w.beat(clock.now()), async (w) => runOnce(w, { kind: 'failover', to: w.id(1), reason: 'maintenance', via: 'manual' }), (w) => w.id(1), 'route'),
+  await scenario('throttled', { throttle: { AssociateAddress: 2, ReplaceRoute: 2, DescribeRouteTables: 2 } }, masterDies, async (w) => runOnce(w, alarm), (w) => w.id(1), 'route'),
+  await scenario('fast-path-agent-dead', {}, async (w) => {
+    clock.advance(40_000);
+    await w.beat(clock.now(), [w.id(1)]);
+  }, async (w) => runOnce(w, { kind: 'failover', from: w.id(0), reason: 'peer-heartbeat-lost', via: 'fast-path' }), (w) => w.id(1), 'route'),
+  await scenario('concurrent-10', {}, masterDies, async (w) => {
+    const stopBeating = w.keepBeating(clock, [w.id(1)]);
+    try {
+      const rs = await clock.slower(50, () => Promise.all(Array.from({ length: 10 }, () => runOnce(w, alarm))));
+      return { sequentialMutations: Math.max(...rs.map((r) => r.sequentialMutations)) };
+    } finally {
+      await stopBeating();
+    }
+  }, (w) => w.id(1), 'route'),
+  await scenario('crash-after-first-mutation-then-resume', { crashAfterMutations: 1 }, masterDies, async (w) => {
+    await runOnce(w, alarm).catch(() => undefined);
+    proxy.revive();
+    await clock.sleep(31_000);
+    await w.beat(clock.now(), [w.id(1)]);
+    return runOnce(w, { kind: 'reconcile', via: 'schedule' });
+  }, (w) => w.id(1), 'route'),
 );
 
 if (!ONLY || ONLY === 'aws-like') /**
@@ -233,7 +262,7 @@ if (!ONLY) {
     converged = false;
   }
   const simulatedSeconds = +((clock.now() - t0) / 1000).toFixed(2);
-  lines.push({ scenario: 'happy-path', path: 'loxilb-sequence', converged, ec2Calls: proxy.counts().total, sequentialMutations: seq, simulatedSeconds, eipOnSurvivorSeconds: eipAt(t0) });
+  lines.push({ scenario: 'happy-path', path: 'loxilb-sequence', strategy: 'eni', converged, ec2Calls: proxy.counts().total, sequentialMutations: seq, simulatedSeconds, eipOnSurvivorSeconds: eipAt(t0) });
   world.destroy();
 }
 

@@ -10,7 +10,6 @@ import { AssociateAddressCommand, CreateNetworkInterfaceCommand, DeleteRouteComm
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Command } from '../../lambda/failover/events.ts';
 import type { Result } from '../../lambda/failover/orchestrator.ts';
-import { lbIngressIp } from '../../lib/topology.ts';
 import { AwsProxy, type Behaviour } from '../../sim/aws-proxy.ts';
 import { type Moto, startMoto } from '../../sim/moto.ts';
 import { SimClock } from '../../sim/sim-clock.ts';
@@ -32,21 +31,7 @@ async function run(command: Command): Promise<Result> {
 }
 
 /** Where AWS has the EIP and the VIP's routes now, and what is wrong for `owner`. */
-async function problems(owner: string): Promise<string[]> {
-  const s = world.settings;
-  const index = world.instances.find((i) => i.id === owner)!.index;
-  const ingress = lbIngressIp(world.config, index);
-  const out: string[] = [];
-  const eip = (await proxy.addressesAsAws()).find((a) => a.AllocationId === s.eipAllocationId);
-  const tables = (await world.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: s.routeTableIds }))).RouteTables ?? [];
-  const ownerEni = (await proxy.networkInterfaces()).find((n) => n.Attachment?.InstanceId === owner && n.Attachment.DeviceIndex === 0)!.NetworkInterfaceId;
-  if (eip?.NetworkInterfaceId !== ownerEni || eip?.PrivateIpAddress !== ingress) out.push(`EIP on ${eip?.PrivateIpAddress} (${eip?.NetworkInterfaceId}), want ${ingress} (${ownerEni})`);
-  for (const t of tables) {
-    const r = t.Routes?.find((x) => x.DestinationCidrBlock === `${s.vip}/32`);
-    if (r?.NetworkInterfaceId !== ownerEni) out.push(`${t.RouteTableId}: VIP route → ${r?.NetworkInterfaceId ?? 'none'}, want ${ownerEni}`);
-  }
-  return out;
-}
+const problems = (owner: string) => world.routeProblems(owner, proxy);
 
 async function placeOn0(): Promise<Result> {
   await world.beat(clock.now());
