@@ -5,7 +5,7 @@
  */
 import * as z from 'zod';
 import { cidrContains, cidrsOverlap, ipToInt, parseCidr, reservedAddresses } from './net/cidr.ts';
-import { DEFAULT_HOLD_DOWN_SECONDS, FAILBACK_POLICIES, ipv4Schema as ipv4 } from './contract.ts';
+import { DEFAULT_HOLD_DOWN_SECONDS, FAILBACK_POLICIES, ipv4Schema as ipv4, VIP_STRATEGIES } from './contract.ts';
 
 const cidr = z.string().refine((v) => parseCidr(v) !== undefined, 'must be an IPv4 CIDR block (a.b.c.d/n, host bits zero)');
 const az = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d[a-z]$/, 'must be an availability zone name like eu-west-1a');
@@ -54,8 +54,22 @@ export const configSchema = z
     lbSubnetCidrs: z.array(cidr),
     /** Block the floating subnet is created from, in whichever AZ owns the VIP. */
     cloudCidrBlock: cidr,
-    /** The floating private VIP (kube-loxilb --privateCIDR). */
+    /**
+     * The private VIP (kube-loxilb --privateCIDR). `eni`: inside cloudCidrBlock, on loxi-eni.
+     * `route`: an overlay address outside the VPC's CIDRs, routed to the owner's interface.
+     */
     vip: ipv4,
+    /**
+     * How the VIP moves on failover (README: choosing a strategy). `eni` (default): the floating
+     * subnet and loxi-eni re-created in the survivor's AZ, as LoxiLB's how-to does. `route`: the EIP
+     * re-associated with the survivor's ingress IP and the VIP's /32 routes re-pointed, in one wave.
+     */
+    strategy: z.enum(VIP_STRATEGIES).default('eni'),
+    /**
+     * `route` only: the route tables whose /32 route to the VIP follows the owner. Default (a VPC the
+     * stack creates): the LB subnets' and the EKS nodes' subnets' tables. Required with an existing VPC.
+     */
+    routeTableIds: z.array(z.string().regex(/^rtb-[0-9a-f]{8,17}$/, 'must be a route table id')).min(1).optional(),
     /** Elastic IP: existing allocation id, or allocated by the stack when absent. */
     existingEip: z
       .object({
@@ -143,7 +157,18 @@ function crossFieldProblems(raw: unknown): Problem[] {
   }
   if (zones && new Set(zones).size !== zones.length) issue(['availabilityZones'], 'must not repeat a zone');
   if (zones && region) for (const zone of zones) if (!zone.startsWith(region)) issue(['availabilityZones'], `${zone} is not in region ${region}`);
-  const block = cloudCidrBlock ? parseCidr(cloudCidrBlock) : undefined;
+  const routeStrategy = r.strategy === 'route';
+  const block = cloudCidrBlock && !routeStrategy ? parseCidr(cloudCidrBlock) : undefined;
+  if (routeStrategy && vip && ipToInt(vip) !== undefined) {
+    // The overlay VIP must not be an address the VPC routes locally: AWS refuses a /32 inside its CIDRs.
+    const vpcCidr0 = typeof r.vpc === 'object' && r.vpc !== null ? str((r.vpc as Record<string, unknown>).cidr) : undefined;
+    if (vpcCidr0 && parseCidr(vpcCidr0) && cidrContains(vpcCidr0, vip)) issue(['vip'], `${vip} is inside the VPC CIDR ${vpcCidr0}: with strategy "route" the VIP is an overlay address outside the VPC's CIDRs`);
+    for (const [i, c] of (lbSubnetCidrs ?? []).entries()) if (parseCidr(c) && cidrContains(c, vip)) issue(['vip'], `${vip} is inside LB subnet ${i} (${c})`);
+  }
+  if (routeStrategy && typeof r.vpc === 'object' && r.vpc !== null && 'vpcId' in r.vpc && r.routeTableIds === undefined) {
+    issue(['routeTableIds'], 'strategy "route" in an existing VPC needs the route tables that must reach the VIP (the EKS nodes\' subnets\' and the LB subnets\')');
+  }
+  if (!routeStrategy && r.routeTableIds !== undefined) issue(['routeTableIds'], 'only used by strategy "route"');
   if (block && cloudCidrBlock) {
     if (block.prefix < 16 || block.prefix > 28) issue(['cloudCidrBlock'], 'must be between /16 and /28 (AWS subnet sizes)');
     if (vip && ipToInt(vip) !== undefined) {
@@ -153,7 +178,7 @@ function crossFieldProblems(raw: unknown): Problem[] {
   }
   const all: Array<readonly [string, string]> = [
     ...(lbSubnetCidrs ?? []).map((v, i) => [`lbSubnetCidrs.${i}`, v] as const),
-    ...(cloudCidrBlock ? [['cloudCidrBlock', cloudCidrBlock] as const] : []),
+    ...(cloudCidrBlock && !routeStrategy ? [['cloudCidrBlock', cloudCidrBlock] as const] : []),
   ].filter(([, v]) => parseCidr(v) !== undefined);
   for (let i = 0; i < all.length; i++) {
     for (let j = i + 1; j < all.length; j++) {

@@ -60,7 +60,8 @@ export class LoxihaStack extends cdk.Stack {
       config,
       vpcId: this.network.vpc.vpcId,
       eipAllocationId: this.eipAllocationId,
-      floatingRouteTableId: this.network.floatingRouteTable.ref,
+      floatingRouteTableId: this.network.floatingRouteTable?.ref,
+      vipRouteTableIds: this.network.vipRouteTableIds,
       lbSecurityGroupId: sg.securityGroup.securityGroupId,
     });
 
@@ -79,7 +80,14 @@ export class LoxihaStack extends cdk.Stack {
       config,
       fn: this.failover.fn,
       instances: this.lbInstances.instances,
-      lifecycleDependsOn: [...this.network.floatingPrerequisites, this.network.floatingRouteTable, ...this.failover.lifecycleDependencies(), sg],
+      // Created first, deleted last: placement needs them, teardown (on destroy) undoes what runs did to them.
+      lifecycleDependsOn: [
+        ...this.network.floatingPrerequisites,
+        ...(this.network.floatingRouteTable ? [this.network.floatingRouteTable] : []),
+        ...(config.strategy === 'route' ? [...this.network.lbSubnets, ...this.lbInstances.instances] : []),
+        ...this.failover.lifecycleDependencies(),
+        sg,
+      ],
     });
 
     this.outputs(config);
@@ -92,7 +100,7 @@ export class LoxihaStack extends cdk.Stack {
     const invoke = (payload: string) => `aws lambda invoke --region ${region} --function-name ${fn} --cli-binary-format raw-in-base64-out --payload '${payload}' /dev/stdout`;
     const out = (id: string, value: string, description: string) => new cdk.CfnOutput(this, id, { value, description });
     out('ElasticIp', this.eipAddress, 'Public address of the services');
-    out('Vip', config.vip, 'Private VIP (on loxi-eni)');
+    out('Vip', config.vip, config.strategy === 'eni' ? 'Private VIP (on loxi-eni)' : 'Private VIP (overlay, routed to the owner)');
     out('FailoverFunctionName', fn, 'The failover function');
     out('StatusCommand', invoke('{"action":"status"}'), 'Who owns the VIP, each instance’s health');
     out('PlanCommand', invoke('{"action":"plan"}'), 'What a failover would do now (changes nothing)');

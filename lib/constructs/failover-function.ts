@@ -12,6 +12,7 @@ import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
 import { bundleHandler } from '../bundling/bundle-handler.ts';
 import { AGENT_ENTRY_ALIAS, FAILOVER_SERVICE_NAME, functionEnv, METRICS, TAG } from '../contract.ts';
+import { lbIngressIp } from '../topology.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -19,7 +20,10 @@ export interface FailoverFunctionProps {
   readonly config: LoxihaConfig;
   readonly vpcId: string;
   readonly eipAllocationId: string;
-  readonly floatingRouteTableId: string;
+  /** eni strategy: the route table the floating subnet is associated with. */
+  readonly floatingRouteTableId?: string;
+  /** route strategy: the tables whose /32 route to the VIP follows the owner. */
+  readonly vipRouteTableIds?: string[];
   readonly lbSecurityGroupId: string;
 }
 
@@ -78,15 +82,17 @@ export class FailoverFunction extends Construct {
       timeout: cdk.Duration.minutes(3),
       logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
-      description: `loxiha ${config.deploymentId}: moves the VIP (loxi-eni) and the EIP to a healthy AZ`,
+      description: `loxiha ${config.deploymentId}: moves the VIP (${config.strategy === 'eni' ? 'loxi-eni' : 'overlay routes'}) and the EIP to a healthy AZ`,
       environment: {
         ...functionEnv({
           deploymentId: config.deploymentId,
           vpcId: props.vpcId,
-          cloudCidrBlock: config.cloudCidrBlock,
+          strategy: config.strategy,
           vip: config.vip,
           eipAllocationId: props.eipAllocationId,
-          floatingRouteTableId: props.floatingRouteTableId,
+          ...(config.strategy === 'eni'
+            ? { cloudCidrBlock: config.cloudCidrBlock, floatingRouteTableId: props.floatingRouteTableId }
+            : { routeTableIds: props.vipRouteTableIds, ingressIps: config.availabilityZones.map((_, i) => lbIngressIp(config, i)) }),
           leaseTable: this.leaseTable.tableName,
           topicArn: this.topic.topicArn,
           failback: config.failback,
@@ -124,25 +130,9 @@ export class FailoverFunction extends Construct {
     return this.node.findAll().filter((c): c is cdk.CfnResource => c instanceof cdk.CfnResource && !(c instanceof lambda.CfnPermission));
   }
 
-  private grantEc2(props: FailoverFunctionProps): void {
-    const stack = cdk.Stack.of(this);
-    const arn = (resource: string, service = 'ec2') => `arn:${stack.partition}:${service}:${stack.region}:${stack.account}:${resource}`;
-    const tagged = { StringEquals: { [`aws:ResourceTag/${TAG.deployment}`]: props.config.deploymentId } };
-    const role = this.fn.role!;
-    const statements = [
-      new iam.PolicyStatement({
-        sid: 'Observe',
-        actions: [
-          'ec2:DescribeInstances',
-          'ec2:DescribeInstanceStatus',
-          'ec2:DescribeNetworkInterfaces',
-          'ec2:DescribeSubnets',
-          'ec2:DescribeAddresses',
-          'ec2:DescribeRouteTables',
-          'cloudwatch:GetMetricData',
-        ],
-        resources: ['*'],
-      }),
+  /** eni: create and delete the floating subnet and loxi-eni (tagged), attach and detach it, associate the one route table. */
+  private eniStatements(props: FailoverFunctionProps, arn: (r: string) => string, tagged: Record<string, Record<string, string>>): iam.PolicyStatement[] {
+    return [
       new iam.PolicyStatement({ sid: 'CreateFloatingSubnetInVpc', actions: ['ec2:CreateSubnet'], resources: [arn(`vpc/${props.vpcId}`)] }),
       new iam.PolicyStatement({
         sid: 'CreateTaggedResources',
@@ -183,6 +173,46 @@ export class FailoverFunction extends Construct {
         resources: [arn('subnet/*'), arn('network-interface/*'), arn('instance/*'), arn(`route-table/${props.floatingRouteTableId}`)],
         conditions: tagged,
       }),
+    ];
+  }
+
+  /** route: the VIP's /32 in the listed route tables only; the EIP only onto this deployment's interfaces. Nothing created or deleted. */
+  private routeStatements(props: FailoverFunctionProps, arn: (r: string) => string, tagged: Record<string, Record<string, string>>): iam.PolicyStatement[] {
+    return [
+      new iam.PolicyStatement({
+        sid: 'VipRoutesInListedTables',
+        actions: ['ec2:CreateRoute', 'ec2:ReplaceRoute', 'ec2:DeleteRoute'],
+        resources: (props.vipRouteTableIds ?? []).map((id) => arn(`route-table/${id}`)),
+      }),
+      new iam.PolicyStatement({
+        sid: 'EipOntoOwnInterfaces',
+        actions: ['ec2:AssociateAddress'],
+        resources: [arn('network-interface/*')],
+        conditions: tagged,
+      }),
+    ];
+  }
+
+  private grantEc2(props: FailoverFunctionProps): void {
+    const stack = cdk.Stack.of(this);
+    const arn = (resource: string, service = 'ec2') => `arn:${stack.partition}:${service}:${stack.region}:${stack.account}:${resource}`;
+    const tagged = { StringEquals: { [`aws:ResourceTag/${TAG.deployment}`]: props.config.deploymentId } };
+    const role = this.fn.role!;
+    const statements = [
+      new iam.PolicyStatement({
+        sid: 'Observe',
+        actions: [
+          'ec2:DescribeInstances',
+          'ec2:DescribeInstanceStatus',
+          'ec2:DescribeNetworkInterfaces',
+          'ec2:DescribeSubnets',
+          'ec2:DescribeAddresses',
+          'ec2:DescribeRouteTables',
+          'cloudwatch:GetMetricData',
+        ],
+        resources: ['*'],
+      }),
+      ...(props.config.strategy === 'eni' ? this.eniStatements(props, arn, tagged) : this.routeStatements(props, arn, tagged)),
       new iam.PolicyStatement({
         sid: 'MoveTheOneEip',
         actions: ['ec2:AssociateAddress', 'ec2:DisassociateAddress'],
@@ -201,10 +231,13 @@ export class FailoverFunction extends Construct {
         reason: 'EC2 Describe* and cloudwatch:GetMetricData have no resource-level permissions.',
       },
     );
-    for (const r of ['subnet/*', 'network-interface/*', 'instance/*']) {
+    for (const r of props.config.strategy === 'eni' ? ['subnet/*', 'network-interface/*', 'instance/*'] : ['network-interface/*']) {
       cdk.Validations.of(role).acknowledge({
         id: `AwsSolutions-IAM5[Resource::arn:${nagValue(stack.partition, 'AWS::Partition')}:ec2:${nagValue(stack.region, 'AWS::Region')}:${nagValue(stack.account, 'AWS::AccountId')}:${r}]`,
-        reason: `The floating subnet, loxi-eni and the LB instances are found at run time; every statement on ${r} requires this deployment's tag (aws:ResourceTag or aws:RequestTag) or a create action.`,
+        reason:
+          props.config.strategy === 'eni'
+            ? `The floating subnet, loxi-eni and the LB instances are found at run time; every statement on ${r} requires this deployment's tag (aws:ResourceTag or aws:RequestTag) or a create action.`
+            : `The survivor's primary interface is found at run time; the EIP may be associated only with interfaces carrying this deployment's tag (aws:ResourceTag).`,
       });
     }
     cdk.Validations.of(this.fn).acknowledge({

@@ -9,7 +9,7 @@ import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
 import { AGENT_NODE_FLAGS, bundleAgent } from '../agent-bundle.ts';
 import { AGENT_API_TOKEN_FILE, METRICS, namePrefix, ROLE, SYNC_KEY_FILE, TAG } from '../contract.ts';
-import { agentConfigFor, lbInstanceIp } from '../topology.ts';
+import { agentConfigFor, lbIngressIp, lbInstanceIp } from '../topology.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -165,6 +165,7 @@ LOXIHA_EOF`,
         userDataCausesReplacement: true,
         blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(16, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
       });
+      if (config.strategy === 'route') this.withIngressIp(instance, index, selfIp, props);
       cdk.Tags.of(instance).add(TAG.deployment, config.deploymentId);
       cdk.Tags.of(instance).add(TAG.role, ROLE.lbInstance);
       cdk.Tags.of(instance).add(TAG.instanceIndex, String(index));
@@ -175,5 +176,33 @@ LOXIHA_EOF`,
       });
       return instance;
     });
+  }
+
+  /**
+   * `route` strategy: the primary interface, made explicitly so that it carries the instance's
+   * ingress IP as a secondary address (the EIP is associated with it on failover; AL2023 configures
+   * secondary addresses from IMDS), source/dest check off, and the deployment's tag (the function
+   * may associate the EIP only with this deployment's interfaces).
+   */
+  private withIngressIp(instance: ec2.Instance, index: number, selfIp: string, props: LbInstancesProps): void {
+    const { config } = props;
+    const ingress = lbIngressIp(config, index);
+    const eni = new ec2.CfnNetworkInterface(this, `Lb${index}Primary`, {
+      subnetId: props.subnets[index]!.subnetId,
+      groupSet: [props.securityGroup.securityGroupId],
+      privateIpAddresses: [
+        { privateIpAddress: selfIp, primary: true },
+        { privateIpAddress: ingress, primary: false },
+      ],
+      sourceDestCheck: false,
+      description: `loxiha ${config.deploymentId} lb${index}: primary, ingress IP ${ingress}`,
+      tags: [
+        { key: TAG.deployment, value: config.deploymentId },
+        { key: TAG.name, value: `${namePrefix(config.deploymentId)}-lb${index}` },
+      ],
+    });
+    const cfn = instance.node.defaultChild as ec2.CfnInstance;
+    for (const p of ['SubnetId', 'SecurityGroupIds', 'PrivateIpAddress', 'SourceDestCheck']) cfn.addPropertyDeletionOverride(p);
+    cfn.addPropertyOverride('NetworkInterfaces', [{ DeviceIndex: '0', NetworkInterfaceId: eni.ref }]);
   }
 }

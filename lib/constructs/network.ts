@@ -22,7 +22,10 @@ export class Network extends Construct {
   readonly vpcCidr: string | undefined;
   readonly internetGatewayId: string;
   readonly lbSubnets: ec2.ISubnet[];
-  readonly floatingRouteTable: ec2.CfnRouteTable;
+  /** eni strategy: the route table the floating subnet is associated with. */
+  readonly floatingRouteTable: ec2.CfnRouteTable | undefined;
+  /** route strategy: the tables whose /32 route to the VIP follows the owner. */
+  readonly vipRouteTableIds: string[] = [];
   /** Resources the floating subnet depends on (the block association, when the stack makes one). */
   readonly floatingPrerequisites: Construct[] = [];
 
@@ -58,7 +61,7 @@ export class Network extends Construct {
       this.internetGatewayId = vpc.internetGatewayId!;
       gatewayDependency = vpc.node.findChild('VPCGW');
       const generated = [...vpc.publicSubnets, ...vpc.privateSubnets].map((s) => s.ipv4CidrBlock);
-      const ours = [...config.lbSubnetCidrs, config.cloudCidrBlock];
+      const ours = [...config.lbSubnetCidrs, ...(config.strategy === 'eni' ? [config.cloudCidrBlock] : [])];
       const clash = ours.flatMap((o) => generated.filter((g) => cidrsOverlap(o, g)).map((g) => `${o} overlaps the VPC's generated subnet ${g}`));
       if (clash.length) throw new Error(`loxiha network layout: ${clash.join('; ')}. Choose LB subnets and cloudCidrBlock above ${generated.at(-1)}.`);
     } else {
@@ -72,7 +75,7 @@ export class Network extends Construct {
     }
 
     const blockNeedsAssociation =
-      'cidr' in config.vpc ? !cidrContains(config.vpc.cidr, config.cloudCidrBlock) : !config.vpc.cloudCidrBlockAssociated;
+      config.strategy === 'eni' && ('cidr' in config.vpc ? !cidrContains(config.vpc.cidr, config.cloudCidrBlock) : !config.vpc.cloudCidrBlockAssociated);
     if (blockNeedsAssociation) {
       const assoc = new ec2.CfnVPCCidrBlock(this, 'CloudCidrBlock', { vpcId: this.vpc.vpcId, cidrBlock: config.cloudCidrBlock });
       this.floatingPrerequisites.push(assoc);
@@ -90,6 +93,12 @@ export class Network extends Construct {
       return subnet;
     });
 
+    if (config.strategy === 'route') {
+      this.floatingRouteTable = undefined;
+      // The nodes reach the VIP (endpoint replies) and the LBs reach each other's: their subnets' tables.
+      this.vipRouteTableIds = config.routeTableIds ?? [...this.lbSubnets, ...this.vpc.privateSubnets].map((sub) => sub.routeTable.routeTableId);
+      return;
+    }
     this.floatingRouteTable = new ec2.CfnRouteTable(this, 'FloatingRouteTable', {
       vpcId: this.vpc.vpcId,
       tags: [

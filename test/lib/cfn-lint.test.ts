@@ -12,10 +12,15 @@ const dir = mkdtempSync(join(tmpdir(), 'loxiha-cfnlint-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe.skipIf(!available)('cfn-lint', () => {
-  for (const profile of ['production', 'sim']) {
-    it(`finds no errors in the ${profile} template`, () => {
-      const { template } = synthStack({}, profile);
-      const file = join(dir, `${profile}.template.json`);
+  const cases: [string, string, Record<string, unknown>][] = [
+    ['production', 'production', {}],
+    ['sim', 'sim', {}],
+    ['sim with strategy route', 'sim', { strategy: 'route', vip: '100.127.0.10' }],
+  ];
+  for (const [name, profile, overrides] of cases) {
+    it(`finds no errors in the ${name} template`, () => {
+      const { template } = synthStack(overrides, profile);
+      const file = join(dir, `${name.replace(/ /g, '-')}.template.json`);
       writeFileSync(file, JSON.stringify(template.toJSON()));
       // Errors only: warnings (e.g. W3010 hard-coded AZs, which the config asks for) do not fail.
       const r = spawnSync('cfn-lint', ['--format', 'parseable', file], { encoding: 'utf8' });
