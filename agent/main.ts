@@ -19,10 +19,10 @@ import { SERVICE_MARK_FILTER } from './sync/conntrack-events.ts';
 import { tcpConnects } from './net/tcp-connects.ts';
 import { listen } from './net/listen.ts';
 import type { PeerBeat } from './ha/peer-message.ts';
-import { observeLocally, observeOnAws, RoleWatcher } from './ha/role.ts';
+import { observeIngressOnAws, observeLocally, observeOnAws, RoleWatcher } from './ha/role.ts';
 import { VipPath } from './ha/vip-path.ts';
 import { type FastPathRequest, HA_ROLE } from '../lib/contract.ts';
-import type { Service } from './services/model.ts';
+import type { AddressAliases, Service } from './services/model.ts';
 import { Prober } from './probes.ts';
 import { ServiceRegistry } from './services/registry.ts';
 import { StateStore } from './services/store.ts';
@@ -82,7 +82,9 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   const nft = new Nft(config.nftTable);
   const flowtables = await nft.flowtablesSupported();
   if (!flowtables) log('warn', 'this kernel has no nftables flowtables: established flows take the regular path');
-  const datapath = new Datapath(nft, { table: config.nftTable, hashSeed: config.hashSeed, flowtableDevices: flowtables && config.dataInterfaces.length ? config.dataInterfaces : undefined });
+  // Route strategy: clients' packets arrive at this instance's ingress IP, served as the VIP's.
+  const aliases: AddressAliases = config.strategy === 'route' && config.ingressIp ? new Map([[config.vip, [config.ingressIp]]]) : new Map();
+  const datapath = new Datapath(nft, { table: config.nftTable, hashSeed: config.hashSeed, flowtableDevices: flowtables && config.dataInterfaces.length ? config.dataInterfaces : undefined, aliases });
   datapath.onWarn = (msg, extra) => log('warn', msg, extra);
   const store = new StateStore(config.stateDir);
   const saved = store.load();
@@ -120,7 +122,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   // One metadata client (one session token) for the role watcher and the heartbeat's instance id.
   const imds = config.aws ? new Imds(config.aws.imdsEndpoint) : undefined;
   const roles = new RoleWatcher({
-    observe: imds ? observeOnAws(imds, config.vip) : observeLocally(config.vip),
+    observe: imds ? (config.strategy === 'route' ? observeIngressOnAws(imds, config.ingressIp!) : observeOnAws(imds, config.vip)) : observeLocally(config.vip),
     intervalMs: imds ? ROLE_POLL_MS : LOCAL_ROLE_POLL_MS,
     onChange: (role, previous) => {
       log(previous ? 'warn' : 'info', 'HA role', { role, previous, vip: config.vip });
@@ -130,7 +132,8 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   });
   const vipPath = new VipPath({ vip: config.vip });
   let pathTrouble: string | undefined;
-  roles.onObservation = async (o) => {
+  // With the route strategy the VIP's routes point at the primary interface: no interface to set up.
+  if (config.strategy === 'eni') roles.onObservation = async (o) => {
     let trouble: string | undefined;
     try {
       if (o.role === HA_ROLE.master && !o.iface) trouble = 'the VIP is attached to this instance but its interface is not visible yet (or IMDS gives no subnet for it)';
@@ -168,7 +171,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   log('info', 'API listening', { listen: config.api.listen, port: config.api.port, auth: token ? 'bearer' : 'none' });
 
   let instanceId: string | null = null;
-  const peers = await startPeerLink(config, () => ({ role: roles.current ?? config.initialRole, instanceId }), () => registry.list());
+  const peers = await startPeerLink(config, () => ({ role: roles.current ?? config.initialRole, instanceId }), () => registry.list(), aliases);
   syncRef = peers?.sync;
   const syncState = () => {
     const st = peers?.sync?.status();
@@ -236,7 +239,7 @@ async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig
  * VIP (asynchronous invoke; the function decides). No key, no peer channels: they are never
  * unauthenticated.
  */
-async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['role']; instanceId: string | null }, services: () => Service[]): Promise<{ stop: () => void; sync: SessionSync | undefined } | undefined> {
+async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['role']; instanceId: string | null }, services: () => Service[], aliases: AddressAliases): Promise<{ stop: () => void; sync: SessionSync | undefined } | undefined> {
   if (config.peers.length === 0) return undefined;
   let keyText = '';
   try {
@@ -280,6 +283,8 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
     self: { index: config.instanceIndex, ip: config.selfIp, port: config.sync.port },
     peers: config.peers,
     services,
+    aliases,
+    rewriteDestination: config.strategy === 'route' && config.ingressIp ? new Map(config.peers.filter((p) => p.ingressIp).map((p) => [p.ingressIp!, config.ingressIp!])) : undefined,
     log: (level, msg, extra) => log(level, msg, extra),
   });
   try {

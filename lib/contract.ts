@@ -199,8 +199,16 @@ export const agentConfigSchema = z
     instanceName: z.string().min(1).default('llb-inst0'),
     instanceIndex: z.number().int().min(0),
     selfIp: ipv4Schema,
-    peers: z.array(z.object({ index: z.number().int().min(0), ip: ipv4Schema }).strict()),
+    /** The other LB instances: primary IP, and (route strategy) ingress IP. */
+    peers: z.array(z.object({ index: z.number().int().min(0), ip: ipv4Schema, ingressIp: ipv4Schema.optional() }).strict()),
     vip: ipv4Schema,
+    /**
+     * How the VIP reaches this instance (the deployment's strategy). `eni`: loxi-eni carries it; the
+     * role follows that interface. `route`: clients' packets arrive at this instance's `ingressIp`
+     * (the EIP's association) and are served as the VIP's; the role follows the EIP.
+     */
+    strategy: z.enum(VIP_STRATEGIES).default('eni'),
+    ingressIp: ipv4Schema.optional(),
     cloudCidrBlock: z.string(),
     /** HA role reported without an `aws` section (tests, the packet path alone), or until IMDS first answers. */
     initialRole: z.enum([HA_ROLE.master, HA_ROLE.backup, HA_ROLE.notDefined]).default(HA_ROLE.notDefined),
@@ -258,7 +266,8 @@ export const agentConfigSchema = z
     /** Seed of the flow hash: identical on every instance so the same flow picks the same endpoint. */
     hashSeed: z.number().int().min(0).max(0xffffffff).default(0x10a1ba),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.strategy !== 'route' || c.ingressIp !== undefined, { path: ['ingressIp'], message: 'strategy "route" needs this instance\'s ingress IP' });
 
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
 export type AgentConfigInput = z.input<typeof agentConfigSchema>;

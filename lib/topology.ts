@@ -37,7 +37,7 @@ export function lbInstanceIps(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>): stri
  * region and the failover function, and (simulation only) the emulator and IMDS endpoints.
  */
 export function agentConfigFor(
-  config: Pick<LoxihaConfig, 'deploymentId' | 'lbSubnetCidrs' | 'availabilityZones' | 'vip' | 'cloudCidrBlock'>,
+  config: Pick<LoxihaConfig, 'deploymentId' | 'lbSubnetCidrs' | 'availabilityZones' | 'vip' | 'cloudCidrBlock' | 'strategy'>,
   index: number,
   aws: Omit<NonNullable<AgentConfigInput['aws']>, 'metricNamespace'>,
 ): AgentConfigInput {
@@ -45,9 +45,11 @@ export function agentConfigFor(
     deploymentId: config.deploymentId,
     instanceIndex: index,
     selfIp: lbInstanceIp(config, index),
-    peers: config.availabilityZones.flatMap((_, j) => (j === index ? [] : [{ index: j, ip: lbInstanceIp(config, j) }])),
+    peers: config.availabilityZones.flatMap((_, j) => (j === index ? [] : [{ index: j, ip: lbInstanceIp(config, j), ...(config.strategy === 'route' ? { ingressIp: lbIngressIp(config, j) } : {}) }])),
     vip: config.vip,
     cloudCidrBlock: config.cloudCidrBlock,
+    strategy: config.strategy,
+    ...(config.strategy === 'route' ? { ingressIp: lbIngressIp(config, index) } : {}),
     api: { tokenFile: AGENT_API_TOKEN_FILE },
     sync: { secretFile: SYNC_KEY_FILE },
     aws: { metricNamespace: METRICS.namespace, ...aws },

@@ -4,7 +4,7 @@
  * at most), and the table is checked against what it should hold, replaced in full whenever it
  * differs, a transaction failed, or the agent cannot prove what is there.
  */
-import { endpointKey, type Service, serviceKey } from '../services/model.ts';
+import { type AddressAliases, endpointKey, type Service, serviceKey } from '../services/model.ts';
 import { Ledger } from './ledger.ts';
 import { baseText, contribution, type CounterValue, diffText, endpointElement, fullText, type Model } from './render.ts';
 
@@ -23,6 +23,8 @@ export interface DatapathOptions {
   table: string;
   hashSeed: number;
   flowtableDevices?: string[];
+  /** Addresses served as others (route strategy: the ingress IP as the VIP). */
+  aliases?: AddressAliases;
 }
 
 export interface ServiceCounters {
@@ -114,7 +116,7 @@ export class Datapath {
     this.services = new Map(services.map((s) => [serviceKey(s), s]));
     this.downSet = new Set(down);
     this.ledger = this.freshLedger();
-    for (const [k, s] of this.services) this.ledger.put(k, contribution(s, this.downSet, this.o.hashSeed));
+    for (const [k, s] of this.services) this.ledger.put(k, contribution(s, this.downSet, this.o.hashSeed, this.o.aliases));
   }
 
   /**
@@ -137,7 +139,7 @@ export class Datapath {
             for (const [k, s] of changes) {
               const before = services.get(k);
               if (before === s) continue;
-              this.ledger.put(k, s ? contribution(s, down, this.o.hashSeed) : undefined);
+              this.ledger.put(k, s ? contribution(s, down, this.o.hashSeed, this.o.aliases) : undefined);
               staged.push([k, before]);
               if (s) services.set(k, s);
               else services.delete(k);
@@ -145,7 +147,7 @@ export class Datapath {
           } catch (e) {
             // Undo this call's earlier puts: a call is staged whole or not at all.
             for (const [k, before] of staged.reverse()) {
-              this.ledger.put(k, before ? contribution(before, down, this.o.hashSeed) : undefined);
+              this.ledger.put(k, before ? contribution(before, down, this.o.hashSeed, this.o.aliases) : undefined);
               if (before) services.set(k, before);
               else services.delete(k);
             }
@@ -159,7 +161,7 @@ export class Datapath {
           down = new Set(next);
           for (const k of affected) {
             const s = services.get(k);
-            if (s) this.ledger.put(k, contribution(s, down, this.o.hashSeed));
+            if (s) this.ledger.put(k, contribution(s, down, this.o.hashSeed, this.o.aliases));
           }
         },
       };

@@ -13,7 +13,7 @@
  * return to whichever instance holds the VIP and conntrack entries mean the same on both
  * instances (session sync); the fixed seed makes both pick the same endpoint for a flow.
  */
-import { type Endpoint, endpointKey, MODE, SELECTION, type Service, serviceAddresses, serviceKey } from '../services/model.ts';
+import { type AddressAliases, type Endpoint, endpointKey, MODE, SELECTION, type Service, serviceAddresses, serviceKey } from '../services/model.ts';
 import { Ledger } from './ledger.ts';
 import { cmp, fnv1a, MAGLEV_SLOTS, maglevSlots, prioritySlots, weightedSlots } from './slots.ts';
 
@@ -228,7 +228,7 @@ function baseChains(flowtable: boolean): string[] {
 }
 
 /** What one service puts into the table, given which endpoints are down. Pure. */
-export function contribution(s: Service, down: ReadonlySet<string>, seed: number): Contribution {
+export function contribution(s: Service, down: ReadonlySet<string>, seed: number, aliases?: AddressAliases): Contribution {
   const c: Contribution = { sets: { service_marks: [], endpoints: [], ep_stats: [], vips: [], restricted: [], allowed: [] }, maps: { marks: [], services: [], snat_to: [], timeouts: [] }, slots: [] };
   const mark = hex(serviceMark(s));
   c.sets.service_marks.push(mark);
@@ -244,7 +244,7 @@ export function contribution(s: Service, down: ReadonlySet<string>, seed: number
     const idle: IdleTimeout = { protocol: s.protocol, seconds: s.inactiveTimeOut };
     c.idle = { name: idleName(idle), idle };
   }
-  for (const a of serviceAddresses(s)) {
+  for (const a of serviceAddresses(s, aliases)) {
     const key = `${a} . ${s.protocol} . ${s.port}`;
     c.sets.vips.push(a);
     c.maps.marks.push([key, mark]);

@@ -73,6 +73,30 @@ export class Imds {
     return undefined;
   }
 
+  /**
+   * The public addresses associated with this instance's interfaces and the private address each
+   * maps to (IMDS `ipv4-associations`): where the EIP points, on this instance.
+   */
+  async publicAssociations(): Promise<Map<string, string>> {
+    const base = '/latest/meta-data/network/interfaces/macs/';
+    const out = new Map<string, string>();
+    const macs = (await this.get(base))
+      .split('\n')
+      .map((l) => l.trim().replace(/\/$/, ''))
+      .filter((m) => /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m));
+    for (const mac of macs) {
+      // An interface without public associations answers 404.
+      const publics = await this.get(`${base}${mac}/ipv4-associations/`).catch((e: Error) => {
+        if (/HTTP 404/.test(e.message)) return '';
+        throw e;
+      });
+      for (const pub of publics.split('\n').map((l) => l.trim().replace(/\/$/, '')).filter((l) => /^\d+\.\d+\.\d+\.\d+$/.test(l))) {
+        out.set(pub, (await this.get(`${base}${mac}/ipv4-associations/${pub}`)).trim());
+      }
+    }
+    return out;
+  }
+
   async get(path: string): Promise<string> {
     let r = await this.read(path, await this.session(false));
     if (r.status === 401) r = await this.read(path, await this.session(true));

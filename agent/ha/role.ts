@@ -27,6 +27,17 @@ export function observeOnAws(imds: Imds, vip: string, run?: RunIp): () => Promis
   };
 }
 
+/**
+ * On AWS with the route strategy: MASTER exactly when a public address (the EIP) is associated with
+ * this instance's ingress IP. There is no interface to set up: the VIP's routes point at the primary.
+ */
+export function observeIngressOnAws(imds: Imds, ingressIp: string): () => Promise<Observation> {
+  return async () => {
+    const owner = [...(await imds.publicAssociations()).values()].includes(ingressIp);
+    return { role: owner ? HA_ROLE.master : HA_ROLE.backup, iface: undefined };
+  };
+}
+
 /** Away from AWS: the interface carrying the VIP decides both. */
 export function observeLocally(vip: string, run?: RunIp): () => Promise<Observation> {
   return async () => {

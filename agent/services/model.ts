@@ -58,6 +58,13 @@ export function endpointKey(e: Pick<Endpoint, 'ip' | 'port'>): string {
 }
 
 /** Addresses a service answers on: its private VIP (where AWS delivers) and its external IP. */
-export function serviceAddresses(s: Service): string[] {
-  return [...new Set([s.privateIP, s.externalIP].filter((a): a is string => !!a && a !== '0.0.0.0'))];
+/**
+ * Other addresses that stand for an address (route strategy: this instance's ingress IP stands for
+ * the VIP, clients' packets arriving there through the EIP's association).
+ */
+export type AddressAliases = ReadonlyMap<string, readonly string[]>;
+
+export function serviceAddresses(s: Service, aliases: AddressAliases = new Map()): string[] {
+  const own = [s.privateIP, s.externalIP].filter((a): a is string => !!a && a !== '0.0.0.0');
+  return [...new Set([...own, ...own.flatMap((a) => aliases.get(a) ?? [])])];
 }

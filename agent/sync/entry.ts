@@ -24,7 +24,7 @@
  */
 import { isIPv4 } from 'node:net';
 import type { ConntrackEntry } from '../conntrack.ts';
-import { MODE, type Service, serviceAddresses } from '../services/model.ts';
+import { type AddressAliases, MODE, type Service, serviceAddresses } from '../services/model.ts';
 import { SERVICE_MARK_BIT, serviceMark } from '../datapath/render.ts';
 
 export const TCP_STATES = ['SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2'] as const;
@@ -63,10 +63,10 @@ export interface ServiceIndex {
   byMark: ReadonlyMap<number, { protocol: string; port: number; addresses: ReadonlySet<string>; snat: string | undefined }>;
 }
 
-export function serviceIndex(services: readonly Service[]): ServiceIndex {
+export function serviceIndex(services: readonly Service[], aliases?: AddressAliases): ServiceIndex {
   const byMark = new Map<number, { protocol: string; port: number; addresses: ReadonlySet<string>; snat: string | undefined }>();
   for (const s of services) {
-    byMark.set(serviceMark(s), { protocol: s.protocol, port: s.port, addresses: new Set(serviceAddresses(s)), snat: s.mode === MODE.fullnat ? (s.privateIP ?? s.externalIP) : undefined });
+    byMark.set(serviceMark(s), { protocol: s.protocol, port: s.port, addresses: new Set(serviceAddresses(s, aliases)), snat: s.mode === MODE.fullnat ? (s.privateIP ?? s.externalIP) : undefined });
   }
   return { byMark };
 }
@@ -78,6 +78,20 @@ const port = (n: unknown) => Number.isInteger(n) && (n as number) >= 1 && (n as 
  * mark is that service's, its original destination is the service's address and port, and with
  * full-NAT its reply goes to the service's SNAT address. Anything else is refused, never loaded.
  */
+/**
+ * Route strategy: a synced flow's original destination is the ingress IP of the peer that owned
+ * it; on this instance its packets arrive at this instance's ingress IP. Only that address
+ * changes (the endpoint side and the SNAT to the VIP stay). Anything else is returned as it came.
+ */
+export function rewriteDestination(x: unknown, to: ReadonlyMap<string, string>): unknown {
+  if (!to.size || !Array.isArray(x) || typeof x[3] !== 'string') return x;
+  const d = to.get(x[3]);
+  if (d === undefined) return x;
+  const y = [...x];
+  y[3] = d;
+  return y;
+}
+
 export function checkEntry(x: unknown, index: ServiceIndex): { ok: true; entry: WireEntry } | { ok: false; reason: EntryRejection } {
   if (!Array.isArray(x) || x.length !== 14) return { ok: false, reason: 'malformed' };
   const [op, proto, src, dst, sport, dport, rsrc, rdst, rsport, rdport, mark, state, timeout, flags] = x as unknown[];

@@ -12,7 +12,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { listen } from '../net/listen.ts';
 import { ChannelError, type ChannelRejection, encodeChallenge, FrameReader, newNonce, readHello, SessionCodec } from './channel.ts';
-import { checkEntry, type EntryRejection, flowKey, injectLines, type OwnerView, reconcile, type ServiceIndex, type WireEntry } from './entry.ts';
+import { checkEntry, type EntryRejection, flowKey, injectLines, type OwnerView, reconcile, rewriteDestination, type ServiceIndex, type WireEntry } from './entry.ts';
 import type { Injector } from './inject.ts';
 import { SYNC_IN_SYNC_LAG_MS } from './sender.ts';
 
@@ -34,6 +34,8 @@ export interface SyncServerOptions {
   peers: ReadonlySet<number>;
   listen: { ip: string; port: number };
   services: () => ServiceIndex;
+  /** Original destinations rewritten on the way in (route strategy: each peer's ingress IP → this instance's). */
+  rewriteDestination?: ReadonlyMap<string, string>;
   injector: Injector;
   /** Whether this instance owns the VIP now (a resync never expires its flows then). */
   isOwner: () => boolean;
@@ -166,7 +168,8 @@ export class SyncServer {
     if (body.t === 'batch') {
       if (!Array.isArray(body.e) || body.e.length > SYNC_MAX_FRAME_ENTRIES) throw new ChannelError('malformed', 'a batch without entries, or too many');
       const index = this.o.services();
-      for (const x of body.e) {
+      for (const raw of body.e) {
+        const x = this.o.rewriteDestination ? rewriteDestination(raw, this.o.rewriteDestination) : raw;
         const r = checkEntry(x, index);
         if (!r.ok) {
           this.reject(r.reason, source, JSON.stringify(x) ?? '');

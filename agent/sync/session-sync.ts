@@ -6,7 +6,7 @@
  * resync of every stream, applied by the peer as a difference.
  */
 import { conntrackEntries } from '../conntrack.ts';
-import type { Service } from '../services/model.ts';
+import type { AddressAliases, Service } from '../services/model.ts';
 import { ConntrackEvents, SERVICE_MARK_FILTER } from './conntrack-events.ts';
 import { fromConntrack, serviceIndex, type WireEntry } from './entry.ts';
 import { conntrackLoader, Injector } from './inject.ts';
@@ -19,6 +19,9 @@ export interface SessionSyncOptions {
   self: { index: number; ip: string; port: number };
   peers: { index: number; ip: string }[];
   services: () => Service[];
+  /** Route strategy: this instance's ingress IP stands for the VIP, and the peers' ingress IPs in synced flows become it. */
+  aliases?: AddressAliases;
+  rewriteDestination?: ReadonlyMap<string, string>;
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
 }
 
@@ -55,7 +58,8 @@ export class SessionSync {
       deploymentId: o.deploymentId,
       peers: new Set(o.peers.map((p) => p.index)),
       listen: { ip: o.self.ip, port: o.self.port },
-      services: () => (this.index ??= serviceIndex(o.services())),
+      services: () => (this.index ??= serviceIndex(o.services(), o.aliases)),
+      rewriteDestination: o.rewriteDestination,
       injector: new Injector(conntrackLoader()),
       isOwner: () => this.owner,
       listOurs: ourFlows,
