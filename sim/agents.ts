@@ -114,11 +114,11 @@ export class AgentRunner {
   }
 }
 
-export function lbEntry(opts: { backends: number[]; weights?: number[]; sel?: number; protocol?: 'tcp' | 'udp'; monitor?: boolean; port?: number; name?: string; allowedSources?: string[] }) {
+export function lbEntry(opts: { backends: number[]; weights?: number[]; sel?: number; protocol?: 'tcp' | 'udp'; monitor?: boolean; port?: number; name?: string; allowedSources?: string[]; vip?: string }) {
   return {
     serviceArguments: {
       externalIP: '100.100.100.100',
-      privateIP: VIP,
+      privateIP: opts.vip ?? VIP,
       port: opts.port ?? SERVICE_PORT,
       protocol: opts.protocol ?? 'tcp',
       sel: opts.sel ?? 0,

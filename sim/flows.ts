@@ -31,20 +31,24 @@ export const haOf = async (run: AgentRunner, lb: number) => (await run.api(lb, '
 export const lostFlows = (r: FlowsReport) => r.flows.filter((f) => f.errors.length || f.backends.length !== 1);
 
 /**
- * Opens 6 TCP and 4 UDP flows and fresh connections through the VIP, 3 more TCP flows 0.5 s before
- * the move, moves loxi-eni to LB `to` (300 ms without it, as a detach and attach), waits until
- * `to` says MASTER and 3 s more, and returns what the client saw.
+ * Opens 6 TCP and 4 UDP flows and fresh connections to `target` (the VIP by default), 3 more TCP
+ * flows 0.5 s before the move, moves the VIP to LB `to` (by default as the ENI move does: loxi-eni
+ * gone for 300 ms, then plugged into `to`; `move` does it another way), waits until `to` says
+ * MASTER and 3 s more, and returns what the client saw.
  */
-export async function moveUnderTraffic(lab: Lab, run: AgentRunner, to: number): Promise<FlowsReport> {
-  const flows: Proc = lab.spawn('cl0', process.execPath, [join(PROGRAMS, 'flows.mjs'), VIP, '80']);
+export async function moveUnderTraffic(lab: Lab, run: AgentRunner, to: number, o: { target?: string; move?: () => Promise<void> } = {}): Promise<FlowsReport> {
+  const flows: Proc = lab.spawn('cl0', process.execPath, [join(PROGRAMS, 'flows.mjs'), o.target ?? VIP, '80']);
   await flows.waitFor(/flows ready/);
   flows.child.stdin!.write('tcp 6\nudp 4\nfresh\n');
   await sleep(1500);
   flows.child.stdin!.write('tcp 3\n');
   await sleep(500);
-  lab.unplugEni();
-  await sleep(300);
-  lab.plugEni(to);
+  if (o.move) await o.move();
+  else {
+    lab.unplugEni();
+    await sleep(300);
+    lab.plugEni(to);
+  }
   await until(`lb${to} is MASTER`, async () => (await haOf(run, to)).state === 'MASTER');
   await sleep(3000);
   flows.child.stdin!.write('report\n');
