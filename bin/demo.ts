@@ -6,6 +6,7 @@
  *   --failback   afterwards, move back to lb0 (revived first)
  *   --no-sync    session sync off: shows what a failover loses without it
  *   --fast       AWS without latencies (the behaviour layer's realistic values off)
+ *   --strategy S how the VIP moves: eni (default: the floating subnet and loxi-eni) or route
  *   --keep       leave it running afterwards and print how to explore; Ctrl-C cleans up
  *   --report P   where the HTML report goes (default: loxiha-demo-report.html here)
  *
@@ -26,6 +27,7 @@ try {
       failback: { type: 'boolean', default: false },
       'no-sync': { type: 'boolean', default: false },
       fast: { type: 'boolean', default: false },
+      strategy: { type: 'string', default: 'eni' },
       keep: { type: 'boolean', default: false },
       report: { type: 'string', default: 'loxiha-demo-report.html' },
       help: { type: 'boolean', default: false },
@@ -34,11 +36,15 @@ try {
     allowPositionals: false,
   }));
 } catch (e) {
-  process.stderr.write(`demo: ${(e as Error).message}\nusage: npm run demo -- [--planned] [--failback] [--no-sync] [--fast] [--keep] [--report PATH]\n`);
+  process.stderr.write(`demo: ${(e as Error).message}\nusage: npm run demo -- [--planned] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]\n`);
+  process.exit(2);
+}
+if (values.strategy !== 'eni' && values.strategy !== 'route') {
+  process.stderr.write(`demo: --strategy must be eni or route, not ${JSON.stringify(values.strategy)}\n`);
   process.exit(2);
 }
 if (values.help) {
-  print('usage: npm run demo -- [--planned] [--failback] [--no-sync] [--fast] [--keep] [--report PATH]');
+  print('usage: npm run demo -- [--planned] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]');
   process.exit(0);
 }
 
@@ -54,6 +60,7 @@ const demo = new Demo({
   failback: values.failback,
   sync: !values['no-sync'],
   fast: values.fast,
+  strategy: values.strategy,
   keep: values.keep,
   reportPath: resolve(values.report),
   print,

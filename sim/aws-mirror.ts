@@ -5,16 +5,17 @@
  * attached to (its MAC, bare), unplugs it when the detach has finished, points the internet
  * gateway at the ENI holding the EIP, and answers each host's IMDS from the same reading.
  */
-import { DescribeAddressesCommand, DescribeSubnetsCommand, type EC2Client, type NetworkInterface } from '@aws-sdk/client-ec2';
+import { DescribeRouteTablesCommand, DescribeSubnetsCommand, type EC2Client, type NetworkInterface } from '@aws-sdk/client-ec2';
 import { ROLE, TAG } from '../lib/contract.ts';
 import type { AwsProxy } from './aws-proxy.ts';
 import type { InstanceMetadata } from './imds.ts';
-import type { SimVpc } from './vpc.ts';
+import { SimVpc } from './vpc.ts';
 
 export type MirrorEvent =
   | { kind: 'eni-plugged'; host: number; eniId: string }
   | { kind: 'eni-unplugged'; host: number; eniId: string }
-  | { kind: 'eip'; eniId: string | undefined; privateIp: string | undefined };
+  | { kind: 'eip'; eniId: string | undefined; privateIp: string | undefined; host: number | undefined }
+  | { kind: 'vip-route'; host: number | undefined };
 
 /** Attachment states in which the interface is on the instance (a detach takes effect when it ends). */
 const ON_INSTANCE = new Set(['attached', 'detaching']);
@@ -30,12 +31,16 @@ export class AwsMirror {
   private readonly dead = new Set<number>();
   private metadataBy = new Map<number, InstanceMetadata>();
   private eipTarget: string | undefined = 'unset';
+  private vipRouteHost: number | undefined | 'unset' = 'unset';
+  /** Route strategy: the overlay VIP and the route tables its /32 is read from (the VPC router follows the first). */
+  private readonly vipRoute: { vip: string; routeTableIds: string[] } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   onEvent: (e: MirrorEvent) => void = () => {};
   onError: (e: Error) => void = () => {};
 
-  constructor(opts: { proxy: AwsProxy; ec2: EC2Client; vpc: SimVpc; deploymentId: string; eipAllocationId: string; instances: { id: string; index: number; az: string }[] }) {
+  constructor(opts: { proxy: AwsProxy; ec2: EC2Client; vpc: SimVpc; deploymentId: string; eipAllocationId: string; instances: { id: string; index: number; az: string }[]; vipRoute?: { vip: string; routeTableIds: string[] } }) {
+    this.vipRoute = opts.vipRoute;
     this.proxy = opts.proxy;
     this.ec2 = opts.ec2;
     this.vpc = opts.vpc;
@@ -96,10 +101,12 @@ export class AwsMirror {
   }
 
   async refresh(): Promise<void> {
-    const [enis, addresses] = await Promise.all([
+    const [enis, addresses, tables] = await Promise.all([
       this.proxy.networkInterfaces(),
-      this.ec2.send(new DescribeAddressesCommand({ AllocationIds: [this.eipAllocationId] })),
+      this.proxy.addressesAsAws(),
+      this.vipRoute ? this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: this.vipRoute.routeTableIds })) : undefined,
     ]);
+    const eip = addresses.find((a) => a.AllocationId === this.eipAllocationId);
     const indexOf = (instanceId: string | undefined) => this.instances.find((i) => i.id === instanceId)?.index;
     // Metadata: every interface on each instance, its own first (device index order).
     const metadata = new Map<number, InstanceMetadata>();
@@ -108,10 +115,12 @@ export class AwsMirror {
       .filter((n) => n.Attachment && ON_INSTANCE.has(n.Attachment.Status ?? '') && indexOf(n.Attachment.InstanceId) !== undefined)
       .sort((a, b) => (a.Attachment!.DeviceIndex ?? 0) - (b.Attachment!.DeviceIndex ?? 0));
     for (const n of on) {
+      const holdsEip = eip !== undefined && eip.NetworkInterfaceId === n.NetworkInterfaceId && eip.PublicIp && eip.PrivateIpAddress;
       metadata.get(indexOf(n.Attachment!.InstanceId)!)!.interfaces.push({
         mac: n.MacAddress!.toLowerCase(),
         privateIps: (n.PrivateIpAddresses ?? []).map((p) => p.PrivateIpAddress!).filter(Boolean),
         subnetCidr: await this.subnetCidr(n.SubnetId!),
+        ...(holdsEip ? { ipv4Associations: { [eip!.PublicIp!]: eip!.PrivateIpAddress! } } : {}),
       });
     }
     this.metadataBy = metadata;
@@ -130,14 +139,28 @@ export class AwsMirror {
       this.onEvent({ kind: 'eni-plugged', host: want.host, eniId: want.eniId });
     }
 
-    // The internet gateway maps the EIP to the ENI holding the association, when that ENI is on an instance.
-    const a = addresses.Addresses?.[0];
-    const target = a?.NetworkInterfaceId && a.NetworkInterfaceId === this.vpc.plugged?.eniId ? a.NetworkInterfaceId : undefined;
-    const privateIp = target ? a?.PrivateIpAddress : undefined;
-    this.vpc.setIgw(privateIp);
-    if (target !== this.eipTarget) {
-      this.eipTarget = target;
-      this.onEvent({ kind: 'eip', eniId: target, privateIp });
+    // The internet gateway maps the EIP to the address it is associated with, through the interface holding it.
+    const holder = eip?.NetworkInterfaceId ? on.find((n) => n.NetworkInterfaceId === eip.NetworkInterfaceId) : undefined;
+    const host = holder ? indexOf(holder.Attachment!.InstanceId) : undefined;
+    const link = !holder ? undefined : holder.NetworkInterfaceId === this.vpc.plugged?.eniId ? 'eni' : holder.Attachment!.DeviceIndex === 0 ? SimVpc.primaryLink(host!) : undefined;
+    const target = link && eip?.PrivateIpAddress ? { privateIp: eip.PrivateIpAddress, link } : undefined;
+    this.vpc.setIgw(target);
+    const key = target ? `${holder!.NetworkInterfaceId}/${target.privateIp}` : undefined;
+    if (key !== this.eipTarget) {
+      this.eipTarget = key;
+      this.onEvent({ kind: 'eip', eniId: target ? holder!.NetworkInterfaceId : undefined, privateIp: target?.privateIp, host: target ? host : undefined });
+    }
+
+    // Route strategy: the VPC router follows the VIP's /32 in the route tables (the first listed).
+    if (this.vipRoute && tables) {
+      const route = tables.RouteTables?.find((t) => t.RouteTableId === this.vipRoute!.routeTableIds[0])?.Routes?.find((r) => r.DestinationCidrBlock === `${this.vipRoute!.vip}/32`);
+      const via = route?.NetworkInterfaceId ? on.find((n) => n.NetworkInterfaceId === route.NetworkInterfaceId) : undefined;
+      const routeHost = via && via.Attachment!.DeviceIndex === 0 ? indexOf(via.Attachment!.InstanceId) : undefined;
+      this.vpc.setVipRoute(this.vipRoute.vip, routeHost);
+      if (routeHost !== this.vipRouteHost) {
+        this.vipRouteHost = routeHost;
+        this.onEvent({ kind: 'vip-route', host: routeHost });
+      }
     }
   }
 }

@@ -27,7 +27,7 @@ import { Lab, type Proc } from './netns.ts';
 import { renderReport } from './report-html.ts';
 import { Timeline } from './timeline.ts';
 import { NODES, SimVpc } from './vpc.ts';
-import { CREDENTIALS, FAILOVER_FUNCTION_ARN, SIM_EIP, World } from './world.ts';
+import { CREDENTIALS, FAILOVER_FUNCTION_ARN, SIM_EIP, SIM_OVERLAY_VIP, World } from './world.ts';
 
 export interface DemoOptions {
   /** `unplanned`: lb0 dies. `planned`: a manual move to lb1, as for maintenance of lb0. */
@@ -38,6 +38,8 @@ export interface DemoOptions {
   sync: boolean;
   /** AWS without latencies (the behaviour layer off). */
   fast: boolean;
+  /** How the VIP moves (the deployment's `strategy`). */
+  strategy: 'eni' | 'route';
   /** Leave everything running afterwards (until `stop()`), printing how to explore. */
   keep: boolean;
   /** Where the HTML report goes. */
@@ -58,6 +60,7 @@ export interface DemoResult {
   firstTrigger: string | null;
   failbackSeconds?: number | null;
   mode: string;
+  strategy: string;
   sync: boolean;
   awsBehaviour: 'realistic' | 'fast';
 }
@@ -89,6 +92,8 @@ export function preflight(): string[] {
 
 interface RunState {
   zero?: number;
+  /** Where the move under way takes the VIP. */
+  moveTo?: number;
   eipMovedAt?: number;
   firstTrigger?: { at: number; what: string };
   handlerDone?: number;
@@ -166,10 +171,11 @@ export class Demo {
     this.cleanups.push(() => this.proxy.stop());
     this.proxy.configure(this.o.fast ? {} : REALISTIC_BEHAVIOUR);
     await this.proxy.listenUnix(join(this.dir, 'aws.sock'));
-    this.world = new World(this.moto.endpoint);
+    this.world = new World(this.moto.endpoint, this.o.strategy === 'route' ? { strategy: 'route', vip: SIM_OVERLAY_VIP } : {});
     this.cleanups.push(() => this.world.destroy());
     await this.world.seed();
-    this.timeline.mark('setup', `AWS emulator on ${this.moto.endpoint} behind the behaviour layer (${this.o.fast ? 'fast: no latencies' : 'realistic latencies, slow detach and attach, NotFound after create'}); deployment seeded from the sim profile: VPC, LB subnets in ${this.world.config.availabilityZones.join(', ')}, 2 LB instances, EIP ${SIM_EIP}, heartbeat alarms, lease table, topic`);
+    const route = this.o.strategy === 'route';
+    this.timeline.mark('setup', `AWS emulator on ${this.moto.endpoint} behind the behaviour layer (${this.o.fast ? 'fast: no latencies' : 'realistic latencies, slow detach and attach, NotFound after create'}); deployment seeded from the sim profile (strategy ${this.o.strategy}): VPC, LB subnets in ${this.world.config.availabilityZones.join(', ')}, 2 LB instances${route ? ' with their ingress IPs, route tables for the overlay VIP ' + this.world.config.vip : ''}, EIP ${SIM_EIP}, heartbeat alarms, lease table, topic`);
     this.proxy.onCall = (c) => {
       if (c.service !== 'ec2') return;
       if (c.status === 503) this.timeline.mark('ec2', `${c.action} throttled`, { at: c.startedAt, ms: c.ms });
@@ -186,15 +192,25 @@ export class Demo {
     this.vpc.build();
     const ec2 = new EC2Client({ region: 'us-east-1', endpoint: this.moto.endpoint, credentials: CREDENTIALS });
     this.cleanups.push(() => ec2.destroy());
-    this.mirror = new AwsMirror({ proxy: this.proxy, ec2, vpc: this.vpc, deploymentId: this.world.config.deploymentId, eipAllocationId: this.world.settings.eipAllocationId, instances: this.world.instances });
+    const s = this.world.settings;
+    this.mirror = new AwsMirror({
+      proxy: this.proxy,
+      ec2,
+      vpc: this.vpc,
+      deploymentId: this.world.config.deploymentId,
+      eipAllocationId: s.eipAllocationId,
+      instances: this.world.instances,
+      ...(s.strategy === 'route' ? { vipRoute: { vip: s.vip, routeTableIds: s.routeTableIds!.slice(-1) } } : {}),
+    });
     this.mirror.onEvent = (e) => {
       if (e.kind === 'eni-plugged') this.timeline.mark('eni', `loxi-eni (${e.eniId}) appears on lb${e.host} as a new interface`);
       else if (e.kind === 'eni-unplugged') this.timeline.mark('eni', `loxi-eni (${e.eniId}) leaves lb${e.host}`);
+      else if (e.kind === 'vip-route') this.timeline.mark('eip', e.host === undefined ? `the VPC's route to the VIP ${s.vip} goes nowhere` : `the VPC routes the VIP ${s.vip} to lb${e.host}`);
       else {
-        const host = this.vpc.plugged?.host;
-        // The first time, after the failure, that the EIP reaches an ENI again: the failover as a client sees it.
-        if (e.eniId && this.state.zero !== undefined && this.state.eipMovedAt === undefined) this.state.eipMovedAt = Date.now();
-        this.timeline.mark('eip', e.eniId ? `internet gateway maps EIP ${SIM_EIP} → ${e.privateIp} on lb${host}'s loxi-eni` : `EIP ${SIM_EIP} maps nowhere: its packets are dropped`);
+        // The first time, after the failure, that the EIP reaches an interface again: the failover as a client sees it.
+        if (e.eniId && this.state.zero !== undefined && this.state.eipMovedAt === undefined && e.host === this.state.moveTo) this.state.eipMovedAt = Date.now();
+        const on = e.eniId && s.strategy === 'eni' ? `lb${e.host}'s loxi-eni` : `lb${e.host}'s ingress IP`;
+        this.timeline.mark('eip', e.eniId ? `internet gateway maps EIP ${SIM_EIP} → ${e.privateIp} on ${on}` : `EIP ${SIM_EIP} maps nowhere: its packets are dropped`);
       }
     };
     this.mirror.onError = (e) => this.say(`  (mirror: ${e.message})`);
@@ -358,7 +374,7 @@ export class Demo {
       server.close();
     }
     await this.until('lb0 MASTER and lb1 BACKUP', async () => (await this.ha(0)).state === HA_ROLE.master && (await this.ha(1)).state === HA_ROLE.backup, 60_000);
-    this.timeline.mark('setup', 'placement done: loxi-eni on lb0, EIP associated; lb0 is MASTER, lb1 BACKUP');
+    this.timeline.mark('setup', `placement done: ${this.o.strategy === 'eni' ? 'loxi-eni on lb0, EIP associated' : "EIP on lb0's ingress IP, the VIP routed to lb0"}; lb0 is MASTER, lb1 BACKUP`);
   }
 
   private ha(i: number): Promise<Record<string, unknown>> {
@@ -400,6 +416,7 @@ export class Demo {
     const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean);
     for (const pid of pids) process.kill(Number(pid), 'SIGKILL');
     this.mirror.markDead(0);
+    this.state.moveTo = 1;
     this.state.zero = Date.now();
     this.timeline.mark('failure', 'lb0 dies: its agent and every process on it killed, its links dark', { at: this.state.zero });
     await this.world.ec2.send(new StopInstancesCommand({ InstanceIds: [this.world.id(0)], Force: true }));
@@ -407,6 +424,7 @@ export class Demo {
   }
 
   private async plannedMove(to: number, reason: string): Promise<void> {
+    this.state.moveTo = to;
     this.state.zero ??= Date.now();
     if (to === 1) this.timeline.mark('failure', `planned move to lb${to} (${reason}): a manual invocation`, { at: this.state.zero });
     this.fire({ action: 'failover', to: this.world.id(to), reason });
@@ -414,7 +432,8 @@ export class Demo {
 
   private async waitForSurvivor(to: number): Promise<void> {
     await this.until(`lb${to} MASTER`, async () => (await this.ha(to)).state === HA_ROLE.master, 120_000);
-    this.timeline.mark('role', `lb${to}'s agent is MASTER: found loxi-eni by its MAC through IMDS, brought it up, routed the flows through it${this.o.sync ? ', and streams its sessions to the peer' : ''}`);
+    const how = this.o.strategy === 'eni' ? 'found loxi-eni by its MAC through IMDS, brought it up, routed the flows through it' : "sees the EIP on its ingress IP through IMDS";
+    this.timeline.mark('role', `lb${to}'s agent is MASTER: ${how}${this.o.sync ? ', and streams its sessions to the peer' : ''}`);
   }
 
   /** lb0 back (restarted if it died), in sync, then a planned move back to it. Returns seconds from the move to the EIP on lb0. */
@@ -431,6 +450,7 @@ export class Demo {
     const at = Date.now();
     const before = this.state.eipMovedAt;
     this.state.eipMovedAt = undefined;
+    this.state.moveTo = 0;
     this.timeline.mark('failure', 'failback: planned move back to lb0 (a manual invocation)', { at });
     this.fire({ action: 'failover', to: this.world.id(0), reason: 'failback' });
     await this.until('lb0 MASTER again', async () => (await this.ha(0)).state === HA_ROLE.master, 120_000);
@@ -489,6 +509,7 @@ export class Demo {
       firstTrigger: this.o.mode === 'planned' ? 'manual' : (this.state.firstTrigger?.what ?? null),
       ...(failbackSeconds !== undefined ? { failbackSeconds } : {}),
       mode: this.o.mode,
+      strategy: this.o.strategy,
       sync: this.o.sync,
       awsBehaviour: this.o.fast ? 'fast' : 'realistic',
     };
@@ -508,7 +529,7 @@ export class Demo {
       this.o.reportPath,
       renderReport({
         title: `loxiha demo: ${this.o.mode} failover${this.o.failback ? ' and failback' : ''}${this.o.sync ? '' : ' without session sync'}`,
-        scenario: `AWS behaviour ${this.o.fast ? 'fast' : 'realistic'} · session sync ${this.o.sync ? 'on' : 'off'}`,
+        scenario: `strategy ${this.o.strategy} · AWS behaviour ${this.o.fast ? 'fast' : 'realistic'} · session sync ${this.o.sync ? 'on' : 'off'}`,
         zero: this.state.zero!,
         marks: this.timeline.marks,
         series: r.series,

@@ -12,6 +12,8 @@ export interface MetadataInterface {
   mac: string;
   privateIps: string[];
   subnetCidr: string;
+  /** Public addresses associated with this interface's private ones (IMDS `ipv4-associations`). */
+  ipv4Associations?: Record<string, string>;
 }
 
 export interface InstanceMetadata {
@@ -41,6 +43,10 @@ export async function serveImds(socketPath: string, metadata: () => InstanceMeta
     if (path === 'instance-id') return text(200, md.instanceId);
     if (path === 'placement/availability-zone') return text(200, md.availabilityZone);
     if (path === 'network/interfaces/macs/') return text(200, md.interfaces.map((i) => `${i.mac}/`).join('\n'));
+    const a = /^network\/interfaces\/macs\/([0-9a-f:]+)\/ipv4-associations\/([\d.]*)$/.exec(path);
+    const assoc = a ? md.interfaces.find((i) => i.mac === a[1])?.ipv4Associations : undefined;
+    if (a && assoc && !a[2] && Object.keys(assoc).length) return text(200, Object.keys(assoc).join('\n'));
+    if (a && assoc && a[2] && assoc[a[2]]) return text(200, assoc[a[2]]);
     const m = /^network\/interfaces\/macs\/([0-9a-f:]+)\/(local-ipv4s|subnet-ipv4-cidr-block)$/.exec(path);
     const itf = m ? md.interfaces.find((i) => i.mac === m[1]) : undefined;
     if (m && itf) return text(200, m[2] === 'local-ipv4s' ? itf.privateIps.join('\n') : itf.subnetCidr);

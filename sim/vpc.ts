@@ -6,9 +6,10 @@
  * into whichever host the emulator says it is attached to, as a bare interface (`ens6`) carrying
  * the ENI's MAC, which the agent finds through IMDS and configures.
  *
- * - Internet gateway: the EIP is translated to the private address of the ENI that holds its
- *   association, and only for traffic entering and leaving through that ENI; otherwise the EIP's
- *   packets are dropped.
+ * - Internet gateway: the EIP is translated (statelessly, 1:1) to the private address it is
+ *   associated with, and only for traffic entering and leaving through the interface holding it;
+ *   otherwise the EIP's packets are dropped.
+ * - Route tables (route strategy): the overlay VIP's /32 to the owner's primary interface.
  * - Security groups: every link to an LB host ("an ENI") admits what lbIngressRules admits, or a
  *   packet whose reverse that same link has carried out (connection tracking per ENI); the rest is
  *   counted and dropped. A flow reaching a new ENI mid-stream passes only where a rule admits it.
@@ -22,7 +23,7 @@ import { join } from 'node:path';
 import type { LoxihaConfig } from '../lib/config.ts';
 import { lbIngressRules } from '../lib/lb-ingress-rules.ts';
 import { intToIp, parseCidr } from '../lib/net/cidr.ts';
-import { lbInstanceIp } from '../lib/topology.ts';
+import { lbIngressIp, lbInstanceIp } from '../lib/topology.ts';
 import type { Lab } from './netns.ts';
 
 /** The internet side: the client's subnet. */
@@ -51,7 +52,8 @@ export class SimVpc {
   readonly hosts: number;
   readonly backends: number;
   plugged: Plugged | undefined;
-  private igwTarget: string | undefined;
+  private igwTarget: string | undefined = 'unset';
+  private vipVia: string | undefined = 'unset';
 
   constructor(lab: Lab, config: LoxihaConfig, eip: string, backends: number) {
     this.lab = lab;
@@ -88,6 +90,8 @@ export class SimVpc {
       const cidr = this.config.lbSubnetCidrs[i]!;
       lab.addNamespace(SimVpc.host(i));
       this.veth('vpc', SimVpc.primaryLink(i), this.routerOf(cidr), SimVpc.host(i), PRIMARY_DEVICE, lbInstanceIp(this.config, i), 24, this.routerOf(cidr));
+      // Route strategy: the ingress IP, a secondary address AL2023 configures from IMDS.
+      if (this.config.strategy === 'route') sh(['-n', lab.ns(SimVpc.host(i)), 'addr', 'add', `${lbIngressIp(this.config, i)}/24`, 'dev', PRIMARY_DEVICE]);
       lab.exec(SimVpc.host(i), 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
     }
     // The EKS nodes' subnet: a bridge in the router namespace.
@@ -105,7 +109,7 @@ export class SimVpc {
       sh(['-n', lab.ns(role), 'route', 'add', 'default', 'via', NODES.router]);
     }
     // While no ENI holds the floating subnet's addresses, their packets vanish, as in AWS mid-move.
-    x('route', 'add', 'blackhole', this.config.cloudCidrBlock, 'metric', '100');
+    if (this.config.strategy === 'eni') x('route', 'add', 'blackhole', this.config.cloudCidrBlock, 'metric', '100');
     this.loadRules();
   }
 
@@ -152,16 +156,17 @@ export class SimVpc {
 ${sets}
 ${counters}
   counter igw_drop { }
-  chain igw_gate {
-    type filter hook prerouting priority -150; policy accept;
-    iifname "inet" ip daddr ${this.eip} counter name igw_drop drop
+  chain igw_in {
+    type filter hook prerouting priority -300; policy accept;
   }
-  chain igw_nat {
-    type nat hook prerouting priority dstnat; policy accept;
+  chain igw_out {
+    type filter hook postrouting priority 100; policy accept;
+  }
+  chain igw_fwd {
+    type filter hook forward priority -10; policy accept;
   }
   chain forward {
     type filter hook forward priority filter; policy accept;
-    oifname "inet" ip saddr ${this.config.cloudCidrBlock} iifname != "eni" counter name igw_drop drop
 ${track.join('\n')}
 ${sg}
   }
@@ -182,18 +187,37 @@ ${sg}
   }
 
   /**
-   * Points the internet gateway at `privateIp` (the address of the ENI holding the EIP's
-   * association), or nowhere: the EIP's packets are then dropped.
+   * Points the internet gateway at the private address the EIP is associated with, on the interface
+   * (`link`) that holds it — or nowhere: the EIP's packets are then dropped. Like AWS's, the
+   * translation is stateless 1:1 (a re-association takes effect on the next packet of every flow)
+   * and applies only to traffic entering and leaving through that interface.
    */
-  setIgw(privateIp: string | undefined): void {
-    if (privateIp === this.igwTarget) return;
-    const match = `iifname "inet" ip daddr ${this.eip}`;
-    this.nft(
-      privateIp
-        ? `flush chain ip loxiha_vpc igw_gate\nflush chain ip loxiha_vpc igw_nat\nadd rule ip loxiha_vpc igw_nat ${match} dnat to ${privateIp}\n`
-        : `flush chain ip loxiha_vpc igw_nat\nflush chain ip loxiha_vpc igw_gate\nadd rule ip loxiha_vpc igw_gate ${match} counter name igw_drop drop\n`,
-    );
-    this.igwTarget = privateIp;
+  setIgw(target: { privateIp: string; link: string } | undefined): void {
+    const key = target ? `${target.privateIp}@${target.link}` : undefined;
+    if (key === this.igwTarget) return;
+    const t = 'ip loxiha_vpc';
+    const lines = [`flush chain ${t} igw_in`, `flush chain ${t} igw_out`, `flush chain ${t} igw_fwd`];
+    if (target) {
+      lines.push(
+        `add rule ${t} igw_in iifname "inet" ip daddr ${this.eip} notrack ip daddr set ${target.privateIp}`,
+        `add rule ${t} igw_in ip saddr ${target.privateIp} ip daddr ${INTERNET.cidr} notrack`,
+        `add rule ${t} igw_fwd oifname "inet" ip saddr ${target.privateIp} iifname "${target.link}" accept`,
+        `add rule ${t} igw_out oifname "inet" ip saddr ${target.privateIp} ip saddr set ${this.eip}`,
+      );
+    } else lines.push(`add rule ${t} igw_in iifname "inet" ip daddr ${this.eip} counter name igw_drop drop`);
+    // A private address without a public mapping does not reach the internet (it is dropped, not sent untranslated).
+    lines.push(`add rule ${t} igw_fwd oifname "inet" counter name igw_drop drop`);
+    this.nft(`${lines.join('\n')}\n`);
+    this.igwTarget = key;
+  }
+
+  /** The VPC's route to the overlay VIP (route strategy): to host `host`'s primary interface, or a blackhole. */
+  setVipRoute(vip: string, host: number | undefined): void {
+    const via = host === undefined ? undefined : lbInstanceIp(this.config, host);
+    if (via === this.vipVia) return;
+    if (via) sh(['-n', this.lab.ns('vpc'), 'route', 'replace', `${vip}/32`, 'via', via]);
+    else sh(['-n', this.lab.ns('vpc'), 'route', 'replace', 'blackhole', `${vip}/32`]);
+    this.vipVia = via;
   }
 
   /** Hot-plugs an ENI into host `host` as a bare interface with `mac` (what attaching does). */

@@ -27,7 +27,7 @@ import {
 import { CreateTopicCommand, SNSClient } from '@aws-sdk/client-sns';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { resolveConfig } from '../lib/config.ts';
+import { type LoxihaConfig, resolveConfig } from '../lib/config.ts';
 import { ALARM_KIND, alarmName, METRICS, ROLE, TAG } from '../lib/contract.ts';
 import { lbIngressIp, lbInstanceIp } from '../lib/topology.ts';
 import type { Settings } from '../lambda/failover/settings.ts';
@@ -57,14 +57,16 @@ export interface EndState {
 }
 
 export class World {
-  readonly config = resolveConfig('sim');
+  /** The sim profile, with the caller's overrides (e.g. `{ strategy: 'route', vip: SIM_OVERLAY_VIP }`). */
+  readonly config: LoxihaConfig;
   readonly ec2: EC2Client;
   readonly cw: CloudWatchClient;
   settings!: Settings;
   instances: { id: string; index: number; az: string }[] = [];
   private readonly endpoint: string;
 
-  constructor(motoEndpoint: string) {
+  constructor(motoEndpoint: string, overrides: Record<string, unknown> = {}) {
+    this.config = resolveConfig('sim', overrides);
     this.endpoint = motoEndpoint;
     const common = { region: REGION, endpoint: motoEndpoint, credentials: CREDENTIALS };
     this.ec2 = new EC2Client(common);
@@ -72,12 +74,14 @@ export class World {
   }
 
   /**
-   * `strategy: 'route'` also gives each LB instance its ingress IP (a secondary address on its
-   * primary interface), a route table per LB subnet and a nodes' subnet with its own table (the
-   * tables the VIP's /32 follows the owner in), and an overlay VIP outside the VPC's CIDR.
+   * With `strategy: 'route'` (the configuration's, or `opts`) each LB instance also gets its ingress
+   * IP (a secondary address on its primary interface), each LB subnet a route table, and a nodes'
+   * subnet its own (the tables the VIP's /32 follows the owner in). `opts.vip` overrides the VIP
+   * past the configuration's checks (to see AWS refuse one).
    */
   async seed(opts: { strategy?: 'eni' | 'route'; vip?: string } = {}): Promise<void> {
     const c = this.config;
+    opts = { strategy: c.strategy, ...opts };
     const tag = (role: string, extra: { Key: string; Value: string }[] = []) => [
       { Key: TAG.deployment, Value: c.deploymentId },
       { Key: TAG.role, Value: role },
@@ -148,7 +152,7 @@ export class World {
       failback: c.failback,
       holdDownSeconds: c.holdDownSeconds,
       ...(opts.strategy === 'route'
-        ? { strategy: 'route' as const, vip: opts.vip ?? SIM_OVERLAY_VIP, routeTableIds, ingressIps: c.availabilityZones.map((_, i) => lbIngressIp(c, i)) }
+        ? { strategy: 'route' as const, vip: opts.vip ?? (c.strategy === 'route' ? c.vip : SIM_OVERLAY_VIP), routeTableIds, ingressIps: c.availabilityZones.map((_, i) => lbIngressIp(c, i)) }
         : {}),
     };
   }
