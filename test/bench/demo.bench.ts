@@ -1,7 +1,8 @@
 /**
  * npm run bench:demo (root) — the demo's figures over several runs: each round runs the demo CLI
  * (realistic AWS layer unless BENCH_FAST=1) unplanned with session sync, unplanned without it (the
- * baseline: what a failover keeps without sync), and planned. Prints each run's JSON line tagged
+ * baseline: what a failover keeps without sync), planned, and unplanned with strategy route.
+ * BENCH_SCENARIOS=a,b runs those only. Prints each run's JSON line tagged
  * with its scenario, then one line per scenario with the median and worst of every figure.
  * BENCH_RUNS rounds (default 3).
  */
@@ -12,13 +13,13 @@ import { join, resolve } from 'node:path';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
-const SCENARIOS: Record<string, string[]> = { unplanned: [], 'unplanned-no-sync': ['--no-sync'], planned: ['--planned'] };
+const SCENARIOS: Record<string, string[]> = { unplanned: [], 'unplanned-no-sync': ['--no-sync'], planned: ['--planned'], 'unplanned-route': ['--strategy', 'route'] };
 const dir = mkdtempSync(join(tmpdir(), 'loxiha-bench-demo-'));
 const results: Record<string, Record<string, number>[]> = {};
 
 try {
   for (let round = 0; round < RUNS; round++) {
-    for (const [name, args] of Object.entries(SCENARIOS)) {
+    for (const [name, args] of Object.entries(SCENARIOS).filter(([n]) => !process.env.BENCH_SCENARIOS || process.env.BENCH_SCENARIOS.split(',').includes(n))) {
       const r = spawnSync(process.execPath, [join(ROOT, 'bin/demo.ts'), ...args, ...(process.env.BENCH_FAST === '1' ? ['--fast'] : []), '--report', join(dir, `${name}.html`)], { encoding: 'utf8', timeout: 300_000 });
       const line = r.stdout.split('\n').filter((l) => l.startsWith('{"failoverSeconds"')).pop();
       if (!line) {

@@ -101,6 +101,19 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
     expect(leftNamespaces(r.labId)).toEqual([]);
   }, 300_000);
 
+  it('strategy route, realistic AWS: one wave of calls (EIP and routes), nothing detached, every established flow kept', async () => {
+    const r = await demo(['--strategy', 'route', '--report', join(dir, 'route.html')]);
+    expect(r.code, r.out.slice(-3000)).toBe(0);
+    expect(r.json).toMatchObject({ flowsKept: 13, flowsTotal: 13, strategy: 'route', awsBehaviour: 'realistic' });
+    const after = r.out.slice(r.out.indexOf('failure '));
+    expect(after).toMatch(/AssociateAddress \(\d+ ms\)/);
+    expect(after.match(/ReplaceRoute \(\d+ ms\)/g)).toHaveLength(3);
+    expect(after).not.toMatch(/DetachNetworkInterface|CreateNetworkInterface|DeleteSubnet/);
+    expect(after).toMatch(/the VPC routes the VIP 100\.127\.0\.10 to lb1/);
+    expect(after).toMatch(/EIP 100\.100\.100\.100 → 100\.64\.228\.11 on lb1's ingress IP/);
+    expect(leftNamespaces(r.labId)).toEqual([]);
+  }, 300_000);
+
   it('without session sync, established flows are lost and the demo says so (exit 1)', async () => {
     const r = await demo(['--no-sync', '--fast', '--report', join(dir, 'no-sync.html')]);
     expect(r.code, r.out.slice(-3000)).toBe(1);
