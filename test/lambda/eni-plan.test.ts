@@ -4,24 +4,15 @@
  * steps to a snapshot, so each plan is checked by executing it, not by reading it.
  */
 import { describe, expect, it } from 'vitest';
-import type { Ec2Adapter } from '../../lambda/failover/aws/ec2.ts';
-import { systemClock } from '../../lambda/failover/clock.ts';
-import { CREATED, type EniSnapshot, type EniStep, EniStrategy, lowestFreeDeviceIndex } from '../../lambda/failover/strategy/eni.ts';
+import { CREATED, EniPlanner, type EniSnapshot, type EniStep, lowestFreeDeviceIndex } from '../../lambda/failover/strategy/eni-plan.ts';
 
 const VIP = '100.64.248.254';
 const BLOCK = '100.64.248.0/24';
 const A = 'i-000000000000000a0';
 const B = 'i-000000000000000b0';
 
-const strategy = new EniStrategy({} as Ec2Adapter, systemClock, {
-  cloudCidrBlock: BLOCK,
-  vip: VIP,
-  eipAllocationId: 'eipalloc-1',
-  floatingRouteTableId: 'rtb-1',
-  stuckDetachMs: 60_000,
-  syncWaitMs: 1000,
-  readSessionsInSync: async () => true,
-});
+// The planner alone: no adapter, no clock.
+const strategy = new EniPlanner({ cloudCidrBlock: BLOCK, vip: VIP, eipAllocationId: 'eipalloc-1', floatingRouteTableId: 'rtb-1' });
 
 function empty(): EniSnapshot {
   const inst = (id: string, index: number, az: string) => ({

@@ -1,9 +1,8 @@
 /** The route strategy's pure planning: every state a crash or a person can leave converges in one concurrent wave. */
 import { describe, expect, it } from 'vitest';
-import type { Ec2Adapter, VipRouteView } from '../../lambda/failover/aws/ec2.ts';
-import { systemClock } from '../../lambda/failover/clock.ts';
+import type { VipRouteView } from '../../lambda/failover/aws/ec2.ts';
 import type { InstanceView } from '../../lambda/failover/snapshot.ts';
-import { type RouteSnapshot, type RouteStep, RouteStrategy } from '../../lambda/failover/strategy/route.ts';
+import { RoutePlanner, type RouteSnapshot, type RouteStep } from '../../lambda/failover/strategy/route-plan.ts';
 
 const VIP = '100.127.0.10';
 const A = 'i-0aaaaaaaaaaaaaaa1';
@@ -11,14 +10,8 @@ const B = 'i-0bbbbbbbbbbbbbbb2';
 const INGRESS = { 0: '100.64.218.11', 1: '100.64.228.11' };
 const TABLES = ['rtb-0000000000000000a', 'rtb-0000000000000000b'];
 
-const strategy = new RouteStrategy({} as Ec2Adapter, systemClock, {
-  vip: VIP,
-  eipAllocationId: 'eipalloc-1',
-  routeTableIds: TABLES,
-  ingressIps: INGRESS,
-  readSessionsInSync: async () => true,
-  syncWaitMs: 1000,
-});
+// The planner alone: no adapter, no clock.
+const strategy = new RoutePlanner({ vip: VIP, eipAllocationId: 'eipalloc-1', ingressIps: INGRESS });
 
 const inst = (id: string, index: number): InstanceView => ({
   id,
