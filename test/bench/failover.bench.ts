@@ -106,6 +106,21 @@ async function scenario(name: string, behaviour: Partial<Behaviour>, setup: (w: 
 
 const runOnce = (w: World, command: Command) => w.orchestrator(proxy.endpoint, clock).orchestrator.run(command, clock.now() + 600_000);
 
+/**
+ * Ten invocations at once. Nine wait for the lease while one works; their polls would move simulated
+ * time on while the worker waits for moto in real time (see SimClock.slower), and the survivor keeps
+ * beating as a real agent does.
+ */
+async function concurrent10(w: World): Promise<{ sequentialMutations: number }> {
+  const stopBeating = w.keepBeating(clock, [w.id(1)]);
+  try {
+    const rs = await clock.slower(50, () => Promise.all(Array.from({ length: 10 }, () => runOnce(w, alarm))));
+    return { sequentialMutations: Math.max(...rs.map((r) => r.sequentialMutations)) };
+  } finally {
+    await stopBeating();
+  }
+}
+
 /** BENCH_ONLY=aws-like runs that scenario alone (while investigating); the recorded figures run everything. */
 const ONLY = process.env.BENCH_ONLY;
 const lines: Line[] = [];
@@ -115,17 +130,7 @@ if (!ONLY) lines.push(
   await scenario('stuck-detach-planned-move', { stuckDetach: true }, async (w) => w.beat(clock.now()), async (w) => runOnce(w, { kind: 'failover', to: w.id(1), reason: 'maintenance', via: 'manual' }), (w) => w.id(1)),
   await scenario('throttled', { throttle: { DescribeNetworkInterfaces: 2, CreateSubnet: 2, CreateNetworkInterface: 2, AssociateAddress: 2 } }, masterDies, async (w) => runOnce(w, alarm), (w) => w.id(1)),
   await scenario('eventual-consistency-5s', { notFoundAfterCreateMs: 5000 }, masterDies, async (w) => runOnce(w, alarm), (w) => w.id(1)),
-  await scenario('concurrent-10', {}, masterDies, async (w) => {
-    // Nine runs wait for the lease while one works; their polls would move simulated time on while the worker
-    // waits for moto in real time (see SimClock.slower), and the survivor keeps beating as a real agent does.
-    const stopBeating = w.keepBeating(clock, [w.id(1)]);
-    try {
-      const rs = await clock.slower(50, () => Promise.all(Array.from({ length: 10 }, () => runOnce(w, alarm))));
-      return { sequentialMutations: Math.max(...rs.map((r) => r.sequentialMutations)) };
-    } finally {
-      await stopBeating();
-    }
-  }, (w) => w.id(1)),
+  await scenario('concurrent-10', {}, masterDies, concurrent10, (w) => w.id(1)),
   await scenario('crash-after-create-subnet-then-resume', { crashAfterMutations: 4 }, masterDies, async (w) => {
     await runOnce(w, alarm).catch(() => undefined);
     proxy.revive();
@@ -150,15 +155,7 @@ if (!ONLY || ONLY === 'route') lines.push(
     clock.advance(40_000);
     await w.beat(clock.now(), [w.id(1)]);
   }, async (w) => runOnce(w, { kind: 'failover', from: w.id(0), reason: 'peer-heartbeat-lost', via: 'fast-path' }), (w) => w.id(1), 'route'),
-  await scenario('concurrent-10', {}, masterDies, async (w) => {
-    const stopBeating = w.keepBeating(clock, [w.id(1)]);
-    try {
-      const rs = await clock.slower(50, () => Promise.all(Array.from({ length: 10 }, () => runOnce(w, alarm))));
-      return { sequentialMutations: Math.max(...rs.map((r) => r.sequentialMutations)) };
-    } finally {
-      await stopBeating();
-    }
-  }, (w) => w.id(1), 'route'),
+  await scenario('concurrent-10', {}, masterDies, concurrent10, (w) => w.id(1), 'route'),
   await scenario('crash-after-first-mutation-then-resume', { crashAfterMutations: 1 }, masterDies, async (w) => {
     await runOnce(w, alarm).catch(() => undefined);
     proxy.revive();
