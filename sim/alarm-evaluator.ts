@@ -10,7 +10,11 @@ import { type CloudWatchClient, DescribeAlarmsCommand, GetMetricStatisticsComman
 
 export type AlarmValue = 'OK' | 'ALARM' | 'INSUFFICIENT_DATA';
 
+export const STATISTICS = ['SampleCount', 'Sum', 'Average', 'Minimum', 'Maximum'] as const;
+export type Statistic = (typeof STATISTICS)[number];
+
 export interface AlarmDefinition {
+  statistic: Statistic;
   periodSeconds: number;
   evaluationPeriods: number;
   datapointsToAlarm: number;
@@ -19,7 +23,7 @@ export interface AlarmDefinition {
   treatMissingData: 'breaching' | 'notBreaching' | 'ignore' | 'missing';
 }
 
-/** One sample of the metric (what the agents put; SampleCount counts them). */
+/** One value put to the metric (a heartbeat: 1; a status check: 0 or 1). */
 export interface Sample {
   at: number;
   value: number;
@@ -38,14 +42,29 @@ function breaches(def: AlarmDefinition, v: number): boolean {
   }
 }
 
+function statistic(stat: Statistic, values: number[]): number {
+  switch (stat) {
+    case 'SampleCount':
+      return values.length;
+    case 'Sum':
+      return values.reduce((a, b) => a + b, 0);
+    case 'Average':
+      return values.reduce((a, b) => a + b, 0) / values.length;
+    case 'Minimum':
+      return Math.min(...values);
+    case 'Maximum':
+      return Math.max(...values);
+  }
+}
+
 /**
- * The alarm's state at `now` for a SampleCount statistic: the last `evaluationPeriods` whole
- * periods (aligned to the period, the newest ending at or before `now`) are each breaching or not
+ * The alarm's state at `now`: the statistic over each of the last `evaluationPeriods` whole
+ * periods (aligned to the period, the newest ending at or before `now`) is breaching or not
  * (a period without samples as `treatMissingData` says); ALARM when at least `datapointsToAlarm`
  * of them breach, OK when enough periods are known and fewer breach, INSUFFICIENT_DATA otherwise.
  * Periods that began before `since` (the alarm's creation) are not evaluated.
  */
-export function evaluateSampleCountAlarm(def: AlarmDefinition, samples: Sample[], now: number, since = -Infinity): AlarmValue {
+export function evaluateAlarm(def: AlarmDefinition, samples: Sample[], now: number, since = -Infinity): AlarmValue {
   const p = def.periodSeconds * 1000;
   const end = Math.floor(now / p) * p;
   let breaching = 0;
@@ -54,14 +73,14 @@ export function evaluateSampleCountAlarm(def: AlarmDefinition, samples: Sample[]
     const from = end - (k + 1) * p;
     // Periods before the alarm existed are not evaluated.
     if (from < since) continue;
-    const count = samples.filter((s) => s.at >= from && s.at < from + p).length;
-    if (count === 0) {
+    const values = samples.filter((s) => s.at >= from && s.at < from + p).map((s) => s.value);
+    if (values.length === 0) {
       if (def.treatMissingData === 'breaching') (breaching++, known++);
       else if (def.treatMissingData === 'notBreaching') known++;
       continue;
     }
     known++;
-    if (breaches(def, count)) breaching++;
+    if (breaches(def, statistic(def.statistic, values))) breaching++;
   }
   if (breaching >= def.datapointsToAlarm) return 'ALARM';
   if (known >= def.datapointsToAlarm) return 'OK';
@@ -69,8 +88,9 @@ export function evaluateSampleCountAlarm(def: AlarmDefinition, samples: Sample[]
 }
 
 export function definitionOf(a: MetricAlarm): AlarmDefinition {
-  if (a.Statistic !== 'SampleCount') throw new Error(`alarm ${a.AlarmName}: only SampleCount alarms are evaluated here (got ${a.Statistic ?? a.ExtendedStatistic})`);
+  if (!(STATISTICS as readonly string[]).includes(a.Statistic ?? '')) throw new Error(`alarm ${a.AlarmName}: statistic ${a.Statistic ?? a.ExtendedStatistic} is not evaluated here (${STATISTICS.join(', ')} are)`);
   return {
+    statistic: a.Statistic as Statistic,
     periodSeconds: a.Period!,
     evaluationPeriods: a.EvaluationPeriods!,
     datapointsToAlarm: a.DatapointsToAlarm ?? a.EvaluationPeriods!,
@@ -150,10 +170,11 @@ export class AlarmEvaluator {
       const def = definitionOf(a);
       const span = (def.evaluationPeriods + 1) * def.periodSeconds * 1000;
       const r = await this.cw.send(
-        new GetMetricStatisticsCommand({ Namespace: a.Namespace, MetricName: a.MetricName, Dimensions: a.Dimensions, StartTime: new Date(now - span), EndTime: new Date(now), Period: 1, Statistics: ['SampleCount'] }),
+        new GetMetricStatisticsCommand({ Namespace: a.Namespace, MetricName: a.MetricName, Dimensions: a.Dimensions, StartTime: new Date(now - span), EndTime: new Date(now), Period: 1, Statistics: ['SampleCount', 'Sum'] }),
       );
-      const samples: Sample[] = (r.Datapoints ?? []).flatMap((d) => Array.from({ length: d.SampleCount ?? 0 }, () => ({ at: d.Timestamp!.getTime(), value: 1 })));
-      const value = evaluateSampleCountAlarm(def, samples, now, this.since);
+      // Per second: as many samples as were put, each the second's mean (exact for the 0/1 and 1-only metrics alarmed on here).
+      const samples: Sample[] = (r.Datapoints ?? []).flatMap((d) => Array.from({ length: d.SampleCount ?? 0 }, () => ({ at: d.Timestamp!.getTime(), value: (d.Sum ?? 0) / (d.SampleCount || 1) })));
+      const value = evaluateAlarm(def, samples, now, this.since);
       const previous = this.states.get(a.AlarmName!) ?? 'INSUFFICIENT_DATA';
       if (value === previous) continue;
       this.states.set(a.AlarmName!, value);

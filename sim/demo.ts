@@ -175,7 +175,7 @@ export class Demo {
     this.cleanups.push(() => this.world.destroy());
     await this.world.seed();
     const route = this.o.strategy === 'route';
-    this.timeline.mark('setup', `AWS emulator on ${this.moto.endpoint} behind the behaviour layer (${this.o.fast ? 'fast: no latencies' : 'realistic latencies, slow detach and attach, NotFound after create'}); deployment seeded from the sim profile (strategy ${this.o.strategy}): VPC, LB subnets in ${this.world.config.availabilityZones.join(', ')}, 2 LB instances${route ? ' with their ingress IPs, route tables for the overlay VIP ' + this.world.config.vip : ''}, EIP ${SIM_EIP}, heartbeat alarms, lease table, topic`);
+    this.timeline.mark('setup', `AWS emulator on ${this.moto.endpoint} behind the behaviour layer (${this.o.fast ? 'fast: no latencies' : 'realistic latencies, slow detach and attach, NotFound after create'}); deployment seeded from the sim profile (strategy ${this.o.strategy}): VPC, LB subnets in ${this.world.config.availabilityZones.join(', ')}, 2 LB instances${route ? ' with their ingress IPs, route tables for the overlay VIP ' + this.world.config.vip : ''}, EIP ${SIM_EIP}, heartbeat and status-check alarms, lease table, topic`);
     this.proxy.onCall = (c) => {
       if (c.service !== 'ec2') return;
       if (c.status === 503) this.timeline.mark('ec2', `${c.action} throttled`, { at: c.startedAt, ms: c.ms });
@@ -313,6 +313,11 @@ export class Demo {
       if (this.state.zero !== undefined) this.timeline.mark('detection', `alarm ${name}: ${previous} → ${value} (evaluated from the heartbeat data in the emulator)`);
     };
     this.evaluator.onError = (e) => this.say(`  (alarm evaluation: ${e.message})`);
+    // EC2 publishes each running instance's status check every minute (moto does not): the status-check alarms see it.
+    const status = () => void this.world.publishStatusChecks(Date.now()).catch((e: Error) => this.say(`  (status checks: ${e.message})`));
+    status();
+    const statusTimer = setInterval(status, 60_000);
+    this.cleanups.push(() => clearInterval(statusTimer));
     await this.evaluator.start();
     this.cleanups.push(() => this.evaluator.stop());
     this.timeline.mark('setup', `agents (the shipped bundle) on lb0 and lb1: beating to CloudWatch, peer heartbeats, session sync ${this.o.sync ? 'on' : 'OFF (--no-sync)'}`);

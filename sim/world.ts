@@ -17,6 +17,7 @@ import {
   CreateSubnetCommand,
   CreateVpcCommand,
   DescribeAddressesCommand,
+  DescribeInstancesCommand,
   DescribeNetworkInterfacesCommand,
   DescribeRouteTablesCommand,
   DescribeSubnetsCommand,
@@ -157,7 +158,7 @@ export class World {
     };
   }
 
-  /** The heartbeat alarm of each LB instance, defined as the CDK app defines it (lib/constructs/failover-wiring.ts). */
+  /** The heartbeat and status-check alarms of each LB instance, defined as the CDK app defines them (lib/constructs/failover-wiring.ts). */
   private async putAlarms(): Promise<void> {
     const a = this.config.alarms;
     for (const { id, index } of this.instances) {
@@ -182,7 +183,41 @@ export class World {
           OKActions: [FAILOVER_FUNCTION_ARN],
         }),
       );
+      await this.cw.send(
+        new PutMetricAlarmCommand({
+          AlarmName: alarmName(this.config.deploymentId, index, ALARM_KIND.statusCheck),
+          Namespace: 'AWS/EC2',
+          MetricName: 'StatusCheckFailed',
+          Dimensions: [{ Name: 'InstanceId', Value: id }],
+          Statistic: 'Maximum',
+          Period: 60,
+          EvaluationPeriods: 2,
+          DatapointsToAlarm: 2,
+          Threshold: 1,
+          ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+          TreatMissingData: 'breaching',
+          ActionsEnabled: true,
+          AlarmActions: [FAILOVER_FUNCTION_ARN],
+          OKActions: [FAILOVER_FUNCTION_ARN],
+        }),
+      );
     }
+  }
+
+  /**
+   * What EC2 does every minute: publish each running instance's status check (StatusCheckFailed 0);
+   * a stopped instance publishes nothing. Moto does not; the demo calls this on EC2's schedule.
+   */
+  async publishStatusChecks(at: number): Promise<void> {
+    const r = await this.ec2.send(new DescribeInstancesCommand({ InstanceIds: this.instances.map((i) => i.id) }));
+    const running = (r.Reservations ?? []).flatMap((x) => x.Instances ?? []).filter((i) => i.State?.Name === 'running');
+    if (!running.length) return;
+    await this.cw.send(
+      new PutMetricDataCommand({
+        Namespace: 'AWS/EC2',
+        MetricData: running.map((i) => ({ MetricName: 'StatusCheckFailed', Dimensions: [{ Name: 'InstanceId', Value: i.InstanceId! }], Value: 0, Timestamp: new Date(at) })),
+      }),
+    );
   }
 
   /** The orchestrator as the handler builds it, talking to `endpoint` (the fault proxy), in simulated time. */
