@@ -9,6 +9,9 @@ import { PORTS } from './contract.ts';
 /** Where a rule admits packets from: client CIDRs, the LB security group itself, or the EKS nodes' security group. */
 export type IngressSource = { cidr: string } | { group: 'self' } | { group: 'nodes' };
 
+/** Kubernetes' default NodePort range: kube-loxilb's endpoints in full-NAT mode. */
+export const NODE_PORTS = { from: 30000, to: 32767 } as const;
+
 export interface IngressRule {
   source: IngressSource;
   protocol: 'tcp' | 'udp';

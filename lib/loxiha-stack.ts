@@ -55,6 +55,7 @@ export class LoxihaStack extends cdk.Stack {
     const apiToken = new AgentApiToken(this, 'AgentApiToken', { config });
     this.cluster = new Cluster(this, 'Cluster', { config, vpc: this.network.vpc, eipAddress: this.eipAddress, apiToken: apiToken.secret });
     sg.allowNodes(this.cluster.nodesPeer);
+    sg.letReachNodePorts(this.cluster.nodesPeer);
 
     this.failover = new FailoverFunction(this, 'Failover', {
       config,

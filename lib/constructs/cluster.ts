@@ -39,7 +39,8 @@ export interface ClusterProps {
 export class Cluster extends Construct {
   readonly cluster: eks.ICluster;
   /** Peer that reaches the agent API: the security group of the cluster's nodes. */
-  readonly nodesPeer: ec2.IPeer;
+  /** The EKS nodes' security group (the cluster security group managed node groups carry, or the configured one). */
+  readonly nodesPeer: ec2.ISecurityGroup;
   readonly kubeLoxilbArgs: string[];
 
   constructor(scope: Construct, id: string, props: ClusterProps) {

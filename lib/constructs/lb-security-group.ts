@@ -2,7 +2,7 @@ import * as cdk from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
-import { lbIngressRules } from '../lb-ingress-rules.ts';
+import { lbIngressRules, NODE_PORTS } from '../lb-ingress-rules.ts';
 
 export interface LbSecurityGroupProps {
   readonly config: LoxihaConfig;
@@ -47,5 +47,16 @@ export class LbSecurityGroup extends Construct {
    */
   allowNodes(nodes: ec2.IPeer): void {
     for (const r of this.fromNodes) this.securityGroup.addIngressRule(nodes, r.port, r.description);
+  }
+
+  /**
+   * The other direction: the nodes' security group admits the LBs' full-NAT traffic to the
+   * NodePorts (kube-loxilb's endpoints). By security-group reference: the packets leave loxi-eni
+   * (eni strategy) or the primary interface (route strategy), both in this group, from the VIP.
+   */
+  letReachNodePorts(nodes: ec2.ISecurityGroup): void {
+    for (const port of [ec2.Port.tcpRange(NODE_PORTS.from, NODE_PORTS.to), ec2.Port.udpRange(NODE_PORTS.from, NODE_PORTS.to)]) {
+      nodes.addIngressRule(this.securityGroup, port, 'loxiha load balancers (full-NAT from the VIP) to the NodePorts');
+    }
   }
 }

@@ -110,6 +110,18 @@ describe('security groups', () => {
       expect(rules[0]!.CidrIp).toBeUndefined();
     }
   });
+
+  it('lets the load balancers reach the NodePorts: the nodes’ security group admits the LB group on 30000–32767 (TCP and UDP), nothing wider', () => {
+    const toNodes = ingress().filter((r) => JSON.stringify(r.GroupId).includes('ClusterSecurityGroupId'));
+    expect(toNodes.map((r) => [r.IpProtocol, r.FromPort, r.ToPort]).sort()).toEqual([
+      ['tcp', 30000, 32767],
+      ['udp', 30000, 32767],
+    ]);
+    for (const r of toNodes) {
+      expect(JSON.stringify(r.SourceSecurityGroupId)).toMatch(/LbSecuritySg/);
+      expect(r.CidrIp).toBeUndefined();
+    }
+  });
 });
 
 describe('network', () => {
