@@ -15,7 +15,8 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Demo, preflight } from '../sim/demo.ts';
+import { Demo } from '../sim/demo.ts';
+import { preflight } from '../sim/preflight.ts';
 
 const print = (line: string) => process.stdout.write(`${line}\n`);
 
