@@ -14,7 +14,7 @@
  *    Then the stream's own capacity, apart from kernel events and the generator (BENCH_PIPELINE_RATES,
  *    default 20000,40000): a sender fed synthetic new flows, a receiver loading them into a scratch
  *    namespace's kernel.
- * 2. The flow test: traffic through the VIP while it moves (test/harness/flows.ts):
+ * 2. The flow test: traffic through the VIP while it moves (sim/flows.ts):
  *    {"flowsKept", "flowsTotal", "maxPauseMs"}
  * 3. Peer detection (bench:peer-detect's first line): {"metric": "peer-detect-ms", "median", "max"}
  *
