@@ -35,6 +35,7 @@ import type { Settings } from '../lambda/failover/settings.ts';
 import { type AnyStep, type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
 import type { AwsProxy } from './aws-proxy.ts';
 import type { SimClock } from './sim-clock.ts';
+import { NODES } from './vpc.ts';
 
 export const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 const REGION = 'us-east-1';
@@ -42,8 +43,6 @@ const REGION = 'us-east-1';
 export const SIM_EIP = '100.100.100.100';
 /** The route strategy's overlay VIP: outside the VPC's CIDR (100.64.0.0/16), inside 100.64.0.0/10. */
 export const SIM_OVERLAY_VIP = '100.127.0.10';
-/** The EKS nodes' subnet in the simulation. */
-export const SIM_NODES_CIDR = '100.64.2.0/24';
 /** The failover function in the simulation (its alarms' action; the agents invoke its `agents` alias). */
 export const FAILOVER_FUNCTION_NAME = 'loxiha-sim-failover';
 export const FAILOVER_FUNCTION_ARN = `arn:aws:lambda:${REGION}:123456789012:function:${FAILOVER_FUNCTION_NAME}`;
@@ -121,7 +120,7 @@ export class World {
       }
     }
     if (opts.strategy === 'route') {
-      const nodes = (await this.ec2.send(new CreateSubnetCommand({ VpcId: vpc, CidrBlock: SIM_NODES_CIDR, AvailabilityZone: c.availabilityZones[0] }))).Subnet!.SubnetId!;
+      const nodes = (await this.ec2.send(new CreateSubnetCommand({ VpcId: vpc, CidrBlock: NODES.cidr, AvailabilityZone: c.availabilityZones[0] }))).Subnet!.SubnetId!;
       const nodesRtb = (await this.ec2.send(new CreateRouteTableCommand({ VpcId: vpc }))).RouteTable!.RouteTableId!;
       await this.ec2.send(new AssociateRouteTableCommand({ RouteTableId: nodesRtb, SubnetId: nodes }));
       routeTableIds.push(nodesRtb);
