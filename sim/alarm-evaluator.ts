@@ -7,6 +7,7 @@
  * CloudWatch sends a Lambda alarm action.
  */
 import { type CloudWatchClient, DescribeAlarmsCommand, GetMetricStatisticsCommand, type MetricAlarm, SetAlarmStateCommand } from '@aws-sdk/client-cloudwatch';
+import { Poller } from './poller.ts';
 
 export type AlarmValue = 'OK' | 'ALARM' | 'INSUFFICIENT_DATA';
 
@@ -127,8 +128,7 @@ export class AlarmEvaluator {
   private readonly deliver: (event: Record<string, unknown>) => void;
   private alarms: MetricAlarm[] = [];
   private readonly states = new Map<string, AlarmValue>();
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
+  private poller: Poller | undefined;
   private since = 0;
   onChange: (name: string, value: AlarmValue, previous: AlarmValue) => void = () => {};
   onError: (e: Error) => void = () => {};
@@ -143,22 +143,12 @@ export class AlarmEvaluator {
     this.alarms = (await this.cw.send(new DescribeAlarmsCommand({}))).MetricAlarms ?? [];
     for (const a of this.alarms) this.states.set(a.AlarmName!, 'INSUFFICIENT_DATA');
     this.since = Date.now();
-    const loop = () => {
-      this.timer = setTimeout(() => {
-        this.running = this.evaluate(Date.now())
-          .catch((e: Error) => this.onError(e))
-          .finally(() => {
-            if (this.timer) loop();
-          });
-      }, 1000);
-    };
-    loop();
+    this.poller = new Poller(() => this.evaluate(Date.now()), 1000, (e) => this.onError(e));
+    this.poller.start();
   }
 
   async stop(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
+    await this.poller?.stop();
   }
 
   state(name: string): AlarmValue | undefined {

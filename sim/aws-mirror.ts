@@ -10,6 +10,7 @@ import { ROLE, TAG } from '../lib/contract.ts';
 import type { AwsProxy } from './aws-proxy.ts';
 import type { InstanceMetadata } from './imds.ts';
 import { SimVpc } from './vpc.ts';
+import { Poller } from './poller.ts';
 
 export type MirrorEvent =
   | { kind: 'eni-plugged'; host: number; eniId: string }
@@ -34,8 +35,7 @@ export class AwsMirror {
   private vipRouteHost: number | undefined | 'unset' = 'unset';
   /** Route strategy: the overlay VIP and the route tables its /32 is read from (the VPC router follows the first). */
   private readonly vipRoute: { vip: string; routeTableIds: string[] } | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
+  private poller: Poller | undefined;
   onEvent: (e: MirrorEvent) => void = () => {};
   onError: (e: Error) => void = () => {};
 
@@ -56,22 +56,12 @@ export class AwsMirror {
 
   async start(): Promise<void> {
     await this.refresh();
-    const loop = () => {
-      this.timer = setTimeout(() => {
-        this.running = this.refresh()
-          .catch((e: Error) => this.onError(e))
-          .finally(() => {
-            if (this.timer) loop();
-          });
-      }, 150);
-    };
-    loop();
+    this.poller = new Poller(() => this.refresh(), 150, (e) => this.onError(e));
+    this.poller.start();
   }
 
   async stop(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
+    await this.poller?.stop();
   }
 
   /** The instance died: its links stay dark, also for an ENI plugged into it later. */
