@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import {
   DescribeNetworkInterfacesCommand,
   DescribeRouteTablesCommand,
+  DescribeSubnetsCommand,
   DescribeVpcsCommand,
   DetachNetworkInterfaceCommand,
   EC2Client,
@@ -420,12 +421,15 @@ export class AwsProxy {
       }
       case 'CreateRoute':
       case 'ReplaceRoute': {
-        // moto accepts a route more specific than the VPC's CIDR; AWS refuses it (a route table cannot override local routing this way).
+        // moto accepts any route more specific than the VPC's CIDR; AWS refuses one that is not a whole subnet's block (a /32 never is).
         const cidr = params.get('DestinationCidrBlock');
         const table = (await this.direct.send(new DescribeRouteTablesCommand({ RouteTableIds: [params.get('RouteTableId')!] })).catch(() => undefined))?.RouteTables?.[0];
         const vpc = table?.VpcId ? (await this.direct.send(new DescribeVpcsCommand({ VpcIds: [table.VpcId] }))).Vpcs?.[0] : undefined;
         const blocks = (vpc?.CidrBlockAssociationSet ?? []).map((b) => b.CidrBlock!).filter(Boolean);
-        if (cidr && blocks.some((b) => cidrContains(b, cidr))) {
+        // AWS takes a route more specific than the local route only when it is a whole subnet's block.
+        const subnets = table?.VpcId ? ((await this.direct.send(new DescribeSubnetsCommand({ Filters: [{ Name: 'vpc-id', Values: [table.VpcId] }] }))).Subnets ?? []) : [];
+        const wholeSubnet = subnets.some((sub) => sub.CidrBlock === cidr);
+        if (cidr && !wholeSubnet && blocks.some((b) => cidrContains(b, cidr))) {
           return fail(400, 'InvalidParameterValue', `The destination CIDR block ${cidr} is equal to or more specific than one of this VPC's CIDR blocks. This route can target only an interface or an instance.`);
         }
         break;
