@@ -62,7 +62,6 @@ const demo = new Demo({
   sync: !values['no-sync'],
   fast: values.fast,
   strategy: values.strategy,
-  keep: values.keep,
   reportPath: resolve(values.report),
   print,
 });

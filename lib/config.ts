@@ -158,11 +158,11 @@ function crossFieldProblems(raw: unknown): Problem[] {
   if (zones && new Set(zones).size !== zones.length) issue(['availabilityZones'], 'must not repeat a zone');
   if (zones && region) for (const zone of zones) if (!zone.startsWith(region)) issue(['availabilityZones'], `${zone} is not in region ${region}`);
   const routeStrategy = r.strategy === 'route';
+  const vpcCidr = typeof r.vpc === 'object' && r.vpc !== null ? str((r.vpc as Record<string, unknown>).cidr) : undefined;
   const block = cloudCidrBlock && !routeStrategy ? parseCidr(cloudCidrBlock) : undefined;
   if (routeStrategy && vip && ipToInt(vip) !== undefined) {
     // The overlay VIP must not be an address the VPC routes locally: AWS refuses a /32 inside its CIDRs.
-    const vpcCidr0 = typeof r.vpc === 'object' && r.vpc !== null ? str((r.vpc as Record<string, unknown>).cidr) : undefined;
-    if (vpcCidr0 && parseCidr(vpcCidr0) && cidrContains(vpcCidr0, vip)) issue(['vip'], `${vip} is inside the VPC CIDR ${vpcCidr0}: with strategy "route" the VIP is an overlay address outside the VPC's CIDRs`);
+    if (vpcCidr && parseCidr(vpcCidr) && cidrContains(vpcCidr, vip)) issue(['vip'], `${vip} is inside the VPC CIDR ${vpcCidr}: with strategy "route" the VIP is an overlay address outside the VPC's CIDRs`);
     for (const [i, c] of (lbSubnetCidrs ?? []).entries()) if (parseCidr(c) && cidrContains(c, vip)) issue(['vip'], `${vip} is inside LB subnet ${i} (${c})`);
   }
   if (routeStrategy && typeof r.vpc === 'object' && r.vpc !== null && 'vpcId' in r.vpc && r.routeTableIds === undefined) {
@@ -187,7 +187,6 @@ function crossFieldProblems(raw: unknown): Problem[] {
       if (cidrsOverlap(a, b)) issue([nb], `${b} overlaps ${na} ${a}`);
     }
   }
-  const vpcCidr = typeof r.vpc === 'object' && r.vpc !== null ? str((r.vpc as Record<string, unknown>).cidr) : undefined;
   if (vpcCidr && parseCidr(vpcCidr)) {
     for (const [name, v] of all) if (name !== 'cloudCidrBlock' && !cidrContains(vpcCidr, v)) issue([name], `${v} is not inside the VPC CIDR ${vpcCidr}`);
   }

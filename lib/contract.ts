@@ -72,7 +72,6 @@ export const PHASE_DIMENSION = 'phase';
  * its interface (nothing created or detached).
  */
 export const VIP_STRATEGIES = ['eni', 'route'] as const;
-export type VipStrategyName = (typeof VIP_STRATEGIES)[number];
 
 /** What happens when instance 0 is healthy again after a failover: stay (`never`) or move back (`preferred`). */
 export const FAILBACK_POLICIES = ['never', 'preferred'] as const;

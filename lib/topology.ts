@@ -27,6 +27,11 @@ export function lbIngressIp(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>, index: 
   return intToIp(parsed.network + LB_INGRESS_HOST_OFFSET);
 }
 
+/** Every LB instance's ingress IP, by instance index. */
+export function lbIngressIps(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>): string[] {
+  return config.lbSubnetCidrs.map((_, i) => lbIngressIp(config, i));
+}
+
 export function lbInstanceIps(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>): string[] {
   return config.lbSubnetCidrs.map((_, i) => lbInstanceIp(config, i));
 }

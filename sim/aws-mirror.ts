@@ -33,13 +33,13 @@ export class AwsMirror {
   private metadataBy = new Map<number, InstanceMetadata>();
   private eipTarget: string | undefined = 'unset';
   private vipRouteHost: number | undefined | 'unset' = 'unset';
-  /** Route strategy: the overlay VIP and the route tables its /32 is read from (the VPC router follows the first). */
-  private readonly vipRoute: { vip: string; routeTableIds: string[] } | undefined;
+  /** Route strategy: the overlay VIP and the route table whose /32 the VPC router follows (the nodes'). */
+  private readonly vipRoute: { vip: string; routeTableId: string } | undefined;
   private poller: Poller | undefined;
   onEvent: (e: MirrorEvent) => void = () => {};
   onError: (e: Error) => void = () => {};
 
-  constructor(opts: { proxy: AwsProxy; ec2: EC2Client; vpc: SimVpc; deploymentId: string; eipAllocationId: string; instances: { id: string; index: number; az: string }[]; vipRoute?: { vip: string; routeTableIds: string[] } }) {
+  constructor(opts: { proxy: AwsProxy; ec2: EC2Client; vpc: SimVpc; deploymentId: string; eipAllocationId: string; instances: { id: string; index: number; az: string }[]; vipRoute?: { vip: string; routeTableId: string } }) {
     this.vipRoute = opts.vipRoute;
     this.proxy = opts.proxy;
     this.ec2 = opts.ec2;
@@ -94,7 +94,7 @@ export class AwsMirror {
     const [enis, addresses, tables] = await Promise.all([
       this.proxy.networkInterfaces(),
       this.proxy.addressesAsAws(),
-      this.vipRoute ? this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: this.vipRoute.routeTableIds })) : undefined,
+      this.vipRoute ? this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [this.vipRoute.routeTableId] })) : undefined,
     ]);
     const eip = addresses.find((a) => a.AllocationId === this.eipAllocationId);
     const indexOf = (instanceId: string | undefined) => this.instances.find((i) => i.id === instanceId)?.index;
@@ -141,9 +141,9 @@ export class AwsMirror {
       this.onEvent({ kind: 'eip', eniId: target ? holder!.NetworkInterfaceId : undefined, privateIp: target?.privateIp, host: target ? host : undefined });
     }
 
-    // Route strategy: the VPC router follows the VIP's /32 in the route tables (the first listed).
+    // Route strategy: the VPC router follows the VIP's /32 in the nodes' route table.
     if (this.vipRoute && tables) {
-      const route = tables.RouteTables?.find((t) => t.RouteTableId === this.vipRoute!.routeTableIds[0])?.Routes?.find((r) => r.DestinationCidrBlock === `${this.vipRoute!.vip}/32`);
+      const route = tables.RouteTables?.[0]?.Routes?.find((r) => r.DestinationCidrBlock === `${this.vipRoute!.vip}/32`);
       const via = route?.NetworkInterfaceId ? on.find((n) => n.NetworkInterfaceId === route.NetworkInterfaceId) : undefined;
       const routeHost = via && via.Attachment!.DeviceIndex === 0 ? indexOf(via.Attachment!.InstanceId) : undefined;
       this.vpc.setVipRoute(this.vipRoute.vip, routeHost);

@@ -286,7 +286,7 @@ export class AwsProxy {
     return (r.NetworkInterfaces ?? []).map((n) => {
       if (!n.Attachment) return n;
       const id = n.NetworkInterfaceId!;
-      const status = this.pendingDetach.has(id) ? 'detaching' : now < (this.attachingUntil.get(id) ?? 0) ? 'attaching' : n.Attachment.Status;
+      const status = this.attachmentOverride(id, now) ?? n.Attachment.Status;
       return { ...n, Attachment: { ...n.Attachment, Status: status as AttachmentStatus } };
     });
   }
@@ -560,19 +560,24 @@ export class AwsProxy {
     });
   }
 
+  /** What AWS would say of an attachment still in progress: a pending detach, a recent attach; undefined otherwise. */
+  private attachmentOverride(id: string, now: number): 'detaching' | 'attaching' | undefined {
+    if (this.pendingDetach.has(id)) return 'detaching';
+    const until = this.attachingUntil.get(id);
+    if (until === undefined) return undefined;
+    if (now < until) return 'attaching';
+    this.attachingUntil.delete(id);
+    return undefined;
+  }
+
   /** ENIs whose detach is pending show "detaching"; recently attached ones show "attaching". */
   private rewriteAttachmentStatus(xml: string): string {
     const now = this.clock.now();
-    const rewrite = (id: string, to: string) => {
-      const re = new RegExp(`<item><attachment>((?:(?!<item><attachment>).)*?)<status>attached</status>((?:(?!<item><attachment>).)*?<networkInterfaceId>${id}</networkInterfaceId>)`, 's');
-      xml = xml.replace(re, `<item><attachment>$1<status>${to}</status>$2`);
-    };
-    for (const id of this.pendingDetach.keys()) rewrite(id, 'detaching');
-    for (const [id, until] of this.attachingUntil) {
-      if (now < until) rewrite(id, 'attaching');
-      else this.attachingUntil.delete(id);
-    }
-    return xml;
+    return mapItems(xml, 'networkInterfaceSet', (item) => {
+      const id = /<networkInterfaceId>([^<]+)<\/networkInterfaceId>/.exec(item)?.[1];
+      const to = id ? this.attachmentOverride(id, now) : undefined;
+      return to ? item.replace(/(<attachment>(?:(?!<\/attachment>).)*?)<status>attached<\/status>/s, `$1<status>${to}</status>`) : item;
+    });
   }
 
   private async eni(id: string) {

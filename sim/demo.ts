@@ -15,12 +15,12 @@ import { EC2Client, StartInstancesCommand, StopInstancesCommand } from '@aws-sdk
 import { systemClock } from '../lambda/failover/clock.ts';
 import { functionEnv, HA_ROLE } from '../lib/contract.ts';
 import { agentConfigFor } from '../lib/topology.ts';
-import { AgentRunner, PROGRAMS } from './agents.ts';
+import { AgentRunner, BACKEND_PORT, PROGRAMS } from './agents.ts';
 import { AlarmEvaluator } from './alarm-evaluator.ts';
 import { AwsMirror } from './aws-mirror.ts';
 import { AwsProxy, MUTATING, REALISTIC_BEHAVIOUR } from './aws-proxy.ts';
 import { FailoverRuntime, type RuntimeLine } from './failover-runtime.ts';
-import { type FlowsReport, haOf, sleep } from './flows.ts';
+import { type FlowsReport, haOf, lostFlows, sleep } from './flows.ts';
 import { serveImds } from './imds.ts';
 import { startMoto, type Moto } from './moto.ts';
 import { Lab, type Proc } from './netns.ts';
@@ -40,8 +40,6 @@ export interface DemoOptions {
   fast: boolean;
   /** How the VIP moves (the deployment's `strategy`). */
   strategy: 'eni' | 'route';
-  /** Leave everything running afterwards (until `stop()`), printing how to explore. */
-  keep: boolean;
   /** Where the HTML report goes. */
   reportPath: string;
   print: (line: string) => void;
@@ -66,7 +64,6 @@ export interface DemoResult {
 }
 
 const PORT = 80;
-const BACKEND_PORT = 8080;
 const BACKENDS = 3;
 const AWS_PORT_IN_HOST = 4566;
 const IMDS_PORT_IN_HOST = 5001;
@@ -77,7 +74,6 @@ interface RunState {
   moveTo?: number;
   eipMovedAt?: number;
   firstTrigger?: { at: number; what: string };
-  handlerDone?: number;
 }
 
 export class Demo {
@@ -94,7 +90,6 @@ export class Demo {
   private runtime!: FailoverRuntime;
   private run!: AgentRunner;
   private evaluator!: AlarmEvaluator;
-  private forwarders = new Map<number, Proc>();
   private state: RunState = {};
   private stopped = false;
 
@@ -131,7 +126,7 @@ export class Demo {
     await this.configureServices();
     const flows = await this.startTraffic();
     if (this.o.mode === 'unplanned') await this.killLb0();
-    else await this.plannedMove(1, 'maintenance of lb0');
+    else this.plannedMove(1, 'maintenance of lb0');
     await this.waitForSurvivor(1);
     await sleep(3000);
     let failbackSeconds: number | null | undefined;
@@ -181,7 +176,7 @@ export class Demo {
       deploymentId: this.world.config.deploymentId,
       eipAllocationId: s.eipAllocationId,
       instances: this.world.instances,
-      ...(s.strategy === 'route' ? { vipRoute: { vip: s.vip, routeTableIds: s.routeTableIds!.slice(-1) } } : {}),
+      ...(s.strategy === 'route' ? { vipRoute: { vip: s.vip, routeTableId: s.routeTableIds!.at(-1)! } } : {}),
     });
     this.mirror.onEvent = (e) => {
       if (e.kind === 'eni-plugged') this.timeline.mark('eni', `loxi-eni (${e.eniId}) appears on lb${e.host} as a new interface`);
@@ -209,7 +204,6 @@ export class Demo {
   private async startForwarder(i: number): Promise<void> {
     const p = this.lab.spawn(SimVpc.host(i), process.execPath, [join(PROGRAMS, 'ns-forward.mjs'), `${AWS_PORT_IN_HOST}=${join(this.dir, 'aws.sock')}`, `${IMDS_PORT_IN_HOST}=${join(this.dir, `imds-lb${i}.sock`)}`]);
     await p.waitFor(/forwarding/);
-    this.forwarders.set(i, p);
   }
 
   // ---- the failover function ---------------------------------------------------------------
@@ -240,7 +234,6 @@ export class Demo {
   }
 
   private onRuntimeLine(l: RuntimeLine): void {
-    if (process.env.LOXIHA_DEMO_DEBUG) this.say(`  [runtime] ${JSON.stringify(l).slice(0, 400)}`);
     const at = typeof l.at === 'number' ? l.at : Date.now();
     const after = this.state.zero !== undefined && at >= this.state.zero;
     if (l.runtime === 'start') {
@@ -260,10 +253,7 @@ export class Demo {
     } else if (l.runtime === 'end' || l.runtime === 'error') {
       const r = (l.result ?? {}) as Record<string, unknown>;
       const text = l.runtime === 'error' ? `function failed: ${String(l.errorMessage)}` : `function: ${String(r.outcome)}${r.owner ? `, VIP on lb${this.indexOf(String(r.owner))}` : ''}${r.reason ? ` (${String(r.reason)})` : ''}`;
-      if (after) {
-        if (r.moved) this.state.handlerDone = at;
-        this.timeline.mark('done', text, { at });
-      } else this.timeline.mark('setup', text, { at });
+      this.timeline.mark(after ? 'done' : 'setup', text, { at });
     } else if (l.message === 'moving the VIP' && after) {
       this.timeline.mark('lease', `lease taken, epoch ${String(l.epoch)}: moving the VIP ${l.from ? `from lb${this.indexOf(String(l.from))} ` : ''}to lb${this.indexOf(String(l.to))} (${String(l.reason)})`, { at: Date.parse(String(l.timestamp)) || at });
     } else if (l.level === 'ERROR') this.say(`  function error: ${String(l.message)}${l.error ? ` ${JSON.stringify(l.error).slice(0, 300)}` : ''}`);
@@ -285,7 +275,7 @@ export class Demo {
   private async startAgents(): Promise<void> {
     this.run = new AgentRunner(this.lab);
     this.cleanups.push(() => this.run.cleanup());
-    await this.startBackends();
+    await this.run.startBackends(BACKENDS);
     for (let i = 0; i < this.vpc.hosts; i++) await this.startAgent(i);
     const cw = new CloudWatchClient({ region: 'us-east-1', endpoint: this.moto.endpoint, credentials: CREDENTIALS });
     this.cleanups.push(() => cw.destroy());
@@ -302,13 +292,6 @@ export class Demo {
     await this.evaluator.start();
     this.cleanups.push(() => this.evaluator.stop());
     this.timeline.mark('setup', `agents (the shipped bundle) on lb0 and lb1: beating to CloudWatch, peer heartbeats, session sync ${this.o.sync ? 'on' : 'OFF (--no-sync)'}`);
-  }
-
-  private async startBackends(): Promise<void> {
-    for (let b = 1; b <= BACKENDS; b++) {
-      const p = this.lab.spawn(`be${b}`, process.execPath, [join(PROGRAMS, 'backend.mjs'), `be${b}`, String(BACKEND_PORT)]);
-      await p.waitFor(/udp/);
-    }
   }
 
   private async startAgent(i: number): Promise<void> {
@@ -409,10 +392,10 @@ export class Demo {
     this.timeline.mark('failure', `EC2 says ${this.world.id(0)} is stopped`);
   }
 
-  private async plannedMove(to: number, reason: string): Promise<void> {
+  private plannedMove(to: number, reason: string): void {
     this.state.moveTo = to;
-    this.state.zero ??= Date.now();
-    if (to === 1) this.timeline.mark('failure', `planned move to lb${to} (${reason}): a manual invocation`, { at: this.state.zero });
+    this.state.zero = Date.now();
+    this.timeline.mark('failure', `planned move to lb${to} (${reason}): a manual invocation`, { at: this.state.zero });
     this.fire({ action: 'failover', to: this.world.id(to), reason });
   }
 
@@ -475,14 +458,14 @@ export class Demo {
 
   private result(r: FlowsReport, failbackSeconds: number | null | undefined): DemoResult {
     const zero = this.state.zero!;
-    const kept = r.flows.filter((f) => !f.errors.length && f.backends.length === 1);
+    const lostOnes = new Set(lostFlows(r));
+    const kept = r.flows.filter((f) => !lostOnes.has(f));
     const afterMove = this.state.eipMovedAt ?? zero;
     const firstThrough = r.series.find((b) => b.t >= afterMove && b.ok + b.replies > 0);
     if (firstThrough) this.timeline.mark('traffic', 'first packets through lb1 after the move (replies and new connections)', { at: firstThrough.t });
     const resumed = kept.map((f) => f.maxGapEndAt).filter((t): t is number => t !== null && t > zero);
     if (kept.length) this.timeline.mark('sessions', `${kept.length} of ${r.flows.length} established flows resumed, each on its own backend`, { at: resumed.length ? Math.max(...resumed) : zero });
-    const lost = r.flows.length - kept.length;
-    if (lost) this.timeline.mark('sessions', `${lost} established flows lost (${[...new Set(r.flows.flatMap((f) => f.errors))].join(', ') || 'switched backend'})`);
+    if (lostOnes.size) this.timeline.mark('sessions', `${lostOnes.size} established flows lost (${[...new Set(r.flows.flatMap((f) => f.errors))].join(', ') || 'switched backend'})`);
     const secs = (t: number | undefined) => (t === undefined ? null : Math.round((t - zero) / 10) / 100);
     return {
       failoverSeconds: secs(this.state.eipMovedAt),

@@ -21,7 +21,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LoxihaConfig } from '../lib/config.ts';
-import { lbIngressRules } from '../lib/lb-ingress-rules.ts';
+import { type IngressSource, lbIngressRules } from '../lib/lb-ingress-rules.ts';
 import { intToIp, parseCidr } from '../lib/net/cidr.ts';
 import { lbIngressIp, lbInstanceIp } from '../lib/topology.ts';
 import type { Lab } from './netns.ts';
@@ -130,7 +130,7 @@ export class SimVpc {
   }
 
   /** nft source match for a rule's source. */
-  private source(s: ReturnType<typeof lbIngressRules>[number]['source']): string {
+  private source(s: IngressSource): string {
     if ('cidr' in s) return `ip saddr ${s.cidr}`;
     if (s.group === 'self') return `ip saddr { ${Array.from({ length: this.hosts }, (_, i) => lbInstanceIp(this.config, i)).join(', ')}, ${this.config.vip} }`;
     return `ip saddr ${NODES.cidr}`;

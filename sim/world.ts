@@ -1,7 +1,9 @@
 /**
  * A deployment as the CDK app would leave it, seeded into moto: VPC, IGW, two LB subnets
  * in two AZs, the LB security group, the prepared floating route table, two tagged LB
- * instances, the EIP, the lease table and the topic. Addresses come from the sim profile.
+ * instances at the stack's fixed IPs, the EIP, the heartbeat and status-check alarms, the lease
+ * table and the topic — and, with `strategy: route`, the ingress IPs and the route tables the
+ * overlay VIP's /32 follows the owner in. Addresses come from the sim profile.
  */
 import { CloudWatchClient, PutMetricAlarmCommand, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -30,7 +32,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { type LoxihaConfig, resolveConfig } from '../lib/config.ts';
 import { ALARM_KIND, alarmName, METRICS, ROLE, TAG } from '../lib/contract.ts';
-import { lbIngressIp, lbInstanceIp } from '../lib/topology.ts';
+import { lbIngressIp, lbIngressIps, lbInstanceIp } from '../lib/topology.ts';
 import type { Settings } from '../lambda/failover/settings.ts';
 import { type AnyStep, type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
 import type { AwsProxy } from './aws-proxy.ts';
@@ -152,7 +154,7 @@ export class World {
       failback: c.failback,
       holdDownSeconds: c.holdDownSeconds,
       ...(opts.strategy === 'route'
-        ? { strategy: 'route' as const, vip: opts.vip ?? (c.strategy === 'route' ? c.vip : SIM_OVERLAY_VIP), routeTableIds, ingressIps: c.availabilityZones.map((_, i) => lbIngressIp(c, i)) }
+        ? { strategy: 'route' as const, vip: opts.vip ?? (c.strategy === 'route' ? c.vip : SIM_OVERLAY_VIP), routeTableIds, ingressIps: lbIngressIps(c) }
         : {}),
     };
   }

@@ -39,6 +39,8 @@ export class ImdsError extends Error {
   }
 }
 
+const MACS = '/latest/meta-data/network/interfaces/macs/';
+
 export class Imds {
   private readonly base: string;
   private token: { value: string; until: number } | undefined;
@@ -59,15 +61,10 @@ export class Imds {
    * (undefined when IMDS does not give it); undefined when no interface of this instance has the VIP.
    */
   async vipInterface(vip: string): Promise<{ mac: string; subnetCidr: string | undefined } | undefined> {
-    const base = '/latest/meta-data/network/interfaces/macs/';
-    const macs = (await this.get(base))
-      .split('\n')
-      .map((l) => l.trim().replace(/\/$/, ''))
-      .filter((m) => /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m));
-    for (const mac of macs) {
-      const ips = (await this.get(`${base}${mac}/local-ipv4s`)).split('\n').map((x) => x.trim());
+    for (const mac of await this.macs()) {
+      const ips = (await this.get(`${MACS}${mac}/local-ipv4s`)).split('\n').map((x) => x.trim());
       if (!ips.includes(vip)) continue;
-      const cidr = await this.get(`${base}${mac}/subnet-ipv4-cidr-block`).catch(() => undefined);
+      const cidr = await this.get(`${MACS}${mac}/subnet-ipv4-cidr-block`).catch(() => undefined);
       return { mac, subnetCidr: cidr?.trim() || undefined };
     }
     return undefined;
@@ -78,23 +75,26 @@ export class Imds {
    * maps to (IMDS `ipv4-associations`): where the EIP points, on this instance.
    */
   async publicAssociations(): Promise<Map<string, string>> {
-    const base = '/latest/meta-data/network/interfaces/macs/';
     const out = new Map<string, string>();
-    const macs = (await this.get(base))
-      .split('\n')
-      .map((l) => l.trim().replace(/\/$/, ''))
-      .filter((m) => /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m));
-    for (const mac of macs) {
+    for (const mac of await this.macs()) {
       // An interface without public associations answers 404.
-      const publics = await this.get(`${base}${mac}/ipv4-associations/`).catch((e: Error) => {
+      const publics = await this.get(`${MACS}${mac}/ipv4-associations/`).catch((e: Error) => {
         if (/HTTP 404/.test(e.message)) return '';
         throw e;
       });
       for (const pub of publics.split('\n').map((l) => l.trim().replace(/\/$/, '')).filter((l) => /^\d+\.\d+\.\d+\.\d+$/.test(l))) {
-        out.set(pub, (await this.get(`${base}${mac}/ipv4-associations/${pub}`)).trim());
+        out.set(pub, (await this.get(`${MACS}${mac}/ipv4-associations/${pub}`)).trim());
       }
     }
     return out;
+  }
+
+  /** The MACs of this instance's interfaces. */
+  private async macs(): Promise<string[]> {
+    return (await this.get(MACS))
+      .split('\n')
+      .map((l) => l.trim().replace(/\/$/, ''))
+      .filter((m) => /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m));
   }
 
   async get(path: string): Promise<string> {

@@ -12,7 +12,7 @@ import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
 import { bundleHandler } from '../bundling/bundle-handler.ts';
 import { AGENT_ENTRY_ALIAS, FAILOVER_SERVICE_NAME, functionEnv, METRICS, TAG } from '../contract.ts';
-import { lbIngressIp } from '../topology.ts';
+import { lbIngressIps } from '../topology.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -92,7 +92,7 @@ export class FailoverFunction extends Construct {
           eipAllocationId: props.eipAllocationId,
           ...(config.strategy === 'eni'
             ? { cloudCidrBlock: config.cloudCidrBlock, floatingRouteTableId: props.floatingRouteTableId }
-            : { routeTableIds: props.vipRouteTableIds, ingressIps: config.availabilityZones.map((_, i) => lbIngressIp(config, i)) }),
+            : { routeTableIds: props.vipRouteTableIds, ingressIps: lbIngressIps(config) }),
           leaseTable: this.leaseTable.tableName,
           topicArn: this.topic.topicArn,
           failback: config.failback,

@@ -28,7 +28,7 @@ export class LbSecurityGroup extends Construct {
     });
     const self = this.securityGroup;
     for (const rule of lbIngressRules(config)) {
-      const port = rule.fromPort === 0 && rule.toPort === 65535 ? (rule.protocol === 'tcp' ? ec2.Port.allTcp() : ec2.Port.allUdp()) : rule.protocol === 'tcp' ? ec2.Port.tcp(rule.fromPort) : ec2.Port.udp(rule.fromPort);
+      const port = rule.protocol === 'tcp' ? ec2.Port.tcpRange(rule.fromPort, rule.toPort) : ec2.Port.udpRange(rule.fromPort, rule.toPort);
       if ('cidr' in rule.source) self.addIngressRule(ec2.Peer.ipv4(rule.source.cidr), port, rule.description);
       else if (rule.source.group === 'self') self.addIngressRule(self, port, rule.description);
       else this.fromNodes.push({ port, description: rule.description });

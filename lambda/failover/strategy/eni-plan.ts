@@ -67,10 +67,11 @@ export interface EniPlanOptions {
 }
 
 export class EniPlanner {
-  private readonly o: EniPlanOptions;
+  /** What the planner knows of the deployment. */
+  protected readonly deployment: EniPlanOptions;
 
   constructor(options: EniPlanOptions) {
-    this.o = options;
+    this.deployment = options;
   }
 
   epochs(s: EniSnapshot): number[] {
@@ -78,7 +79,7 @@ export class EniPlanner {
   }
 
   currentOwner(s: EniSnapshot): string | undefined {
-    const attached = s.enis.filter((e) => e.privateIp === this.o.vip && e.attachment && e.attachment.status !== 'detaching' && e.attachment.status !== 'detached');
+    const attached = s.enis.filter((e) => e.privateIp === this.deployment.vip && e.attachment && e.attachment.status !== 'detaching' && e.attachment.status !== 'detached');
     return attached.length === 1 ? attached[0]!.attachment!.instanceId : undefined;
   }
 
@@ -92,11 +93,11 @@ export class EniPlanner {
       steps.push({ op: 'confirm-sync', instanceId: owner, phase: 'sync', mutates: false, describe: `confirm ${owner} reports its session table in sync` });
     }
 
-    const keeperSubnet = s.subnets.find((sub) => sub.az === target.az && sub.cidr === this.o.cloudCidrBlock);
+    const keeperSubnet = s.subnets.find((sub) => sub.az === target.az && sub.cidr === this.deployment.cloudCidrBlock);
     // An ENI on its way off an instance (detaching) is never kept: it is re-created rather than re-attached.
     const live = (e: { attachment?: { status: string } }) => (e.attachment && e.attachment.status !== 'detached' && e.attachment.status !== 'detaching' ? e.attachment : undefined);
     const keeperEni = keeperSubnet
-      ? s.enis.find((e) => e.subnetId === keeperSubnet.id && e.privateIp === this.o.vip && (e.attachment?.status !== 'detaching') && (!live(e) || e.attachment!.instanceId === owner))
+      ? s.enis.find((e) => e.subnetId === keeperSubnet.id && e.privateIp === this.deployment.vip && (e.attachment?.status !== 'detaching') && (!live(e) || e.attachment!.instanceId === owner))
       : undefined;
 
     for (const e of s.enis.filter((x) => x !== keeperEni)) {
@@ -131,11 +132,11 @@ export class EniPlanner {
 
     const subnetId = keeperSubnet?.id ?? CREATED.subnet;
     if (!keeperSubnet) {
-      steps.push({ op: 'create-subnet', az: target.az, cidr: this.o.cloudCidrBlock, phase: 'subnet', mutates: true, describe: `create floating subnet ${this.o.cloudCidrBlock} in ${target.az}` });
+      steps.push({ op: 'create-subnet', az: target.az, cidr: this.deployment.cloudCidrBlock, phase: 'subnet', mutates: true, describe: `create floating subnet ${this.deployment.cloudCidrBlock} in ${target.az}` });
     }
     const eniId = keeperEni?.id ?? CREATED.eni;
     if (!keeperEni) {
-      steps.push({ op: 'create-eni', subnetId, az: target.az, securityGroupIds: target.securityGroupIds, phase: 'eni', mutates: true, describe: `create loxi-eni with ${this.o.vip}` });
+      steps.push({ op: 'create-eni', subnetId, az: target.az, securityGroupIds: target.securityGroupIds, phase: 'eni', mutates: true, describe: `create loxi-eni with ${this.deployment.vip}` });
     }
     // A subnet or ENI just created answers NotFound for a moment (eventual consistency): turning
     // source/dest check off goes first and alone, retried until the ENI is visible, so that a
@@ -145,15 +146,15 @@ export class EniPlanner {
     }
     const finish = 'finish';
     if (!keeperSubnet?.routeTableAssociationId) {
-      steps.push({ op: 'associate-route-table', subnetId, phase: 'subnet', mutates: true, group: finish, describe: `associate route table ${this.o.floatingRouteTableId} with the floating subnet` });
+      steps.push({ op: 'associate-route-table', subnetId, phase: 'subnet', mutates: true, group: finish, describe: `associate route table ${this.deployment.floatingRouteTableId} with the floating subnet` });
     }
     if (!keeperEni || !live(keeperEni)) {
       const deviceIndex = lowestFreeDeviceIndex(target.usedDeviceIndexes);
       steps.push({ op: 'attach-eni', eniId, instanceId: owner, deviceIndex, phase: 'attach', mutates: true, group: finish, describe: `attach loxi-eni to ${owner} at device index ${deviceIndex}` });
     }
-    const eipOk = keeperEni !== undefined && s.eip.networkInterfaceId === keeperEni.id && s.eip.privateIp === this.o.vip;
+    const eipOk = keeperEni !== undefined && s.eip.networkInterfaceId === keeperEni.id && s.eip.privateIp === this.deployment.vip;
     if (!eipOk) {
-      steps.push({ op: 'associate-eip', eniId, phase: 'eip', mutates: true, group: finish, describe: `associate EIP ${s.eip.publicIp ?? this.o.eipAllocationId} with ${this.o.vip} on loxi-eni` });
+      steps.push({ op: 'associate-eip', eniId, phase: 'eip', mutates: true, group: finish, describe: `associate EIP ${s.eip.publicIp ?? this.deployment.eipAllocationId} with ${this.deployment.vip} on loxi-eni` });
     }
     // No step waits for the attach to complete: reading the result back (verify) is that wait.
     return steps;
@@ -163,7 +164,7 @@ export class EniPlanner {
     const steps: EniStep[] = [];
     const ourEnis = new Set(s.enis.map((e) => e.id));
     if (s.eip.associationId && s.eip.networkInterfaceId && ourEnis.has(s.eip.networkInterfaceId)) {
-      steps.push({ op: 'disassociate-eip', associationId: s.eip.associationId, phase: 'eip', mutates: true, describe: `disassociate EIP ${s.eip.publicIp ?? this.o.eipAllocationId}` });
+      steps.push({ op: 'disassociate-eip', associationId: s.eip.associationId, phase: 'eip', mutates: true, describe: `disassociate EIP ${s.eip.publicIp ?? this.deployment.eipAllocationId}` });
     }
     for (const e of s.enis) {
       if (e.attachment && e.attachment.status !== 'detached') {
@@ -195,11 +196,11 @@ export class EniPlanner {
     if (s.enis.length !== 1) problems.push(`expected one loxi-eni, found ${s.enis.length}`);
     const eni = s.enis[0];
     if (eni) {
-      if (eni.privateIp !== this.o.vip) problems.push(`loxi-eni ${eni.id} carries ${eni.privateIp}, not ${this.o.vip}`);
+      if (eni.privateIp !== this.deployment.vip) problems.push(`loxi-eni ${eni.id} carries ${eni.privateIp}, not ${this.deployment.vip}`);
       if (eni.attachment?.instanceId !== owner || eni.attachment.status !== 'attached') problems.push(`loxi-eni ${eni.id} is not attached to ${owner}`);
       if (eni.sourceDestCheck) problems.push(`loxi-eni ${eni.id} has source/dest check on`);
       if (sub && eni.subnetId !== sub.id) problems.push(`loxi-eni ${eni.id} is not in the floating subnet`);
-      if (s.eip.networkInterfaceId !== eni.id || s.eip.privateIp !== this.o.vip) problems.push(`EIP ${s.eip.publicIp ?? this.o.eipAllocationId} is not associated with ${this.o.vip} on ${eni.id}`);
+      if (s.eip.networkInterfaceId !== eni.id || s.eip.privateIp !== this.deployment.vip) problems.push(`EIP ${s.eip.publicIp ?? this.deployment.eipAllocationId} is not associated with ${this.deployment.vip} on ${eni.id}`);
     }
     return problems;
   }

@@ -1,13 +1,13 @@
 /**
  * The eni strategy: the floating subnet + loxi-eni + EIP move, as LoxiLB does it, made idempotent.
  * It observes the floating subnets, the loxi-enis and the EIP through the adapter and runs one step
- * at a time; the decisions (plan, verify, teardown) are the pure EniPlanner's (./eni-plan.ts).
+ * at a time; the decisions (plan, verify, teardown) are the pure EniPlanner's (./eni-plan.ts), which it extends.
  */
 import type { Ec2Adapter } from '../aws/ec2.ts';
 import { type Clock, pollUntil, sleepWithin } from '../clock.ts';
 import { confirmSync } from './confirm-sync.ts';
 import { CREATED, EniPlanner, type EniSnapshot, type EniState, type EniStep, eipOnEnis } from './eni-plan.ts';
-import type { ApplyContext, ObserveScope, PlanOptions, VipStrategy } from './strategy.ts';
+import type { ApplyContext, ObserveScope, VipStrategy } from './strategy.ts';
 
 export { CREATED, type EniSnapshot, type EniState, type EniStep, eipOnEnis, lowestFreeDeviceIndex } from './eni-plan.ts';
 
@@ -29,7 +29,8 @@ const DETACH_FIRST_LOOK_MS = 2000;
 /** A resource just created answers NotFound for a moment (up to seconds): the first use waits this long. */
 const CREATED_FIRST_USE_MS = 1000;
 
-export class EniStrategy implements VipStrategy<EniStep, EniState> {
+/** The planner's decisions (inherited), plus what reads and changes AWS. */
+export class EniStrategy extends EniPlanner implements VipStrategy<EniStep, EniState> {
   readonly name = 'floating-subnet-eni';
   readonly tornDown = 'no floating subnet, loxi-eni or EIP association left';
   private readonly ec2: Ec2Adapter;
@@ -37,10 +38,10 @@ export class EniStrategy implements VipStrategy<EniStep, EniState> {
   private readonly o: EniStrategyOptions;
 
   constructor(ec2: Ec2Adapter, clock: Clock, options: EniStrategyOptions) {
+    super(options);
     this.ec2 = ec2;
     this.clock = clock;
     this.o = options;
-    this.planner = new EniPlanner(options);
   }
 
   async observe(scope: ObserveScope, before?: EniSnapshot): Promise<EniState> {
@@ -56,31 +57,6 @@ export class EniStrategy implements VipStrategy<EniStep, EniState> {
       scope === 'status' ? this.ec2.eip(o.eipAllocationId) : undefined,
     ]);
     return { subnets, enis, eip: address ?? eipOnEnis(enis, o.eipAllocationId, before?.eip.publicIp) };
-  }
-  private readonly planner: EniPlanner;
-
-  epochs(s: EniSnapshot): number[] {
-    return this.planner.epochs(s);
-  }
-
-  currentOwner(s: EniSnapshot): string | undefined {
-    return this.planner.currentOwner(s);
-  }
-
-  plan(s: EniSnapshot, owner: string, opts: PlanOptions): EniStep[] {
-    return this.planner.plan(s, owner, opts);
-  }
-
-  planTeardown(s: EniSnapshot): EniStep[] {
-    return this.planner.planTeardown(s);
-  }
-
-  settling(s: EniSnapshot, owner: string): boolean {
-    return this.planner.settling(s, owner);
-  }
-
-  verify(s: EniSnapshot, owner: string): string[] {
-    return this.planner.verify(s, owner);
   }
 
   async apply(step: EniStep, ctx: ApplyContext, created: Map<string, string>): Promise<void> {

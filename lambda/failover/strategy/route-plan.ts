@@ -45,11 +45,13 @@ interface Ingress {
 }
 
 export class RoutePlanner {
-  private readonly o: RoutePlanOptions;
-  private readonly cidr: string;
+  /** What the planner knows of the deployment. */
+  protected readonly deployment: RoutePlanOptions;
+  /** The VIP's route destination. */
+  protected readonly cidr: string;
 
   constructor(options: RoutePlanOptions) {
-    this.o = options;
+    this.deployment = options;
     this.cidr = `${options.vip}/32`;
   }
 
@@ -58,9 +60,13 @@ export class RoutePlanner {
     return [];
   }
 
-  private ingressOf(s: RouteSnapshot, instanceId: string): Ingress | undefined {
+  private ingressIpOf(s: RouteSnapshot, instanceId: string): string | undefined {
     const inst = s.instances.find((i) => i.id === instanceId);
-    const ip = inst ? this.o.ingressIps[inst.index] : undefined;
+    return inst ? this.deployment.ingressIps[inst.index] : undefined;
+  }
+
+  private ingressOf(s: RouteSnapshot, instanceId: string): Ingress | undefined {
+    const ip = this.ingressIpOf(s, instanceId);
     const holder = ip ? s.holders.find((h) => h.instanceId === instanceId && h.privateIps.includes(ip)) : undefined;
     return ip && holder ? { ip, eniId: holder.eniId } : undefined;
   }
@@ -82,23 +88,17 @@ export class RoutePlanner {
   plan(s: RouteSnapshot, owner: string, opts: PlanOptions): RouteStep[] {
     const target = this.ingressOf(s, owner);
     if (!target) throw new Error(`cannot plan for ${owner}: its ingress IP ${this.ingressIpOf(s, owner) ?? '(none configured)'} is on none of its interfaces`);
-    const steps: RouteStep[] = [];
+    // One wave: the EIP and every route, concurrently.
     const moves: RouteStep[] = [];
-    const wave = 'move';
     if (s.eip.networkInterfaceId !== target.eniId || s.eip.privateIp !== target.ip) {
-      moves.push({ op: 'associate-eip', eniId: target.eniId, privateIp: target.ip, phase: 'eip', mutates: true, group: wave, describe: `associate EIP ${s.eip.publicIp ?? this.o.eipAllocationId} with ${target.ip} on ${target.eniId}` });
+      moves.push({ op: 'associate-eip', eniId: target.eniId, privateIp: target.ip, phase: 'eip', mutates: true, group: 'move', describe: `associate EIP ${s.eip.publicIp ?? this.deployment.eipAllocationId} with ${target.ip} on ${target.eniId}` });
     }
     for (const r of s.routes) {
       if (r.present && r.networkInterfaceId === target.eniId && r.state !== 'blackhole') continue;
-      moves.push({ op: 'set-route', routeTableId: r.routeTableId, eniId: target.eniId, exists: r.present, phase: 'route', mutates: true, group: wave, describe: `${r.present ? 'replace' : 'create'} route ${this.cidr} → ${target.eniId} in ${r.routeTableId}` });
+      moves.push({ op: 'set-route', routeTableId: r.routeTableId, eniId: target.eniId, exists: r.present, phase: 'route', mutates: true, group: 'move', describe: `${r.present ? 'replace' : 'create'} route ${this.cidr} → ${target.eniId} in ${r.routeTableId}` });
     }
-    if (moves.length && opts.confirmSync) steps.push({ op: 'confirm-sync', instanceId: owner, phase: 'sync', mutates: false, describe: `confirm ${owner} reports its sessions in sync` });
-    return [...steps, ...moves];
-  }
-
-  private ingressIpOf(s: RouteSnapshot, instanceId: string): string | undefined {
-    const inst = s.instances.find((i) => i.id === instanceId);
-    return inst ? this.o.ingressIps[inst.index] : undefined;
+    if (!moves.length || !opts.confirmSync) return moves;
+    return [{ op: 'confirm-sync', instanceId: owner, phase: 'sync', mutates: false, describe: `confirm ${owner} reports its sessions in sync` }, ...moves];
   }
 
   verify(s: RouteSnapshot, owner: string): string[] {
@@ -106,7 +106,7 @@ export class RoutePlanner {
     if (!target) return [`${owner}'s ingress IP ${this.ingressIpOf(s, owner) ?? '(none configured)'} is on none of its interfaces`];
     const problems: string[] = [];
     if (s.eip.networkInterfaceId !== target.eniId || s.eip.privateIp !== target.ip) {
-      problems.push(`EIP ${s.eip.publicIp ?? this.o.eipAllocationId} is on ${s.eip.privateIp ?? 'nothing'} (${s.eip.networkInterfaceId ?? '-'}), not ${target.ip} on ${target.eniId}`);
+      problems.push(`EIP ${s.eip.publicIp ?? this.deployment.eipAllocationId} is on ${s.eip.privateIp ?? 'nothing'} (${s.eip.networkInterfaceId ?? '-'}), not ${target.ip} on ${target.eniId}`);
     }
     for (const r of s.routes) {
       if (!r.present) problems.push(`no route ${this.cidr} in ${r.routeTableId}`);
@@ -119,9 +119,9 @@ export class RoutePlanner {
   planTeardown(s: RouteSnapshot): RouteStep[] {
     const steps: RouteStep[] = [];
     const ours = new Set(s.holders.map((h) => h.eniId));
-    const ingress = new Set(Object.values(this.o.ingressIps));
+    const ingress = new Set(Object.values(this.deployment.ingressIps));
     if (s.eip.associationId && s.eip.networkInterfaceId && ours.has(s.eip.networkInterfaceId) && ingress.has(s.eip.privateIp ?? '')) {
-      steps.push({ op: 'disassociate-eip', associationId: s.eip.associationId, phase: 'eip', mutates: true, group: 'teardown', describe: `disassociate EIP ${s.eip.publicIp ?? this.o.eipAllocationId}` });
+      steps.push({ op: 'disassociate-eip', associationId: s.eip.associationId, phase: 'eip', mutates: true, group: 'teardown', describe: `disassociate EIP ${s.eip.publicIp ?? this.deployment.eipAllocationId}` });
     }
     for (const r of s.routes.filter((x) => x.present)) {
       steps.push({ op: 'delete-route', routeTableId: r.routeTableId, phase: 'route', mutates: true, group: 'teardown', describe: `delete route ${this.cidr} in ${r.routeTableId}` });

@@ -1,13 +1,13 @@
 /**
  * The `route` strategy: nothing is created, deleted or detached. It observes the EIP, the VIP's
  * routes in the listed tables and the interfaces holding the ingress IPs, and runs each step of the
- * one wave the pure RoutePlanner (./route-plan.ts) decides.
+ * one wave the pure RoutePlanner (./route-plan.ts), which it extends, decides.
  */
 import type { Ec2Adapter } from '../aws/ec2.ts';
 import type { Clock } from '../clock.ts';
 import { confirmSync } from './confirm-sync.ts';
 import { RoutePlanner, type RouteSnapshot, type RouteState, type RouteStep } from './route-plan.ts';
-import type { ApplyContext, ObserveScope, PlanOptions, VipStrategy } from './strategy.ts';
+import type { ApplyContext, ObserveScope, VipStrategy } from './strategy.ts';
 
 export type { RouteSnapshot, RouteState, RouteStep } from './route-plan.ts';
 
@@ -22,20 +22,19 @@ export interface RouteStrategyOptions {
   syncWaitMs: number;
 }
 
-export class RouteStrategy implements VipStrategy<RouteStep, RouteState> {
+/** The planner's decisions (inherited), plus what reads and changes AWS. */
+export class RouteStrategy extends RoutePlanner implements VipStrategy<RouteStep, RouteState> {
   readonly name = 'overlay-route';
   readonly tornDown = "no route to the VIP and no EIP association on an ingress IP left";
   private readonly ec2: Ec2Adapter;
   private readonly clock: Clock;
   private readonly o: RouteStrategyOptions;
-  private readonly cidr: string;
 
   constructor(ec2: Ec2Adapter, clock: Clock, options: RouteStrategyOptions) {
+    super(options);
     this.ec2 = ec2;
     this.clock = clock;
     this.o = options;
-    this.cidr = `${options.vip}/32`;
-    this.planner = new RoutePlanner(options);
   }
 
   async observe(scope: ObserveScope, before?: RouteSnapshot): Promise<RouteState> {
@@ -47,28 +46,6 @@ export class RouteStrategy implements VipStrategy<RouteStep, RouteState> {
       before && (scope === 'after-steps' || scope === 'settling') ? before.holders : this.ec2.interfacesHolding(ips),
     ]);
     return { eip, routes, holders };
-  }
-
-  private readonly planner: RoutePlanner;
-
-  epochs(): number[] {
-    return this.planner.epochs();
-  }
-
-  currentOwner(s: RouteSnapshot): string | undefined {
-    return this.planner.currentOwner(s);
-  }
-
-  plan(s: RouteSnapshot, owner: string, opts: PlanOptions): RouteStep[] {
-    return this.planner.plan(s, owner, opts);
-  }
-
-  verify(s: RouteSnapshot, owner: string): string[] {
-    return this.planner.verify(s, owner);
-  }
-
-  planTeardown(s: RouteSnapshot): RouteStep[] {
-    return this.planner.planTeardown(s);
   }
 
   async apply(step: RouteStep, ctx: ApplyContext): Promise<void> {
