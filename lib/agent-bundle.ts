@@ -1,4 +1,5 @@
 /** Bundles the agent into one ES module, as it ships to the LB instances (the CDK asset, the tests and the benchmarks use this). */
+import { copyFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
@@ -16,7 +17,8 @@ export const AGENT_NODE_FLAGS = ['--enable-source-maps', '--max-semi-space-size=
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /**
- * Bundles the agent (main.ts → outfile) and, beside it, the `loxiha` CLI (cli.mjs), split at
+ * Bundles the agent (main.ts → outfile) and, beside it, the `loxiha` CLI (cli.mjs) and session
+ * sync's conntrack writer (conntrack-netlink.py), split at
  * dynamic imports: the AWS SDK (heartbeats) is a chunk the agent loads only when its config has an
  * `aws` section, so an agent without one does not carry it (≈ 15 MB of RSS, measured).
  */
@@ -28,5 +30,7 @@ export function bundleAgent(outfile: string): string {
     outdir: path.dirname(outfile),
     minify: true,
   });
+  // Session sync's conntrack writer runs beside the bundle (agent/sync/inject.ts finds it there).
+  copyFileSync(path.join(ROOT, 'agent/sync/conntrack-netlink.py'), path.join(path.dirname(outfile), 'conntrack-netlink.py'));
   return outfile;
 }

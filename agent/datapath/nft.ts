@@ -1,9 +1,6 @@
 /** Thin adapter over the nft binary: apply a transaction, read counters and the applied revision, detect features. */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { spawn } from 'node:child_process';
+import { HelperShell } from '../helper-shell.ts';
 import { type CounterValue, parseRevision } from './render.ts';
 
 export interface NftResult {
@@ -30,86 +27,11 @@ export function runNft(args: string[], input?: string, netns?: string): Promise<
   });
 }
 
-/**
- * Runs `nft -f` for the agent from a small shell that stays up: forking the agent itself (a
- * 100 MB process) for every transaction cost milliseconds of blocked event loop each time, a
- * shell's fork costs microseconds. One transaction at a time, each from its own file; the shell
- * answers with nft's exit code, and is started again if it ever dies.
- */
-class NftHelper {
-  private readonly netns: string | undefined;
-  private readonly dir = mkdtempSync(join(tmpdir(), 'loxiha-nft-'));
-  private child: ChildProcess | undefined;
-  private waiting: ((code: number) => void)[] = [];
-  private n = 0;
-  private queue: Promise<unknown> = Promise.resolve();
-
-  constructor(netns: string | undefined) {
-    this.netns = netns;
-  }
-
-  private start(): ChildProcess {
-    const script = 'while IFS= read -r f; do nft -f "$f" 2>"$f.err"; echo "$?"; done';
-    const [cmd, argv] = this.netns ? ['ip', ['netns', 'exec', this.netns, 'sh', '-c', script]] : ['sh', ['-c', script]];
-    const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'inherit'] });
-    createInterface({ input: child.stdout! }).on('line', (line) => this.waiting.shift()?.(Number(line)));
-    const fail = () => {
-      if (this.child === child) this.child = undefined;
-      for (const w of this.waiting.splice(0)) w(-1);
-    };
-    child.on('exit', fail);
-    child.on('error', fail);
-    child.stdin!.on('error', () => undefined);
-    // Idle, the helper does not keep the process alive; while a transaction is out, its answer does.
-    child.unref();
-    this.idle(child);
-    return child;
-  }
-
-  private idle(child: ChildProcess): void {
-    for (const s of [child.stdout, child.stdin] as unknown as { unref?: () => void }[]) s.unref?.();
-  }
-
-  private busy(child: ChildProcess): void {
-    for (const s of [child.stdout, child.stdin] as unknown as { ref?: () => void }[]) s.ref?.();
-  }
-
-  run(text: string): Promise<NftResult> {
-    const next = this.queue.then(() => this.once(text));
-    this.queue = next.catch(() => undefined);
-    return next;
-  }
-
-  private async once(text: string): Promise<NftResult> {
-    const file = join(this.dir, `t${this.n++ % 4}.nft`);
-    writeFileSync(file, text);
-    this.child ??= this.start();
-    const child = this.child;
-    this.busy(child);
-    const code = await new Promise<number>((resolve) => {
-      this.waiting.push(resolve);
-      child.stdin!.write(`${file}\n`);
-    });
-    this.idle(child);
-    let stderr = '';
-    try {
-      stderr = readFileSync(`${file}.err`, 'utf8');
-    } catch {
-      stderr = 'the nft helper shell stopped';
-    }
-    return { stdout: '', stderr, code };
-  }
-
-  stop(): void {
-    this.child?.kill();
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
 export class Nft {
   private readonly table: string;
   private readonly netns: string | undefined;
-  private helper: NftHelper | undefined;
+  /** `nft -f` runs from a helper shell (../helper-shell.ts): forking the agent per transaction blocked its event loop for milliseconds. */
+  private helper: HelperShell | undefined;
 
   constructor(table: string, netns?: string) {
     this.table = table;
@@ -118,7 +40,7 @@ export class Nft {
 
   /** Applies a complete ruleset text as one transaction (all or nothing). */
   async apply(text: string): Promise<void> {
-    this.helper ??= new NftHelper(this.netns);
+    this.helper ??= new HelperShell({ name: 'nft', command: 'nft -f "$f"', netns: this.netns });
     const r = await this.helper.run(text);
     if (r.code !== 0) throw new Error(`nft rejected the ruleset: ${r.stderr.trim().split('\n').slice(0, 6).join(' | ') || `exit ${r.code}`}`);
   }

@@ -13,6 +13,7 @@
  */
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
+import { HelperShell } from '../helper-shell.ts';
 import { isIPv4 } from 'node:net';
 import { ROUTE_MARK_BIT } from '../datapath/render.ts';
 
@@ -72,10 +73,27 @@ export function vipFromMac(vip: string, mac: string, subnetCidr: string, links: 
 
 export type RunIp = (args: string[]) => Promise<string>;
 
-export const runIp: RunIp = (args) =>
-  new Promise((resolve, reject) => {
-    execFile('ip', args, { encoding: 'utf8', timeout: 5000 }, (e, out, err) => (e ? reject(new Error(`ip ${args.join(' ')}: ${(err || e.message).trim()}`)) : resolve(out)));
-  });
+/** What one `ip -batch` line may hold: words without spaces, quotes or anything a shell or ip's tokenizer would read apart. */
+const IP_WORD = /^[\w.:/-]+$/;
+
+/**
+ * `ip` from a helper shell (../helper-shell.ts), one command per `ip -batch` file: the role and the
+ * VIP's path look several times a second, and forking the agent for each cost it milliseconds.
+ * Output is JSON for the commands that print (`-j`).
+ */
+export function ipRunner(netns?: string): RunIp {
+  let helper: HelperShell | undefined;
+  return async (args) => {
+    const words = args[0] === '-j' ? args.slice(1) : args;
+    if (!words.every((w) => IP_WORD.test(w))) throw new Error(`ip ${args.join(' ')}: refused (not plain words)`);
+    helper ??= new HelperShell({ name: 'ip', command: 'ip -j -batch "$f"', netns, stdout: true, timeoutMs: 5000 });
+    const r = await helper.run(`${words.join(' ')}\n`);
+    if (r.code !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim().split('\n')[0] || `exit ${r.code}`}`);
+    return r.stdout;
+  };
+}
+
+export const runIp: RunIp = ipRunner();
 
 export async function ipLinks(run: RunIp = runIp): Promise<IpAddrJson[]> {
   return JSON.parse((await run(['-j', 'addr', 'show'])) || '[]') as IpAddrJson[];

@@ -1,21 +1,9 @@
 /**
  * One synced connection: what the owner's conntrack says about a load-balanced flow, in the
  * compact form the sync channel carries, checked on arrival against the receiver's own services,
- * and turned into the lines `conntrack -R` loads. Pure.
- *
- * Why lines for `conntrack -R` (conntrack-tools 1.4.7), found by trying them here:
- * - `-A` with `--dst-nat IP:PORT --src-nat IP:PORT` recreates the NAT binding (an explicit reply
- *   tuple does not: the kernel would not translate). The SNAT port is always given, or the kernel
- *   picks another one when two flows' reply tuples would clash.
- * - `-A` of an existing entry fails and changes nothing, so an update is `-A` (when the peer
- *   missed the creation) followed by `-U` with the state and timeout.
- * - `-m` must come last on a line: after it, `-u` overwrites the mark. `-U` lines carry no mark and
- *   no status (in a batch those leak into the next line's entry).
- * - A destroyed flow is expired (`-U … -t 1`): `-D` by tuple scans the whole table per line.
- * - `-U` of an entry the kernel holds costs about five times an `-A` (≈ 50 µs a line here), so it
- *   is used only where a TCP state moves; `-U` of one it does not hold scans the whole table
- *   (77 ms a line at 30,000 entries), so every `-U` follows an `-A` of the same flow: the `-A`
- *   fails cheaply when the flow is there, and creates it (to expire it at once) when it is not.
+ * and turned into the line the conntrack writer (./conntrack-netlink.py) puts into the kernel:
+ * create with the NAT binding (both translated tuples, as the owner's kernel made them), update
+ * (state, timeout, status), or delete, each by the original tuple. Pure.
  *
  * The peer's copy of a flow waits for the owner to say it ended, so it is loaded with at least
  * an hour to live (INJECT_MIN_TIMEOUT_S) whatever the owner's timer says: no periodic refresh is
@@ -109,20 +97,15 @@ export function checkEntry(x: unknown, index: ServiceIndex): { ok: true; entry: 
   return { ok: true, entry: x as WireEntry };
 }
 
-const tuple = (e: WireEntry) => `-p ${e[1]} -s ${e[2]} -d ${e[3]} --sport ${e[4]} --dport ${e[5]}`;
-
-/** The `conntrack -R` lines that make the receiver's kernel hold this entry (or let it expire). */
-export function injectLines(e: WireEntry): string[] {
+/**
+ * The writer's line for this entry: the wire fields in order, '-' for UDP's state, the timeout at
+ * least INJECT_MIN_TIMEOUT_S. `n` creates (updating when the flow exists after all), `u` updates
+ * (creating when it is missing), `x` deletes.
+ */
+export function injectLine(e: WireEntry): string {
   const [op, proto, src, dst, sport, dport, rsrc, rdst, rsport, rdport, mark, state, timeout, flags] = e;
-  const st = proto === 'tcp' && state ? ` --state ${state}` : '';
-  const dnat = rsrc !== dst || rsport !== dport ? ` --dst-nat ${rsrc}:${rsport}` : '';
-  const snat = rdst !== src || rdport !== sport ? ` --src-nat ${rdst}:${rdport}` : '';
-  if (op === 'x') return [`-A ${tuple(e)}${dnat}${snat}${st} -t 1 -m ${mark}`, `-U ${tuple(e)} -t 1`];
-  const status = [flags & FLAG.seenReply ? 'SEEN_REPLY' : '', flags & FLAG.assured ? 'ASSURED' : ''].filter(Boolean).join(',');
-  const ttl = Math.max(timeout, INJECT_MIN_TIMEOUT_S);
-  const add = `-A ${tuple(e)}${dnat}${snat}${st} -t ${ttl}${status ? ` -u ${status}` : ''} -m ${mark}`;
-  // A UDP flow has no state to move: an update only matters to a peer that missed the creation.
-  return op === 'n' || proto === 'udp' ? [add] : [add, `-U ${tuple(e)}${st} -t ${ttl}`];
+  const ttl = op === 'x' ? 1 : Math.max(timeout, INJECT_MIN_TIMEOUT_S);
+  return `${op} ${proto} ${src} ${dst} ${sport} ${dport} ${rsrc} ${rdst} ${rsport} ${rdport} ${mark} ${state || '-'} ${ttl} ${flags}`;
 }
 
 /** What a resync remembers of each of the owner's flows: its TCP state and timeout ('' for UDP). */
@@ -130,13 +113,19 @@ export type OwnerView = { state: string; timeout: number };
 
 /**
  * At the end of a resync (the owner's flows were already loaded, each as a new flow), what one of
- * the receiver's own copies still needs: nothing, its TCP state moved (the copy exists, so `-U` is
- * cheap), or an expiry (the owner no longer has the flow). Pure.
+ * the receiver's own copies still needs: nothing, its TCP state moved (an update), or a delete
+ * (the owner no longer has the flow). Undefined: nothing. Pure.
  */
-export function reconcile(mine: WireEntry, owner: OwnerView | undefined): string[] {
-  if (!owner) return injectLines(['x', ...mine.slice(1)] as WireEntry);
-  if (mine[1] === 'tcp' && owner.state && mine[11] !== owner.state) return [`-U ${tuple(mine)} --state ${owner.state} -t ${Math.max(owner.timeout, INJECT_MIN_TIMEOUT_S)}`];
-  return [];
+export function reconcile(mine: WireEntry, owner: OwnerView | undefined): string | undefined {
+  if (!owner) return injectLine(['x', ...mine.slice(1)] as WireEntry);
+  if (mine[1] === 'tcp' && owner.state && mine[11] !== owner.state) {
+    const moved = [...mine] as WireEntry;
+    moved[0] = 'u';
+    moved[11] = owner.state;
+    moved[12] = owner.timeout;
+    return injectLine(moved);
+  }
+  return undefined;
 }
 
 /**

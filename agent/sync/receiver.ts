@@ -12,7 +12,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { listen } from '../net/listen.ts';
 import { ChannelError, type ChannelRejection, encodeChallenge, FrameReader, newNonce, readHello, SessionCodec } from './channel.ts';
-import { checkEntry, type EntryRejection, flowKey, injectLines, type OwnerView, reconcile, rewriteDestination, type ServiceIndex, type WireEntry } from './entry.ts';
+import { checkEntry, type EntryRejection, flowKey, injectLine, type OwnerView, reconcile, rewriteDestination, type ServiceIndex, type WireEntry } from './entry.ts';
 import type { Injector } from './inject.ts';
 import { SYNC_IN_SYNC_LAG_MS } from './sender.ts';
 
@@ -27,6 +27,15 @@ const RESUME_QUEUED_LINES = 5_000;
 const HELLO_TIMEOUT_MS = 5000;
 /** A session is live while frames (batches or ticks) arrive at least this often. */
 const SESSION_SILENT_MS = 1000;
+
+/**
+ * A load's promise waits in the session's chain behind earlier frames: a rejection meanwhile must
+ * not count as unhandled (it would end the process). The chain still sees it when it gets there.
+ */
+function quiet<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
 
 export interface SyncServerOptions {
   key: Buffer;
@@ -179,8 +188,8 @@ export class SyncServer {
         const e = r.entry;
         if (body.r === 1 && s.resyncing) {
           s.resyncing.set(flowKey(e), { state: e[11], timeout: e[12] });
-          for (const l of injectLines(['n', ...e.slice(1)] as WireEntry)) lines.push(l);
-        } else for (const l of injectLines(e)) lines.push(l);
+          lines.push(injectLine(['n', ...e.slice(1)] as WireEntry));
+        } else lines.push(injectLine(e));
       }
     } else if (body.t === 'resync-begin') {
       s.resyncing = new Map();
@@ -195,18 +204,18 @@ export class SyncServer {
         for await (const mine of this.o.listOurs()) {
           const view = owner.get(flowKey(mine));
           if (!view && owning) continue; // never expire this instance's own flows
-          const lines = reconcile(mine, view);
+          const line = reconcile(mine, view);
           if (!view) {
             this.expired++;
             expiredNow++;
           }
-          for (const l of lines) fix.push(l);
+          if (line) fix.push(line);
           if (fix.length >= 10_000) {
-            loads.push(this.o.injector.add(fix));
+            loads.push(quiet(this.o.injector.add(fix)));
             fix = [];
           }
         }
-        if (fix.length) loads.push(this.o.injector.add(fix));
+        if (fix.length) loads.push(quiet(this.o.injector.add(fix)));
         await Promise.all(loads);
         s.resynced = true;
         this.resyncs++;
@@ -215,7 +224,7 @@ export class SyncServer {
       throw new ChannelError('malformed', `unexpected frame ${String(body.t)}`);
     }
     s.inFlight.push(at);
-    const load = lines.length ? this.o.injector.add(lines) : Promise.resolve();
+    const load = lines.length ? quiet(this.o.injector.add(lines)) : Promise.resolve();
     if (this.o.injector.queued > MAX_QUEUED_LINES) s.socket.pause();
     s.chain = s.chain
       .then(() => load)

@@ -9,7 +9,7 @@ import { conntrackEntries } from '../conntrack.ts';
 import type { AddressAliases, Service } from '../services/model.ts';
 import { ConntrackEvents, SERVICE_MARK_FILTER } from './conntrack-events.ts';
 import { fromConntrack, serviceIndex, type WireEntry } from './entry.ts';
-import { conntrackLoader, Injector } from './inject.ts';
+import { conntrackWriter, Injector } from './inject.ts';
 import { SyncServer, type SyncRejection } from './receiver.ts';
 import { PeerStream, type StreamState } from './sender.ts';
 
@@ -32,7 +32,8 @@ export interface SyncStatus {
   lagSeconds: number;
   entries: number;
   resyncs: number;
-  rejected: Partial<Record<SyncRejection, number>>;
+  /** By reason; `kernel-refused`: entries that passed every check but the kernel would not take. */
+  rejected: Partial<Record<SyncRejection | 'kernel-refused', number>>;
   peers: { index: number; ip: string; state: StreamState | 'receiving' | 'not-connected' }[];
 }
 
@@ -46,6 +47,8 @@ async function* ourFlows(): AsyncGenerator<WireEntry> {
 export class SessionSync {
   private readonly o: SessionSyncOptions;
   private readonly server: SyncServer;
+  private readonly writer = conntrackWriter();
+  private readonly injector = new Injector(this.writer);
   private streams: PeerStream[] = [];
   private events: ConntrackEvents | undefined;
   private owner = false;
@@ -60,7 +63,7 @@ export class SessionSync {
       listen: { ip: o.self.ip, port: o.self.port },
       services: () => (this.index ??= serviceIndex(o.services(), o.aliases)),
       rewriteDestination: o.rewriteDestination,
-      injector: new Injector(conntrackLoader()),
+      injector: this.injector,
       isOwner: () => this.owner,
       listOurs: ourFlows,
       log: o.log,
@@ -79,6 +82,7 @@ export class SessionSync {
   stop(): void {
     this.setOwner(false);
     this.server.stop();
+    this.writer.stop();
   }
 
   /** Starts or stops streaming this host's flows, as the VIP arrives here or leaves. */
@@ -110,6 +114,7 @@ export class SessionSync {
 
   status(): SyncStatus {
     const rejected = Object.fromEntries(this.server.rejected) as SyncStatus['rejected'];
+    if (this.injector.refused) rejected['kernel-refused'] = this.injector.refused;
     if (this.owner) {
       return {
         mode: 'sending',

@@ -112,7 +112,7 @@ export class LbInstances extends Construct {
       userData.addCommands(
         'set -euo pipefail',
         // conntrack-tools: session sync streams (conntrack -E) and loads (conntrack -R) flows; iputils: arping.
-        'dnf install -y nodejs24 nftables conntrack-tools iputils unzip',
+        'dnf install -y nodejs24 nftables conntrack-tools iputils unzip python3',
         'mkdir -p /opt/loxiha /etc/loxiha /var/lib/loxiha',
         `unzip -o ${bundlePath} -d /opt/loxiha`,
         // The API token and the peers' shared key, readable by root only (the agent runs as root with two capabilities).

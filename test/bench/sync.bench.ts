@@ -33,12 +33,14 @@ import { BACK, Lab, VIP } from '../../sim/netns.ts';
 import { thousandByEight } from './workload.ts';
 import { loadbalanceEntrySchema, toService } from '../../agent/api/schemas.ts';
 import { serviceIndex } from '../../agent/sync/entry.ts';
-import { Injector } from '../../agent/sync/inject.ts';
+import { conntrackWriter, Injector } from '../../agent/sync/inject.ts';
 import { SyncServer } from '../../agent/sync/receiver.ts';
 import { PeerStream } from '../../agent/sync/sender.ts';
 
 const RATES = (process.env.BENCH_RATES ?? '5000,10000,20000,30000').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+/** Which parts run (comma-separated; default all): pipeline, stream, flows, baseline, detect. */
+const PARTS = new Set((process.env.BENCH_PARTS ?? 'pipeline,stream,flows,baseline,detect').split(','));
 
 const lab = new Lab();
 const run = new AgentRunner(lab);
@@ -63,24 +65,28 @@ function countFlows(role: string): number {
 
 const present = (role: string, marker: string) => spawnSync('ip', ['netns', 'exec', lab.ns(role), 'conntrack', '-G', '-p', 'udp', '-s', marker, '-d', VIP, '--sport', '999', '--dport', String(BENCH_PORT)], { stdio: 'ignore' }).status === 0;
 
-/** CPU time (user + system, µs) of a process and of its children, the waited-for ones and those still running. */
-function cpuUs(pid: number): number {
-  const ticks = (p: number, withWaited: boolean) => {
-    const f = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    // Fields after the command: state is [0]; utime, stime, cutime, cstime are [11..14].
-    return Number(f[11]) + Number(f[12]) + (withWaited ? Number(f[13]) + Number(f[14]) : 0);
-  };
-  let t = ticks(pid, true);
+/** CPU time (user + system, µs) of a process itself, and of its children (the waited-for ones and those still running). */
+function cpuUs(pid: number): { self: number; tools: number } {
+  const ticks = (p: number) => readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ').map(Number);
+  // Fields after the command: state is [0]; utime, stime, cutime, cstime are [11..14].
+  const f = ticks(pid);
+  let tools = f[13]! + f[14]!;
   for (const child of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean)) {
     try {
-      t += ticks(Number(child), true);
+      const c = ticks(Number(child));
+      tools += c[11]! + c[12]! + c[13]! + c[14]!;
     } catch {
       /* ended meanwhile: counted in the waited-for time */
     }
   }
-  return (t * 1e6) / 100; // USER_HZ = 100
+  return { self: ((f[11]! + f[12]!) * 1e6) / 100, tools: (tools * 1e6) / 100 }; // USER_HZ = 100
 }
-const agentPid = (lb: number) => run.procs.get(`agent${lb}`)!.child.pid!;
+/** An agent's pid; one that died fails the benchmark with what it printed last. */
+const agentPid = (lb: number) => {
+  const p = run.procs.get(`agent${lb}`)!;
+  if (p.child.exitCode !== null || p.child.signalCode !== null) throw new Error(`agent ${lb} died (${p.child.exitCode ?? p.child.signalCode}): ${p.output().slice(-3000)}`);
+  return p.child.pid!;
+};
 
 /** An agent's peak RSS (VmHWM, reset at each measurement's start), in MB: the memory target is 120 MB with 1,000 services × 8 endpoints. */
 const peakRss = (lb: number) => Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${run.procs.get(`agent${lb}`)!.child.pid}/status`, 'utf8'))![1]) / 1024);
@@ -102,7 +108,7 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
   const lags: number[] = [];
   let done: { sent: number; behindTicks: number; seconds: number } | undefined;
   const started = Date.now();
-  const cpu0 = copier ? [0, 0] : [cpuUs(agentPid(1)), cpuUs(agentPid(2))];
+  const cpu0 = copier ? [] : [cpuUs(agentPid(1)), cpuUs(agentPid(2))];
   // Peak RSS within this window only: the kernel's high-water mark is reset (clear_refs 5).
   if (!copier) for (const lb of [1, 2]) writeFileSync(`/proc/${agentPid(lb)}/clear_refs`, '5');
   const gen = spawn('ip', ['netns', 'exec', lab.ns('cl0'), 'env', 'FLOWS_TICK=0.001', 'python3', join(ROOT, 'test/bench/fixtures/udp-flows.py'), VIP, String(BENCH_PORT), String(rate), String(SECONDS)], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -147,7 +153,12 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
   }
   clearInterval(copierTimer);
   // CPU per flow synced, the agent and its conntrack processes together: what one core sustains.
-  const cpu = copier ? undefined : [(cpuUs(agentPid(1)) - cpu0[0]!) / Math.max(1, created), (cpuUs(agentPid(2)) - cpu0[1]!) / Math.max(1, delivered)];
+  const per = (lb: number, n: number) => {
+    const now = cpuUs(agentPid(lb));
+    return { self: (now.self - cpu0[lb - 1]!.self) / Math.max(1, n), tools: (now.tools - cpu0[lb - 1]!.tools) / Math.max(1, n) };
+  };
+  const split = copier ? undefined : [per(1, created), per(2, delivered)];
+  const cpu = split?.map((c) => c.self + c.tools);
   console.log(
     JSON.stringify({
       bench: 'sync',
@@ -162,7 +173,16 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
       lagSamples: lags.length,
       dropped: created - delivered,
       created,
-      ...(cpu ? { ownerCpuUsPerFlow: Math.round(cpu[0]! * 10) / 10, peerCpuUsPerFlow: Math.round(cpu[1]! * 10) / 10, flowsPerCoreSecond: Math.round(1e6 / Math.max(cpu[0]!, cpu[1]!)) } : {}),
+      ...(cpu && split
+        ? {
+            ownerCpuUsPerFlow: Math.round(cpu[0]! * 10) / 10,
+            peerCpuUsPerFlow: Math.round(cpu[1]! * 10) / 10,
+            // The agent's own share, and its conntrack processes' (and any other tool it ran).
+            ownerAgentUsPerFlow: Math.round(split[0]!.self * 10) / 10,
+            peerAgentUsPerFlow: Math.round(split[1]!.self * 10) / 10,
+            flowsPerCoreSecond: Math.round(1e6 / Math.max(cpu[0]!, cpu[1]!)),
+          }
+        : {}),
       ...(copier ? {} : { ownerPeakRssMB: peakRss(1), peerPeakRssMB: peakRss(2) }),
     }),
   );
@@ -187,11 +207,8 @@ async function pipeline(rate: number): Promise<void> {
   execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: 'table ip t {\n chain a {\n type nat hook prerouting priority dstnat;\n }\n chain b {\n type nat hook postrouting priority srcnat;\n }\n}\n' });
   const svc = lbEntry({ backends: [1, 2, 3], protocol: 'udp', port: BENCH_PORT });
   const service = toService(loadbalanceEntrySchema.parse(svc));
-  const file = join(run.dir, 'pipe.conntrack');
-  const injector = new Injector(async (text) => {
-    writeFileSync(file, `${text}\n`);
-    await new Promise((r) => spawn('ip', ['netns', 'exec', ns, 'conntrack', '-R', file], { stdio: 'ignore' }).on('close', r));
-  });
+  const writer = conntrackWriter({ netns: ns });
+  const injector = new Injector(writer);
   const key = Buffer.from('p'.repeat(48));
   const server = new SyncServer({ key, deploymentId: 'bench', peers: new Set([0]), listen: { ip: '127.0.0.1', port: 0 }, services: () => serviceIndex([service]), injector, isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
   await server.start();
@@ -218,15 +235,16 @@ async function pipeline(rate: number): Promise<void> {
   const elapsed = (performance.now() - started) / 1000;
   const loaded = Number(execFileSync('ip', ['netns', 'exec', ns, 'conntrack', '-C'], { encoding: 'utf8' }).trim());
   const cpu = process.cpuUsage(cpu0);
-  console.log(JSON.stringify({ bench: 'sync', mode: 'pipeline only: channel + receiver + conntrack -R (no kernel events, no generator)', offeredFlowsPerSecond: rate, entriesPerSecond: Math.round(loaded / elapsed), lagP50Ms: pct(lags, 50), lagP99Ms: pct(lags, 99), lagMaxMs: pct(lags, 100), dropped: n - loaded, created: n, benchProcessCpuUsPerFlow: Math.round(((cpu.user + cpu.system) / n) * 10) / 10, resyncs: stream.resyncs - 1 }));
+  console.log(JSON.stringify({ bench: 'sync', mode: 'pipeline only: channel + receiver + conntrack writer (no kernel events, no generator)', offeredFlowsPerSecond: rate, entriesPerSecond: Math.round(loaded / elapsed), lagP50Ms: pct(lags, 50), lagP99Ms: pct(lags, 99), lagMaxMs: pct(lags, 100), dropped: n - loaded, created: n, benchProcessCpuUsPerFlow: Math.round(((cpu.user + cpu.system) / n) * 10) / 10, resyncs: stream.resyncs - 1 }));
   stream.stop();
   server.stop();
+  writer.stop();
   execFileSync('ip', ['netns', 'del', ns]);
   lab.namespaces.splice(lab.namespaces.indexOf(ns), 1);
 }
 
 try {
-  for (const rate of (process.env.BENCH_PIPELINE_RATES ?? '20000,40000').split(',').map(Number)) await pipeline(rate);
+  if (PARTS.has('pipeline')) for (const rate of (process.env.BENCH_PIPELINE_RATES ?? '20000,40000').split(',').map(Number)) await pipeline(rate);
   lab.buildVpc({ lbs: 2, backends: 3 });
   await run.startBackends(3);
   lab.plugEni(1);
@@ -246,13 +264,16 @@ try {
   for (const prefix of ['100.95.0.0/16', '100.96.0.0/14']) lab.exec('vpc', 'ip', ['route', 'add', prefix, 'via', '100.64.1.100']);
   await until('the backup in sync', async () => (await haOf(run, 2)).sync === 1, 20_000);
 
-  const r = await moveUnderTraffic(lab, run, 2);
-  const flowLine = { flowsKept: r.flows.length - lostFlows(r).length, flowsTotal: r.flows.length, maxPauseMs: Math.max(...r.flows.map((f) => f.maxGapMs)) };
-  lab.unplugEni();
-  lab.plugEni(1);
-  await until('lb1 owner again, lb2 in sync', async () => (await haOf(run, 1)).state === 'MASTER' && (await haOf(run, 2)).sync === 1, 20_000);
+  let flowLine: { flowsKept: number; flowsTotal: number; maxPauseMs: number } | undefined;
+  if (PARTS.has('flows')) {
+    const r = await moveUnderTraffic(lab, run, 2);
+    flowLine = { flowsKept: r.flows.length - lostFlows(r).length, flowsTotal: r.flows.length, maxPauseMs: Math.max(...r.flows.map((f) => f.maxGapMs)) };
+    lab.unplugEni();
+    lab.plugEni(1);
+    await until('lb1 owner again, lb2 in sync', async () => (await haOf(run, 1)).state === 'MASTER' && (await haOf(run, 2)).sync === 1, 20_000);
+  }
 
-  for (const rate of RATES) await measure('loxiha: conntrack -E stream, batched conntrack -R', rate);
+  if (PARTS.has('stream')) for (const rate of RATES) await measure('loxiha: conntrack -E stream, batched ctnetlink writes', rate);
 
   // The baseline: no agent sync; the whole table copied once a second.
   for (const lb of [1, 2]) await lab.kill(run.procs.get(`agent${lb}`)!);
@@ -270,11 +291,13 @@ try {
     }
     if (lines.length) load('lb2', copyFile, lines);
   };
-  for (const rate of RATES) await measure('baseline: whole table copied every second (conntrack -L, -R)', rate, copier);
+  if (PARTS.has('baseline')) for (const rate of RATES) await measure('baseline: whole table copied every second (conntrack -L, -R)', rate, copier);
 
-  console.log(JSON.stringify(flowLine));
-  const detect = execFileSync(process.execPath, [join(ROOT, 'test/bench/peer-detect.bench.ts')], { encoding: 'utf8', env: { ...process.env, BENCH_RUNS: '20' } });
-  console.log(detect.split('\n')[0]);
+  if (flowLine) console.log(JSON.stringify(flowLine));
+  if (PARTS.has('detect')) {
+    const detect = execFileSync(process.execPath, [join(ROOT, 'test/bench/peer-detect.bench.ts')], { encoding: 'utf8', env: { ...process.env, BENCH_RUNS: '20' } });
+    console.log(detect.split('\n')[0]);
+  }
 } finally {
   await stop();
 }
