@@ -13,6 +13,7 @@ export function preflight(): string[] {
     ['conntrack', ['--version'], 'conntrack'],
     ['ip', ['-V'], 'iproute2'],
     ['curl', ['--version'], 'curl'],
+    ['python3', ['--version'], 'python3'],
   ] as const) {
     if (!has(cmd, [...args])) missing.push(`${cmd} (apt-get install ${pkg})`);
   }

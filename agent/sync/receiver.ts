@@ -2,8 +2,8 @@
  * The receiving end of session sync: listens on the sync port, lets in only a peer that proves
  * the key (./channel.ts), checks every entry against this agent's own services (./entry.ts) and
  * loads the accepted ones into the kernel (./inject.ts), acknowledging each frame once its
- * entries are there. A resync's flows are loaded as they come (as new flows: those already here
- * cost a refused `-A`); at its end this kernel's copies are listed one by one, TCP states that
+ * entries are there. A resync's flows are loaded as they come (updated where a copy is here,
+ * created where not); at its end this kernel's copies are listed one by one, TCP states that
  * moved are updated and the copies of flows the owner no longer has are expired (unless this
  * instance is the owner now) — so repairing a stream costs little, in time and memory. Everything refused is counted by reason, logged once
  * per source and reason, and changes nothing. A connection that only opens and closes (the peers'
@@ -188,7 +188,8 @@ export class SyncServer {
         const e = r.entry;
         if (body.r === 1 && s.resyncing) {
           s.resyncing.set(flowKey(e), { state: e[11], timeout: e[12] });
-          lines.push(injectLine(['n', ...e.slice(1)] as WireEntry));
+          // Create-or-update, update first: a peer that reconnects holds most of the owner's flows already.
+          lines.push(injectLine(['u', ...e.slice(1)] as WireEntry));
         } else lines.push(injectLine(e));
       }
     } else if (body.t === 'resync-begin') {

@@ -23,7 +23,8 @@ function flow(i: number, op: 'n' | 'u' | 'x' = 'u'): WireEntry {
   return [op, 'tcp', `100.101.${(i >> 8) & 255}.${i & 255}`, '100.100.100.100', 10000 + (i % 50000), 80, '100.64.2.11', '100.64.248.254', 8080, 10000 + (i % 50000), MARK, 'ESTABLISHED', 300, 3];
 }
 
-const asNew = (e: WireEntry) => ['n', ...e.slice(1)] as WireEntry;
+/** How a resync's entry is loaded: create-or-update, update first. */
+const asResynced = (e: WireEntry) => ['u', ...e.slice(1)] as WireEntry;
 
 const until = async (f: () => boolean, ms = 5000) => {
   const end = Date.now() + ms;
@@ -108,7 +109,7 @@ describe('session sync over loopback', () => {
     const { s } = sender(port, async () => [flow(1), flow(2)]);
     await until(() => s.inSync() && server.inSync());
     // The resync is applied as a difference against this (empty) kernel: two additions.
-    expect(loaded).toEqual([injectLine(asNew(flow(1))), injectLine(asNew(flow(2)))]);
+    expect(loaded).toEqual([injectLine(asResynced(flow(1))), injectLine(asResynced(flow(2)))]);
     for (let i = 3; i < 5003; i++) s.offer(flow(i), Date.now());
     s.offer(flow(1, 'x'), Date.now());
     await until(() => server.entries === 5003 && s.lagMs() === 0);
@@ -142,7 +143,7 @@ describe('session sync over loopback', () => {
     // The owner's flows load as new ones as they come (those already here are refused cheaply);
     // at the end the copies are reconciled one by one: a TCP state moved, a flow gone.
     expect(a.loaded).toEqual([
-      ...[flow(1), flow(2), flow(3)].map(asNew).map(injectLine),
+      ...[flow(1), flow(2), flow(3)].map(asResynced).map(injectLine),
       injectLine(flow(2, 'u')),
       injectLine(['x', ...stale.slice(1)] as WireEntry),
     ]);
@@ -185,7 +186,7 @@ describe('session sync over loopback', () => {
     r.server.stop();
     r = await receiverOn(port);
     await until(() => r.server.resyncs === 1 && s.inSync(), 8000);
-    expect(r.loaded.slice(0, 3)).toEqual(table.map(asNew).map(injectLine));
+    expect(r.loaded.slice(0, 3)).toEqual(table.map(asResynced).map(injectLine));
     expect(s.resyncs).toBe(2);
     s.stop();
     ({ s } = sender(port, async () => table));
