@@ -1,23 +1,36 @@
 /**
- * Thin adapter over `conntrack -E`: the kernel's changes to the load-balanced flows (ct mark with
- * SERVICE_MARK_BIT), line by line, with their NAT tuples (`-o extended`). The netlink socket gets
- * a large buffer; when the kernel still drops events (the tool says ENOBUFS) the caller is told,
- * so that it resyncs instead of silently missing changes. A tool that exits is restarted (and
- * reported as a loss: events were missed meanwhile).
+ * Thin adapter over the kernel's changes to the load-balanced flows (ct mark with
+ * SERVICE_MARK_BIT): the ctnetlink helper's event reader (./conntrack-netlink.py `events`) prints
+ * each one in the sync channel's own fields, on a socket whose receive buffer it sizes itself.
+ * (`conntrack -E -b`, which this replaced, applies its size to a socket that is not the one
+ * subscribed to the events: the events kept the kernel's 208 KB and were lost whenever the agent
+ * paused for longer than ≈ 70 ms at 15,000 new flows/s.) When the kernel still drops events
+ * (ENOBUFS) the caller is told, so that it resyncs instead of silently missing changes. A reader
+ * that exits is restarted (and reported as a loss: events were missed meanwhile).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { type ConntrackEntry, type ConntrackEvent, parseConntrackLine } from '../conntrack.ts';
 import { SERVICE_MARK_BIT } from '../datapath/render.ts';
+import { type WireEntry } from './entry.ts';
+import { CONNTRACK_WRITER } from './inject.ts';
 
 export const SERVICE_MARK_FILTER = `0x${SERVICE_MARK_BIT.toString(16)}/0x${SERVICE_MARK_BIT.toString(16)}`;
-const RECEIVE_BUFFER_BYTES = 64 * 1024 * 1024;
 
 export interface ConntrackEventsOptions {
-  onEvent: (event: ConntrackEvent, entry: ConntrackEntry, at: number) => void;
-  /** Events were lost (kernel buffer overrun, or the tool died and was restarted). */
+  onEntry: (entry: WireEntry, at: number) => void;
+  /** Events were lost (kernel buffer overrun, or the reader died and was restarted). */
   onLoss: (why: string) => void;
   /** Overridable for tests: the command and its arguments. */
   command?: [string, string[]];
+}
+
+/** One event line of the reader (the writer's format: '-' for UDP's state), or undefined. */
+export function parseEventLine(line: string): WireEntry | undefined {
+  const f = line.split(' ');
+  if (f.length !== 14 || (f[0] !== 'n' && f[0] !== 'u' && f[0] !== 'x') || (f[1] !== 'tcp' && f[1] !== 'udp')) return undefined;
+  const n = [4, 5, 8, 9, 10, 12, 13].map((i) => Number(f[i]));
+  if (!n.every(Number.isInteger)) return undefined;
+  const [sport, dport, rsport, rdport, mark, timeout, flags] = n as [number, number, number, number, number, number, number];
+  return [f[0], f[1], f[2]!, f[3]!, sport, dport, f[6]!, f[7]!, rsport, rdport, mark, f[11] === '-' ? '' : f[11]!, timeout, flags];
 }
 
 export class ConntrackEvents {
@@ -25,8 +38,10 @@ export class ConntrackEvents {
   private stopped = false;
   private restartTimer: NodeJS.Timeout | undefined;
   private readonly o: ConntrackEventsOptions;
-  /** Set once the tool has been running: the first start is not a loss. */
+  /** Set once the reader has been running: the first start is not a loss. */
   private started = false;
+  /** The reader is subscribed (it said so): changes from now on arrive. */
+  ready = false;
 
   constructor(o: ConntrackEventsOptions) {
     this.o = o;
@@ -34,25 +49,30 @@ export class ConntrackEvents {
 
   start(): void {
     this.stopped = false;
-    const [cmd, args] = this.o.command ?? ['conntrack', ['-E', '-o', 'extended', '-e', 'NEW,UPDATE,DESTROY', '-m', SERVICE_MARK_FILTER, '-b', String(RECEIVE_BUFFER_BYTES)]];
+    const [cmd, args] = this.o.command ?? ['python3', [CONNTRACK_WRITER, 'events', `0x${SERVICE_MARK_BIT.toString(16)}`]];
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
-    if (this.started) this.o.onLoss('the conntrack event stream was restarted');
+    this.ready = false;
+    if (this.started) this.o.onLoss('the conntrack event reader was restarted');
     this.started = true;
     let buf = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => {
       const at = Date.now();
       buf += d;
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const e = parseConntrackLine(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-        if (e?.event) this.o.onEvent(e.event, e, at);
+      const end = buf.lastIndexOf('\n');
+      if (end < 0) return;
+      const lines = buf.slice(0, end).split('\n');
+      buf = buf.slice(end + 1);
+      for (const line of lines) {
+        if (line.startsWith('ready ')) this.ready = true;
+        else if (line.startsWith('lost ')) this.o.onLoss(line.slice(5));
+        else {
+          const e = parseEventLine(line);
+          if (e) this.o.onEntry(e, at);
+        }
       }
     });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      if (/ENOBUFS|losing events/i.test(d)) this.o.onLoss('the kernel dropped conntrack events (ENOBUFS)');
-    });
+    child.stderr!.resume();
     child.on('error', () => undefined);
     child.on('close', () => {
       if (this.child !== child || this.stopped) return;

@@ -92,9 +92,8 @@ export class SessionSync {
     if (owner) {
       this.streams = this.o.peers.map((p) => new PeerStream({ key: this.o.key, deploymentId: this.o.deploymentId, selfIndex: this.o.self.index, peer: { ...p, port: this.o.self.port }, dump: ourFlows, log: this.o.log }));
       this.events = new ConntrackEvents({
-        onEvent: (event, c, at) => {
-          const e = fromConntrack(event === 'DESTROY' ? 'x' : event === 'NEW' ? 'n' : 'u', c);
-          if (e) for (const s of this.streams) s.offer(e, at);
+        onEntry: (e, at) => {
+          for (const s of this.streams) s.offer(e, at);
         },
         onLoss: (why) => {
           this.o.log('warn', 'session sync: kernel events were lost; resyncing every peer', { why });

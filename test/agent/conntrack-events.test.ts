@@ -1,7 +1,8 @@
 /**
- * The agent owns the event stream: it parses what `conntrack -E` prints, restarts it when it exits,
- * and says events were lost when it restarts it or when the kernel overran (ENOBUFS), so that the
- * streams resync instead of missing changes. `conntrack` is replaced by a small shell script.
+ * The agent owns the event stream: it parses what the event reader prints, restarts it when it
+ * exits, and says events were lost when it restarts it or when the kernel overran (ENOBUFS), so
+ * that the streams resync instead of missing changes. The reader is replaced by a small shell
+ * script here; the real one is tested against a kernel in conntrack-writer.test.ts.
  */
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,7 +26,7 @@ function fakeConntrack(script: string): [string, string[]] {
   return [file, []];
 }
 
-const NEW = '    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.1.100 dst=100.64.248.254 sport=40001 dport=80 [UNREPLIED] src=100.64.2.102 dst=100.64.248.254 sport=8080 dport=40001 mark=2147488308';
+const NEW = 'n tcp 100.64.1.100 100.64.248.254 40001 80 100.64.2.102 100.64.248.254 8080 40001 2147488308 SYN_SENT 120 0';
 const until = async (f: () => boolean, ms = 5000) => {
   const end = Date.now() + ms;
   while (!f()) {
@@ -38,18 +39,18 @@ describe('the conntrack event stream', () => {
   it('hands over parsed events, and restarts the tool when it exits, reporting the gap as lost events', async () => {
     const events: string[] = [];
     const losses: string[] = [];
-    const ev = new ConntrackEvents({ command: fakeConntrack(`echo '${NEW}'; exit 1`), onEvent: (kind, e) => events.push(`${kind} ${e.src}:${e.sport}`), onLoss: (why) => losses.push(why) });
+    const ev = new ConntrackEvents({ command: fakeConntrack(`echo 'ready 134217728'; echo '${NEW}'; exit 1`), onEntry: (e) => events.push(`${e[0]} ${e[2]}:${e[4]} ${e[11]} mark=${e[10]}`), onLoss: (why) => losses.push(why) });
     running.push(ev);
     ev.start();
     await until(() => events.length >= 2 && losses.length >= 1);
-    expect(events[0]).toBe('NEW 100.64.1.100:40001');
+    expect(events[0]).toBe('n 100.64.1.100:40001 SYN_SENT mark=2147488308');
     expect(losses[0]).toMatch(/restarted/);
   });
 
   it('reports a kernel overrun (ENOBUFS) as lost events, and keeps streaming', async () => {
     const events: string[] = [];
     const losses: string[] = [];
-    const ev = new ConntrackEvents({ command: fakeConntrack(`echo 'WARNING: We have hit ENOBUFS! We are losing events.' >&2; echo '${NEW}'; exec sleep 30`), onEvent: (kind) => events.push(kind), onLoss: (why) => losses.push(why) });
+    const ev = new ConntrackEvents({ command: fakeConntrack(`echo 'lost the kernel dropped conntrack events (ENOBUFS)'; echo '${NEW}'; exec sleep 30`), onEntry: (e) => events.push(e[0]), onLoss: (why) => losses.push(why) });
     running.push(ev);
     ev.start();
     await until(() => events.length === 1 && losses.length === 1);
@@ -58,11 +59,11 @@ describe('the conntrack event stream', () => {
 
   it('ignores lines that are not events', async () => {
     const events: string[] = [];
-    const ev = new ConntrackEvents({ command: fakeConntrack(`echo 'conntrack v1.4.7 (conntrack-tools): 0 flow events have been shown.'; echo 'garbage'; echo '${NEW}'; exec sleep 30`), onEvent: (kind) => events.push(kind), onLoss: () => undefined });
+    const ev = new ConntrackEvents({ command: fakeConntrack(`echo 'ready 134217728'; echo 'garbage'; echo 'n tcp 1 2 x'; echo '${NEW.replace('40001 80', 'port 80')}'; echo '${NEW}'; exec sleep 30`), onEntry: (e) => events.push(e[0]), onLoss: () => undefined });
     running.push(ev);
     ev.start();
     await until(() => events.length === 1);
     await new Promise((r) => setTimeout(r, 100));
-    expect(events).toEqual(['NEW']);
+    expect(events).toEqual(['n']);
   });
 });

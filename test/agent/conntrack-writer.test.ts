@@ -1,13 +1,15 @@
 /**
- * Session sync's conntrack writer (agent/sync/conntrack-netlink.py) against a real kernel, in a
- * namespace of its own: what it creates is what the owner's kernel holds (both translated tuples,
- * the mark, the TCP state), updates and deletes find their entry by tuple at any table size, and a
- * batch it cannot read changes nothing.
+ * Session sync's ctnetlink helper (agent/sync/conntrack-netlink.py) against a real kernel, in a
+ * namespace of its own. The writer: what it creates is what the owner's kernel holds (both
+ * translated tuples, the mark, the TCP state), updates and deletes find their entry by tuple at
+ * any table size, and a batch it cannot read changes nothing. The event reader: every change of a
+ * load-balanced flow, in the writer's own fields, on a socket with the buffer it asked for.
  */
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type WireEntry, injectLine } from '../../agent/sync/entry.ts';
-import { conntrackWriter, Injector } from '../../agent/sync/inject.ts';
+import { ConntrackEvents } from '../../agent/sync/conntrack-events.ts';
+import { CONNTRACK_WRITER, conntrackWriter, Injector } from '../../agent/sync/inject.ts';
 
 const NS = `lxw${process.pid}`;
 const MARK = 0x80000005;
@@ -83,5 +85,38 @@ describe('the conntrack writer', () => {
     expect(await load([flow(41)])).toBe(0);
     expect(await load([clash])).toBe(1);
     await load([flow(41, 'x')]);
+  });
+});
+
+describe('the event reader', () => {
+  it('streams new, updated and ended load-balanced flows in the writer’s fields, and nothing of other flows', async () => {
+    const seen: WireEntry[] = [];
+    const losses: string[] = [];
+    const ev = new ConntrackEvents({ command: ['ip', ['netns', 'exec', NS, 'python3', CONNTRACK_WRITER, 'events', '0x80000000']], onEntry: (e) => seen.push(e), onLoss: (why) => losses.push(why) });
+    ev.start();
+    try {
+      // Subscribed once it says so; until then the kernel has no one to send to.
+      for (let i = 0; i < 250 && !ev.ready; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(ev.ready).toBe(true);
+      const foreign = Object.assign([...flow(61)], { 10: 5 }) as WireEntry;
+      await load([flow(60, 'n', 'tcp', 'SYN_SENT'), foreign]);
+      await load([Object.assign([...flow(60, 'u', 'tcp', 'ESTABLISHED')], { 13: 3 }) as WireEntry]);
+      await load([flow(60, 'x', 'tcp', 'ESTABLISHED'), Object.assign([...foreign], { 0: 'x' }) as WireEntry]);
+      const end = Date.now() + 5000;
+      while (seen.length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 200));
+      const [n, u, x] = seen;
+      expect(seen).toHaveLength(3);
+      expect(n).toEqual(['n', 'tcp', '100.96.0.60', '100.64.248.254', 1084, 80, '100.64.2.101', '100.64.248.254', 8080, 1084, MARK, 'SYN_SENT', expect.any(Number), 0]);
+      expect(u!.slice(0, 11)).toEqual(['u', ...n!.slice(1, 11)]);
+      expect([u![11], u![13]]).toEqual(['ESTABLISHED', 3]);
+      expect(x!.slice(0, 11)).toEqual(['x', ...n!.slice(1, 11)]);
+      expect(losses).toEqual([]);
+      // The socket the events arrive on has the buffer the reader asked for (conntrack -E's did not).
+      const groups = execFileSync('ip', ['netns', 'exec', NS, 'ss', '-f', 'netlink', '-m'], { encoding: 'utf8' });
+      expect(groups).toMatch(/rb134217728/);
+    } finally {
+      ev.stop();
+    }
   });
 });
