@@ -63,7 +63,6 @@ function countFlows(role: string): number {
   return n;
 }
 
-const present = (role: string, marker: string) => spawnSync('ip', ['netns', 'exec', lab.ns(role), 'conntrack', '-G', '-p', 'udp', '-s', marker, '-d', VIP, '--sport', '999', '--dport', String(BENCH_PORT)], { stdio: 'ignore' }).status === 0;
 
 /** CPU time (user + system, µs) of a process itself, and of its children (the waited-for ones and those still running). */
 function cpuUs(pid: number): { self: number; tools: number } {
@@ -99,7 +98,8 @@ const pct = (xs: number[], p: number) => {
 /**
  * New UDP flows through the VIP at `rate` per second for SECONDS, from the client namespace
  * (test/bench/fixtures/udp-flows.py: a raw socket, every datagram a new source address and port,
- * 1 ms apart in small groups, as traffic arrives). Marker flows are timed to the peer one by one;
+ * 1 ms apart in small groups, as traffic arrives). Marker flows are timed to the peer one by one
+ * (their arrival stamped by a watcher of the peer's kernel events);
  * then the generator's flows are counted in both kernels. `copier` (the baseline) runs once a
  * second alongside when given.
  */
@@ -111,6 +111,23 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
   const cpu0 = copier ? [] : [cpuUs(agentPid(1)), cpuUs(agentPid(2))];
   // Peak RSS within this window only: the kernel's high-water mark is reset (clear_refs 5).
   if (!copier) for (const lb of [1, 2]) writeFileSync(`/proc/${agentPid(lb)}/clear_refs`, '5');
+  const arrivals = new Map<string, number>();
+  let watcherLost = 0;
+  const watcher = spawn('ip', ['netns', 'exec', lab.ns('lb2'), 'python3', join(ROOT, 'test/bench/fixtures/marker-watch.py'), '999'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let wbuf = '';
+  let watching = false;
+  watcher.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    wbuf += d;
+    let i: number;
+    while ((i = wbuf.indexOf('\n')) >= 0) {
+      const [host, at] = wbuf.slice(0, i).split(' ');
+      wbuf = wbuf.slice(i + 1);
+      if (host === 'ready') watching = true;
+      else if (host === 'lost') watcherLost++;
+      else if (!arrivals.has(host!)) arrivals.set(host!, Number(at));
+    }
+  });
+  await until('the marker watcher subscribed', async () => watching, 5000);
   const gen = spawn('ip', ['netns', 'exec', lab.ns('cl0'), 'env', 'FLOWS_TICK=0.001', 'python3', join(ROOT, 'test/bench/fixtures/udp-flows.py'), VIP, String(BENCH_PORT), String(rate), String(SECONDS)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let buf = '';
   gen.stdout!.setEncoding('utf8').on('data', (d: string) => {
@@ -124,18 +141,16 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
     }
   });
   const copierTimer = copier ? setInterval(copier, 1000) : undefined;
-  // The marker poller: the oldest marker not yet on the peer, asked for by its tuple (conntrack -G).
-  while (!done || pending.length) {
-    const m = pending[0];
-    if (!m) {
-      await sleep(1);
-      continue;
-    }
-    if (present('lb2', m.host)) {
-      lags.push(Date.now() - m.at);
-      pending.shift();
-    } else if (Date.now() - m.at > 10_000) pending.shift();
-    else await sleep(1);
+  // Markers time themselves: the peer's kernel announces each one (test/bench/fixtures/marker-watch.py
+  // stamps the event as it reads it), so the lag does not depend on how often the benchmark looks,
+  // nor on its own event loop being free.
+  const lastMarkerBy = () => (pending.length ? pending[pending.length - 1]!.at : Date.now());
+  while (!done || (pending.some((m) => !arrivals.has(m.host)) && Date.now() - lastMarkerBy() < 10_000)) await sleep(20);
+  watcher.kill();
+  for (const m of pending) {
+    const at = arrivals.get(m.host);
+    if (at !== undefined) lags.push(at - m.at);
+    if (process.env.BENCH_DEBUG && at !== undefined && at - m.at > 60) console.error('slow marker', pending.indexOf(m), Math.round(at - m.at));
   }
   // Throughput: how long until the peer's kernel holds every flow the owner's holds (or stops growing).
   const created = countFlows('lb1');
@@ -171,6 +186,7 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
       lagP99Ms: pct(lags, 99),
       lagMaxMs: pct(lags, 100),
       lagSamples: lags.length,
+      ...(watcherLost ? { markerWatcherLost: watcherLost } : {}),
       dropped: created - delivered,
       created,
       ...(cpu && split
