@@ -29,7 +29,7 @@ afterAll(() => {
   execFileSync('ip', ['netns', 'del', NS]);
 });
 
-const load = (entries: WireEntry[]) => writer(entries.map(injectLine).join('\n'));
+const load = (entries: WireEntry[]) => writer([entries.map(injectLine).join('\n')]);
 
 describe('the conntrack writer', () => {
   it('creates a flow with both NAT tuples, its mark and TCP state; updates it; deletes it', async () => {
@@ -71,7 +71,7 @@ describe('the conntrack writer', () => {
   });
 
   it('applies nothing of a batch it cannot read, says why, and takes the next one', async () => {
-    await expect(writer([injectLine(flow(7)), 'n udp 100.96.0.8 not-an-address'].join('\n'))).rejects.toThrow(/refused the batch: error/);
+    await expect(writer([injectLine(flow(7)), 'n udp 100.96.0.8 not-an-address'])).rejects.toThrow(/refused the batch: error/);
     expect(count()).toBe(0);
     expect(await load([flow(7)])).toBe(0);
     expect(count()).toBe(1);

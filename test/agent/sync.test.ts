@@ -47,7 +47,7 @@ async function receiver(o: { key?: Buffer; isOwner?: boolean; kernel?: WireEntry
     peers: new Set([0]),
     listen: { ip: '127.0.0.1', port: 0 },
     services: () => INDEX,
-    injector: new Injector(async (text) => void loaded.push(...text.split('\n'))),
+    injector: new Injector(async (chunks) => void loaded.push(...chunks.join('\n').split('\n'))),
     isOwner: () => o.isOwner ?? false,
     listOurs: async function* () {
       yield* o.kernel ?? [];
@@ -211,7 +211,7 @@ describe('session sync over loopback', () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((r) => (release = r));
     const loaded: string[] = [];
-    const server = new SyncServer({ key: KEY, deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port: 0 }, services: () => INDEX, injector: new Injector(async (t) => (await gate, void loaded.push(...t.split('\n')))), isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
+    const server = new SyncServer({ key: KEY, deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port: 0 }, services: () => INDEX, injector: new Injector(async (chunks) => (await gate, void loaded.push(...chunks.join('\n').split('\n')))), isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
     await server.start();
     stops.push(() => server.stop());
     const port = (server as unknown as { server: { address: () => { port: number } } }).server.address().port;
@@ -238,7 +238,7 @@ describe('session sync over loopback', () => {
 async function receiverOn(port: number) {
   const loaded: string[] = [];
   for (let attempt = 0; ; attempt++) {
-    const server = new SyncServer({ key: KEY, deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port }, services: () => INDEX, injector: new Injector(async (t) => void loaded.push(...t.split('\n'))), isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
+    const server = new SyncServer({ key: KEY, deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port }, services: () => INDEX, injector: new Injector(async (chunks) => void loaded.push(...chunks.join('\n').split('\n'))), isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
     try {
       await server.start();
       stops.push(() => server.stop());
