@@ -18,7 +18,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /**
  * Bundles the agent (main.ts → outfile) and, beside it, the `loxiha` CLI (cli.mjs) and session
- * sync's conntrack writer (conntrack-netlink.py), split at
+ * sync's ctnetlink helper (conntrack-netlink.py), split at
  * dynamic imports: the AWS SDK (heartbeats) is a chunk the agent loads only when its config has an
  * `aws` section, so an agent without one does not carry it (≈ 15 MB of RSS, measured).
  */
@@ -30,7 +30,7 @@ export function bundleAgent(outfile: string): string {
     outdir: path.dirname(outfile),
     minify: true,
   });
-  // Session sync's conntrack writer runs beside the bundle (agent/sync/inject.ts finds it there).
+  // Session sync's ctnetlink helper (event reader and writer) runs beside the bundle (agent/sync/inject.ts finds it there).
   copyFileSync(path.join(ROOT, 'agent/sync/conntrack-netlink.py'), path.join(path.dirname(outfile), 'conntrack-netlink.py'));
   return outfile;
 }
