@@ -110,6 +110,7 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
   const cpu0 = copier ? [] : [cpuUs(agentPid(1)), cpuUs(agentPid(2))];
   // Peak RSS within this window only: the kernel's high-water mark is reset (clear_refs 5).
   if (!copier) for (const lb of [1, 2]) writeFileSync(`/proc/${agentPid(lb)}/clear_refs`, '5');
+  const rssAtStart = copier ? [] : [1, 2].map((lb) => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agentPid(lb)}/status`, 'utf8'))![1]) / 1024));
   const arrivals = new Map<string, number>();
   let watcherLost = 0;
   const watcher = spawn('ip', ['netns', 'exec', lab.ns('lb2'), 'python3', join(ROOT, 'test/bench/fixtures/marker-watch.py'), '999'], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -202,7 +203,7 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
             flowsPerCoreSecond: Math.round(1e6 / Math.max(cpu[0]!, cpu[1]!)),
           }
         : {}),
-      ...(copier ? {} : { ownerPeakRssMB: peakRss(1), peerPeakRssMB: peakRss(2) }),
+      ...(copier ? {} : { ownerPeakRssMB: peakRss(1), peerPeakRssMB: peakRss(2), rssAtStartMB: rssAtStart /* owner, peer: what earlier phases left */ }),
     }),
   );
   // A clean slate for the next rate: the owner's flows end (streamed to the peer as ends), then the peer's go too.
