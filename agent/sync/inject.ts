@@ -68,23 +68,29 @@ export function conntrackWriter(o: { netns?: string; python?: string; timeoutMs?
   const load = async (chunks: readonly string[]): Promise<number> => {
     proc ??= start();
     const p = proc;
+    const ms = o.timeoutMs ?? 60_000;
     p.child.ref();
+    let timer: NodeJS.Timeout | undefined;
     try {
-      const line = await new Promise<string | Error>((resolve) => {
-        p.answer = resolve;
-        for (const c of chunks) p.child.stdin!.write(`${c}\n`);
-        p.child.stdin!.write('.\n');
-        const timer = setTimeout(() => {
-          if (p.answer !== resolve) return;
+      // The chunks are written here, not inside a closure: a closure that outlived the load (its
+      // timer) kept every batch's lines alive for the whole timeout.
+      const answer = new Promise<string | Error>((resolve) => (p.answer = resolve));
+      for (const c of chunks) p.child.stdin!.write(`${c}\n`);
+      p.child.stdin!.write('.\n');
+      const late = new Promise<Error>((resolve) => (timer = setTimeout(() => resolve(new Error(`the conntrack writer did not answer within ${ms} ms`)), ms)));
+      const line = await Promise.race([answer, late]);
+      if (line instanceof Error) {
+        if (p.answer) {
+          // Timed out: this process is done; the next load starts another.
           p.answer = undefined;
+          if (proc === p) proc = undefined;
           p.child.kill('SIGKILL');
-          resolve(new Error(`the conntrack writer did not answer within ${o.timeoutMs ?? 60_000} ms`));
-        }, o.timeoutMs ?? 60_000);
-        timer.unref();
-      });
-      if (line instanceof Error) throw line;
+        }
+        throw line;
+      }
       return parseWriterAnswer(line).failed;
     } finally {
+      clearTimeout(timer);
       p.child.unref();
     }
   };
@@ -117,11 +123,14 @@ export class Injector {
 
   /** Resolves once these lines have been loaded; rejects when the load could not run at all. */
   add(lines: string[]): Promise<void> {
+    // Joined here, outside the promise's executor: a closure that referred to `lines` kept every
+    // waiting add's array of line strings alive beside its joined copy (found in a heap snapshot
+    // of the receiver after 120,000 flows ended at once: 65 MB of them).
+    if (lines.length) {
+      this.pending.chunks.push(lines.join('\n'));
+      this.pending.lines += lines.length;
+    }
     return new Promise((resolve, reject) => {
-      if (lines.length) {
-        this.pending.chunks.push(lines.join('\n'));
-        this.pending.lines += lines.length;
-      }
       this.pending.done.push((e) => (e ? reject(e) : resolve()));
       void this.run();
     });

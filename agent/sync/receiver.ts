@@ -212,8 +212,12 @@ export class SyncServer {
           }
           if (line) fix.push(line);
           if (fix.length >= 10_000) {
-            loads.push(quiet(this.o.injector.add(fix)));
+            const load = quiet(this.o.injector.add(fix));
+            loads.push(load);
             fix = [];
+            // The listing waits while the kernel catches up: a resync after a mass end (a flushed
+            // table: 600,000 copies to delete) otherwise queued them all in memory at once.
+            if (this.o.injector.queued > MAX_QUEUED_LINES) await load;
           }
         }
         if (fix.length) loads.push(quiet(this.o.injector.add(fix)));

@@ -120,3 +120,25 @@ describe('the event reader', () => {
     }
   });
 });
+
+describe('the writer process', () => {
+  it('is killed when a batch is not answered in time, and started again for the next one', async () => {
+    const { mkdtempSync, writeFileSync, chmodSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'loxiha-writer-'));
+    // A stand-in that answers only once the flag file exists.
+    const fake = join(dir, 'python3');
+    writeFileSync(fake, `#!/bin/sh\nwhile read l; do [ "$l" = . ] && [ -e ${dir}/answer ] && echo 'done 1 1 0 0 0 0'; done\n`);
+    chmodSync(fake, 0o755);
+    const w = conntrackWriter({ python: fake, timeoutMs: 300 });
+    try {
+      await expect(w(['n udp …'])).rejects.toThrow(/did not answer within 300 ms/);
+      writeFileSync(join(dir, 'answer'), '');
+      expect(await w(['n udp …'])).toBe(0);
+    } finally {
+      w.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
