@@ -42,6 +42,10 @@ export class ConntrackEvents {
   private started = false;
   /** The reader is subscribed (it said so): changes from now on arrive. */
   ready = false;
+  /** Readers in a row that died within a second of starting (python3 missing, no permission): restarts back off. */
+  private quickFailures = 0;
+  /** Why the last reader ended, for the loss report. */
+  private lastFailure = '';
 
   constructor(o: ConntrackEventsOptions) {
     this.o = o;
@@ -53,8 +57,11 @@ export class ConntrackEvents {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.ready = false;
-    if (this.started) this.o.onLoss('the conntrack event reader was restarted');
+    if (this.started) this.o.onLoss(`the conntrack event reader was restarted${this.lastFailure ? ` (it ended: ${this.lastFailure})` : ''}`);
     this.started = true;
+    this.lastFailure = '';
+    const startedAt = Date.now();
+    let stderr = '';
     let buf = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => {
       const at = Date.now();
@@ -72,12 +79,14 @@ export class ConntrackEvents {
         }
       }
     });
-    child.stderr!.resume();
-    child.on('error', () => undefined);
-    child.on('close', () => {
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-500)));
+    child.on('error', (e) => (this.lastFailure = e.message));
+    child.on('close', (code, signal) => {
       if (this.child !== child || this.stopped) return;
       this.child = undefined;
-      this.restartTimer = setTimeout(() => this.start(), 200);
+      this.lastFailure ||= stderr.trim().split('\n').at(-1) || `exit ${code ?? signal}`;
+      this.quickFailures = Date.now() - startedAt < 1000 ? this.quickFailures + 1 : 0;
+      this.restartTimer = setTimeout(() => this.start(), Math.min(10_000, 200 * 2 ** this.quickFailures));
     });
   }
 

@@ -5,6 +5,7 @@
  * (./entry.ts), so nothing is re-sent periodically. Lost events (the kernel says ENOBUFS) trigger a
  * resync of every stream, applied by the peer as a difference.
  */
+import { spawnSync } from 'node:child_process';
 import { conntrackEntries } from '../conntrack.ts';
 import type { AddressAliases, Service } from '../services/model.ts';
 import { ConntrackEvents, SERVICE_MARK_FILTER } from './conntrack-events.ts';
@@ -76,6 +77,9 @@ export class SessionSync {
   }
 
   start(): Promise<void> {
+    // The event reader and the writer are Python (./conntrack-netlink.py): say so at once when it is missing.
+    const python = spawnSync('python3', ['--version'], { stdio: 'ignore' });
+    if (python.error || python.status !== 0) this.o.log('warn', 'session sync needs python3 (dnf install python3): no flow will be synced, and the heartbeats say so', { error: python.error?.message ?? `exit ${python.status}` });
     return this.server.start();
   }
 

@@ -66,4 +66,26 @@ describe('the conntrack event stream', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(events).toEqual(['n']);
   });
+
+  it('backs off when the reader cannot run, and says why', async () => {
+    const losses: string[] = [];
+    let starts = 0;
+    const ev = new ConntrackEvents({ command: fakeConntrack('echo "python3: not found" >&2; exit 127'), onEntry: () => undefined, onLoss: (why) => (starts++, losses.push(why)) });
+    running.push(ev);
+    ev.start();
+    await new Promise((r) => setTimeout(r, 2500));
+    // 200, 400, 800 ms … apart instead of every 200 ms.
+    expect(starts).toBeGreaterThanOrEqual(2);
+    expect(starts).toBeLessThanOrEqual(4);
+    expect(losses[0]).toMatch(/restarted \(it ended: python3: not found\)/);
+  });
+
+  it('names a reader that cannot be started at all', async () => {
+    const losses: string[] = [];
+    const ev = new ConntrackEvents({ command: ['/nonexistent/python3', []], onEntry: () => undefined, onLoss: (why) => losses.push(why) });
+    running.push(ev);
+    ev.start();
+    await until(() => losses.length >= 1);
+    expect(losses[0]).toMatch(/ENOENT/);
+  });
 });
