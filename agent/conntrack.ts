@@ -15,7 +15,7 @@ export interface ConntrackEntry {
   replyDst: string;
   replyDport: number;
   mark: number;
-  /** Seconds left before the kernel expires the entry (absent in destroy events). */
+  /** Seconds left before the kernel expires the entry (absent when the line has none). */
   timeout?: number;
   seenReply: boolean;
   assured: boolean;
@@ -23,21 +23,13 @@ export interface ConntrackEntry {
   bytes?: number;
 }
 
-export type ConntrackEvent = 'NEW' | 'UPDATE' | 'DESTROY';
-
 /**
- * Parses one line of `conntrack -L -o extended` or `conntrack -E -o extended`
- * (`[NEW] ipv4 2 tcp 6 120 SYN_SENT src=… [UNREPLIED] src=… mark=…`). One pass over the words: the
- * owner's event stream runs through here for every flow change.
+ * Parses one line of `conntrack -L -o extended` (`ipv4 2 tcp 6 120 SYN_SENT src=… [UNREPLIED]
+ * src=… mark=…`). One pass over the words: a resync's dump runs through here for every flow.
  */
-export function parseConntrackLine(line: string): (ConntrackEntry & { event?: ConntrackEvent }) | undefined {
+export function parseConntrackLine(line: string): ConntrackEntry | undefined {
   const w = line.trim().split(/\s+/);
   let i = 0;
-  let event: ConntrackEvent | undefined;
-  if (w[0] === '[NEW]' || w[0] === '[UPDATE]' || w[0] === '[DESTROY]') {
-    event = w[0].slice(1, -1) as ConntrackEvent;
-    i = 1;
-  }
   if (w[i] !== 'ipv4') return undefined;
   const protocol = w[i + 2];
   i += 4; // ipv4 2 PROTO PROTONUM
@@ -75,7 +67,6 @@ export function parseConntrackLine(line: string): (ConntrackEntry & { event?: Co
   }
   if (!src[0] || !dst[0]) return undefined;
   return {
-    ...(event ? { event } : {}),
     protocol,
     state: state ?? (unreplied ? 'UNREPLIED' : 'ACTIVE'),
     src: src[0],

@@ -2,8 +2,8 @@
  * Runs one tool command at a time for the agent from a small shell that stays up. Forking the
  * agent itself (a ~100 MB process) costs about a millisecond and a half of blocked event loop per
  * command; the shell's fork costs a fraction of that, and not on the agent's event loop. The
- * agent was forking for every `conntrack -R` load of session sync (a hundred a second under load),
- * every ruleset transaction and every `ip` look of the VIP's path.
+ * agent runs every ruleset transaction and every `ip` look of the VIP's path (several a second)
+ * through one.
  *
  * Protocol: the input of a command goes into a file in the helper's private directory (in memory
  * when /dev/shm exists); the agent writes the file's path on the shell's stdin; the shell runs the
@@ -31,7 +31,7 @@ export interface HelperShellOptions {
   command: string;
   /** Run the shell in this network namespace (tests). */
   netns?: string;
-  /** Keep the command's standard output (off: it goes to /dev/null, e.g. `conntrack -R`'s echo of updates). */
+  /** Keep the command's standard output (off: it goes to /dev/null). */
   stdout?: boolean;
   /** A command not done by then is killed and the call rejected. */
   timeoutMs?: number;

@@ -13,9 +13,9 @@
  */
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { HelperShell } from '../helper-shell.ts';
 import { isIPv4 } from 'node:net';
 import { ROUTE_MARK_BIT } from '../datapath/render.ts';
+import { HelperShell } from '../helper-shell.ts';
 
 /** The routing table and rule priority the agent owns for the VIP's path. */
 export const VIP_ROUTE_TABLE = 7410;

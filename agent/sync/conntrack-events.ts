@@ -11,7 +11,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { SERVICE_MARK_BIT } from '../datapath/render.ts';
 import { type WireEntry } from './entry.ts';
-import { CONNTRACK_WRITER } from './inject.ts';
+import { CONNTRACK_HELPER } from './inject.ts';
 
 export const SERVICE_MARK_FILTER = `0x${SERVICE_MARK_BIT.toString(16)}/0x${SERVICE_MARK_BIT.toString(16)}`;
 
@@ -53,7 +53,7 @@ export class ConntrackEvents {
 
   start(): void {
     this.stopped = false;
-    const [cmd, args] = this.o.command ?? ['python3', [CONNTRACK_WRITER, 'events', `0x${SERVICE_MARK_BIT.toString(16)}`]];
+    const [cmd, args] = this.o.command ?? ['python3', [CONNTRACK_HELPER, 'events', `0x${SERVICE_MARK_BIT.toString(16)}`]];
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.ready = false;

@@ -19,19 +19,19 @@ import { createInterface } from 'node:readline';
 /**
  * Loads one batch: chunks of writer lines (each chunk newline-separated, as one frame brought
  * them); resolves with how many entries the kernel refused. Chunks, not one joined text: a batch
- * of thousands of lines joined is a string large enough to live in V8's old generation until a
- * full collection, and at 20,000 entries/s those held the receiver's memory 20–30 MB higher.
+ * of thousands of lines joined is a string V8 puts in its large-object space, which only a full
+ * collection frees.
  */
 export type LoadLines = (chunks: readonly string[]) => Promise<number | void>;
 
-/** Where the writer is: beside this module in the source tree, beside the bundle once built. */
-export const CONNTRACK_WRITER = fileURLToPath(new URL('./conntrack-netlink.py', import.meta.url));
+/** The ctnetlink helper (the writer, and the event reader in `events` mode): beside this module in the source tree, beside the bundle once built. */
+export const CONNTRACK_HELPER = fileURLToPath(new URL('./conntrack-netlink.py', import.meta.url));
 
-/** The writer's answer to a batch (see ./conntrack-netlink.py). */
-export function parseWriterAnswer(line: string): { entries: number; failed: number } {
-  const m = /^done (\d+) \d+ \d+ \d+ \d+ (\d+)/.exec(line);
-  if (!m) throw new Error(`the conntrack writer refused the batch: ${line.slice(0, 200)}`);
-  return { entries: Number(m[1]), failed: Number(m[2]) };
+/** How many entries of a batch the kernel refused, from the writer's answer (see ./conntrack-netlink.py). */
+export function refusedIn(answer: string): number {
+  const m = /^done \d+ \d+ \d+ \d+ \d+ (\d+)/.exec(answer);
+  if (!m) throw new Error(`the conntrack writer refused the batch: ${answer.slice(0, 200)}`);
+  return Number(m[1]);
 }
 
 /**
@@ -42,7 +42,7 @@ export function parseWriterAnswer(line: string): { entries: number; failed: numb
 export function conntrackWriter(o: { netns?: string; python?: string; timeoutMs?: number } = {}): LoadLines & { stop: () => void } {
   let proc: { child: ChildProcess; answer: ((line: string | Error) => void) | undefined } | undefined;
   const start = () => {
-    const argv = [o.python ?? 'python3', CONNTRACK_WRITER];
+    const argv = [o.python ?? 'python3', CONNTRACK_HELPER];
     const [cmd, args] = o.netns ? ['ip', ['netns', 'exec', o.netns, ...argv]] : [argv[0]!, argv.slice(1)];
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const p: NonNullable<typeof proc> = { child, answer: undefined };
@@ -88,7 +88,7 @@ export function conntrackWriter(o: { netns?: string; python?: string; timeoutMs?
         }
         throw line;
       }
-      return parseWriterAnswer(line).failed;
+      return refusedIn(line);
     } finally {
       clearTimeout(timer);
       p.child.unref();

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type WireEntry, injectLine } from '../../agent/sync/entry.ts';
 import { ConntrackEvents } from '../../agent/sync/conntrack-events.ts';
-import { CONNTRACK_WRITER, conntrackWriter, Injector } from '../../agent/sync/inject.ts';
+import { CONNTRACK_HELPER, conntrackWriter, Injector } from '../../agent/sync/inject.ts';
 
 const NS = `lxw${process.pid}`;
 const MARK = 0x80000005;
@@ -92,7 +92,7 @@ describe('the event reader', () => {
   it('streams new, updated and ended load-balanced flows in the writer’s fields, and nothing of other flows', async () => {
     const seen: WireEntry[] = [];
     const losses: string[] = [];
-    const ev = new ConntrackEvents({ command: ['ip', ['netns', 'exec', NS, 'python3', CONNTRACK_WRITER, 'events', '0x80000000']], onEntry: (e) => seen.push(e), onLoss: (why) => losses.push(why) });
+    const ev = new ConntrackEvents({ command: ['ip', ['netns', 'exec', NS, 'python3', CONNTRACK_HELPER, 'events', '0x80000000']], onEntry: (e) => seen.push(e), onLoss: (why) => losses.push(why) });
     ev.start();
     try {
       // Subscribed once it says so; until then the kernel has no one to send to.

@@ -11,12 +11,12 @@ describe('conntrack lines', () => {
     });
   });
 
-  it('reads events: a new flow not yet answered, a UDP update, an end without timeout', () => {
-    expect(parseConntrackLine('    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=100.64.1.100 dst=100.64.248.254 sport=40001 dport=80 [UNREPLIED] src=100.64.2.102 dst=100.64.248.254 sport=8080 dport=40001 mark=2147488308')).toMatchObject({ event: 'NEW', state: 'SYN_SENT', timeout: 120, seenReply: false, assured: false, replySrc: '100.64.2.102' });
-    expect(parseConntrackLine(' [UPDATE] ipv4     2 udp      17 120 src=100.64.1.100 dst=100.64.248.254 sport=5000 dport=53 src=100.64.2.101 dst=100.64.248.254 sport=5353 dport=5000 [ASSURED] mark=2147488309')).toMatchObject({ event: 'UPDATE', protocol: 'udp', state: 'ACTIVE', timeout: 120, assured: true, replySport: 5353 });
-    const end = parseConntrackLine('[DESTROY] ipv4     2 tcp      6 src=100.64.1.100 dst=100.64.248.254 sport=40001 dport=80 src=100.64.2.102 dst=100.64.248.254 sport=8080 dport=40001 [ASSURED] mark=2147488308');
-    expect(end).toMatchObject({ event: 'DESTROY', state: 'ACTIVE', mark: 2147488308 });
-    expect(end!.timeout).toBeUndefined();
+  it('reads a flow not yet answered, a UDP flow, and a line without timeout', () => {
+    expect(parseConntrackLine('ipv4     2 tcp      6 120 SYN_SENT src=100.64.1.100 dst=100.64.248.254 sport=40001 dport=80 [UNREPLIED] src=100.64.2.102 dst=100.64.248.254 sport=8080 dport=40001 mark=2147488308')).toMatchObject({ state: 'SYN_SENT', timeout: 120, seenReply: false, assured: false, replySrc: '100.64.2.102' });
+    expect(parseConntrackLine('ipv4     2 udp      17 120 src=100.64.1.100 dst=100.64.248.254 sport=5000 dport=53 src=100.64.2.101 dst=100.64.248.254 sport=5353 dport=5000 [ASSURED] mark=2147488309')).toMatchObject({ protocol: 'udp', state: 'ACTIVE', timeout: 120, assured: true, replySport: 5353 });
+    const untimed = parseConntrackLine('ipv4     2 tcp      6 src=100.64.1.100 dst=100.64.248.254 sport=40001 dport=80 src=100.64.2.102 dst=100.64.248.254 sport=8080 dport=40001 [ASSURED] mark=2147488308');
+    expect(untimed).toMatchObject({ state: 'ACTIVE', mark: 2147488308 });
+    expect(untimed!.timeout).toBeUndefined();
   });
 
   it('ignores what is not an IPv4 entry', () => {

@@ -151,7 +151,6 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
   for (const m of pending) {
     const at = arrivals.get(m.host);
     if (at !== undefined) lags.push(at - m.at);
-    if (process.env.BENCH_DEBUG && at !== undefined && at - m.at > 60) console.error('slow marker', pending.indexOf(m), Math.round(at - m.at));
   }
   const lastArrival = Math.max(0, ...arrivals.values());
   // Throughput: how long until the peer's kernel holds every flow the owner's holds (or stops growing).
