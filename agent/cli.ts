@@ -18,12 +18,22 @@ export function table(headers: string[], rows: (string | number)[][]): string {
   return [line(headers), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }
 
+/** Rejections by reason; the kernel's refusals with their errno names, e.g. `kernel-refused=3(ENOENT=2,EBUSY=1)`. */
+function rejectedCell(rejected: Record<string, number> | undefined, byErrno: Record<string, number> | undefined): string {
+  return Object.entries(rejected ?? {})
+    .map(([k, v]) => {
+      const errnos = k === 'kernel-refused' ? Object.entries(byErrno ?? {}).map(([e, n]) => `${e}=${n}`).join(',') : '';
+      return `${k}=${v}${errnos ? `(${errnos})` : ''}`;
+    })
+    .join(' ');
+}
+
 const VIEWS: Record<string, { path: string; headers: string[]; rows: (body: any) => (string | number)[][]; json: (body: any) => unknown }> = {
   ha: {
     path: '/config/cistate/all',
     headers: ['INSTANCE', 'HASTATE', 'SYNC', 'STATE', 'LAG(s)', 'ENTRIES', 'RESYNCS', 'REJECTED'],
     rows: (b) =>
-      b.Attr.map((a: any) => [a.instance, a.state, a.syncMode ?? '', a.syncState ?? '', a.syncLagSeconds ?? '', a.syncEntries ?? '', a.syncResyncs ?? '', Object.entries(a.syncRejected ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')]),
+      b.Attr.map((a: any) => [a.instance, a.state, a.syncMode ?? '', a.syncState ?? '', a.syncLagSeconds ?? '', a.syncEntries ?? '', a.syncResyncs ?? '', rejectedCell(a.syncRejected, a.syncKernelRefused)]),
     json: (b) => b.Attr,
   },
   lb: {

@@ -20,7 +20,7 @@ import { tcpConnects } from './net/tcp-connects.ts';
 import { listen } from './net/listen.ts';
 import type { PeerBeat } from './ha/peer-message.ts';
 import { observeIngressOnAws, observeLocally, observeOnAws, RoleWatcher } from './ha/role.ts';
-import { VipPath } from './ha/vip-path.ts';
+import { runIp, VipPath } from './ha/vip-path.ts';
 import { type FastPathRequest, HA_ROLE } from '../lib/contract.ts';
 import type { AddressAliases, Service } from './services/model.ts';
 import { Prober } from './probes.ts';
@@ -122,7 +122,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   // One metadata client (one session token) for the role watcher and the heartbeat's instance id.
   const imds = config.aws ? new Imds(config.aws.imdsEndpoint) : undefined;
   const roles = new RoleWatcher({
-    observe: imds ? (config.strategy === 'route' ? observeIngressOnAws(imds, config.ingressIp!) : observeOnAws(imds, config.vip)) : observeLocally(config.vip),
+    observe: imds ? (config.strategy === 'route' ? observeIngressOnAws(imds, config.ingressIp!) : observeOnAws(imds, config.vip)) : observeLocally(config.vip, undefined, (n) => log('warn', 'this host has the VIP but does not count as carrying it', { vip: config.vip, ...n })),
     intervalMs: imds ? ROLE_POLL_MS : LOCAL_ROLE_POLL_MS,
     onChange: (role, previous) => {
       log(previous ? 'warn' : 'info', 'HA role', { role, previous, vip: config.vip });
@@ -130,7 +130,8 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     },
     onError: (e) => log('warn', imds ? 'cannot read this instance’s addresses from IMDS; keeping the last role' : 'cannot read this host’s addresses; keeping the last role', { error: e.message }),
   });
-  const vipPath = new VipPath({ vip: config.vip });
+  // On AWS IMDS says where the VIP is, and a bare hot-plugged ENI needs its address; elsewhere the address is the signal, never the agent's to put back.
+  const vipPath = new VipPath({ vip: config.vip, manageInterface: imds !== undefined });
   let pathTrouble: string | undefined;
   // With the route strategy the VIP's routes point at the primary interface: no interface to set up.
   if (config.strategy === 'eni') roles.onObservation = async (o) => {
@@ -158,7 +159,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
       const base = { instance: config.instanceName, state: roles.current ?? config.initialRole, vip: config.vip };
       const st = peers?.sync?.status();
       if (!st) return { ...base, sync: 0, syncState: 'off' };
-      return { ...base, sync: st.inSync ? 1 : 0, syncMode: st.mode, syncState: st.inSync ? 'in-sync' : st.peers.map((p) => `${p.ip}:${p.state}`).join(','), syncLagSeconds: Math.round(st.lagSeconds * 1000) / 1000, syncEntries: st.entries, syncResyncs: st.resyncs, syncRejected: st.rejected };
+      return { ...base, sync: st.inSync ? 1 : 0, syncMode: st.mode, syncState: st.inSync ? 'in-sync' : st.peers.map((p) => `${p.ip}:${p.state}`).join(','), syncLagSeconds: Math.round(st.lagSeconds * 1000) / 1000, syncEntries: st.entries, syncResyncs: st.resyncs, syncRejected: st.rejected, ...(st.kernelRefused ? { syncKernelRefused: st.kernelRefused } : {}) };
     },
     onRolePush: (p) => {
       pushed = { state: p.state, at: new Date().toISOString() };
@@ -191,6 +192,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
       prober.stop();
       await store.close();
       nft.close();
+      runIp.stop();
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
     },

@@ -22,7 +22,7 @@ export interface ApiDeps {
   endpointStates: () => EndpointState[];
   conntrack: () => Promise<ConntrackEntry[]>;
   /** The HA role; with session sync running, its state too (extra fields LoxiLB's clients ignore). */
-  role: () => { instance: string; state: string; vip: string; sync: number } & Partial<Record<'syncMode' | 'syncState', string> & Record<'syncLagSeconds' | 'syncEntries' | 'syncResyncs', number> & { syncRejected: Record<string, number> }>;
+  role: () => { instance: string; state: string; vip: string; sync: number } & Partial<Record<'syncMode' | 'syncState', string> & Record<'syncLagSeconds' | 'syncEntries' | 'syncResyncs', number> & { syncRejected: Record<string, number>; syncKernelRefused: Record<string, number> }>;
   onRolePush: (push: { instance: string; state: string; vip: string }) => void;
   token?: string;
   log: (msg: string, extra?: Record<string, unknown>) => void;
@@ -136,14 +136,20 @@ export function createApi(d: ApiDeps): Server {
       return send(res, 200, { result: 'Success' });
     }
 
-    const byTuple = /^\/config\/loadbalancer\/externalipaddress\/([\d.]+)\/port\/(\d+)\/protocol\/(tcp|udp|sctp|icmp)$/.exec(path);
+    // LoxiLB's two delete paths: without `portmax`, and with it (kube-loxilb builds the latter for a
+    // Service port given as a range). A range is refused at creation, so `portmax` must be 0 or the
+    // port itself: the same delete; anything else is a range this agent never held (400, nothing changes).
+    const byTuple = /^\/config\/loadbalancer\/externalipaddress\/([\d.]+)\/port\/(\d+)(?:\/portmax\/(\d+))?\/protocol\/(tcp|udp|sctp|icmp)$/.exec(path);
     if (byTuple && method === 'DELETE') {
-      const key = serviceKey({ externalIP: byTuple[1]!, port: Number(byTuple[2]), protocol: byTuple[3] as 'tcp' });
+      const port = Number(byTuple[2]);
+      const portMax = byTuple[3] === undefined ? 0 : Number(byTuple[3]);
+      if (portMax !== 0 && portMax !== port) throw new HttpError(400, `port ranges are not supported: portmax must be 0 or the port (${port}), got ${byTuple[3]}`);
+      const key = serviceKey({ externalIP: byTuple[1]!, port, protocol: byTuple[4] as 'tcp' });
       // LoxiLB answers a delete of an absent rule 200 {"result":"no-rule error"}; kube-loxilb reads that
       // as a failure and, when every instance says so, requeues the delete forever. Its client treats
       // any other status as done, so the same words with 404 end its retries (docs/loxilb.md).
       if ((await change(() => d.registry.delete(key))) === 0) {
-        return send(res, 404, { code: 404, result: 'no-rule error', message: `no load balancer ${byTuple[1]}:${byTuple[2]}/${byTuple[3]}` });
+        return send(res, 404, { code: 404, result: 'no-rule error', message: `no load balancer ${byTuple[1]}:${port}/${byTuple[4]}` });
       }
       return send(res, 200, { result: 'Success' });
     }

@@ -7,7 +7,7 @@
  */
 import { HA_ROLE } from '../../lib/contract.ts';
 import type { Imds } from './imds.ts';
-import { ipLinks, type RunIp, vipFromAddresses, vipFromMac, type VipInterface } from './vip-path.ts';
+import { ipLinks, localVipCarrier, type NotCarrying, type RunIp, vipFromMac, type VipInterface } from './vip-path.ts';
 
 export type Role = typeof HA_ROLE.master | typeof HA_ROLE.backup;
 
@@ -38,10 +38,18 @@ export function observeIngressOnAws(imds: Imds, ingressIp: string): () => Promis
   };
 }
 
-/** Away from AWS: the interface carrying the VIP decides both. */
-export function observeLocally(vip: string, run?: RunIp): () => Promise<Observation> {
+/**
+ * Away from AWS: the interface carrying the VIP decides both (./vip-path.ts `localVipCarrier`: up,
+ * not loopback, /1–/30). An address of the VIP that does not count is reported once per interface
+ * and reason (`onNotCarrying`), so an operator who sees BACKUP on a host with the VIP knows why.
+ */
+export function observeLocally(vip: string, run?: RunIp, onNotCarrying?: (n: NotCarrying) => void): () => Promise<Observation> {
+  let told = new Set<string>();
   return async () => {
-    const iface = vipFromAddresses(vip, await ipLinks(run));
+    const { iface, notCarrying } = localVipCarrier(vip, await ipLinks(run));
+    const now = new Set(notCarrying.map((n) => `${n.ifname} ${n.why}`));
+    for (const n of notCarrying) if (!told.has(`${n.ifname} ${n.why}`)) onNotCarrying?.(n);
+    told = now;
     return { role: iface ? HA_ROLE.master : HA_ROLE.backup, iface };
   };
 }

@@ -8,8 +8,9 @@
  * main table. When the interface leaves, exactly that rule and table go.
  *
  * Amazon Linux 2023's amazon-ec2-net-utils also configures a hot-plugged interface (address by
- * DHCP, its own source-address rules): the agent lets it, and adds the address itself when it is
- * missing, so the result is the same with or without it.
+ * DHCP, its own source-address rules): on AWS the agent lets it, and brings the interface up and
+ * adds the address itself when they are missing, so the result is the same with or without it.
+ * Away from AWS the interface and its address are the role's signal: the agent never touches them.
  */
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -45,20 +46,40 @@ interface IpAddrJson {
   addr_info?: { family: string; local: string; prefixlen: number }[];
 }
 
+/** Why an address of the VIP on this host does not count as carrying it (away from AWS). */
+export interface NotCarrying {
+  ifname: string;
+  why: string;
+}
+
+/** An interface carries traffic only while it is up and has its carrier (a link set down, or whose other end went, does not). */
+const isUp = (l: IpAddrJson) => (l.flags ?? []).includes('UP') && (l.flags ?? []).includes('LOWER_UP');
+
 /**
  * Away from AWS (tests, the local simulation): the VIP's interface is the one that carries the VIP
- * as an address (not loopback), as a hot-plugged ENI does once configured. Pure over `ip -j addr`.
+ * as an address — not loopback, up with its carrier, with a prefix of /1–/30 (the VIP's path needs
+ * the subnet's router, network + 1, which a /31 or /32 does not name) — as a hot-plugged ENI does
+ * once configured. Every other address of the VIP is listed with why it does not count. Pure over
+ * `ip -j addr`.
  */
-export function vipFromAddresses(vip: string, links: IpAddrJson[]): VipInterface | undefined {
+export function localVipCarrier(vip: string, links: IpAddrJson[]): { iface: VipInterface | undefined; notCarrying: NotCarrying[] } {
+  const notCarrying: NotCarrying[] = [];
+  let iface: VipInterface | undefined;
   for (const l of links) {
-    if (l.ifname === 'lo') continue;
     for (const a of l.addr_info ?? []) {
       if (a.family !== 'inet' || a.local !== vip) continue;
+      if (l.ifname === 'lo') continue; // the datapath's own alias (route strategy), never the VIP's path
       const gateway = subnetRouter(vip, a.prefixlen);
-      if (gateway) return { ifname: l.ifname, prefixLength: a.prefixlen, gateway };
+      if (!gateway) notCarrying.push({ ifname: l.ifname, why: `the VIP is /${a.prefixlen} there: only /1–/30 counts (the VIP's path routes through the subnet's router, network + 1)` });
+      else if (!isUp(l)) notCarrying.push({ ifname: l.ifname, why: 'the interface is down (or has no carrier): it carries nothing' });
+      else iface ??= { ifname: l.ifname, prefixLength: a.prefixlen, gateway };
     }
   }
-  return undefined;
+  return { iface, notCarrying };
+}
+
+export function vipFromAddresses(vip: string, links: IpAddrJson[]): VipInterface | undefined {
+  return localVipCarrier(vip, links).iface;
 }
 
 /** On AWS: the interface whose MAC IMDS lists with the VIP, and the subnet IMDS gives for it. Pure over `ip -j link`. */
@@ -81,9 +102,9 @@ const IP_WORD = /^[\w.:/-]+$/;
  * VIP's path look several times a second, and forking the agent for each cost it milliseconds.
  * Output is JSON for the commands that print (`-j`).
  */
-export function ipRunner(netns?: string): RunIp {
+export function ipRunner(netns?: string): RunIp & { stop: () => void } {
   let helper: HelperShell | undefined;
-  return async (args) => {
+  const run = async (args: string[]) => {
     const words = args[0] === '-j' ? args.slice(1) : args;
     if (!words.every((w) => IP_WORD.test(w))) throw new Error(`ip ${args.join(' ')}: refused (not plain words)`);
     helper ??= new HelperShell({ name: 'ip', command: 'ip -j -batch "$f"', netns, stdout: true, timeoutMs: 5000 });
@@ -91,9 +112,16 @@ export function ipRunner(netns?: string): RunIp {
     if (r.code !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim().split('\n')[0] || `exit ${r.code}`}`);
     return r.stdout;
   };
+  /** Ends the helper shell and removes its folder; a later call starts another. */
+  const stop = () => {
+    helper?.stop();
+    helper = undefined;
+  };
+  return Object.assign(run, { stop });
 }
 
-export const runIp: RunIp = ipRunner();
+/** The agent's one `ip` helper (main.ts stops it on the way out). */
+export const runIp = ipRunner();
 
 export async function ipLinks(run: RunIp = runIp): Promise<IpAddrJson[]> {
   return JSON.parse((await run(['-j', 'addr', 'show'])) || '[]') as IpAddrJson[];
@@ -107,11 +135,20 @@ export class VipPath {
   private current: VipInterface | undefined;
   /** Known to hold none of the path (checked once after start, or removed since): a BACKUP's looks then cost nothing. */
   private clean = false;
+  private readonly manageInterface: boolean;
 
-  constructor(o: { vip: string; run?: RunIp; announce?: (ifname: string, vip: string) => void }) {
+  /**
+   * `manageInterface`: bring the interface up and add the VIP when it lacks it. Right on AWS, where
+   * IMDS (not this host's addresses) says the interface holds the VIP and a bare hot-plugged ENI
+   * needs both; wrong anywhere else, where the interface and its address *are* the role's signal:
+   * an agent that put them back would re-create, against the operator or a failed host, the very
+   * thing that makes it MASTER. Off by default.
+   */
+  constructor(o: { vip: string; run?: RunIp; announce?: (ifname: string, vip: string) => void; manageInterface?: boolean }) {
     this.vip = o.vip;
     this.run = o.run ?? runIp;
     this.announce = o.announce ?? gratuitousArp;
+    this.manageInterface = o.manageInterface ?? false;
   }
 
   /** Makes the host match `target` (the VIP's interface, or none). Returns whether anything changed. */
@@ -133,9 +170,11 @@ export class VipPath {
     const link = links.find((l) => l.ifname === target.ifname);
     const addressOk = link?.addr_info?.some((a) => a.family === 'inet' && a.local === this.vip) ?? false;
     const up = link?.flags?.includes('UP') ?? false;
-    if (same && routeOk && rules.length === 1 && addressOk && up) return false;
-    await this.run(['link', 'set', target.ifname, 'up']);
-    if (!addressOk) await this.run(['addr', 'replace', `${this.vip}/${target.prefixLength}`, 'dev', target.ifname]);
+    if (same && routeOk && rules.length === 1 && ((addressOk && up) || !this.manageInterface)) return false;
+    if (this.manageInterface) {
+      await this.run(['link', 'set', target.ifname, 'up']);
+      if (!addressOk) await this.run(['addr', 'replace', `${this.vip}/${target.prefixLength}`, 'dev', target.ifname]);
+    }
     // Replies from endpoints and clients arrive here while the main table points elsewhere: loose reverse-path check.
     await writeFile(`/proc/sys/net/ipv4/conf/${target.ifname}/rp_filter`, '2').catch(() => undefined);
     await this.run(['route', 'replace', 'default', 'via', target.gateway, 'dev', target.ifname, 'table', String(VIP_ROUTE_TABLE), 'onlink']);

@@ -54,7 +54,10 @@ export class ConntrackEvents {
   start(): void {
     this.stopped = false;
     const [cmd, args] = this.o.command ?? ['python3', [CONNTRACK_HELPER, 'events', `0x${SERVICE_MARK_BIT.toString(16)}`]];
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // stdin is a pipe only so that the reader sees it close when this process ends, however it ends
+    // (it also asks the kernel to signal it when its parent dies): a reader never outlives its agent.
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LOXIHA_PARENT_PID: String(process.pid) } });
+    child.stdin!.on('error', () => undefined);
     this.child = child;
     this.ready = false;
     if (this.started) this.o.onLoss(`the conntrack event reader was restarted${this.lastFailure ? ` (it ended: ${this.lastFailure})` : ''}`);

@@ -17,7 +17,15 @@ op: n (new on the owner: create, or update when it exists after all), u (update,
 it is missing), x (delete); state '-' for UDP; flags: 1 seen reply, 2 assured. A line "." ends
 a batch; the answer is one line:
     done <entries> <created> <updated> <deleted> <missing> <failed> [<errno>:<count>...]
+<errno> names the kernel's refusals (e.g. ENOENT:2), and each refusal's first few entries come
+before the answer, one line each: "refused <errno> <the entry's line>".
 An unreadable line is an error of the whole batch (nothing of it applied): "error <why>".
+
+The writer's socket has a fixed netlink port id (WRITER_PORTID, or `write PORTID`): the kernel
+stamps that id on the events of every change the writer makes, so the event reader skips them.
+Without this, two instances that both owned the VIP (a split brain) streamed each other's injected
+copies back and forth for as long as it lasted. One writer per network namespace: a second one
+cannot bind the id and exits saying so.
 
 The event reader (`events MASK`): subscribes to conntrack's new, update and destroy events on a
 socket whose receive buffer it sets itself (SO_RCVBUFFORCE, 64 MB). `conntrack -E -b` (conntrack-tools
@@ -26,14 +34,22 @@ the kernel's default (208 KB, ≈ 70 ms of events at 15,000/s): the owner lost e
 reader paused longer (seen in /proc/net/netlink: drops on the subscribed socket). Prints "ready"
 once subscribed, then one line per event of a load-balanced flow, in the writer's format (op n: a
 new flow, u: an update, x: the end), written in batches as events come; "lost <why>" when the
-kernel dropped events (the streams then resync).
+kernel dropped events (the streams then resync). Changes the writer made (events stamped with its
+port id, `events MASK [WRITER_PORTID]`) are not reported: an injected copy is never streamed again.
+
+Both modes end with the agent, however it ends: the kernel signals them when their parent dies
+(PR_SET_PDEATHSIG), and they exit when their standard input closes.
 """
+import ctypes
 import errno
 import gc
 import os
+import signal
 import socket
 import struct
 import sys
+import threading
+import time
 
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
@@ -59,6 +75,11 @@ TCP_STATES = {'NONE': 0, 'SYN_SENT': 1, 'SYN_RECV': 2, 'ESTABLISHED': 3, 'FIN_WA
 PROTO = {'tcp': 6, 'udp': 17}
 # Messages per send: their acknowledgements (capped, 36 bytes each) fit the receive buffer.
 CHUNK = 512
+# The writer's netlink port id: above any process id (the kernel's first choice of id is the
+# process id, at most 2^22) and below the ids it picks after (negative numbers from -4096).
+WRITER_PORTID = 0x4C580001
+# Refused entries reported per errno and batch (the rest are counted).
+REFUSED_SAMPLES = 3
 
 
 # Messages are packed from fixed layouts (native-endian netlink headers; addresses, ports, mark,
@@ -83,9 +104,10 @@ def nat_attr(kind, ip, port):
 
 
 class Entry:
-    __slots__ = ('op', 'proto', 'src', 'dst', 'sport', 'dport', 'rsrc', 'rdst', 'rsport', 'rdport', 'mark', 'state', 'timeout', 'flags')
+    __slots__ = ('line', 'op', 'proto', 'src', 'dst', 'sport', 'dport', 'rsrc', 'rdst', 'rsport', 'rdport', 'mark', 'state', 'timeout', 'flags')
 
     def __init__(self, line):
+        self.line = line
         f = line.split(' ')
         if len(f) != 14 or f[0] not in ('n', 'u', 'x') or f[1] not in PROTO:
             raise ValueError('not an entry')
@@ -139,11 +161,19 @@ class Entry:
 
 
 class Writer:
-    def __init__(self):
+    def __init__(self, portid=WRITER_PORTID):
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         self.sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind((0, 0))
+        # A writer just killed (a restart) may hold the id for a moment longer: retry for 2 s.
+        for attempt in range(40):
+            try:
+                self.sock.bind((portid, 0))
+                break
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE or attempt == 39:
+                    raise SystemExit('cannot bind netlink port id %#x: %s (another conntrack writer runs in this network namespace)' % (portid, os.strerror(e.errno)))
+                time.sleep(0.05)
         self.seq = 0
 
     def run(self, messages):
@@ -183,9 +213,12 @@ def apply(writer, entries):
     """
     counts = {'created': 0, 'updated': 0, 'deleted': 0, 'missing': 0}
     failed = {}
+    samples = []
 
-    def fail(err):
+    def fail(err, e):
         failed[err] = failed.get(err, 0) + 1
+        if failed[err] <= REFUSED_SAMPLES:
+            samples.append('refused %s %s\n' % (errno.errorcode.get(err, 'E%d' % err), e.line))
 
     first = [e.delete() if e.op == 'x' else e.create() if e.op == 'n' else e.update() for e in entries]
     again = []
@@ -197,14 +230,14 @@ def apply(writer, entries):
         elif (err == errno.EEXIST and e.op == 'n') or (err == errno.ENOENT and e.op == 'u'):
             again.append(e)
         else:
-            fail(err)
+            fail(err, e)
     for e, err in zip(again, writer.run([e.update() if e.op == 'n' else e.create() for e in again])):
         if err == 0:
             counts['updated' if e.op == 'n' else 'created'] += 1
         else:
-            fail(err)
-    errs = ''.join(' %d:%d' % kv for kv in sorted(failed.items()))
-    return 'done %d %d %d %d %d %d%s' % (len(entries), counts['created'], counts['updated'], counts['deleted'], counts['missing'], sum(failed.values()), errs)
+            fail(err, e)
+    errs = ''.join(' %s:%d' % (errno.errorcode.get(k, 'E%d' % k), v) for k, v in sorted(failed.items()))
+    return ''.join(samples) + 'done %d %d %d %d %d %d%s' % (len(entries), counts['created'], counts['updated'], counts['deleted'], counts['missing'], sum(failed.values()), errs)
 
 
 # Event groups (linux/netfilter/nfnetlink_compat.h): new, update, destroy.
@@ -237,10 +270,10 @@ def read_tuple(data, span):
             struct.unpack_from('!H', data, proto[CTA_PROTO_DST_PORT][0])[0])
 
 
-def event_line(data, off, length, mask):
-    """The writer-format line for one event message, or None (another family, protocol or mark)."""
-    _, kind, flags, _, _ = struct.unpack_from('=IHHII', data, off)
-    if kind >> 8 != NFNL_SUBSYS_CTNETLINK or data[off + 16] != socket.AF_INET:
+def event_line(data, off, length, mask, skip_portid):
+    """The writer-format line for one event message, or None (another family, protocol or mark, or the writer's own change)."""
+    _, kind, flags, _, portid = struct.unpack_from('=IHHII', data, off)
+    if kind >> 8 != NFNL_SUBSYS_CTNETLINK or data[off + 16] != socket.AF_INET or portid == skip_portid:
         return None
     a = attrs(data, off + 20, off + length)
     if CTA_MARK not in a or CTA_TUPLE_ORIG not in a or CTA_TUPLE_REPLY not in a:
@@ -269,7 +302,7 @@ def event_line(data, off, length, mask):
     return '%s %s %s %s %d %d %s %s %d %d %d %s %d %d\n' % (op, PROTO_NAMES[proto], src, dst, sport, dport, rsrc, rdst, rsport, rdport, mark, state, max(1, min(timeout, 432000)), bits)
 
 
-def events(mask):
+def events(mask, skip_portid):
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, EVENT_BUFFER)
@@ -300,7 +333,7 @@ def events(mask):
             length = struct.unpack_from('=I', data, off)[0]
             if length < 16:
                 break
-            line = event_line(data, off, length, mask)
+            line = event_line(data, off, length, mask, skip_portid)
             if line:
                 lines.append(line)
             off += (length + 3) & ~3
@@ -310,11 +343,41 @@ def events(mask):
             lines = []
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """
+    Ends this process when the agent that started it ends, however it ends: SIGKILL from the kernel
+    when the parent dies (set before anything else; a parent already gone by then is seen as a new
+    parent process id), and exit when stdin closes (the event reader's main loop waits on the kernel,
+    not on stdin, so a thread watches it).
+    """
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: stdin's end still ends it
+    expected = os.environ.get('LOXIHA_PARENT_PID')
+    if os.getppid() != parent or (expected and expected != str(parent)):
+        os._exit(0)
+
+
+def exit_on_stdin_eof():
+    def watch():
+        while sys.stdin.buffer.read1(4096) if hasattr(sys.stdin.buffer, 'read1') else sys.stdin.buffer.read(1):
+            pass
+        os._exit(0)
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main():
+    die_with_parent()
     if len(sys.argv) > 1 and sys.argv[1] == 'events':
         gc.disable()  # nothing here makes reference cycles
-        return events(int(sys.argv[2], 0) if len(sys.argv) > 2 else 0)
-    writer = Writer()
+        exit_on_stdin_eof()
+        return events(int(sys.argv[2], 0) if len(sys.argv) > 2 else 0, int(sys.argv[3], 0) if len(sys.argv) > 3 else WRITER_PORTID)
+    writer = Writer(int(sys.argv[2], 0) if len(sys.argv) > 2 and sys.argv[1] == 'write' else WRITER_PORTID)
     batch, bad = [], None
     for line in sys.stdin:
         line = line.rstrip('\n')

@@ -22,16 +22,35 @@ import { createInterface } from 'node:readline';
  * of thousands of lines joined is a string V8 puts in its large-object space, which only a full
  * collection frees.
  */
-export type LoadLines = (chunks: readonly string[]) => Promise<number | void>;
+export type LoadLines = (chunks: readonly string[]) => Promise<KernelRefusals | void>;
+
+/** What the kernel would not take of one batch: how many, by errno name (ENOENT, EBUSY…), and the first few entries of each. */
+export interface KernelRefusals {
+  count: number;
+  byErrno: Record<string, number>;
+  samples: { errno: string; line: string }[];
+}
 
 /** The ctnetlink helper (the writer, and the event reader in `events` mode): beside this module in the source tree, beside the bundle once built. */
 export const CONNTRACK_HELPER = fileURLToPath(new URL('./conntrack-netlink.py', import.meta.url));
 
-/** How many entries of a batch the kernel refused, from the writer's answer (see ./conntrack-netlink.py). */
-export function refusedIn(answer: string): number {
-  const m = /^done \d+ \d+ \d+ \d+ \d+ (\d+)/.exec(answer);
+/**
+ * The writer's answer to one batch (see ./conntrack-netlink.py): its "refused <errno> <line>"
+ * lines, then "done … <failed> [<errno>:<count>…]".
+ */
+export function refusalsIn(answer: string, refusedLines: readonly string[] = []): KernelRefusals {
+  const m = /^done \d+ \d+ \d+ \d+ \d+ (\d+)((?: [A-Z0-9]+:\d+)*)$/.exec(answer);
   if (!m) throw new Error(`the conntrack writer refused the batch: ${answer.slice(0, 200)}`);
-  return Number(m[1]);
+  const byErrno: Record<string, number> = {};
+  for (const kv of m[2]!.trim().split(' ').filter(Boolean)) {
+    const [k, v] = kv.split(':');
+    byErrno[k!] = Number(v);
+  }
+  const samples = refusedLines.map((l) => {
+    const [, errno, line] = /^refused (\S+) (.*)$/.exec(l) ?? [];
+    return { errno: errno ?? '?', line: line ?? l };
+  });
+  return { count: Number(m[1]), byErrno, samples };
 }
 
 /**
@@ -39,16 +58,21 @@ export function refusedIn(answer: string): number {
  * doing fails (the receiver drops the session and the owner resyncs). A load not answered within
  * `timeoutMs` kills it.
  */
-export function conntrackWriter(o: { netns?: string; python?: string; timeoutMs?: number } = {}): LoadLines & { stop: () => void } {
-  let proc: { child: ChildProcess; answer: ((line: string | Error) => void) | undefined } | undefined;
+export function conntrackWriter(o: { netns?: string; python?: string; timeoutMs?: number; portId?: number } = {}): ((chunks: readonly string[]) => Promise<KernelRefusals>) & { stop: () => void } {
+  let proc: { child: ChildProcess; answer: ((line: string | Error) => void) | undefined; refused: string[] } | undefined;
   const start = () => {
-    const argv = [o.python ?? 'python3', CONNTRACK_HELPER];
+    const argv = [o.python ?? 'python3', CONNTRACK_HELPER, ...(o.portId !== undefined ? ['write', String(o.portId)] : [])];
     const [cmd, args] = o.netns ? ['ip', ['netns', 'exec', o.netns, ...argv]] : [argv[0]!, argv.slice(1)];
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    const p: NonNullable<typeof proc> = { child, answer: undefined };
+    // It dies with this process (it checks that its parent is this one, then asks the kernel to signal it).
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LOXIHA_PARENT_PID: String(process.pid) } });
+    const p: NonNullable<typeof proc> = { child, answer: undefined, refused: [] };
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
     createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.startsWith('refused ')) {
+        p.refused.push(line);
+        return;
+      }
       const a = p.answer;
       p.answer = undefined;
       a?.(line);
@@ -65,7 +89,7 @@ export function conntrackWriter(o: { netns?: string; python?: string; timeoutMs?
     child.unref();
     return p;
   };
-  const load = async (chunks: readonly string[]): Promise<number> => {
+  const load = async (chunks: readonly string[]): Promise<KernelRefusals> => {
     proc ??= start();
     const p = proc;
     const ms = o.timeoutMs ?? 60_000;
@@ -74,6 +98,7 @@ export function conntrackWriter(o: { netns?: string; python?: string; timeoutMs?
     try {
       // The chunks are written here, not inside a closure: a closure that outlived the load (its
       // timer) kept every batch's lines alive for the whole timeout.
+      p.refused.length = 0;
       const answer = new Promise<string | Error>((resolve) => (p.answer = resolve));
       for (const c of chunks) p.child.stdin!.write(`${c}\n`);
       p.child.stdin!.write('.\n');
@@ -88,7 +113,8 @@ export function conntrackWriter(o: { netns?: string; python?: string; timeoutMs?
         }
         throw line;
       }
-      return refusedIn(line);
+      const refusedLines = p.refused.splice(0);
+      return refusalsIn(line, refusedLines);
     } finally {
       clearTimeout(timer);
       p.child.unref();
@@ -113,12 +139,23 @@ export class Injector {
   private running = false;
   /** Entries the kernel refused (counted, never retried: the owner's next change or resync brings them again). */
   refused = 0;
+  /** The same, by the kernel's errno name. */
+  readonly refusedByErrno = new Map<string, number>();
+  /** Told of each batch's refusals (the agent logs them, rate-limited). */
+  onRefused: ((r: KernelRefusals) => void) | undefined;
 
   private readonly gatherMs: number;
 
   constructor(load: LoadLines, gatherMs = INJECT_GATHER_MS) {
     this.load = load;
     this.gatherMs = gatherMs;
+  }
+
+  private count(r: KernelRefusals | void): void {
+    if (!r || r.count === 0) return;
+    this.refused += r.count;
+    for (const [k, v] of Object.entries(r.byErrno)) this.refusedByErrno.set(k, (this.refusedByErrno.get(k) ?? 0) + v);
+    this.onRefused?.(r);
   }
 
   /** Resolves once these lines have been loaded; rejects when the load could not run at all. */
@@ -151,7 +188,7 @@ export class Injector {
         let error: Error | undefined;
         if (batch.lines) {
           try {
-            this.refused += (await this.load(batch.chunks)) ?? 0;
+            this.count(await this.load(batch.chunks));
           } catch (e) {
             error = e as Error;
           }

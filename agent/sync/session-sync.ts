@@ -10,7 +10,10 @@ import { conntrackEntries } from '../conntrack.ts';
 import type { AddressAliases, Service } from '../services/model.ts';
 import { ConntrackEvents, SERVICE_MARK_FILTER } from './conntrack-events.ts';
 import { fromConntrack, serviceIndex, type WireEntry } from './entry.ts';
-import { conntrackWriter, Injector } from './inject.ts';
+import { conntrackWriter, Injector, type KernelRefusals } from './inject.ts';
+
+/** The kernel's refusals are logged at most this often (with everything refused since). */
+export const REFUSAL_LOG_MS = 10_000;
 import { SyncServer, type SyncRejection } from './receiver.ts';
 import { PeerStream, type StreamState } from './sender.ts';
 
@@ -35,6 +38,8 @@ export interface SyncStatus {
   resyncs: number;
   /** By reason; `kernel-refused`: entries that passed every check but the kernel would not take. */
   rejected: Partial<Record<SyncRejection | 'kernel-refused', number>>;
+  /** The kernel's refusals by errno name (ENOENT, EBUSY…), when there were any. */
+  kernelRefused?: Record<string, number>;
   peers: { index: number; ip: string; state: StreamState | 'receiving' | 'not-connected' }[];
 }
 
@@ -55,8 +60,13 @@ export class SessionSync {
   private owner = false;
   private index: ReturnType<typeof serviceIndex> | undefined;
 
+  /** Refusals not logged yet (the log says at most once per REFUSAL_LOG_MS what the kernel refused since). */
+  private refusalsUnlogged: { count: number; byErrno: Record<string, number>; samples: { errno: string; line: string }[] } | undefined;
+  private refusalLogTimer: NodeJS.Timeout | undefined;
+
   constructor(o: SessionSyncOptions) {
     this.o = o;
+    this.injector.onRefused = (r) => this.refusedByKernel(r);
     this.server = new SyncServer({
       key: o.key,
       deploymentId: o.deploymentId,
@@ -69,6 +79,31 @@ export class SessionSync {
       listOurs: ourFlows,
       log: o.log,
     });
+  }
+
+  /**
+   * The kernel refused synced entries: logged with the errno and the entries (the writer's fields:
+   * op proto src dst sport dport, then the reply tuple), at once for the first, then at most once
+   * per REFUSAL_LOG_MS with everything refused since.
+   */
+  private refusedByKernel(r: KernelRefusals): void {
+    const u = (this.refusalsUnlogged ??= { count: 0, byErrno: {}, samples: [] });
+    u.count += r.count;
+    for (const [k, v] of Object.entries(r.byErrno)) u.byErrno[k] = (u.byErrno[k] ?? 0) + v;
+    for (const x of r.samples) if (u.samples.length < 5) u.samples.push(x);
+    if (this.refusalLogTimer) return;
+    const flush = () => {
+      const x = this.refusalsUnlogged;
+      this.refusalsUnlogged = undefined;
+      if (!x) {
+        this.refusalLogTimer = undefined;
+        return;
+      }
+      this.o.log('warn', 'session sync: the kernel refused synced entries', { refused: x.count, byErrno: x.byErrno, entries: x.samples.map((e) => `${e.errno} ${e.line}`) });
+      this.refusalLogTimer = setTimeout(flush, REFUSAL_LOG_MS);
+      this.refusalLogTimer.unref();
+    };
+    flush();
   }
 
   /** The services changed: entries are checked against the new list from now on. */
@@ -84,6 +119,7 @@ export class SessionSync {
   }
 
   stop(): void {
+    clearTimeout(this.refusalLogTimer);
     this.setOwner(false);
     this.server.stop();
     this.writer.stop();
@@ -117,6 +153,7 @@ export class SessionSync {
 
   status(): SyncStatus {
     const rejected = Object.fromEntries(this.server.rejected) as SyncStatus['rejected'];
+    const kernelRefused = this.injector.refused ? Object.fromEntries(this.injector.refusedByErrno) : undefined;
     if (this.injector.refused) rejected['kernel-refused'] = this.injector.refused;
     if (this.owner) {
       return {
@@ -126,6 +163,7 @@ export class SessionSync {
         entries: this.streams.reduce((n, s) => n + s.sentEntries, 0),
         resyncs: this.streams.reduce((n, s) => n + s.resyncs, 0),
         rejected,
+        kernelRefused,
         peers: this.o.peers.map((p, i) => ({ ...p, state: this.streams[i]?.state ?? 'not-connected' })),
       };
     }
@@ -137,6 +175,7 @@ export class SessionSync {
       entries: this.server.entries,
       resyncs: this.server.resyncs,
       rejected,
+      kernelRefused,
       peers: this.o.peers.map((p) => ({ ...p, state: connected.has(p.index) ? 'receiving' : 'not-connected' })),
     };
   }

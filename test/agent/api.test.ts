@@ -166,6 +166,26 @@ describe('LoxiLB-compatible API', () => {
     expect(datapath.list()).toEqual([]);
   });
 
+  it("deletes through LoxiLB's portmax path as through the plain one; a range it never held is a 400 that changes nothing", async () => {
+    await call('POST', '/config/loadbalancer', entry());
+    await call('POST', '/config/loadbalancer', entry({ port: 443, name: 'default_tls' }));
+    await call('POST', '/config/loadbalancer', entry({ port: 53, protocol: 'udp', name: 'default_dns' }));
+    const base = '/config/loadbalancer/externalipaddress/100.100.100.100/port';
+    // A range (or a portmax below the port) is refused, before anything is deleted.
+    for (const bad of ['80/portmax/90/protocol/tcp', '443/portmax/80/protocol/tcp']) {
+      const r = await call('DELETE', `${base}/${bad}`);
+      expect(r.status).toBe(400);
+      expect(r.body.message).toMatch(/port ranges are not supported/);
+    }
+    expect(datapath.list()).toHaveLength(3);
+    // portmax equal to the port, or 0 (what kube-loxilb sends for a single port): the same delete.
+    expect(await call('DELETE', `${base}/80/portmax/80/protocol/tcp`)).toEqual({ status: 200, body: { result: 'Success' } });
+    expect(await call('DELETE', `${base}/53/portmax/0/protocol/udp`)).toEqual({ status: 200, body: { result: 'Success' } });
+    expect((await call('DELETE', `${base}/80/portmax/80/protocol/tcp`)).body).toMatchObject({ result: 'no-rule error' });
+    expect(datapath.list().map((s) => [s.port, s.protocol])).toEqual([[443, 'tcp']]);
+    expect(store.load().services.map((s) => s.port)).toEqual([443]);
+  });
+
   it('attaches and detaches endpoints with oper 1 and 2', async () => {
     await call('POST', '/config/loadbalancer', entry());
     await call('POST', '/config/loadbalancer', entry({ oper: 1 }, [{ endpointIP: '100.64.2.102', targetPort: 30080, weight: 1 }]));

@@ -29,7 +29,7 @@ afterAll(() => {
   execFileSync('ip', ['netns', 'del', NS]);
 });
 
-const load = (entries: WireEntry[]) => writer([entries.map(injectLine).join('\n')]);
+const load = async (entries: WireEntry[]) => (await writer([entries.map(injectLine).join('\n')])).count;
 
 describe('the conntrack writer', () => {
   it('creates a flow with both NAT tuples, its mark and TCP state; updates it; deletes it', async () => {
@@ -83,7 +83,19 @@ describe('the conntrack writer', () => {
     // A reply tuple another entry already holds: the kernel cannot bind this one's NAT.
     const clash = Object.assign([...flow(41)], { 2: '100.96.9.9' }) as WireEntry;
     expect(await load([flow(41)])).toBe(0);
-    expect(await load([clash])).toBe(1);
+    // The answer names the kernel's error and the entry, so the agent can log and count them (issue 18.5).
+    const refused = await writer([[clash, clash].map(injectLine).join('\n')]);
+    expect(refused.count).toBe(2);
+    expect(Object.keys(refused.byErrno)).toHaveLength(1);
+    const [errno] = Object.keys(refused.byErrno);
+    expect(errno).toMatch(/^E[A-Z]+$/);
+    expect(refused.byErrno[errno!]).toBe(2);
+    expect(refused.samples[0]).toEqual({ errno, line: injectLine(clash) });
+    const injector = new Injector(writer, 0);
+    const told: number[] = [];
+    injector.onRefused = (r) => told.push(r.count);
+    await injector.add([injectLine(clash)]);
+    expect([injector.refused, injector.refusedByErrno.get(errno!), told]).toEqual([1, 1, [1]]);
     await load([flow(41, 'x')]);
   });
 });
@@ -93,15 +105,19 @@ describe('the event reader', () => {
     const seen: WireEntry[] = [];
     const losses: string[] = [];
     const ev = new ConntrackEvents({ command: ['ip', ['netns', 'exec', NS, 'python3', CONNTRACK_HELPER, 'events', '0x80000000']], onEntry: (e) => seen.push(e), onLoss: (why) => losses.push(why) });
+    // Changes made by anyone but the agent's writer are the kernel's own as far as the reader is
+    // concerned: a second writer on another netlink port id stands in for them.
+    const other = conntrackWriter({ netns: NS, portId: 0x4c580099 });
+    const loadOther = async (entries: WireEntry[]) => (await other([entries.map(injectLine).join('\n')])).count;
     ev.start();
     try {
       // Subscribed once it says so; until then the kernel has no one to send to.
       for (let i = 0; i < 250 && !ev.ready; i++) await new Promise((r) => setTimeout(r, 20));
       expect(ev.ready).toBe(true);
       const foreign = Object.assign([...flow(61)], { 10: 5 }) as WireEntry;
-      await load([flow(60, 'n', 'tcp', 'SYN_SENT'), foreign]);
-      await load([Object.assign([...flow(60, 'u', 'tcp', 'ESTABLISHED')], { 13: 3 }) as WireEntry]);
-      await load([flow(60, 'x', 'tcp', 'ESTABLISHED'), Object.assign([...foreign], { 0: 'x' }) as WireEntry]);
+      await loadOther([flow(60, 'n', 'tcp', 'SYN_SENT'), foreign]);
+      await loadOther([Object.assign([...flow(60, 'u', 'tcp', 'ESTABLISHED')], { 13: 3 }) as WireEntry]);
+      await loadOther([flow(60, 'x', 'tcp', 'ESTABLISHED'), Object.assign([...foreign], { 0: 'x' }) as WireEntry]);
       const end = Date.now() + 5000;
       while (seen.length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
       await new Promise((r) => setTimeout(r, 200));
@@ -117,8 +133,41 @@ describe('the event reader', () => {
       expect(groups).toMatch(/rb134217728/);
     } finally {
       ev.stop();
+      other.stop();
     }
   });
+
+  it('never reports what the agent’s own writer put in (an injected copy is not streamed again), however much it writes', async () => {
+    const seen: WireEntry[] = [];
+    const ev = new ConntrackEvents({ command: ['ip', ['netns', 'exec', NS, 'python3', CONNTRACK_HELPER, 'events', '0x80000000']], onEntry: (e) => seen.push(e), onLoss: () => undefined });
+    const other = conntrackWriter({ netns: NS, portId: 0x4c580099 });
+    ev.start();
+    try {
+      for (let i = 0; i < 250 && !ev.ready; i++) await new Promise((r) => setTimeout(r, 20));
+      const injected = Array.from({ length: 200 }, (_, i) => flow(3000 + i, 'n', 'tcp', 'ESTABLISHED'));
+      expect(await load(injected)).toBe(0);
+      expect(await load(injected.map((e) => Object.assign([...e], { 0: 'u', 13: 3 }) as WireEntry))).toBe(0);
+      expect(await load(injected.map((e) => Object.assign([...e], { 0: 'x' }) as WireEntry))).toBe(0);
+      // A change from elsewhere after them: once it is seen, everything before it has been read.
+      await (other([injectLine(flow(3999))]));
+      const end = Date.now() + 5000;
+      while (!seen.some((e) => e[2] === flow(3999)[2]) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      expect(seen.map((e) => e[2])).toEqual([flow(3999)[2]]);
+      await other([injectLine(flow(3999, 'x'))]);
+    } finally {
+      ev.stop();
+      other.stop();
+    }
+  });
+
+  it('a second writer in the same namespace cannot start: it names the one already there', async () => {
+    const second = conntrackWriter({ netns: NS });
+    try {
+      await expect(second([injectLine(flow(5))])).rejects.toThrow(/another conntrack writer runs in this network namespace/);
+    } finally {
+      second.stop();
+    }
+  }, 10_000);
 });
 
 describe('the writer process', () => {
@@ -135,7 +184,7 @@ describe('the writer process', () => {
     try {
       await expect(w(['n udp …'])).rejects.toThrow(/did not answer within 300 ms/);
       writeFileSync(join(dir, 'answer'), '');
-      expect(await w(['n udp …'])).toBe(0);
+      expect((await w(['n udp …'])).count).toBe(0);
     } finally {
       w.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { observeLocally } from '../../agent/ha/role.ts';
-import { subnetRouter, vipFromAddresses, vipFromMac, VipPath } from '../../agent/ha/vip-path.ts';
+import { localVipCarrier, subnetRouter, vipFromAddresses, vipFromMac, VipPath } from '../../agent/ha/vip-path.ts';
 
 const VIP = '100.64.248.254';
 const links = (withEni: boolean, up = true) => [
   { ifname: 'lo', address: '00:00:00:00:00:00', flags: ['UP'], addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8 }, { family: 'inet', local: VIP, prefixlen: 32 }] },
-  { ifname: 'ens5', address: '0e:00:00:00:00:01', flags: ['UP'], addr_info: [{ family: 'inet', local: '100.64.0.10', prefixlen: 24 }] },
-  ...(withEni ? [{ ifname: 'ens6', address: '0e:00:00:00:00:02', flags: up ? ['UP'] : [], addr_info: [{ family: 'inet', local: VIP, prefixlen: 24 }] }] : []),
+  { ifname: 'ens5', address: '0e:00:00:00:00:01', flags: ['UP', 'LOWER_UP'], addr_info: [{ family: 'inet', local: '100.64.0.10', prefixlen: 24 }] },
+  ...(withEni ? [{ ifname: 'ens6', address: '0e:00:00:00:00:02', flags: up ? ['UP', 'LOWER_UP'] : [], addr_info: [{ family: 'inet', local: VIP, prefixlen: 24 }] }] : []),
 ];
 
 /** A fake `ip`: keeps rules and the table's routes, answers the JSON the agent reads, records every change. */
@@ -50,6 +50,29 @@ describe('where the VIP lives', () => {
     expect(vipFromMac(VIP, '0e:00:00:00:00:02', 'garbage', links(true))).toBeUndefined();
   });
 
+  it('away from AWS: an interface that is down, or without its carrier, or a /31–/32, carries nothing, and says why', () => {
+    const eni = (flags: string[], prefixlen = 24) => [...links(false), { ifname: 'ens6', address: '0e:00:00:00:00:02', flags, addr_info: [{ family: 'inet', local: VIP, prefixlen }] }];
+    expect(localVipCarrier(VIP, eni(['BROADCAST', 'MULTICAST']))).toEqual({ iface: undefined, notCarrying: [{ ifname: 'ens6', why: expect.stringMatching(/down/) }] });
+    // Set up, but its other end is gone (NO-CARRIER): nothing arrives there either.
+    expect(localVipCarrier(VIP, eni(['NO-CARRIER', 'BROADCAST', 'UP'])).iface).toBeUndefined();
+    expect(localVipCarrier(VIP, eni(['UP', 'LOWER_UP'], 32))).toEqual({ iface: undefined, notCarrying: [{ ifname: 'ens6', why: expect.stringMatching(/\/32 there: only \/1–\/30 counts/) }] });
+    // Loopback is never the VIP's path, and is not reported (the route strategy's alias lives there).
+    expect(localVipCarrier(VIP, links(false)).notCarrying).toEqual([]);
+  });
+
+  it('away from AWS: the reason a host with the VIP is still BACKUP is logged once, and again only when it changes', async () => {
+    const told: string[] = [];
+    const ip = fakeIp([...links(false), { ifname: 'ens6', address: '0e:00:00:00:00:02', flags: ['UP', 'LOWER_UP'], addr_info: [{ family: 'inet', local: VIP, prefixlen: 32 }] }]);
+    const observe = observeLocally(VIP, ip.run, (n) => told.push(`${n.ifname}: ${n.why.split(':')[0]}`));
+    for (let i = 0; i < 3; i++) expect((await observe()).role).toBe('BACKUP');
+    expect(told).toEqual(['ens6: the VIP is /32 there']);
+    ip.setLinks(links(true, false));
+    expect((await observe()).role).toBe('BACKUP');
+    ip.setLinks(links(true, true));
+    expect((await observe()).role).toBe('MASTER');
+    expect(told).toEqual(['ens6: the VIP is /32 there', 'ens6: the interface is down (or has no carrier)']);
+  });
+
   it('the role follows the interface: MASTER exactly while it is here', async () => {
     const ip = fakeIp();
     expect((await observeLocally(VIP, ip.run)()).role).toBe('MASTER');
@@ -59,10 +82,22 @@ describe('where the VIP lives', () => {
 });
 
 describe('the VIP’s path', () => {
+  it('away from AWS never brings the interface up nor adds the VIP: they are the role’s signal, the operator’s or the failover’s', async () => {
+    const ip = fakeIp([...links(false), { ifname: 'ens6', address: '0e:00:00:00:00:02', flags: ['BROADCAST'], addr_info: [] }]);
+    const path = new VipPath({ vip: VIP, run: ip.run, announce: () => undefined });
+    const iface = { ifname: 'ens6', prefixLength: 24, gateway: '100.64.248.1' };
+    // The look that saw the VIP raced a delete by hand (or a link going down): only the rule and route follow, and go at the next look.
+    await path.ensure(iface);
+    expect(ip.changes.filter((c) => /^(link|addr)/.test(c))).toEqual([]);
+    expect(await path.ensure(iface)).toBe(false);
+    expect(await path.ensure(undefined)).toBe(true);
+    expect(ip.changes.filter((c) => /^(link|addr)/.test(c))).toEqual([]);
+  });
+
   it('routes marked flows through the VIP’s interface, once; announces the VIP once; removes exactly that', async () => {
     const ip = fakeIp(links(true, false));
     const announced: string[] = [];
-    const path = new VipPath({ vip: VIP, run: ip.run, announce: (i, v) => announced.push(`${i} ${v}`) });
+    const path = new VipPath({ vip: VIP, run: ip.run, announce: (i, v) => announced.push(`${i} ${v}`), manageInterface: true });
     const iface = { ifname: 'ens6', prefixLength: 24, gateway: '100.64.248.1' };
     expect(await path.ensure(iface)).toBe(true);
     expect(ip.changes).toEqual(['link set ens6 up', 'route replace default via 100.64.248.1 dev ens6 table 7410 onlink', 'rule add fwmark 0x40000000/0x40000000 lookup 7410 priority 7410']);
