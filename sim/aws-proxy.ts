@@ -74,6 +74,13 @@ export interface Behaviour {
   attachMs: number;
   /** After this many mutations (applied by AWS), the caller's connection dies before it sees the answer. */
   crashAfterMutations: number | undefined;
+  /**
+   * How a crash ends the caller. Unset: every request is cut off until revive() (the caller's SDK
+   * retries and gives up). Set: the calls of the client whose user agent contains this text hang
+   * for good from the crash on — the answer to the crash's mutation included — as a process killed
+   * mid-call makes no further call and no retry (a Lambda timeout); every other client is served.
+   */
+  freezeAgent?: string;
 }
 
 /** Simulated per-call latencies, ms, as measured against AWS (BENCHMARKS.md says where each comes from); others 200 ms. */
@@ -124,6 +131,7 @@ export const DEFAULT_BEHAVIOUR: Behaviour = {
   forceDetachMs: 0,
   attachMs: 0,
   crashAfterMutations: undefined,
+  freezeAgent: undefined,
 };
 
 interface PendingDetach {
@@ -207,6 +215,9 @@ export class AwsProxy {
   onCall: ((c: CallEvent) => void) | undefined;
   /** Set when a crash was injected: every request is cut off until revive(). */
   dead = false;
+  /** Set when a crash froze its caller (Behaviour.freezeAgent): that client's calls hang from then on. */
+  frozen = false;
+  private readonly hung = new Set<ServerResponse>();
   private server: Server;
   private readonly unixServers: Server[] = [];
   private readonly moto: string;
@@ -262,6 +273,10 @@ export class AwsProxy {
 
   revive(): void {
     this.dead = false;
+    // A frozen caller stays frozen (its process is gone); its hung calls are cut only now, once the test has measured.
+    for (const r of this.hung) r.socket?.destroy();
+    this.hung.clear();
+    this.frozen = false;
     this.behaviour = { ...this.behaviour, crashAfterMutations: undefined };
   }
 
@@ -329,6 +344,10 @@ export class AwsProxy {
     const body = Buffer.concat(chunks);
     if (this.dead) {
       req.socket.destroy();
+      return;
+    }
+    if (this.frozen && this.behaviour.freezeAgent && String(req.headers['user-agent'] ?? '').includes(this.behaviour.freezeAgent)) {
+      this.hung.add(res);
       return;
     }
     // EC2's Query API version; SNS speaks the same form encoding with its own.
@@ -479,15 +498,22 @@ export class AwsProxy {
     record(status);
     if (status < 300 && MUTATING.has(action)) {
       this.mutations++;
-      if (this.behaviour.crashAfterMutations === this.mutations) {
-        this.dead = true;
-        req.socket.destroy();
-        return;
-      }
+      if (this.behaviour.crashAfterMutations === this.mutations) return this.crash(res);
     }
     res.statusCode = status;
     res.setHeader('content-type', upstream.headers.get('content-type') ?? 'text/xml');
     res.end(text);
+  }
+
+  /** The injected crash, after a mutation AWS applied: its answer never reaches the caller. */
+  private crash(res: ServerResponse): void {
+    if (this.behaviour.freezeAgent) {
+      this.frozen = true;
+      this.hung.add(res);
+      return;
+    }
+    this.dead = true;
+    res.socket?.destroy();
   }
 
   /** Lambda's Invoke API: `name[:qualifier]` or the ARN in the path, or `?Qualifier=`; `Event` invocations are answered 202 at once. */
@@ -541,11 +567,7 @@ export class AwsProxy {
     }
     record(200);
     this.mutations++;
-    if (b.crashAfterMutations === this.mutations) {
-      this.dead = true;
-      res.socket?.destroy();
-      return;
-    }
+    if (b.crashAfterMutations === this.mutations) return this.crash(res);
     res.setHeader('content-type', 'text/xml');
     res.end('<?xml version="1.0" encoding="UTF-8"?><DetachNetworkInterfaceResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>proxy</requestId><return>true</return></DetachNetworkInterfaceResponse>');
   }

@@ -32,6 +32,11 @@ export class SimClock implements Clock {
     );
   }
 
+  /** Waits `ms` of simulated time's pace in real time, without moving simulated time (background loops). */
+  idle(ms: number): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms * this.scale)).unref());
+  }
+
   /**
    * Runs `fn` with simulated time `factor` times slower. Many concurrent sleepers (runs waiting for
    * a lease, agents beating) move simulated time on while one run spends real time in moto; at a

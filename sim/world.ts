@@ -222,10 +222,11 @@ export class World {
   }
 
   /** The orchestrator as the handler builds it, talking to `endpoint` (the fault proxy), in simulated time. */
-  orchestrator(endpoint: string, clock: SimClock, extra: { afterStep?: (s: AnyStep) => void | Promise<void>; settings?: Partial<Settings> } = {}): Built {
+  orchestrator(endpoint: string, clock: SimClock, extra: { afterStep?: (s: AnyStep) => void | Promise<void>; settings?: Partial<Settings>; lease?: { ttlMs: number; renewMs: number }; userAgent?: string } = {}): Built {
     const clients = makeClients({
       region: REGION,
       endpoint,
+      userAgent: extra.userAgent,
       credentials: CREDENTIALS,
       // The SDK waits the real time; the clock counts the simulated backoff.
       backoff: (ms) => {
@@ -237,7 +238,7 @@ export class World {
     // EMF lines would flood the test and benchmark output; the calls still run.
     process.env.POWERTOOLS_METRICS_DISABLED = 'true';
     const metrics = new Metrics({ namespace: 'Loxiha', serviceName: 'loxiha-test' });
-    return buildOrchestrator({ ...this.settings, ...extra.settings }, clients, clock, logger, metrics, { afterStep: extra.afterStep });
+    return buildOrchestrator({ ...this.settings, ...extra.settings }, clients, clock, logger, metrics, { afterStep: extra.afterStep, lease: extra.lease });
   }
 
   /** Publishes one agent heartbeat (and its sync state) per instance, stamped `at`. */

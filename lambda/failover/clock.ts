@@ -2,11 +2,18 @@
 export interface Clock {
   now(): number;
   sleep(ms: number): Promise<void>;
+  /**
+   * Waits about `ms` for a background loop (the lease's renewals). Real time: the same as sleep. A
+   * simulated clock waits without moving its time on, so that a background loop never drives it.
+   */
+  idle?(ms: number): Promise<void>;
 }
 
 export const systemClock: Clock = {
   now: () => Date.now(),
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  // Unreferenced: a background loop never keeps the process (or a test) alive.
+  idle: (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()),
 };
 
 export class DeadlineExceededError extends Error {

@@ -8,6 +8,7 @@ import { type Clock, DeadlineExceededError } from './clock.ts';
 import { decide, type Decision, type Health, type Hints, type Policy } from './decide.ts';
 import type { Command } from './events.ts';
 import { type Lease, LeaseLostError } from './lease.ts';
+import { LeaseKeeper } from './lease-keeper.ts';
 import type { InstanceView, LeaseView } from './snapshot.ts';
 import type { ObserveScope, SnapshotOf, StepBase, StepTiming, VipStrategy } from './strategy/strategy.ts';
 
@@ -42,6 +43,8 @@ export interface Result {
   sequentialMutations: number;
   health?: Health[];
   lease?: LeaseView;
+  /** How long the run waited for the lease another run held (absent when it took it at once). */
+  leaseWaitMs?: number;
   problems?: string[];
   error?: string;
 }
@@ -66,6 +69,8 @@ export interface CallCounter {
 export interface OrchestratorDeps<Step extends StepBase, State> {
   calls: CallCounter;
   lease: Lease;
+  /** How often a held lease is renewed (default LEASE_RENEW_MS; a third of the lease's lifetime or less). */
+  leaseRenewMs?: number;
   strategy: VipStrategy<Step, State>;
   /** The LB instances now (EC2 state, status checks, heartbeats): what every strategy's decision needs. */
   observeInstances: (now: number) => Promise<InstanceView[]>;
@@ -83,8 +88,9 @@ const MAX_ROUNDS = 4;
  * expires, and an alarm or fast-path event consumed meanwhile would leave the VIP where it is
  * until the next scheduled reconcile.
  */
-const LEASE_RETRY_MS = 1_000;
+const LEASE_RETRY_MS = 250;
 const LEASE_RETRY_MAX_MS = 5_000;
+const LEASE_EXPIRY_MARGIN_MS = 100;
 
 /** Triggers that fire on their own (alarms, the agents' fast path, the schedule): after a teardown they must not re-create anything. */
 function automatic(command: Command): boolean {
@@ -93,8 +99,8 @@ function automatic(command: Command): boolean {
 /** After a round that attached loxi-eni, the first look at the result, then the looks while AWS completes it. */
 const SETTLE_FIRST_LOOK_MS = 1_500;
 const SETTLE_POLL_MS = 500;
-/** Long waits renew the lease this often (well inside its lifetime). */
-const KEEPALIVE_MS = 10_000;
+/** The lease is renewed this often while a run holds it (in the background, and in long waits): a third of its lifetime. */
+export const LEASE_RENEW_MS = 3_000;
 
 export class Orchestrator<Step extends StepBase, State> {
   private readonly d: OrchestratorDeps<Step, State>;
@@ -130,10 +136,12 @@ export class Orchestrator<Step extends StepBase, State> {
     if (command.kind === 'plan') return finish(await this.dryRun(command.to));
 
     const holder = `${command.kind}-${randomUUID()}`;
+    const askedAt = this.d.clock.now();
     let taken = await this.d.lease.acquire(holder, this.d.clock.now());
     while (!taken.acquired) {
-      // A live holder renews long before its expiry; a dead one's lease runs out at expiresAt: poll more often as that nears.
-      const wait = Math.min(LEASE_RETRY_MAX_MS, Math.max(LEASE_RETRY_MS, (taken.lease.expiresAt - this.d.clock.now()) / 3));
+      // Ask again just after the lease's expiry: a dead holder's lease is free then; a live holder has
+      // renewed it by then (every 3 s), and the next ask waits for its new expiry. One read per renewal.
+      const wait = Math.min(LEASE_RETRY_MAX_MS, Math.max(LEASE_RETRY_MS, taken.lease.expiresAt - this.d.clock.now() + LEASE_EXPIRY_MARGIN_MS));
       if (this.d.clock.now() + wait >= deadline) break;
       await this.d.clock.sleep(wait);
       taken = await this.d.lease.acquire(holder, this.d.clock.now());
@@ -143,6 +151,8 @@ export class Orchestrator<Step extends StepBase, State> {
       return finish({ ok: false, outcome: 'timed-out', reason: held, lease: taken.lease });
     }
     const epoch = taken.epoch;
+    // How long this run waited for another's lease (a live run's, or a dead one's until it expired).
+    const leaseWaitMs = this.d.clock.now() - askedAt;
     if (taken.lease.tornDownAt !== undefined && automatic(command)) {
       const result = finish({
         ok: true,
@@ -153,21 +163,37 @@ export class Orchestrator<Step extends StepBase, State> {
       await this.d.lease.release(holder, epoch, { result: result.outcome });
       return result;
     }
-    let renewedAt = this.d.clock.now();
-    const fence = async () => {
-      await this.d.lease.renew(holder, epoch, this.d.clock.now());
-      renewedAt = this.d.clock.now();
-    };
-    const keepAlive = async () => {
-      if (this.d.clock.now() - renewedAt >= KEEPALIVE_MS) await fence();
-    };
+    const keeper = new LeaseKeeper({ lease: this.d.lease, clock: this.d.clock, holder, epoch, renewEveryMs: this.d.leaseRenewMs ?? LEASE_RENEW_MS });
+    keeper.start();
+    const fence = () => keeper.fence();
+    const keepAlive = () => keeper.keepAlive();
+    try {
+      return await this.hold(command, holder, epoch, taken.lease, { holder, fence, keepAlive }, deadline, steps, counters, (r) => finish({ ...r, ...(leaseWaitMs > 0 ? { leaseWaitMs } : {}) }));
+    } finally {
+      keeper.stop();
+    }
+  }
+
+  /** The run's work while it holds the lease, then the release and the notification. */
+  private async hold(
+    command: Command,
+    holder: string,
+    epoch: number,
+    leaseView: LeaseView,
+    fencing: Fencing,
+    deadline: number,
+    steps: StepTiming[],
+    counters: { sequential: number },
+    finish: (r: Omit<Result, 'durationMs' | 'ec2Calls' | 'ec2Mutations' | 'sequentialMutations' | 'steps' | 'phases' | 'command' | 'moved'> & { moved?: boolean }) => Result,
+  ): Promise<Result> {
+    const { fence, keepAlive } = fencing;
     let result: Result;
     let movedAt: number | undefined;
     try {
       if (command.kind === 'teardown') {
         result = finish(await this.teardown(epoch, { holder, fence, keepAlive }, deadline, steps, counters));
       } else {
-        const r = await this.converge(command, taken.lease, epoch, { holder, fence, keepAlive }, deadline, steps, counters);
+        const r = await this.converge(command, leaseView, epoch, { holder, fence, keepAlive }, deadline, steps, counters);
         if (r.moved) movedAt = this.d.clock.now();
         result = finish(r);
       }

@@ -205,6 +205,78 @@ if (!ONLY || ONLY === 'aws-like') /**
   );
 }
 
+if (!ONLY || ONLY === 'dead-holder') {
+  /**
+   * A run killed mid-move (a Lambda timeout or out-of-memory: no release, no more renewals), and a
+   * trigger at once after it (the agents' fast path retries, the alarm re-fires): how long the dead
+   * holder's lease keeps the next run out, and when the VIP is whole on the survivor, counted from
+   * the kill. The kill lands after the first mutation for `route` (the EIP moved, no route yet) and
+   * after the third for `eni` (the old ENI and subnet deleted, nothing created yet). Side by side:
+   * the lease as it was (30 s, renewed before mutations and every 10 s of a wait).
+   */
+  const KILL_AFTER = { eni: 3, route: 1 } as const;
+  for (const strategy of (process.env.BENCH_STRATEGY ? [process.env.BENCH_STRATEGY as "eni" | "route"] : ["eni", "route"] as const)) {
+    for (const lease of [undefined, { ttlMs: 30_000, renewMs: 10_000 }]) {
+      const draws: { leaseWait: number; converged: number; ok: boolean }[] = [];
+      for (let i = 0; i < 5; i++) {
+        const world = new World(moto.endpoint);
+        try {
+          await prepare(world, strategy);
+          await masterDies(world);
+          // The killed run's calls hang from the kill on (no retry, no renewal, no release): a process that is gone.
+          proxy.configure({ ...AWS_LIKE, crashAfterMutations: KILL_AFTER[strategy], freezeAgent: 'loxiha-doomed-run' });
+          // The survivor beats every 5 s as its agent does; its beats for the next 70 s are published up
+          // front, so that no other sleeper drives simulated time: what is measured is the runs' own time.
+          for (let k = 1; k <= 14; k++) await world.beat(clock.now() + k * 5000, [world.id(1)]);
+          const stopBeating = async () => undefined;
+          try {
+            const doomed = clock.slower(20, () => world.orchestrator(proxy.endpoint, clock, { lease, userAgent: 'loxiha-doomed-run' }).orchestrator.run(alarm, clock.now() + 600_000)).catch(() => undefined);
+            const finished = await Promise.race([doomed.then(() => true), (async () => {
+              while (!proxy.frozen) await new Promise((r) => setTimeout(r, 2));
+              return false;
+            })()]);
+            if (finished) throw new Error('dead-holder: the kill was not injected');
+            // The trigger at once after the kill.
+            const killAt = clock.now();
+            if (process.env.BENCH_DEBUG) {
+              const l = await world.orchestrator(proxy.endpoint, clock).lease.read();
+              console.error('lease expires', (l.expiresAt - killAt) / 1000, 's after the kill', proxy.calls.slice(-6).map((c) => `${c.action}@${((c.at - killAt) / 1000).toFixed(2)}`).join(' '));
+            }
+            const r = await clock.slower(20, () => world.orchestrator(proxy.endpoint, clock, { lease }).orchestrator.run(alarm, clock.now() + 600_000));
+            const convergedAfterKill = (clock.now() - killAt) / 1000;
+            await proxy.settle();
+            const problems = strategy === 'route' ? await world.routeProblems(world.id(1), proxy) : await world.problems(world.id(1));
+            if (process.env.BENCH_DEBUG) console.error(strategy, r.outcome, r.reason, problems);
+            // A kill inside `route`'s one wave may leave nothing to do (the wave's other calls landed): no-op, and whole.
+            draws.push({ leaseWait: (r.leaseWaitMs ?? 0) / 1000, converged: convergedAfterKill, ok: (r.outcome === 'converged' || r.outcome === 'no-op') && problems.length === 0 });
+            proxy.revive(); // the dead run's hung calls are cut now: it ends (its lease is long gone)
+            await Promise.race([doomed, new Promise((r) => setTimeout(r, 30_000))]);
+          } finally {
+            await stopBeating();
+          }
+        } finally {
+          world.destroy();
+        }
+      }
+      const med = (xs: number[]) => +[...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!.toFixed(2);
+      console.log(
+        JSON.stringify({
+          scenario: 'dead-holder',
+          path: lease ? 'lease-30s-baseline' : 'loxiha',
+          strategy,
+          converged: draws.filter((d) => d.ok).length,
+          runs: draws.length,
+          leaseWaitSeconds: med(draws.map((d) => d.leaseWait)),
+          leaseWaitSecondsMax: +Math.max(...draws.map((d) => d.leaseWait)).toFixed(2),
+          convergedSecondsAfterKill: med(draws.map((d) => d.converged)),
+          convergedSecondsAfterKillMax: +Math.max(...draws.map((d) => d.converged)).toFixed(2),
+          ...(lease ? {} : { targets: { leaseWaitSeconds: 10 } }),
+        }),
+      );
+    }
+  }
+}
+
 /** Baseline: LoxiLB's own sequence (NOTES.md), one call after another, its fixed 2 s retry loop, device index 1. */
 async function loxilbSequence(w: World): Promise<{ sequentialMutations: number }> {
   const ec2 = new EC2Client({ region: 'us-east-1', endpoint: proxy.endpoint, credentials: CREDENTIALS, maxAttempts: 8 });
