@@ -8,12 +8,14 @@
  *   --fast       AWS without latencies (the behaviour layer's realistic values off)
  *   --strategy S how the VIP moves: eni (default: the floating subnet and loxi-eni) or route
  *   --keep       leave it running afterwards and print how to explore; Ctrl-C cleans up
- *   --report P   where the HTML report goes (default: loxiha-demo-report.html here)
+ *   --report P   where the HTML report goes (default: loxiha-demo-report.html in the temp
+ *                directory, so the checkout stays clean; the path is printed)
  *
  * Exit status: 0 when every established flow survived, 1 when some did not, 2 for a missing
  * prerequisite or bad option, 3 when the run itself failed.
  */
-import { resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Demo } from '../sim/demo.ts';
 import { preflight } from '../sim/preflight.ts';
@@ -30,7 +32,7 @@ try {
       fast: { type: 'boolean', default: false },
       strategy: { type: 'string', default: 'eni' },
       keep: { type: 'boolean', default: false },
-      report: { type: 'string', default: 'loxiha-demo-report.html' },
+      report: { type: 'string', default: join(tmpdir(), 'loxiha-demo-report.html') },
       help: { type: 'boolean', default: false },
     },
     strict: true,

@@ -138,6 +138,7 @@ export class Orchestrator<Step extends StepBase, State> {
     const holder = `${command.kind}-${randomUUID()}`;
     const askedAt = this.d.clock.now();
     let taken = await this.d.lease.acquire(holder, this.d.clock.now());
+    const waited = !taken.acquired;
     while (!taken.acquired) {
       // Ask again just after the lease's expiry: a dead holder's lease is free then; a live holder has
       // renewed it by then (every 3 s), and the next ask waits for its new expiry. One read per renewal.
@@ -152,7 +153,7 @@ export class Orchestrator<Step extends StepBase, State> {
     }
     const epoch = taken.epoch;
     // How long this run waited for another's lease (a live run's, or a dead one's until it expired).
-    const leaseWaitMs = this.d.clock.now() - askedAt;
+    const leaseWaitMs = waited ? this.d.clock.now() - askedAt : 0;
     if (taken.lease.tornDownAt !== undefined && automatic(command)) {
       const result = finish({
         ok: true,

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type WireEntry, injectLine } from '../../agent/sync/entry.ts';
 import { ConntrackEvents } from '../../agent/sync/conntrack-events.ts';
 import { CONNTRACK_HELPER, conntrackWriter, Injector } from '../../agent/sync/inject.ts';
+import { netnsAvailable } from '../harness/prerequisites.ts';
 
 const NS = `lxw${process.pid}`;
 const MARK = 0x80000005;
@@ -19,6 +20,7 @@ const flow = (i: number, op: WireEntry[0] = 'n', proto: 'tcp' | 'udp' = 'udp', s
 
 let writer: ReturnType<typeof conntrackWriter>;
 beforeAll(() => {
+  if (!netnsAvailable) return;
   execFileSync('ip', ['netns', 'add', NS]);
   // NAT hooks registered in the namespace, as the agent's ruleset does: the kernel binds NAT on created entries.
   execFileSync('ip', ['netns', 'exec', NS, 'nft', '-f', '-'], { input: 'table ip t {\n chain a {\n type nat hook prerouting priority dstnat;\n }\n chain b {\n type nat hook postrouting priority srcnat;\n }\n}\n' });
@@ -26,12 +28,13 @@ beforeAll(() => {
 });
 afterAll(() => {
   writer?.stop();
-  execFileSync('ip', ['netns', 'del', NS]);
+  if (netnsAvailable) execFileSync('ip', ['netns', 'del', NS]);
 });
 
 const load = async (entries: WireEntry[]) => (await writer([entries.map(injectLine).join('\n')])).count;
 
-describe('the conntrack writer', () => {
+// Kernel tests: they need root and namespaces (skipped with one line elsewhere, failed for it in CI).
+describe.skipIf(!netnsAvailable)('the conntrack writer', () => {
   it('creates a flow with both NAT tuples, its mark and TCP state; updates it; deletes it', async () => {
     const tcp = flow(1, 'n', 'tcp', 'SYN_SENT');
     expect(await load([tcp, flow(2)])).toBe(0);
@@ -100,7 +103,7 @@ describe('the conntrack writer', () => {
   });
 });
 
-describe('the event reader', () => {
+describe.skipIf(!netnsAvailable)('the event reader', () => {
   it('streams new, updated and ended load-balanced flows in the writer’s fields, and nothing of other flows', async () => {
     const seen: WireEntry[] = [];
     const losses: string[] = [];

@@ -13,7 +13,9 @@ async function fakeImds(instanceId = 'i-0123456789abcdef0') {
   const cidrs = new Map<string, string>();
   const seen = { puts: 0, unauthorized: 0 };
   let n = 0;
+  const state = { fail: false };
   const server: Server = createServer((req, res) => {
+    if (state.fail) return res.writeHead(500).end();
     if (req.method === 'PUT' && req.url === '/latest/api/token') {
       if (!req.headers['x-aws-ec2-metadata-token-ttl-seconds']) return res.writeHead(400).end();
       seen.puts++;
@@ -36,7 +38,18 @@ async function fakeImds(instanceId = 'i-0123456789abcdef0') {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, tokens, seen, interfaces, cidrs, close: () => new Promise((r) => server.close(r)) };
+  return {
+    url,
+    tokens,
+    seen,
+    interfaces,
+    cidrs,
+    /** Every answer a 500 while set (an IMDS outage). */
+    set fail(v: boolean) {
+      state.fail = v;
+    },
+    close: () => new Promise((r) => server.close(r)),
+  };
 }
 
 let close: (() => Promise<unknown>) | undefined;
@@ -121,6 +134,26 @@ describe('HA role from where the VIP lives', () => {
     await w.check();
     await w.check();
     expect(w.current).toBe('BACKUP');
+    expect(errors).toHaveLength(1);
+  });
+
+  it('keeps MASTER through an IMDS outage (an error never demotes the owner), and follows IMDS again once it answers', async () => {
+    const f = await fakeImds();
+    close = f.close;
+    const changes: [Role, Role | undefined][] = [];
+    const errors: string[] = [];
+    const w = new RoleWatcher({ observe: observeOnAws(new Imds(f.url), '100.64.248.254', async () => '[]'), intervalMs: 60_000, onChange: (r, p) => changes.push([r, p]), onError: (e) => errors.push(e.message) });
+    f.interfaces.set('0e:00:00:00:00:02', ['100.64.248.10', '100.64.248.254']);
+    await w.check();
+    expect(w.current).toBe('MASTER');
+    // IMDS answers 500 (tokens refused) for a while, then not at all.
+    f.fail = true;
+    for (let i = 0; i < 3; i++) await w.check();
+    expect(w.current).toBe('MASTER');
+    f.fail = false;
+    await w.check();
+    expect(w.current).toBe('MASTER');
+    expect(changes).toEqual([['MASTER', undefined]]);
     expect(errors).toHaveLength(1);
   });
 });

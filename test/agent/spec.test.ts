@@ -32,7 +32,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/netlox/v1`;
-  await fetch(`${base}/config/loadbalancer`, {
+  const setup = await fetch(`${base}/config/loadbalancer`, {
     method: 'POST',
     body: JSON.stringify({
       serviceArguments: { externalIP: '100.100.100.100', privateIP: '100.64.248.254', port: 80, protocol: 'tcp', mode: 2, name: 'web' },
@@ -41,7 +41,15 @@ beforeAll(async () => {
       secondaryIPs: [{ secondaryIP: '100.64.248.253' }],
     }),
   });
+  // The service the checks below read back must exist: a refused setup would leave bodies with nothing to check.
+  expect(setup.status).toBe(200);
 });
+
+/** The keys a body must carry (what kube-loxilb and loxicmd read), so that an empty body does not pass for "no unknown keys". */
+const expectKeys = (body: unknown, required: string[]) => {
+  const have = keysOf(body);
+  expect(required.filter((k) => !have.has(k))).toEqual([]);
+};
 afterAll(() => new Promise((r) => server.close(r)));
 
 const get = async (path: string): Promise<any> => (await fetch(base + path)).json();
@@ -52,12 +60,17 @@ describe('responses use the spec’s field names', () => {
     const body = await get('/config/loadbalancer/all');
     const allowed = new Set([...specKeys('LoadbalanceEntry'), 'lbAttr', 'counter']);
     expect([...keysOf(body)].filter((k) => !allowed.has(k))).toEqual([]);
+    expect(body.lbAttr).toHaveLength(1);
+    expectKeys(body, ['serviceArguments', 'externalIP', 'port', 'protocol', 'mode', 'name', 'endpoints', 'endpointIP', 'targetPort', 'weight', 'allowedSources', 'prefix', 'secondaryIPs', 'secondaryIP']);
+    expect(body.lbAttr[0].serviceArguments).toMatchObject({ externalIP: '100.100.100.100', port: 80, protocol: 'tcp', name: 'web' });
+    expect(body.lbAttr[0].endpoints).toEqual([expect.objectContaining({ endpointIP: '100.64.2.101', targetPort: 30080, weight: 1 })]);
   });
 
   it('GET /config/cistate/all → CIStatusGetEntry', async () => {
     const body = await get('/config/cistate/all');
     const allowed = new Set([...specKeys('CIStatusGetEntry'), 'Attr']);
     expect([...keysOf(body)].filter((k) => !allowed.has(k))).toEqual([]);
+    expect(body.Attr).toEqual([expect.objectContaining({ instance: 'llb-inst0', state: 'MASTER', vip: '100.64.248.254' })]);
   });
 
   it('GET /config/conntrack/all → ConntrackEntry', async () => {
@@ -65,6 +78,7 @@ describe('responses use the spec’s field names', () => {
     expect(body.ctAttr).toHaveLength(1);
     const allowed = new Set([...specKeys('ConntrackEntry'), 'ctAttr']);
     expect([...keysOf(body)].filter((k) => !allowed.has(k))).toEqual([]);
+    expectKeys(body, ['sourceIP', 'destinationIP', 'sourcePort', 'destinationPort', 'protocol', 'conntrackState', 'conntrackAct', 'packets', 'bytes', 'servName']);
   });
 
   it('GET /config/endpoint/all → EndPointGetEntry', async () => {
@@ -72,12 +86,15 @@ describe('responses use the spec’s field names', () => {
     expect(body.Attr).toHaveLength(1);
     const allowed = new Set([...specKeys('EndPointGetEntry'), 'Attr']);
     expect([...keysOf(body)].filter((k) => !allowed.has(k))).toEqual([]);
+    expectKeys(body, ['hostName', 'name', 'probeType', 'currState']);
   });
 
   it('errors → Error', async () => {
     const r = await fetch(`${base}/config/loadbalancer`, { method: 'POST', body: '{}' });
     expect(r.status).toBe(400);
     const allowed = specKeys('Error');
-    expect([...keysOf(await r.json())].filter((k) => !allowed.has(k))).toEqual([]);
+    const err = await r.json();
+    expect([...keysOf(err)].filter((k) => !allowed.has(k))).toEqual([]);
+    expectKeys(err, ['code', 'message']);
   });
 });

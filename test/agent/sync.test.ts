@@ -316,13 +316,16 @@ describe('the sync channel under attack', () => {
       socket.destroy();
     }
     // Well-formed frames whose entries are bad are refused entry by entry; the rest end the session.
-    expect(loaded.filter((l) => !l.includes(`-m ${MARK}`) && l.startsWith('-A'))).toEqual([]);
-    expect(loaded.filter((l) => !/^-[AU] -p tcp -s 100\.101\.0\.\d+ -d 100\.100\.100\.100 /.test(l))).toEqual([]);
+    // Every fuzzed entry has one field replaced by junk: none of them may reach the kernel.
+    expect(loaded).toEqual([]);
     const rejected = [...server.rejected.values()].reduce((a, b) => a + b, 0);
     expect(rejected).toBeGreaterThanOrEqual(connections);
     // Still serving: a good peer gets in afterwards.
     const { s } = sender(port, async () => [flow(1)]);
     await until(() => s.inSync());
+    // …and its one flow is loaded (so the empty list above is not a receiver that loads nothing).
+    expect(loaded).toHaveLength(1);
+    expect(loaded[0]).toMatch(new RegExp(`^u tcp 100\\.101\\.0\\.1 100\\.100\\.100\\.100 .* ${MARK} `));
   }, 120_000);
 
   it('refuses a replayed session, a replayed frame and a reordered frame', async () => {

@@ -45,9 +45,10 @@ const leftNamespaces = (labId: string) => execFileSync('ip', ['netns', 'list'], 
 const ALL_PHASES = ['failure', 'detection', 'lease', 'ec2', 'eni', 'eip', 'role', 'traffic', 'sessions', 'done'];
 
 describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
+  let unplannedReport: string | undefined;
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('unplanned, realistic AWS: lb0 dies, the fast path moves the VIP, every established flow survives; the HTML report renders every phase', async () => {
+  it('unplanned, realistic AWS: lb0 dies, the fast path moves the VIP, every established flow survives', async () => {
     const report = join(dir, 'unplanned.html');
     const r = await demo(['--report', report]);
     expect(r.code, r.out.slice(-3000)).toBe(0);
@@ -63,8 +64,13 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
     expect(r.out).toContain(`report: ${report}`);
     expect(r.labId).not.toBe('');
     expect(leftNamespaces(r.labId)).toEqual([]);
+    unplannedReport = report;
+  }, 300_000);
 
-    if (!chromiumAvailable) return;
+  // Its own case, skipped (said once) without chromium outside CI and failed for it in CI: not a silent early return.
+  it.skipIf(!chromiumAvailable)('the unplanned run’s HTML report renders every phase in a browser, fetching nothing', async () => {
+    const report = unplannedReport;
+    expect(report, 'the unplanned demo wrote its report').toBeDefined();
     const browser = await puppeteer.launch({ executablePath: CHROMIUM_PATH, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
     try {
       const page = await browser.newPage();
@@ -72,7 +78,7 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
       page.on('pageerror', (e) => errors.push(String(e)));
       page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
       page.on('request', (q) => !q.url().startsWith('file:') && !q.url().startsWith('data:') && errors.push(`fetched ${q.url()}`));
-      await page.goto(`file://${report}`, { waitUntil: 'load' });
+      await page.goto(`file://${report!}`, { waitUntil: 'load' });
       await page.waitForSelector('body[data-rendered="yes"]', { timeout: 10_000 });
       const rows = await page.$$eval('#phases tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent ?? '')));
       const bars = await page.$$eval('#chart rect[data-phase]', (rs) => rs.map((r) => r.getAttribute('data-phase')));

@@ -61,6 +61,8 @@ describe.skipIf(!netnsAvailable)('peer heartbeats and the fast path (shipped bun
     await lab.kill(a1, 'SIGKILL');
     await a2.waitFor(/fast path: failover requested/, 10_000);
     await lambda.waitFor(/"invoked"/);
+    // Long enough for a duplicate to show: several loss windows (500 ms) and heartbeat intervals go by.
+    await new Promise((r) => setTimeout(r, 3000));
     const calls = lambda
       .output()
       .split('\n')

@@ -105,7 +105,10 @@ describe('handler', () => {
     expect(ec2.calls()).toHaveLength(0);
     expect(ddb.calls()).toHaveLength(0);
     // A real fast-path request gets through (and is then decided on like any other).
-    expect(await handler({ action: 'failover', from: 'i-0123456789abcdef0', reason: 'peer-heartbeat-lost' }, agents)).not.toMatchObject({ outcome: 'invalid-event' });
+    // Here it reaches the decision (the mocked EC2 lists no instance: nothing healthy to move to), through the lease and a look at EC2.
+    const real = await handler({ action: 'failover', from: 'i-0123456789abcdef0', reason: 'peer-heartbeat-lost' }, agents);
+    expect(real).toMatchObject({ command: 'failover', ok: false, outcome: 'no-healthy-instance' });
+    expect((real as { ec2Calls: number }).ec2Calls).toBeGreaterThan(0);
   });
 
   it('rejects a request giving a fast-path reason that is not a whole fast-path request, rather than reading it as a manual one', async () => {

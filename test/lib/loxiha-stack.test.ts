@@ -159,6 +159,9 @@ describe('failover wiring', () => {
       s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         AlarmName: alarmName(s.config.deploymentId, index, ALARM_KIND.heartbeat),
         Period: 10,
+        // "Heartbeat missing for 2 of 3 ten-second periods", as the README says (literal: not read from the config under test).
+        EvaluationPeriods: 3,
+        DatapointsToAlarm: 2,
         TreatMissingData: 'breaching',
         MetricName: 'AgentHeartbeat',
         AlarmActions: [Match.objectLike({ 'Fn::GetAtt': [Match.stringLikeRegexp('^FailoverFn'), 'Arn'] })],
@@ -178,7 +181,8 @@ describe('failover wiring', () => {
     s.template.resourceCountIs('AWS::SNS::Topic', 1);
     s.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
     s.template.hasResourceProperties('AWS::Events::Rule', {
-      ScheduleExpression: `rate(${s.config.reconcileEveryMinutes} minutes)`,
+      // The README's "5-minute reconcile" (literal: not read from the config under test).
+      ScheduleExpression: 'rate(5 minutes)',
       Targets: [Match.objectLike({ Input: JSON.stringify({ action: 'reconcile', trigger: 'schedule' }) })],
     });
   });
@@ -259,13 +263,17 @@ describe('IAM', () => {
     const fnStatements = statements().filter((st) => st.id.startsWith('FailoverFnServiceRoleDefaultPolicy'));
     const mutating = fnStatements.filter((st) => actionsOf(st).some((a) => /^ec2:(Delete|Attach|Detach|Modify|Disassociate)/.test(a)));
     expect(mutating.length).toBeGreaterThan(0);
-    for (const st of mutating.filter((x) => x.Sid === 'MutateOwnTaggedResources')) {
+    const tagged = mutating.filter((x) => x.Sid === 'MutateOwnTaggedResources');
+    // The statement must exist under that name: a renamed one would make the loop below check nothing.
+    expect(tagged.length).toBeGreaterThan(0);
+    for (const st of tagged) {
       expect(st.Condition.StringEquals[`aws:ResourceTag/${TAG.deployment}`]).toBe(s.config.deploymentId);
     }
-    const eip = fnStatements.find((st) => st.Sid === 'MoveTheOneEip')!;
+    const eip = fnStatements.find((st) => st.Sid === 'MoveTheOneEip');
+    expect(eip, 'the MoveTheOneEip statement').toBeDefined();
     const [eipId] = ourEip();
-    expect(JSON.stringify(eip.Resource)).toContain(eipId);
-    expect(JSON.stringify(eip.Resource)).toContain('elastic-ip/');
+    expect(JSON.stringify(eip!.Resource)).toContain(eipId);
+    expect(JSON.stringify(eip!.Resource)).toContain('elastic-ip/');
     const unconditioned = fnStatements.filter((st) => !st.Condition && actionsOf(st).some((a) => /^ec2:(Delete|Attach|Detach|Modify)/.test(a)));
     expect(unconditioned).toEqual([]);
   });
