@@ -20,7 +20,7 @@ import { AlarmEvaluator } from './alarm-evaluator.ts';
 import { AwsMirror } from './aws-mirror.ts';
 import { AwsProxy, MUTATING, REALISTIC_BEHAVIOUR } from './aws-proxy.ts';
 import { FailoverRuntime, type RuntimeLine } from './failover-runtime.ts';
-import { type FlowsReport, haOf, lostFlows, sleep } from './flows.ts';
+import { type FlowsReport, haOf, lostFlows, sleep, whyLost } from './flows.ts';
 import { serveImds } from './imds.ts';
 import { startMoto, type Moto } from './moto.ts';
 import { Lab, type Proc } from './netns.ts';
@@ -465,7 +465,7 @@ export class Demo {
     if (firstThrough) this.timeline.mark('traffic', 'first packets through lb1 after the move (replies and new connections)', { at: firstThrough.t });
     const resumed = kept.map((f) => f.maxGapEndAt).filter((t): t is number => t !== null && t > zero);
     if (kept.length) this.timeline.mark('sessions', `${kept.length} of ${r.flows.length} established flows resumed, each on its own backend`, { at: resumed.length ? Math.max(...resumed) : zero });
-    if (lostOnes.size) this.timeline.mark('sessions', `${lostOnes.size} established flows lost (${[...new Set(r.flows.flatMap((f) => f.errors))].join(', ') || 'switched backend'})`);
+    if (lostOnes.size) this.timeline.mark('sessions', `${lostOnes.size} established flows lost (${[...new Set([...lostOnes].map((f) => whyLost(f)!.replace(/\d+/g, 'N')))].join('; ')})`);
     const secs = (t: number | undefined) => (t === undefined ? null : Math.round((t - zero) / 10) / 100);
     return {
       failoverSeconds: secs(this.state.eipMovedAt),

@@ -8,7 +8,23 @@ import { type AgentRunner, PROGRAMS } from './agents.ts';
 import { type Lab, type Proc, VIP } from './netns.ts';
 
 export interface FlowsReport {
-  flows: { id: number; kind: 'tcp' | 'udp'; ageMs: number; backends: string[]; replies: number; errors: string[]; maxGapMs: number; maxGapEndAt: number | null; lastAt: number | null }[];
+  flows: {
+    id: number;
+    kind: 'tcp' | 'udp';
+    ageMs: number;
+    backends: string[];
+    /** Pings answered and sent (one every 20 ms), in all and after the flow's largest pause. */
+    replies: number;
+    sent: number;
+    repliesAfterPause: number;
+    sentAfterPause: number;
+    errors: string[];
+    maxGapMs: number;
+    maxGapEndAt: number | null;
+    lastAt: number | null;
+    /** Since the last reply when the report was taken. */
+    tailGapMs: number;
+  }[];
   fresh: { ok: number; failed: number; errors: Record<string, number>; maxGapMs: number };
   /** Per 100 ms (epoch ms of the bucket's start): fresh connections ok and failed, long-lived flows that answered. */
   series: { t: number; ok: number; failed: number; replies: number }[];
@@ -27,8 +43,25 @@ export async function until(what: string, f: () => Promise<boolean>, ms = 10_000
 /** The HA entry an agent reports (`GET /config/cistate/all`). */
 export const haOf = async (run: AgentRunner, lb: number) => (await run.api(lb, 'GET', '/config/cistate/all')).body.Attr[0];
 
-/** A flow is kept when it saw no error and only ever one backend. */
-export const lostFlows = (r: FlowsReport) => r.flows.filter((f) => f.errors.length || f.backends.length !== 1);
+/**
+ * The one definition of a kept flow, for every flow figure and test: it **keeps answering to the
+ * end** — no error, only ever one backend, a reply within the last KEPT_TAIL_GAP_MS before the
+ * report, and, once its longest pause (the move) was over, every ping answered but the last
+ * KEPT_ALLOWANCE (those still in flight). TCP retransmits what a move delays, so a kept TCP flow
+ * answers every ping it ever sent; UDP pings sent while the VIP had no home are gone, which is the
+ * pause, not a loss. A flow that stalls without an error, or whose UDP replies stop, is lost.
+ */
+export const KEPT_TAIL_GAP_MS = 1000;
+export const KEPT_ALLOWANCE = 50;
+export function whyLost(f: FlowsReport['flows'][number]): string | undefined {
+  if (f.errors.length) return `error: ${f.errors.join(', ')}`;
+  if (f.backends.length !== 1) return `backends: ${f.backends.join(', ') || 'none'}`;
+  if (f.tailGapMs > KEPT_TAIL_GAP_MS) return `silent for the last ${f.tailGapMs} ms`;
+  const [sent, replies] = f.kind === 'tcp' ? [f.sent, f.replies] : [f.sentAfterPause, f.repliesAfterPause];
+  if (replies < sent - KEPT_ALLOWANCE) return `${replies} of ${sent} pings answered${f.kind === 'udp' ? ' after its pause' : ''}`;
+  return undefined;
+}
+export const lostFlows = (r: FlowsReport) => r.flows.filter((f) => whyLost(f) !== undefined);
 
 /**
  * Opens 6 TCP and 4 UDP flows and fresh connections to `target` (the VIP by default), 3 more TCP

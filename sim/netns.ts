@@ -8,6 +8,14 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 
 
+/**
+ * AWS's VPC router sends no ICMP redirects. Linux's does by default (the router forwards a
+ * backend's reply to the VIP out of the interface it came in on): the backend then caches the LB
+ * as its next hop for the VIP and keeps sending there after the VIP's route moves — until the
+ * cache expires, minutes later. Set before the router's interfaces exist (they inherit `default`).
+ */
+export const VPC_ROUTER_SYSCTLS = ['net.ipv4.conf.all.send_redirects=0', 'net.ipv4.conf.default.send_redirects=0'];
+
 export const FRONT = '100.64.1';
 export const BACK = '100.64.2';
 export const VIP = '100.64.248.254';
@@ -134,7 +142,7 @@ export class Lab {
     sh('ip', ['-n', this.ns('sw'), 'link', 'add', 'br-back', 'type', 'bridge']);
     sh('ip', ['-n', this.ns('sw'), 'link', 'set', 'br-back', 'up']);
     this.addNamespace('vpc');
-    sh('ip', ['netns', 'exec', this.ns('vpc'), 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    sh('ip', ['netns', 'exec', this.ns('vpc'), 'sysctl', '-qw', 'net.ipv4.ip_forward=1', ...VPC_ROUTER_SYSCTLS]);
     this.plug('vpc', 'back', 'back', `${BACK}.1`);
     // While no interface holds the VIP, its packets are dropped silently, as AWS does mid-move.
     sh('ip', ['-n', this.ns('vpc'), 'route', 'add', 'blackhole', `${VIP_ROUTER.replace(/\.1$/, '.0')}/24`, 'metric', '100']);

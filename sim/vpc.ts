@@ -24,7 +24,7 @@ import type { LoxihaConfig } from '../lib/config.ts';
 import { type IngressSource, lbIngressRules } from '../lib/lb-ingress-rules.ts';
 import { intToIp, parseCidr } from '../lib/net/cidr.ts';
 import { lbIngressIp, lbInstanceIp } from '../lib/topology.ts';
-import type { Lab } from './netns.ts';
+import { type Lab, VPC_ROUTER_SYSCTLS } from './netns.ts';
 
 /** The internet side: the client's subnet. */
 export const INTERNET = { router: '100.64.1.1', client: '100.64.1.100', cidr: '100.64.1.0/24' };
@@ -81,7 +81,7 @@ export class SimVpc {
     const { lab } = this;
     const vpc = lab.addNamespace('vpc');
     const x = (...a: string[]) => sh(['-n', vpc, ...a]);
-    lab.exec('vpc', 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+    lab.exec('vpc', 'sysctl', ['-qw', 'net.ipv4.ip_forward=1', ...VPC_ROUTER_SYSCTLS]);
     // The internet.
     lab.addNamespace('cl0');
     this.veth('vpc', 'inet', INTERNET.router, 'cl0', 'eth0', INTERNET.client, 24, INTERNET.router);

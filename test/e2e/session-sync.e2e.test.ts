@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRunner, awsSection, IMDS_PORT, lbEntry } from '../../sim/agents.ts';
-import { haOf, lostFlows, moveUnderTraffic, sleep, until } from '../../sim/flows.ts';
+import { haOf, lostFlows, moveUnderTraffic, sleep, until, whyLost } from '../../sim/flows.ts';
 import { BACK, Lab, VIP } from '../../sim/netns.ts';
 import { netnsAvailable } from '../harness/prerequisites.ts';
 
@@ -65,7 +65,7 @@ describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving bet
   it('keeps every TCP and UDP flow, with its backend and no reset, when the VIP moves; fresh connections resume', async () => {
     const r = await moveUnderTraffic(lab, run, 2);
     const lost = lostFlows(r);
-    expect(lost).toEqual([]);
+    expect(lost.map((f) => `${f.kind} ${f.id}: ${whyLost(f)}`)).toEqual([]);
     for (const f of r.flows) expect(f.maxGapMs).toBeLessThan(3000);
     expect(r.fresh.ok).toBeGreaterThan(20);
     console.log(JSON.stringify({ flowsKept: r.flows.length - lost.length, flowsTotal: r.flows.length, maxPauseMs: Math.max(...r.flows.map((f) => f.maxGapMs)), freshFailed: r.fresh.failed }));
@@ -77,7 +77,7 @@ describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving bet
 
   it('fails back the same way, keeping every flow', async () => {
     const r = await moveUnderTraffic(lab, run, 1);
-    expect(lostFlows(r)).toEqual([]);
+    expect(lostFlows(r).map((f) => `${f.kind} ${f.id}: ${whyLost(f)}`)).toEqual([]);
   }, 60_000);
 
   it('without session sync, the same move loses flows (the test can fail)', async () => {
