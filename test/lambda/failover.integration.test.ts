@@ -3,7 +3,9 @@
  * (latency, throttling, eventual consistency, slow/stuck detaches, DependencyViolation,
  * InUse, ClientToken idempotency, crashes) injected by the aws.proxy, in simulated time.
  */
+import { CreateTagsCommand, ModifyNetworkInterfaceAttributeCommand } from '@aws-sdk/client-ec2';
 import { describe, expect, it } from 'vitest';
+import { TAG } from '../../lib/contract.ts';
 import type { Command } from '../../lambda/failover/events.ts';
 import type { Result } from '../../lambda/failover/orchestrator.ts';
 import type { Behaviour } from '../../sim/aws-proxy.ts';
@@ -237,6 +239,73 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
     }
     await aws.proxy.settle();
     expect(await aws.world.problems(aws.world.id(1))).toEqual([]);
+  });
+
+  it('stops at once, changing nothing, when it sees resources written under a newer epoch (another run is ahead of it)', async () => {
+    await placeOn0();
+    await failMaster();
+    const { subnets } = await aws.world.endState();
+    // A run with a later lease already wrote here: its epoch is on the floating subnet.
+    await aws.world.ec2.send(new CreateTagsCommand({ Resources: [subnets[0]!.id], Tags: [{ Key: TAG.epoch, Value: '999' }] }));
+    const before = aws.proxy.counts().mutations;
+    const r = await run({ kind: 'alarm', alarmName: 'x', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' });
+    expect(r.outcome, r.reason).toBe('superseded');
+    expect(r.reason).toMatch(/no longer ours/);
+    expect(aws.proxy.counts().mutations).toBe(before);
+  });
+
+  it('gives up after 4 plan/apply rounds when the state never verifies, says what is wrong, and fails (so the trigger is retried)', async () => {
+    await placeOn0();
+    await failMaster();
+    let undone = 0;
+    // Something keeps turning source/dest check back on behind the run's back.
+    const stubborn = aws.world.orchestrator(aws.proxy.endpoint, aws.clock, {
+      afterStep: async (step) => {
+        if (step.op !== 'disable-source-dest-check') return;
+        const eni = (await aws.world.endState()).enis[0]!;
+        await aws.world.ec2.send(new ModifyNetworkInterfaceAttributeCommand({ NetworkInterfaceId: eni.id, SourceDestCheck: { Value: true } }));
+        undone++;
+      },
+    });
+    const stopBeating = aws.world.keepBeating(aws.clock, [aws.world.id(1)]);
+    try {
+      const r = await stubborn.orchestrator.run({ kind: 'alarm', alarmName: 'x', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' }, aws.clock.now() + 600_000);
+      expect(r.outcome, r.reason).toBe('failed');
+      expect(r.ok).toBe(false);
+      expect(r.reason).toMatch(/did not converge after 4 rounds/);
+      expect(r.problems?.join(' ')).toMatch(/source\/dest check on/);
+      // Every round turned it off, and every time it came back.
+      expect(undone).toBe(4);
+      expect(r.steps.filter((s) => s.step.startsWith('turn off source/dest check')).length).toBe(4);
+    } finally {
+      await stopBeating();
+    }
+  });
+
+  it('a planned move waits for the survivor to report in sync (up to 15 s), and moves nothing when it never does', async () => {
+    await placeOn0();
+    // Both healthy; lb1 says its session table is not in sync.
+    await aws.world.beat(aws.clock.now(), undefined, false);
+    const before = aws.proxy.counts().mutations;
+    const t0 = aws.clock.now();
+    const never = await aws.clock.slower(20, () => run({ kind: 'failover', to: aws.world.id(1), reason: 'maintenance', via: 'manual' }));
+    expect(never.outcome, never.reason).toBe('timed-out');
+    expect(never.reason).toMatch(/report sessions in sync/);
+    expect(aws.clock.now() - t0).toBeGreaterThanOrEqual(15_000);
+    expect(aws.proxy.counts().mutations).toBe(before);
+    expect(await aws.world.problems(aws.world.id(0))).toEqual([]);
+    // In sync 5 s into the wait: the move goes ahead then, not before.
+    await aws.world.beat(aws.clock.now(), undefined, false);
+    const t1 = aws.clock.now();
+    const becomesInSync = (async () => {
+      await aws.clock.sleep(5000);
+      await aws.world.beat(aws.clock.now(), undefined, true);
+    })();
+    const moved = await aws.clock.slower(20, () => run({ kind: 'failover', to: aws.world.id(1), reason: 'maintenance', via: 'manual' }));
+    await becomesInSync;
+    expect(moved.outcome, moved.reason).toBe('converged');
+    expect(moved.phases.sync).toBeGreaterThanOrEqual(4_500);
+    expect(aws.clock.now() - t1).toBeGreaterThanOrEqual(5_000);
   });
 
   it('fences a stale actor: once its lease is taken over it stops before its next mutation', async () => {

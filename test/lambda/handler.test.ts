@@ -15,7 +15,7 @@ import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge
 import { SNSClient, PublishCommand } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { functionEnv } from '../../lib/contract.ts';
+import { ALARM_KIND, alarmName, functionEnv } from '../../lib/contract.ts';
 import { SAMPLE_SETTINGS } from './fixtures/settings.ts';
 
 const ec2 = mockClient(EC2Client);
@@ -128,6 +128,20 @@ describe('handler', () => {
     expect(r).toMatchObject({ outcome: 'torn-down' });
     expect(responses).toHaveLength(1);
     expect(responses[0]).toMatchObject({ method: 'PUT', body: { Status: 'SUCCESS', RequestId: 'req-1', PhysicalResourceId: 'loxiha-lifecycle-loxiha-sim' } });
+  });
+
+  it('an alarm whose run fails throws, so that Lambda retries the asynchronous invocation', async () => {
+    ec2.on(DescribeNetworkInterfacesCommand).rejects(new Error('boom'));
+    const name = alarmName(SAMPLE_SETTINGS.deploymentId, 0, ALARM_KIND.heartbeat);
+    const alarm = {
+      source: 'aws.cloudwatch',
+      alarmArn: `arn:aws:cloudwatch:us-east-1:111111111111:alarm:${name}`,
+      accountId: '111111111111',
+      time: '2026-11-26T10:00:00.000+0000',
+      region: 'us-east-1',
+      alarmData: { alarmName: name, state: { value: 'ALARM', reason: 'x', timestamp: '2026-11-26T10:00:00.000+0000' }, previousState: { value: 'OK' }, configuration: {} },
+    };
+    await expect(handler(alarm, context)).rejects.toThrow(/^failed: .*boom/);
   });
 
   it('answers CloudFormation FAILED (and does not hang the stack) when the run throws', async () => {
