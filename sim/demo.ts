@@ -20,7 +20,7 @@ import { AlarmEvaluator } from './alarm-evaluator.ts';
 import { AwsMirror } from './aws-mirror.ts';
 import { AwsProxy, MUTATING, REALISTIC_BEHAVIOUR } from './aws-proxy.ts';
 import { FailoverRuntime, type RuntimeLine } from './failover-runtime.ts';
-import { type FlowsReport, haOf, lostFlows, sleep, whyLost } from './flows.ts';
+import { type FlowsReport, haOf, lostFlows, reportWhenSettled, sleep, whyLost } from './flows.ts';
 import { serveImds } from './imds.ts';
 import { startMoto, type Moto } from './moto.ts';
 import { Lab, type Proc } from './netns.ts';
@@ -431,11 +431,10 @@ export class Demo {
   }
 
   private async flowsReport(flows: Proc): Promise<FlowsReport> {
-    flows.child.stdin!.write('report\n');
-    const line = await flows.waitFor(/\{"flows".*\n/);
+    const r = await reportWhenSettled(flows);
     flows.child.stdin!.write('quit\n');
     await this.lab.kill(flows);
-    return JSON.parse(line) as FlowsReport;
+    return r;
   }
 
   private async until(what: string, f: () => Promise<boolean>, ms: number): Promise<void> {
