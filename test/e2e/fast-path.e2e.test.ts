@@ -4,9 +4,11 @@
  * lb1's agent dies, lb2's asks the failover function (a Lambda stand-in) to move the VIP away from
  * lb1's instance.
  */
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRunner, awsSection, IMDS_PORT } from '../../sim/agents.ts';
+import { until } from '../../sim/flows.ts';
 import { FIX } from '../harness/fixtures.ts';
 import { BACK, Lab, type Proc, VIP } from '../../sim/netns.ts';
 import { netnsAvailable } from '../harness/prerequisites.ts';
@@ -71,4 +73,36 @@ describe.skipIf(!netnsAvailable)('peer heartbeats and the fast path (shipped bun
     expect(calls).toEqual([{ invoked: 'loxiha-failover', type: 'Event', payload: { action: 'failover', from: IDS[0], reason: 'peer-heartbeat-lost' } }]);
     expect(a2.output()).toMatch(/"msg":"peer lost".*"role":"MASTER".*"instanceId":"i-0aaaaaaaaaaaaaaa1"/);
   });
+
+  it('a MASTER whose host answers nothing at all (a dead instance: no reset, the TCP check times out) is lost, once', async () => {
+    // lb1's agent back, both hearing each other (a new "peer back", as MASTER with its instance id).
+    const a2 = run.procs.get('agent2')!;
+    const backs = () => (a2.output().match(/"msg":"peer back"/g) ?? []).length;
+    const backsBefore = backs();
+    const a1 = await run.startAgent(1, { peers: [{ index: 1, ip: `${BACK}.12` }], sync: { secretFile: run.syncKeyFile }, aws: awsSection('http://127.0.0.1:5002') });
+    await until('lb2 hears lb1 again', async () => backs() > backsBefore, 10_000);
+    await a1.waitFor(/beating to CloudWatch/, 10_000);
+    await new Promise((r) => setTimeout(r, 500)); // a few beats carrying its instance id
+    const invoked = () => lambda.output().split('\n').filter((l) => l.startsWith('{"invoked"')).length;
+    const before = invoked();
+    const lostBefore = (a2.output().match(/"msg":"peer lost"/g) ?? []).length;
+    // The host goes dark: every packet in or out dropped (its agent still runs, so its kernel would answer a TCP check if anything got through).
+    const dark = join(run.dir, 'dark.nft');
+    writeFileSync(dark, 'table inet dark {\n chain in { type filter hook input priority -400; policy drop; }\n chain out { type filter hook output priority -400; policy drop; }\n}\n');
+    lab.exec('lb1', 'nft', ['-f', dark]);
+    try {
+      const t0 = Date.now();
+      await until('the fast path fires', async () => invoked() > before, 10_000);
+      const detectMs = Date.now() - t0;
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(invoked() - before).toBe(1);
+      expect((a2.output().match(/"msg":"peer lost"/g) ?? []).length - lostBefore).toBe(1);
+      // Heartbeats lost after 500 ms, then the TCP check's 300 ms without an answer: about a second.
+      expect(detectMs).toBeLessThan(3000);
+      console.log(JSON.stringify({ deadHostDetectMs: detectMs }));
+    } finally {
+      lab.exec('lb1', 'nft', ['delete', 'table', 'inet', 'dark']);
+      await lab.kill(a1, 'SIGKILL');
+    }
+  }, 60_000);
 });
