@@ -114,7 +114,7 @@ export class AgentRunner {
   }
 }
 
-export function lbEntry(opts: { backends: number[]; weights?: number[]; sel?: number; protocol?: 'tcp' | 'udp'; monitor?: boolean; port?: number; name?: string; allowedSources?: string[]; vip?: string }) {
+export function lbEntry(opts: { backends: number[]; weights?: number[]; sel?: number; mode?: 0 | 2; protocol?: 'tcp' | 'udp'; monitor?: boolean; port?: number; name?: string; allowedSources?: string[]; vip?: string }) {
   return {
     serviceArguments: {
       externalIP: '100.100.100.100',
@@ -122,7 +122,7 @@ export function lbEntry(opts: { backends: number[]; weights?: number[]; sel?: nu
       port: opts.port ?? SERVICE_PORT,
       protocol: opts.protocol ?? 'tcp',
       sel: opts.sel ?? 0,
-      mode: 2,
+      mode: opts.mode ?? 2,
       monitor: opts.monitor ?? false,
       probetype: opts.monitor ? (opts.protocol === 'udp' ? 'udp' : 'tcp') : 'none',
       probeRetries: 2,

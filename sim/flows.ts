@@ -74,12 +74,12 @@ export const lostFlows = (r: FlowsReport) => r.flows.filter((f) => whyLost(f) !=
  */
 export async function reportWhenSettled(flows: Proc, boundMs = 20_000): Promise<FlowsReport> {
   const end = Date.now() + boundMs;
-  const reports = () => flows.output().match(/\{"flows".*\n/g) ?? [];
-  for (;;) {
-    const n = reports().length;
-    flows.child.stdin!.write('report\n');
-    await until('the flow client’s report', async () => reports().length > n, 10_000);
-    const r = JSON.parse(reports().at(-1)!) as FlowsReport;
+  for (let n = 1; ; n++) {
+    // Each ask is tagged: the process's output is kept only in part, so answers are found by tag, not counted.
+    const tag = `settle-${n}`;
+    flows.child.stdin!.write(`report ${tag}\n`);
+    const line = await flows.waitFor(new RegExp(`\\{"flows".*"tag":"${tag}"\\}\\n`), 10_000);
+    const r = JSON.parse(line) as FlowsReport;
     if (r.flows.every((f) => f.tailGapMs <= KEPT_TAIL_GAP_MS) || Date.now() > end) return r;
     await sleep(250);
   }

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { AgentRunner, lbEntry, PROGRAMS } from '../../sim/agents.ts';
-import { Lab, VIP } from '../../sim/netns.ts';
+import { BACK, FRONT, Lab, VIP } from '../../sim/netns.ts';
 import { netnsAvailable } from '../harness/prerequisites.ts';
 
 const count = (xs: string[]) => xs.reduce<Record<string, number>>((m, x) => ((m[x] = (m[x] ?? 0) + 1), m), {});
@@ -59,6 +59,29 @@ describe.skipIf(!netnsAvailable)('agent datapath in namespaces', () => {
     } finally {
       lab.activate(1);
     }
+  });
+
+  it('sel 2 (priority): every new connection goes to the endpoint of the highest weight while it is there', async () => {
+    expect((await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1, 2, 3], weights: [1, 3, 2], sel: 2 }))).status).toBe(200);
+    expect(count(run.client(['tcp', VIP, '80', '20']).results)).toEqual({ be2: 20 });
+    // Its weight lowered below another's: that one takes every new connection.
+    expect((await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1, 2, 3], weights: [4, 3, 2], sel: 2 }))).status).toBe(200);
+    expect(count(run.client(['tcp', VIP, '80', '20']).results)).toEqual({ be1: 20 });
+  });
+
+  it('mode 0 (DNAT): endpoints see the client’s own address, not the VIP', async () => {
+    // Without SNAT the endpoints answer the client itself: as with LoxiLB's DNAT mode, their route to it goes through the LB.
+    const backends = ['be1', 'be2', 'be3'];
+    for (const b of backends) lab.exec(b, 'ip', ['route', 'replace', `${FRONT}.0/24`, 'via', `${BACK}.11`]);
+    try {
+      expect((await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1, 2, 3], mode: 0 }))).status).toBe(200);
+      const out = lab.exec('cl0', 'curl', ['-s', '--max-time', '5', `http://${VIP}/`]);
+      expect(out).toMatch(new RegExp(`^be\\d ${FRONT.replace(/\./g, '\\.')}\\.100:\\d+`));
+    } finally {
+      expect((await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1, 2, 3], mode: 2 }))).status).toBe(200);
+      for (const b of backends) lab.exec(b, 'ip', ['route', 'del', `${FRONT}.0/24`]);
+    }
+    expect(lab.exec('cl0', 'curl', ['-s', '--max-time', '5', `http://${VIP}/`])).toMatch(new RegExp(`^be\\d ${VIP.replace(/\./g, '\\.')}:\\d+`));
   });
 
   it('keeps a client on one endpoint with session affinity (persist + timeout), while round-robin spreads', async () => {
