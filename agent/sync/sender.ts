@@ -31,6 +31,16 @@ const QUIET_BEFORE_RESET_MS = 10_000;
 /** In sync means: connected, resynced, and nothing older than this unacknowledged. */
 export const SYNC_IN_SYNC_LAG_MS = 1000;
 
+/**
+ * The back-off of owed resyncs, pure: given the interval so far and the time since the last resync
+ * began, the new interval (doubled from SYNC_MIN_RESYNC_INTERVAL_MS up to SYNC_MAX_RESYNC_INTERVAL_MS
+ * under a sustained overrun; back to the minimum after a quiet period) and how long to wait now.
+ */
+export function resyncBackoff(intervalMs: number, sinceLastMs: number): { intervalMs: number; waitMs: number } {
+  const next = sinceLastMs > intervalMs + QUIET_BEFORE_RESET_MS ? SYNC_MIN_RESYNC_INTERVAL_MS : Math.min(SYNC_MAX_RESYNC_INTERVAL_MS, intervalMs * 2);
+  return { intervalMs: next, waitMs: Math.max(0, next - sinceLastMs) };
+}
+
 /** Resolves when the socket can take more, or is gone (never rejects). */
 function drainedOrClosed(socket: Socket): Promise<void> {
   return new Promise((resolve) => {
@@ -75,7 +85,8 @@ export class PeerStream {
   private resyncTimer: NodeJS.Timeout | undefined;
   /** Since when a resync is owed (changes were lost or dropped), if one is. */
   private owedSince: number | undefined;
-  private resyncIntervalMs = SYNC_MIN_RESYNC_INTERVAL_MS;
+  /** Half the minimum at first: the first owed resync doubles it to the minimum (1 s, then 2, 4, 8 s). */
+  private resyncIntervalMs = SYNC_MIN_RESYNC_INTERVAL_MS / 2;
   /** Entries sent, resyncs done (the first of a connection included), when the peer last acknowledged. */
   sentEntries = 0;
   resyncs = 0;
@@ -222,11 +233,12 @@ export class PeerStream {
     }
     if (this.resyncTimer || this.state !== 'streaming') return;
     const since = this.now() - (this.lastResyncAt ?? -Infinity);
-    this.resyncIntervalMs = since > this.resyncIntervalMs + QUIET_BEFORE_RESET_MS ? SYNC_MIN_RESYNC_INTERVAL_MS : Math.min(SYNC_MAX_RESYNC_INTERVAL_MS, this.resyncIntervalMs * 2);
+    const next = resyncBackoff(this.resyncIntervalMs, since);
+    this.resyncIntervalMs = next.intervalMs;
     this.resyncTimer = setTimeout(() => {
       this.resyncTimer = undefined;
       void this.resync();
-    }, Math.max(0, this.resyncIntervalMs - since));
+    }, next.waitMs);
   }
 
   /** Sends every load-balanced flow, then what changed meanwhile. */

@@ -69,14 +69,17 @@ describe('the conntrack event stream', () => {
 
   it('backs off when the reader cannot run, and says why', async () => {
     const losses: string[] = [];
-    let starts = 0;
-    const ev = new ConntrackEvents({ command: fakeConntrack('echo "python3: not found" >&2; exit 127'), onEntry: () => undefined, onLoss: (why) => (starts++, losses.push(why)) });
+    const at: number[] = [];
+    const t0 = Date.now();
+    const ev = new ConntrackEvents({ command: fakeConntrack('echo "python3: not found" >&2; exit 127'), onEntry: () => undefined, onLoss: (why) => (at.push(Date.now() - t0), losses.push(why)) });
     running.push(ev);
     ev.start();
-    await new Promise((r) => setTimeout(r, 2500));
-    // 200, 400, 800 ms … apart instead of every 200 ms.
-    expect(starts).toBeGreaterThanOrEqual(2);
-    expect(starts).toBeLessThanOrEqual(4);
+    await until(() => at.length >= 3, 8000);
+    // Each reader dies at once: the restarts wait 400, 800, 1600 ms … (doubling from 200 ms per quick death, up to 10 s), not every 200 ms.
+    const gaps = [at[0]!, at[1]! - at[0]!, at[2]! - at[1]!];
+    expect(gaps[0]).toBeGreaterThanOrEqual(390);
+    expect(gaps[1]! / gaps[0]!).toBeGreaterThan(1.5);
+    expect(gaps[2]! / gaps[1]!).toBeGreaterThan(1.5);
     expect(losses[0]).toMatch(/restarted \(it ended: python3: not found\)/);
   });
 

@@ -8,7 +8,7 @@ import { encodeHello, FrameReader, newNonce, readChallenge, SessionCodec } from 
 import { checkEntry, injectLine, serviceIndex, type WireEntry } from '../../agent/sync/entry.ts';
 import { Injector } from '../../agent/sync/inject.ts';
 import { SyncServer } from '../../agent/sync/receiver.ts';
-import { PeerStream } from '../../agent/sync/sender.ts';
+import { PeerStream, resyncBackoff, SYNC_MAX_RESYNC_INTERVAL_MS, SYNC_MIN_RESYNC_INTERVAL_MS } from '../../agent/sync/sender.ts';
 import { serviceMark } from '../../agent/datapath/render.ts';
 import { type Service, MODE } from '../../agent/services/model.ts';
 import { loadbalanceEntrySchema, toService } from '../../agent/api/schemas.ts';
@@ -354,3 +354,22 @@ describe('the sync channel under attack', () => {
   });
 });
 
+
+describe('the resync back-off', () => {
+  it('spaces owed resyncs 1, 2, 4, 8, 8 s apart under a sustained overrun, and starts again at 1 s after a quiet period', () => {
+    let interval = SYNC_MIN_RESYNC_INTERVAL_MS / 2;
+    const waits: number[] = [];
+    // Each resync owed the moment the previous one began.
+    for (let i = 0; i < 5; i++) {
+      const next = resyncBackoff(interval, 0);
+      interval = next.intervalMs;
+      waits.push(next.waitMs);
+    }
+    expect(waits).toEqual([1000, 2000, 4000, 8000, 8000]);
+    expect(SYNC_MAX_RESYNC_INTERVAL_MS).toBe(8000);
+    // Owed 3 s after a resync began with the interval at 8 s: waits the 5 s left.
+    expect(resyncBackoff(8000, 3000)).toEqual({ intervalMs: 8000, waitMs: 5000 });
+    // Quiet for longer than the interval plus 10 s: back to 1 s, and due at once.
+    expect(resyncBackoff(8000, 18_001)).toEqual({ intervalMs: 1000, waitMs: 0 });
+  });
+});
