@@ -30,14 +30,17 @@ const emit = (o: object) => {
   console.log(JSON.stringify(o));
 };
 
-/** 100 services × 8 endpoints; service 0 is HTTP (VIP:80 → backend:8080), service 1 is iperf3 (VIP:5201). */
+/** The measured HTTP service's 8 endpoints: the backend host's HTTP server on 8 ports, every one live. */
+const HTTP_ENDPOINTS = Array.from({ length: 8 }, (_, k) => ({ ip: BACKEND, port: 8080 + k }));
+
+/** 100 services × 8 endpoints; service 0 is HTTP (VIP:80 → 8 live endpoints), service 1 is iperf3 (VIP:5201). */
 function fullRuleset(): Service[] {
   const dummies = (i: number) => Array.from({ length: 7 }, (_, k) => ({ ip: `${BACK}.${110 + ((i + k) % 100)}`, port: 30000 + i }));
   return [
-    benchService(0, [{ ip: BACKEND, port: 8080 }, ...dummies(0)], 80, true),
+    benchService(0, HTTP_ENDPOINTS, 80, true),
     benchService(1, [{ ip: BACKEND, port: 5201 }], 5201, false),
     ...Array.from({ length: 98 }, (_, i) => benchService(i + 2, [{ ip: BACKEND, port: 8080 }, ...dummies(i + 2)], 1000 + i, true)),
-  ].map((s, i) => (i === 0 ? { ...s, endpoints: [s.endpoints[0]!] } : s));
+  ];
 }
 
 function median(xs: number[]) {
@@ -61,6 +64,9 @@ function wrk(url: string, close: boolean): number {
   const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   if (!rps) throw new Error(`wrk output not understood: ${out}`);
   if (errors && Number(errors[1]) + Number(errors[4]) > Number(rps[1]) * SECONDS * 0.01) throw new Error(`wrk: too many socket errors: ${errors[0]}`);
+  // A run with error answers is not a result.
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  if (non2xx) throw new Error(`wrk ${url}: ${non2xx[1]} answers were not 2xx/3xx`);
   return Number(rps[1]);
 }
 
@@ -157,7 +163,7 @@ try {
   // Backend: HAProxy answering HTTP itself (a fast C server, so the LB path is what is measured), and iperf3.
   mkdirSync(run.dir, { recursive: true });
   const backendCfg = join(run.dir, 'backend.cfg');
-  writeFileSync(backendCfg, `global\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend web\n  bind :8080\n  http-request return status 200 content-type text/plain string ok\n`);
+  writeFileSync(backendCfg, `global\n  maxconn 8000\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend web\n  bind :8080-8087\n  http-request return status 200 content-type text/plain string ok\n`);
   const backendProxy = lab.spawn('be1', 'haproxy', ['-f', backendCfg, '-db']);
   lab.spawn('be1', 'iperf3', ['-s', '-p', '5201']);
   const listening = (role: string, port: number) => {
@@ -170,7 +176,7 @@ try {
   listening('be1', 8080);
   listening('be1', 5201);
   const proxyCfg = join(run.dir, 'lb.cfg');
-  writeFileSync(proxyCfg, `global\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend web\n  bind ${LB_FRONT}:8081\n  default_backend web\nbackend web\n  server b ${BACKEND}:8080\nfrontend perf\n  bind ${LB_FRONT}:5202\n  default_backend perf\nbackend perf\n  server b ${BACKEND}:5201\n`);
+  writeFileSync(proxyCfg, `global\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\nfrontend web\n  bind ${LB_FRONT}:8081\n  default_backend web\nbackend web\n  balance roundrobin\n${HTTP_ENDPOINTS.map((e, k) => `  server b${k} ${e.ip}:${e.port}\n`).join('')}frontend perf\n  bind ${LB_FRONT}:5202\n  default_backend perf\nbackend perf\n  server b ${BACKEND}:5201\n`);
   lab.spawn('lb1', 'haproxy', ['-f', proxyCfg, '-db']);
   listening('lb1', 8081);
 

@@ -29,22 +29,44 @@ try {
     writeFileSync(join(stateDir, 'services.json'), JSON.stringify({ version: 2, services: thousandByEight(), down: [] }));
     await run.startAgent(lb, { stateDir, peers: [{ index: 2 - lb, ip: `${BACK}.${10 + (3 - lb)}` }], sync: { secretFile: run.syncKeyFile }, aws: awsSection('http://127.0.0.1:5002') }, 5000);
   }
-  await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1], port: 80 }));
+  for (const lb of [1, 2]) if ((await run.api(lb, 'POST', '/config/loadbalancer', lbEntry({ backends: [1], port: 80 }))).status !== 200) throw new Error(`peer-soak: lb${lb} refused the service`);
   lab.exec('lb1', 'sysctl', ['-qw', 'net.netfilter.nf_conntrack_tcp_timeout_time_wait=1']);
+  // The link works before the soak (a soak over a link that never worked would also count 0 invokes):
+  // lb2 receives lb1's sessions over the authenticated channel and says it is in sync.
+  const ha = async (lb: number) => (await run.api(lb, 'GET', '/config/cistate/all')).body.Attr[0];
+  for (const end = Date.now() + 30_000; !((await ha(1)).state === 'MASTER' && (await ha(2)).sync === 1); ) {
+    if (Date.now() > end) throw new Error('peer-soak: lb2 never got in sync with lb1: the peer link is not working');
+    await new Promise((r) => setTimeout(r, 200));
+  }
   const until = Date.now() + SECONDS * 1000;
   let changes = 0;
+  let apiFailed = 0;
   let wrkRuns = 0;
+  const wrk = { requests: 0, non2xx: 0, socketErrors: 0 };
   while (Date.now() < until) {
     // Bounded load: 5 s of keep-alive requests, then an API change on each agent (churn, garbage).
-    lab.exec('cl0', 'wrk', ['-t2', '-c32', '-d5s', `http://${VIP}/`]);
+    const o = lab.exec('cl0', 'wrk', ['-t2', '-c32', '-d5s', `http://${VIP}/`]);
+    wrk.requests += Number(/(\d+) requests in/.exec(o)?.[1] ?? 0);
+    wrk.non2xx += Number(/Non-2xx or 3xx responses: (\d+)/.exec(o)?.[1] ?? 0);
+    const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(o);
+    if (se) wrk.socketErrors += se.slice(1).reduce((a, b) => a + Number(b), 0);
     wrkRuns++;
     for (const lb of [1, 2]) {
-      await run.api(lb, 'POST', '/config/loadbalancer', lbEntry({ backends: [1], port: 9000 + (changes % 50), name: `soak_${changes % 50}` }));
+      if ((await run.api(lb, 'POST', '/config/loadbalancer', lbEntry({ backends: [1], port: 9000 + (changes % 50), name: `soak_${changes % 50}` }))).status !== 200) apiFailed++;
       changes++;
     }
   }
   const out = [run.procs.get('agent1')!.output(), run.procs.get('agent2')!.output()].join('\n');
   const invokes = lambda.output().split('\n').filter((l) => l.startsWith('{"invoked"')).length;
+  // The control: lb1's agent killed now must be lost and invoke the fast path once — the same
+  // detection that stayed quiet under load works.
+  await lab.kill(run.procs.get('agent1')!, 'SIGKILL');
+  const killedAt = Date.now();
+  let controlInvokes = 0;
+  while (Date.now() - killedAt < 5000 && controlInvokes === 0) {
+    await new Promise((r) => setTimeout(r, 100));
+    controlInvokes = lambda.output().split('\n').filter((l) => l.startsWith('{"invoked"')).length - invokes;
+  }
   console.log(
     JSON.stringify({
       metric: 'peer-soak',
@@ -52,9 +74,15 @@ try {
       wrkRuns,
       apiChanges: changes,
       fastPathInvokes: invokes,
+      controlInvokesAfterKill: controlInvokes,
+      controlDetectMs: controlInvokes ? Date.now() - killedAt : null,
+      apiCallsFailed: apiFailed,
+      wrkRequests: wrk.requests,
+      wrkNon2xx: wrk.non2xx,
+      wrkSocketErrors: wrk.socketErrors,
       peersLost: (out.match(/"msg":"peer lost"/g) ?? []).length,
       silentButAlive: (out.match(/peer silent on the heartbeat channel but alive/g) ?? []).length,
-      target: { fastPathInvokes: 0 },
+      target: { fastPathInvokes: 0, controlInvokesAfterKill: 1, apiCallsFailed: 0, wrkNon2xx: 0 },
     }),
   );
 } finally {
