@@ -23,7 +23,7 @@
  *
  * BENCH_RATES (flows/s, comma-separated, default 5000,10000,20000,30000), BENCH_SECONDS (default 4).
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serviceMark } from '../../agent/datapath/render.ts';

@@ -4,7 +4,7 @@
  * under traffic, idle timeouts in the kernel. Cleaned up by id even on failure.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fullText, renderModel } from '../../agent/datapath/render.ts';
