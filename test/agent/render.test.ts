@@ -112,6 +112,78 @@ describe.skipIf(!netnsAvailable)('golden rulesets load into a real kernel', () =
   });
 });
 
+/**
+ * What the kernel holds after loading a rendered table, read back with `nft -j` and checked against
+ * the services as written (not against render's own output, as the golden files are): for each
+ * VIP:port, the verdict, the endpoints its slots hold (and how many slots each), the SNAT address.
+ */
+function kernelView(nsName: string) {
+  const json = JSON.parse(execFileSync('ip', ['netns', 'exec', nsName, 'nft', '-j', 'list', 'table', 'ip', 'loxiha'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as { nftables: { map?: { name: string; elem?: [any, any][] } }[] };
+  const maps = new Map(json.nftables.filter((o) => o.map).map((o) => [o.map!.name, o.map!.elem ?? []]));
+  const key = (k: any) => (k.concat as (string | number)[]).slice(0, 3).join(' ');
+  const verdicts = new Map(maps.get('services')!.map(([k, v]) => [key(k), v.drop !== undefined ? 'drop' : `jump ${v.jump.target}`]));
+  const marks = new Map(maps.get('marks')!.map(([k, v]) => [key(k), v as number]));
+  const snat = new Map(maps.get('snat_to')!.map(([k, v]) => [k as number, v as string]));
+  const timeouts = new Map((maps.get('timeouts') ?? []).map(([k, v]) => [key(k), v.jump.target as string]));
+  const slots = new Map<string, Record<string, number>>();
+  for (const [name, elems] of maps) {
+    if (!name.startsWith('slots_')) continue;
+    for (const [k, v] of elems) {
+      const ep = (v.concat as (string | number)[]).join(':');
+      const counts = slots.get(key(k)) ?? {};
+      counts[ep] = (counts[ep] ?? 0) + 1;
+      slots.set(key(k), counts);
+    }
+  }
+  return (vip: string, proto: string, port: number) => {
+    const k = `${vip} ${proto} ${port}`;
+    const mark = marks.get(k);
+    return { verdict: verdicts.get(k), slots: slots.get(k) ?? {}, snat: mark === undefined ? undefined : snat.get(mark), idle: timeouts.get(k) };
+  };
+}
+
+describe.skipIf(!netnsAvailable)('what the kernel holds means what the services say (nft -j, independent of the golden text)', () => {
+  it('maps each VIP:port to its endpoints in their weights, with the SNAT address of full-NAT only, drops a service with none', async () => {
+    const lab = new Lab();
+    try {
+      execFileSync('ip', ['netns', 'add', lab.ns('json')]);
+      lab.namespaces.push(lab.ns('json'));
+      const down = new Set(['100.100.100.100|8080|tcp#100.64.2.102:30080']);
+      execFileSync('ip', ['netns', 'exec', lab.ns('json'), 'nft', '-f', '-'], { input: render({ table: 'loxiha', services: sample(), down, hashSeed: 0x10a1ba }).text });
+      const at = kernelView(lab.ns('json'));
+      const [E1, E2, E3] = ['100.64.2.101:30080', '100.64.2.102:30080', '100.64.2.103:30080'];
+      for (const vip of ['100.64.248.254', '100.100.100.100']) {
+        // default_web: round-robin over weights 1:1:2, full-NAT to its private IP.
+        const web = at(vip, 'tcp', 80);
+        expect(web.verdict).toMatch(/^jump /);
+        expect(Object.keys(web.slots).sort()).toEqual([E1, E2, E3]);
+        expect(web.slots[E3]).toBe(2 * web.slots[E1]!);
+        expect(web.slots[E2]).toBe(web.slots[E1]);
+        expect(web.snat).toBe('100.64.248.254');
+        // default_dns: a consistent hash over the same three, the weight-2 one with the largest share.
+        const dns = at(vip, 'udp', 53);
+        expect(Object.keys(dns.slots).sort()).toEqual([E1, E2, E3]);
+        expect(dns.slots[E3]!).toBeGreaterThan(Math.max(dns.slots[E1]!, dns.slots[E2]!));
+        expect(dns.snat).toBe('100.64.248.254');
+        // default_admin: DNAT only (mode 0): no SNAT for its flows.
+        const admin = at(vip, 'tcp', 8443);
+        expect(Object.keys(admin.slots).length).toBeGreaterThan(0);
+        expect(admin.snat).toBeUndefined();
+        // default_empty: no endpoint, new connections dropped (not answered by the host).
+        expect(at(vip, 'tcp', 9000)).toMatchObject({ verdict: 'drop', slots: {} });
+        // default_sticky: its idle timeout applies; the endpoint marked down holds no slot.
+        const sticky = at(vip, 'tcp', 8080);
+        expect(sticky.idle).toBe('idle_tcp_600');
+        expect(Object.keys(sticky.slots).sort()).toEqual([E1, E3]);
+        // Nothing else is served.
+        expect(at(vip, 'tcp', 81).verdict).toBeUndefined();
+      }
+    } finally {
+      await lab.stop();
+    }
+  });
+});
+
 describe.skipIf(!netnsAvailable)('incremental changes', () => {
   it('a diff applied on top of A leaves the kernel exactly as a full load of B would', async () => {
     const { diffText, fullText, renderModel } = await import('../../agent/datapath/render.ts');
