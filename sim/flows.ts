@@ -67,10 +67,11 @@ export function whyLost(f: FlowsReport['flows'][number]): string | undefined {
 export const lostFlows = (r: FlowsReport) => r.flows.filter((f) => whyLost(f) !== undefined);
 
 /**
- * Asks the flow client for its report until every flow has answered within the last
- * KEPT_TAIL_GAP_MS, or `boundMs` has passed: a TCP flow back from a pause of seconds waits out its
- * retransmission back-off (it doubles while the path is down) before it answers again, so a report
- * taken at a fixed moment would call it lost. One that has not answered by the bound is lost.
+ * Asks the flow client for its report until every flow is kept (answering, and caught up with what
+ * it sent), or `boundMs` has passed: a TCP flow back from a pause of seconds waits out its
+ * retransmission back-off (it doubles while the path is down) and then drains its backlog from a
+ * small congestion window, so a report taken at a fixed moment would call a recovering flow lost.
+ * One that is not kept by the bound is lost.
  */
 export async function reportWhenSettled(flows: Proc, boundMs = 20_000): Promise<FlowsReport> {
   const end = Date.now() + boundMs;
@@ -80,7 +81,8 @@ export async function reportWhenSettled(flows: Proc, boundMs = 20_000): Promise<
     flows.child.stdin!.write(`report ${tag}\n`);
     const line = await flows.waitFor(new RegExp(`\\{"flows".*"tag":"${tag}"\\}\\n`), 10_000);
     const r = JSON.parse(line) as FlowsReport;
-    if (r.flows.every((f) => f.tailGapMs <= KEPT_TAIL_GAP_MS) || Date.now() > end) return r;
+    // Settled: every flow kept (answering now, and caught up with what it sent), or the bound.
+    if (r.flows.every((f) => whyLost(f) === undefined) || Date.now() > end) return r;
     await sleep(250);
   }
 }
