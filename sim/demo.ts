@@ -20,7 +20,7 @@ import { AlarmEvaluator } from './alarm-evaluator.ts';
 import { AwsMirror } from './aws-mirror.ts';
 import { AwsProxy, MUTATING, REALISTIC_BEHAVIOUR } from './aws-proxy.ts';
 import { FailoverRuntime, type RuntimeLine } from './failover-runtime.ts';
-import { type FlowsReport, haOf, lostFlows, reportWhenSettled, sleep, whyLost } from './flows.ts';
+import { finalReport, type FlowsReport, haOf, lostFlows, sleep, whyLost } from './flows.ts';
 import { serveImds } from './imds.ts';
 import { startMoto, type Moto } from './moto.ts';
 import { Lab, type Proc } from './netns.ts';
@@ -131,7 +131,7 @@ export class Demo {
     await sleep(3000);
     let failbackSeconds: number | null | undefined;
     if (this.o.failback) failbackSeconds = await this.failBack();
-    const report = await this.flowsReport(flows);
+    const report = await finalReport(this.lab, flows);
     const result = this.result(report, failbackSeconds);
     this.printSummary(result, report);
     const reportPath = this.writeReport(result, report);
@@ -428,13 +428,6 @@ export class Demo {
     const moved = this.state.eipMovedAt as number | undefined;
     this.state.eipMovedAt = before;
     return moved ? Math.round((moved - at) / 10) / 100 : null;
-  }
-
-  private async flowsReport(flows: Proc): Promise<FlowsReport> {
-    const r = await reportWhenSettled(flows);
-    flows.child.stdin!.write('quit\n');
-    await this.lab.kill(flows);
-    return r;
   }
 
   private async until(what: string, f: () => Promise<boolean>, ms: number): Promise<void> {

@@ -87,6 +87,14 @@ export async function reportWhenSettled(flows: Proc, boundMs = 20_000): Promise<
   }
 }
 
+/** The settled report, then the flow client ends. */
+export async function finalReport(lab: Lab, flows: Proc): Promise<FlowsReport> {
+  const r = await reportWhenSettled(flows);
+  flows.child.stdin!.write('quit\n');
+  await lab.kill(flows);
+  return r;
+}
+
 /**
  * Opens 6 TCP and 4 UDP flows and fresh connections to `target` (the VIP by default), 3 more TCP
  * flows 0.5 s before the move, moves the VIP to LB `to` (by default as the ENI move does: loxi-eni
@@ -108,8 +116,5 @@ export async function moveUnderTraffic(lab: Lab, run: AgentRunner, to: number, o
   }
   await until(`lb${to} is MASTER`, async () => (await haOf(run, to)).state === 'MASTER');
   await sleep(3000);
-  const r = await reportWhenSettled(flows);
-  flows.child.stdin!.write('quit\n');
-  await lab.kill(flows);
-  return r;
+  return finalReport(lab, flows);
 }

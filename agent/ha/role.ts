@@ -47,8 +47,12 @@ export function observeLocally(vip: string, run?: RunIp, onNotCarrying?: (n: Not
   let told = new Set<string>();
   return async () => {
     const { iface, notCarrying } = localVipCarrier(vip, await ipLinks(run));
-    const now = new Set(notCarrying.map((n) => `${n.ifname} ${n.why}`));
-    for (const n of notCarrying) if (!told.has(`${n.ifname} ${n.why}`)) onNotCarrying?.(n);
+    const now = new Set<string>();
+    for (const n of notCarrying) {
+      const k = `${n.ifname} ${n.why}`;
+      if (!told.has(k)) onNotCarrying?.(n);
+      now.add(k);
+    }
     told = now;
     return { role: iface ? HA_ROLE.master : HA_ROLE.backup, iface };
   };

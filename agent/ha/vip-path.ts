@@ -78,10 +78,6 @@ export function localVipCarrier(vip: string, links: IpAddrJson[]): { iface: VipI
   return { iface, notCarrying };
 }
 
-export function vipFromAddresses(vip: string, links: IpAddrJson[]): VipInterface | undefined {
-  return localVipCarrier(vip, links).iface;
-}
-
 /** On AWS: the interface whose MAC IMDS lists with the VIP, and the subnet IMDS gives for it. Pure over `ip -j link`. */
 export function vipFromMac(vip: string, mac: string, subnetCidr: string, links: IpAddrJson[]): VipInterface | undefined {
   const link = links.find((l) => l.address?.toLowerCase() === mac.toLowerCase());

@@ -171,8 +171,10 @@ class Writer:
                 self.sock.bind((portid, 0))
                 break
             except OSError as e:
-                if e.errno != errno.EADDRINUSE or attempt == 39:
-                    raise SystemExit('cannot bind netlink port id %#x: %s (another conntrack writer runs in this network namespace)' % (portid, os.strerror(e.errno)))
+                if e.errno != errno.EADDRINUSE:
+                    raise SystemExit('cannot bind netlink port id %#x: %s' % (portid, os.strerror(e.errno)))
+                if attempt == 39:
+                    raise SystemExit('cannot bind netlink port id %#x: another conntrack writer runs in this network namespace' % portid)
                 time.sleep(0.05)
         self.seq = 0
 
@@ -365,7 +367,7 @@ def die_with_parent():
 
 def exit_on_stdin_eof():
     def watch():
-        while sys.stdin.buffer.read1(4096) if hasattr(sys.stdin.buffer, 'read1') else sys.stdin.buffer.read(1):
+        while sys.stdin.buffer.read1(4096):
             pass
         os._exit(0)
     threading.Thread(target=watch, daemon=True).start()

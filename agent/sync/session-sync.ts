@@ -11,11 +11,11 @@ import type { AddressAliases, Service } from '../services/model.ts';
 import { ConntrackEvents, SERVICE_MARK_FILTER } from './conntrack-events.ts';
 import { fromConntrack, serviceIndex, type WireEntry } from './entry.ts';
 import { conntrackWriter, Injector, type KernelRefusals } from './inject.ts';
+import { SyncServer, type SyncRejection } from './receiver.ts';
+import { PeerStream, type StreamState } from './sender.ts';
 
 /** The kernel's refusals are logged at most this often (with everything refused since). */
 export const REFUSAL_LOG_MS = 10_000;
-import { SyncServer, type SyncRejection } from './receiver.ts';
-import { PeerStream, type StreamState } from './sender.ts';
 
 export interface SessionSyncOptions {
   key: Buffer;

@@ -24,8 +24,7 @@ export class LeaseKeeper {
   private renewedAt: number;
   private stopped = true;
   private lost: LeaseLostError | undefined;
-  /** Background renewals made, and those that failed for another reason than a lost lease (retried on the next tick). */
-  renewals = 0;
+  /** Background renewals that failed for another reason than a lost lease (retried on the next look). */
   renewalFailures = 0;
 
   constructor(o: { lease: RenewableLease; clock: Clock; holder: string; epoch: number; renewEveryMs: number }) {
@@ -80,7 +79,6 @@ export class LeaseKeeper {
       if (this.stopped || this.lost) return;
       if (this.clock.now() - this.renewedAt < this.renewEveryMs) continue;
       try {
-        this.renewals++;
         await this.renew();
       } catch (e) {
         if (e instanceof LeaseLostError) return;

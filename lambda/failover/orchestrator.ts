@@ -165,20 +165,18 @@ export class Orchestrator<Step extends StepBase, State> {
       return result;
     }
     const keeper = new LeaseKeeper({ lease: this.d.lease, clock: this.d.clock, holder, epoch, renewEveryMs: this.d.leaseRenewMs ?? LEASE_RENEW_MS });
+    const fencing: Fencing = { holder, fence: () => keeper.fence(), keepAlive: () => keeper.keepAlive() };
     keeper.start();
-    const fence = () => keeper.fence();
-    const keepAlive = () => keeper.keepAlive();
     try {
-      return await this.hold(command, holder, epoch, taken.lease, { holder, fence, keepAlive }, deadline, steps, counters, (r) => finish({ ...r, ...(leaseWaitMs > 0 ? { leaseWaitMs } : {}) }));
+      return await this.hold(command, epoch, taken.lease, fencing, deadline, steps, counters, (r) => finish({ ...r, ...(leaseWaitMs > 0 ? { leaseWaitMs } : {}) }));
     } finally {
       keeper.stop();
     }
   }
 
-  /** The run's work while it holds the lease, then the release and the notification. */
+  /** The run's work while it holds the lease (renewed by its keeper), then the release and the notification. */
   private async hold(
     command: Command,
-    holder: string,
     epoch: number,
     leaseView: LeaseView,
     fencing: Fencing,
@@ -187,14 +185,14 @@ export class Orchestrator<Step extends StepBase, State> {
     counters: { sequential: number },
     finish: (r: Omit<Result, 'durationMs' | 'ec2Calls' | 'ec2Mutations' | 'sequentialMutations' | 'steps' | 'phases' | 'command' | 'moved'> & { moved?: boolean }) => Result,
   ): Promise<Result> {
-    const { fence, keepAlive } = fencing;
+    const { holder } = fencing;
     let result: Result;
     let movedAt: number | undefined;
     try {
       if (command.kind === 'teardown') {
-        result = finish(await this.teardown(epoch, { holder, fence, keepAlive }, deadline, steps, counters));
+        result = finish(await this.teardown(epoch, fencing, deadline, steps, counters));
       } else {
-        const r = await this.converge(command, leaseView, epoch, { holder, fence, keepAlive }, deadline, steps, counters);
+        const r = await this.converge(command, leaseView, epoch, fencing, deadline, steps, counters);
         if (r.moved) movedAt = this.d.clock.now();
         result = finish(r);
       }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { observeLocally } from '../../agent/ha/role.ts';
-import { localVipCarrier, subnetRouter, vipFromAddresses, vipFromMac, VipPath } from '../../agent/ha/vip-path.ts';
+import { localVipCarrier, subnetRouter, vipFromMac, VipPath } from '../../agent/ha/vip-path.ts';
 
 const VIP = '100.64.248.254';
 const links = (withEni: boolean, up = true) => [
@@ -40,8 +40,8 @@ describe('where the VIP lives', () => {
   });
 
   it('away from AWS: the interface carrying the VIP, never loopback', () => {
-    expect(vipFromAddresses(VIP, links(true))).toEqual({ ifname: 'ens6', prefixLength: 24, gateway: '100.64.248.1' });
-    expect(vipFromAddresses(VIP, links(false))).toBeUndefined();
+    expect(localVipCarrier(VIP, links(true)).iface).toEqual({ ifname: 'ens6', prefixLength: 24, gateway: '100.64.248.1' });
+    expect(localVipCarrier(VIP, links(false)).iface).toBeUndefined();
   });
 
   it('on AWS: the interface with the MAC IMDS names, in the subnet IMDS gives', () => {

@@ -89,11 +89,6 @@ describe.skipIf(!netnsAvailable)('route strategy: the EIP and the overlay VIP mo
       },
     });
     const lost = lostFlows(r);
-    if (process.env.DEBUG_ROUTE) {
-      console.log('LB2 CT\n' + lab.exec('lb2', 'conntrack', ['-L']));
-      console.log('LB1 CT\n' + lab.exec('lb1', 'conntrack', ['-L']));
-      console.log('FLOWS ' + JSON.stringify(r.flows.map((f) => [f.id, f.kind, f.backends, whyLost(f)])));
-    }
     expect(lost.map((f) => `${f.kind} ${f.id}: ${whyLost(f)}`)).toEqual([]);
     expect(r.fresh.ok).toBeGreaterThan(20);
     console.log(JSON.stringify({ strategy: 'route', flowsKept: r.flows.length - lost.length, flowsTotal: r.flows.length, maxPauseMs: Math.max(...r.flows.map((f) => f.maxGapMs)) }));
