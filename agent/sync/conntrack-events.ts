@@ -1,7 +1,8 @@
 /**
  * Thin adapter over the kernel's changes to the load-balanced flows (ct mark with
- * SERVICE_MARK_BIT): the ctnetlink helper's event reader (./conntrack-netlink.py `events`) prints
- * each one in the sync channel's own fields, on a socket whose receive buffer it sizes itself.
+ * SERVICE_MARK_BIT): the ctnetlink helper's event reader (./conntrack-netlink.py `events`) passes
+ * the kernel's event messages through, from a socket whose receive buffer it sizes itself, and
+ * ./ctnetlink-event.ts reads them into the sync channel's fields.
  * (`conntrack -E -b`, which this replaced, applies its size to a socket that is not the one
  * subscribed to the events: the events kept the kernel's 208 KB and were lost whenever the agent
  * paused for longer than ≈ 70 ms at 15,000 new flows/s.) When the kernel still drops events
@@ -10,8 +11,9 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { SERVICE_MARK_BIT } from '../datapath/render.ts';
+import { readCtEvents } from './ctnetlink-event.ts';
 import { type WireEntry } from './entry.ts';
-import { CONNTRACK_HELPER } from './inject.ts';
+import { CONNTRACK_HELPER, PYTHON_FLAGS, WRITER_PORT_ID } from './inject.ts';
 
 export const SERVICE_MARK_FILTER = `0x${SERVICE_MARK_BIT.toString(16)}/0x${SERVICE_MARK_BIT.toString(16)}`;
 
@@ -21,16 +23,8 @@ export interface ConntrackEventsOptions {
   onLoss: (why: string) => void;
   /** Overridable for tests: the command and its arguments. */
   command?: [string, string[]];
-}
-
-/** One event line of the reader (the writer's format: '-' for UDP's state), or undefined. */
-export function parseEventLine(line: string): WireEntry | undefined {
-  const f = line.split(' ');
-  if (f.length !== 14 || (f[0] !== 'n' && f[0] !== 'u' && f[0] !== 'x') || (f[1] !== 'tcp' && f[1] !== 'udp')) return undefined;
-  const n = [4, 5, 8, 9, 10, 12, 13].map((i) => Number(f[i]));
-  if (!n.every(Number.isInteger)) return undefined;
-  const [sport, dport, rsport, rdport, mark, timeout, flags] = n as [number, number, number, number, number, number, number];
-  return [f[0], f[1], f[2]!, f[3]!, sport, dport, f[6]!, f[7]!, rsport, rdport, mark, f[11] === '-' ? '' : f[11]!, timeout, flags];
+  /** The netlink port id whose changes are not streamed (the agent's writer's; overridable for tests). */
+  skipPortId?: number;
 }
 
 export class ConntrackEvents {
@@ -53,7 +47,8 @@ export class ConntrackEvents {
 
   start(): void {
     this.stopped = false;
-    const [cmd, args] = this.o.command ?? ['python3', [CONNTRACK_HELPER, 'events', `0x${SERVICE_MARK_BIT.toString(16)}`]];
+    const skip = this.o.skipPortId ?? WRITER_PORT_ID;
+    const [cmd, args] = this.o.command ?? ['python3', [...PYTHON_FLAGS, CONNTRACK_HELPER, 'events', String(skip)]];
     // stdin is a pipe only so that the reader sees it close when this process ends, however it ends
     // (it also asks the kernel to signal it when its parent dies): a reader never outlives its agent.
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LOXIHA_PARENT_PID: String(process.pid) } });
@@ -65,29 +60,38 @@ export class ConntrackEvents {
     this.lastFailure = '';
     const startedAt = Date.now();
     let stderr = '';
-    let buf = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    let lineBuf = '';
+    let rest: Buffer | undefined;
+    child.stdout!.on('data', (d: Buffer) => {
       const at = Date.now();
-      buf += d;
-      const end = buf.lastIndexOf('\n');
-      if (end < 0) return;
-      const lines = buf.slice(0, end).split('\n');
-      buf = buf.slice(end + 1);
-      for (const line of lines) {
+      const b = rest ? Buffer.concat([rest, d]) : d;
+      let used: number;
+      try {
+        used = readCtEvents(b, SERVICE_MARK_BIT, skip, (e) => this.o.onEntry(e, at));
+      } catch (e) {
+        this.lastFailure = (e as Error).message;
+        child.kill('SIGKILL');
+        return;
+      }
+      rest = used < b.length ? Buffer.from(b.subarray(used)) : undefined;
+    });
+    // Its status (and, when it fails, why) comes on stderr, a line at a time.
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      lineBuf += d;
+      let i: number;
+      while ((i = lineBuf.indexOf('\n')) >= 0) {
+        const line = lineBuf.slice(0, i);
+        lineBuf = lineBuf.slice(i + 1);
         if (line.startsWith('ready ')) this.ready = true;
         else if (line.startsWith('lost ')) this.o.onLoss(line.slice(5));
-        else {
-          const e = parseEventLine(line);
-          if (e) this.o.onEntry(e, at);
-        }
+        else if (line) stderr = `${stderr}\n${line}`.slice(-500);
       }
     });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-500)));
     child.on('error', (e) => (this.lastFailure = e.message));
     child.on('close', (code, signal) => {
       if (this.child !== child || this.stopped) return;
       this.child = undefined;
-      this.lastFailure ||= stderr.trim().split('\n').at(-1) || `exit ${code ?? signal}`;
+      this.lastFailure ||= lineBuf.trim() || stderr.trim().split('\n').at(-1) || `exit ${code ?? signal}`;
       this.quickFailures = Date.now() - startedAt < 1000 ? this.quickFailures + 1 : 0;
       this.restartTimer = setTimeout(() => this.start(), Math.min(10_000, 200 * 2 ** this.quickFailures));
     });

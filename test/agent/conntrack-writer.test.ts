@@ -107,7 +107,7 @@ describe.skipIf(!netnsAvailable)('the event reader', () => {
   it('streams new, updated and ended load-balanced flows in the writer’s fields, and nothing of other flows', async () => {
     const seen: WireEntry[] = [];
     const losses: string[] = [];
-    const ev = new ConntrackEvents({ command: ['ip', ['netns', 'exec', NS, 'python3', CONNTRACK_HELPER, 'events', '0x80000000']], onEntry: (e) => seen.push(e), onLoss: (why) => losses.push(why) });
+    const ev = new ConntrackEvents({ command: ['ip', ['netns', 'exec', NS, 'python3', CONNTRACK_HELPER, 'events']], onEntry: (e) => seen.push(e), onLoss: (why) => losses.push(why) });
     // Changes made by anyone but the agent's writer are the kernel's own as far as the reader is
     // concerned: a second writer on another netlink port id stands in for them.
     const other = conntrackWriter({ netns: NS, portId: 0x4c580099 });
@@ -142,7 +142,7 @@ describe.skipIf(!netnsAvailable)('the event reader', () => {
 
   it('never reports what the agent’s own writer put in (an injected copy is not streamed again), however much it writes', async () => {
     const seen: WireEntry[] = [];
-    const ev = new ConntrackEvents({ command: ['ip', ['netns', 'exec', NS, 'python3', CONNTRACK_HELPER, 'events', '0x80000000']], onEntry: (e) => seen.push(e), onLoss: () => undefined });
+    const ev = new ConntrackEvents({ command: ['ip', ['netns', 'exec', NS, 'python3', CONNTRACK_HELPER, 'events']], onEntry: (e) => seen.push(e), onLoss: () => undefined });
     const other = conntrackWriter({ netns: NS, portId: 0x4c580099 });
     ev.start();
     try {

@@ -40,7 +40,76 @@ import { PeerStream } from '../../agent/sync/sender.ts';
 const RATES = (process.env.BENCH_RATES ?? '5000,10000,20000,30000').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 /** Which parts run (comma-separated; default all): pipeline, stream, flows, baseline, detect. */
-const PARTS = new Set((process.env.BENCH_PARTS ?? 'pipeline,stream,flows,baseline,detect').split(','));
+const PARTS = new Set((process.env.BENCH_PARTS ?? 'pipeline,stream,flows,baseline,conntrackd,detect').split(','));
+/** The loxiha and conntrackd lines by rate, for the ratios (the last of each rate). */
+const loxihaLines = new Map<number, Record<string, unknown>>();
+const conntrackdLines = new Map<number, Record<string, unknown>>();
+
+/**
+ * conntrackd in both LBs' namespaces, FTFW over UDP on the back network (the LBs' own link), each
+ * with its own lock file, control socket and log; `external` keeps the peer's entries in its cache.
+ */
+function startConntrackd(external: boolean) {
+  const procs = [1, 2].map((lb) => {
+    const dir = join(run.dir, `conntrackd${lb}`);
+    mkdirSync(dir, { recursive: true });
+    const conf = join(dir, 'conntrackd.conf');
+    writeFileSync(
+      conf,
+      `Sync {
+  Mode FTFW {
+    DisableExternalCache ${external ? 'Off' : 'On'}
+  }
+  UDP {
+    IPv4_address ${BACK}.${10 + lb}
+    IPv4_Destination_Address ${BACK}.${10 + (3 - lb)}
+    Port 3780
+    Interface back
+    SndSocketBuffer 24985600
+    RcvSocketBuffer 24985600
+    Checksum on
+  }
+}
+General {
+  HashSize 32768
+  HashLimit 524288
+  LogFile ${join(dir, 'log')}
+  Syslog off
+  LockFile ${join(dir, 'lock')}
+  UNIX {
+    Path ${join(dir, 'ctl')}
+  }
+  NetlinkBufferSize 2097152
+  NetlinkBufferSizeMaxGrowth 67108864
+  Filter From Userspace {
+    Protocol Accept {
+      TCP
+      UDP
+    }
+    Address Ignore {
+      IPv4_address 127.0.0.1
+      IPv4_address ${BACK}.${10 + lb}
+    }
+  }
+}
+`,
+    );
+    return { conf, proc: lab.spawn(`lb${lb}`, 'conntrackd', ['-C', conf]) };
+  });
+  const ctl = (lb: number, args: string[]) => execFileSync('ip', ['netns', 'exec', lab.ns(`lb${lb}`), 'conntrackd', '-C', procs[lb - 1]!.conf, ...args], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  return {
+    pids: (): [number, number] => {
+      for (const p of procs) if (p.proc.child.exitCode !== null) throw new Error(`conntrackd ended: ${p.proc.output().slice(-2000)}`);
+      return [procs[0]!.proc.child.pid!, procs[1]!.proc.child.pid!];
+    },
+    /** The generator's flows in the peer daemon's external cache. */
+    externalCount: () => ctl(2, ['-e']).split('\n').filter((l) => GEN.test(l)).length,
+    commit: () => void ctl(2, ['-c']),
+    stop: async () => {
+      for (const p of procs) await lab.kill(p.proc);
+    },
+  };
+}
 
 const lab = new Lab();
 const run = new AgentRunner(lab);
@@ -88,7 +157,7 @@ const agentPid = (lb: number) => {
 };
 
 /** An agent's peak RSS (VmHWM, reset at each measurement's start), in MB: the memory target is 120 MB with 1,000 services × 8 endpoints. */
-const peakRss = (lb: number) => Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${run.procs.get(`agent${lb}`)!.child.pid}/status`, 'utf8'))![1]) / 1024);
+const peakRss = (pid: number) => Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024);
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -103,14 +172,27 @@ const pct = (xs: number[], p: number) => {
  * then the generator's flows are counted in both kernels. `copier` (the baseline) runs once a
  * second alongside when given.
  */
-async function measure(mode: string, rate: number, copier?: () => void): Promise<void> {
+/**
+ * What is measured: loxiha's agents (the default), the once-a-second copy (`copier`), or
+ * conntrackd (`daemons`: its two processes; `externalCache`: entries stay in the peer daemon's
+ * cache until committed, so they are counted there, and the commit a failover would run is timed).
+ */
+interface Subject {
+  copier?: () => void;
+  daemons?: { pids: [number, number]; externalCache?: { count: () => number; commit: () => void } };
+}
+
+async function measure(mode: string, rate: number, subject: Subject = {}): Promise<Record<string, unknown>> {
+  const { copier, daemons } = subject;
+  const agents = !copier && !daemons;
+  const pids = () => (daemons ? daemons.pids : [agentPid(1), agentPid(2)]);
   const pending: { host: string; at: number }[] = [];
   const lags: number[] = [];
   let done: { sent: number; behindTicks: number; seconds: number } | undefined;
-  const cpu0 = copier ? [] : [cpuUs(agentPid(1)), cpuUs(agentPid(2))];
+  const cpu0 = copier ? [] : pids().map(cpuUs);
   // Peak RSS within this window only: the kernel's high-water mark is reset (clear_refs 5).
-  if (!copier) for (const lb of [1, 2]) writeFileSync(`/proc/${agentPid(lb)}/clear_refs`, '5');
-  const rssAtStart = copier ? [] : [1, 2].map((lb) => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agentPid(lb)}/status`, 'utf8'))![1]) / 1024));
+  if (!copier) for (const pid of pids()) writeFileSync(`/proc/${pid}/clear_refs`, '5');
+  const rssAtStart = copier ? [] : pids().map((pid) => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024));
   const arrivals = new Map<string, number>();
   let watcherLost = 0;
   const watcher = spawn('ip', ['netns', 'exec', lab.ns('lb2'), 'python3', join(ROOT, 'test/bench/fixtures/marker-watch.py'), '999'], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -146,7 +228,9 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
   // stamps the event as it reads it), so the lag does not depend on how often the benchmark looks,
   // nor on its own event loop being free.
   const lastMarkerBy = () => (pending.length ? pending[pending.length - 1]!.at : Date.now());
-  while (!done || (pending.some((m) => !arrivals.has(m.host)) && Date.now() - lastMarkerBy() < 10_000)) await sleep(20);
+  // Kept in the peer daemon's cache, entries reach its kernel only when committed: no marker arrives.
+  const markersArrive = !daemons?.externalCache;
+  while (!done || (markersArrive && pending.some((m) => !arrivals.has(m.host)) && Date.now() - lastMarkerBy() < 10_000)) await sleep(20);
   watcher.kill();
   for (const m of pending) {
     const at = arrivals.get(m.host);
@@ -155,28 +239,36 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
   const lastArrival = Math.max(0, ...arrivals.values());
   // Throughput: how long until the peer's kernel holds every flow the owner's holds (or stops growing).
   const created = countFlows('lb1');
-  let delivered = countFlows('lb2');
+  const peerHolds = () => (daemons?.externalCache ? daemons.externalCache.count() : countFlows('lb2'));
+  let delivered = peerHolds();
   let reachedAt = Date.now();
   // Waits while flows still arrive, or while the owner still owes the peer a resync (it backs off
   // up to 8 s under overrun), at most 60 s: what is missing then is lost.
-  const owing = async () => !copier && (await haOf(run, 1)).sync !== 1;
+  const owing = async () => agents && (await haOf(run, 1)).sync !== 1;
   for (let last = delivered, still = 0, end = Date.now() + 60_000; delivered < created && Date.now() < end && (still < 10 || (await owing())); ) {
     await sleep(200);
-    delivered = countFlows('lb2');
+    delivered = peerHolds();
     if (delivered === last) still++;
     else (still = 0), (reachedAt = Date.now());
     last = delivered;
   }
+  // conntrackd's cache: what a failover would do first (conntrackd -c), timed; then the kernel's count.
+  let commitMs: number | undefined;
+  if (daemons?.externalCache) {
+    const t0 = performance.now();
+    daemons.externalCache.commit();
+    commitMs = Math.round(performance.now() - t0);
+    delivered = countFlows('lb2');
+  }
   clearInterval(copierTimer);
   // CPU per flow synced, the agent and its conntrack processes together: what one core sustains.
   const per = (lb: number, n: number) => {
-    const now = cpuUs(agentPid(lb));
+    const now = cpuUs(pids()[lb - 1]!);
     return { self: (now.self - cpu0[lb - 1]!.self) / Math.max(1, n), tools: (now.tools - cpu0[lb - 1]!.tools) / Math.max(1, n) };
   };
   const split = copier ? undefined : [per(1, created), per(2, delivered)];
   const cpu = split?.map((c) => c.self + c.tools);
-  console.log(
-    JSON.stringify({
+  const line = {
       bench: 'sync',
       mode,
       offeredFlowsPerSecond: rate,
@@ -185,10 +277,11 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
       // Until the peer held them all: the last marker's arrival when every flow made it (the stream
       // keeps the kernel's order, and the marker went last), else the last time the count grew.
       entriesPerSecond: Math.round(delivered / (((delivered === created && lastArrival ? Math.min(reachedAt, lastArrival) : reachedAt) - started) / 1000)),
-      lagP50Ms: pct(lags, 50),
-      lagP99Ms: pct(lags, 99),
-      lagMaxMs: pct(lags, 100),
+      lagP50Ms: markersArrive ? pct(lags, 50) : null,
+      lagP99Ms: markersArrive ? pct(lags, 99) : null,
+      lagMaxMs: markersArrive ? pct(lags, 100) : null,
       lagSamples: lags.length,
+      ...(commitMs !== undefined ? { commitMs } : {}),
       ...(watcherLost ? { markerWatcherLost: watcherLost } : {}),
       dropped: created - delivered,
       created,
@@ -197,20 +290,20 @@ async function measure(mode: string, rate: number, copier?: () => void): Promise
             ownerCpuUsPerFlow: Math.round(cpu[0]! * 10) / 10,
             peerCpuUsPerFlow: Math.round(cpu[1]! * 10) / 10,
             // The agent's own share, and its conntrack processes' (and any other tool it ran).
-            ownerAgentUsPerFlow: Math.round(split[0]!.self * 10) / 10,
-            peerAgentUsPerFlow: Math.round(split[1]!.self * 10) / 10,
+            ...(agents ? { ownerAgentUsPerFlow: Math.round(split[0]!.self * 10) / 10, peerAgentUsPerFlow: Math.round(split[1]!.self * 10) / 10 } : {}),
             flowsPerCoreSecond: Math.round(1e6 / Math.max(cpu[0]!, cpu[1]!)),
           }
         : {}),
-      ...(copier ? {} : { ownerPeakRssMB: peakRss(1), peerPeakRssMB: peakRss(2), rssAtStartMB: rssAtStart /* owner, peer: what earlier phases left */ }),
-    }),
-  );
+      ...(copier ? {} : { ownerPeakRssMB: peakRss(pids()[0]!), peerPeakRssMB: peakRss(pids()[1]!), rssAtStartMB: rssAtStart /* owner, peer: what earlier phases left */ }),
+  };
+  console.log(JSON.stringify(line));
   // A clean slate for the next rate: the owner's flows end (streamed to the peer as ends), then the peer's go too.
   execFileSync('ip', ['netns', 'exec', lab.ns('lb1'), 'conntrack', '-F'], { stdio: 'ignore' });
-  if (!copier) await until('the peer caught up with the ends', async () => (await haOf(run, 2)).syncLagSeconds === 0, 60_000).catch(() => undefined);
+  if (agents) await until('the peer caught up with the ends', async () => (await haOf(run, 2)).syncLagSeconds === 0, 60_000).catch(() => undefined);
   await sleep(1000);
   execFileSync('ip', ['netns', 'exec', lab.ns('lb2'), 'conntrack', '-F'], { stdio: 'ignore' });
   await sleep(500);
+  return line;
 }
 
 /**
@@ -292,7 +385,7 @@ try {
     await until('lb1 owner again, lb2 in sync', async () => (await haOf(run, 1)).state === 'MASTER' && (await haOf(run, 2)).sync === 1, 20_000);
   }
 
-  if (PARTS.has('stream')) for (const rate of RATES) await measure('loxiha: conntrack -E stream, batched ctnetlink writes', rate);
+  if (PARTS.has('stream')) for (const rate of RATES) loxihaLines.set(rate, await measure('loxiha: kernel events streamed, ctnetlink writes', rate));
 
   // The baseline: no agent sync; the whole table copied once a second.
   for (const lb of [1, 2]) await lab.kill(run.procs.get(`agent${lb}`)!);
@@ -310,7 +403,33 @@ try {
     }
     if (lines.length) load('lb2', copyFile, lines);
   };
-  if (PARTS.has('baseline')) for (const rate of RATES) await measure('baseline: whole table copied every second (conntrack -L, -R)', rate, copier);
+  if (PARTS.has('baseline')) for (const rate of RATES) await measure('baseline: whole table copied every second (conntrack -L, -R)', rate, { copier });
+
+  // What users would otherwise pick: conntrackd (Debian's, FTFW over its own UDP link between the
+  // two LBs, stock settings), with DisableExternalCache (entries go straight into the peer's
+  // kernel, as loxiha's do) and with its external cache (the default: entries wait in the peer
+  // daemon until a failover commits them). Same generator, rates and markers.
+  if (PARTS.has('conntrackd')) {
+    for (const external of [false, true]) {
+      const d = startConntrackd(external);
+      try {
+        await sleep(1500);
+        for (const rate of RATES) {
+          const line = await measure(`conntrackd 1.4.7 FTFW${external ? ' (external cache; committed at the end)' : ', DisableExternalCache'}`, rate, { daemons: { pids: d.pids(), ...(external ? { externalCache: { count: () => d.externalCount(), commit: () => d.commit() } } : {}) } });
+          if (!external) conntrackdLines.set(rate, line);
+        }
+      } finally {
+        await d.stop();
+      }
+    }
+    for (const rate of RATES) {
+      const ours = loxihaLines.get(rate);
+      const theirs = conntrackdLines.get(rate);
+      if (!ours || !theirs) continue;
+      const ratio = (k: string) => (typeof ours[k] === 'number' && typeof theirs[k] === 'number' && (theirs[k] as number) > 0 ? Math.round(((ours[k] as number) / (theirs[k] as number)) * 100) / 100 : null);
+      console.log(JSON.stringify({ bench: 'sync', comparison: 'loxiha ÷ conntrackd (DisableExternalCache), same run', offeredFlowsPerSecond: rate, entriesPerSecond: ratio('entriesPerSecond'), lagP50Ms: ratio('lagP50Ms'), lagP99Ms: ratio('lagP99Ms'), ownerCpuUsPerFlow: ratio('ownerCpuUsPerFlow'), peerCpuUsPerFlow: ratio('peerCpuUsPerFlow'), droppedLoxiha: ours.dropped, droppedConntrackd: theirs.dropped }));
+    }
+  }
 
   if (flowLine) console.log(JSON.stringify(flowLine));
   if (PARTS.has('detect')) {
