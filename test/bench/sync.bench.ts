@@ -16,14 +16,18 @@
  *    namespace's kernel.
  * 2. The flow test: traffic through the VIP while it moves (sim/flows.ts):
  *    {"flowsKept", "flowsTotal", "maxPauseMs"}
- * 3. Peer detection (bench:peer-detect's first line): {"metric": "peer-detect-ms", "median", "max"}
+ * 3. conntrackd (Debian's conntrackd, FTFW over UDP on the LBs' back network) on the same load: with
+ *    DisableExternalCache (entries go into the peer's kernel at once, timed by the same markers) and
+ *    with its external cache (entries counted in the peer daemon; the commit a failover runs is
+ *    timed: commitMs); then per rate {"comparison": "loxiha ÷ conntrackd …", lag, CPU per flow …}.
+ * 4. Peer detection (bench:peer-detect's first line): {"metric": "peer-detect-ms", "median", "max"}
  *
  * Both agents carry 1,000 services × 8 endpoints besides the measured ones; each loxiha line gives
  * their peak RSS during that measurement (the memory target: 120 MB).
  *
  * BENCH_RATES (flows/s, comma-separated, default 5000,10000,20000,30000), BENCH_SECONDS (default 4).
  */
-import { execFileSync, spawn, } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serviceMark } from '../../agent/datapath/render.ts';
@@ -109,6 +113,11 @@ General {
       for (const p of procs) await lab.kill(p.proc);
     },
   };
+}
+
+if (PARTS.has('conntrackd') && spawnSync('conntrackd', ['-v'], { stdio: 'ignore' }).error) {
+  console.error('bench:sync compares loxiha with conntrackd: apt-get install conntrackd (or leave it out: BENCH_PARTS without conntrackd)');
+  process.exit(2);
 }
 
 const lab = new Lab();
