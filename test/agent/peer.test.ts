@@ -5,6 +5,7 @@ import { livenessListener } from '../harness/liveness.ts';
 import { tcpConnects } from '../../agent/net/tcp-connects.ts';
 import { encodeBeat, type PeerBeat, verifyBeat } from '../../agent/ha/peer-message.ts';
 import { freePort } from '../../sim/moto.ts';
+import { quietWindow, waitUntil } from '../harness/wait.ts';
 
 const key = Buffer.from('k'.repeat(48));
 const now = 1_800_000_000_000;
@@ -84,15 +85,15 @@ describe('peer link over UDP', () => {
 
   it('hears the peer, reports it lost once when it stops, and back when it returns', async () => {
     const { a, b, events, lost } = await pair();
-    await new Promise((r) => setTimeout(r, 200));
+    await waitUntil('b hears a', () => b.peers.get(0)?.role === 'MASTER');
     expect(b.peers.get(0)).toMatchObject({ role: 'MASTER', instanceId: 'i-0000000000000000a', lost: false });
     a.stop();
-    await new Promise((r) => setTimeout(r, 700));
+    await waitUntil('b loses a', () => events.includes('1 lost 0'));
+    await quietWindow(400); // reported once: no second report while a stays silent
     expect(events.filter((e) => e === '1 lost 0')).toHaveLength(1);
     expect(lost[0]).toMatchObject({ role: 'MASTER', instanceId: 'i-0000000000000000a' });
     await a.start();
-    await new Promise((r) => setTimeout(r, 200));
-    expect(events).toContain('1 back 0');
+    await waitUntil('a is back for b', () => events.includes('1 back 0'));
     expect(b.peers.get(0)!.lost).toBe(false);
   });
 
@@ -122,7 +123,7 @@ describe('peer link over UDP', () => {
     links.push(a, b);
     await a.start();
     await b.start();
-    await new Promise((r) => setTimeout(r, 300));
+    await waitUntil('each hears the other', () => a.peers.get(1)?.lastHeardAt !== undefined && b.peers.get(0)?.lastHeardAt !== undefined);
     return { a, b, lostAt, aliveButSilent, killA: () => (a.stop(), listener.close()), reviveListener: async () => (listener = await livenessListener('127.0.0.1', ta)), closeListener: () => listener.close() };
   }
 
@@ -130,7 +131,8 @@ describe('peer link over UDP', () => {
     const p = await productionPair();
     const t0 = Date.now();
     p.killA();
-    await new Promise((r) => setTimeout(r, 1700));
+    await waitUntil('a is lost', () => p.lostAt.length > 0, 5000);
+    await quietWindow(300);
     expect(p.lostAt).toHaveLength(1);
     // The bound is 1 s (bench:peer-detect measures it over 20 runs); the test allows for a loaded CI machine, and fails on the old 3.5 s.
     expect(p.lostAt[0]! - t0).toBeLessThan(1500);
@@ -139,7 +141,8 @@ describe('peer link over UDP', () => {
   it('does not lose a peer that is silent on the heartbeat channel while its kernel still answers (a stalled or busy peer)', async () => {
     const p = await productionPair();
     p.a.stop(); // beats stop, but the TCP listener stays: the peer's kernel is there
-    await new Promise((r) => setTimeout(r, 1500));
+    await waitUntil('the silence is noticed and checked', () => p.aliveButSilent.length > 0, 5000);
+    await quietWindow(1000); // and still not lost a second later
     expect(p.lostAt).toEqual([]);
     expect(p.aliveButSilent).toHaveLength(1);
     p.closeListener();
@@ -152,7 +155,8 @@ describe('peer link over UDP', () => {
     while (Date.now() < until) {
       /* busy */
     }
-    await new Promise((r) => setTimeout(r, 600));
+    await waitUntil('the stall is seen', () => p.b.stalls >= 1, 5000);
+    await quietWindow(600); // beats resume; the stall's silence never counts as the peer's
     expect(p.lostAt).toEqual([]);
     expect(p.b.stalls).toBeGreaterThanOrEqual(1);
     p.closeListener();
@@ -160,7 +164,7 @@ describe('peer link over UDP', () => {
 
   it('never accepts a peer with another key: it is never heard, so never lost either', async () => {
     const { b, events } = await pair(Buffer.from('z'.repeat(48)));
-    await new Promise((r) => setTimeout(r, 500));
+    await waitUntil('several beats refused', () => (b.rejected.get('bad-mac') ?? 0) > 3);
     expect(b.peers.get(0)!.lastHeardAt).toBeUndefined();
     expect(b.rejected.get('bad-mac')).toBeGreaterThan(3);
     expect(events.some((e) => e.includes('lost'))).toBe(false);

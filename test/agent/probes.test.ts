@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultProbe, Prober } from '../../agent/probes.ts';
 import type { Probe } from '../../agent/services/model.ts';
 import { svc } from './fixtures/service.ts';
+import { quietWindow, waitUntil } from '../harness/wait.ts';
 
 const probe = (o: Partial<Probe>): Probe => ({ type: 'tcp', port: 0, req: '', resp: '', retries: 2, timeoutSeconds: 1, ...o });
 let tcpPort = 0;
@@ -58,8 +59,8 @@ describe('probes', () => {
           expect(await defaultProbe(ip, port, probe({ type, timeoutSeconds: 1, req: 'x', resp: type === 'udp' ? '' : 'y' })), `${type} ${ip}:${port}`).toBe(type === 'ping' && ip === '127.0.0.1');
         }
       }
-      // Socket callbacks run after the probe settles: give them a turn.
-      await new Promise((r) => setTimeout(r, 200));
+      // Socket callbacks run after the probe settles: a window for one to throw.
+      await quietWindow(200);
       expect(uncaught).toEqual([]);
     } finally {
       process.off('uncaughtException', onUncaught);
@@ -69,7 +70,7 @@ describe('probes', () => {
   it('a probe function that throws, even synchronously, only marks its endpoint down', async () => {
     const prober = new Prober({ intervalMs: 10, onChange: () => undefined, probe: () => { throw new Error('boom'); } });
     prober.sync([svc({ monitor: true, probe: probe({ retries: 1 }) })]);
-    await new Promise((r) => setTimeout(r, 100));
+    await waitUntil('every endpoint down', () => prober.down().size === 3);
     expect(prober.down().size).toBe(3);
     prober.stop();
   });
@@ -88,19 +89,28 @@ describe('probes', () => {
 
   it('marks an endpoint down after `retries` failures and up again on success', async () => {
     let healthy = true;
+    let probes = 0;
+    let failuresWhenDown: number | undefined;
     const changes: string[][] = [];
-    const prober = new Prober({ intervalMs: 20, onChange: (d) => changes.push([...d]), probe: async () => healthy });
+    const prober = new Prober({
+      intervalMs: 20,
+      onChange: (d) => {
+        changes.push([...d]);
+        if (d.size) failuresWhenDown = prober.states()[0]!.failures;
+      },
+      probe: async () => (probes++, healthy),
+    });
     const s = svc({ monitor: true, probe: probe({ type: 'tcp', retries: 3 }), endpoints: [{ ip: '100.64.2.101', port: 30080, weight: 1 }] });
     prober.sync([s]);
-    await new Promise((r) => setTimeout(r, 100));
+    await waitUntil('a few healthy probes', () => probes >= 3);
     expect(prober.down().size).toBe(0);
     healthy = false;
-    await new Promise((r) => setTimeout(r, 200));
+    await waitUntil('the endpoint down', () => prober.down().size === 1);
     expect([...prober.down()]).toEqual(['100.100.100.100|80|tcp#100.64.2.101:30080']);
-    expect(prober.states()[0]!.failures).toBeGreaterThanOrEqual(3);
+    // Down only after `retries` failures in a row, not at the first.
+    expect(failuresWhenDown).toBeGreaterThanOrEqual(3);
     healthy = true;
-    await new Promise((r) => setTimeout(r, 100));
-    expect(prober.down().size).toBe(0);
+    await waitUntil('the endpoint up again', () => prober.down().size === 0);
     expect(changes.length).toBe(2);
     prober.stop();
   });

@@ -4,7 +4,7 @@
  * under traffic, idle timeouts in the kernel. Cleaned up by id even on failure.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fullText, renderModel } from '../../agent/datapath/render.ts';
@@ -14,9 +14,9 @@ import { AgentRunner, BACKEND_PORT, lbEntry } from '../../sim/agents.ts';
 import { FIX } from '../harness/fixtures.ts';
 import { BACK, Lab, VIP } from '../../sim/netns.ts';
 import { netnsAvailable } from '../harness/prerequisites.ts';
+import { quietWindow, waitUntil } from '../harness/wait.ts';
 
 const SEED = 0x10a1ba;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(!netnsAvailable)('agent hardening in namespaces', () => {
   let lab: Lab;
@@ -80,16 +80,17 @@ describe.skipIf(!netnsAvailable)('agent hardening in namespaces', () => {
       Object.assign(body.serviceArguments, { monitor: true, probetype, probereq, proberesp, probeRetries: 1, probeTimeout: 1 });
       expect((await run.api(1, 'POST', '/config/loadbalancer', body)).status).toBe(200);
     }
-    await sleep(2500);
     const agent = run.procs.get('agent1')!;
+    const endpoints = async () => (await run.api(1, 'GET', '/config/endpoint/all')).body.Attr as { currState: string }[];
+    await waitUntil('every unreachable endpoint probed down', async () => (await endpoints()).filter((e) => e.currState === 'red').length === 6, 10_000);
     expect(agent.child.exitCode).toBeNull();
-    const eps = (await run.api(1, 'GET', '/config/endpoint/all')).body.Attr as { currState: string }[];
+    const eps = await endpoints();
     expect(eps).toHaveLength(6);
     expect(eps.every((e) => e.currState === 'red')).toBe(true);
     // Persisted: the restarted agent probes them again and still stays up.
     await stopAgent();
     await run.startAgent(1, {}, 200);
-    await sleep(1500);
+    await quietWindow(1500); // several probe rounds of the same unreachable endpoints: the agent stays up
     expect(run.procs.get('agent1')!.child.exitCode).toBeNull();
     expect((await run.api(1, 'GET', '')).status).toBe(200);
     expect((await run.api(1, 'DELETE', '/config/loadbalancer/all')).status).toBe(200);
@@ -119,12 +120,14 @@ describe.skipIf(!netnsAvailable)('agent hardening in namespaces', () => {
         writeFileSync(count, '0');
         writeFileSync(ctl, `${point}\n`);
         const agent = run.procs.get('agent1')!;
+        let answered = true;
         try {
           await run.api(1, method, path, body);
         } catch {
-          // the agent died under the call
+          answered = false; // the agent died under the call
         }
-        await sleep(100);
+        // A call without an answer is one the kill point cut: wait for the agent's death to be seen.
+        if (!answered) await waitUntil('the killed agent gone', () => agent.child.signalCode !== null, 5000);
         const killed = agent.child.signalCode === 'SIGKILL';
         if (!killed) {
           // This change has no such transaction (a create is one transaction): nothing to cut.
@@ -161,12 +164,10 @@ describe.skipIf(!netnsAvailable)('agent hardening in namespaces', () => {
     await run.api(1, 'DELETE', '/config/loadbalancer/all');
     await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1, 2, 3], monitor: true }));
     await lab.kill(run.procs.get('be3')!);
-    for (let i = 0; i < 50; i++) {
-      const eps = (await run.api(1, 'GET', '/config/endpoint/all')).body.Attr as { hostName: string; currState: string }[];
-      if (eps.find((e) => e.hostName === `${BACK}.103`)?.currState === 'red') break;
-      await sleep(100);
-    }
-    await sleep(300);
+    await waitUntil('be3 probed down', async () => ((await run.api(1, 'GET', '/config/endpoint/all')).body.Attr as { hostName: string; currState: string }[]).find((e) => e.hostName === `${BACK}.103`)?.currState === 'red', 10_000, 100);
+    // The verdict is persisted (snapshot or journal) before the agent stops.
+    const persisted = () => ['services.json', 'services.journal'].some((f) => existsSync(join(run.dir, 'state1', f)) && readFileSync(join(run.dir, 'state1', f), 'utf8').includes(`#${BACK}.103:`));
+    await waitUntil('be3 down persisted', persisted, 5000);
     await stopAgent();
     const p = await run.startAgent(1, {}, 60_000);
     expect(p.output()).toMatch(/adopted the existing nftables table unchanged/);
@@ -218,9 +219,8 @@ describe.skipIf(!netnsAvailable)('agent hardening in namespaces', () => {
     expect(timeoutOf(/^udp .*dport=80 /)).toBeLessThanOrEqual(3);
     // The other service's closed connection keeps the kernel's own (TIME_WAIT) timeout, untouched.
     expect(timeoutOf(/^tcp .*dport=81 /)).toBeGreaterThan(3);
-    await sleep(4500);
-    // Idle past the timeout: the established TCP flow and the UDP flow are gone from conntrack.
-    expect(entries().filter((l) => /^(tcp .*ESTABLISHED|udp) .* dport=80 /.test(l))).toEqual([]);
+    // Idle past the timeout: the established TCP flow and the UDP flow leave conntrack (3 s, and the kernel's GC pass).
+    await waitUntil('the idle flows gone', () => entries().filter((l) => /^(tcp .*ESTABLISHED|udp) .* dport=80 /.test(l)).length === 0, 10_000, 200);
     stream.child.stdin!.write('quit\n');
     await stopAgent();
   });

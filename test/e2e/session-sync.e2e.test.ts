@@ -8,9 +8,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRunner, awsSection, IMDS_PORT, lbEntry } from '../../sim/agents.ts';
-import { haOf, lostFlows, moveUnderTraffic, sleep, until, whyLost } from '../../sim/flows.ts';
+import { haOf, lostFlows, moveUnderTraffic, until, whyLost } from '../../sim/flows.ts';
 import { BACK, Lab, VIP } from '../../sim/netns.ts';
 import { netnsAvailable } from '../harness/prerequisites.ts';
+import { quietWindow, waitUntil } from '../harness/wait.ts';
 
 describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving between LBs', () => {
   let lab: Lab;
@@ -52,10 +53,16 @@ describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving bet
   });
 
   it('streams a TCP connection as three changes (new, handshake done, end), not every state change', async () => {
+    // conntrack -E prints nothing once subscribed: its socket appears among the namespace's
+    // netfilter netlink sockets with event groups (/proc/net/netlink: protocol 12, groups ≠ 0).
+    const subscribed = () => lab.exec('lb1', 'cat', ['/proc/net/netlink']).split('\n').filter((l) => { const f = l.trim().split(/\s+/); return f[1] === '12' && /^[0-9a-f]{8}$/.test(f[3] ?? '') && f[3] !== '00000000'; }).length;
+    const before = subscribed();
     const events = lab.spawn('lb1', 'conntrack', ['-E', '-p', 'tcp', '-d', VIP, '--dport', '80']);
-    await sleep(300);
+    await waitUntil('conntrack -E subscribed', () => subscribed() > before);
     expect(run.client(['tcp', VIP, '80', '1']).results[0]).toMatch(/^be\d/);
-    await sleep(500);
+    const kindsSoFar = () => events.output().split('\n').map((l) => /^\s*\[(\w+)\]/.exec(l)?.[1]).filter(Boolean);
+    await waitUntil('the new flow and its handshake seen', () => kindsSoFar().length >= 2);
+    await quietWindow(500); // and nothing more while the connection sits in TIME_WAIT
     await lab.kill(events);
     // The end comes after TIME_WAIT; before it, the creation and the completed handshake only.
     const kinds = events.output().split('\n').map((l) => /^\s*\[(\w+)\]/.exec(l)?.[1]).filter(Boolean);
