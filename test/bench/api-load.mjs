@@ -3,6 +3,7 @@
 //   api-load.mjs TOKEN single N            N sequential POST + DELETE of one more service: POST latencies
 //   api-load.mjs TOKEN bulk N CLIENTS       N creates (services 20000+i) from CLIENTS concurrent clients
 //   api-load.mjs TOKEN churn MS CLIENTS N   CLIENTS clients re-POST existing services 20000..20000+N-1 with changed endpoints for MS
+//   api-load.mjs TOKEN churn-new MS CLIENTS  CLIENTS clients create a service never seen before and delete it, for MS
 import { request } from 'node:http';
 
 const [token, mode, a, b, c] = process.argv.slice(2);
@@ -58,9 +59,22 @@ if (mode === 'single') {
   let shift = 0;
   await Promise.all(Array.from({ length: Number(b) }, async () => {
     // Bounded in time and in count (20,000 calls at most).
-    while (performance.now() < until && times.length < 20_000) {
+    while (performance.now() < until && times.length < 40_000) {
       const i = Math.floor(Math.random() * n);
       times.push(await timed(() => call('POST', '/config/loadbalancer', entry(i, ++shift))));
+    }
+  }));
+  console.log(JSON.stringify({ calls: times.length, p50: pct(times, 50), p99: pct(times, 99), max: Math.max(...times) }));
+} else if (mode === 'churn-new') {
+  // Every service new (ports 40000 + k, k counting up, wrapping at 20,000): keys the agent has never held.
+  const until = performance.now() + Number(a);
+  const times = [];
+  let k = 0;
+  await Promise.all(Array.from({ length: Number(b) }, async () => {
+    while (performance.now() < until && times.length < 40_000) {
+      const i = 20000 + (k++ % 20000);
+      times.push(await timed(() => call('POST', '/config/loadbalancer', entry(i))));
+      times.push(await timed(() => call('DELETE', `/config/loadbalancer/externalipaddress/100.100.100.100/port/${20000 + i}/protocol/tcp`)));
     }
   }));
   console.log(JSON.stringify({ calls: times.length, p50: pct(times, 50), p99: pct(times, 99), max: Math.max(...times) }));

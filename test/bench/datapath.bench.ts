@@ -5,7 +5,7 @@
  * medians. Then the time and memory for the agent to apply 1,000 services × 8 endpoints,
  * against `nft -f` of the same ruleset. One JSON line per figure.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { render } from '../../agent/datapath/render.ts';
@@ -18,6 +18,8 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 /** BENCH_METRICS=cps,rps to run a subset while investigating; the recorded figures use all three. */
 const METRICS = (process.env.BENCH_METRICS ?? 'rps,cps,gbps').split(',').filter((m) => m && m !== 'none') as ('rps' | 'cps' | 'gbps')[];
 const SKIP_APPLY = process.env.BENCH_SKIP_APPLY === '1';
+/** BENCH_CHURN_SECONDS: how long each churn of the memory measurement runs (default 120; 0 skips it). */
+const CHURN_SECONDS = Number(process.env.BENCH_CHURN_SECONDS ?? 120);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const BACKEND = `${BACK}.101`;
 const LB_FRONT = `${FRONT}.11`;
@@ -136,6 +138,44 @@ async function measureApply(): Promise<void> {
   emit({ metric: 'agent-rss-mb-1000x8-via-api', path: 'agent', value: Math.round(rssApi), targetMax: 120 });
 }
 
+/**
+ * The agent's memory under sustained API churn, as kube-loxilb drives it: 1,000 × 8 services created
+ * through the API (8 clients), then CHURN_SECONDS of 16 clients re-POSTing them with changed
+ * endpoints, then as long of 16 clients creating services never seen before and deleting them; RSS
+ * sampled every 2 s, at the end of each churn and after 30 s idle. Two agents with session sync,
+ * each churned by its own clients (kube-loxilb calls every instance). The target: ≤ 120 MB
+ * throughout and after.
+ */
+async function measureChurnRss(): Promise<void> {
+  for (const lb of [1, 2]) if (run.procs.get(`agent${lb}`)) await lab.kill(run.procs.get(`agent${lb}`)!);
+  lab.exec('lb1', 'nft', ['delete', 'table', 'ip', 'loxiha']);
+  const agents: Awaited<ReturnType<typeof run.startAgent>>[] = [];
+  for (const lb of [1, 2]) agents.push(await run.startAgent(lb, { stateDir: join(run.dir, `state-churn-${lb}`), peers: [{ index: 2 - lb, ip: `${BACK}.${10 + (3 - lb)}` }], sync: { secretFile: run.syncKeyFile } }));
+  const rss = (lb: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agents[lb - 1]!.child.pid!}/status`, 'utf8'))![1]) / 1024;
+  const load = (lb: number, args: string[]) =>
+    new Promise<{ calls: number; p50: number; p99: number }>((resolve, reject) => {
+      const c = spawn('ip', ['netns', 'exec', lab.ns(`lb${lb}`), process.execPath, join(import.meta.dirname, 'api-load.mjs'), run.token, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      c.stdout!.on('data', (d) => (out += d));
+      c.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim())) : reject(new Error(`api-load ${args.join(' ')} exited ${code}`))));
+    });
+  await Promise.all([1, 2].map((lb) => load(lb, ['bulk', '1000', '8'])));
+  await new Promise((r) => setTimeout(r, 2000));
+  const before = [rss(1), rss(2)];
+  for (const mode of ['churn', 'churn-new'] as const) {
+    let peak = [0, 0];
+    const sampler = setInterval(() => (peak = [Math.max(peak[0]!, rss(1)), Math.max(peak[1]!, rss(2))]), 2000);
+    const results = await Promise.all([1, 2].map((lb) => load(lb, mode === 'churn' ? ['churn', String(CHURN_SECONDS * 1000), '16', '1000'] : ['churn-new', String(CHURN_SECONDS * 1000), '16'])));
+    clearInterval(sampler);
+    const atEnd = [rss(1), rss(2)];
+    await new Promise((r) => setTimeout(r, 30_000));
+    const afterIdle = [rss(1), rss(2)];
+    const r0 = (xs: number[]) => xs.map((x) => Math.round(x));
+    emit({ metric: 'agent-rss-mb-after-churn', churn: mode === 'churn' ? 'existing services re-POSTed with changed endpoints' : 'new services created and deleted', value: Math.round(Math.max(...atEnd, ...afterIdle)), atEnd: r0(atEnd), afterIdle30s: r0(afterIdle), peakDuringChurn: r0(peak), beforeChurn: r0(before), seconds: CHURN_SECONDS, changes: results.map((x) => x.calls), changesPerSecond: results.map((x) => Math.round(x.calls / CHURN_SECONDS)), apiP99Ms: results.map((x) => Math.round(x.p99)), agents: 2, clientsPerAgent: 16, targetMax: 120 });
+  }
+  for (const lb of [1, 2]) await lab.kill(run.procs.get(`agent${lb}`)!);
+}
+
 try {
   lab.build({ lbs: 2, backends: 1, wiring: 'point-to-point' });
   // Reference: lb2 holds only the bare full-NAT rule NOTES.md measured (no agent), on its own VIP.
@@ -224,6 +264,7 @@ try {
   }
 
   if (!SKIP_APPLY) await measureApply();
+  if (CHURN_SECONDS > 0) await measureChurnRss();
 } finally {
   await lab.stop();
   run.cleanup();
