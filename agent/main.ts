@@ -286,6 +286,7 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
     peers: config.peers,
     services,
     aliases,
+    realtimePriority: config.sync.realtimePriority,
     rewriteDestination: config.strategy === 'route' && config.ingressIp ? new Map(config.peers.filter((p) => p.ingressIp).map((p) => [p.ingressIp!, config.ingressIp!])) : undefined,
     log: (level, msg, extra) => log(level, msg, extra),
   });

@@ -6,23 +6,19 @@
  * resync of every stream, applied by the peer as a difference.
  */
 import { spawnSync } from 'node:child_process';
-import { setPriority } from 'node:os';
 import { conntrackEntries } from '../conntrack.ts';
 import type { AddressAliases, Service } from '../services/model.ts';
 import { ConntrackEvents, SERVICE_MARK_FILTER } from './conntrack-events.ts';
 import { fromConntrack, serviceIndex, type WireEntry } from './entry.ts';
 import { conntrackWriter, Injector, type KernelRefusals } from './inject.ts';
 import { SyncServer, type SyncRejection } from './receiver.ts';
+import { raiseForSync, type SyncScheduling } from './scheduling.ts';
 import { PeerStream, type StreamState } from './sender.ts';
 
 /** The kernel's refusals are logged at most this often (with everything refused since). */
 export const REFUSAL_LOG_MS = 10_000;
-/**
- * The agent's nice value once it syncs sessions (and its helpers', inherited): at 10,000 new flows/s
- * on a busy two-core host, at nice 0 the five hops from one kernel to the other each waited for a
- * time slice (p99 22–60 ms; conntrackd, real-time, 0.8 ms).
- */
-export const SYNC_NICE = -10;
+/** The agent's real-time priority once it syncs sessions (SCHED_RR; config sync.realtimePriority). */
+export const SYNC_REALTIME_PRIORITY = 10;
 
 export interface SessionSyncOptions {
   key: Buffer;
@@ -33,6 +29,8 @@ export interface SessionSyncOptions {
   /** Route strategy: this instance's ingress IP stands for the VIP, and the peers' ingress IPs in synced flows become it. */
   aliases?: AddressAliases;
   rewriteDestination?: ReadonlyMap<string, string>;
+  /** SCHED_RR priority once syncing (0: nice -10 instead); SYNC_REALTIME_PRIORITY by default. */
+  realtimePriority?: number;
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
 }
 
@@ -64,6 +62,8 @@ export class SessionSync {
   private readonly injector = new Injector(this.writer);
   private streams: PeerStream[] = [];
   private events: ConntrackEvents | undefined;
+  /** How this process is scheduled since start() (logged then). */
+  scheduling: SyncScheduling | undefined;
   private owner = false;
   private index: ReturnType<typeof serviceIndex> | undefined;
 
@@ -119,14 +119,10 @@ export class SessionSync {
   }
 
   start(): Promise<void> {
-    // Ahead of ordinary work on this host, as conntrackd runs (a real-time scheduler by default): a
-    // flow streamed late is lost if the owner dies meanwhile. Set before the helpers start, so
-    // they inherit it.
-    try {
-      setPriority(SYNC_NICE);
-    } catch (e) {
-      this.o.log('warn', `session sync: could not raise this process's priority (nice ${SYNC_NICE}); the stream lags when the host is busy`, { error: (e as Error).message });
-    }
+    // Ahead of ordinary work on this host (./scheduling.ts), before the helpers start: they inherit it.
+    this.scheduling = raiseForSync(this.o.realtimePriority ?? SYNC_REALTIME_PRIORITY);
+    if (this.scheduling.kind === 'realtime') this.o.log('info', 'session sync: running real-time (SCHED_RR), as conntrackd does', { priority: this.scheduling.priority });
+    else this.o.log('warn', 'session sync: not real-time; the stream lags when the host is busy', { scheduling: this.scheduling.kind, why: this.scheduling.why });
     // The event reader and the writer are Python (./conntrack-netlink.py): say so at once when it is missing.
     const python = spawnSync('python3', ['--version'], { stdio: 'ignore' });
     if (python.error || python.status !== 0) this.o.log('warn', 'session sync needs python3 (dnf install python3): no flow will be synced, and the heartbeats say so', { error: python.error?.message ?? `exit ${python.status}` });

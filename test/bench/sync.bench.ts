@@ -204,7 +204,9 @@ async function measure(mode: string, rate: number, subject: Subject = {}): Promi
   const rssAtStart = copier ? [] : pids().map((pid) => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024));
   const arrivals = new Map<string, number>();
   let watcherLost = 0;
-  const watcher = spawn('ip', ['netns', 'exec', lab.ns('lb2'), 'python3', join(ROOT, 'test/bench/fixtures/marker-watch.py'), '999'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  // The watcher stamps each marker as it reads the kernel's event (netlink carries no timestamp):
+  // it runs real-time, so that its own wait for the CPU is not counted as the stream's lag.
+  const watcher = spawn('ip', ['netns', 'exec', lab.ns('lb2'), 'chrt', '--rr', '20', 'python3', join(ROOT, 'test/bench/fixtures/marker-watch.py'), '999'], { stdio: ['ignore', 'pipe', 'ignore'] });
   let wbuf = '';
   let watching = false;
   watcher.stdout!.setEncoding('utf8').on('data', (d: string) => {
