@@ -16,7 +16,7 @@ import { fastPathDecision } from './ha/fast-path.ts';
 import { PeerLink } from './ha/peer-link.ts';
 import { SessionSync } from './sync/session-sync.ts';
 import { SERVICE_MARK_FILTER } from './sync/conntrack-events.ts';
-import { tcpConnects } from './net/tcp-connects.ts';
+import { hostAnswers, tcpReach } from './net/tcp-connects.ts';
 import { listen } from './net/listen.ts';
 import type { PeerBeat } from './ha/peer-message.ts';
 import { observeIngressOnAws, observeLocally, observeOnAws, RoleWatcher } from './ha/role.ts';
@@ -315,8 +315,8 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
       );
     },
     onBack: (peer) => log('info', 'peer back', { peer: peer.index, role: peer.role }),
-    confirmAlive: (peer) => tcpConnects(peer.ip, config.sync.port, PEER_CONFIRM_TIMEOUT_MS),
-    onSilentButAlive: (peer) => log('warn', 'peer silent on the heartbeat channel but alive (its TCP port answers); not treating it as lost', { peer: peer.index, ip: peer.ip }),
+    confirmAlive: async (peer) => hostAnswers(await tcpReach(peer.ip, config.sync.port, PEER_CONFIRM_TIMEOUT_MS)),
+    onSilentButAlive: (peer) => log('warn', 'peer silent on the heartbeat channel but its host answers (its sync port connects or resets: an agent stalled or restarting); not treating it as lost', { peer: peer.index, ip: peer.ip }),
     onRejected: (reason, from) => {
       if (rejectedSeen.has(`${reason} ${from}`)) return;
       rejectedSeen.add(`${reason} ${from}`);

@@ -2,8 +2,9 @@
  * Heartbeats between the LB instances over UDP (authenticated, ./peer-message.ts): each agent
  * sends one beat per interval to every peer and tracks when it last heard each. A peer not heard
  * for `lossAfterMs` is suspected; it is lost (reported once per episode) only when a second check
- * that does not depend on its event loop fails too (`confirmAlive`: a TCP connection its kernel
- * completes even while its process is stalled). Silence that overlaps a stall of this process's
+ * that does not depend on its event loop fails too (`confirmAlive`: in the agent, a TCP connect to
+ * the peer's sync port, which its kernel answers — a connection, or a reset while its agent
+ * restarts — however its process is doing; only a host that answers nothing is lost). Silence that overlaps a stall of this process's
  * own event loop does not count: the beats are still in the socket's queue. Heard again, it is back.
  */
 import { createSocket, type Socket } from 'node:dgram';
@@ -77,6 +78,10 @@ export class PeerLink {
     socket.on('error', () => undefined);
     this.socket = socket;
     this.lastTickAt = 0;
+    // Started again after a stop: the peers are judged from what is heard from now on, as a new
+    // process would (a silence that began before the stop is not this run's to count).
+    for (const p of this.peers.values()) Object.assign(p, { lastHeardAt: undefined, lost: false });
+    this.aliveAt.clear();
     this.tick();
     this.timer = setInterval(() => this.tick(), this.o.intervalMs);
   }

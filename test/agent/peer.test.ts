@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { fastPathDecision } from '../../agent/ha/fast-path.ts';
 import { PeerLink, type PeerState } from '../../agent/ha/peer-link.ts';
-import { livenessListener } from '../harness/liveness.ts';
-import { tcpConnects } from '../../agent/net/tcp-connects.ts';
+import { livenessListener, silentPort } from '../harness/liveness.ts';
+import { hostAnswers, tcpReach } from '../../agent/net/tcp-connects.ts';
 import { encodeBeat, type PeerBeat, verifyBeat } from '../../agent/ha/peer-message.ts';
 import { freePort } from '../../sim/moto.ts';
 import { quietWindow, waitUntil } from '../harness/wait.ts';
@@ -51,7 +51,9 @@ describe('fast path decision', () => {
 
 describe('peer link over UDP', () => {
   const links: PeerLink[] = [];
-  afterEach(() => {
+  const afterCleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const c of afterCleanups.splice(0)) c();
     for (const l of links.splice(0)) l.stop();
   });
 
@@ -100,6 +102,11 @@ describe('peer link over UDP', () => {
   /** A pair at production timing (100 ms beats, 500 ms silence) with the TCP second check; `b` watches `a`. */
   async function productionPair() {
     const [pa, pb, ta] = [await freePort(), await freePort(), await freePort()];
+    // Where b's check connects: a's port, or (once a's host is dead) a port that answers nothing.
+    const dark = await freePort();
+    const silent = await silentPort('127.0.0.1', dark);
+    afterCleanups.push(() => silent.close());
+    let target = ta;
     let listener = await livenessListener('127.0.0.1', ta);
     const lostAt: number[] = [];
     const aliveButSilent: number[] = [];
@@ -115,7 +122,7 @@ describe('peer link over UDP', () => {
         onLost: () => lostAt.push(Date.now()),
         onBack: () => undefined,
         onRejected: () => undefined,
-        confirmAlive: index === 1 ? () => tcpConnects('127.0.0.1', ta, 300) : undefined,
+        confirmAlive: index === 1 ? async () => hostAnswers(await tcpReach('127.0.0.1', target, 300)) : undefined,
         onSilentButAlive: () => aliveButSilent.push(Date.now()),
       });
     const a = make(0, pa, pb, 'MASTER');
@@ -124,10 +131,25 @@ describe('peer link over UDP', () => {
     await a.start();
     await b.start();
     await waitUntil('each hears the other', () => a.peers.get(1)?.lastHeardAt !== undefined && b.peers.get(0)?.lastHeardAt !== undefined);
-    return { a, b, lostAt, aliveButSilent, killA: () => (a.stop(), listener.close()), reviveListener: async () => (listener = await livenessListener('127.0.0.1', ta)), closeListener: () => listener.close() };
+    return {
+      a,
+      b,
+      lostAt,
+      aliveButSilent,
+      // The host dies: no beats, and its port answers nothing (no connection, no reset).
+      killA: () => {
+        a.stop();
+        listener.close();
+        target = dark;
+      },
+      // Only the agent goes (a restart): no beats, nothing listens, the host's kernel resets the connection.
+      stopAgentOfA: () => (a.stop(), listener.close()),
+      reviveListener: async () => (listener = await livenessListener('127.0.0.1', ta)),
+      closeListener: () => listener.close(),
+    };
   }
 
-  it('loses a dead peer (no beats, its TCP port refused) in under a second and a half, not 3.5 s', async () => {
+  it('loses a dead peer (no beats, its host answers nothing) in under a second and a half, not 3.5 s', async () => {
     const p = await productionPair();
     const t0 = Date.now();
     p.killA();
@@ -136,6 +158,19 @@ describe('peer link over UDP', () => {
     expect(p.lostAt).toHaveLength(1);
     // The bound is 1 s (bench:peer-detect measures it over 20 runs); the test allows for a loaded CI machine, and fails on the old 3.5 s.
     expect(p.lostAt[0]! - t0).toBeLessThan(1500);
+  });
+
+  it('does not lose a peer whose agent is down while its host resets the connection (an agent restart is not a failover), and hears it back', async () => {
+    const p = await productionPair();
+    p.stopAgentOfA();
+    await waitUntil('the silence is noticed and checked', () => p.aliveButSilent.length > 0, 5000);
+    await quietWindow(1500); // still not lost while the agent stays down
+    expect(p.lostAt).toEqual([]);
+    // The restarted agent beats again: heard, never having been lost.
+    await p.reviveListener();
+    await p.a.start();
+    await waitUntil('a heard again', () => Date.now() - (p.b.peers.get(0)?.lastHeardAt ?? 0) < 200, 5000);
+    expect(p.lostAt).toEqual([]);
   });
 
   it('does not lose a peer that is silent on the heartbeat channel while its kernel still answers (a stalled or busy peer)', async () => {
@@ -168,5 +203,25 @@ describe('peer link over UDP', () => {
     expect(b.peers.get(0)!.lastHeardAt).toBeUndefined();
     expect(b.rejected.get('bad-mac')).toBeGreaterThan(3);
     expect(events.some((e) => e.includes('lost'))).toBe(false);
+  });
+});
+
+describe('the second check: what a TCP connect to the peer’s sync port says about its host', () => {
+  it('connected, refused (a reset: the host is up, its agent is not) and no answer (a dead or dark host) are told apart', async () => {
+    const [open, closed, dark] = [await freePort(), await freePort(), await freePort()];
+    const listener = await livenessListener('127.0.0.1', open);
+    const silent = await silentPort('127.0.0.1', dark);
+    try {
+      expect(await tcpReach('127.0.0.1', open, 300)).toBe('connected');
+      expect(await tcpReach('127.0.0.1', closed, 300)).toBe('refused');
+      const t0 = Date.now();
+      expect(await tcpReach('127.0.0.1', dark, 300)).toBe('no-answer');
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+      // The rule: a host that answers, either way, is alive.
+      expect([hostAnswers('connected'), hostAnswers('refused'), hostAnswers('no-answer')]).toEqual([true, true, false]);
+    } finally {
+      listener.close();
+      silent.close();
+    }
   });
 });

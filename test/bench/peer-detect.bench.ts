@@ -6,8 +6,8 @@
  * Prints one JSON line per rule.
  */
 import { PeerLink } from '../../agent/ha/peer-link.ts';
-import { livenessListener } from '../harness/liveness.ts';
-import { tcpConnects } from '../../agent/net/tcp-connects.ts';
+import { livenessListener, silentPort } from '../harness/liveness.ts';
+import { hostAnswers, tcpReach } from '../../agent/net/tcp-connects.ts';
 import { freePort } from '../../sim/moto.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 20);
@@ -15,6 +15,10 @@ const key = Buffer.from('k'.repeat(48));
 
 async function once(intervalMs: number, lossAfterMs: number, confirm: boolean): Promise<number> {
   const [pa, pb, ta] = [await freePort(), await freePort(), await freePort()];
+  // Where the check connects: the live host's port, then (at its death) one that answers nothing.
+  const dark = await freePort();
+  const silent = confirm ? await silentPort('127.0.0.1', dark) : undefined;
+  let target = ta;
   const listener = await livenessListener('127.0.0.1', ta);
   let lostAt = 0;
   const make = (index: number, port: number, peerPort: number) =>
@@ -29,7 +33,7 @@ async function once(intervalMs: number, lossAfterMs: number, confirm: boolean): 
       onLost: () => (lostAt = Date.now()),
       onBack: () => undefined,
       onRejected: () => undefined,
-      confirmAlive: confirm && index === 1 ? () => tcpConnects('127.0.0.1', ta, 300) : undefined,
+      confirmAlive: confirm && index === 1 ? async () => hostAnswers(await tcpReach('127.0.0.1', target, 300)) : undefined,
     });
   const a = make(0, pa, pb);
   const b = make(1, pb, pa);
@@ -40,9 +44,12 @@ async function once(intervalMs: number, lossAfterMs: number, confirm: boolean): 
   const died = Date.now();
   a.stop();
   listener.close();
+  // The host is gone: its port answers nothing from now on (a reset would say its kernel is alive).
+  target = dark;
   const deadline = died + lossAfterMs + 5000;
   while (!lostAt && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   b.stop();
+  silent?.close();
   if (!lostAt) throw new Error('the peer was never declared lost');
   return lostAt - died;
 }

@@ -58,9 +58,12 @@ try {
   }
   const out = [run.procs.get('agent1')!.output(), run.procs.get('agent2')!.output()].join('\n');
   const invokes = lambda.output().split('\n').filter((l) => l.startsWith('{"invoked"')).length;
-  // The control: lb1's agent killed now must be lost and invoke the fast path once — the same
-  // detection that stayed quiet under load works.
-  await lab.kill(run.procs.get('agent1')!, 'SIGKILL');
+  // The control: lb1's host going dark now (every packet in or out dropped: a dead instance, which
+  // answers nothing) must be lost and invoke the fast path once — the same detection that stayed
+  // quiet under load works. (A killed agent alone is not a failover: its host still answers.)
+  const dark = join(run.dir, 'dark.nft');
+  writeFileSync(dark, 'table inet dark {\n chain in { type filter hook input priority -400; policy drop; }\n chain out { type filter hook output priority -400; policy drop; }\n}\n');
+  lab.exec('lb1', 'nft', ['-f', dark]);
   const killedAt = Date.now();
   let controlInvokes = 0;
   while (Date.now() - killedAt < 5000 && controlInvokes === 0) {
@@ -81,7 +84,7 @@ try {
       wrkNon2xx: wrk.non2xx,
       wrkSocketErrors: wrk.socketErrors,
       peersLost: (out.match(/"msg":"peer lost"/g) ?? []).length,
-      silentButAlive: (out.match(/peer silent on the heartbeat channel but alive/g) ?? []).length,
+      silentButAlive: (out.match(/peer silent on the heartbeat channel but its host answers/g) ?? []).length,
       target: { fastPathInvokes: 0, controlInvokesAfterKill: 1, apiCallsFailed: 0, wrkNon2xx: 0 },
     }),
   );
