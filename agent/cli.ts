@@ -31,9 +31,9 @@ function rejectedCell(rejected: Record<string, number> | undefined, byErrno: Rec
 const VIEWS: Record<string, { path: string; headers: string[]; rows: (body: any) => (string | number)[][]; json: (body: any) => unknown }> = {
   ha: {
     path: '/config/cistate/all',
-    headers: ['INSTANCE', 'HASTATE', 'SYNC', 'STATE', 'LAG(s)', 'ENTRIES', 'RESYNCS', 'REJECTED'],
+    headers: ['INSTANCE', 'HASTATE', 'READY', 'SYNC', 'STATE', 'LAG(s)', 'ENTRIES', 'RESYNCS', 'REJECTED'],
     rows: (b) =>
-      b.Attr.map((a: any) => [a.instance, a.state, a.syncMode ?? '', a.syncState ?? '', a.syncLagSeconds ?? '', a.syncEntries ?? '', a.syncResyncs ?? '', rejectedCell(a.syncRejected, a.syncKernelRefused)]),
+      b.Attr.map((a: any) => [a.instance, a.state, a.ready === undefined ? '' : a.ready ? 'yes' : `no: ${(a.notReady ?? []).join('; ')}`, a.syncMode ?? '', a.syncState ?? '', a.syncLagSeconds ?? '', a.syncEntries ?? '', a.syncResyncs ?? '', rejectedCell(a.syncRejected, a.syncKernelRefused)]),
     json: (b) => b.Attr,
   },
   lb: {

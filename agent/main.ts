@@ -14,6 +14,7 @@ import { Nft } from './datapath/nft.ts';
 import { Imds } from './ha/imds.ts';
 import { fastPathDecision } from './ha/fast-path.ts';
 import { PeerLink } from './ha/peer-link.ts';
+import { ensurePrerequisites, KERNEL_PREREQUISITES, PREREQUISITE_CHECK_MS, type Readiness } from './host/prerequisites.ts';
 import { SessionSync } from './sync/session-sync.ts';
 import { SERVICE_MARK_FILTER } from './sync/conntrack-events.ts';
 import { hostAnswers, tcpReach } from './net/tcp-connects.ts';
@@ -79,6 +80,21 @@ export function parseAgentArgs(argv: string[]) {
 
 export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{ stop: () => Promise<void> }> {
   const config = loadAgentConfig(values.config!);
+  // Ready only while the kernel forwards as an LB must: checked now and every few seconds, set back when it drifted.
+  let readiness = await ensurePrerequisites();
+  const sayReadiness = (r: Readiness, first: boolean) => {
+    if (r.set.length) log('warn', 'kernel settings had drifted; set back', { set: r.set });
+    if (!r.ready) log('error', 'not ready: the kernel is not set as a load balancer needs', { notReady: r.notReady });
+    else if (first || !readiness.ready) log('info', 'ready: kernel prerequisites hold', { checked: KERNEL_PREREQUISITES.map((p) => p.key) });
+  };
+  sayReadiness(readiness, true);
+  const prerequisiteTimer = setInterval(() => {
+    void ensurePrerequisites().then((r) => {
+      sayReadiness(r, false);
+      readiness = r;
+    });
+  }, PREREQUISITE_CHECK_MS);
+  prerequisiteTimer.unref();
   const nft = new Nft(config.nftTable);
   const flowtables = await nft.flowtablesSupported();
   if (!flowtables) log('warn', 'this kernel has no nftables flowtables: established flows take the regular path');
@@ -156,7 +172,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     conntrack: () => listConntrack({ mark: SERVICE_MARK_FILTER }),
     // The role is where the VIP lives (IMDS on AWS, this host's interfaces elsewhere); the configured one until the first look.
     role: () => {
-      const base = { instance: config.instanceName, state: roles.current ?? config.initialRole, vip: config.vip };
+      const base = { instance: config.instanceName, state: roles.current ?? config.initialRole, vip: config.vip, ready: readiness.ready ? 1 : 0, ...(readiness.ready ? {} : { notReady: readiness.notReady }) };
       const st = peers?.sync?.status();
       if (!st) return { ...base, sync: 0, syncState: 'off' };
       return { ...base, sync: st.inSync ? 1 : 0, syncMode: st.mode, syncState: st.inSync ? 'in-sync' : st.peers.map((p) => `${p.ip}:${p.state}`).join(','), syncLagSeconds: Math.round(st.lagSeconds * 1000) / 1000, syncEntries: st.entries, syncResyncs: st.resyncs, syncRejected: st.rejected, ...(st.kernelRefused ? { syncKernelRefused: st.kernelRefused } : {}) };
@@ -189,6 +205,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
       peers?.stop();
       roles.stop();
       clearInterval(checker);
+      clearInterval(prerequisiteTimer);
       prober.stop();
       await store.close();
       nft.close();

@@ -7,6 +7,7 @@ import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
+import { KERNEL_PREREQUISITES } from '../../agent/host/prerequisites.ts';
 import { AGENT_NODE_FLAGS, bundleAgent } from '../agent-bundle.ts';
 import { AGENT_API_TOKEN_FILE, METRICS, namePrefix, ROLE, SYNC_KEY_FILE, TAG } from '../contract.ts';
 import { agentConfigFor, lbIngressIp, lbInstanceIp } from '../topology.ts';
@@ -121,7 +122,9 @@ export class LbInstances extends Construct {
         `cat > /etc/loxiha/agent.json <<'LOXIHA_EOF'\n${stack.toJsonString(agentConfig)}\nLOXIHA_EOF`,
         // loxi-eni, when hot-plugged here, is configured by amazon-ec2-net-utils (address, its own source rules) as
         // AL2023 does for any ENI; the agent adds only its mark rule and routing table 7410 on top (README: the VIP's path).
-        'sysctl -w net.ipv4.ip_forward=1 net.netfilter.nf_conntrack_tcp_loose=1',
+        // The agent's kernel prerequisites, persistent (a reboot keeps forwarding on); the agent checks and sets them at every start too.
+        `printf '${KERNEL_PREREQUISITES.map((p) => `${p.key} = ${p.want}\\n`).join('')}' > /etc/sysctl.d/90-loxiha.conf`,
+        `sysctl -w ${KERNEL_PREREQUISITES.map((p) => `${p.key}=${p.want}`).join(' ')}`,
         `cat > /etc/systemd/system/loxiha-agent.service <<'LOXIHA_EOF'
 [Unit]
 Description=loxiha load-balancer agent

@@ -17,7 +17,7 @@ beforeAll(async () => {
     datapath,
     endpointStates: () => [],
     conntrack: async () => [],
-    role: () => ({ instance: 'llb-inst0', state: 'MASTER', vip: '100.64.248.254', sync: 1, syncMode: 'sending', syncState: 'in-sync', syncLagSeconds: 0.012, syncEntries: 1234, syncResyncs: 1, syncRejected: { 'bad-mac': 2, 'kernel-refused': 3 }, syncKernelRefused: { ENOENT: 2, EBUSY: 1 } }),
+    role: () => ({ instance: 'llb-inst0', state: 'MASTER', vip: '100.64.248.254', ready: 1, sync: 1, syncMode: 'sending', syncState: 'in-sync', syncLagSeconds: 0.012, syncEntries: 1234, syncResyncs: 1, syncRejected: { 'bad-mac': 2, 'kernel-refused': 3 }, syncKernelRefused: { ENOENT: 2, EBUSY: 1 } }),
     onRolePush: () => undefined,
     log: () => undefined,
   });
@@ -36,9 +36,9 @@ describe('loxiha CLI', () => {
     expect(await cli(['get', 'ha', '--api', api], (s) => out.push(s))).toBe(0);
     expect(out[0]).toBe(
       [
-        '| INSTANCE  | HASTATE | SYNC    | STATE   | LAG(s) | ENTRIES | RESYNCS | REJECTED                                     |',
-        '|-----------|---------|---------|---------|--------|---------|---------|----------------------------------------------|',
-        '| llb-inst0 | MASTER  | sending | in-sync | 0.012  | 1234    | 1       | bad-mac=2 kernel-refused=3(ENOENT=2,EBUSY=1) |',
+        '| INSTANCE  | HASTATE | READY | SYNC    | STATE   | LAG(s) | ENTRIES | RESYNCS | REJECTED                                     |',
+        '|-----------|---------|-------|---------|---------|--------|---------|---------|----------------------------------------------|',
+        '| llb-inst0 | MASTER  | yes   | sending | in-sync | 0.012  | 1234    | 1       | bad-mac=2 kernel-refused=3(ENOENT=2,EBUSY=1) |',
       ].join('\n'),
     );
   });

@@ -150,6 +150,18 @@ describe.skipIf(!netnsAvailable)('agent datapath in namespaces', () => {
     expect(listed.body.lbAttr.length).toBeGreaterThan(0);
   });
 
+  it('is ready only with the kernel set as an LB needs: a restart after forwarding was lost (a reboot) sets it back, says so, and serves', async () => {
+    await lab.kill(run.procs.get('agent1')!);
+    lab.exec('lb1', 'sysctl', ['-qw', 'net.ipv4.ip_forward=0']);
+    const agent = await run.startAgent(1);
+    expect(agent.output()).toMatch(/kernel settings had drifted; set back.*net\.ipv4\.ip_forward=1 \(was 0\)/);
+    expect(lab.exec('lb1', 'sysctl', ['-n', 'net.ipv4.ip_forward']).trim()).toBe('1');
+    const ha = (await run.api(1, 'GET', '/config/cistate/all')).body.Attr[0];
+    expect([ha.ready, ha.notReady]).toEqual([1, undefined]);
+    await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1, 2, 3] }));
+    expect(run.client(['tcp', VIP, '80', '3']).results.every((r: string) => r.startsWith('be'))).toBe(true);
+  });
+
   it('applies API changes atomically under load: no failed connection, only valid endpoints', async () => {
     await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1, 2, 3] }));
     const load = lab.spawn('cl0', process.execPath, [join(PROGRAMS, 'client.mjs'), 'load', VIP, '80', '4000']);
@@ -182,7 +194,7 @@ describe.skipIf(!netnsAvailable)('agent datapath in namespaces', () => {
     const get = (what: string) => lab.exec('lb1', process.execPath, [cli, 'get', what, '--token-file', run.tokenFile]);
     // This lab puts the VIP on loopback only (no interface holds it, as no loxi-eni is attached):
     // the role says BACKUP. No peers, no sync key: session sync is off, and `get ha` says so.
-    expect(get('ha')).toMatch(/^\| INSTANCE  \| HASTATE \| SYNC \| STATE \|.*\n.*\n\| llb-inst0 \| BACKUP  \|\s+\| off\s+\|/);
+    expect(get('ha')).toMatch(/^\| INSTANCE  \| HASTATE \| READY \| SYNC \| STATE \|.*\n.*\n\| llb-inst0 \| BACKUP  \| yes   \|\s+\| off\s+\|/);
     expect(get('lb')).toMatch(/\| 100\.100\.100\.100 \| 100\.64\.248\.254 \| 80 /);
   });
 

@@ -59,6 +59,8 @@ describe('LB instances', () => {
     expect(userData).toContain('dnf install -y nodejs24');
     expect(userData).toContain('/usr/bin/node-24');
     expect(userData).toContain('loxiha-agent.service');
+    // Forwarding survives a reboot: the prerequisites are written to sysctl.d, not only set once.
+    expect(userData).toContain("printf 'net.ipv4.ip_forward = 1\\\\nnet.netfilter.nf_conntrack_tcp_loose = 1\\\\n' > /etc/sysctl.d/90-loxiha.conf");
     expect(userData).toContain('/opt/loxiha/cli.mjs');
     expect(userData).toContain(`\\"vip\\":\\"${s.config.vip}\\"`);
   });
