@@ -192,7 +192,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   syncRef = peers?.sync;
   const syncState = () => {
     const st = peers?.sync?.status();
-    return st ? { inSync: st.inSync, lagSeconds: st.lagSeconds } : { inSync: false };
+    return st ? { inSync: st.inSync, lagSeconds: st.lagSeconds, ready: readiness.ready } : { inSync: false, ready: readiness.ready };
   };
   const heartbeat = config.aws && imds ? await startHeartbeat(config.deploymentId, config.aws, imds, (id) => (instanceId = id), syncState) : undefined;
   if (!config.aws) log('info', 'no aws section in the config: no CloudWatch heartbeats (the failover function will not see this agent)');

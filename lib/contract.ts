@@ -45,6 +45,8 @@ export const METRICS = {
   sessionsInSync: 'SessionSyncInSync',
   /** Age in seconds of the oldest conntrack change not yet acknowledged by the peer. */
   syncLagSeconds: 'SessionSyncLagSeconds',
+  /** 1 while the agent's kernel prerequisites hold (it forwards as an LB must), 0 otherwise. Sent with each beat. */
+  agentReady: 'AgentReady',
   /** Emitted by the failover function (EMF). */
   failoverDuration: 'FailoverDuration',
   failoverPhaseDuration: 'FailoverPhaseDuration',

@@ -12,6 +12,8 @@ export interface SyncState {
   inSync: boolean;
   /** Age of the oldest change the peer has not acknowledged; omitted when unknown. */
   lagSeconds?: number;
+  /** Whether the kernel prerequisites hold (../host/prerequisites.ts); omitted: not reported. */
+  ready?: boolean;
 }
 
 export interface HeartbeatOptions {
@@ -33,6 +35,7 @@ export function beatData(o: Pick<HeartbeatOptions, 'deploymentId' | 'instanceId'
   const datum = (MetricName: string, Value: number, Unit: 'Count' | 'Seconds' | 'None'): MetricDatum => ({ MetricName, Dimensions, Value, Unit, Timestamp: at, StorageResolution: 1 });
   const data = [datum(METRICS.heartbeat, 1, 'Count'), datum(METRICS.sessionsInSync, sync.inSync ? 1 : 0, 'None')];
   if (sync.lagSeconds !== undefined && Number.isFinite(sync.lagSeconds)) data.push(datum(METRICS.syncLagSeconds, Math.max(0, sync.lagSeconds), 'Seconds'));
+  if (sync.ready !== undefined) data.push(datum(METRICS.agentReady, sync.ready ? 1 : 0, 'None'));
   return data;
 }
 

@@ -43,6 +43,8 @@ export function healthOf(i: InstanceView, now: number, staleMs: number): Health 
   if (i.state !== 'running') return { ...base, healthy: false, why: `instance is ${i.state}` };
   if (i.statusOk === false) return { ...base, healthy: false, why: 'EC2 status check impaired' };
   if (i.lastHeartbeatAt === undefined) return { ...base, healthy: false, why: 'no agent heartbeat seen' };
+  // Alive but not ready (its kernel does not forward as it must): never where the VIP goes, nor stays.
+  if (i.ready === false) return { ...base, healthy: false, why: 'agent reports not ready (kernel prerequisites unmet)' };
   const age = now - i.lastHeartbeatAt;
   if (age > staleMs) return { ...base, healthy: false, why: `agent heartbeat stale (${Math.round(age / 1000)} s old)` };
   return { ...base, healthy: true, why: `heartbeat ${Math.max(0, Math.round(age / 1000))} s old` };

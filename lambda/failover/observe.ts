@@ -17,5 +17,6 @@ export async function observeInstances(deps: ObserveDeps, now: number): Promise<
     statusOk: status.get(i.id),
     lastHeartbeatAt: reports.get(i.id)?.lastHeartbeatAt,
     sessionsInSync: reports.get(i.id)?.sessionsInSync,
+    ready: reports.get(i.id)?.ready,
   }));
 }

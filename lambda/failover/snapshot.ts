@@ -13,6 +13,8 @@ export interface InstanceView {
   lastHeartbeatAt: number | undefined;
   /** The agent's latest report that its session table is in sync with the peer. */
   sessionsInSync: boolean | undefined;
+  /** The agent's latest report that its kernel forwards as an LB must (AgentReady); undefined: not reported. */
+  ready?: boolean | undefined;
   securityGroupIds: string[];
   /** Device indexes of the network interfaces attached to it. */
   usedDeviceIndexes: number[];

@@ -33,6 +33,9 @@ describe('heartbeat data', () => {
       [METRICS.sessionsInSync, 1],
       [METRICS.syncLagSeconds, 0],
     ]);
+    // Readiness rides with each beat once the agent knows it.
+    expect(beatData({ deploymentId: 'd1', instanceId: 'i-1' }, { inSync: true, ready: false }, at).map((d) => [d.MetricName, d.Value])).toContainEqual([METRICS.agentReady, 0]);
+    expect(beatData({ deploymentId: 'd1', instanceId: 'i-1' }, { inSync: true, ready: true }, at).map((d) => [d.MetricName, d.Value])).toContainEqual([METRICS.agentReady, 1]);
   });
 });
 
@@ -54,7 +57,7 @@ describe.skipIf(!motoAvailable)('heartbeat against the emulator', () => {
       deploymentId: 'loxiha-sim',
       instanceId: 'i-0123456789abcdef0',
       intervalMs,
-      syncState: () => ({ inSync: false }),
+      syncState: () => ({ inSync: false, ready: false }),
       log: (level, msg) => logs.push(`${level}: ${msg}`),
     });
     hb.start();
@@ -73,7 +76,10 @@ describe.skipIf(!motoAvailable)('heartbeat against the emulator', () => {
     const mine = reports.get('i-0123456789abcdef0')!;
     expect(Date.now() - mine.lastHeartbeatAt!).toBeLessThan(15_000);
     expect(mine.sessionsInSync).toBe(false);
+    // Not ready, as the agent said, read back as the failover function reads it; unknown for an instance that said nothing.
+    expect(mine.ready).toBe(false);
     expect(reports.get('i-0fffffffffffffff0')!.lastHeartbeatAt).toBeUndefined();
+    expect(reports.get('i-0fffffffffffffff0')!.ready).toBeUndefined();
     cloudwatch.destroy();
   });
 

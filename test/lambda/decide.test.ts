@@ -33,6 +33,17 @@ describe('decide', () => {
     expect(decide(snap(inst(0), inst(1)), A, policy)).toMatchObject({ outcome: 'keep', owner: A });
   });
 
+  it('never places the VIP on an instance whose agent reports not ready, and moves it off an owner that is not', () => {
+    expect(decide(snap(inst(0, { ready: false }), inst(1)), undefined, policy)).toMatchObject({ outcome: 'move', owner: B });
+    const off = decide(snap(inst(0, { ready: false }), inst(1, { ready: true })), A, policy);
+    expect(off).toMatchObject({ outcome: 'move', owner: B, from: A });
+    expect(off.health.find((h) => h.instanceId === A)).toMatchObject({ healthy: false, why: 'agent reports not ready (kernel prerequisites unmet)' });
+    // Both not ready: nowhere to go.
+    expect(decide(snap(inst(0, { ready: false }), inst(1, { ready: false })), undefined, policy)).toMatchObject({ outcome: 'no-healthy-instance' });
+    // An agent that never reported readiness (older than it) is judged by its heartbeat as before.
+    expect(decide(snap(inst(0, { ready: undefined }), inst(1)), A, policy)).toMatchObject({ outcome: 'keep', owner: A });
+  });
+
   it('places the VIP on the preferred healthy instance when nobody holds it', () => {
     expect(decide(snap(inst(0), inst(1)), undefined, policy)).toMatchObject({ outcome: 'move', owner: A, from: undefined });
   });

@@ -5,6 +5,8 @@ import { METRICS } from '../../../lib/contract.ts';
 export interface AgentReport {
   lastHeartbeatAt: number | undefined;
   sessionsInSync: boolean | undefined;
+  /** The agent's kernel prerequisites hold (AgentReady); undefined: not reported (an agent from before it was sent). */
+  ready: boolean | undefined;
 }
 
 /** Window looked at: long enough to tell "stale" from "never seen" over a few alarm periods. */
@@ -22,7 +24,7 @@ export class CloudWatchAdapter {
   }
 
   async agentReports(instanceIds: string[], now: number): Promise<Map<string, AgentReport>> {
-    const out = new Map<string, AgentReport>(instanceIds.map((id) => [id, { lastHeartbeatAt: undefined, sessionsInSync: undefined }]));
+    const out = new Map<string, AgentReport>(instanceIds.map((id) => [id, { lastHeartbeatAt: undefined, sessionsInSync: undefined, ready: undefined }]));
     if (!instanceIds.length) return out;
     const metric = (name: string, id: string, stat: string, q: string): MetricDataQuery => ({
       Id: q,
@@ -40,7 +42,7 @@ export class CloudWatchAdapter {
       },
       ReturnData: true,
     });
-    const queries = instanceIds.flatMap((id, n) => [metric(METRICS.heartbeat, id, 'SampleCount', `hb${n}`), metric(METRICS.sessionsInSync, id, 'Minimum', `sync${n}`)]);
+    const queries = instanceIds.flatMap((id, n) => [metric(METRICS.heartbeat, id, 'SampleCount', `hb${n}`), metric(METRICS.sessionsInSync, id, 'Minimum', `sync${n}`), metric(METRICS.agentReady, id, 'Minimum', `ready${n}`)]);
     let NextToken: string | undefined;
     do {
       this.calls++;
@@ -54,15 +56,18 @@ export class CloudWatchAdapter {
         }),
       );
       for (const res of r.MetricDataResults ?? []) {
-        const m = /^(hb|sync)(\d+)$/.exec(res.Id ?? '');
+        const m = /^(hb|sync|ready)(\d+)$/.exec(res.Id ?? '');
         if (!m) continue;
         const report = out.get(instanceIds[Number(m[2])]!)!;
         const points = (res.Timestamps ?? []).map((t, i) => ({ t: new Date(t).getTime(), v: res.Values?.[i] ?? 0 })).sort((a, b) => b.t - a.t);
         if (m[1] === 'hb') {
           const latest = points.find((p) => p.v > 0);
           if (latest && (report.lastHeartbeatAt === undefined || latest.t > report.lastHeartbeatAt)) report.lastHeartbeatAt = latest.t;
-        } else if (points[0] && report.sessionsInSync === undefined) {
-          report.sessionsInSync = points[0].v >= 1;
+        } else if (m[1] === 'sync') {
+          if (points[0] && report.sessionsInSync === undefined) report.sessionsInSync = points[0].v >= 1;
+        } else if (points[0] && report.ready === undefined) {
+          // The latest period's minimum: not ready at any beat of it counts (an agent that never sent it: unknown).
+          report.ready = points[0].v >= 1;
         }
       }
       NextToken = r.NextToken;
