@@ -82,15 +82,15 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   const config = loadAgentConfig(values.config!);
   // Ready only while the kernel forwards as an LB must: checked now and every few seconds, set back when it drifted.
   let readiness = await ensurePrerequisites();
-  const sayReadiness = (r: Readiness, first: boolean) => {
+  const sayReadiness = (r: Readiness, before?: Readiness) => {
     if (r.set.length) log('warn', 'kernel settings had drifted; set back', { set: r.set });
     if (!r.ready) log('error', 'not ready: the kernel is not set as a load balancer needs', { notReady: r.notReady });
-    else if (first || !readiness.ready) log('info', 'ready: kernel prerequisites hold', { checked: KERNEL_PREREQUISITES.map((p) => p.key) });
+    else if (!before?.ready) log('info', 'ready: kernel prerequisites hold', { checked: KERNEL_PREREQUISITES.map((p) => p.key) });
   };
-  sayReadiness(readiness, true);
+  sayReadiness(readiness);
   const prerequisiteTimer = setInterval(() => {
     void ensurePrerequisites().then((r) => {
-      sayReadiness(r, false);
+      sayReadiness(r, readiness);
       readiness = r;
     });
   }, PREREQUISITE_CHECK_MS);

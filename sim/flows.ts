@@ -32,11 +32,12 @@ export interface FlowsReport {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function until(what: string, f: () => Promise<boolean>, ms = 10_000): Promise<void> {
+/** Waits for a condition, looking every `everyMs`, at most `ms` (a test's wait: never a fixed sleep where a condition can be awaited). */
+export async function until(what: string, f: () => boolean | Promise<boolean>, ms = 10_000, everyMs = 50): Promise<void> {
   const end = Date.now() + ms;
   while (!(await f())) {
     if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await sleep(50);
+    await sleep(everyMs);
   }
 }
 

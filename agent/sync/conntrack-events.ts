@@ -23,8 +23,6 @@ export interface ConntrackEventsOptions {
   onLoss: (why: string) => void;
   /** Overridable for tests: the command and its arguments. */
   command?: [string, string[]];
-  /** The netlink port id whose changes are not streamed (the agent's writer's; overridable for tests). */
-  skipPortId?: number;
 }
 
 export class ConntrackEvents {
@@ -47,8 +45,7 @@ export class ConntrackEvents {
 
   start(): void {
     this.stopped = false;
-    const skip = this.o.skipPortId ?? WRITER_PORT_ID;
-    const [cmd, args] = this.o.command ?? ['python3', [...PYTHON_FLAGS, CONNTRACK_HELPER, 'events', String(skip)]];
+    const [cmd, args] = this.o.command ?? ['python3', [...PYTHON_FLAGS, CONNTRACK_HELPER, 'events', String(WRITER_PORT_ID)]];
     // stdin is a pipe only so that the reader sees it close when this process ends, however it ends
     // (it also asks the kernel to signal it when its parent dies): a reader never outlives its agent.
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LOXIHA_PARENT_PID: String(process.pid) } });
@@ -67,7 +64,7 @@ export class ConntrackEvents {
       const b = rest ? Buffer.concat([rest, d]) : d;
       let used: number;
       try {
-        used = readCtEvents(b, SERVICE_MARK_BIT, skip, (e) => this.o.onEntry(e, at));
+        used = readCtEvents(b, SERVICE_MARK_BIT, WRITER_PORT_ID, (e) => this.o.onEntry(e, at));
       } catch (e) {
         this.lastFailure = (e as Error).message;
         child.kill('SIGKILL');

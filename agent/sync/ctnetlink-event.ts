@@ -10,7 +10,7 @@
  * nfgenmsg (family first), then attributes (length, type; payload padded to 4 bytes) whose numbers
  * are in network order.
  */
-import type { WireEntry } from './entry.ts';
+import { FLAG, MAX_TIMEOUT_S, type WireEntry } from './entry.ts';
 
 const NFNL_SUBSYS_CTNETLINK = 1;
 const IPCTNL_MSG_CT_DELETE = 2;
@@ -34,8 +34,6 @@ const CTA_PROTOINFO_TCP = 1;
 const CTA_PROTOINFO_TCP_STATE = 1;
 const IPS_SEEN_REPLY = 2;
 const IPS_ASSURED = 4;
-/** The longest timeout the sync channel carries (5 days, the kernel's established TCP default). */
-const MAX_TIMEOUT_S = 432_000;
 /** conntrack's TCP states by number (linux/netfilter/nf_conntrack_tcp.h). */
 const TCP_STATES = ['NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2'] as const;
 
@@ -131,7 +129,7 @@ export function readCtEvent(b: Buffer, off: number, len: number, mask: number, s
   if (!t || !r || (t.proto !== 6 && t.proto !== 17)) return undefined;
   const op = (kind & 0xff) === IPCTNL_MSG_CT_DELETE ? 'x' : flags & NLM_F_CREATE ? 'n' : 'u';
   const state = t.proto === 6 ? (protoinfo >= 0 ? tcpState(b, protoinfo, protoinfoEnd) : 'NONE') : '';
-  const bits = (status & IPS_SEEN_REPLY ? 1 : 0) | (status & IPS_ASSURED ? 2 : 0);
+  const bits = (status & IPS_SEEN_REPLY ? FLAG.seenReply : 0) | (status & IPS_ASSURED ? FLAG.assured : 0);
   return [op, t.proto === 6 ? 'tcp' : 'udp', t.src, t.dst, t.sport, t.dport, r.src, r.dst, r.sport, r.dport, mark, state, Math.max(1, Math.min(MAX_TIMEOUT_S, timeout)), bits];
 }
 

@@ -73,7 +73,7 @@ export function refusalsIn(answer: string, refusedLines: readonly string[] = [])
 export function conntrackWriter(o: { netns?: string; python?: string; timeoutMs?: number; portId?: number } = {}): ((chunks: readonly string[]) => Promise<KernelRefusals>) & { stop: () => void; warm: () => void } {
   let proc: { child: ChildProcess; answer: ((line: string | Error) => void) | undefined; refused: string[] } | undefined;
   const start = () => {
-    const argv = [o.python ?? 'python3', ...PYTHON_FLAGS, CONNTRACK_HELPER, ...(o.portId !== undefined ? ['write', String(o.portId)] : [])];
+    const argv = [o.python ?? 'python3', ...PYTHON_FLAGS, CONNTRACK_HELPER, 'write', String(o.portId ?? WRITER_PORT_ID)];
     const [cmd, args] = o.netns ? ['ip', ['netns', 'exec', o.netns, ...argv]] : [argv[0]!, argv.slice(1)];
     // It dies with this process (it checks that its parent is this one, then asks the kernel to signal it).
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LOXIHA_PARENT_PID: String(process.pid) } });

@@ -12,13 +12,11 @@ import { ConntrackEvents, SERVICE_MARK_FILTER } from './conntrack-events.ts';
 import { fromConntrack, serviceIndex, type WireEntry } from './entry.ts';
 import { conntrackWriter, Injector, type KernelRefusals } from './inject.ts';
 import { SyncServer, type SyncRejection } from './receiver.ts';
-import { raiseForSync, type SyncScheduling } from './scheduling.ts';
+import { raiseForSync } from './scheduling.ts';
 import { PeerStream, type StreamState } from './sender.ts';
 
 /** The kernel's refusals are logged at most this often (with everything refused since). */
 export const REFUSAL_LOG_MS = 10_000;
-/** The agent's real-time priority once it syncs sessions (SCHED_RR; config sync.realtimePriority). */
-export const SYNC_REALTIME_PRIORITY = 10;
 
 export interface SessionSyncOptions {
   key: Buffer;
@@ -29,8 +27,8 @@ export interface SessionSyncOptions {
   /** Route strategy: this instance's ingress IP stands for the VIP, and the peers' ingress IPs in synced flows become it. */
   aliases?: AddressAliases;
   rewriteDestination?: ReadonlyMap<string, string>;
-  /** SCHED_RR priority once syncing (0: nice -10 instead); SYNC_REALTIME_PRIORITY by default. */
-  realtimePriority?: number;
+  /** SCHED_RR priority once syncing (config sync.realtimePriority; 0: nice -10 instead). */
+  realtimePriority: number;
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
 }
 
@@ -62,8 +60,6 @@ export class SessionSync {
   private readonly injector = new Injector(this.writer);
   private streams: PeerStream[] = [];
   private events: ConntrackEvents | undefined;
-  /** How this process is scheduled since start() (logged then). */
-  scheduling: SyncScheduling | undefined;
   private owner = false;
   private index: ReturnType<typeof serviceIndex> | undefined;
 
@@ -120,9 +116,9 @@ export class SessionSync {
 
   start(): Promise<void> {
     // Ahead of ordinary work on this host (./scheduling.ts), before the helpers start: they inherit it.
-    this.scheduling = raiseForSync(this.o.realtimePriority ?? SYNC_REALTIME_PRIORITY);
-    if (this.scheduling.kind === 'realtime') this.o.log('info', 'session sync: running real-time (SCHED_RR), as conntrackd does', { priority: this.scheduling.priority });
-    else this.o.log('warn', 'session sync: not real-time; the stream lags when the host is busy', { scheduling: this.scheduling.kind, why: this.scheduling.why });
+    const scheduling = raiseForSync(this.o.realtimePriority);
+    if (scheduling.kind === 'realtime') this.o.log('info', 'session sync: running real-time (SCHED_RR), as conntrackd does', { priority: scheduling.priority });
+    else this.o.log('warn', 'session sync: not real-time; the stream lags when the host is busy', { scheduling: scheduling.kind, why: scheduling.why });
     // The event reader and the writer are Python (./conntrack-netlink.py): say so at once when it is missing.
     const python = spawnSync('python3', ['--version'], { stdio: 'ignore' });
     if (python.error || python.status !== 0) this.o.log('warn', 'session sync needs python3 (dnf install python3): no flow will be synced, and the heartbeats say so', { error: python.error?.message ?? `exit ${python.status}` });

@@ -97,13 +97,20 @@ describe('reading conntrack event messages', () => {
     expect(() => read(Buffer.from('garbage, not a netlink message at all'))).toThrow(/not a netlink message/);
   });
 
-  it('skips a message whose attributes overrun it (never reads past its end)', () => {
+  it('skips a message whose attributes overrun it (never reads past its end), and a flow without ports', () => {
     const m = ctEvent(TCP_NEW);
     m.writeUInt16LE(0xfff0, 20); // the first attribute claims more than the message holds
     expect(readCtEvent(m, 0, m.length, MASK, WRITER_PORT_ID)).toBeUndefined();
-    // A tuple without ports (as an ICMP flow's) is not a flow the channel carries.
-    const icmp = Buffer.concat([ctEvent(TCP_NEW).subarray(0, 20)]);
+    // An ICMP flow, load-balanced mark and all: its tuples carry a protocol and no ports, so it is not one the channel carries.
+    const portless = (type: number, src: string, dst: string) => nested(type, nested(1, attr(1, ip(src)), attr(2, ip(dst))), nested(2, attr(1, Buffer.from([1]))));
+    const body = Buffer.concat([Buffer.from([2, 0, 0, 0]), portless(1, '100.64.1.100', '100.64.248.254'), portless(2, '100.64.2.102', '100.64.1.100'), attr(3, be32(8)), attr(8, be32(MARK))]);
+    const head = Buffer.alloc(16);
+    head.writeUInt32LE(16 + body.length, 0);
+    head.writeUInt16LE(1 << 8, 4);
+    const icmp = Buffer.concat([head, body]);
     expect(readCtEvent(icmp, 0, icmp.length, MASK, WRITER_PORT_ID)).toBeUndefined();
+    // The same message with ports is read (the test above fails for the right reason).
+    expect(readCtEvent(ctEvent(TCP_NEW), 0, ctEvent(TCP_NEW).length, MASK, WRITER_PORT_ID)).toEqual(TCP_NEW);
   });
 });
 

@@ -5,7 +5,7 @@ import { livenessListener, silentPort } from '../harness/liveness.ts';
 import { hostAnswers, tcpReach } from '../../agent/net/tcp-connects.ts';
 import { encodeBeat, type PeerBeat, verifyBeat } from '../../agent/ha/peer-message.ts';
 import { freePort } from '../../sim/moto.ts';
-import { quietWindow, waitUntil } from '../harness/wait.ts';
+import { sleep, until } from '../../sim/flows.ts';
 
 const key = Buffer.from('k'.repeat(48));
 const now = 1_800_000_000_000;
@@ -87,15 +87,15 @@ afterEach(() => {
 
   it('hears the peer, reports it lost once when it stops, and back when it returns', async () => {
     const { a, b, events, lost } = await pair();
-    await waitUntil('b hears a', () => b.peers.get(0)?.role === 'MASTER');
+    await until('b hears a', () => b.peers.get(0)?.role === 'MASTER');
     expect(b.peers.get(0)).toMatchObject({ role: 'MASTER', instanceId: 'i-0000000000000000a', lost: false });
     a.stop();
-    await waitUntil('b loses a', () => events.includes('1 lost 0'));
-    await quietWindow(400); // reported once: no second report while a stays silent
+    await until('b loses a', () => events.includes('1 lost 0'));
+    await sleep(400); // reported once: no second report while a stays silent
     expect(events.filter((e) => e === '1 lost 0')).toHaveLength(1);
     expect(lost[0]).toMatchObject({ role: 'MASTER', instanceId: 'i-0000000000000000a' });
     await a.start();
-    await waitUntil('a is back for b', () => events.includes('1 back 0'));
+    await until('a is back for b', () => events.includes('1 back 0'));
     expect(b.peers.get(0)!.lost).toBe(false);
   });
 
@@ -130,7 +130,7 @@ afterEach(() => {
     links.push(a, b);
     await a.start();
     await b.start();
-    await waitUntil('each hears the other', () => a.peers.get(1)?.lastHeardAt !== undefined && b.peers.get(0)?.lastHeardAt !== undefined);
+    await until('each hears the other', () => a.peers.get(1)?.lastHeardAt !== undefined && b.peers.get(0)?.lastHeardAt !== undefined);
     return {
       a,
       b,
@@ -153,8 +153,8 @@ afterEach(() => {
     const p = await productionPair();
     const t0 = Date.now();
     p.killA();
-    await waitUntil('a is lost', () => p.lostAt.length > 0, 5000);
-    await quietWindow(300);
+    await until('a is lost', () => p.lostAt.length > 0, 5000);
+    await sleep(300);
     expect(p.lostAt).toHaveLength(1);
     // The bound is 1 s (bench:peer-detect measures it over 20 runs); the test allows for a loaded CI machine, and fails on the old 3.5 s.
     expect(p.lostAt[0]! - t0).toBeLessThan(1500);
@@ -163,21 +163,21 @@ afterEach(() => {
   it('does not lose a peer whose agent is down while its host resets the connection (an agent restart is not a failover), and hears it back', async () => {
     const p = await productionPair();
     p.stopAgentOfA();
-    await waitUntil('the silence is noticed and checked', () => p.aliveButSilent.length > 0, 5000);
-    await quietWindow(1500); // still not lost while the agent stays down
+    await until('the silence is noticed and checked', () => p.aliveButSilent.length > 0, 5000);
+    await sleep(1500); // still not lost while the agent stays down
     expect(p.lostAt).toEqual([]);
     // The restarted agent beats again: heard, never having been lost.
     await p.reviveListener();
     await p.a.start();
-    await waitUntil('a heard again', () => Date.now() - (p.b.peers.get(0)?.lastHeardAt ?? 0) < 200, 5000);
+    await until('a heard again', () => Date.now() - (p.b.peers.get(0)?.lastHeardAt ?? 0) < 200, 5000);
     expect(p.lostAt).toEqual([]);
   });
 
   it('does not lose a peer that is silent on the heartbeat channel while its kernel still answers (a stalled or busy peer)', async () => {
     const p = await productionPair();
     p.a.stop(); // beats stop, but the TCP listener stays: the peer's kernel is there
-    await waitUntil('the silence is noticed and checked', () => p.aliveButSilent.length > 0, 5000);
-    await quietWindow(1000); // and still not lost a second later
+    await until('the silence is noticed and checked', () => p.aliveButSilent.length > 0, 5000);
+    await sleep(1000); // and still not lost a second later
     expect(p.lostAt).toEqual([]);
     expect(p.aliveButSilent).toHaveLength(1);
     p.closeListener();
@@ -186,12 +186,12 @@ afterEach(() => {
   it('does not lose a peer because this process stalled: silence during its own stall does not count', async () => {
     const p = await productionPair();
     // This process's event loop blocked for 1.5 s (GC, CPU starvation); the peer kept beating meanwhile.
-    const until = Date.now() + 1500;
-    while (Date.now() < until) {
+    const stallEnd = Date.now() + 1500;
+    while (Date.now() < stallEnd) {
       /* busy */
     }
-    await waitUntil('the stall is seen', () => p.b.stalls >= 1, 5000);
-    await quietWindow(600); // beats resume; the stall's silence never counts as the peer's
+    await until('the stall is seen', () => p.b.stalls >= 1, 5000);
+    await sleep(600); // beats resume; the stall's silence never counts as the peer's
     expect(p.lostAt).toEqual([]);
     expect(p.b.stalls).toBeGreaterThanOrEqual(1);
     p.closeListener();
@@ -199,7 +199,7 @@ afterEach(() => {
 
   it('never accepts a peer with another key: it is never heard, so never lost either', async () => {
     const { b, events } = await pair(Buffer.from('z'.repeat(48)));
-    await waitUntil('several beats refused', () => (b.rejected.get('bad-mac') ?? 0) > 3);
+    await until('several beats refused', () => (b.rejected.get('bad-mac') ?? 0) > 3);
     expect(b.peers.get(0)!.lastHeardAt).toBeUndefined();
     expect(b.rejected.get('bad-mac')).toBeGreaterThan(3);
     expect(events.some((e) => e.includes('lost'))).toBe(false);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultProbe, Prober } from '../../agent/probes.ts';
 import type { Probe } from '../../agent/services/model.ts';
 import { svc } from './fixtures/service.ts';
-import { quietWindow, waitUntil } from '../harness/wait.ts';
+import { sleep, until } from '../../sim/flows.ts';
 
 const probe = (o: Partial<Probe>): Probe => ({ type: 'tcp', port: 0, req: '', resp: '', retries: 2, timeoutSeconds: 1, ...o });
 let tcpPort = 0;
@@ -60,7 +60,7 @@ describe('probes', () => {
         }
       }
       // Socket callbacks run after the probe settles: a window for one to throw.
-      await quietWindow(200);
+      await sleep(200);
       expect(uncaught).toEqual([]);
     } finally {
       process.off('uncaughtException', onUncaught);
@@ -70,7 +70,7 @@ describe('probes', () => {
   it('a probe function that throws, even synchronously, only marks its endpoint down', async () => {
     const prober = new Prober({ intervalMs: 10, onChange: () => undefined, probe: () => { throw new Error('boom'); } });
     prober.sync([svc({ monitor: true, probe: probe({ retries: 1 }) })]);
-    await waitUntil('every endpoint down', () => prober.down().size === 3);
+    await until('every endpoint down', () => prober.down().size === 3);
     expect(prober.down().size).toBe(3);
     prober.stop();
   });
@@ -102,15 +102,15 @@ describe('probes', () => {
     });
     const s = svc({ monitor: true, probe: probe({ type: 'tcp', retries: 3 }), endpoints: [{ ip: '100.64.2.101', port: 30080, weight: 1 }] });
     prober.sync([s]);
-    await waitUntil('a few healthy probes', () => probes >= 3);
+    await until('a few healthy probes', () => probes >= 3);
     expect(prober.down().size).toBe(0);
     healthy = false;
-    await waitUntil('the endpoint down', () => prober.down().size === 1);
+    await until('the endpoint down', () => prober.down().size === 1);
     expect([...prober.down()]).toEqual(['100.100.100.100|80|tcp#100.64.2.101:30080']);
     // Down only after `retries` failures in a row, not at the first.
     expect(failuresWhenDown).toBeGreaterThanOrEqual(3);
     healthy = true;
-    await waitUntil('the endpoint up again', () => prober.down().size === 0);
+    await until('the endpoint up again', () => prober.down().size === 0);
     expect(changes.length).toBe(2);
     prober.stop();
   });

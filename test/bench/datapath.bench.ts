@@ -77,6 +77,9 @@ function iperf(host: string, port: number): number {
   return JSON.parse(out).end.sum_received.bits_per_second / 1e9;
 }
 
+/** LB `lb`'s agent's resident memory now, in MB. */
+const agentRssMb = (lb: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${run.procs.get(`agent${lb}`)!.child.pid!}/status`, 'utf8'))![1]) / 1024;
+
 /** 1,000 services × 8 endpoints: the agent's start-up apply, one API change on top, its RSS; and `nft -f` alone. */
 async function measureApply(): Promise<void> {
   const big = thousandByEight();
@@ -99,7 +102,6 @@ async function measureApply(): Promise<void> {
   writeFileSync(join(stateBig, 'services.json'), JSON.stringify({ version: 2, services: big, down: [] }));
   const agentTimes: number[] = [];
   const changeTimes: number[] = [];
-  const rssOf = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${run.procs.get('agent1')!.child.pid!}/status`, 'utf8'))![1]) / 1024;
   const load = (args: string[]) => JSON.parse(lab.exec('lb1', process.execPath, [join(import.meta.dirname, 'api-load.mjs'), run.token, ...args]).trim());
   let rssDisk = 0;
   for (let i = 0; i < 5; i++) {
@@ -110,7 +112,7 @@ async function measureApply(): Promise<void> {
     agentTimes.push(Number(m[1]));
     // One change at a time on top of 1,000 × 8, as kube-loxilb sends it (from inside the namespace, no process per call).
     changeTimes.push(...(load(['single', '10']).times as number[]));
-    rssDisk = Math.max(rssDisk, rssOf());
+    rssDisk = Math.max(rssDisk, agentRssMb(1));
     await lab.kill(run.procs.get('agent1')!);
   }
   // The path users take: 1,000 × 8 created through the API from 8 clients, then churn from 16.
@@ -123,7 +125,7 @@ async function measureApply(): Promise<void> {
     await run.startAgent(1, { stateDir: empty });
     bulkSeconds.push(load(['bulk', '1000', '8']).seconds);
     await new Promise((r) => setTimeout(r, 2000));
-    rssApi = Math.max(rssApi, rssOf());
+    rssApi = Math.max(rssApi, agentRssMb(1));
     churns.push(load(['churn', '5000', '16', '1000']));
     await lab.kill(run.procs.get('agent1')!);
   }
@@ -149,9 +151,7 @@ async function measureApply(): Promise<void> {
 async function measureChurnRss(): Promise<void> {
   for (const lb of [1, 2]) if (run.procs.get(`agent${lb}`)) await lab.kill(run.procs.get(`agent${lb}`)!);
   lab.exec('lb1', 'nft', ['delete', 'table', 'ip', 'loxiha']);
-  const agents: Awaited<ReturnType<typeof run.startAgent>>[] = [];
-  for (const lb of [1, 2]) agents.push(await run.startAgent(lb, { stateDir: join(run.dir, `state-churn-${lb}`), peers: [{ index: 2 - lb, ip: `${BACK}.${10 + (3 - lb)}` }], sync: { secretFile: run.syncKeyFile } }));
-  const rss = (lb: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agents[lb - 1]!.child.pid!}/status`, 'utf8'))![1]) / 1024;
+  for (const lb of [1, 2]) await run.startAgent(lb, { stateDir: join(run.dir, `state-churn-${lb}`), peers: [{ index: 2 - lb, ip: `${BACK}.${10 + (3 - lb)}` }], sync: { secretFile: run.syncKeyFile } });
   const load = (lb: number, args: string[]) =>
     new Promise<{ calls: number; p50: number; p99: number }>((resolve, reject) => {
       const c = spawn('ip', ['netns', 'exec', lab.ns(`lb${lb}`), process.execPath, join(import.meta.dirname, 'api-load.mjs'), run.token, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -161,15 +161,15 @@ async function measureChurnRss(): Promise<void> {
     });
   await Promise.all([1, 2].map((lb) => load(lb, ['bulk', '1000', '8'])));
   await new Promise((r) => setTimeout(r, 2000));
-  const before = [rss(1), rss(2)];
+  const before = [agentRssMb(1), agentRssMb(2)];
   for (const mode of ['churn', 'churn-new'] as const) {
     let peak = [0, 0];
-    const sampler = setInterval(() => (peak = [Math.max(peak[0]!, rss(1)), Math.max(peak[1]!, rss(2))]), 2000);
+    const sampler = setInterval(() => (peak = [Math.max(peak[0]!, agentRssMb(1)), Math.max(peak[1]!, agentRssMb(2))]), 2000);
     const results = await Promise.all([1, 2].map((lb) => load(lb, mode === 'churn' ? ['churn', String(CHURN_SECONDS * 1000), '16', '1000'] : ['churn-new', String(CHURN_SECONDS * 1000), '16'])));
     clearInterval(sampler);
-    const atEnd = [rss(1), rss(2)];
+    const atEnd = [agentRssMb(1), agentRssMb(2)];
     await new Promise((r) => setTimeout(r, 30_000));
-    const afterIdle = [rss(1), rss(2)];
+    const afterIdle = [agentRssMb(1), agentRssMb(2)];
     const r0 = (xs: number[]) => xs.map((x) => Math.round(x));
     emit({ metric: 'agent-rss-mb-after-churn', churn: mode === 'churn' ? 'existing services re-POSTed with changed endpoints' : 'new services created and deleted', value: Math.round(Math.max(...atEnd, ...afterIdle)), atEnd: r0(atEnd), afterIdle30s: r0(afterIdle), peakDuringChurn: r0(peak), beforeChurn: r0(before), seconds: CHURN_SECONDS, changes: results.map((x) => x.calls), changesPerSecond: results.map((x) => Math.round(x.calls / CHURN_SECONDS)), apiP99Ms: results.map((x) => Math.round(x.p99)), agents: 2, clientsPerAgent: 16, targetMax: 120 });
   }

@@ -43,7 +43,7 @@ import { PeerStream } from '../../agent/sync/sender.ts';
 
 const RATES = (process.env.BENCH_RATES ?? '5000,10000,20000,30000').split(',').map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
-/** Which parts run (comma-separated; default all): pipeline, stream, flows, baseline, detect. */
+/** Which parts run (comma-separated; default all): pipeline, stream, flows, baseline, conntrackd, detect. */
 const PARTS = new Set((process.env.BENCH_PARTS ?? 'pipeline,stream,flows,baseline,conntrackd,detect').split(','));
 /** The loxiha and conntrackd lines by rate, for the ratios (the last of each rate). */
 const loxihaLines = new Map<number, Record<string, unknown>>();
@@ -174,14 +174,6 @@ const pct = (xs: number[], p: number) => {
 };
 
 /**
- * New UDP flows through the VIP at `rate` per second for SECONDS, from the client namespace
- * (test/bench/fixtures/udp-flows.py: a raw socket, every datagram a new source address and port,
- * 1 ms apart in small groups, as traffic arrives). Marker flows are timed to the peer one by one
- * (their arrival stamped by a watcher of the peer's kernel events);
- * then the generator's flows are counted in both kernels. `copier` (the baseline) runs once a
- * second alongside when given.
- */
-/**
  * What is measured: loxiha's agents (the default), the once-a-second copy (`copier`), or
  * conntrackd (`daemons`: its two processes; `externalCache`: entries stay in the peer daemon's
  * cache until committed, so they are counted there, and the commit a failover would run is timed).
@@ -191,6 +183,14 @@ interface Subject {
   daemons?: { pids: [number, number]; externalCache?: { count: () => number; commit: () => void } };
 }
 
+/**
+ * New UDP flows through the VIP at `rate` per second for SECONDS, from the client namespace
+ * (test/bench/fixtures/udp-flows.py: a raw socket, every datagram a new source address and port,
+ * 1 ms apart in small groups, as traffic arrives). Marker flows are timed to the peer one by one
+ * (their arrival stamped by a watcher of the peer's kernel events);
+ * then the generator's flows are counted in both kernels. `subject` says what streams them:
+ * loxiha's agents, the baseline's once-a-second copy, or conntrackd.
+ */
 async function measure(mode: string, rate: number, subject: Subject = {}): Promise<Record<string, unknown>> {
   const { copier, daemons } = subject;
   const agents = !copier && !daemons;

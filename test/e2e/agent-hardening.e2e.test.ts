@@ -14,7 +14,7 @@ import { AgentRunner, BACKEND_PORT, lbEntry } from '../../sim/agents.ts';
 import { FIX } from '../harness/fixtures.ts';
 import { BACK, Lab, VIP } from '../../sim/netns.ts';
 import { netnsAvailable } from '../harness/prerequisites.ts';
-import { quietWindow, waitUntil } from '../harness/wait.ts';
+import { sleep, until } from '../../sim/flows.ts';
 
 const SEED = 0x10a1ba;
 
@@ -82,7 +82,7 @@ describe.skipIf(!netnsAvailable)('agent hardening in namespaces', () => {
     }
     const agent = run.procs.get('agent1')!;
     const endpoints = async () => (await run.api(1, 'GET', '/config/endpoint/all')).body.Attr as { currState: string }[];
-    await waitUntil('every unreachable endpoint probed down', async () => (await endpoints()).filter((e) => e.currState === 'red').length === 6, 10_000);
+    await until('every unreachable endpoint probed down', async () => (await endpoints()).filter((e) => e.currState === 'red').length === 6, 10_000);
     expect(agent.child.exitCode).toBeNull();
     const eps = await endpoints();
     expect(eps).toHaveLength(6);
@@ -90,7 +90,7 @@ describe.skipIf(!netnsAvailable)('agent hardening in namespaces', () => {
     // Persisted: the restarted agent probes them again and still stays up.
     await stopAgent();
     await run.startAgent(1, {}, 200);
-    await quietWindow(1500); // several probe rounds of the same unreachable endpoints: the agent stays up
+    await sleep(1500); // several probe rounds of the same unreachable endpoints: the agent stays up
     expect(run.procs.get('agent1')!.child.exitCode).toBeNull();
     expect((await run.api(1, 'GET', '')).status).toBe(200);
     expect((await run.api(1, 'DELETE', '/config/loadbalancer/all')).status).toBe(200);
@@ -127,7 +127,7 @@ describe.skipIf(!netnsAvailable)('agent hardening in namespaces', () => {
           answered = false; // the agent died under the call
         }
         // A call without an answer is one the kill point cut: wait for the agent's death to be seen.
-        if (!answered) await waitUntil('the killed agent gone', () => agent.child.signalCode !== null, 5000);
+        if (!answered) await until('the killed agent gone', () => agent.child.signalCode !== null, 5000);
         const killed = agent.child.signalCode === 'SIGKILL';
         if (!killed) {
           // This change has no such transaction (a create is one transaction): nothing to cut.
@@ -164,10 +164,10 @@ describe.skipIf(!netnsAvailable)('agent hardening in namespaces', () => {
     await run.api(1, 'DELETE', '/config/loadbalancer/all');
     await run.api(1, 'POST', '/config/loadbalancer', lbEntry({ backends: [1, 2, 3], monitor: true }));
     await lab.kill(run.procs.get('be3')!);
-    await waitUntil('be3 probed down', async () => ((await run.api(1, 'GET', '/config/endpoint/all')).body.Attr as { hostName: string; currState: string }[]).find((e) => e.hostName === `${BACK}.103`)?.currState === 'red', 10_000, 100);
+    await until('be3 probed down', async () => ((await run.api(1, 'GET', '/config/endpoint/all')).body.Attr as { hostName: string; currState: string }[]).find((e) => e.hostName === `${BACK}.103`)?.currState === 'red', 10_000, 100);
     // The verdict is persisted (snapshot or journal) before the agent stops.
     const persisted = () => ['services.json', 'services.journal'].some((f) => existsSync(join(run.dir, 'state1', f)) && readFileSync(join(run.dir, 'state1', f), 'utf8').includes(`#${BACK}.103:`));
-    await waitUntil('be3 down persisted', persisted, 5000);
+    await until('be3 down persisted', persisted, 5000);
     await stopAgent();
     const p = await run.startAgent(1, {}, 60_000);
     expect(p.output()).toMatch(/adopted the existing nftables table unchanged/);
@@ -220,7 +220,7 @@ describe.skipIf(!netnsAvailable)('agent hardening in namespaces', () => {
     // The other service's closed connection keeps the kernel's own (TIME_WAIT) timeout, untouched.
     expect(timeoutOf(/^tcp .*dport=81 /)).toBeGreaterThan(3);
     // Idle past the timeout: the established TCP flow and the UDP flow leave conntrack (3 s, and the kernel's GC pass).
-    await waitUntil('the idle flows gone', () => entries().filter((l) => /^(tcp .*ESTABLISHED|udp) .* dport=80 /.test(l)).length === 0, 10_000, 200);
+    await until('the idle flows gone', () => entries().filter((l) => /^(tcp .*ESTABLISHED|udp) .* dport=80 /.test(l)).length === 0, 10_000, 200);
     stream.child.stdin!.write('quit\n');
     await stopAgent();
   });

@@ -8,10 +8,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentRunner, awsSection, IMDS_PORT, lbEntry } from '../../sim/agents.ts';
-import { haOf, lostFlows, moveUnderTraffic, until, whyLost } from '../../sim/flows.ts';
+import { haOf, lostFlows, moveUnderTraffic, sleep, until, whyLost } from '../../sim/flows.ts';
 import { BACK, Lab, VIP } from '../../sim/netns.ts';
 import { netnsAvailable } from '../harness/prerequisites.ts';
-import { quietWindow, waitUntil } from '../harness/wait.ts';
 
 describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving between LBs', () => {
   let lab: Lab;
@@ -58,11 +57,11 @@ describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving bet
     const subscribed = () => lab.exec('lb1', 'cat', ['/proc/net/netlink']).split('\n').filter((l) => { const f = l.trim().split(/\s+/); return f[1] === '12' && /^[0-9a-f]{8}$/.test(f[3] ?? '') && f[3] !== '00000000'; }).length;
     const before = subscribed();
     const events = lab.spawn('lb1', 'conntrack', ['-E', '-p', 'tcp', '-d', VIP, '--dport', '80']);
-    await waitUntil('conntrack -E subscribed', () => subscribed() > before);
+    await until('conntrack -E subscribed', () => subscribed() > before);
     expect(run.client(['tcp', VIP, '80', '1']).results[0]).toMatch(/^be\d/);
     const kindsSoFar = () => events.output().split('\n').map((l) => /^\s*\[(\w+)\]/.exec(l)?.[1]).filter(Boolean);
-    await waitUntil('the new flow and its handshake seen', () => kindsSoFar().length >= 2);
-    await quietWindow(500); // and nothing more while the connection sits in TIME_WAIT
+    await until('the new flow and its handshake seen', () => kindsSoFar().length >= 2);
+    await sleep(500); // and nothing more while the connection sits in TIME_WAIT
     await lab.kill(events);
     // The end comes after TIME_WAIT; before it, the creation and the completed handshake only.
     const kinds = events.output().split('\n').map((l) => /^\s*\[(\w+)\]/.exec(l)?.[1]).filter(Boolean);
