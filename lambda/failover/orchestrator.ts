@@ -10,7 +10,7 @@ import type { Command } from './events.ts';
 import { type Lease, LeaseLostError } from './lease.ts';
 import { LeaseKeeper } from './lease-keeper.ts';
 import type { InstanceView, LeaseView } from './snapshot.ts';
-import type { ObserveScope, SnapshotOf, StepBase, StepTiming, VipStrategy } from './strategy/strategy.ts';
+import type { ObserveScope, SnapshotOf, StepBase, StepEffect, StepTiming, VipStrategy } from './strategy/strategy.ts';
 
 export type Outcome =
   | 'converged'
@@ -311,18 +311,21 @@ export class Orchestrator<Step extends StepBase, State> {
         // Nothing to do yet the state does not verify: AWS has not caught up with our writes. Look again.
         await this.d.clock.sleep(1000);
       }
-      applied += await this.applySteps(planned, lease, epoch, deadline, steps, counters);
+      const effects = await this.applySteps(planned, lease, epoch, deadline, steps, counters);
+      applied += planned.length;
       // An attach takes a moment on AWS: reading the result back at once would only find it attaching.
       if (planned.some((s) => s.phase === 'attach' && s.mutates)) await this.d.clock.sleep(SETTLE_FIRST_LOOK_MS);
-      // What our steps did is checked by reading back what they touch; health was decided above.
-      snapshot = await this.observeFenced(epoch, steps, snapshot, 'after-steps');
+      // What our steps did is checked by reading back what they touch, from what their answers established; health was decided above.
+      snapshot = await this.observeFenced(epoch, steps, effects.reduce((s, effect) => ({ ...s, ...effect(s) }), snapshot), 'after-steps');
     }
     const problems = this.d.strategy.verify(snapshot, owner);
     return { ok: false, outcome: 'failed' as const, reason: `did not converge after ${MAX_ROUNDS} rounds`, problems, owner, previousOwner, moved: false, epoch, health: decision.health };
   }
 
-  private async applySteps(planned: Step[], lease: Fencing, epoch: number, deadline: number, steps: StepTiming[], counters: { sequential: number }): Promise<number> {
+  /** Runs the steps, wave by wave; returns the effects their answers established, in the order they came. */
+  private async applySteps(planned: Step[], lease: Fencing, epoch: number, deadline: number, steps: StepTiming[], counters: { sequential: number }): Promise<StepEffect<State>[]> {
     const created = new Map<string, string>();
+    const effects: StepEffect<State>[] = [];
     const ctx = { epoch, fence: lease.fence, keepAlive: lease.keepAlive, deadline };
     const fence = lease.fence;
     let i = 0;
@@ -338,13 +341,14 @@ export class Orchestrator<Step extends StepBase, State> {
       await Promise.all(
         wave.map(async (step) => {
           const t = this.d.clock.now();
-          await this.d.strategy.apply(step, ctx, created);
+          const effect = await this.d.strategy.apply(step, ctx, created);
+          if (effect) effects.push(effect);
           steps.push({ step: step.describe, phase: step.phase, ms: this.d.clock.now() - t });
           await this.d.afterStep?.(step);
         }),
       );
     }
-    return planned.length;
+    return effects;
   }
 
   /** Observes, and stops if a newer lease holder has already written resources (we are stale). */

@@ -198,7 +198,7 @@ async function awsModel(name: 'aws-like' | 'aws-strict', targets: Record<string,
       (w) => w.id(1),
     );
     runs.push({ converged: line.converged, eip: line.eipOnSurvivorSeconds, calls: line.ec2Calls });
-    if (process.env.BENCH_DEBUG) console.error(line.eipOnSurvivorSeconds, line.ec2Calls, proxy.calls.filter((c) => !c.action.startsWith('other')).map((c) => `${(c.at / 1000) % 1000 | 0}:${c.action.replace('NetworkInterface', 'Eni')}${c.status >= 300 ? `!${c.status}` : ''}`).join(' '));
+    if (process.env.BENCH_DEBUG) console.error(line.eipOnSurvivorSeconds, line.ec2Calls, proxy.calls.filter((c) => !c.action.startsWith("other")).map((c) => `${((c.at - proxy.calls[0]!.at) / 1000).toFixed(1)}:${c.action.replace('NetworkInterface', 'Eni')}${c.status >= 300 ? `!${c.status}` : ''}`).join(' '));
   }
   const eips = runs.map((r) => r.eip ?? Infinity);
   console.log(

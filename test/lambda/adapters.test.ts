@@ -1,10 +1,12 @@
 import { ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import {
+  AssociateRouteTableCommand,
   AttachNetworkInterfaceCommand,
   CreateNetworkInterfaceCommand,
   CreateSubnetCommand,
   DeleteSubnetCommand,
   DescribeNetworkInterfacesCommand,
+  DescribeRouteTablesCommand,
   DescribeSubnetsCommand,
   DetachNetworkInterfaceCommand,
   EC2Client,
@@ -94,6 +96,23 @@ describe('Ec2Adapter', () => {
     await expect(adapter().attachEni('eni-1', 'i-target', 1, 60_000)).resolves.toBeUndefined();
     ec2Mock.on(DescribeNetworkInterfacesCommand).resolves({ NetworkInterfaces: [{ NetworkInterfaceId: 'eni-1', Attachment: { AttachmentId: 'a-1', InstanceId: 'i-other', Status: 'attached' } }] });
     await expect(adapter().attachEni('eni-1', 'i-target', 1, 60_000)).rejects.toThrow();
+  });
+
+  it('retries an attach to an ENI not visible yet without reading it after each NotFound', async () => {
+    ec2Mock.on(AttachNetworkInterfaceCommand).rejectsOnce(awsError('InvalidNetworkInterfaceID.NotFound')).resolves({ AttachmentId: 'a-1' });
+    await expect(adapter().attachEni('eni-new', 'i-target', 1, 60_000)).resolves.toBeUndefined();
+    expect(ec2Mock.commandCalls(AttachNetworkInterfaceCommand)).toHaveLength(2);
+    expect(ec2Mock.commandCalls(DescribeNetworkInterfacesCommand)).toHaveLength(0);
+  });
+
+  it('returns the route table association from the answer, or finds ours after a lost answer, and refuses another table', async () => {
+    ec2Mock.on(AssociateRouteTableCommand).resolves({ AssociationId: 'rtbassoc-1' });
+    await expect(adapter().associateRouteTable('rtb-float', 'subnet-new', 60_000)).resolves.toBe('rtbassoc-1');
+    ec2Mock.on(AssociateRouteTableCommand).rejects(awsError('Resource.AlreadyAssociated'));
+    ec2Mock.on(DescribeRouteTablesCommand).resolves({ RouteTables: [{ RouteTableId: 'rtb-float', Associations: [{ SubnetId: 'subnet-new', RouteTableAssociationId: 'rtbassoc-2' }] }] });
+    await expect(adapter().associateRouteTable('rtb-float', 'subnet-new', 60_000)).resolves.toBe('rtbassoc-2');
+    ec2Mock.on(DescribeRouteTablesCommand).resolves({ RouteTables: [{ RouteTableId: 'rtb-other', Associations: [{ SubnetId: 'subnet-new', RouteTableAssociationId: 'rtbassoc-3' }] }] });
+    await expect(adapter().associateRouteTable('rtb-float', 'subnet-new', 60_000)).rejects.toThrow(/associated with route table rtb-other, not rtb-float/);
   });
 
   it('treats detaching an attachment that is gone as done', async () => {

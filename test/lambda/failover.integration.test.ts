@@ -50,11 +50,18 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
   it('moves the VIP to the survivor when the master stops (alarm on the master)', async () => {
     await placeOn0();
     await failMaster();
+    const before = aws.proxy.calls.length;
     const r = await run({ kind: 'alarm', alarmName: 'x', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' });
     expect(r.outcome, r.reason).toBe('converged');
     expect(r.owner).toBe(aws.world.id(1));
     expect(r.moved).toBe(true);
     expect(await aws.world.problems(aws.world.id(1))).toEqual([]);
+    // The new subnet and its association are known from the answers to the writes: the run reads the
+    // subnets and the route table once (to plan), and only the ENIs again (to see the attach complete).
+    const reads = aws.proxy.calls.slice(before).filter((c) => c.status < 300);
+    expect(reads.filter((c) => c.action === 'DescribeSubnets')).toHaveLength(1);
+    expect(reads.filter((c) => c.action === 'DescribeRouteTables')).toHaveLength(1);
+    expect(reads.filter((c) => c.action === 'DescribeNetworkInterfaces').length).toBeGreaterThanOrEqual(2);
   });
 
   const hostile: Partial<Behaviour> = {

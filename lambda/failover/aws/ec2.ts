@@ -299,13 +299,22 @@ export class Ec2Adapter {
     }
   }
 
-  async associateRouteTable(routeTableId: string, subnetId: string, deadline: number): Promise<void> {
-    await this.retrying(`associate ${routeTableId} with ${subnetId}`, /^InvalidSubnetID\.NotFound$/, deadline, async () => {
+  /** Associates the route table with the subnet; returns the association's id (from the answer, or found after a lost answer). */
+  async associateRouteTable(routeTableId: string, subnetId: string, deadline: number): Promise<string> {
+    return this.retrying(`associate ${routeTableId} with ${subnetId}`, /^InvalidSubnetID\.NotFound$/, deadline, async () => {
       try {
-        await this.send(new AssociateRouteTableCommand({ RouteTableId: routeTableId, SubnetId: subnetId }), true);
+        const r = await this.send<any>(new AssociateRouteTableCommand({ RouteTableId: routeTableId, SubnetId: subnetId }), true);
+        return r.AssociationId as string;
       } catch (e) {
-        // A lost answer: the association exists already.
-        if (errorCode(e) === 'Resource.AlreadyAssociated') return;
+        if (errorCode(e) !== 'Resource.AlreadyAssociated') throw e;
+        // A lost answer: the association exists already, with our table or (someone else's doing) another.
+        const r = await this.send<any>(new DescribeRouteTablesCommand({ Filters: [{ Name: 'association.subnet-id', Values: [subnetId] }] }), false);
+        for (const t of r.RouteTables ?? []) {
+          const a = (t.Associations ?? []).find((x: any) => x.SubnetId === subnetId);
+          if (!a) continue;
+          if (t.RouteTableId !== routeTableId) throw new Error(`subnet ${subnetId} is associated with route table ${t.RouteTableId}, not ${routeTableId}; refusing to change it`);
+          return a.RouteTableAssociationId as string;
+        }
         throw e;
       }
     });
@@ -341,6 +350,8 @@ export class Ec2Adapter {
       try {
         await this.send(new AttachNetworkInterfaceCommand({ NetworkInterfaceId: eniId, InstanceId: instanceId, DeviceIndex: deviceIndex }), true);
       } catch (e) {
+        // Not visible yet (just created): retried without a look that would only say the same.
+        if (errorCode(e) === 'InvalidNetworkInterfaceID.NotFound') throw e;
         // A lost answer: check before failing whether it is attached where we want it.
         const now = await this.eni(eniId);
         if (now?.attachment?.instanceId === instanceId) return;

@@ -138,8 +138,8 @@ export class EniPlanner {
     if (!keeperEni) {
       steps.push({ op: 'create-eni', subnetId, az: target.az, securityGroupIds: target.securityGroupIds, phase: 'eni', mutates: true, describe: `create loxi-eni with ${this.deployment.vip}` });
     }
-    // A subnet or ENI just created answers NotFound for a moment (eventual consistency): turning
-    // source/dest check off goes first and alone, retried until the ENI is visible, so that a
+    // An ENI just created answers NotFound for a moment (eventual consistency): turning source/dest
+    // check off goes first and alone (the quickest call), retried until the ENI is visible, so that a
     // retry costs one call, not one per step of the wave. Then the rest in one concurrent wave.
     if (!keeperEni || keeperEni.sourceDestCheck) {
       steps.push({ op: 'disable-source-dest-check', eniId, justCreated: !keeperEni, phase: 'eni', mutates: true, describe: 'turn off source/dest check on loxi-eni' });

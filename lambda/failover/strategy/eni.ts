@@ -7,7 +7,7 @@ import type { Ec2Adapter } from '../aws/ec2.ts';
 import { type Clock, pollUntil, sleepWithin } from '../clock.ts';
 import { confirmSync } from './confirm-sync.ts';
 import { CREATED, EniPlanner, type EniSnapshot, type EniState, type EniStep, eipOnEnis } from './eni-plan.ts';
-import type { ApplyContext, ObserveScope, VipStrategy } from './strategy.ts';
+import type { ApplyContext, ObserveScope, StepEffect, VipStrategy } from './strategy.ts';
 
 export { CREATED, type EniSnapshot, type EniState, type EniStep, eipOnEnis, lowestFreeDeviceIndex } from './eni-plan.ts';
 
@@ -46,7 +46,9 @@ export class EniStrategy extends EniPlanner implements VipStrategy<EniStep, EniS
 
   async observe(scope: ObserveScope, before?: EniSnapshot): Promise<EniState> {
     const o = this.o;
-    if (scope === 'settling' && before) {
+    // After the run's steps, the subnets are what their answers established (folded into `before`,
+    // see StepEffect): only the ENIs, whose attach and EIP association complete on AWS's side, are read.
+    if ((scope === 'settling' || scope === 'after-steps') && before) {
       const enis = await this.ec2.loxiEnis();
       return { subnets: before.subnets, enis, eip: eipOnEnis(enis, o.eipAllocationId, before.eip.publicIp) };
     }
@@ -59,7 +61,7 @@ export class EniStrategy extends EniPlanner implements VipStrategy<EniStep, EniS
     return { subnets, enis, eip: address ?? eipOnEnis(enis, o.eipAllocationId, before?.eip.publicIp) };
   }
 
-  async apply(step: EniStep, ctx: ApplyContext, created: Map<string, string>): Promise<void> {
+  async apply(step: EniStep, ctx: ApplyContext, created: Map<string, string>): Promise<StepEffect<EniState> | undefined | void> {
     const ref = (id: string) => {
       if (!id.startsWith('created:')) return id;
       const v = created.get(id);
@@ -96,12 +98,18 @@ export class EniStrategy extends EniPlanner implements VipStrategy<EniStep, EniS
         if (step.afterDetach) await sleepWithin(this.clock, DETACH_FIRST_LOOK_MS, deadline);
         return this.ec2.deleteEni(step.eniId, deadline, ctx.keepAlive);
       case 'delete-subnet':
-        return this.ec2.deleteSubnet(step.subnetId, deadline);
-      case 'create-subnet':
-        created.set(CREATED.subnet, await this.ec2.createSubnet(step.az, step.cidr, ctx.epoch, deadline));
-        return;
-      case 'associate-route-table':
-        return this.ec2.associateRouteTable(this.o.floatingRouteTableId, ref(step.subnetId), deadline);
+        await this.ec2.deleteSubnet(step.subnetId, deadline);
+        return (s) => ({ ...s, subnets: s.subnets.filter((x) => x.id !== step.subnetId) });
+      case 'create-subnet': {
+        const id = await this.ec2.createSubnet(step.az, step.cidr, ctx.epoch, deadline);
+        created.set(CREATED.subnet, id);
+        return (s) => ({ ...s, subnets: [...s.subnets.filter((x) => x.id !== id), { id, az: step.az, cidr: step.cidr, routeTableAssociationId: undefined, epoch: ctx.epoch }] });
+      }
+      case 'associate-route-table': {
+        const subnetId = ref(step.subnetId);
+        const associationId = await this.ec2.associateRouteTable(this.o.floatingRouteTableId, subnetId, deadline);
+        return (s) => ({ ...s, subnets: s.subnets.map((x) => (x.id === subnetId ? { ...x, routeTableAssociationId: associationId } : x)) });
+      }
       case 'create-eni':
         created.set(
           CREATED.eni,

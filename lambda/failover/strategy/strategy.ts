@@ -46,13 +46,22 @@ export interface ApplyContext {
  * What a strategy reads, and when:
  * - `full`: everything it moves, at the start of a run (instances are read beside it);
  * - `status`: the same, with the EIP read wherever it is associated (for `status`);
- * - `after-steps`: what the run's own steps touched, to check them (instances carried over);
+ * - `after-steps`: what the run's own steps touched, to check them (instances carried over; `before`
+ *   has the effects the steps' own answers established folded in, see `StepEffect`);
  * - `settling`: the little that is still completing on AWS (an attach), polled.
  */
 export type ObserveScope = 'full' | 'status' | 'after-steps' | 'settling';
 
 /** The snapshot a strategy plans on: the common part and its own state. */
 export type SnapshotOf<State> = Observed & State;
+
+/**
+ * What a write's own answer establishes (a created subnet's id, AZ and block; an association's id):
+ * folded into the run's snapshot before reading back, so that the read-back asks AWS only for what
+ * completes asynchronously (an attach, an association's propagation) and not for what a write has
+ * just answered. Pure.
+ */
+export type StepEffect<State> = (state: State) => State;
 
 export interface VipStrategy<Step extends StepBase, State> {
   readonly name: string;
@@ -64,8 +73,8 @@ export interface VipStrategy<Step extends StepBase, State> {
   currentOwner(snapshot: SnapshotOf<State>): string | undefined;
   /** Pure: ordered steps that take the observed state to "VIP on owner"; empty when already there. */
   plan(snapshot: SnapshotOf<State>, owner: string, opts: PlanOptions): Step[];
-  /** Executes one step; returns after the step's effect is visible (or throws). */
-  apply(step: Step, ctx: ApplyContext, state: Map<string, string>): Promise<void>;
+  /** Executes one step; returns after the step's effect is visible (or throws), with what its answer established, if anything. */
+  apply(step: Step, ctx: ApplyContext, state: Map<string, string>): Promise<StepEffect<State> | undefined | void>;
   /** Pure: what is wrong with the observed end state for owner (empty when converged). */
   verify(snapshot: SnapshotOf<State>, owner: string): string[];
   /** Pure: the state only waits on AWS finishing what was asked (nothing to do but look again, `settling` scope). */
