@@ -19,6 +19,11 @@ export const TAG = {
   instanceIndex: 'loxiha:instance-index',
   /** Name tag, for the console. */
   name: 'Name',
+  /**
+   * Set by the failover function on an LB instance whose Auto Scaling group is terminating it (the
+   * termination lifecycle hook): such an instance is never where the VIP goes, nor where it stays.
+   */
+  draining: 'loxiha:draining',
 } as const;
 
 export const ROLE = {
@@ -27,7 +32,23 @@ export const ROLE = {
   floatingRouteTable: 'floating-route-table',
   loxiEni: 'loxi-eni',
   eip: 'eip',
+  /** A slot's own interface: its fixed address (peers, kube-loxilb; `route`: the ingress IP), attached to whichever instance serves the slot. */
+  slotInterface: 'slot-interface',
 } as const;
+
+/** Device index at which a slot's interface is attached to the instance serving it. */
+export const SLOT_INTERFACE_DEVICE_INDEX = 1;
+
+/**
+ * The lifecycle hooks of each slot's Auto Scaling group. Launching: the function attaches the slot's
+ * interface and turns source/dest check off before the instance goes in service. Terminating: the
+ * function moves the VIP off the instance before it goes.
+ */
+export const LIFECYCLE_HOOKS = { launching: 'loxiha-launching', terminating: 'loxiha-terminating' } as const;
+
+/** What each lifecycle hook carries as its notification metadata: whose slot it is. */
+export const lifecycleHookMetadataSchema = z.object({ deployment: z.string().min(1), slot: z.number().int().min(0).max(15) }).strict();
+export type LifecycleHookMetadata = z.infer<typeof lifecycleHookMetadataSchema>;
 
 /** Description put on the floating ENI, as LoxiLB names it. */
 export const LOXI_ENI_DESCRIPTION = 'loxi-eni';
@@ -38,6 +59,8 @@ export const METRICS = {
   dimensions: {
     deployment: 'Deployment',
     instanceId: 'InstanceId',
+    /** The slot (0-based): `AgentHeartbeat` is also sent per slot, so that an alarm follows the slot across instance replacements. */
+    slot: 'Slot',
   },
   /** 1 per beat, high resolution (StorageResolution 1), every 5 s. */
   heartbeat: 'AgentHeartbeat',
@@ -137,6 +160,11 @@ export type AlarmKind = (typeof ALARM_KIND)[keyof typeof ALARM_KIND];
  */
 export function namePrefix(deploymentId: string): string {
   return deploymentId.startsWith('loxiha') ? deploymentId : `loxiha-${deploymentId}`;
+}
+
+/** The Auto Scaling group (of one) that serves slot `slot`: named, so that alarms on EC2's per-group metrics can name it. */
+export function slotGroupName(deploymentId: string, slot: number): string {
+  return `${namePrefix(deploymentId)}-slot${slot}`;
 }
 
 export function alarmName(deploymentId: string, instanceIndex: number, kind: AlarmKind): string {

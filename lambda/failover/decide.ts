@@ -41,6 +41,7 @@ export type Decision =
 export function healthOf(i: InstanceView, now: number, staleMs: number): Health {
   const base = { instanceId: i.id, index: i.index };
   if (i.state !== 'running') return { ...base, healthy: false, why: `instance is ${i.state}` };
+  if (i.draining) return { ...base, healthy: false, why: 'its Auto Scaling group is replacing it (terminating)' };
   if (i.statusOk === false) return { ...base, healthy: false, why: 'EC2 status check impaired' };
   if (i.lastHeartbeatAt === undefined) return { ...base, healthy: false, why: 'no agent heartbeat seen' };
   // Alive but not ready (its kernel does not forward as it must): never where the VIP goes, nor stays.

@@ -12,17 +12,27 @@ import {
 import { EventBridgeSchema } from '@aws-lambda-powertools/parser/schemas/eventbridge';
 import { SnsSchema } from '@aws-lambda-powertools/parser/schemas/sns';
 import * as z from 'zod';
-import { FAST_PATH_REASONS, fastPathRequestSchema, instanceIdSchema, parseAlarmName, type AlarmKind } from '../../lib/contract.ts';
+import { FAST_PATH_REASONS, fastPathRequestSchema, instanceIdSchema, LIFECYCLE_HOOKS, lifecycleHookMetadataSchema, parseAlarmName, slotGroupName, type AlarmKind } from '../../lib/contract.ts';
 
 export type AlarmState = 'ALARM' | 'OK' | 'INSUFFICIENT_DATA';
 
 export type Command =
   | { kind: 'alarm'; alarmName: string; instanceIndex: number; alarmKind: AlarmKind; state: AlarmState; via: 'direct' | 'eventbridge' | 'sns' }
-  | { kind: 'failover'; from?: string; to?: string; reason: string; via: 'fast-path' | 'manual' }
+  | { kind: 'failover'; from?: string; to?: string; reason: string; via: 'fast-path' | 'manual' | 'lifecycle-hook' }
   | { kind: 'reconcile'; via: 'manual' | 'schedule' | 'lifecycle' }
   | { kind: 'status' }
   | { kind: 'plan'; to?: string }
-  | { kind: 'teardown'; via: 'manual' | 'lifecycle' };
+  | { kind: 'teardown'; via: 'manual' | 'lifecycle' }
+  | InstanceLifecycleCommand;
+
+/** An Auto Scaling lifecycle action on a slot's instance (EventBridge), to act on and then complete. */
+export interface InstanceLifecycleCommand {
+  kind: 'instance-lifecycle';
+  transition: 'launching' | 'terminating';
+  instanceId: string;
+  slot: number;
+  action: { autoScalingGroupName: string; lifecycleHookName: string; lifecycleActionToken: string };
+}
 
 /** A CloudFormation custom resource request: the command plus what is needed to answer it. */
 export interface LifecycleRequest {
@@ -62,6 +72,50 @@ const eventBridgeAlarmSchema = EventBridgeSchema.extend({
   'detail-type': z.literal('CloudWatch Alarm State Change'),
   detail: z.object({ alarmName: z.string().min(1), state: z.object({ value: alarmStateSchema }) }),
 });
+
+/** EventBridge's "EC2 Instance-launch/terminate Lifecycle Action" events. */
+const lifecycleActionSchema = EventBridgeSchema.extend({
+  source: z.literal('aws.autoscaling'),
+  'detail-type': z.enum(['EC2 Instance-launch Lifecycle Action', 'EC2 Instance-terminate Lifecycle Action']),
+  detail: z.object({
+    LifecycleActionToken: z.string().min(1).max(255),
+    AutoScalingGroupName: z.string().min(1).max(255),
+    LifecycleHookName: z.string().min(1).max(255),
+    EC2InstanceId: instanceIdSchema,
+    LifecycleTransition: z.enum(['autoscaling:EC2_INSTANCE_LAUNCHING', 'autoscaling:EC2_INSTANCE_TERMINATING']),
+    NotificationMetadata: z.string().max(1023).optional(),
+  }),
+});
+
+/** A lifecycle action of one of this deployment's slots, checked against the hook it names, its group and its metadata. */
+function lifecycleActionCommand(deploymentId: string, e: Record<string, unknown>): Command {
+  const r = lifecycleActionSchema.safeParse(e);
+  if (!r.success) throw new InvalidEventError(`invalid Auto Scaling lifecycle action event: ${describe(r.error)}`);
+  const d = r.data.detail;
+  const transition = d.LifecycleTransition === 'autoscaling:EC2_INSTANCE_LAUNCHING' ? 'launching' : 'terminating';
+  if ((transition === 'launching') !== (r.data['detail-type'] === 'EC2 Instance-launch Lifecycle Action')) {
+    throw new InvalidEventError(`lifecycle action: detail-type "${r.data['detail-type']}" does not match transition ${d.LifecycleTransition}`);
+  }
+  if (d.LifecycleHookName !== LIFECYCLE_HOOKS[transition]) throw new InvalidEventError(`lifecycle action of hook "${d.LifecycleHookName}", not loxiha's ${transition} hook`);
+  let metadata: unknown;
+  try {
+    metadata = JSON.parse(d.NotificationMetadata ?? '');
+  } catch {
+    throw new InvalidEventError('lifecycle action without loxiha\'s notification metadata (JSON naming the deployment and the slot)');
+  }
+  const m = lifecycleHookMetadataSchema.safeParse(metadata);
+  if (!m.success) throw new InvalidEventError(`lifecycle action: invalid notification metadata: ${describe(m.error)}`);
+  if (m.data.deployment !== deploymentId || d.AutoScalingGroupName !== slotGroupName(deploymentId, m.data.slot)) {
+    throw new InvalidEventError(`lifecycle action of group "${d.AutoScalingGroupName}" (deployment ${m.data.deployment}, slot ${m.data.slot}) is not one of deployment ${deploymentId}'s slots`);
+  }
+  return {
+    kind: 'instance-lifecycle',
+    transition,
+    instanceId: d.EC2InstanceId,
+    slot: m.data.slot,
+    action: { autoScalingGroupName: d.AutoScalingGroupName, lifecycleHookName: d.LifecycleHookName, lifecycleActionToken: d.LifecycleActionToken },
+  };
+}
 
 const snsAlarmMessageSchema = z.object({ AlarmName: z.string().min(1), NewStateValue: alarmStateSchema });
 
@@ -129,6 +183,8 @@ export function parseEvent(event: unknown, deploymentId: string, entry: Entry = 
     return { command: alarmCommand(deploymentId, r.data.alarmData.alarmName, r.data.alarmData.state.value, 'direct') };
   }
 
+  if ('detail-type' in e && e.source === 'aws.autoscaling') return { command: lifecycleActionCommand(deploymentId, e) };
+
   if ('detail-type' in e) {
     const r = eventBridgeAlarmSchema.safeParse(e);
     if (!r.success) throw new InvalidEventError(`invalid EventBridge alarm state change: ${describe(r.error)}`);
@@ -170,5 +226,5 @@ export function parseEvent(event: unknown, deploymentId: string, entry: Entry = 
         return { command: { kind: 'teardown', via: 'manual' } };
     }
   }
-  throw new InvalidEventError('unrecognised event: expected a CloudWatch alarm (direct, EventBridge or SNS), a fast-path request, a manual {"action": …} or a CloudFormation lifecycle request');
+  throw new InvalidEventError('unrecognised event: expected a CloudWatch alarm (direct, EventBridge or SNS), an Auto Scaling lifecycle action, a fast-path request, a manual {"action": …} or a CloudFormation lifecycle request');
 }

@@ -10,13 +10,14 @@ import { systemClock } from './clock.ts';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { AGENT_ENTRY_ALIAS, METRICS } from '../../lib/contract.ts';
 import { entryOf, InvalidEventError, type LifecycleRequest, parseEvent } from './events.ts';
+import type { LifecycleResult } from './instance-lifecycle.ts';
 import type { Result } from './orchestrator.ts';
 import { logger, metrics } from './powertools.ts';
 import { settingsFromEnv } from './settings.ts';
 import { buildOrchestrator, makeClients } from './wiring.ts';
 
 const settings = settingsFromEnv(process.env);
-const { orchestrator } = buildOrchestrator(
+const { orchestrator, instanceLifecycle } = buildOrchestrator(
   settings,
   makeClients({ region: process.env.AWS_REGION ?? 'us-east-1', endpoint: process.env.LOXIHA_AWS_ENDPOINT }),
   systemClock,
@@ -43,7 +44,7 @@ export async function respondToCloudFormation(req: LifecycleRequest, result: Res
   if (!r.ok) throw new Error(`CloudFormation response rejected: HTTP ${r.status}`);
 }
 
-async function run(event: unknown, context: Context): Promise<Result | { ok: false; outcome: 'invalid-event'; reason: string }> {
+async function run(event: unknown, context: Context): Promise<Result | LifecycleResult | { ok: false; outcome: 'invalid-event'; reason: string }> {
   let parsed;
   const entry = entryOf(context.invokedFunctionArn, AGENT_ENTRY_ALIAS);
   metrics.addMetric(METRICS.invocations, MetricUnit.Count, 1);
@@ -56,6 +57,13 @@ async function run(event: unknown, context: Context): Promise<Result | { ok: fal
   }
   logger.appendKeys({ command: parsed.command.kind });
   const deadline = Date.now() + context.getRemainingTimeInMillis() - SAFETY_MS;
+  if (parsed.command.kind === 'instance-lifecycle') {
+    const r = await instanceLifecycle.run(parsed.command, deadline);
+    logger.info('lifecycle action', { ...r });
+    // Held past this run's deadline: failing makes the asynchronous delivery try again (the hook's timeout bounds it).
+    if (r.outcome === 'timed-out') throw new Error(`timed-out: ${r.reason}`);
+    return r;
+  }
   let result: Result;
   try {
     result = await orchestrator.run(parsed.command, deadline);

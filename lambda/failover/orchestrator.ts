@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { HEARTBEAT_STALE_SECONDS } from '../../lib/contract.ts';
 import { type Clock, DeadlineExceededError } from './clock.ts';
-import { decide, type Decision, type Health, type Hints, type Policy } from './decide.ts';
+import { decide, type Decision, type Health, healthOf, type Hints, type Policy } from './decide.ts';
 import type { Command } from './events.ts';
 import { type Lease, LeaseLostError } from './lease.ts';
 import { LeaseKeeper } from './lease-keeper.ts';
@@ -229,8 +229,9 @@ export class Orchestrator<Step extends StepBase, State> {
     if (command.kind === 'failover') {
       if (command.to) hints.to = command.to;
       else hints.suspect = command.from ?? owner;
-      // An operator's request is explicit: the hold-down does not refuse it (the health checks still do).
-      hints.explicit = command.via === 'manual';
+      // An operator's request, or the platform taking the instance away, is explicit: the hold-down
+      // does not refuse it (the health checks still do).
+      hints.explicit = command.via === 'manual' || command.via === 'lifecycle-hook';
     }
     return hints;
   }
@@ -271,7 +272,8 @@ export class Orchestrator<Step extends StepBase, State> {
       await this.d.notifier.started({ command, from: decision.from, to: owner, reason: decision.reason, epoch });
     }
     const oldOwner = snapshot.instances.find((i) => i.id === previousOwner);
-    const oldOwnerAlive = oldOwner !== undefined && decision.health.find((h) => h.instanceId === oldOwner.id)?.healthy === true;
+    // Alive: healthy, or healthy but for being drained (its group is replacing it: a planned move, sessions confirmed in sync).
+    const oldOwnerAlive = oldOwner !== undefined && (decision.health.find((h) => h.instanceId === oldOwner.id)?.healthy === true || (oldOwner.draining === true && healthOf({ ...oldOwner, draining: false }, snapshot.now, this.policy.staleMs).healthy));
     // An owner known dead (EC2 says stopped or impaired, or its heartbeat is gone and its peer cannot
     // reach it) gets its ENI force-detached at once: a normal detach waits on an instance that will not answer.
     const oldOwnerHealth = decision.health.find((h) => h.instanceId === previousOwner);

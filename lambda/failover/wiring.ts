@@ -1,4 +1,5 @@
 /** Composition root: builds the orchestrator from settings and clients (the handler, tests and benchmark share it). */
+import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EC2Client } from '@aws-sdk/client-ec2';
@@ -7,9 +8,11 @@ import { SNSClient } from '@aws-sdk/client-sns';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { ConfiguredRetryStrategy } from '@smithy/core/retry';
+import { LifecycleActions } from './aws/autoscaling.ts';
 import { CloudWatchAdapter } from './aws/cloudwatch.ts';
 import { Ec2Adapter } from './aws/ec2.ts';
 import type { Clock } from './clock.ts';
+import { InstanceLifecycle } from './instance-lifecycle.ts';
 import { Lease } from './lease.ts';
 import { observeInstances } from './observe.ts';
 import { Orchestrator } from './orchestrator.ts';
@@ -36,6 +39,7 @@ export interface Clients {
   dynamodb: DynamoDBClient;
   events: EventBridgeClient;
   sns: SNSClient;
+  autoscaling: AutoScalingClient;
 }
 
 export function makeClients(o: ClientOptions): Clients {
@@ -49,6 +53,7 @@ export function makeClients(o: ClientOptions): Clients {
     dynamodb: new DynamoDBClient(common),
     events: new EventBridgeClient(common),
     sns: new SNSClient(common),
+    autoscaling: new AutoScalingClient(common),
   };
 }
 
@@ -64,6 +69,8 @@ export interface Built {
   ec2: Ec2Adapter;
   cloudwatch: CloudWatchAdapter;
   lease: Lease;
+  /** Runs a slot's Auto Scaling lifecycle actions (launching, terminating). */
+  instanceLifecycle: InstanceLifecycle;
 }
 
 /** A step of whichever strategy the settings choose. */
@@ -93,6 +100,14 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
     leaseRenewMs: extra.lease?.renewMs,
   };
   const syncWaitMs = extra.syncWaitMs ?? 15_000;
+  const lifecycleOf = (o: { run: Orchestrator<EniStep, EniState>['run'] }) =>
+    new InstanceLifecycle({
+      ec2,
+      actions: new LifecycleActions(clients.autoscaling),
+      moveOff: (from, deadline) => o.run({ kind: 'failover', from, reason: 'instance-terminating', via: 'lifecycle-hook' }, deadline),
+      clock,
+      log: (level, msg, extra) => logger[level](msg, extra ?? {}),
+    });
   if (settings.strategy === 'route') {
     const strategy = new RouteStrategy(ec2, clock, {
       vip: settings.vip,
@@ -102,7 +117,8 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
       readSessionsInSync,
       syncWaitMs,
     });
-    return { orchestrator: new Orchestrator<RouteStep, RouteState>({ ...common, strategy }), ec2, cloudwatch, lease };
+    const orchestrator = new Orchestrator<RouteStep, RouteState>({ ...common, strategy });
+    return { orchestrator, ec2, cloudwatch, lease, instanceLifecycle: lifecycleOf(orchestrator) };
   }
   const strategy = new EniStrategy(ec2, clock, {
     cloudCidrBlock: settings.cloudCidrBlock!,
@@ -113,5 +129,6 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
     syncWaitMs,
     readSessionsInSync,
   });
-  return { orchestrator: new Orchestrator<EniStep, EniState>({ ...common, strategy }), ec2, cloudwatch, lease };
+  const orchestrator = new Orchestrator<EniStep, EniState>({ ...common, strategy });
+  return { orchestrator, ec2, cloudwatch, lease, instanceLifecycle: lifecycleOf(orchestrator) };
 }

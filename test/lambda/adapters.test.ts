@@ -10,9 +10,12 @@ import {
   DescribeSubnetsCommand,
   DetachNetworkInterfaceCommand,
   EC2Client,
+  ModifyInstanceAttributeCommand,
   EC2ServiceException,
 } from '@aws-sdk/client-ec2';
+import { AutoScalingClient, AutoScalingServiceException, CompleteLifecycleActionCommand, RecordLifecycleActionHeartbeatCommand } from '@aws-sdk/client-auto-scaling';
 import { mockClient } from 'aws-sdk-client-mock';
+import { LifecycleActions } from '../../lambda/failover/aws/autoscaling.ts';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TAG } from '../../lib/contract.ts';
 import { Ec2Adapter } from '../../lambda/failover/aws/ec2.ts';
@@ -21,9 +24,11 @@ import { Lease, LeaseLostError } from '../../lambda/failover/lease.ts';
 
 const ec2Mock = mockClient(EC2Client);
 const ddbMock = mockClient(DynamoDBClient);
+const asgMock = mockClient(AutoScalingClient);
 afterEach(() => {
   ec2Mock.reset();
   ddbMock.reset();
+  asgMock.reset();
 });
 
 /** A clock whose sleeps return at once and move time forward. */
@@ -115,6 +120,21 @@ describe('Ec2Adapter', () => {
     await expect(adapter().associateRouteTable('rtb-float', 'subnet-new', 60_000)).rejects.toThrow(/associated with route table rtb-other, not rtb-float/);
   });
 
+  it('finds a slot’s interface by its tags, attaches it at the slot device index, and turns an instance’s source/dest check off', async () => {
+    ec2Mock.on(DescribeNetworkInterfacesCommand).resolves({ NetworkInterfaces: [{ NetworkInterfaceId: 'eni-slot1', Attachment: { AttachmentId: 'a-9', InstanceId: 'i-old', Status: 'attached' } }] });
+    expect(await adapter().slotInterface(1)).toEqual({ id: 'eni-slot1', attachment: { id: 'a-9', instanceId: 'i-old', status: 'attached' } });
+    const filters = ec2Mock.commandCalls(DescribeNetworkInterfacesCommand)[0]!.args[0].input.Filters!;
+    expect(filters).toContainEqual({ Name: `tag:${TAG.role}`, Values: ['slot-interface'] });
+    expect(filters).toContainEqual({ Name: `tag:${TAG.instanceIndex}`, Values: ['1'] });
+    expect(filters).toContainEqual({ Name: `tag:${TAG.deployment}`, Values: ['d1'] });
+    ec2Mock.on(AttachNetworkInterfaceCommand).resolves({ AttachmentId: 'a-10' });
+    await adapter().attachSlotInterface('eni-slot1', 'i-new', 60_000);
+    expect(ec2Mock.commandCalls(AttachNetworkInterfaceCommand)[0]!.args[0].input).toEqual({ NetworkInterfaceId: 'eni-slot1', InstanceId: 'i-new', DeviceIndex: 1 });
+    ec2Mock.on(ModifyInstanceAttributeCommand).resolves({});
+    await adapter().disableInstanceSourceDestCheck('i-new', 60_000);
+    expect(ec2Mock.commandCalls(ModifyInstanceAttributeCommand)[0]!.args[0].input).toEqual({ InstanceId: 'i-new', SourceDestCheck: { Value: false } });
+  });
+
   it('treats detaching an attachment that is gone as done', async () => {
     ec2Mock.on(DetachNetworkInterfaceCommand).rejects(awsError('InvalidAttachmentID.NotFound'));
     await expect(adapter().detachEni('eni-attach-1', false)).resolves.toBeUndefined();
@@ -149,5 +169,26 @@ describe('Lease', () => {
   it('fences: renewing a lease someone else took throws LeaseLostError', async () => {
     ddbMock.on(UpdateItemCommand).rejects(conditional());
     await expect(lease().renew('me', 5, 0)).rejects.toBeInstanceOf(LeaseLostError);
+  });
+});
+
+describe('LifecycleActions', () => {
+  const a = { autoScalingGroupName: 'loxiha-sim-slot0', lifecycleHookName: 'loxiha-terminating', lifecycleActionToken: 'tok', instanceId: 'i-1' };
+  const gone = new AutoScalingServiceException({ name: 'ValidationError', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: 'No active Lifecycle Action found with token tok' });
+
+  it('completes the action with the token and the result asked', async () => {
+    asgMock.on(CompleteLifecycleActionCommand).resolves({});
+    expect(await new LifecycleActions(new AutoScalingClient({ region: 'us-east-1' })).complete(a, 'CONTINUE')).toBe(true);
+    expect(asgMock.commandCalls(CompleteLifecycleActionCommand)[0]!.args[0].input).toEqual({ AutoScalingGroupName: a.autoScalingGroupName, LifecycleHookName: a.lifecycleHookName, LifecycleActionToken: 'tok', InstanceId: 'i-1', LifecycleActionResult: 'CONTINUE' });
+  });
+
+  it('says an action that already ended is gone (false), and throws anything else', async () => {
+    const actions = new LifecycleActions(new AutoScalingClient({ region: 'us-east-1' }));
+    asgMock.on(CompleteLifecycleActionCommand).rejects(gone);
+    asgMock.on(RecordLifecycleActionHeartbeatCommand).rejects(gone);
+    expect(await actions.complete(a, 'CONTINUE')).toBe(false);
+    expect(await actions.heartbeat(a)).toBe(false);
+    asgMock.on(RecordLifecycleActionHeartbeatCommand).rejects(new Error('AccessDenied'));
+    await expect(actions.heartbeat(a)).rejects.toThrow('AccessDenied');
   });
 });

@@ -114,3 +114,13 @@ describe('decide', () => {
     });
   });
 });
+
+describe('an instance its Auto Scaling group is replacing (draining)', () => {
+  it('is never where the VIP goes, and the VIP leaves it', () => {
+    expect(decide(snap(inst(0), inst(1, { draining: true })), A, policy)).toMatchObject({ outcome: 'keep', owner: A });
+    const d = decide(snap(inst(0, { draining: true }), inst(1)), A, policy, { suspect: A, explicit: true });
+    expect(d).toMatchObject({ outcome: 'move', owner: B, from: A });
+    expect(d.health.find((h) => h.instanceId === A)).toMatchObject({ healthy: false, why: expect.stringMatching(/replacing it/) });
+    expect(decide(snap(inst(0, { draining: true }), inst(1, { statusOk: false })), A, policy, { suspect: A, explicit: true }).outcome).toBe('no-healthy-instance');
+  });
+});

@@ -120,3 +120,56 @@ describe('parseEvent', () => {
     expect(() => parseEvent(event, D)).toThrow(message);
   });
 });
+
+describe('Auto Scaling lifecycle actions (EventBridge)', () => {
+  const action = (over: { transition?: 'launching' | 'terminating'; hook?: string; group?: string; metadata?: string | undefined; detailType?: string } = {}) => {
+    const transition = over.transition ?? 'terminating';
+    return {
+      version: '0',
+      id: '12345678-1234-1234-1234-123456789012',
+      'detail-type': over.detailType ?? (transition === 'launching' ? 'EC2 Instance-launch Lifecycle Action' : 'EC2 Instance-terminate Lifecycle Action'),
+      source: 'aws.autoscaling',
+      account: '111111111111',
+      time: '2026-12-02T10:00:00Z',
+      region: 'us-east-1',
+      resources: ['arn:aws:autoscaling:us-east-1:111111111111:autoScalingGroup:0b1c:autoScalingGroupName/loxiha-sim-slot1'],
+      detail: {
+        LifecycleActionToken: '87654321-4321-4321-4321-210987654321',
+        AutoScalingGroupName: over.group ?? 'loxiha-sim-slot1',
+        LifecycleHookName: over.hook ?? (transition === 'launching' ? 'loxiha-launching' : 'loxiha-terminating'),
+        EC2InstanceId: I0,
+        LifecycleTransition: transition === 'launching' ? 'autoscaling:EC2_INSTANCE_LAUNCHING' : 'autoscaling:EC2_INSTANCE_TERMINATING',
+        ...('metadata' in over ? (over.metadata === undefined ? {} : { NotificationMetadata: over.metadata }) : { NotificationMetadata: JSON.stringify({ deployment: D, slot: 1 }) }),
+        Origin: 'AutoScalingGroup',
+        Destination: 'EC2',
+      },
+    };
+  };
+
+  it('parses a slot’s terminate and launch actions into the command the function completes', () => {
+    expect(parseEvent(action(), D).command).toEqual({
+      kind: 'instance-lifecycle',
+      transition: 'terminating',
+      instanceId: I0,
+      slot: 1,
+      action: { autoScalingGroupName: 'loxiha-sim-slot1', lifecycleHookName: 'loxiha-terminating', lifecycleActionToken: '87654321-4321-4321-4321-210987654321' },
+    });
+    expect(parseEvent(action({ transition: 'launching' }), D).command).toMatchObject({ kind: 'instance-lifecycle', transition: 'launching', slot: 1 });
+  });
+
+  it.each([
+    ['another hook', { hook: 'someone-elses-hook' }, /not loxiha's terminating hook/],
+    ['another deployment’s metadata', { metadata: JSON.stringify({ deployment: 'other', slot: 1 }) }, /not one of deployment loxiha-sim's slots/],
+    ['a group that is not the slot the metadata names', { group: 'loxiha-sim-slot0' }, /not one of deployment loxiha-sim's slots/],
+    ['no metadata', { metadata: undefined }, /without loxiha's notification metadata/],
+    ['metadata with extra keys', { metadata: JSON.stringify({ deployment: D, slot: 1, extra: true }) }, /invalid notification metadata/],
+    ['a detail-type that contradicts the transition', { detailType: 'EC2 Instance-launch Lifecycle Action' }, /does not match transition/],
+  ])('rejects %s, changing nothing', (_what, over, message) => {
+    expect(() => parseEvent(action(over), D)).toThrow(InvalidEventError);
+    expect(() => parseEvent(action(over), D)).toThrow(message);
+  });
+
+  it('rejects a lifecycle action on the agents’ entry (fast-path requests only)', () => {
+    expect(() => parseEvent(action(), D, 'agents')).toThrow(/invalid fast-path request/);
+  });
+});

@@ -84,6 +84,31 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
     expect(aws.proxy.calls.some((c) => c.status === 400)).toBe(true);
   });
 
+  it('moves the VIP off an instance its group is terminating as a planned move (sessions confirmed in sync), and never back onto it', async () => {
+    await placeOn0();
+    await aws.world.ec2.send(new CreateTagsCommand({ Resources: [aws.world.id(0)], Tags: [{ Key: TAG.draining, Value: 'true' }] }));
+    // lb1 reports its session table in sync 3 s into the run: the move waits for it.
+    await aws.world.beat(aws.clock.now(), undefined, false);
+    const becomesInSync = (async () => {
+      await aws.clock.sleep(3000);
+      await aws.world.beat(aws.clock.now(), undefined, true);
+    })();
+    const r = await aws.clock.slower(20, () => run({ kind: 'failover', from: aws.world.id(0), reason: 'instance-terminating', via: 'lifecycle-hook' }));
+    await becomesInSync;
+    expect(r.outcome, r.reason).toBe('converged');
+    expect(r.owner).toBe(aws.world.id(1));
+    // A planned move: it waited for the survivor's sessions, and the detach is not forced: the
+    // instance is alive until its group lets it go (a forced detach is for an owner known dead).
+    expect(r.phases.sync).toBeGreaterThanOrEqual(2_500);
+    expect(r.steps.some((s) => /^detach eni-/.test(s.step))).toBe(true);
+    expect(r.steps.some((s) => /^force-detach/.test(s.step))).toBe(false);
+    expect(await aws.world.problems(aws.world.id(1))).toEqual([]);
+    // A scheduled reconcile with failback to the preferred instance 0 leaves it where it is.
+    const again = await run({ kind: 'reconcile', via: 'schedule' }, { settings: { failback: 'preferred', holdDownSeconds: 0 } });
+    expect(again.owner).toBe(aws.world.id(1));
+    expect(again.moved).toBe(false);
+  });
+
   it('forces a detach that is stuck and still converges', async () => {
     await placeOn0();
     // A planned move: the old owner is healthy, so the first detach is not forced; it never finishes.

@@ -6,6 +6,8 @@ import {
   AssociateAddressCommand,
   AssociateRouteTableCommand,
   CreateRouteCommand,
+  CreateTagsCommand,
+  ModifyInstanceAttributeCommand,
   DeleteRouteCommand,
   ReplaceRouteCommand,
   AttachNetworkInterfaceCommand,
@@ -27,7 +29,7 @@ import {
   type NetworkInterface,
   type Tag,
 } from '@aws-sdk/client-ec2';
-import { LOXI_ENI_DESCRIPTION, namePrefix, ROLE, TAG } from '../../../lib/contract.ts';
+import { LOXI_ENI_DESCRIPTION, namePrefix, ROLE, SLOT_INTERFACE_DEVICE_INDEX, TAG } from '../../../lib/contract.ts';
 import { type Clock, pollUntil } from '../clock.ts';
 import type { EipView, FloatingSubnetView, InstanceState, InstanceView, LoxiEniView } from '../snapshot.ts';
 
@@ -149,6 +151,7 @@ export class Ec2Adapter {
             index,
             az: i.Placement?.AvailabilityZone ?? '',
             state: (i.State?.Name ?? 'pending') as InstanceState,
+            ...(tagValue(i.Tags, TAG.draining) === 'true' ? { draining: true } : {}),
             securityGroupIds: (i.SecurityGroups ?? []).map((g: any) => g.GroupId!).filter(Boolean),
             usedDeviceIndexes: (i.NetworkInterfaces ?? []).map((n: any) => n.Attachment?.DeviceIndex).filter((d: unknown): d is number => typeof d === 'number'),
           });
@@ -156,7 +159,47 @@ export class Ec2Adapter {
       }
       NextToken = r.NextToken;
     } while (NextToken);
-    return out.sort((a, b) => a.index - b.index);
+    // A slot's instance being replaced and its replacement carry the same index: the replacement first.
+    return out.sort((a, b) => a.index - b.index || Number(a.draining === true) - Number(b.draining === true));
+  }
+
+  // ---- slots (Auto Scaling lifecycle hooks) ---------------------------------------------
+
+  /** Slot `slot`'s own interface (tagged by the stack), with where it is attached. */
+  async slotInterface(slot: number): Promise<{ id: string; attachment?: { id: string; instanceId: string; status: string } } | undefined> {
+    const r = await this.send<any>(
+      new DescribeNetworkInterfacesCommand({ Filters: [...this.ours(ROLE.slotInterface), { Name: `tag:${TAG.instanceIndex}`, Values: [String(slot)] }] }),
+      false,
+    );
+    const n = (r.NetworkInterfaces ?? [])[0] as NetworkInterface | undefined;
+    if (!n?.NetworkInterfaceId) return undefined;
+    const a = n.Attachment;
+    return { id: n.NetworkInterfaceId, ...(a?.AttachmentId && a.InstanceId ? { attachment: { id: a.AttachmentId, instanceId: a.InstanceId, status: a.Status ?? 'unknown' } } : {}) };
+  }
+
+  /** Attaches a slot's interface at its device index; done when an earlier try (lost answer) already did. */
+  async attachSlotInterface(eniId: string, instanceId: string, deadline: number): Promise<void> {
+    await this.retrying(`attach slot interface ${eniId} to ${instanceId}`, /^InvalidInstanceID\.NotFound$/, deadline, async () => {
+      try {
+        await this.send(new AttachNetworkInterfaceCommand({ NetworkInterfaceId: eniId, InstanceId: instanceId, DeviceIndex: SLOT_INTERFACE_DEVICE_INDEX }), true);
+      } catch (e) {
+        const now = await this.eni(eniId);
+        if (now?.attachment?.instanceId === instanceId) return;
+        throw e;
+      }
+    });
+  }
+
+  /** Source/dest check off on an instance (its primary interface): it forwards for the VIP. */
+  async disableInstanceSourceDestCheck(instanceId: string, deadline: number): Promise<void> {
+    await this.retrying(`source/dest check off on ${instanceId}`, /^InvalidInstanceID\.NotFound$/, deadline, () =>
+      this.send(new ModifyInstanceAttributeCommand({ InstanceId: instanceId, SourceDestCheck: { Value: false } }), true),
+    );
+  }
+
+  /** Tags an instance as being terminated by its group (TAG.draining): every run then keeps the VIP off it. */
+  async markDraining(instanceId: string): Promise<void> {
+    await this.send(new CreateTagsCommand({ Resources: [instanceId], Tags: [{ Key: TAG.draining, Value: 'true' }] }), true);
   }
 
   /** EC2 status checks per instance: true ok, false impaired, undefined initializing/unknown. */

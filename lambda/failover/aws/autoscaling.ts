@@ -1,0 +1,57 @@
+/**
+ * The Auto Scaling calls of a lifecycle hook's run: complete the action (CONTINUE / ABANDON) and
+ * extend its timeout while the run waits. Thin: what to do and when is ../instance-lifecycle.ts's.
+ */
+import { type AutoScalingClient, CompleteLifecycleActionCommand, RecordLifecycleActionHeartbeatCommand } from '@aws-sdk/client-auto-scaling';
+import type { InstanceLifecycleCommand } from '../events.ts';
+
+export type LifecycleActionResult = 'CONTINUE' | 'ABANDON';
+type Action = InstanceLifecycleCommand['action'] & { instanceId: string };
+
+/** AWS's answer for an action that is no longer pending (completed by an earlier run, or timed out). */
+const NO_ACTIVE_ACTION = /No active Lifecycle Action found/i;
+
+export class LifecycleActions {
+  private readonly client: AutoScalingClient;
+
+  constructor(client: AutoScalingClient) {
+    this.client = client;
+  }
+
+  /** Completes the action; returns false when AWS no longer has it pending (an earlier run or the hook's timeout ended it). */
+  async complete(a: Action, result: LifecycleActionResult): Promise<boolean> {
+    try {
+      await this.client.send(
+        new CompleteLifecycleActionCommand({
+          AutoScalingGroupName: a.autoScalingGroupName,
+          LifecycleHookName: a.lifecycleHookName,
+          LifecycleActionToken: a.lifecycleActionToken,
+          InstanceId: a.instanceId,
+          LifecycleActionResult: result,
+        }),
+      );
+      return true;
+    } catch (e) {
+      if (NO_ACTIVE_ACTION.test((e as Error).message ?? '')) return false;
+      throw e;
+    }
+  }
+
+  /** Restarts the hook's timeout (the run is still working on it); false when the action is gone. */
+  async heartbeat(a: Action): Promise<boolean> {
+    try {
+      await this.client.send(
+        new RecordLifecycleActionHeartbeatCommand({
+          AutoScalingGroupName: a.autoScalingGroupName,
+          LifecycleHookName: a.lifecycleHookName,
+          LifecycleActionToken: a.lifecycleActionToken,
+          InstanceId: a.instanceId,
+        }),
+      );
+      return true;
+    } catch (e) {
+      if (NO_ACTIVE_ACTION.test((e as Error).message ?? '')) return false;
+      throw e;
+    }
+  }
+}

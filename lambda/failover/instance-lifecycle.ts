@@ -1,0 +1,113 @@
+/**
+ * A slot's Auto Scaling lifecycle actions (EventBridge → the function):
+ *
+ * - **terminating**: the instance is tagged draining (no run places the VIP on it again), the VIP is
+ *   moved off it if it holds it (a planned move: the survivor's sessions confirmed in sync), and
+ *   only then is the action completed. When nowhere else can take the VIP (the other slot is being
+ *   replaced, or not ready), the run holds the action — extending its timeout — and tries again, so
+ *   the second slot never goes while the first is not back; at the deadline it fails, to be retried.
+ * - **launching**: the slot's own interface is attached to the new instance (once the instance it
+ *   served has let it go) and source/dest check is turned off, then the action is completed and the
+ *   instance goes in service with the slot's identity.
+ *
+ * Every step is idempotent: a run that dies anywhere is completed by the next delivery.
+ */
+import type { Ec2Adapter } from './aws/ec2.ts';
+import type { LifecycleActions } from './aws/autoscaling.ts';
+import type { Clock } from './clock.ts';
+import type { InstanceLifecycleCommand } from './events.ts';
+import type { Result } from './orchestrator.ts';
+
+export interface InstanceLifecycleDeps {
+  ec2: Pick<Ec2Adapter, 'slotInterface' | 'attachSlotInterface' | 'disableInstanceSourceDestCheck' | 'markDraining'>;
+  actions: Pick<LifecycleActions, 'complete' | 'heartbeat'>;
+  /** Moves the VIP off `from` (a run of the orchestrator: lease, fencing, planned move). */
+  moveOff: (from: string, deadline: number) => Promise<Result>;
+  clock: Clock;
+  log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
+  /** How long between two tries while waiting (the VIP has nowhere to go, the interface is still held). */
+  retryMs?: number;
+  /** How often the action's timeout is extended while waiting (below the hook's heartbeat timeout). */
+  heartbeatMs?: number;
+}
+
+export interface LifecycleResult {
+  ok: boolean;
+  command: 'instance-lifecycle';
+  transition: InstanceLifecycleCommand['transition'];
+  instanceId: string;
+  slot: number;
+  outcome: 'completed' | 'already-completed' | 'timed-out';
+  /** What the action was completed with. */
+  result?: 'CONTINUE';
+  reason: string;
+  /** The VIP's move off a terminating instance, as the orchestrator reported it. */
+  move?: Pick<Result, 'outcome' | 'reason' | 'owner' | 'previousOwner' | 'moved'>;
+  durationMs: number;
+}
+
+const RETRY_MS = 10_000;
+const HEARTBEAT_MS = 60_000;
+
+export class InstanceLifecycle {
+  private readonly d: InstanceLifecycleDeps;
+
+  constructor(deps: InstanceLifecycleDeps) {
+    this.d = deps;
+  }
+
+  async run(c: InstanceLifecycleCommand, deadline: number): Promise<LifecycleResult> {
+    const t0 = this.d.clock.now();
+    const base = { command: 'instance-lifecycle' as const, transition: c.transition, instanceId: c.instanceId, slot: c.slot };
+    const done = (r: Omit<LifecycleResult, keyof typeof base | 'durationMs'>): LifecycleResult => ({ ...base, ...r, durationMs: this.d.clock.now() - t0 });
+    const action = { ...c.action, instanceId: c.instanceId };
+    let lastBeat = t0;
+    /** Waits before the next try, extending the action's timeout when due; false when AWS no longer has the action. */
+    const wait = async (): Promise<boolean> => {
+      if (this.d.clock.now() - lastBeat >= (this.d.heartbeatMs ?? HEARTBEAT_MS)) {
+        lastBeat = this.d.clock.now();
+        if (!(await this.d.actions.heartbeat(action))) return false;
+      }
+      await this.d.clock.sleep(Math.min(this.d.retryMs ?? RETRY_MS, Math.max(0, deadline - this.d.clock.now())));
+      return true;
+    };
+    const complete = async (reason: string, move?: LifecycleResult['move']): Promise<LifecycleResult> => {
+      const completed = await this.d.actions.complete(action, 'CONTINUE');
+      return done({ ok: true, outcome: completed ? 'completed' : 'already-completed', result: 'CONTINUE', reason: completed ? reason : `${reason}; the action had already ended (an earlier run, or the hook's timeout)`, ...(move ? { move } : {}) });
+    };
+
+    if (c.transition === 'terminating') {
+      await this.d.ec2.markDraining(c.instanceId);
+      for (;;) {
+        const r = await this.d.moveOff(c.instanceId, deadline);
+        const move = { outcome: r.outcome, reason: r.reason, owner: r.owner, previousOwner: r.previousOwner, moved: r.moved };
+        if (r.ok) {
+          return complete(r.moved ? `moved the VIP off ${c.instanceId} to ${r.owner} before it goes` : `${c.instanceId} does not hold the VIP (${r.reason})`, move);
+        }
+        this.d.log('warn', 'the VIP cannot leave the terminating instance yet; holding its termination', { instanceId: c.instanceId, slot: c.slot, outcome: r.outcome, reason: r.reason });
+        if (this.d.clock.now() + (this.d.retryMs ?? RETRY_MS) >= deadline) {
+          return done({ ok: false, outcome: 'timed-out', reason: `holding the termination of ${c.instanceId}: ${r.reason}`, move });
+        }
+        if (!(await wait())) return done({ ok: false, outcome: 'already-completed', reason: `the termination action of ${c.instanceId} ended (the hook's timeout) while the VIP could not leave it: ${r.reason}`, move });
+      }
+    }
+
+    // launching
+    for (;;) {
+      const eni = await this.d.ec2.slotInterface(c.slot);
+      if (!eni) throw new Error(`slot ${c.slot} has no interface tagged for this deployment: the stack is incomplete`);
+      const holder = eni.attachment?.instanceId;
+      if (holder === c.instanceId || !holder || eni.attachment?.status === 'detached') {
+        if (holder !== c.instanceId) await this.d.ec2.attachSlotInterface(eni.id, c.instanceId, deadline);
+        await this.d.ec2.disableInstanceSourceDestCheck(c.instanceId, deadline);
+        return complete(`slot ${c.slot}'s interface ${eni.id} attached to ${c.instanceId}, source/dest check off`);
+      }
+      // Still held by the instance the slot had (its termination is completing): wait for AWS to let it go.
+      this.d.log('info', 'the slot interface is still attached to the instance being replaced; waiting', { slot: c.slot, eni: eni.id, holder, instanceId: c.instanceId });
+      if (this.d.clock.now() + (this.d.retryMs ?? RETRY_MS) >= deadline) {
+        return done({ ok: false, outcome: 'timed-out', reason: `slot ${c.slot}'s interface ${eni.id} is still attached to ${holder}` });
+      }
+      if (!(await wait())) return done({ ok: false, outcome: 'already-completed', reason: `the launch action of ${c.instanceId} ended (the hook's timeout) while slot ${c.slot}'s interface was still held by ${holder}` });
+    }
+  }
+}
