@@ -64,11 +64,14 @@ const VIEWS: Record<string, { path: string; headers: string[]; rows: (body: any)
 };
 
 export const USAGE = `usage: loxiha get ${Object.keys(VIEWS).join('|')} [-o table|json] [--api URL] [--token-file FILE]
+       loxiha wait-ready [--timeout SECONDS] [--api URL] [--token-file FILE]
 
   get ha    the HA role (MASTER when this instance holds the VIP)
   get lb    load balancers with their endpoints, state and counters
   get ep    endpoint probes
   get ct    connections of the load-balanced services (conntrack)
+  wait-ready  exits 0 once the agent reports ready (its kernel prerequisites hold),
+              1 with the reasons when it does not within --timeout (default 300 s)
 
   -o json            JSON instead of a table
   --api URL          the agent's API (default http://127.0.0.1:11111)
@@ -82,7 +85,7 @@ export async function cli(argv: string[], out: (s: string) => void = (s) => proc
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { output: { type: 'string', short: 'o', default: 'table' }, api: { type: 'string', default: 'http://127.0.0.1:11111' }, 'token-file': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { output: { type: 'string', short: 'o', default: 'table' }, api: { type: 'string', default: 'http://127.0.0.1:11111' }, 'token-file': { type: 'string' }, timeout: { type: 'string', default: '300' }, help: { type: 'boolean', short: 'h' } },
     });
   } catch (e) {
     err(`error: ${(e as Error).message}`);
@@ -95,8 +98,9 @@ export async function cli(argv: string[], out: (s: string) => void = (s) => proc
     return 0;
   }
   const [verb, what] = positionals;
-  const view = what ? VIEWS[what] : undefined;
-  if (verb !== 'get' || !view || !['table', 'json'].includes(values.output!)) {
+  const view = verb === 'wait-ready' ? VIEWS.ha : what ? VIEWS[what] : undefined;
+  const timeoutS = Number(values.timeout);
+  if ((verb !== 'get' && verb !== 'wait-ready') || !view || !['table', 'json'].includes(values.output!) || !(timeoutS > 0)) {
     out(USAGE);
     return 2;
   }
@@ -111,27 +115,63 @@ export async function cli(argv: string[], out: (s: string) => void = (s) => proc
     }
   }
   const url = `${values.api}${BASE}${view.path}`;
+  if (verb === 'wait-ready') return waitReady(url, headers, timeoutS * 1000, out, err);
+  const got = await getJson(url, headers);
+  if ('error' in got) {
+    err(`error: ${got.error}`);
+    return 1;
+  }
+  out(values.output === 'json' ? JSON.stringify(view.json(got.body), null, 2) : table(view.headers, view.rows(got.body)));
+  return 0;
+}
+
+/** GET `url` as JSON; an error says what went wrong in one line. */
+async function getJson(url: string, headers: Record<string, string>): Promise<{ body: any } | { error: string }> {
   let r: Response;
   try {
     r = await fetch(url, { headers, signal: AbortSignal.timeout(10_000) });
   } catch (e) {
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-    err(`error: cannot reach the agent at ${url}: ${cause?.code ?? cause?.message ?? (e as Error).message}`);
-    return 1;
+    return { error: `cannot reach the agent at ${url}: ${cause?.code ?? cause?.message ?? (e as Error).message}` };
   }
   let body: unknown;
   try {
     body = await r.json();
   } catch {
-    err(`error: ${url} answered ${r.status} with something that is not JSON`);
-    return 1;
+    return { error: `${url} answered ${r.status} with something that is not JSON` };
   }
-  if (!r.ok) {
-    err(`error: ${url} answered ${r.status}: ${(body as { message?: string }).message ?? ''}`);
-    return 1;
+  if (!r.ok) return { error: `${url} answered ${r.status}: ${(body as { message?: string }).message ?? ''}` };
+  return { body };
+}
+
+/** How often wait-ready asks the agent. */
+const WAIT_READY_EVERY_MS = 1000;
+
+/**
+ * Waits until the agent reports ready (every HA entry `ready: true`), as a new instance does before
+ * it tells CloudFormation it is in service; says why not when it gives up.
+ */
+async function waitReady(url: string, headers: Record<string, string>, timeoutMs: number, out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  const until = Date.now() + timeoutMs;
+  let why = 'no answer yet';
+  for (;;) {
+    const got = await getJson(url, headers);
+    if ('error' in got) why = got.error;
+    else {
+      // cistate says ready as LoxiLB-style 1/0.
+      const entries = (got.body?.Attr ?? []) as { ready?: number | boolean; notReady?: string[] }[];
+      if (entries.length > 0 && entries.every((a) => a.ready === 1 || a.ready === true)) {
+        out('ready');
+        return 0;
+      }
+      why = entries.length === 0 ? 'the agent reports no HA state yet' : `not ready: ${entries.flatMap((a) => (a.ready === undefined ? ['readiness not reported yet'] : (a.notReady ?? []))).join('; ') || 'no reason given'}`;
+    }
+    if (Date.now() + WAIT_READY_EVERY_MS > until) {
+      err(`error: the agent did not report ready within ${Math.round(timeoutMs / 1000)} s (${why})`);
+      return 1;
+    }
+    await new Promise((r) => setTimeout(r, WAIT_READY_EVERY_MS));
   }
-  out(values.output === 'json' ? JSON.stringify(view.json(body), null, 2) : table(view.headers, view.rows(body)));
-  return 0;
 }
 
 if (import.meta.main) cli(process.argv.slice(2)).then((code) => process.exit(code), (e: Error) => {

@@ -194,7 +194,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     const st = peers?.sync?.status();
     return st ? { inSync: st.inSync, lagSeconds: st.lagSeconds, ready: readiness.ready } : { inSync: false, ready: readiness.ready };
   };
-  const heartbeat = config.aws && imds ? await startHeartbeat(config.deploymentId, config.aws, imds, (id) => (instanceId = id), syncState) : undefined;
+  const heartbeat = config.aws && imds ? await startHeartbeat(config.deploymentId, config.instanceIndex, config.aws, imds, (id) => (instanceId = id), syncState) : undefined;
   if (!config.aws) log('info', 'no aws section in the config: no CloudWatch heartbeats (the failover function will not see this agent)');
   // The role may have been seen before sync started: stream now if this instance owns the VIP.
   syncRef?.setOwner((roles.current ?? config.initialRole) === HA_ROLE.master);
@@ -221,7 +221,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
  * packet path and the API run meanwhile). Each beat carries what session sync says: a planned move
  * waits for the survivor to be in sync.
  */
-async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig['aws']>, imds: Imds, onInstanceId: (id: string) => void, syncState: () => { inSync: boolean; lagSeconds?: number }): Promise<{ stop: () => Promise<void> }> {
+async function startHeartbeat(deploymentId: string, slot: number, aws: NonNullable<AgentConfig['aws']>, imds: Imds, onInstanceId: (id: string) => void, syncState: () => { inSync: boolean; lagSeconds?: number }): Promise<{ stop: () => Promise<void> }> {
   const { Heartbeat } = await import('./ha/heartbeat.ts');
   const { CloudWatchClient } = await import('@aws-sdk/client-cloudwatch');
   let stopped = false;
@@ -233,7 +233,7 @@ async function startHeartbeat(deploymentId: string, aws: NonNullable<AgentConfig
         const instanceId = await imds.instanceId();
         if (stopped) return;
         onInstanceId(instanceId);
-        beat = new Heartbeat({ cloudwatch, namespace: aws.metricNamespace, deploymentId, instanceId, intervalMs: aws.heartbeatIntervalMs, syncState, log });
+        beat = new Heartbeat({ cloudwatch, namespace: aws.metricNamespace, deploymentId, instanceId, slot, intervalMs: aws.heartbeatIntervalMs, syncState, log });
         beat.start();
         log('info', 'beating to CloudWatch', { instanceId, namespace: aws.metricNamespace, intervalMs: aws.heartbeatIntervalMs });
         return;

@@ -79,6 +79,12 @@ export const configSchema = z
       .strict()
       .optional(),
     instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type like c7g.large'),
+    /**
+     * The LB instances' image, pinned. Unset: the latest Amazon Linux 2023 for the instance type's
+     * architecture, looked up at the first `cdk synth`/`deploy` and recorded in cdk.context.json, so
+     * that a later release changes nothing until the operator asks (README: Day two, patching).
+     */
+    amiId: z.string().regex(/^ami-[0-9a-f]{8,17}$/, 'must be an AMI id (ami-…)').optional(),
     eks: z.union([
       z
         .object({
@@ -231,6 +237,8 @@ export const SIM_PROFILE: Partial<ConfigInput> = {
   cloudCidrBlock: '100.64.248.0/24',
   vip: '100.64.248.254',
   clientCidrs: ['100.64.0.0/10'],
+  // The simulation launches no image: a fixed id keeps `cdk synth -c profile=sim` offline (no lookup).
+  amiId: 'ami-0123456789abcdef0',
   // The demo serves a TCP and a UDP service on port 80.
   servicePorts: [
     { port: 80, protocol: 'tcp' },

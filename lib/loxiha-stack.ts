@@ -7,7 +7,7 @@ import { Cluster } from './constructs/cluster.ts';
 import { AgentApiToken } from './constructs/agent-api-token.ts';
 import { FailoverFunction } from './constructs/failover-function.ts';
 import { FailoverWiring } from './constructs/failover-wiring.ts';
-import { LbInstances } from './constructs/lb-instances.ts';
+import { LbSlots } from './constructs/lb-slots.ts';
 import { LbSecurityGroup } from './constructs/lb-security-group.ts';
 import { Network } from './constructs/network.ts';
 
@@ -19,7 +19,7 @@ export interface LoxihaStackProps extends cdk.StackProps {
 export class LoxihaStack extends cdk.Stack {
   readonly network: Network;
   readonly cluster: Cluster;
-  readonly lbInstances: LbInstances;
+  readonly lbSlots: LbSlots;
   readonly failover: FailoverFunction;
   readonly wiring: FailoverWiring;
   readonly eipAllocationId: string;
@@ -66,7 +66,7 @@ export class LoxihaStack extends cdk.Stack {
       lbSecurityGroupId: sg.securityGroup.securityGroupId,
     });
 
-    this.lbInstances = new LbInstances(this, 'Lb', {
+    this.lbSlots = new LbSlots(this, 'Lb', {
       config,
       vpc: this.network.vpc,
       subnets: this.network.lbSubnets,
@@ -80,12 +80,12 @@ export class LoxihaStack extends cdk.Stack {
     this.wiring = new FailoverWiring(this, 'Wiring', {
       config,
       fn: this.failover.fn,
-      instances: this.lbInstances.instances,
+      slots: this.lbSlots.slots,
       // Created first, deleted last: placement needs them, teardown (on destroy) undoes what runs did to them.
       lifecycleDependsOn: [
         ...this.network.floatingPrerequisites,
         ...(this.network.floatingRouteTable ? [this.network.floatingRouteTable] : []),
-        ...(config.strategy === 'route' ? [...this.network.lbSubnets, ...this.lbInstances.instances] : []),
+        ...(config.strategy === 'route' ? [...this.network.lbSubnets, ...this.lbSlots.slots.map((s) => s.slotInterface)] : []),
         ...this.failover.lifecycleDependencies(),
         sg,
       ],

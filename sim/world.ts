@@ -31,7 +31,8 @@ import { CreateTopicCommand, SNSClient } from '@aws-sdk/client-sns';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { type LoxihaConfig, resolveConfig } from '../lib/config.ts';
-import { ALARM_KIND, alarmName, METRICS, ROLE, TAG } from '../lib/contract.ts';
+import { beatData } from '../agent/ha/heartbeat.ts';
+import { ALARM_KIND, alarmName, METRICS, ROLE, slotGroupName, TAG } from '../lib/contract.ts';
 import { lbIngressIp, lbIngressIps, lbInstanceIp } from '../lib/topology.ts';
 import type { Settings } from '../lambda/failover/settings.ts';
 import { type AnyStep, type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
@@ -159,10 +160,10 @@ export class World {
     };
   }
 
-  /** The heartbeat and status-check alarms of each LB instance, defined as the CDK app defines them (lib/constructs/failover-wiring.ts). */
+  /** The heartbeat and status-check alarms of each LB slot, defined as the CDK app defines them (lib/constructs/failover-wiring.ts). */
   private async putAlarms(): Promise<void> {
     const a = this.config.alarms;
-    for (const { id, index } of this.instances) {
+    for (const { index } of this.instances) {
       await this.cw.send(
         new PutMetricAlarmCommand({
           AlarmName: alarmName(this.config.deploymentId, index, ALARM_KIND.heartbeat),
@@ -170,7 +171,7 @@ export class World {
           MetricName: METRICS.heartbeat,
           Dimensions: [
             { Name: METRICS.dimensions.deployment, Value: this.config.deploymentId },
-            { Name: METRICS.dimensions.instanceId, Value: id },
+            { Name: METRICS.dimensions.slot, Value: String(index) },
           ],
           Statistic: 'SampleCount',
           Period: a.heartbeatPeriodSeconds,
@@ -189,7 +190,8 @@ export class World {
           AlarmName: alarmName(this.config.deploymentId, index, ALARM_KIND.statusCheck),
           Namespace: 'AWS/EC2',
           MetricName: 'StatusCheckFailed',
-          Dimensions: [{ Name: 'InstanceId', Value: id }],
+          // EC2's per-group figure: the slot's group, whichever instance serves it.
+          Dimensions: [{ Name: 'AutoScalingGroupName', Value: slotGroupName(this.config.deploymentId, index) }],
           Statistic: 'Maximum',
           Period: 60,
           EvaluationPeriods: 2,
@@ -216,7 +218,11 @@ export class World {
     await this.cw.send(
       new PutMetricDataCommand({
         Namespace: 'AWS/EC2',
-        MetricData: running.map((i) => ({ MetricName: 'StatusCheckFailed', Dimensions: [{ Name: 'InstanceId', Value: i.InstanceId! }], Value: 0, Timestamp: new Date(at) })),
+        // Per instance and, as EC2 does for an Auto Scaling group's instances, per group (the slot's alarm reads that one).
+        MetricData: running.flatMap((i) => [
+          { MetricName: 'StatusCheckFailed', Dimensions: [{ Name: 'InstanceId', Value: i.InstanceId! }], Value: 0, Timestamp: new Date(at) },
+          { MetricName: 'StatusCheckFailed', Dimensions: [{ Name: 'AutoScalingGroupName', Value: slotGroupName(this.config.deploymentId, this.instances.find((x) => x.id === i.InstanceId)!.index) }], Value: 0, Timestamp: new Date(at) },
+        ]),
       }),
     );
   }
@@ -266,16 +272,8 @@ export class World {
         this.cw.send(
           new PutMetricDataCommand({
             Namespace: METRICS.namespace,
-            MetricData: [METRICS.heartbeat, METRICS.sessionsInSync].map((name) => ({
-              MetricName: name,
-              Dimensions: [
-                { Name: METRICS.dimensions.deployment, Value: this.config.deploymentId },
-                { Name: METRICS.dimensions.instanceId, Value: id },
-              ],
-              Value: name === METRICS.heartbeat ? 1 : inSync ? 1 : 0,
-              Timestamp: new Date(at - 1000),
-              StorageResolution: 1,
-            })),
+            // What the agent's heartbeat sends (per instance, and per slot for the slot's alarm).
+            MetricData: beatData({ deploymentId: this.config.deploymentId, instanceId: id, slot: this.instances.find((i) => i.id === id)!.index }, { inSync }, new Date(at - 1000)),
           }),
         ),
       ),

@@ -1,7 +1,8 @@
 /**
  * The agent's heartbeat to CloudWatch: every interval one PutMetricData with `AgentHeartbeat`
  * = 1 and `SessionSyncInSync` (1/0), high resolution, dimensions Deployment + InstanceId — what
- * the failover function and the heartbeat alarms read (lib/contract.ts). A beat that fails is
+ * the failover function reads — and `AgentHeartbeat` and the sync lag again per Deployment + Slot,
+ * what the slot's alarm and dashboard read whichever instance serves the slot (lib/contract.ts). A beat that fails is
  * logged (once per failure streak, then when it recovers) and the next one is tried on time;
  * beats never overlap.
  */
@@ -21,20 +22,28 @@ export interface HeartbeatOptions {
   namespace: string;
   deploymentId: string;
   instanceId: string;
+  /** The slot this instance serves (its config's instanceIndex). */
+  slot: number;
   intervalMs: number;
   syncState: () => SyncState;
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
 }
 
 /** The metric data of one beat (pure: tested without CloudWatch). */
-export function beatData(o: Pick<HeartbeatOptions, 'deploymentId' | 'instanceId'>, sync: SyncState, at: Date): MetricDatum[] {
-  const Dimensions = [
+export function beatData(o: Pick<HeartbeatOptions, 'deploymentId' | 'instanceId' | 'slot'>, sync: SyncState, at: Date): MetricDatum[] {
+  const byInstance: { Name: string; Value: string }[] = [
     { Name: METRICS.dimensions.deployment, Value: o.deploymentId },
     { Name: METRICS.dimensions.instanceId, Value: o.instanceId },
   ];
-  const datum = (MetricName: string, Value: number, Unit: 'Count' | 'Seconds' | 'None'): MetricDatum => ({ MetricName, Dimensions, Value, Unit, Timestamp: at, StorageResolution: 1 });
-  const data = [datum(METRICS.heartbeat, 1, 'Count'), datum(METRICS.sessionsInSync, sync.inSync ? 1 : 0, 'None')];
-  if (sync.lagSeconds !== undefined && Number.isFinite(sync.lagSeconds)) data.push(datum(METRICS.syncLagSeconds, Math.max(0, sync.lagSeconds), 'Seconds'));
+  const bySlot = [
+    { Name: METRICS.dimensions.deployment, Value: o.deploymentId },
+    { Name: METRICS.dimensions.slot, Value: String(o.slot) },
+  ];
+  const datum = (MetricName: string, Value: number, Unit: 'Count' | 'Seconds' | 'None', Dimensions = byInstance): MetricDatum => ({ MetricName, Dimensions, Value, Unit, Timestamp: at, StorageResolution: 1 });
+  const data = [datum(METRICS.heartbeat, 1, 'Count'), datum(METRICS.heartbeat, 1, 'Count', bySlot), datum(METRICS.sessionsInSync, sync.inSync ? 1 : 0, 'None')];
+  if (sync.lagSeconds !== undefined && Number.isFinite(sync.lagSeconds)) {
+    data.push(datum(METRICS.syncLagSeconds, Math.max(0, sync.lagSeconds), 'Seconds'), datum(METRICS.syncLagSeconds, Math.max(0, sync.lagSeconds), 'Seconds', bySlot));
+  }
   if (sync.ready !== undefined) data.push(datum(METRICS.agentReady, sync.ready ? 1 : 0, 'None'));
   return data;
 }

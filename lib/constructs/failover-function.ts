@@ -11,7 +11,7 @@ import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
 import { bundleHandler } from '../bundling/bundle-handler.ts';
-import { AGENT_ENTRY_ALIAS, FAILOVER_SERVICE_NAME, functionEnv, METRICS, TAG } from '../contract.ts';
+import { AGENT_ENTRY_ALIAS, FAILOVER_SERVICE_NAME, functionEnv, METRICS, slotGroupName, TAG } from '../contract.ts';
 import { lbIngressIps } from '../topology.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -218,6 +218,19 @@ export class FailoverFunction extends Construct {
         actions: ['ec2:AssociateAddress', 'ec2:DisassociateAddress'],
         resources: [arn(`elastic-ip/${props.eipAllocationId}`)],
       }),
+      // The slots' lifecycle actions: attach a slot's interface to its new instance, source/dest check
+      // off on it, the draining tag on one being terminated — this deployment's tagged resources only.
+      new iam.PolicyStatement({
+        sid: 'SlotInstances',
+        actions: ['ec2:AttachNetworkInterface', 'ec2:ModifyInstanceAttribute', 'ec2:CreateTags'],
+        resources: [arn('network-interface/*'), arn('instance/*')],
+        conditions: tagged,
+      }),
+      new iam.PolicyStatement({
+        sid: 'SlotLifecycleActions',
+        actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat'],
+        resources: props.config.availabilityZones.map((_, i) => arn(`autoScalingGroup:*:autoScalingGroupName/${slotGroupName(props.config.deploymentId, i)}`, 'autoscaling')),
+      }),
       new iam.PolicyStatement({
         sid: 'Events',
         actions: ['events:PutEvents'],
@@ -231,13 +244,19 @@ export class FailoverFunction extends Construct {
         reason: 'EC2 Describe* and cloudwatch:GetMetricData have no resource-level permissions.',
       },
     );
-    for (const r of props.config.strategy === 'eni' ? ['subnet/*', 'network-interface/*', 'instance/*'] : ['network-interface/*']) {
+    for (const r of props.config.strategy === 'eni' ? ['subnet/*', 'network-interface/*', 'instance/*'] : ['network-interface/*', 'instance/*']) {
       cdk.Validations.of(role).acknowledge({
         id: `AwsSolutions-IAM5[Resource::arn:${nagValue(stack.partition, 'AWS::Partition')}:ec2:${nagValue(stack.region, 'AWS::Region')}:${nagValue(stack.account, 'AWS::AccountId')}:${r}]`,
         reason:
           props.config.strategy === 'eni'
             ? `The floating subnet, loxi-eni and the LB instances are found at run time; every statement on ${r} requires this deployment's tag (aws:ResourceTag or aws:RequestTag) or a create action.`
-            : `The survivor's primary interface is found at run time; the EIP may be associated only with interfaces carrying this deployment's tag (aws:ResourceTag).`,
+            : `The slots' interfaces and instances are found at run time; every statement on ${r} requires this deployment's tag (aws:ResourceTag).`,
+      });
+    }
+    for (let i = 0; i < props.config.availabilityZones.length; i++) {
+      cdk.Validations.of(role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::arn:${nagValue(stack.partition, 'AWS::Partition')}:autoscaling:${nagValue(stack.region, 'AWS::Region')}:${nagValue(stack.account, 'AWS::AccountId')}:autoScalingGroup:*:autoScalingGroupName/${slotGroupName(props.config.deploymentId, i)}]`,
+        reason: 'An Auto Scaling group ARN carries a generated id; the group is named by the stack and the statement names it.',
       });
     }
     cdk.Validations.of(this.fn).acknowledge({

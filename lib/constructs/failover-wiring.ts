@@ -1,26 +1,28 @@
 import * as cdk from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
-import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
 import { ALARM_KIND, FAILOVER_PHASES, FAILOVER_SERVICE_NAME, METRICS, namePrefix, PHASE_DIMENSION, alarmName } from '../contract.ts';
+import type { LbSlot } from './lb-slots.ts';
 
 export interface FailoverWiringProps {
   readonly config: LoxihaConfig;
   readonly fn: lambda.IFunction;
-  readonly instances: ec2.Instance[];
+  readonly slots: LbSlot[];
   /** Everything the lifecycle custom resource must outlive (created before it, deleted after it). */
   readonly lifecycleDependsOn: Construct[];
 }
 
 /**
- * What makes the function run: per-instance alarms (direct Lambda alarm actions), a
- * schedule for level-triggered reconcile, the lifecycle custom resource that places the
- * VIP at deploy and removes the run-time resources at destroy, and the dashboard.
+ * What makes the function run: per-slot alarms (direct Lambda alarm actions), the slots' Auto
+ * Scaling lifecycle actions (EventBridge), a schedule for level-triggered reconcile, the lifecycle
+ * custom resource that places the VIP at deploy and removes the run-time resources at destroy, and
+ * the dashboard. Alarms and dashboard follow the slot (its heartbeat per slot, EC2's status checks
+ * per group), not an instance id: a replaced instance leaves nothing watching the dead one.
  *
  * Alarm → Lambda directly (not through EventBridge): one hop less on the critical path,
  * no rule to keep in sync with alarm names, and the alarm's ARN is the permission's source.
@@ -34,11 +36,11 @@ export class FailoverWiring extends Construct {
     const { config, fn } = props;
     const action = () => new cwActions.LambdaAction(fn, { useUniquePermissionId: true });
 
-    props.instances.forEach((instance, index) => {
+    props.slots.forEach(({ index, groupName }) => {
       const heartbeat = new cloudwatch.Alarm(this, `Heartbeat${index}`, {
         alarmName: alarmName(config.deploymentId, index, ALARM_KIND.heartbeat),
-        alarmDescription: `loxiha agent heartbeat of LB instance ${index} missing`,
-        metric: heartbeatMetric(config, instance.instanceId, config.alarms.heartbeatPeriodSeconds),
+        alarmDescription: `loxiha agent heartbeat of LB slot ${index} missing`,
+        metric: heartbeatMetric(config, index, config.alarms.heartbeatPeriodSeconds),
         threshold: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
         evaluationPeriods: config.alarms.evaluationPeriods,
@@ -47,11 +49,12 @@ export class FailoverWiring extends Construct {
       });
       const statusCheck = new cloudwatch.Alarm(this, `StatusCheck${index}`, {
         alarmName: alarmName(config.deploymentId, index, ALARM_KIND.statusCheck),
-        alarmDescription: `EC2 status check of LB instance ${index} failed`,
+        alarmDescription: `EC2 status check of LB slot ${index}'s instance failed`,
         metric: new cloudwatch.Metric({
           namespace: 'AWS/EC2',
           metricName: 'StatusCheckFailed',
-          dimensionsMap: { InstanceId: instance.instanceId },
+          // EC2's per-group figure: whichever instance serves the slot.
+          dimensionsMap: { AutoScalingGroupName: groupName },
           statistic: 'Maximum',
           period: cdk.Duration.minutes(1),
         }),
@@ -74,13 +77,30 @@ export class FailoverWiring extends Construct {
       targets: [new targets.LambdaFunction(fn, { event: events.RuleTargetInput.fromObject({ action: 'reconcile', trigger: 'schedule' }), retryAttempts: 0 })],
     });
 
+    // The slots' lifecycle actions: attach the slot's interface as an instance launches, move the VIP
+    // off one before it terminates. The rule and its permission exist before any group launches.
+    const lifecycleActions = new events.Rule(this, 'SlotLifecycleActions', {
+      description: `loxiha ${config.deploymentId}: the LB slots' Auto Scaling lifecycle actions`,
+      eventPattern: {
+        source: ['aws.autoscaling'],
+        detailType: ['EC2 Instance-launch Lifecycle Action', 'EC2 Instance-terminate Lifecycle Action'],
+        detail: { AutoScalingGroupName: props.slots.map((s) => s.groupName) },
+      },
+      targets: [new targets.LambdaFunction(fn, { retryAttempts: 2, maxEventAge: cdk.Duration.minutes(30) })],
+    });
+    const rulePermissions = fn.node.findAll().filter((c): c is lambda.CfnPermission => c instanceof lambda.CfnPermission && c.principal === 'events.amazonaws.com');
+    for (const { group } of props.slots) {
+      group.node.addDependency(lifecycleActions);
+      for (const p of rulePermissions) group.node.addDependency(p);
+    }
+
     const lifecycle = new cdk.CustomResource(this, 'Lifecycle', {
       serviceToken: fn.functionArn,
       resourceType: 'Custom::LoxihaLifecycle',
       // A changed value makes CloudFormation send Update, so every deploy reconciles.
       properties: { deploymentId: config.deploymentId, vip: config.vip, cloudCidrBlock: config.cloudCidrBlock },
     });
-    for (const d of [...props.lifecycleDependsOn, ...props.instances]) lifecycle.node.addDependency(d);
+    for (const d of [...props.lifecycleDependsOn, ...props.slots.map((s) => s.group)]) lifecycle.node.addDependency(d);
     // On `cdk destroy` CloudFormation deletes dependents first: the schedule and the alarms are gone
     // before the lifecycle's teardown runs, so nothing re-places the VIP behind it. (The function also
     // remembers the teardown and ignores automatic triggers that were already in flight.)
@@ -92,19 +112,19 @@ export class FailoverWiring extends Construct {
         [
           new cloudwatch.GraphWidget({
             title: 'Agent heartbeats (beats per 10 s)',
-            left: props.instances.map((i, n) => heartbeatMetric(config, i.instanceId, 10).with({ label: `lb${n}` })),
+            left: props.slots.map(({ index }) => heartbeatMetric(config, index, 10).with({ label: `slot ${index}` })),
             width: 12,
           }),
           new cloudwatch.GraphWidget({
             title: 'Session sync lag (s)',
-            left: props.instances.map((i, n) =>
+            left: props.slots.map(({ index }) =>
               new cloudwatch.Metric({
                 namespace: METRICS.namespace,
                 metricName: METRICS.syncLagSeconds,
-                dimensionsMap: { [METRICS.dimensions.deployment]: config.deploymentId, [METRICS.dimensions.instanceId]: i.instanceId },
+                dimensionsMap: { [METRICS.dimensions.deployment]: config.deploymentId, [METRICS.dimensions.slot]: String(index) },
                 statistic: 'Maximum',
                 period: cdk.Duration.seconds(10),
-                label: `lb${n}`,
+                label: `slot ${index}`,
               }),
             ),
             width: 12,
@@ -134,11 +154,12 @@ export class FailoverWiring extends Construct {
   }
 }
 
-function heartbeatMetric(config: LoxihaConfig, instanceId: string, periodSeconds: number): cloudwatch.Metric {
+/** A slot's heartbeats, whichever instance serves it (the agent sends AgentHeartbeat per slot too). */
+function heartbeatMetric(config: LoxihaConfig, slot: number, periodSeconds: number): cloudwatch.Metric {
   return new cloudwatch.Metric({
     namespace: METRICS.namespace,
     metricName: METRICS.heartbeat,
-    dimensionsMap: { [METRICS.dimensions.deployment]: config.deploymentId, [METRICS.dimensions.instanceId]: instanceId },
+    dimensionsMap: { [METRICS.dimensions.deployment]: config.deploymentId, [METRICS.dimensions.slot]: String(slot) },
     statistic: 'SampleCount',
     period: cdk.Duration.seconds(periodSeconds),
   });

@@ -43,6 +43,36 @@ describe('loxiha CLI', () => {
     );
   });
 
+  it('wait-ready: exits 0 once the agent reports ready, 1 with the reasons when it does not in time', async () => {
+    const out: string[] = [];
+    expect(await cli(['wait-ready', '--timeout', '5', '--api', api], (s) => out.push(s))).toBe(0);
+    expect(out).toEqual(['ready']);
+    const { datapath, registry } = fakeAgent();
+    const notReady = createApi({
+      registry,
+      datapath,
+      endpointStates: () => [],
+      conntrack: async () => [],
+      role: () => ({ instance: 'llb-inst1', state: 'BACKUP', vip: '100.64.248.254', sync: 0, ready: 0, notReady: ['net.ipv4.ip_forward is 0, needs 1: forwarding'] }),
+      onRolePush: () => undefined,
+      log: () => undefined,
+    });
+    await new Promise<void>((r) => notReady.listen(0, '127.0.0.1', r));
+    try {
+      const errors: string[] = [];
+      const t0 = Date.now();
+      expect(await cli(['wait-ready', '--timeout', '2', '--api', `http://127.0.0.1:${(notReady.address() as AddressInfo).port}`], () => {}, (s) => errors.push(s))).toBe(1);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+      expect(errors.join('\n')).toMatch(/did not report ready within 2 s \(not ready: net.ipv4.ip_forward is 0, needs 1/);
+    } finally {
+      await new Promise((r) => notReady.close(r));
+    }
+    const errors: string[] = [];
+    expect(await cli(['wait-ready', '--timeout', '1', '--api', 'http://127.0.0.1:1'], () => {}, (s) => errors.push(s))).toBe(1);
+    expect(errors.join('\n')).toMatch(/cannot reach the agent/);
+    expect(await cli(['wait-ready', '--timeout', 'soon', '--api', api], () => {})).toBe(2);
+  });
+
   it('prints load balancers as a table and as JSON', async () => {
     const out: string[] = [];
     await cli(['get', 'lb', '--api', api], (s) => out.push(s));

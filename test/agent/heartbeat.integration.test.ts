@@ -12,30 +12,37 @@ import { CREDENTIALS } from '../../sim/world.ts';
 import { motoAvailable } from '../harness/prerequisites.ts';
 
 describe('heartbeat data', () => {
-  it('carries the deployment and instance, high resolution, sync state as 1/0, lag only when known', () => {
+  it('carries the deployment and instance, the beat and the lag per slot too, high resolution, sync state as 1/0, lag only when known', () => {
     const at = new Date('2026-11-27T00:00:00Z');
-    const data = beatData({ deploymentId: 'd1', instanceId: 'i-0123456789abcdef0' }, { inSync: false }, at);
-    expect(data.map((d) => [d.MetricName, d.Value])).toEqual([
-      [METRICS.heartbeat, 1],
-      [METRICS.sessionsInSync, 0],
+    const data = beatData({ deploymentId: 'd1', instanceId: 'i-0123456789abcdef0', slot: 1 }, { inSync: false }, at);
+    const bySlot = [
+      { Name: 'Deployment', Value: 'd1' },
+      { Name: 'Slot', Value: '1' },
+    ];
+    const byInstance = [
+      { Name: 'Deployment', Value: 'd1' },
+      { Name: 'InstanceId', Value: 'i-0123456789abcdef0' },
+    ];
+    expect(data.map((d) => [d.MetricName, d.Value, d.Dimensions])).toEqual([
+      [METRICS.heartbeat, 1, byInstance],
+      [METRICS.heartbeat, 1, bySlot],
+      [METRICS.sessionsInSync, 0, byInstance],
     ]);
     for (const d of data) {
       expect(d.StorageResolution).toBe(1);
       expect(d.Timestamp).toBe(at);
-      expect(d.Dimensions).toEqual([
-        { Name: 'Deployment', Value: 'd1' },
-        { Name: 'InstanceId', Value: 'i-0123456789abcdef0' },
-      ]);
     }
-    const synced = beatData({ deploymentId: 'd1', instanceId: 'i-1' }, { inSync: true, lagSeconds: -3 }, at);
-    expect(synced.map((d) => [d.MetricName, d.Value])).toEqual([
-      [METRICS.heartbeat, 1],
-      [METRICS.sessionsInSync, 1],
-      [METRICS.syncLagSeconds, 0],
+    const synced = beatData({ deploymentId: 'd1', instanceId: 'i-1', slot: 0 }, { inSync: true, lagSeconds: -3 }, at);
+    expect(synced.map((d) => [d.MetricName, d.Value, d.Dimensions?.[1]?.Name])).toEqual([
+      [METRICS.heartbeat, 1, 'InstanceId'],
+      [METRICS.heartbeat, 1, 'Slot'],
+      [METRICS.sessionsInSync, 1, 'InstanceId'],
+      [METRICS.syncLagSeconds, 0, 'InstanceId'],
+      [METRICS.syncLagSeconds, 0, 'Slot'],
     ]);
     // Readiness rides with each beat once the agent knows it.
-    expect(beatData({ deploymentId: 'd1', instanceId: 'i-1' }, { inSync: true, ready: false }, at).map((d) => [d.MetricName, d.Value])).toContainEqual([METRICS.agentReady, 0]);
-    expect(beatData({ deploymentId: 'd1', instanceId: 'i-1' }, { inSync: true, ready: true }, at).map((d) => [d.MetricName, d.Value])).toContainEqual([METRICS.agentReady, 1]);
+    expect(beatData({ deploymentId: 'd1', instanceId: 'i-1', slot: 0 }, { inSync: true, ready: false }, at).map((d) => [d.MetricName, d.Value])).toContainEqual([METRICS.agentReady, 0]);
+    expect(beatData({ deploymentId: 'd1', instanceId: 'i-1', slot: 0 }, { inSync: true, ready: true }, at).map((d) => [d.MetricName, d.Value])).toContainEqual([METRICS.agentReady, 1]);
   });
 });
 
@@ -56,6 +63,7 @@ describe.skipIf(!motoAvailable)('heartbeat against the emulator', () => {
       namespace: METRICS.namespace,
       deploymentId: 'loxiha-sim',
       instanceId: 'i-0123456789abcdef0',
+      slot: 0,
       intervalMs,
       syncState: () => ({ inSync: false, ready: false }),
       log: (level, msg) => logs.push(`${level}: ${msg}`),

@@ -1,10 +1,10 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_ENTRY_ALIAS, ALARM_KIND, FUNCTION_ENV, PORTS, TAG, alarmName, namePrefix } from '../../lib/contract.ts';
+import { AGENT_ENTRY_ALIAS, ALARM_KIND, FUNCTION_ENV, PORTS, slotGroupName, TAG, alarmName, namePrefix } from '../../lib/contract.ts';
 import { lbInstanceIp } from '../../lib/topology.ts';
-import { synthStack, type SynthResult } from '../helpers/stack.ts';
+import { RECORDED_AMI, synthStack, type SynthResult } from '../helpers/stack.ts';
 
-type Resources = Record<string, { Type: string; Properties?: Record<string, any>; DependsOn?: string[] }>;
+type Resources = Record<string, { Type: string; Properties?: Record<string, any>; DependsOn?: string[]; CreationPolicy?: any; UpdatePolicy?: any }>;
 
 let s: SynthResult;
 let resources: Resources;
@@ -16,46 +16,90 @@ beforeAll(() => {
   resources = s.template.toJSON().Resources as Resources;
 });
 
-describe('LB instances', () => {
-  it('runs one instance per AZ, with source/dest check off and its fixed IP', () => {
-    const instances = ofType('AWS::EC2::Instance');
-    expect(instances).toHaveLength(2);
-    const ips = instances.map(([, r]) => r.Properties!.PrivateIpAddress).sort();
-    expect(ips).toEqual([lbInstanceIp(s.config, 0), lbInstanceIp(s.config, 1)].sort());
-    for (const [, r] of instances) {
-      expect(r.Properties!.SourceDestCheck).toBe(false);
-      expect(r.Properties!.LaunchTemplate).toBeDefined();
+describe('LB slots', () => {
+  const groups = () => ofType('AWS::AutoScaling::AutoScalingGroup');
+  const slotInterfaces = () => ofType('AWS::EC2::NetworkInterface').filter(([, r]) => r.Properties!.Tags?.some((t: any) => t.Key === TAG.role && t.Value === 'slot-interface'));
+  const templateOf = (group: any) => resources[group.Properties.LaunchTemplate.LaunchTemplateId.Ref]!;
+  const userDataOf = (group: any) => JSON.stringify(templateOf(group).Properties!.LaunchTemplateData.UserData);
+  const tagsOf = (tags: any[]) => Object.fromEntries(tags.map((t: any) => [t.Key, t.Value]));
+
+  it('keeps each slot’s identity in an interface of its own: the fixed IP, source/dest check off, tagged with its slot, in its AZ’s subnet', () => {
+    const enis = slotInterfaces();
+    expect(enis).toHaveLength(2);
+    expect(enis.map(([, r]) => r.Properties!.PrivateIpAddresses)).toEqual([
+      [{ PrivateIpAddress: lbInstanceIp(s.config, 0), Primary: true }],
+      [{ PrivateIpAddress: lbInstanceIp(s.config, 1), Primary: true }],
+    ]);
+    for (const [, r] of enis) expect(r.Properties!.SourceDestCheck).toBe(false);
+    expect(enis.map(([, r]) => tagsOf(r.Properties!.Tags)[TAG.instanceIndex])).toEqual(['0', '1']);
+    expect(enis.map(([, r]) => JSON.stringify(r.Properties!.SubnetId))).toEqual([expect.stringContaining('LbSubnet0'), expect.stringContaining('LbSubnet1')]);
+    // No plain instances: the platform replaces them, not CloudFormation.
+    expect(ofType('AWS::EC2::Instance')).toEqual([]);
+  });
+
+  it('serves each slot with an Auto Scaling group of one in its AZ’s subnet, named for the slot, launched only after every slot’s address is taken', () => {
+    const gs = groups();
+    expect(gs).toHaveLength(2);
+    gs.forEach(([, g], i) => {
+      expect(g.Properties).toMatchObject({ MinSize: '1', MaxSize: '1', AutoScalingGroupName: slotGroupName(s.config.deploymentId, i), HealthCheckType: 'EC2' });
+      expect(JSON.stringify(g.Properties!.VPCZoneIdentifier)).toContain(`LbSubnet${i}`);
+      for (const [eniId] of slotInterfaces()) expect(g.DependsOn).toContain(eniId);
+    });
+  });
+
+  it('replaces a slot only when its new instance signals ready, one slot after the other, the old instance first', () => {
+    const [[id0], [, g1]] = groups() as [[string, any], [string, any]];
+    expect(g1.DependsOn).toContain(id0);
+    for (const [, g] of groups() as [string, any][]) {
+      expect(g.CreationPolicy).toEqual({ ResourceSignal: { Count: 1, Timeout: 'PT15M' } });
+      expect(g.UpdatePolicy.AutoScalingRollingUpdate).toMatchObject({ MaxBatchSize: 1, MinInstancesInService: 0, WaitOnResourceSignals: true, PauseTime: 'PT15M' });
     }
-    expect(new Set(instances.map(([, r]) => r.Properties!.AvailabilityZone))).toEqual(new Set(s.config.availabilityZones));
   });
 
-  it('requires IMDSv2 through the launch template of every instance', () => {
-    const templates = ofType('AWS::EC2::LaunchTemplate');
-    const ltIds = new Set(templates.map(([id]) => id));
-    for (const [, r] of ofType('AWS::EC2::Instance')) {
-      const id = r.Properties!.LaunchTemplate.Version['Fn::GetAtt'][0];
-      expect(ltIds.has(id)).toBe(true);
-      expect(resources[id]!.Properties!.LaunchTemplateData.MetadataOptions.HttpTokens).toBe('required');
+  it('hooks every launch and termination to the function from the group’s creation, with the slot in the metadata', () => {
+    groups().forEach(([, g], i) => {
+      const hooks = g.Properties!.LifecycleHookSpecificationList as any[];
+      expect(hooks.map((h) => [h.LifecycleHookName, h.LifecycleTransition, h.DefaultResult])).toEqual([
+        ['loxiha-launching', 'autoscaling:EC2_INSTANCE_LAUNCHING', 'ABANDON'],
+        ['loxiha-terminating', 'autoscaling:EC2_INSTANCE_TERMINATING', 'CONTINUE'],
+      ]);
+      for (const h of hooks) expect(JSON.parse(h.NotificationMetadata)).toEqual({ deployment: s.config.deploymentId, slot: i });
+    });
+    const [ruleId, rule] = ofType('AWS::Events::Rule').find(([, r]) => r.Properties!.EventPattern?.source?.[0] === 'aws.autoscaling')!;
+    expect(rule.Properties!.EventPattern).toEqual({
+      source: ['aws.autoscaling'],
+      'detail-type': ['EC2 Instance-launch Lifecycle Action', 'EC2 Instance-terminate Lifecycle Action'],
+      detail: { AutoScalingGroupName: [slotGroupName(s.config.deploymentId, 0), slotGroupName(s.config.deploymentId, 1)] },
+    });
+    expect(JSON.stringify(rule.Properties!.Targets)).toMatch(/FailoverFn/);
+    for (const [, g] of groups()) expect(g.DependsOn).toContain(ruleId);
+  });
+
+  it('pins the image: the configured AMI, or the one recorded in cdk.context.json at the first synth', () => {
+    for (const [, g] of groups()) expect(templateOf(g).Properties!.LaunchTemplateData.ImageId).toBe('ami-0123456789abcdef0');
+    const prod = synthStack({}, 'production');
+    const prodTemplates = Object.values(prod.template.findResources('AWS::EC2::LaunchTemplate')) as any[];
+    expect(prodTemplates.map((t) => t.Properties.LaunchTemplateData.ImageId)).toEqual([RECORDED_AMI, RECORDED_AMI]);
+  });
+
+  it('requires IMDSv2 and leaves the launch templates’ names to CloudFormation, so two deployments in a region do not collide', () => {
+    for (const [, g] of groups()) {
+      expect(templateOf(g).Properties!.LaunchTemplateData.MetadataOptions.HttpTokens).toBe('required');
+      expect(templateOf(g).Properties!.LaunchTemplateName).toBeUndefined();
     }
   });
 
-  it('gives the launch templates names unique to the stack, so two deployments in a region do not collide', () => {
-    for (const [, r] of ofType('AWS::EC2::LaunchTemplate')) expect(r.Properties!.LaunchTemplateName).toMatch(/^Test/);
+  it('tags each slot’s instances with the deployment, their role and the slot', () => {
+    groups().forEach(([, g], i) => {
+      const tags = g.Properties!.Tags as any[];
+      for (const t of tags) expect(t.PropagateAtLaunch).toBe(true);
+      expect(tagsOf(tags)).toMatchObject({ [TAG.deployment]: s.config.deploymentId, [TAG.role]: 'lb-instance', [TAG.instanceIndex]: String(i) });
+    });
   });
 
-  it('tags each instance with the deployment, its role and its index', () => {
-    const tagsOf = (r: any) => Object.fromEntries(r.Properties.Tags.map((t: any) => [t.Key, t.Value]));
-    const indexes = ofType('AWS::EC2::Instance').map(([, r]) => tagsOf(r));
-    expect(indexes.map((t) => t[TAG.instanceIndex]).sort()).toEqual(['0', '1']);
-    for (const t of indexes) {
-      expect(t[TAG.deployment]).toBe(s.config.deploymentId);
-      expect(t[TAG.role]).toBe('lb-instance');
-    }
-  });
-
-  it('installs the agent as a systemd service on Node 24 with its config', () => {
-    const [, instance] = ofType('AWS::EC2::Instance')[0]!;
-    const userData = JSON.stringify(instance.Properties!.UserData);
+  it('installs the agent as a systemd service on Node 24 with its config, once the slot’s address is there, and signals when ready', () => {
+    const [, g] = groups()[0]!;
+    const userData = userDataOf(g);
     expect(userData).toContain('dnf install -y nodejs24');
     expect(userData).toContain('/usr/bin/node-24');
     expect(userData).toContain('loxiha-agent.service');
@@ -63,12 +107,16 @@ describe('LB instances', () => {
     expect(userData).toContain("printf 'net.ipv4.ip_forward = 1\\\\nnet.netfilter.nf_conntrack_tcp_loose = 1\\\\n' > /etc/sysctl.d/90-loxiha.conf");
     expect(userData).toContain('/opt/loxiha/cli.mjs');
     expect(userData).toContain(`\\"vip\\":\\"${s.config.vip}\\"`);
+    expect(userData).toContain(`grep -q \\" ${lbInstanceIp(s.config, 0)}/\\"`);
+    expect(userData).toMatch(/loxiha wait-ready --timeout \d+/);
+    expect(userData).toMatch(/aws cloudformation signal-resource .*--logical-resource-id LbSlot0ASG[0-9A-F]+ --unique-id \\"\$INSTANCE_ID\\" --status SUCCESS/);
+    expect(userData).toMatch(/trap '.*--status FAILURE' ERR/);
   });
 
   it('fetches the API token at boot into a root-only file the agent requires, without the token in the template', () => {
     const [tokenId] = ofType('AWS::SecretsManager::Secret').find(([, r]) => /LoxiLB API/.test(r.Properties!.Description))!;
-    for (const [, instance] of ofType('AWS::EC2::Instance')) {
-      const userData = JSON.stringify(instance.Properties!.UserData);
+    for (const [, g] of groups()) {
+      const userData = userDataOf(g);
       expect(userData).toMatch(/umask 077 && aws secretsmanager get-secret-value --region .* --secret-id .*--query SecretString --output text > \/etc\/loxiha\/api-token/);
       expect(userData).toContain(`{\"Ref\":\"${tokenId}\"}`);
       expect(userData).toContain('\\"tokenFile\\":\\"/etc/loxiha/api-token\\"');
@@ -156,7 +204,7 @@ describe('failover wiring', () => {
     });
   });
 
-  it('has per-instance heartbeat alarms: 10 s period, missing data breaching, acting on the function', () => {
+  it('has per-slot heartbeat and status-check alarms (following the slot, not an instance id): 10 s period, missing data breaching, acting on the function', () => {
     for (const index of [0, 1]) {
       s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         AlarmName: alarmName(s.config.deploymentId, index, ALARM_KIND.heartbeat),
@@ -166,12 +214,14 @@ describe('failover wiring', () => {
         DatapointsToAlarm: 2,
         TreatMissingData: 'breaching',
         MetricName: 'AgentHeartbeat',
+        Dimensions: [{ Name: 'Deployment', Value: s.config.deploymentId }, { Name: 'Slot', Value: String(index) }],
         AlarmActions: [Match.objectLike({ 'Fn::GetAtt': [Match.stringLikeRegexp('^FailoverFn'), 'Arn'] })],
         OKActions: [Match.anyValue()],
       });
       s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         AlarmName: alarmName(s.config.deploymentId, index, ALARM_KIND.statusCheck),
         MetricName: 'StatusCheckFailed',
+        Dimensions: [{ Name: 'AutoScalingGroupName', Value: slotGroupName(s.config.deploymentId, index) }],
         TreatMissingData: 'breaching',
       });
     }
@@ -189,19 +239,29 @@ describe('failover wiring', () => {
     });
   });
 
-  it('runs the lifecycle custom resource last: after the instances and the floating route table', () => {
+  it('runs the lifecycle custom resource last: after the slots and the floating route table', () => {
     const [, lifecycle] = ofType('Custom::LoxihaLifecycle')[0]!;
     const deps = lifecycle.DependsOn ?? [];
-    for (const [id] of ofType('AWS::EC2::Instance')) expect(deps).toContain(id);
+    const groupIds = ofType('AWS::AutoScaling::AutoScalingGroup').map(([id]) => id);
+    expect(groupIds).toHaveLength(2);
+    for (const id of groupIds) expect(deps).toContain(id);
     const [rtId] = ofType('AWS::EC2::RouteTable').find(([, r]) => r.Properties!.Tags?.some((t: any) => t.Value === 'floating-route-table'))!;
     expect(deps).toContain(rtId);
   });
 
-  it('deletes the schedule and every alarm before the lifecycle teardown runs (they depend on it)', () => {
+  it('deletes the schedule and every alarm before the lifecycle teardown runs (they depend on it); the slots’ lifecycle actions outlive the groups', () => {
     const [lifecycleId] = ofType('Custom::LoxihaLifecycle')[0]!;
-    const triggers = [...ofType('AWS::Events::Rule'), ...ofType('AWS::CloudWatch::Alarm')];
+    const isLifecycleActions = ([, r]: [string, any]) => r.Properties?.EventPattern?.source?.[0] === 'aws.autoscaling';
+    const triggers = [...ofType('AWS::Events::Rule').filter((e) => !isLifecycleActions(e)), ...ofType('AWS::CloudWatch::Alarm')];
     expect(triggers.length).toBeGreaterThanOrEqual(5);
     for (const [id, r] of triggers) expect(r.DependsOn ?? [], id).toContain(lifecycleId);
+    // The groups go after the teardown and before the rule that hands their instances' terminations to the
+    // function (which, torn down, lets them go at once): no instance waits for a hook nobody answers.
+    const [ruleId] = ofType('AWS::Events::Rule').find(isLifecycleActions)!;
+    for (const [id, g] of ofType('AWS::AutoScaling::AutoScalingGroup')) {
+      expect(g.DependsOn, id).toContain(ruleId);
+      expect(resources[lifecycleId]!.DependsOn).toContain(id);
+    }
   });
 });
 
@@ -280,12 +340,13 @@ describe('IAM', () => {
     expect(unconditioned).toEqual([]);
   });
 
-  it('gives the agent only heartbeats in its namespace, the fast path and describing ENIs', () => {
+  it('gives the agent only heartbeats in its namespace, the fast path, describing ENIs and its readiness signal to this stack', () => {
     const agent = statements().filter((st) => st.id.startsWith('LbRoleDefaultPolicy'));
     const actions = [...new Set(agent.flatMap(actionsOf))].sort();
     expect(actions).toEqual(
-      ['cloudwatch:PutMetricData', 'ec2:DescribeNetworkInterfaces', 'lambda:InvokeFunction', 's3:GetObject', 'secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'].sort(),
+      ['cloudformation:SignalResource', 'cloudwatch:PutMetricData', 'ec2:DescribeNetworkInterfaces', 'lambda:InvokeFunction', 's3:GetObject', 'secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'].sort(),
     );
+    expect(agent.find((st) => actionsOf(st).includes('cloudformation:SignalResource'))!.Resource).toEqual({ Ref: 'AWS::StackId' });
     // Secrets: the peer key and the API token, nothing else.
     const secretIds = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::SecretsManager::Secret').map(([id]) => id).sort();
     const read = agent.filter((st) => actionsOf(st).includes('secretsmanager:GetSecretValue')).flatMap((st) => [st.Resource].flat().map((x: any) => x.Ref)).sort();
@@ -322,7 +383,7 @@ describe('IAM', () => {
     expect(actionsOf(invoking[0]!)).toEqual(['lambda:InvokeFunction']);
     expect(invoking[0]!.Resource).toEqual({ Ref: aliasId });
     // The agents are configured to call that alias, not the function.
-    const userData = JSON.stringify(ofType('AWS::EC2::Instance').map(([, r]) => r.Properties!.UserData));
+    const userData = JSON.stringify(ofType('AWS::EC2::LaunchTemplate').map(([, r]) => r.Properties!.LaunchTemplateData.UserData));
     expect(userData).toContain(aliasId);
   });
 });

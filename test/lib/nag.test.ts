@@ -5,7 +5,7 @@ import * as cdk from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cdkJsonFlags } from '../helpers/stack.ts';
+import { cdkJsonFlags, recordedAmiContext } from '../helpers/stack.ts';
 import { resolveConfig } from '../../lib/config.ts';
 import { LoxihaStack } from '../../lib/loxiha-stack.ts';
 
@@ -16,8 +16,8 @@ afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
 function nagFindings(profile: string, mutate?: (stack: LoxihaStack) => void, overrides: Record<string, unknown> = {}): string[] {
   const outdir = mkdtempSync(join(tmpdir(), 'loxiha-nag-'));
   dirs.push(outdir);
-  const app = new cdk.App({ outdir, context: cdkJsonFlags() });
   const config = resolveConfig(profile, overrides);
+  const app = new cdk.App({ outdir, context: { ...cdkJsonFlags(), ...recordedAmiContext('111111111111', config.region) } });
   const stack = new LoxihaStack(app, 'Nag', { config, env: { region: config.region, account: '111111111111' } });
   mutate?.(stack);
   cdk.Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

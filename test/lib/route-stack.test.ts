@@ -11,7 +11,7 @@ describe('strategy route (CDK)', () => {
   const json = template.toJSON() as { Resources: Record<string, { Type: string; Properties: Record<string, any> }> };
   const byType = (t: string) => Object.entries(json.Resources).filter(([, r]) => r.Type === t);
 
-  it('gives each LB instance its ingress IP as a secondary address on an explicit primary interface, source/dest check off', () => {
+  it('gives each slot’s interface its ingress IP as a secondary address, source/dest check off, tagged for the function', () => {
     const enis = byType('AWS::EC2::NetworkInterface');
     expect(enis).toHaveLength(2);
     const addresses = enis.map(([, r]) => r.Properties.PrivateIpAddresses);
@@ -22,12 +22,11 @@ describe('strategy route (CDK)', () => {
     for (const [, r] of enis) {
       expect(r.Properties.SourceDestCheck).toBe(false);
       expect(r.Properties.Tags).toContainEqual({ Key: 'loxiha:deployment', Value: 'loxiha-sim' });
+      expect(r.Properties.Tags).toContainEqual({ Key: 'loxiha:role', Value: 'slot-interface' });
     }
-    for (const [, inst] of byType('AWS::EC2::Instance')) {
-      expect(inst.Properties.NetworkInterfaces).toEqual([{ DeviceIndex: '0', NetworkInterfaceId: { Ref: expect.any(String) } }]);
-      expect(inst.Properties.SubnetId).toBeUndefined();
-      expect(inst.Properties.PrivateIpAddress).toBeUndefined();
-    }
+    // The instances are the slots' groups': the interfaces are attached to them as they launch.
+    expect(byType('AWS::EC2::Instance')).toEqual([]);
+    expect(byType('AWS::AutoScaling::AutoScalingGroup')).toHaveLength(2);
   });
 
   it('makes no floating subnet route table and no cloud block; the function gets the route tables and the ingress IPs', () => {
@@ -45,7 +44,7 @@ describe('strategy route (CDK)', () => {
   it('lets the function change only the VIP routes of the listed tables and associate the EIP only with this deployment’s interfaces; nothing to create or delete', () => {
     const policies = byType('AWS::IAM::Policy').flatMap(([, p]) => p.Properties.PolicyDocument.Statement as { Sid?: string; Action: string | string[]; Resource: unknown; Condition?: unknown }[]);
     const actions = policies.flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]));
-    for (const forbidden of ['ec2:CreateSubnet', 'ec2:CreateNetworkInterface', 'ec2:DeleteSubnet', 'ec2:DeleteNetworkInterface', 'ec2:DetachNetworkInterface', 'ec2:AttachNetworkInterface']) {
+    for (const forbidden of ['ec2:CreateSubnet', 'ec2:CreateNetworkInterface', 'ec2:DeleteSubnet', 'ec2:DeleteNetworkInterface', 'ec2:DetachNetworkInterface']) {
       expect(actions).not.toContain(forbidden);
     }
     expect(actions.filter((a) => a.includes('*'))).toEqual([]);
@@ -56,6 +55,10 @@ describe('strategy route (CDK)', () => {
     const eip = policies.find((s) => s.Sid === 'EipOntoOwnInterfaces')!;
     expect(eip.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/loxiha:deployment': 'loxiha-sim' } });
     template.hasResourceProperties('AWS::IAM::Policy', Match.objectLike({ PolicyDocument: Match.objectLike({ Statement: Match.arrayWith([Match.objectLike({ Sid: 'MoveTheOneEip' })]) }) }));
+    // Attaching is for the slots' interfaces as their instances launch: this deployment's tagged resources only.
+    const slots = policies.find((s) => s.Sid === 'SlotInstances')!;
+    expect(slots.Condition).toEqual({ StringEquals: { 'aws:ResourceTag/loxiha:deployment': 'loxiha-sim' } });
+    expect(policies.filter((s) => [s.Action].flat().includes('ec2:AttachNetworkInterface')).map((s) => s.Sid)).toEqual(['SlotInstances']);
   });
 
   it('refuses an overlay VIP inside the VPC or an LB subnet, and asks for the route tables in an existing VPC', () => {
