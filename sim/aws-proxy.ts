@@ -21,6 +21,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import type { Clock } from '../lambda/failover/clock.ts';
 import { cidrContains } from '../lib/net/cidr.ts';
+import type { SlotGroups } from './slot-groups.ts';
 
 /** The proxy's time: simulated (SimClock, tests and benchmarks) or the wall clock (the demo). */
 export type ProxyClock = Clock & { advance?(ms: number): void };
@@ -205,6 +206,9 @@ function keepItems(xml: string, set: string, keep: (item: string) => boolean): s
   return mapItems(xml, set, (item) => (keep(item) ? item : undefined));
 }
 
+/** The Auto Scaling calls the slots' model answers (moto has no lifecycle actions). */
+const LIFECYCLE_CALLS = new Set(['CompleteLifecycleAction', 'RecordLifecycleActionHeartbeat']);
+
 export class AwsProxy {
   readonly endpoint: string;
   behaviour: Behaviour = { ...DEFAULT_BEHAVIOUR };
@@ -213,6 +217,8 @@ export class AwsProxy {
   onInvoke: InvokeHandler | undefined;
   /** Told of every answered call (the demo's live timeline). */
   onCall: ((c: CallEvent) => void) | undefined;
+  /** The slots' Auto Scaling groups (./slot-groups.ts): it answers the lifecycle-action calls moto does not know. */
+  slotGroups: SlotGroups | undefined;
   /** Set when a crash was injected: every request is cut off until revive(). */
   dead = false;
   /** Set when a crash froze its caller (Behaviour.freezeAgent): that client's calls hang from then on. */
@@ -354,6 +360,16 @@ export class AwsProxy {
     const isEc2 = (req.headers['content-type'] ?? '').includes('x-www-form-urlencoded') && /(^|&)Version=2016-11-15(&|$)/.test(body.toString());
     await this.tick();
     const invoke = /^\/2015-03-31\/functions\/([^/?]+)\/invocations(?:\?(.*))?$/.exec(req.url ?? '');
+    // Auto Scaling's Query API (version 2011-01-01): the lifecycle-action calls go to the slots' model.
+    const form = new URLSearchParams(body.toString());
+    if (this.slotGroups && form.get('Version') === '2011-01-01' && LIFECYCLE_CALLS.has(form.get('Action') ?? '')) {
+      const started = this.clock.now();
+      await this.clock.sleep(this.behaviour.latencyMs(`other:${form.get('Action')}`));
+      const r = await this.slotGroups.answer(form);
+      this.onCall?.({ service: 'other', action: form.get('Action')!, startedAt: started, ms: this.clock.now() - started, status: r.status });
+      res.writeHead(r.status, { 'content-type': 'text/xml' });
+      return void res.end(r.body);
+    }
     if (req.method === 'POST' && invoke) return this.invoke(decodeURIComponent(invoke[1]!), new URLSearchParams(invoke[2] ?? ''), req, res, body);
     if (!isEc2) {
       // Other services: latency only, keyed by their operation (x-amz-target, e.g. DynamoDB_20120810.UpdateItem).

@@ -12,7 +12,9 @@ import {
   AssignPrivateIpAddressesCommand,
   AssociateRouteTableCommand,
   AttachInternetGatewayCommand,
+  AttachNetworkInterfaceCommand,
   CreateInternetGatewayCommand,
+  CreateNetworkInterfaceCommand,
   CreateRouteCommand,
   CreateRouteTableCommand,
   CreateSecurityGroupCommand,
@@ -32,12 +34,13 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { type LoxihaConfig, resolveConfig } from '../lib/config.ts';
 import { beatData } from '../agent/ha/heartbeat.ts';
-import { ALARM_KIND, alarmName, METRICS, ROLE, slotGroupName, TAG } from '../lib/contract.ts';
+import { ALARM_KIND, alarmName, METRICS, ROLE, SLOT_INTERFACE_DEVICE_INDEX, slotGroupName, TAG } from '../lib/contract.ts';
 import { lbIngressIp, lbIngressIps, lbInstanceIp } from '../lib/topology.ts';
 import type { Settings } from '../lambda/failover/settings.ts';
 import { type AnyStep, type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
 import type { AwsProxy } from './aws-proxy.ts';
 import type { SimClock } from './sim-clock.ts';
+import { SlotGroups, type SlotSpec } from './slot-groups.ts';
 import { NODES } from './vpc.ts';
 
 export const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
@@ -66,6 +69,7 @@ export class World {
   readonly cw: CloudWatchClient;
   settings!: Settings;
   instances: { id: string; index: number; az: string }[] = [];
+  private slotSpecs: SlotSpec[] = [];
   private readonly endpoint: string;
 
   constructor(motoEndpoint: string, overrides: Record<string, unknown> = {}) {
@@ -80,9 +84,11 @@ export class World {
    * With `strategy: 'route'` (the configuration's, or `opts`) each LB instance also gets its ingress
    * IP (a secondary address on its primary interface), each LB subnet a route table, and a nodes'
    * subnet its own (the tables the VIP's /32 follows the owner in). `opts.vip` overrides the VIP
-   * past the configuration's checks (to see AWS refuse one).
+   * past the configuration's checks (to see AWS refuse one). With `slots`, each LB slot is as the
+   * stack makes it: an interface of its own with the slot's fixed address, attached at device index 1
+   * to an instance whose own address comes from DHCP (see slotGroups() for its Auto Scaling group).
    */
-  async seed(opts: { strategy?: 'eni' | 'route'; vip?: string } = {}): Promise<void> {
+  async seed(opts: { strategy?: 'eni' | 'route'; vip?: string; slots?: boolean } = {}): Promise<void> {
     const c = this.config;
     opts = { strategy: c.strategy, ...opts };
     const tag = (role: string, extra: { Key: string; Value: string }[] = []) => [
@@ -99,6 +105,7 @@ export class World {
     ).RouteTable!.RouteTableId!;
     await this.ec2.send(new CreateRouteCommand({ RouteTableId: rtb, DestinationCidrBlock: '0.0.0.0/0', GatewayId: igw }));
     this.instances = [];
+    this.slotSpecs = [];
     const routeTableIds: string[] = [];
     for (const [index, az] of c.availabilityZones.entries()) {
       const subnet = (await this.ec2.send(new CreateSubnetCommand({ VpcId: vpc, CidrBlock: c.lbSubnetCidrs[index], AvailabilityZone: az }))).Subnet!.SubnetId!;
@@ -108,12 +115,24 @@ export class World {
           MinCount: 1,
           MaxCount: 1,
           SubnetId: subnet,
-          PrivateIpAddress: lbInstanceIp(c, index),
+          ...(opts.slots ? {} : { PrivateIpAddress: lbInstanceIp(c, index) }),
           SecurityGroupIds: [sg],
           TagSpecifications: [{ ResourceType: 'instance', Tags: tag(ROLE.lbInstance, [{ Key: TAG.instanceIndex, Value: String(index) }]) }],
         }),
       );
       this.instances.push({ id: r.Instances![0]!.InstanceId!, index, az });
+      this.slotSpecs.push({ index, az, subnetId: subnet, securityGroupIds: [sg], instanceId: r.Instances![0]!.InstanceId! });
+      if (opts.slots) {
+        const eni = await this.ec2.send(
+          new CreateNetworkInterfaceCommand({
+            SubnetId: subnet,
+            PrivateIpAddress: lbInstanceIp(c, index),
+            Groups: [sg],
+            TagSpecifications: [{ ResourceType: 'network-interface', Tags: tag(ROLE.slotInterface, [{ Key: TAG.instanceIndex, Value: String(index) }]) }],
+          }),
+        );
+        await this.ec2.send(new AttachNetworkInterfaceCommand({ NetworkInterfaceId: eni.NetworkInterface!.NetworkInterfaceId!, InstanceId: r.Instances![0]!.InstanceId!, DeviceIndex: SLOT_INTERFACE_DEVICE_INDEX }));
+      }
       if (opts.strategy === 'route') {
         const lbRtb = (await this.ec2.send(new CreateRouteTableCommand({ VpcId: vpc }))).RouteTable!.RouteTableId!;
         await this.ec2.send(new CreateRouteCommand({ RouteTableId: lbRtb, DestinationCidrBlock: '0.0.0.0/0', GatewayId: igw }));
@@ -225,6 +244,25 @@ export class World {
         ]),
       }),
     );
+  }
+
+  /**
+   * The slots' Auto Scaling groups (the AWS-behaviour layer's model, ./slot-groups.ts) over what
+   * seed() made; the world's instance list follows the groups' replacements.
+   */
+  slotGroups(clock: SimClock, deliver: (event: Record<string, unknown>) => void, hookTimeoutMs?: number): SlotGroups {
+    return new SlotGroups({
+      ec2: this.ec2,
+      clock,
+      deploymentId: this.config.deploymentId,
+      slots: this.slotSpecs.map((s) => ({ ...s, instanceId: this.id(s.index) })),
+      deliver,
+      hookTimeoutMs,
+      onInstance: (slot, id) => {
+        const i = this.instances.find((x) => x.index === slot)!;
+        i.id = id;
+      },
+    });
   }
 
   /** The orchestrator as the handler builds it, talking to `endpoint` (the fault proxy), in simulated time. */

@@ -84,6 +84,11 @@ export class InstanceLifecycle {
         if (r.ok) {
           return complete(r.moved ? `moved the VIP off ${c.instanceId} to ${r.owner} before it goes` : `${c.instanceId} does not hold the VIP (${r.reason})`, move);
         }
+        // Whatever else is wrong, an instance that does not hold the VIP goes: holding it serves nothing,
+        // and of two slots asked at once it is the one to go first (the owner keeps serving meanwhile).
+        if (r.owner !== c.instanceId && r.previousOwner !== c.instanceId) {
+          return complete(`${c.instanceId} does not hold the VIP (${r.owner ? `${r.owner} does` : 'no instance does'}); ${r.reason}`, move);
+        }
         this.d.log('warn', 'the VIP cannot leave the terminating instance yet; holding its termination', { instanceId: c.instanceId, slot: c.slot, outcome: r.outcome, reason: r.reason });
         if (this.d.clock.now() + (this.d.retryMs ?? RETRY_MS) >= deadline) {
           return done({ ok: false, outcome: 'timed-out', reason: `holding the termination of ${c.instanceId}: ${r.reason}`, move });

@@ -63,7 +63,7 @@ describe('terminating', () => {
   });
 
   it('holds the termination while the VIP has nowhere to go, extending the action, and lets it go once the other slot is back', async () => {
-    const nowhere = moveResult({ ok: false, outcome: 'no-healthy-instance', reason: 'no healthy instance' });
+    const nowhere = moveResult({ ok: false, outcome: 'no-healthy-instance', reason: 'no healthy instance', owner: OLD, previousOwner: OLD });
     const h = harness({ moves: [nowhere, nowhere, nowhere, nowhere, moveResult({ moved: true, owner: NEW })] });
     const r = await h.lifecycle.run(command('terminating', OLD), 600_000);
     expect(h.calls.filter((c) => c.startsWith('move-off'))).toHaveLength(5);
@@ -72,8 +72,15 @@ describe('terminating', () => {
     expect(r).toMatchObject({ ok: true, move: { owner: NEW } });
   });
 
+  it('lets an instance that does not hold the VIP go even when nowhere is healthy (of two asked at once, it goes first)', async () => {
+    const h = harness({ moves: [moveResult({ ok: false, outcome: 'no-healthy-instance', reason: 'no healthy instance', owner: PEER, previousOwner: PEER })] });
+    const r = await h.lifecycle.run(command('terminating', OLD), 600_000);
+    expect(h.calls).toEqual([`draining ${OLD}`, `move-off ${OLD}`, `complete ${OLD} CONTINUE`]);
+    expect(r).toMatchObject({ ok: true, outcome: 'completed', reason: expect.stringMatching(/does not hold the VIP/) });
+  });
+
   it('never completes while the VIP cannot leave: at the deadline it fails (to be delivered again)', async () => {
-    const h = harness({ moves: [moveResult({ ok: false, outcome: 'no-healthy-instance', reason: 'no healthy instance' })] });
+    const h = harness({ moves: [moveResult({ ok: false, outcome: 'no-healthy-instance', reason: 'no healthy instance', owner: OLD, previousOwner: OLD })] });
     const r = await h.lifecycle.run(command('terminating', OLD), 45_000);
     expect(r).toMatchObject({ ok: false, outcome: 'timed-out' });
     expect(h.calls.some((c) => c.startsWith('complete'))).toBe(false);

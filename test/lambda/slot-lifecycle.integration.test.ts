@@ -1,0 +1,188 @@
+/**
+ * The slots' Auto Scaling lifecycle actions against the emulator: moto has Auto Scaling groups but no
+ * lifecycle actions, so the AWS-behaviour layer models them (sim/slot-groups.ts: an instance waits in
+ * Terminating:Wait / Pending:Wait until CompleteLifecycleAction or the hook's timeout; EventBridge
+ * delivers the action to the function). The function runs as the handler builds it, through the
+ * proxy, in simulated time.
+ */
+import { DescribeInstanceAttributeCommand, DescribeInstancesCommand, DescribeNetworkInterfacesCommand } from '@aws-sdk/client-ec2';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ROLE, SLOT_INTERFACE_DEVICE_INDEX, TAG } from '../../lib/contract.ts';
+import { parseEvent } from '../../lambda/failover/events.ts';
+import type { LifecycleResult } from '../../lambda/failover/instance-lifecycle.ts';
+import type { SlotGroups } from '../../sim/slot-groups.ts';
+import { World } from '../../sim/world.ts';
+import { type EmulatedAws, emulatedAws } from '../harness/emulated-aws.ts';
+import { motoAvailable } from '../harness/prerequisites.ts';
+
+let aws: EmulatedAws;
+
+describe.skipIf(!motoAvailable)('LB slots: lifecycle actions against the emulator', () => {
+  aws = emulatedAws(async (endpoint) => {
+    const w = new World(endpoint);
+    await w.seed({ slots: true });
+    return w;
+  });
+
+  let groups: SlotGroups;
+  let runs: Promise<LifecycleResult | Error>[];
+  let results: (LifecycleResult | Error)[];
+  let delivered: Record<string, unknown>[];
+  let stopBeating: () => Promise<void>;
+  /** Slots whose instances do not beat (their agent is not up). */
+  let silent: Set<number>;
+
+  /** EventBridge → the function: one run per delivery, as the handler runs it. */
+  const run = (event: Record<string, unknown>) => {
+    const command = parseEvent(event, aws.world.config.deploymentId).command;
+    if (command.kind !== 'instance-lifecycle') throw new Error(`not a lifecycle action: ${command.kind}`);
+    return aws.world
+      .orchestrator(aws.proxy.endpoint, aws.clock)
+      .instanceLifecycle.run(command, aws.clock.now() + 170_000)
+      .catch((e: Error) => e);
+  };
+
+  /** Waits until every delivery so far (and those they caused) has run. */
+  async function settle(): Promise<void> {
+    while (runs.length) {
+      const batch = runs.splice(0);
+      results.push(...(await Promise.all(batch)));
+    }
+  }
+
+  beforeEach(async () => {
+    runs = [];
+    results = [];
+    delivered = [];
+    silent = new Set();
+    groups = aws.world.slotGroups(aws.clock, (event) => {
+      delivered.push(event);
+      runs.push(run(event));
+    });
+    aws.proxy.slotGroups = groups;
+    // Every slot's current instance beats every 5 s (a replacement as soon as it is there), as its agent would.
+    let on = true;
+    const loop = (async () => {
+      while (on) {
+        await aws.world.beat(aws.clock.now(), aws.world.instances.filter((i) => !silent.has(i.index)).map((i) => i.id));
+        await aws.clock.sleep(5000);
+      }
+    })();
+    stopBeating = async () => {
+      on = false;
+      await loop;
+    };
+    await aws.clock.sleep(1000);
+    const r = await aws.world.orchestrator(aws.proxy.endpoint, aws.clock).orchestrator.run({ kind: 'reconcile', via: 'manual' }, aws.clock.now() + 170_000);
+    expect(r.outcome, r.reason).toBe('converged');
+    expect(r.owner).toBe(aws.world.id(0));
+  });
+
+  afterEach(async () => {
+    await stopBeating();
+    aws.proxy.slotGroups = undefined;
+  });
+
+  const slotInterface = async (slot: number) =>
+    (
+      await aws.world.ec2.send(
+        new DescribeNetworkInterfacesCommand({ Filters: [{ Name: `tag:${TAG.role}`, Values: [ROLE.slotInterface] }, { Name: `tag:${TAG.instanceIndex}`, Values: [String(slot)] }] }),
+      )
+    ).NetworkInterfaces![0]!;
+  const stateOf = async (id: string) => (await aws.world.ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] }))).Reservations![0]!.Instances![0]!.State!.Name;
+  const ok = (r: LifecycleResult | Error): LifecycleResult => {
+    if (r instanceof Error) throw r;
+    return r;
+  };
+  const kinds = () => groups.history.map((h) => `${h.kind}${'transition' in h ? `:${h.transition}:${h.result}` : ''} slot${h.slot}`);
+
+  it('the owner’s termination: the VIP moves first, then the instance goes; its replacement gets the slot’s interface and goes in service', async () => {
+    const old0 = aws.world.id(0);
+    groups.replace(0);
+    await settle();
+    const [terminating, launching] = results.map(ok);
+    expect(terminating).toMatchObject({ transition: 'terminating', outcome: 'completed', result: 'CONTINUE', move: { moved: true, owner: aws.world.id(1) } });
+    expect(launching).toMatchObject({ transition: 'launching', outcome: 'completed', result: 'CONTINUE' });
+    expect(kinds()).toEqual(['terminate-action slot0', 'completed:terminating:CONTINUE slot0', 'terminated slot0', 'launched slot0', 'launch-action slot0', 'completed:launching:CONTINUE slot0', 'in-service slot0']);
+    const new0 = aws.world.id(0);
+    expect(new0).not.toBe(old0);
+    expect(await stateOf(old0)).toBe('terminated');
+    // The slot's identity followed: its interface (the slot's fixed address) is on the new instance, which forwards.
+    const eni = await slotInterface(0);
+    expect(eni.Attachment).toMatchObject({ InstanceId: new0, DeviceIndex: SLOT_INTERFACE_DEVICE_INDEX });
+    const sdc = await aws.world.ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: new0, Attribute: 'sourceDestCheck' }));
+    expect(sdc.SourceDestCheck?.Value).toBe(false);
+    // One move, to the survivor, which serves the VIP whole.
+    expect(results.map(ok).filter((r) => r.move?.moved)).toHaveLength(1);
+    expect(await aws.world.problems(aws.world.id(1))).toEqual([]);
+  });
+
+  it('the backup’s termination lets it go at once: nothing moves', async () => {
+    const mutationsBefore = aws.proxy.counts().byAction.AssociateAddress ?? 0;
+    groups.replace(1);
+    await settle();
+    expect(ok(results[0]!)).toMatchObject({ transition: 'terminating', outcome: 'completed', move: { moved: false, owner: aws.world.id(0) } });
+    expect(aws.proxy.counts().byAction.AssociateAddress ?? 0).toBe(mutationsBefore);
+    expect((await slotInterface(1)).Attachment?.InstanceId).toBe(aws.world.id(1));
+    expect(await aws.world.problems(aws.world.id(0))).toEqual([]);
+  });
+
+  it('both slots asked at once: the second is held until the first is back and beating, and the VIP is always on a live instance', async () => {
+    groups.replace(0);
+    groups.replace(1);
+    await settle();
+    const h = groups.history;
+    const completedTerminations = h.filter((e) => e.kind === 'completed' && e.transition === 'terminating');
+    expect(completedTerminations).toHaveLength(2);
+    const [first, second] = completedTerminations;
+    const firstBackInService = h.find((e) => e.kind === 'in-service' && e.slot === first!.slot)!;
+    // The second slot let go only after the first one's replacement was in service.
+    expect(h.indexOf(second!)).toBeGreaterThan(h.indexOf(firstBackInService));
+    // It was held: its run tried more than once (its first look found nowhere for the VIP).
+    const held = results.map(ok).find((r) => r.transition === 'terminating' && r.slot === second!.slot)!;
+    expect(held.durationMs).toBeGreaterThanOrEqual(10_000);
+    // Both slots are on new instances, the VIP on one of them, whole.
+    for (const slot of [0, 1]) expect((await slotInterface(slot)).Attachment?.InstanceId).toBe(aws.world.id(slot));
+    const owner = results.map(ok).filter((r) => r.move?.moved).at(-1)!.move!.owner!;
+    expect([aws.world.id(0), aws.world.id(1)]).toContain(owner);
+    expect(await aws.world.problems(owner)).toEqual([]);
+  });
+
+  it('a run that dies mid-action leaves it pending; the next delivery of the same action completes it', async () => {
+    aws.proxy.configure({ crashAfterMutations: 1 });
+    groups.replace(0);
+    await settle();
+    expect(results[0]).toBeInstanceOf(Error);
+    expect(groups.pendingActions()).toHaveLength(1);
+    aws.proxy.revive();
+    aws.proxy.configure({});
+    // EventBridge delivers it again (its retry): the lease the dead run held expires, the move completes.
+    runs.push(run(delivered[0]!));
+    await settle();
+    const done = results.slice(1).map(ok);
+    expect(done[0]).toMatchObject({ transition: 'terminating', outcome: 'completed', move: { owner: aws.world.id(1) } });
+    expect(groups.pendingActions()).toHaveLength(0);
+    expect(await aws.world.problems(aws.world.id(1))).toEqual([]);
+  });
+
+  it('a replacement that never reports in is never given the VIP: the survivor’s own termination is held until the hook’s timeout', async () => {
+    silent.add(0);
+    groups.replace(0);
+    await settle();
+    // The VIP went to lb1; slot 0's replacement is in service (its interface attached) but its agent never beats.
+    expect(await aws.world.problems(aws.world.id(1))).toEqual([]);
+    groups.replace(1);
+    await settle();
+    const held = results.map(ok).at(-1)!;
+    expect(held).toMatchObject({ transition: 'terminating', slot: 1, ok: false, outcome: 'timed-out' });
+    expect(held.reason).toMatch(/no healthy instance|not healthy|no agent heartbeat/);
+    // The VIP stayed on the instance being asked for; AWS's own bound (the hook's timeout) is what lets it go.
+    expect(await aws.world.problems(aws.world.id(1))).toEqual([]);
+    expect(groups.pendingActions().map((a) => a.slot)).toEqual([1]);
+    // Past the hook's timeout (no more heartbeats) AWS terminates it anyway: the hold is bounded.
+    aws.clock.advance(300_000);
+    await groups.tick();
+    expect(kinds()).toContain('completed:terminating:timeout slot1');
+    await settle();
+  });
+});
