@@ -121,6 +121,10 @@ export const EVENTS = {
   started: 'Failover Started',
   succeeded: 'Failover Succeeded',
   failed: 'Failover Failed',
+  /** A slot's instance is being taken away by its Auto Scaling group: no redundancy until its replacement is ready. */
+  slotInstanceTerminating: 'Slot Instance Terminating',
+  /** A slot's replacement instance has the slot's interface and goes in service (redundancy back once its agent is ready). */
+  slotInstanceLaunched: 'Slot Instance Launched',
 } as const;
 
 export const ipv4Schema = z.string().regex(/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/, 'must be an IPv4 address');

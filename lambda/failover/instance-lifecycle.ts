@@ -17,6 +17,7 @@ import type { LifecycleActions } from './aws/autoscaling.ts';
 import type { Clock } from './clock.ts';
 import type { InstanceLifecycleCommand } from './events.ts';
 import type { Result } from './orchestrator.ts';
+import type { SlotNotice } from './report.ts';
 
 export interface InstanceLifecycleDeps {
   ec2: Pick<Ec2Adapter, 'slotInterface' | 'attachSlotInterface' | 'disableInstanceSourceDestCheck' | 'markDraining'>;
@@ -25,6 +26,8 @@ export interface InstanceLifecycleDeps {
   moveOff: (from: string, deadline: number) => Promise<Result>;
   clock: Clock;
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
+  /** Tells operators a slot lost its instance (redundancy lost) or got a new one (SNS + EventBridge). */
+  notify: (n: SlotNotice) => Promise<void>;
   /** How long between two tries while waiting (the VIP has nowhere to go, the interface is still held). */
   retryMs?: number;
   /** How often the action's timeout is extended while waiting (below the hook's heartbeat timeout). */
@@ -47,6 +50,8 @@ export interface LifecycleResult {
 }
 
 const RETRY_MS = 10_000;
+/** Time a move off the instance needs (a planned eni move takes 10–20 s on AWS, a confirm-sync wait up to 15 s). */
+const MOVE_NEEDS_MS = 60_000;
 const HEARTBEAT_MS = 60_000;
 
 export class InstanceLifecycle {
@@ -78,19 +83,22 @@ export class InstanceLifecycle {
 
     if (c.transition === 'terminating') {
       await this.d.ec2.markDraining(c.instanceId);
+      await this.d.notify({ slot: c.slot, instanceId: c.instanceId, transition: 'terminating', why: 'its Auto Scaling group is replacing it (a health check, a deploy, an operator); the slot has no redundancy until the replacement is ready' });
       for (;;) {
         const r = await this.d.moveOff(c.instanceId, deadline);
         const move = { outcome: r.outcome, reason: r.reason, owner: r.owner, previousOwner: r.previousOwner, moved: r.moved };
         if (r.ok) {
           return complete(r.moved ? `moved the VIP off ${c.instanceId} to ${r.owner} before it goes` : `${c.instanceId} does not hold the VIP (${r.reason})`, move);
         }
-        // Whatever else is wrong, an instance that does not hold the VIP goes: holding it serves nothing,
-        // and of two slots asked at once it is the one to go first (the owner keeps serving meanwhile).
-        if (r.owner !== c.instanceId && r.previousOwner !== c.instanceId) {
+        // The VIP has nowhere healthy to go: an instance that does not hold it goes all the same (holding
+        // it serves nothing, and of two slots asked at once it is the one to go first while the owner
+        // keeps serving); the owner is held. A run that failed or ran out of time is tried again.
+        if ((r.outcome === 'no-healthy-instance' || r.outcome === 'rejected') && r.owner !== c.instanceId && r.previousOwner !== c.instanceId) {
           return complete(`${c.instanceId} does not hold the VIP (${r.owner ? `${r.owner} does` : 'no instance does'}); ${r.reason}`, move);
         }
         this.d.log('warn', 'the VIP cannot leave the terminating instance yet; holding its termination', { instanceId: c.instanceId, slot: c.slot, outcome: r.outcome, reason: r.reason });
-        if (this.d.clock.now() + (this.d.retryMs ?? RETRY_MS) >= deadline) {
+        // A move needs time: too close to the deadline, the next delivery tries (and resumes a move left half-done).
+        if (this.d.clock.now() + (this.d.retryMs ?? RETRY_MS) + MOVE_NEEDS_MS >= deadline) {
           return done({ ok: false, outcome: 'timed-out', reason: `holding the termination of ${c.instanceId}: ${r.reason}`, move });
         }
         if (!(await wait())) return done({ ok: false, outcome: 'already-completed', reason: `the termination action of ${c.instanceId} ended (the hook's timeout) while the VIP could not leave it: ${r.reason}`, move });
@@ -105,7 +113,9 @@ export class InstanceLifecycle {
       if (holder === c.instanceId || !holder || eni.attachment?.status === 'detached') {
         if (holder !== c.instanceId) await this.d.ec2.attachSlotInterface(eni.id, c.instanceId, deadline);
         await this.d.ec2.disableInstanceSourceDestCheck(c.instanceId, deadline);
-        return complete(`slot ${c.slot}'s interface ${eni.id} attached to ${c.instanceId}, source/dest check off`);
+        const r = await complete(`slot ${c.slot}'s interface ${eni.id} attached to ${c.instanceId}, source/dest check off`);
+        await this.d.notify({ slot: c.slot, instanceId: c.instanceId, transition: 'launching', why: `it has slot ${c.slot}'s interface and address; it serves once its agent reports ready` });
+        return r;
       }
       // Still held by the instance the slot had (its termination is completing): wait for AWS to let it go.
       this.d.log('info', 'the slot interface is still attached to the instance being replaced; waiting', { slot: c.slot, eni: eni.id, holder, instanceId: c.instanceId });

@@ -16,6 +16,16 @@ export interface ReporterDeps {
   deploymentId: string;
 }
 
+/** What is told when a slot's instance goes or comes (./instance-lifecycle.ts). */
+export interface SlotNotice {
+  slot: number;
+  instanceId: string;
+  transition: 'terminating' | 'launching';
+  why: string;
+  /** Where the VIP is, when known. */
+  vipOwner?: string;
+}
+
 /** Outcomes that someone should hear about. */
 const NOTIFY: ReadonlySet<string> = new Set(['converged', 'no-healthy-instance', 'failed', 'timed-out', 'torn-down']);
 
@@ -50,6 +60,21 @@ export class Reporter implements Notifier {
     if (r.outcome === 'converged' || r.outcome === 'torn-down') await this.event(EVENTS.succeeded, summary);
     else if (!r.ok) await this.event(EVENTS.failed, summary);
     if (NOTIFY.has(r.outcome) && (r.moved || r.outcome !== 'converged')) await this.notify(r);
+  }
+
+  /** A slot's instance going (redundancy lost) or its replacement coming (redundancy on its way back): an event and a message. */
+  async slotChanged(n: SlotNotice): Promise<void> {
+    const detail = { slot: n.slot, instanceId: n.instanceId, why: n.why, ...(n.vipOwner ? { vipOwner: n.vipOwner } : {}) };
+    this.d.logger.warn(n.transition === 'terminating' ? 'slot instance terminating: no redundancy until its replacement is ready' : 'slot instance launched', detail);
+    await this.event(n.transition === 'terminating' ? EVENTS.slotInstanceTerminating : EVENTS.slotInstanceLaunched, detail);
+    if (!this.d.sns || !this.d.topicArn) return;
+    const subject = `loxiha ${this.d.deploymentId}: slot ${n.slot} ${n.transition === 'terminating' ? `instance ${n.instanceId} terminating` : `instance ${n.instanceId} launched`}`.slice(0, 99);
+    try {
+      await this.d.sns.send(new PublishCommand({ TopicArn: this.d.topicArn, Subject: subject, Message: JSON.stringify({ deploymentId: this.d.deploymentId, ...detail }, null, 2) }));
+    } catch (e) {
+      this.d.logger.error('could not publish the SNS notification', { error: e as Error });
+      this.d.metrics.addMetric('ReportErrors', MetricUnit.Count, 1);
+    }
   }
 
   private async event(detailType: string, detail: Record<string, unknown>): Promise<void> {

@@ -107,6 +107,7 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
       moveOff: (from, deadline) => o.run({ kind: 'failover', from, reason: 'instance-terminating', via: 'lifecycle-hook' }, deadline),
       clock,
       log: (level, msg, extra) => logger[level](msg, extra ?? {}),
+      notify: (n) => common.notifier.slotChanged(n),
     });
   if (settings.strategy === 'route') {
     const strategy = new RouteStrategy(ec2, clock, {

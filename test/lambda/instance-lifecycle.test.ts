@@ -41,6 +41,7 @@ function harness(o: { moves?: Result[]; eni?: () => { id: string; attachment?: {
     moveOff: async (from) => (calls.push(`move-off ${from}`), moves.length > 1 ? moves.shift()! : moves[0]!),
     clock: c,
     log: () => {},
+    notify: async (n) => void calls.push(`notify ${n.transition} ${n.instanceId} slot${n.slot}`),
     retryMs: 10_000,
     heartbeatMs: 30_000,
   };
@@ -51,14 +52,14 @@ describe('terminating', () => {
   it('tags the instance draining, moves the VIP off it, and only then lets it go', async () => {
     const h = harness({ moves: [moveResult({ moved: true, owner: PEER, previousOwner: OLD })] });
     const r = await h.lifecycle.run(command('terminating', OLD), 600_000);
-    expect(h.calls).toEqual([`draining ${OLD}`, `move-off ${OLD}`, `complete ${OLD} CONTINUE`]);
+    expect(h.calls).toEqual([`draining ${OLD}`, `notify terminating ${OLD} slot0`, `move-off ${OLD}`, `complete ${OLD} CONTINUE`]);
     expect(r).toMatchObject({ ok: true, outcome: 'completed', result: 'CONTINUE', move: { moved: true, owner: PEER } });
   });
 
   it('lets a backup go at once (the VIP is elsewhere)', async () => {
     const h = harness({ moves: [moveResult({ outcome: 'no-op', owner: PEER, reason: 'owner is healthy' })] });
     const r = await h.lifecycle.run(command('terminating', OLD), 600_000);
-    expect(h.calls).toEqual([`draining ${OLD}`, `move-off ${OLD}`, `complete ${OLD} CONTINUE`]);
+    expect(h.calls).toEqual([`draining ${OLD}`, `notify terminating ${OLD} slot0`, `move-off ${OLD}`, `complete ${OLD} CONTINUE`]);
     expect(r.ok).toBe(true);
   });
 
@@ -75,13 +76,21 @@ describe('terminating', () => {
   it('lets an instance that does not hold the VIP go even when nowhere is healthy (of two asked at once, it goes first)', async () => {
     const h = harness({ moves: [moveResult({ ok: false, outcome: 'no-healthy-instance', reason: 'no healthy instance', owner: PEER, previousOwner: PEER })] });
     const r = await h.lifecycle.run(command('terminating', OLD), 600_000);
-    expect(h.calls).toEqual([`draining ${OLD}`, `move-off ${OLD}`, `complete ${OLD} CONTINUE`]);
+    expect(h.calls).toEqual([`draining ${OLD}`, `notify terminating ${OLD} slot0`, `move-off ${OLD}`, `complete ${OLD} CONTINUE`]);
     expect(r).toMatchObject({ ok: true, outcome: 'completed', reason: expect.stringMatching(/does not hold the VIP/) });
+  });
+
+  it('does not let go after a move that ran out of time half-way (the VIP on no instance): it tries again', async () => {
+    const halfway = moveResult({ ok: false, outcome: 'timed-out', reason: 'ran out of time in this invocation', owner: undefined, previousOwner: undefined });
+    const h = harness({ moves: [halfway, moveResult({ moved: true, owner: PEER, previousOwner: OLD })] });
+    const r = await h.lifecycle.run(command('terminating', OLD), 600_000);
+    expect(h.calls.filter((c) => c.startsWith('move-off'))).toHaveLength(2);
+    expect(r).toMatchObject({ ok: true, move: { moved: true, owner: PEER } });
   });
 
   it('never completes while the VIP cannot leave: at the deadline it fails (to be delivered again)', async () => {
     const h = harness({ moves: [moveResult({ ok: false, outcome: 'no-healthy-instance', reason: 'no healthy instance', owner: OLD, previousOwner: OLD })] });
-    const r = await h.lifecycle.run(command('terminating', OLD), 45_000);
+    const r = await h.lifecycle.run(command('terminating', OLD), 120_000);
     expect(r).toMatchObject({ ok: false, outcome: 'timed-out' });
     expect(h.calls.some((c) => c.startsWith('complete'))).toBe(false);
   });
@@ -91,7 +100,8 @@ describe('launching', () => {
   it('attaches the slot’s interface to the new instance, turns source/dest check off, then completes', async () => {
     const h = harness({ eni: () => ({ id: 'eni-slot0' }) });
     const r = await h.lifecycle.run(command('launching', NEW), 600_000);
-    expect(h.calls).toEqual([`attach eni-slot0 ${NEW}`, `sdc-off ${NEW}`, `complete ${NEW} CONTINUE`]);
+    // Operators hear of it: the slot has an instance again.
+    expect(h.calls).toEqual([`attach eni-slot0 ${NEW}`, `sdc-off ${NEW}`, `complete ${NEW} CONTINUE`, `notify launching ${NEW} slot0`]);
     expect(r).toMatchObject({ ok: true, outcome: 'completed' });
   });
 
@@ -101,14 +111,14 @@ describe('launching', () => {
     const r = await h.lifecycle.run(command('launching', NEW), 600_000);
     expect(looks).toBe(4);
     expect(h.calls.filter((c) => c.startsWith('attach'))).toEqual([`attach eni-slot0 ${NEW}`]);
-    expect(h.calls.at(-1)).toBe(`complete ${NEW} CONTINUE`);
+    expect(h.calls.at(-2)).toBe(`complete ${NEW} CONTINUE`);
     expect(r.ok).toBe(true);
   });
 
   it('does not attach again what an earlier delivery attached (idempotent)', async () => {
     const h = harness({ eni: () => ({ id: 'eni-slot0', attachment: { id: 'a-2', instanceId: NEW, status: 'attached' } }) });
     await h.lifecycle.run(command('launching', NEW), 600_000);
-    expect(h.calls).toEqual([`sdc-off ${NEW}`, `complete ${NEW} CONTINUE`]);
+    expect(h.calls).toEqual([`sdc-off ${NEW}`, `complete ${NEW} CONTINUE`, `notify launching ${NEW} slot0`]);
   });
 
   it('says so when the action had already ended, and fails without a slot interface', async () => {

@@ -95,3 +95,25 @@ describe('what a failover tells', () => {
     await expect(reporter().started({ command: { kind: 'alarm' } as never, from: 'i-a', to: 'i-b', reason: 'x', epoch: 1 })).resolves.toBeUndefined();
   });
 });
+
+describe('a slot losing and getting back its instance', () => {
+  beforeEach(() => {
+    events.reset();
+    sns.reset();
+    events.on(PutEventsCommand).resolves({ FailedEntryCount: 0 });
+  });
+
+  it('sends an event and a message each time, with the slot, the instance and why', async () => {
+    await reporter().slotChanged({ slot: 1, instanceId: 'i-0123456789abcdef0', transition: 'terminating', why: 'its Auto Scaling group is replacing it' });
+    await reporter().slotChanged({ slot: 1, instanceId: 'i-0fedcba9876543210', transition: 'launching', why: 'it has slot 1’s interface' });
+    const sent = events.commandCalls(PutEventsCommand).map((c) => c.args[0].input.Entries![0]!);
+    expect(sent.map((e) => [e.Source, e.DetailType])).toEqual([
+      [EVENTS.source, 'Slot Instance Terminating'],
+      [EVENTS.source, 'Slot Instance Launched'],
+    ]);
+    expect(JSON.parse(sent[0]!.Detail!)).toEqual({ deploymentId: 'loxiha-prod', slot: 1, instanceId: 'i-0123456789abcdef0', why: 'its Auto Scaling group is replacing it' });
+    const messages = sns.commandCalls(PublishCommand).map((c) => c.args[0].input);
+    expect(messages.map((m) => m.Subject)).toEqual(['loxiha loxiha-prod: slot 1 instance i-0123456789abcdef0 terminating', 'loxiha loxiha-prod: slot 1 instance i-0fedcba9876543210 launched']);
+    expect(JSON.parse(messages[1]!.Message!)).toMatchObject({ slot: 1, instanceId: 'i-0fedcba9876543210', why: 'it has slot 1’s interface' });
+  });
+});
