@@ -168,8 +168,6 @@ export class LbSlots extends Construct {
         { lifecycleHookName: LIFECYCLE_HOOKS.launching, lifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING', heartbeatTimeout: LIFECYCLE_HOOK_TIMEOUT.toSeconds(), defaultResult: 'ABANDON', notificationMetadata: metadata(index) },
         { lifecycleHookName: LIFECYCLE_HOOKS.terminating, lifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING', heartbeatTimeout: LIFECYCLE_HOOK_TIMEOUT.toSeconds(), defaultResult: 'CONTINUE', notificationMetadata: metadata(index) },
       ];
-      // One slot at a time: a deploy replaces slot 0, then slot 1 (never both at once).
-      if (index > 0) group.node.addDependency(groups[index - 1]!);
       // No instance before every slot's fixed address is taken by its interface (DHCP could hand it out).
       for (const i of slotInterfaces) group.node.addDependency(i);
       groups.push(group);
@@ -237,6 +235,10 @@ LOXIHA_EOF`,
       cdk.Tags.of(group).add(TAG.name, `${namePrefix(config.deploymentId)}-lb${index}`, { applyToLaunchedInstances: true });
       return { index, group, groupName, slotInterface: slotInterfaces[index]! };
     });
+    // One slot at a time, the last first: a deploy replaces slot 1 before slot 0. The VIP is placed on
+    // slot 0 at deploy (and returns there with failback: preferred), so a rolling replacement usually
+    // moves it once — when slot 0's instance goes, to slot 1's new one. With the VIP on slot 1 it moves twice.
+    for (let i = 0; i + 1 < groups.length; i++) groups[i]!.node.addDependency(groups[i + 1]!);
   }
 
   /**

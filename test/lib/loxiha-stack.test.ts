@@ -47,9 +47,10 @@ describe('LB slots', () => {
     });
   });
 
-  it('replaces a slot only when its new instance signals ready, one slot after the other, the old instance first', () => {
-    const [[id0], [, g1]] = groups() as [[string, any], [string, any]];
-    expect(g1.DependsOn).toContain(id0);
+  it('replaces a slot only when its new instance signals ready, one slot after the other (slot 1 first: the VIP is placed on slot 0), the old instance first', () => {
+    const [[id0, g0], [id1, g1]] = groups() as [[string, any], [string, any]];
+    expect(g0.DependsOn).toContain(id1);
+    expect(g1.DependsOn).not.toContain(id0);
     for (const [, g] of groups() as [string, any][]) {
       expect(g.CreationPolicy).toEqual({ ResourceSignal: { Count: 1, Timeout: 'PT15M' } });
       expect(g.UpdatePolicy.AutoScalingRollingUpdate).toMatchObject({ MaxBatchSize: 1, MinInstancesInService: 0, WaitOnResourceSignals: true, PauseTime: 'PT15M' });
