@@ -127,6 +127,8 @@ export const configSchema = z
       .refine((a) => a.datapointsToAlarm <= a.evaluationPeriods, 'datapointsToAlarm must not exceed evaluationPeriods'),
     reconcileEveryMinutes: z.number().int().min(1).max(60),
     notificationEmail: z.email().optional(),
+    /** How long the agents', the failover function's and the EKS control plane's logs are kept (a CloudWatch Logs retention); `cdk destroy` removes them. */
+    logRetentionDays: z.number().int().refine((d) => LOG_RETENTION_DAYS.includes(d), `must be a CloudWatch Logs retention: ${LOG_RETENTION_DAYS.join(', ')} days`),
     /** IAM principals (users or roles) given cluster-admin access to EKS (access entries): whoever runs kubectl. */
     adminPrincipalArns: z.array(z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:(user|role)\/.+$/, 'must be an IAM user or role ARN')).max(20),
     /** What `cdk destroy` keeps: the EIP (so the public address survives a redeploy) and the VPC flow logs. */
@@ -222,6 +224,7 @@ export const DEFAULT_CONFIG: ConfigInput = {
   reconcileEveryMinutes: 5,
   adminPrincipalArns: [],
   uninstall: { retainEip: true, retainFlowLogs: true, flowLogRetentionDays: 731 },
+  logRetentionDays: 30,
 };
 
 /**

@@ -111,6 +111,15 @@ export class LoxihaStack extends cdk.Stack {
     }
     out('DashboardUrl', `https://${region}.console.aws.amazon.com/cloudwatch/home?region=${region}#dashboards:name=${namePrefix(config.deploymentId)}`, 'Heartbeats, sync lag, failover phases, alarms');
     out('FunctionLogGroup', this.failover.logGroup.logGroupName, 'The failover function’s logs');
+    out('AgentLogGroup', this.lbSlots.agentLogGroup.logGroupName, 'The LB agents’ logs: JSON lines, a stream per slot and instance (slot0/i-…); query them with CloudWatch Logs Insights');
+    // A shell on a slot's instance, whichever it is now: Session Manager, no SSH, no open port.
+    for (const { index, groupName } of this.lbSlots.slots) {
+      out(
+        `SessionCommandSlot${index}`,
+        `aws ssm start-session --region ${region} --target "$(aws autoscaling describe-auto-scaling-groups --region ${region} --auto-scaling-group-names ${groupName} --query 'AutoScalingGroups[0].Instances[0].InstanceId' --output text)"`,
+        `A shell on slot ${index}'s instance (Session Manager; needs the session-manager-plugin)`,
+      );
+    }
     out('NotificationTopic', this.failover.topic.topicArn, 'Failover notifications (subscribe, or confirm the e-mail subscription)');
     const kept: string[] = [];
     if (!config.existingEip && config.uninstall.retainEip) kept.push(`the EIP ${this.eipAddress}: aws ec2 release-address --region ${region} --allocation-id ${this.eipAllocationId}`);

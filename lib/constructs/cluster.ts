@@ -2,6 +2,7 @@ import * as cdk from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as eks from 'aws-cdk-lib/aws-eks-v2';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { KubectlV35Layer } from '@aws-cdk/lambda-layer-kubectl-v35';
 import { Construct } from 'constructs';
@@ -42,6 +43,8 @@ export class Cluster extends Construct {
   /** The EKS nodes' security group (the cluster security group managed node groups carry, or the configured one). */
   readonly nodesPeer: ec2.ISecurityGroup;
   readonly kubeLoxilbArgs: string[];
+  /** The EKS control plane's log group (api, audit, authenticator), when the stack makes the cluster. */
+  readonly controlPlaneLogGroupName: string | undefined;
 
   constructor(scope: Construct, id: string, props: ClusterProps) {
     super(scope, id);
@@ -73,6 +76,28 @@ export class Cluster extends Construct {
       config.adminPrincipalArns.forEach((arn, i) =>
         cluster.grantAccess(`Admin${i}`, arn, [eks.AccessPolicy.fromAccessPolicyName('AmazonEKSClusterAdminPolicy', { accessScopeType: eks.AccessScopeType.CLUSTER })]),
       );
+      // EKS creates its control-plane log group itself (named after the cluster, known only once it
+      // exists): its retention is set on it then, and `cdk destroy` removes it with the rest.
+      const controlPlaneLogs = new logs.LogRetention(this, 'ControlPlaneLogRetention', {
+        logGroupName: `/aws/eks/${cluster.clusterName}/cluster`,
+        retention: config.logRetentionDays as logs.RetentionDays,
+        removalPolicy: cdk.RemovalPolicy.DESTROY,
+      });
+      controlPlaneLogs.node.addDependency(cluster);
+      // CDK's helper (one function per stack) writes its policy itself.
+      const stack = cdk.Stack.of(this);
+      const helper = stack.node.children.find((c) => c.node.id.startsWith('LogRetention'));
+      if (helper) {
+        cdk.Validations.of(helper).acknowledge(
+          { id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]', reason: "CDK's log-retention helper writes only its own logs with the basic execution role." },
+          { id: 'AwsSolutions-IAM5[Resource::*]', reason: "CDK's log-retention helper is granted logs:PutRetentionPolicy/DeleteRetentionPolicy on any group as CDK writes it; the stack gives it one group, the EKS control plane's." },
+          {
+            id: `AwsSolutions-IAM5[Resource::arn:${cdk.Token.isUnresolved(stack.partition) ? '<AWS::Partition>' : stack.partition}:logs:${stack.region}:${stack.account}:log-group:/aws/eks/<${stack.getLogicalId(cluster.node.defaultChild as cdk.CfnElement)}>/cluster:*]`,
+            reason: 'The EKS control-plane log group, removed at cdk destroy.',
+          },
+        );
+      }
+      this.controlPlaneLogGroupName = `/aws/eks/${cluster.clusterName}/cluster`;
       this.cluster = cluster;
       // Managed node groups carry the EKS-created cluster security group.
       this.nodesPeer = cluster.clusterSecurityGroup;
@@ -83,6 +108,8 @@ export class Cluster extends Construct {
         kubectlProviderOptions: { kubectlLayer, role: iam.Role.fromRoleArn(this, 'KubectlRole', config.eks.kubectlRoleArn) },
       });
       this.nodesPeer = ec2.SecurityGroup.fromSecurityGroupId(this, 'NodeSg', config.eks.nodeSecurityGroupId);
+      // An existing cluster's logs are its owner's.
+      this.controlPlaneLogGroupName = undefined;
     }
 
     const urls = lbInstanceIps(config).map((ip) => `http://${ip}:${PORTS.agentApi}`);

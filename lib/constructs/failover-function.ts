@@ -57,7 +57,7 @@ export class FailoverFunction extends Construct {
     });
     if (config.notificationEmail) this.topic.addSubscription(new subs.EmailSubscription(config.notificationEmail));
 
-    const logGroup = (this.logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_MONTH, removalPolicy: cdk.RemovalPolicy.DESTROY }));
+    const logGroup = (this.logGroup = new logs.LogGroup(this, 'Logs', { retention: config.logRetentionDays as logs.RetentionDays, removalPolicy: cdk.RemovalPolicy.DESTROY }));
 
     this.fn = new lambda.Function(this, 'Fn', {
       // Bundled locally by esbuild at synth (no Docker), see lib/bundling/bundle-handler.ts for why not NodejsFunction.

@@ -4,6 +4,7 @@ import * as cdk from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
@@ -55,6 +56,8 @@ export class LbSlots extends Construct {
   readonly slots: LbSlot[];
   readonly role: iam.Role;
   readonly syncSecret: secretsmanager.Secret;
+  /** The agents' logs, a stream per slot and instance (`slot0/i-…`): the JSON lines the agent writes. */
+  readonly agentLogGroup: logs.LogGroup;
 
   constructor(scope: Construct, id: string, props: LbSlotsProps) {
     super(scope, id);
@@ -83,9 +86,24 @@ export class LbSlots extends Construct {
     cdk.Validations.of(this.role).acknowledge(
       {
         id: 'AwsSolutions-IAM5[Resource::*]',
-        reason: 'cloudwatch:PutMetricData and ec2:DescribeNetworkInterfaces support no resource-level permissions; PutMetricData is limited to the Loxiha namespace by condition.',
+        reason: 'cloudwatch:PutMetricData, ec2:DescribeNetworkInterfaces and the Session Manager channel actions (ssm:UpdateInstanceInformation, ssmmessages:*Channel) support no resource-level permissions; PutMetricData is limited to the Loxiha namespace by condition.',
       },
     );
+
+    // A shell without SSH or an open port: Session Manager (the SSM agent ships with AL2023).
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'SessionManager',
+        actions: ['ssm:UpdateInstanceInformation', 'ssmmessages:CreateControlChannel', 'ssmmessages:CreateDataChannel', 'ssmmessages:OpenControlChannel', 'ssmmessages:OpenDataChannel'],
+        resources: ['*'],
+      }),
+    );
+    this.agentLogGroup = new logs.LogGroup(this, 'AgentLogs', {
+      logGroupName: `/loxiha/${config.deploymentId}/agent`,
+      retention: config.logRetentionDays as logs.RetentionDays,
+      removalPolicy: cdk.RemovalPolicy.DESTROY,
+    });
+    this.agentLogGroup.grantWrite(this.role);
 
     this.syncSecret = new secretsmanager.Secret(this, 'SyncKey', {
       description: `loxiha ${config.deploymentId}: shared key authenticating peer heartbeats and session sync`,
@@ -181,8 +199,9 @@ export class LbSlots extends Construct {
         // Whatever fails below, CloudFormation hears it at once (the update rolls back) instead of after the timeout.
         `trap '${signal('FAILURE')}' ERR`,
         // conntrack-tools: session sync streams (conntrack -E) and loads (conntrack -R) flows; iputils: arping.
-        'dnf install -y nodejs24 nftables conntrack-tools iputils unzip python3',
-        'mkdir -p /opt/loxiha /etc/loxiha /var/lib/loxiha',
+        // amazon-cloudwatch-agent ships the agent's log to CloudWatch Logs.
+        'dnf install -y nodejs24 nftables conntrack-tools iputils unzip python3 amazon-cloudwatch-agent logrotate',
+        'mkdir -p /opt/loxiha /etc/loxiha /var/lib/loxiha /var/log/loxiha',
         `unzip -o ${bundlePath} -d /opt/loxiha`,
         // The API token and the peers' shared key, readable by root only (the agent runs as root with two capabilities).
         fetchSecret(props.apiToken, AGENT_API_TOKEN_FILE),
@@ -204,6 +223,9 @@ Wants=network-online.target
 # The slot's address arrives with its interface (attached by the failover function as the instance launches).
 ExecStartPre=/bin/sh -c 'for i in $(seq 300); do ip -4 -o addr show | grep -q " ${selfIp}/" && exit 0; sleep 1; done; echo "slot address ${selfIp} not configured"; exit 1'
 ExecStart=/usr/bin/node-24 ${AGENT_NODE_FLAGS.join(' ')} /opt/loxiha/agent.mjs --config /etc/loxiha/agent.json
+# JSON lines, one per event: kept on the instance (logrotate) and shipped to CloudWatch Logs.
+StandardOutput=append:${AGENT_LOG_FILE}
+StandardError=append:${AGENT_LOG_FILE}
 Restart=always
 RestartSec=1
 # the agent programs nftables and conntrack; nothing else
@@ -217,6 +239,9 @@ PrivateTmp=yes
 [Install]
 WantedBy=multi-user.target
 LOXIHA_EOF`,
+        `cat > /etc/logrotate.d/loxiha <<'LOXIHA_EOF'\n${AGENT_LOG_FILE} {\n  daily\n  rotate 7\n  compress\n  missingok\n  notifempty\n  copytruncate\n}\nLOXIHA_EOF`,
+        `cat > /opt/aws/amazon-cloudwatch-agent/etc/loxiha.json <<'LOXIHA_EOF'\n${stack.toJsonString(cloudWatchAgentConfig(this.agentLogGroup.logGroupName, index))}\nLOXIHA_EOF`,
+        '/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:/opt/aws/amazon-cloudwatch-agent/etc/loxiha.json',
         `printf '#!/bin/sh\\nexec /usr/bin/node-24 /opt/loxiha/cli.mjs "$@"\\n' > /usr/local/bin/loxiha`,
         'chmod 755 /usr/local/bin/loxiha',
         'systemctl daemon-reload',
@@ -264,4 +289,21 @@ LOXIHA_EOF`,
       ],
     });
   }
+}
+
+/** Where the agent's JSON lines go on the instance (and from there to CloudWatch Logs). */
+export const AGENT_LOG_FILE = '/var/log/loxiha/agent.log';
+
+/** The CloudWatch agent's configuration: the agent's log file to the deployment's group, a stream per slot and instance. */
+export function cloudWatchAgentConfig(logGroupName: string, slot: number): Record<string, unknown> {
+  return {
+    agent: { run_as_user: 'root' },
+    logs: {
+      logs_collected: {
+        files: {
+          collect_list: [{ file_path: AGENT_LOG_FILE, log_group_name: logGroupName, log_stream_name: `slot${slot}/{instance_id}`, timezone: 'UTC' }],
+        },
+      },
+    },
+  };
 }

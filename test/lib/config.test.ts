@@ -42,6 +42,8 @@ describe('config', () => {
     [{ failback: 'sometimes' }, 'failback:'],
     [{ deploymentId: 'Has_Caps' }, 'deploymentId: must be 3-20 chars'],
     [{ unknownKey: 1 }, 'unknownKey'],
+    [{ logRetentionDays: 31 }, 'logRetentionDays: must be a CloudWatch Logs retention'],
+    [{ amiId: 'ubuntu-latest' }, 'amiId: must be an AMI id'],
   ])('rejects %j with a clear message', (layer, message) => {
     const problems = problemsOf(layer as Record<string, unknown>);
     expect(problems.join('\n')).toContain(message);

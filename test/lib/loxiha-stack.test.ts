@@ -341,12 +341,33 @@ describe('IAM', () => {
     expect(unconditioned).toEqual([]);
   });
 
-  it('gives the agent only heartbeats in its namespace, the fast path, describing ENIs and its readiness signal to this stack', () => {
+  it('gives the agent only heartbeats in its namespace, the fast path, describing ENIs, its readiness signal to this stack, its own log group and a Session Manager channel', () => {
     const agent = statements().filter((st) => st.id.startsWith('LbRoleDefaultPolicy'));
     const actions = [...new Set(agent.flatMap(actionsOf))].sort();
     expect(actions).toEqual(
-      ['cloudformation:SignalResource', 'cloudwatch:PutMetricData', 'ec2:DescribeNetworkInterfaces', 'lambda:InvokeFunction', 's3:GetObject', 'secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'].sort(),
+      [
+        'cloudformation:SignalResource',
+        'cloudwatch:PutMetricData',
+        'ec2:DescribeNetworkInterfaces',
+        'lambda:InvokeFunction',
+        'logs:CreateLogStream',
+        'logs:PutLogEvents',
+        's3:GetObject',
+        'secretsmanager:DescribeSecret',
+        'secretsmanager:GetSecretValue',
+        'ssm:UpdateInstanceInformation',
+        'ssmmessages:CreateControlChannel',
+        'ssmmessages:CreateDataChannel',
+        'ssmmessages:OpenControlChannel',
+        'ssmmessages:OpenDataChannel',
+      ].sort(),
     );
+    // Logs into the agents' group only.
+    const [agentLogsId] = ofType('AWS::Logs::LogGroup').find(([, r]) => r.Properties!.LogGroupName === `/loxiha/${s.config.deploymentId}/agent`)!;
+    expect(JSON.stringify(agent.find((st) => actionsOf(st).includes('logs:PutLogEvents'))!.Resource)).toContain(agentLogsId);
+    // No SSH: no key pair, and no rule opens port 22.
+    for (const [, t] of ofType('AWS::EC2::LaunchTemplate')) expect(t.Properties!.LaunchTemplateData.KeyName).toBeUndefined();
+    expect(JSON.stringify(s.template.toJSON())).not.toMatch(/"FromPort":\s*22\b/);
     expect(agent.find((st) => actionsOf(st).includes('cloudformation:SignalResource'))!.Resource).toEqual({ Ref: 'AWS::StackId' });
     // Secrets: the peer key and the API token, nothing else.
     const secretIds = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::SecretsManager::Secret').map(([id]) => id).sort();
@@ -386,6 +407,40 @@ describe('IAM', () => {
     // The agents are configured to call that alias, not the function.
     const userData = JSON.stringify(ofType('AWS::EC2::LaunchTemplate').map(([, r]) => r.Properties!.LaunchTemplateData.UserData));
     expect(userData).toContain(aliasId);
+  });
+});
+
+describe('operability: a shell and logs, as deployed', () => {
+  it('ships the agent’s JSON lines to the deployment’s log group, a stream per slot and instance, kept logRetentionDays', () => {
+    const [, group] = ofType('AWS::Logs::LogGroup').find(([, r]) => r.Properties!.LogGroupName === `/loxiha/${s.config.deploymentId}/agent`)!;
+    expect(group.Properties!.RetentionInDays).toBe(30);
+    const userData = JSON.stringify(ofType('AWS::EC2::LaunchTemplate').map(([, r]) => r.Properties!.LaunchTemplateData.UserData));
+    expect(userData).toContain('StandardOutput=append:/var/log/loxiha/agent.log');
+    expect(userData).toContain('amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:/opt/aws/amazon-cloudwatch-agent/etc/loxiha.json');
+    expect(userData).toContain('\\"log_stream_name\\":\\"slot0/{instance_id}\\"');
+    expect(userData).toContain('\\"log_stream_name\\":\\"slot1/{instance_id}\\"');
+    expect(userData).toContain('/etc/logrotate.d/loxiha');
+    // The function's logs keep the same retention.
+    const fnLogs = ofType('AWS::Logs::LogGroup').filter(([id]) => id.startsWith('FailoverLogs'));
+    expect(fnLogs.map(([, r]) => r.Properties!.RetentionInDays)).toEqual([30]);
+  });
+
+  it('keeps the EKS control plane’s logs logRetentionDays and removes them at cdk destroy', () => {
+    const [, retention] = ofType('Custom::LogRetention')[0]!;
+    expect(retention.Properties!.RetentionInDays).toBe(30);
+    expect(JSON.stringify(retention.Properties!.LogGroupName)).toMatch(/\/aws\/eks\/.*\/cluster/);
+    expect(retention.Properties!.RemovalPolicy).toBe('destroy');
+    const other = synthStack({ logRetentionDays: 90 });
+    expect(Object.values(other.template.findResources('Custom::LogRetention')).map((r: any) => r.Properties.RetentionInDays)).toEqual([90]);
+  });
+
+  it('outputs a Session Manager command per slot (whichever instance serves it) and the agents’ log group', () => {
+    const outputs = s.template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    for (const i of [0, 1]) {
+      expect(JSON.stringify(outputs[`SessionCommandSlot${i}`]!.Value)).toContain(`aws ssm start-session --region us-east-1 --target \\\"$(aws autoscaling describe-auto-scaling-groups --region us-east-1 --auto-scaling-group-names ${slotGroupName(s.config.deploymentId, i)} --query 'AutoScalingGroups[0].Instances[0].InstanceId' --output text)\\\"`);
+    }
+    const [agentLogsId] = ofType('AWS::Logs::LogGroup').find(([, r]) => r.Properties!.LogGroupName === `/loxiha/${s.config.deploymentId}/agent`)!;
+    expect(outputs.AgentLogGroup!.Value).toEqual({ Ref: agentLogsId });
   });
 });
 
