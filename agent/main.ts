@@ -163,6 +163,16 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   };
   roles.start();
 
+  /**
+   * Ready: the kernel prerequisites hold, and (a backup) none of the owner's synced flows was refused
+   * for want of its service here — an instance whose services differ from the owner's (a new one
+   * kube-loxilb has not filled yet) is not where the VIP may go.
+   */
+  const readyNow = (): { ready: boolean; notReady: string[] } => {
+    const foreign = syncRef?.foreignFlows() ?? 0;
+    const notReady = [...(readiness.ready ? [] : readiness.notReady), ...(foreign ? [`${foreign} of the owner's synced flows are for services this instance does not hold: its services differ from the owner's`] : [])];
+    return { ready: notReady.length === 0, notReady };
+  };
   const token = config.api.tokenFile ? readFileSync(config.api.tokenFile, 'utf8').trim() : undefined;
   let pushed: { state: string; at: string } | undefined;
   const server = createApi({
@@ -172,7 +182,8 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     conntrack: () => listConntrack({ mark: SERVICE_MARK_FILTER }),
     // The role is where the VIP lives (IMDS on AWS, this host's interfaces elsewhere); the configured one until the first look.
     role: () => {
-      const base = { instance: config.instanceName, state: roles.current ?? config.initialRole, vip: config.vip, ready: readiness.ready ? 1 : 0, ...(readiness.ready ? {} : { notReady: readiness.notReady }) };
+      const r = readyNow();
+      const base = { instance: config.instanceName, state: roles.current ?? config.initialRole, vip: config.vip, ready: r.ready ? 1 : 0, ...(r.ready ? {} : { notReady: r.notReady }) };
       const st = peers?.sync?.status();
       if (!st) return { ...base, sync: 0, syncState: 'off' };
       return { ...base, sync: st.inSync ? 1 : 0, syncMode: st.mode, syncState: st.inSync ? 'in-sync' : st.peers.map((p) => `${p.ip}:${p.state}`).join(','), syncLagSeconds: Math.round(st.lagSeconds * 1000) / 1000, syncEntries: st.entries, syncResyncs: st.resyncs, syncRejected: st.rejected, ...(st.kernelRefused ? { syncKernelRefused: st.kernelRefused } : {}) };
@@ -192,7 +203,8 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   syncRef = peers?.sync;
   const syncState = () => {
     const st = peers?.sync?.status();
-    return st ? { inSync: st.inSync, lagSeconds: st.lagSeconds, ready: readiness.ready } : { inSync: false, ready: readiness.ready };
+    const ready = readyNow().ready;
+    return st ? { inSync: st.inSync, lagSeconds: st.lagSeconds, ready } : { inSync: false, ready };
   };
   const heartbeat = config.aws && imds ? await startHeartbeat(config.deploymentId, config.instanceIndex, config.aws, imds, (id) => (instanceId = id), syncState) : undefined;
   if (!config.aws) log('info', 'no aws section in the config: no CloudWatch heartbeats (the failover function will not see this agent)');

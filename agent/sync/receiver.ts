@@ -66,7 +66,15 @@ interface Session {
   chain: Promise<void>;
   /** The acknowledgement owed (the latest frame applied, copies expired since the last one), sent once per turn of the event loop. */
   ack: { upTo: number; expired: number; timer: NodeJS.Immediate | undefined };
+  /**
+   * The owner's flows refused since its last resync began because no service here matches them
+   * (`foreign-flow`): this instance's services differ from the owner's, so it is not in sync.
+   */
+  foreign: number;
 }
+
+/** At most one resync asked of an owner this often, however often the services change. */
+const RESYNC_ASK_MIN_MS = 5_000;
 
 export class SyncServer {
   private readonly o: SyncServerOptions;
@@ -98,13 +106,41 @@ export class SyncServer {
     this.server?.close();
   }
 
-  /** In sync: a live session from the owner, resynced, nothing received more than a second ago still waiting for the kernel. */
+  /**
+   * In sync: a live session from the owner, resynced, nothing received more than a second ago still
+   * waiting for the kernel, and none of the owner's flows refused for want of its service here.
+   */
   inSync(): boolean {
     const now = this.now();
     for (const s of this.sessions.values()) {
-      if (s.resynced && now - s.lastFrameAt < SESSION_SILENT_MS && this.lagMs() < SYNC_IN_SYNC_LAG_MS) return true;
+      if (s.resynced && s.foreign === 0 && now - s.lastFrameAt < SESSION_SILENT_MS && this.lagMs() < SYNC_IN_SYNC_LAG_MS) return true;
     }
     return false;
+  }
+
+  /** The owner's flows refused since its last resync because this instance holds no service for them (its services differ). */
+  foreignFlows(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) n += s.foreign;
+    return n;
+  }
+
+  private lastResyncAskAt = -Infinity;
+
+  /**
+   * This instance's services changed (kube-loxilb installed them, e.g. on a new instance): an owner
+   * whose flows were refused for want of them is asked to send its table again — the session is
+   * closed and the owner reconnects with a resync — so that the flows refused are loaded now.
+   */
+  servicesChanged(): void {
+    const now = this.now();
+    if (now - this.lastResyncAskAt < RESYNC_ASK_MIN_MS) return;
+    for (const s of this.sessions.values()) {
+      if (s.foreign === 0) continue;
+      this.lastResyncAskAt = now;
+      this.o.log('info', 'session sync: services changed after the owner’s flows were refused for want of them; asking the owner to resync', { peer: s.from, refused: s.foreign });
+      s.socket.destroy();
+    }
   }
 
   /** Age of the oldest received frame not yet in the kernel; without a session, how long since the last load. */
@@ -151,7 +187,7 @@ export class SyncServer {
             clearTimeout(helloTimer);
             codec = new SessionCodec(this.o.key, challenge, hello.n, 'receiver');
             this.sessions.get(hello.from)?.socket.destroy();
-            session = { from: hello.from, socket, resynced: false, resyncing: undefined, lastFrameAt: this.now(), inFlight: [], chain: Promise.resolve(), ack: { upTo: 0, expired: 0, timer: undefined } };
+            session = { from: hello.from, socket, resynced: false, resyncing: undefined, lastFrameAt: this.now(), inFlight: [], chain: Promise.resolve(), ack: { upTo: 0, expired: 0, timer: undefined }, foreign: 0 };
             this.sessions.set(hello.from, session);
             socket.write(codec.encode({ t: 'welcome' }));
             this.o.log('info', 'session sync: receiving from the peer', { peer: hello.from, source });
@@ -183,6 +219,7 @@ export class SyncServer {
         const x = this.o.rewriteDestination ? rewriteDestination(raw, this.o.rewriteDestination) : raw;
         const r = checkEntry(x, index);
         if (!r.ok) {
+          if (r.reason === 'foreign-flow') s.foreign++;
           this.reject(r.reason, source, JSON.stringify(x) ?? '');
           continue;
         }
@@ -197,6 +234,7 @@ export class SyncServer {
     } else if (body.t === 'resync-begin') {
       s.resyncing = new Map();
       s.resynced = false;
+      s.foreign = 0;
     } else if (body.t === 'resync-end') {
       const owner = s.resyncing ?? new Map<string, OwnerView>();
       s.resyncing = undefined;

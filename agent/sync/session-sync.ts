@@ -112,6 +112,12 @@ export class SessionSync {
   /** The services changed: entries are checked against the new list from now on. */
   servicesChanged(): void {
     this.index = undefined;
+    if (!this.owner) this.server.servicesChanged();
+  }
+
+  /** The owner's flows refused since its last resync for want of their service here: this instance's services differ from the owner's. */
+  foreignFlows(): number {
+    return this.owner ? 0 : this.server.foreignFlows();
   }
 
   start(): Promise<void> {

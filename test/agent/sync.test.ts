@@ -39,14 +39,14 @@ afterEach(() => {
   for (const s of stops.splice(0)) s();
 });
 
-async function receiver(o: { key?: Buffer; isOwner?: boolean; kernel?: WireEntry[] } = {}) {
+async function receiver(o: { key?: Buffer; isOwner?: boolean; kernel?: WireEntry[]; services?: () => ReturnType<typeof serviceIndex> } = {}) {
   const loaded: string[] = [];
   const server = new SyncServer({
     key: o.key ?? KEY,
     deploymentId: DEPLOYMENT,
     peers: new Set([0]),
     listen: { ip: '127.0.0.1', port: 0 },
-    services: () => INDEX,
+    services: o.services ?? (() => INDEX),
     injector: new Injector(async (chunks) => void loaded.push(...chunks.join('\n').split('\n'))),
     isOwner: () => o.isOwner ?? false,
     listOurs: async function* () {
@@ -165,6 +165,24 @@ describe('session sync over loopback', () => {
     await until(() => server.entries === 1);
     expect(server.rejected.get('foreign-flow')).toBe(1);
     expect(loaded.join('\n')).not.toContain('100.64.1.1');
+  });
+
+  it('a receiver without the owner’s service is not in sync; once the service arrives it asks for a resync and loads what it refused', async () => {
+    let index = serviceIndex([]);
+    const { server, loaded, port } = await receiver({ services: () => index });
+    const { s } = sender(port, async () => [flow(1), flow(2)]);
+    await until(() => server.foreignFlows() === 2);
+    // Resynced, but every flow refused: its services differ from the owner's, so it is not in sync.
+    expect(server.inSync()).toBe(false);
+    expect(loaded.filter((l) => /^[nu] /.test(l))).toEqual([]);
+    // kube-loxilb installs the service on it (as it does on an instance that comes back): the owner resends its table.
+    index = INDEX;
+    server.servicesChanged();
+    await until(() => server.inSync() && server.resyncs >= 2);
+    expect(server.foreignFlows()).toBe(0);
+    expect(loaded).toContain(injectLine(asResynced(flow(1))));
+    expect(loaded).toContain(injectLine(asResynced(flow(2))));
+    expect(s.inSync()).toBe(true);
   });
 
   it('lets in no peer with another key, another deployment or an unknown index: nothing loaded', async () => {

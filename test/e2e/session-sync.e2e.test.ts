@@ -86,6 +86,28 @@ describe.skipIf(!netnsAvailable)('session sync: flows survive the VIP moving bet
     expect(lostFlows(r).map((f) => `${f.kind} ${f.id}: ${whyLost(f)}`)).toEqual([]);
   }, 60_000);
 
+  it('a backup without a service the owner serves is not ready, nor in sync; once it gets the service the owner resyncs to it', async () => {
+    const owner = (await ha(1)).state === 'MASTER' ? 1 : 2;
+    const backup = 3 - owner;
+    const only = lbEntry({ backends: [1, 2, 3], port: 81, name: 'on-the-owner-only' });
+    expect((await run.api(owner, 'POST', '/config/loadbalancer', only)).status).toBe(200);
+    const resyncsBefore = (await ha(backup)).syncResyncs;
+    // A connection through it: the owner streams its flow, which the backup has no service for.
+    expect(run.client(['tcp', VIP, '81', '1']).results[0]).toMatch(/^be\d/);
+    await until('the backup says its services differ from the owner’s', async () => {
+      const b = await ha(backup);
+      return b.ready === 0 && /services differ from the owner's/.test((b.notReady ?? []).join('; '));
+    });
+    expect((await ha(backup)).sync).toBe(0);
+    // kube-loxilb installs it there too (as it does on an instance that comes back): the owner resends its table.
+    expect((await run.api(backup, 'POST', '/config/loadbalancer', only)).status).toBe(200);
+    await until('the backup ready and in sync again, after a resync', async () => {
+      const b = await ha(backup);
+      return b.ready === 1 && b.sync === 1 && b.syncResyncs > resyncsBefore;
+    });
+    for (const lb of [owner, backup]) expect((await run.api(lb, 'DELETE', '/config/loadbalancer/externalipaddress/100.100.100.100/port/81/protocol/tcp')).status).toBe(200);
+  }, 60_000);
+
   it('without session sync, the same move loses flows (the test can fail)', async () => {
     await stopAgents();
     for (const lb of [1, 2]) lab.exec(`lb${lb}`, 'conntrack', ['-F']);
