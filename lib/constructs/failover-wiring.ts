@@ -97,8 +97,9 @@ export class FailoverWiring extends Construct {
     const lifecycle = new cdk.CustomResource(this, 'Lifecycle', {
       serviceToken: fn.functionArn,
       resourceType: 'Custom::LoxihaLifecycle',
-      // A changed value makes CloudFormation send Update, so every deploy reconciles.
-      properties: { deploymentId: config.deploymentId, vip: config.vip, cloudCidrBlock: config.cloudCidrBlock },
+      // A changed property makes CloudFormation send Update: the synth time changes at every deploy,
+      // so every deploy reconciles (after a teardown by hand too), not only one that changes the VIP.
+      properties: { deploymentId: config.deploymentId, vip: config.vip, cloudCidrBlock: config.cloudCidrBlock, synthesizedAt: new Date().toISOString() },
     });
     for (const d of [...props.lifecycleDependsOn, ...props.slots.map((s) => s.group)]) lifecycle.node.addDependency(d);
     // On `cdk destroy` CloudFormation deletes dependents first: the schedule and the alarms are gone

@@ -240,6 +240,13 @@ describe('failover wiring', () => {
     });
   });
 
+  it('reconciles at every deploy: the lifecycle custom resource carries the synth time, so CloudFormation sends it Update each time', () => {
+    const [, lifecycle] = ofType('Custom::LoxihaLifecycle')[0]!;
+    const at = Date.parse(lifecycle.Properties!.synthesizedAt);
+    expect(Date.now() - at).toBeGreaterThanOrEqual(0);
+    expect(Date.now() - at).toBeLessThan(10 * 60_000);
+  });
+
   it('runs the lifecycle custom resource last: after the slots and the floating route table', () => {
     const [, lifecycle] = ofType('Custom::LoxihaLifecycle')[0]!;
     const deps = lifecycle.DependsOn ?? [];
