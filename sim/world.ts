@@ -122,6 +122,7 @@ export class World {
       );
       this.instances.push({ id: r.Instances![0]!.InstanceId!, index, az });
       this.slotSpecs.push({ index, az, subnetId: subnet, securityGroupIds: [sg], instanceId: r.Instances![0]!.InstanceId! });
+      let slotEni: string | undefined;
       if (opts.slots) {
         const eni = await this.ec2.send(
           new CreateNetworkInterfaceCommand({
@@ -132,13 +133,15 @@ export class World {
           }),
         );
         await this.ec2.send(new AttachNetworkInterfaceCommand({ NetworkInterfaceId: eni.NetworkInterface!.NetworkInterfaceId!, InstanceId: r.Instances![0]!.InstanceId!, DeviceIndex: SLOT_INTERFACE_DEVICE_INDEX }));
+        slotEni = eni.NetworkInterface!.NetworkInterfaceId!;
       }
       if (opts.strategy === 'route') {
         const lbRtb = (await this.ec2.send(new CreateRouteTableCommand({ VpcId: vpc }))).RouteTable!.RouteTableId!;
         await this.ec2.send(new CreateRouteCommand({ RouteTableId: lbRtb, DestinationCidrBlock: '0.0.0.0/0', GatewayId: igw }));
         await this.ec2.send(new AssociateRouteTableCommand({ RouteTableId: lbRtb, SubnetId: subnet }));
         routeTableIds.push(lbRtb);
-        await this.ec2.send(new AssignPrivateIpAddressesCommand({ NetworkInterfaceId: r.Instances![0]!.NetworkInterfaces![0]!.NetworkInterfaceId!, PrivateIpAddresses: [lbIngressIp(c, index)] }));
+        // The ingress IP lives with the slot's identity: on the slot's interface (slots), else on the primary.
+        await this.ec2.send(new AssignPrivateIpAddressesCommand({ NetworkInterfaceId: slotEni ?? r.Instances![0]!.NetworkInterfaces![0]!.NetworkInterfaceId!, PrivateIpAddresses: [lbIngressIp(c, index)] }));
       }
     }
     if (opts.strategy === 'route') {
@@ -305,8 +308,10 @@ export class World {
   }
 
   async beat(at: number, ids = this.instances.map((i) => i.id), inSync = true): Promise<void> {
+    // An instance its slot's group has replaced beats no more.
+    const known = ids.filter((id) => this.instances.some((i) => i.id === id));
     await Promise.all(
-      ids.map((id) =>
+      known.map((id) =>
         this.cw.send(
           new PutMetricDataCommand({
             Namespace: METRICS.namespace,
@@ -385,7 +390,8 @@ export class World {
     const out: string[] = [];
     const eip = (await aws.addressesAsAws()).find((a) => a.AllocationId === s.eipAllocationId);
     const tables = (await this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: s.routeTableIds }))).RouteTables ?? [];
-    const ownerEni = (await aws.networkInterfaces()).find((n) => n.Attachment?.InstanceId === owner && n.Attachment.DeviceIndex === 0)?.NetworkInterfaceId;
+    // The owner's interface that holds its ingress IP: the primary, or (slots) the slot's own interface.
+    const ownerEni = (await aws.networkInterfaces()).find((n) => n.Attachment?.InstanceId === owner && (n.PrivateIpAddresses ?? []).some((a) => a.PrivateIpAddress === ingress))?.NetworkInterfaceId;
     if (eip?.NetworkInterfaceId !== ownerEni || eip?.PrivateIpAddress !== ingress) out.push(`EIP on ${eip?.PrivateIpAddress} (${eip?.NetworkInterfaceId}), want ${ingress} (${ownerEni})`);
     for (const t of tables) {
       const r = t.Routes?.find((x) => x.DestinationCidrBlock === `${s.vip}/32`);

@@ -11,7 +11,7 @@ import { ROLE, SLOT_INTERFACE_DEVICE_INDEX, TAG } from '../../lib/contract.ts';
 import { parseEvent } from '../../lambda/failover/events.ts';
 import type { LifecycleResult } from '../../lambda/failover/instance-lifecycle.ts';
 import type { SlotGroups } from '../../sim/slot-groups.ts';
-import { World } from '../../sim/world.ts';
+import { SIM_OVERLAY_VIP, World } from '../../sim/world.ts';
 import { type EmulatedAws, emulatedAws } from '../harness/emulated-aws.ts';
 import { motoAvailable } from '../harness/prerequisites.ts';
 
@@ -185,5 +185,53 @@ describe.skipIf(!motoAvailable)('LB slots: lifecycle actions against the emulato
     await groups.tick();
     expect(kinds()).toContain('completed:terminating:timeout slot1');
     await settle();
+  });
+});
+
+describe.skipIf(!motoAvailable)('LB slots with strategy route: the ingress IP lives on the slot’s interface', () => {
+  const env = emulatedAws(async (endpoint) => {
+    const w = new World(endpoint, { strategy: 'route', vip: SIM_OVERLAY_VIP });
+    await w.seed({ slots: true });
+    return w;
+  });
+
+  it('the owner’s termination moves the EIP and the VIP routes to the other slot first; the replacement gets the interface, its ingress IP with it', async () => {
+    const runs: Promise<LifecycleResult>[] = [];
+    const groups = env.world.slotGroups(env.clock, (event) => {
+      const command = parseEvent(event, env.world.config.deploymentId).command;
+      if (command.kind !== 'instance-lifecycle') throw new Error(command.kind);
+      runs.push(env.world.orchestrator(env.proxy.endpoint, env.clock).instanceLifecycle.run(command, env.clock.now() + 600_000));
+    });
+    env.proxy.slotGroups = groups;
+    // Every slot's current instance beats (a replacement as soon as it is there).
+    let on = true;
+    const loop = (async () => {
+      while (on) {
+        await env.world.beat(env.clock.now(), env.world.instances.map((i) => i.id));
+        await env.clock.sleep(5000);
+      }
+    })();
+    const stop = async () => {
+      on = false;
+      await loop;
+    };
+    await env.clock.sleep(1000);
+    try {
+      const placed = await env.world.orchestrator(env.proxy.endpoint, env.clock).orchestrator.run({ kind: 'reconcile', via: 'manual' }, env.clock.now() + 170_000);
+      expect(placed.outcome, placed.reason).toBe('converged');
+      expect(await env.world.routeProblems(env.world.id(0), env.proxy)).toEqual([]);
+      const old0 = env.world.id(0);
+      groups.replace(0);
+      while (runs.length) await Promise.all(runs.splice(0));
+      expect(await env.world.routeProblems(env.world.id(1), env.proxy)).toEqual([]);
+      const new0 = env.world.id(0);
+      expect(new0).not.toBe(old0);
+      const eni = (await env.world.ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: `tag:${TAG.role}`, Values: [ROLE.slotInterface] }, { Name: `tag:${TAG.instanceIndex}`, Values: ['0'] }] }))).NetworkInterfaces![0]!;
+      expect(eni.Attachment?.InstanceId).toBe(new0);
+      expect((eni.PrivateIpAddresses ?? []).map((a) => a.PrivateIpAddress)).toContain(env.world.settings.ingressIps![0]);
+    } finally {
+      await stop();
+      env.proxy.slotGroups = undefined;
+    }
   });
 });
