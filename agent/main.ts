@@ -164,13 +164,18 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   roles.start();
 
   /**
-   * Ready: the kernel prerequisites hold, and (a backup) none of the owner's synced flows was refused
-   * for want of its service here — an instance whose services differ from the owner's (a new one
-   * kube-loxilb has not filled yet) is not where the VIP may go.
+   * Ready: the kernel prerequisites hold, and (a backup) it serves the owner's services — the digest
+   * the owner sends on the sync stream is ours, and none of its synced flows was refused for want of
+   * a service here: an instance kube-loxilb has not filled yet is not where the VIP may go.
    */
   const readyNow = (): { ready: boolean; notReady: string[] } => {
     const foreign = syncRef?.foreignFlows() ?? 0;
-    const notReady = [...(readiness.ready ? [] : readiness.notReady), ...(foreign ? [`${foreign} of the owner's synced flows are for services this instance does not hold: its services differ from the owner's`] : [])];
+    const differ = syncRef?.servicesDiffer() ?? false;
+    const notReady = [
+      ...(readiness.ready ? [] : readiness.notReady),
+      ...(foreign ? [`${foreign} of the owner's synced flows are for services this instance does not hold: its services differ from the owner's`] : []),
+      ...(differ && !foreign ? ["the owner serves other services than this instance: its services differ from the owner's"] : []),
+    ];
     return { ready: notReady.length === 0, notReady };
   };
   const token = config.api.tokenFile ? readFileSync(config.api.tokenFile, 'utf8').trim() : undefined;

@@ -50,6 +50,8 @@ export interface SyncServerOptions {
   isOwner: () => boolean;
   /** The load-balanced flows in this kernel, one at a time (to reconcile at the end of a resync). */
   listOurs: () => AsyncIterable<WireEntry>;
+  /** The digest of this instance's services, compared with the one the owner sends (`sv`). */
+  servicesDigest?: () => string;
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
   now?: () => number;
 }
@@ -71,6 +73,8 @@ interface Session {
    * (`foreign-flow`): this instance's services differ from the owner's, so it is not in sync.
    */
   foreign: number;
+  /** The owner's services digest, as its latest frame gave it (undefined: an owner that does not send it). */
+  ownerServices: string | undefined;
 }
 
 /** At most one resync asked of an owner this often, however often the services change. */
@@ -113,8 +117,18 @@ export class SyncServer {
   inSync(): boolean {
     const now = this.now();
     for (const s of this.sessions.values()) {
-      if (s.resynced && s.foreign === 0 && now - s.lastFrameAt < SESSION_SILENT_MS && this.lagMs() < SYNC_IN_SYNC_LAG_MS) return true;
+      if (s.resynced && s.foreign === 0 && !this.differs(s) && now - s.lastFrameAt < SESSION_SILENT_MS && this.lagMs() < SYNC_IN_SYNC_LAG_MS) return true;
     }
+    return false;
+  }
+
+  private differs(s: Session): boolean {
+    return s.ownerServices !== undefined && this.o.servicesDigest !== undefined && s.ownerServices !== this.o.servicesDigest();
+  }
+
+  /** Whether the owner said (with its last frame) that it serves other services than this instance does. */
+  servicesDiffer(): boolean {
+    for (const s of this.sessions.values()) if (this.differs(s)) return true;
     return false;
   }
 
@@ -187,7 +201,7 @@ export class SyncServer {
             clearTimeout(helloTimer);
             codec = new SessionCodec(this.o.key, challenge, hello.n, 'receiver');
             this.sessions.get(hello.from)?.socket.destroy();
-            session = { from: hello.from, socket, resynced: false, resyncing: undefined, lastFrameAt: this.now(), inFlight: [], chain: Promise.resolve(), ack: { upTo: 0, expired: 0, timer: undefined }, foreign: 0 };
+            session = { from: hello.from, socket, resynced: false, resyncing: undefined, lastFrameAt: this.now(), inFlight: [], chain: Promise.resolve(), ack: { upTo: 0, expired: 0, timer: undefined }, foreign: 0, ownerServices: undefined };
             this.sessions.set(hello.from, session);
             socket.write(codec.encode({ t: 'welcome' }));
             this.o.log('info', 'session sync: receiving from the peer', { peer: hello.from, source });
@@ -207,6 +221,7 @@ export class SyncServer {
     const seq = body.s as number;
     const at = this.now();
     s.lastFrameAt = at;
+    if (typeof body.sv === 'string' && /^[0-9a-f]{16}$/.test(body.sv)) s.ownerServices = body.sv;
     let lines: string[] = [];
     let accepted = 0;
     let after: (() => Promise<void>) | undefined;

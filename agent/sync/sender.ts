@@ -65,6 +65,11 @@ export interface PeerStreamOptions {
   dump: () => AsyncIterable<WireEntry>;
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
   now?: () => number;
+  /**
+   * The digest of this instance's services (../services/digest.ts), sent with every frame (`sv`):
+   * the peer compares it with its own. A receiver that does not know the field ignores it.
+   */
+  servicesDigest?: () => string;
 }
 
 export class PeerStream {
@@ -288,7 +293,7 @@ export class PeerStream {
     const socket = this.socket;
     const codec = this.codec;
     if (!socket || !codec || socket.destroyed) return false;
-    const ok = socket.write(codec.encode(body));
+    const ok = socket.write(codec.encode(this.o.servicesDigest ? { ...body, sv: this.o.servicesDigest() } : body));
     this.unacked.set(codec.sentSeq, oldestAt);
     if (this.unacked.size > SYNC_MAX_UNACKED_FRAMES && this.state === 'streaming') this.overflow('too many batches unacknowledged');
     if (!ok) await drainedOrClosed(socket);

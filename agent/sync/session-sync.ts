@@ -7,6 +7,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { conntrackEntries } from '../conntrack.ts';
+import { servicesDigest } from '../services/digest.ts';
 import type { AddressAliases, Service } from '../services/model.ts';
 import { ConntrackEvents, SERVICE_MARK_FILTER } from './conntrack-events.ts';
 import { fromConntrack, serviceIndex, type WireEntry } from './entry.ts';
@@ -62,6 +63,8 @@ export class SessionSync {
   private events: ConntrackEvents | undefined;
   private owner = false;
   private index: ReturnType<typeof serviceIndex> | undefined;
+  /** This instance's services digest (../services/digest.ts), computed again after each change. */
+  private digest: string | undefined;
 
   /** Refusals not logged yet (the log says at most once per REFUSAL_LOG_MS what the kernel refused since). */
   private refusalsUnlogged: { count: number; byErrno: Record<string, number>; samples: { errno: string; line: string }[] } | undefined;
@@ -81,6 +84,7 @@ export class SessionSync {
       isOwner: () => this.owner,
       listOurs: ourFlows,
       log: o.log,
+      servicesDigest: () => (this.digest ??= servicesDigest(o.services())),
     });
   }
 
@@ -112,12 +116,18 @@ export class SessionSync {
   /** The services changed: entries are checked against the new list from now on. */
   servicesChanged(): void {
     this.index = undefined;
+    this.digest = undefined;
     if (!this.owner) this.server.servicesChanged();
   }
 
   /** The owner's flows refused since its last resync for want of their service here: this instance's services differ from the owner's. */
   foreignFlows(): number {
     return this.owner ? 0 : this.server.foreignFlows();
+  }
+
+  /** The owner serves other services than this instance (the digests it sends and ours differ). */
+  servicesDiffer(): boolean {
+    return !this.owner && this.server.servicesDiffer();
   }
 
   start(): Promise<void> {
@@ -144,7 +154,7 @@ export class SessionSync {
     if (owner === this.owner) return;
     this.owner = owner;
     if (owner) {
-      this.streams = this.o.peers.map((p) => new PeerStream({ key: this.o.key, deploymentId: this.o.deploymentId, selfIndex: this.o.self.index, peer: { ...p, port: this.o.self.port }, dump: ourFlows, log: this.o.log }));
+      this.streams = this.o.peers.map((p) => new PeerStream({ key: this.o.key, deploymentId: this.o.deploymentId, selfIndex: this.o.self.index, peer: { ...p, port: this.o.self.port }, dump: ourFlows, log: this.o.log, servicesDigest: () => (this.digest ??= servicesDigest(this.o.services())) }));
       this.events = new ConntrackEvents({
         onEntry: (e, at) => {
           for (const s of this.streams) s.offer(e, at);

@@ -10,6 +10,7 @@ import { Injector } from '../../agent/sync/inject.ts';
 import { SyncServer } from '../../agent/sync/receiver.ts';
 import { PeerStream, resyncBackoff, SYNC_MAX_RESYNC_INTERVAL_MS, SYNC_MIN_RESYNC_INTERVAL_MS } from '../../agent/sync/sender.ts';
 import { serviceMark } from '../../agent/datapath/render.ts';
+import { servicesDigest } from '../../agent/services/digest.ts';
 import { type Service, MODE } from '../../agent/services/model.ts';
 import { loadbalanceEntrySchema, toService } from '../../agent/api/schemas.ts';
 
@@ -39,7 +40,7 @@ afterEach(() => {
   for (const s of stops.splice(0)) s();
 });
 
-async function receiver(o: { key?: Buffer; isOwner?: boolean; kernel?: WireEntry[]; services?: () => ReturnType<typeof serviceIndex> } = {}) {
+async function receiver(o: { key?: Buffer; isOwner?: boolean; kernel?: WireEntry[]; services?: () => ReturnType<typeof serviceIndex>; servicesDigest?: () => string } = {}) {
   const loaded: string[] = [];
   const server = new SyncServer({
     key: o.key ?? KEY,
@@ -53,6 +54,7 @@ async function receiver(o: { key?: Buffer; isOwner?: boolean; kernel?: WireEntry
       yield* o.kernel ?? [];
     },
     log: () => undefined,
+    servicesDigest: o.servicesDigest,
   });
   await server.start();
   stops.push(() => server.stop());
@@ -60,15 +62,28 @@ async function receiver(o: { key?: Buffer; isOwner?: boolean; kernel?: WireEntry
   return { server, loaded, port };
 }
 
-function sender(port: number, dump: () => Promise<WireEntry[]>, o: { key?: Buffer; deploymentId?: string; selfIndex?: number } = {}) {
+function sender(port: number, dump: () => Promise<WireEntry[]>, o: { key?: Buffer; deploymentId?: string; selfIndex?: number; servicesDigest?: () => string } = {}) {
   const logs: string[] = [];
   const s = new PeerStream({ key: o.key ?? KEY, deploymentId: o.deploymentId ?? DEPLOYMENT, selfIndex: o.selfIndex ?? 0, peer: { index: 1, ip: '127.0.0.1', port }, dump: async function* () {
     yield* await dump();
-  }, log: (_l, msg) => logs.push(msg) });
+  }, log: (_l, msg) => logs.push(msg), servicesDigest: o.servicesDigest });
   s.start();
   stops.push(() => s.stop());
   return { s, logs };
 }
+
+describe('the services digest', () => {
+  it('is the same for the same services in any order, and differs when an endpoint, a weight or a port does', () => {
+    const two: Service = { ...svc, endpoints: [{ ip: '100.64.2.11', port: 8080, weight: 1 }, { ip: '100.64.2.12', port: 8080, weight: 2 }] };
+    const other: Service = { ...svc, externalIP: '100.100.100.101' };
+    const d = servicesDigest([two, other]);
+    expect(d).toMatch(/^[0-9a-f]{16}$/);
+    expect(servicesDigest([other, { ...two, endpoints: [...two.endpoints].reverse() }])).toBe(d);
+    expect(servicesDigest([{ ...two, endpoints: [two.endpoints[0]!, { ...two.endpoints[1]!, weight: 3 }] }, other])).not.toBe(d);
+    expect(servicesDigest([{ ...two, port: 81 }, other])).not.toBe(d);
+    expect(servicesDigest([two])).not.toBe(d);
+  });
+});
 
 describe('synced entries', () => {
   it('accepts a flow of one of the receiver’s services and loads it with its NAT mapping and mark', () => {
@@ -183,6 +198,26 @@ describe('session sync over loopback', () => {
     expect(loaded).toContain(injectLine(asResynced(flow(1))));
     expect(loaded).toContain(injectLine(asResynced(flow(2))));
     expect(s.inSync()).toBe(true);
+  });
+
+  it('a receiver whose services digest is not the owner’s is not in sync until they agree (an owner that sends none is not compared)', async () => {
+    const ownerServices = servicesDigest([svc]);
+    let mine = servicesDigest([]);
+    const { server, port } = await receiver({ servicesDigest: () => mine });
+    const { s } = sender(port, async () => [flow(1)], { servicesDigest: () => ownerServices });
+    await until(() => server.resyncs >= 1 && server.connected().length === 1);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(server.servicesDiffer()).toBe(true);
+    expect(server.inSync()).toBe(false);
+    mine = servicesDigest([svc]);
+    await until(() => server.inSync());
+    expect(server.servicesDiffer()).toBe(false);
+    s.stop();
+    // An owner of an older version sends no digest: nothing to compare, in sync as before.
+    const other = await receiver({ servicesDigest: () => 'ffffffffffffffff' });
+    sender(other.port, async () => [flow(1)]);
+    await until(() => other.server.inSync());
+    expect(other.server.servicesDiffer()).toBe(false);
   });
 
   it('lets in no peer with another key, another deployment or an unknown index: nothing loaded', async () => {
