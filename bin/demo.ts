@@ -3,6 +3,8 @@
  * network namespaces, the real agents and failover function, real traffic. See sim/demo.ts.
  *
  *   --planned    a planned move (maintenance of lb0) instead of lb0 dying
+ *   --terminate lbN  slot N's Auto Scaling group replaces its instance (self-healing): the VIP
+ *                moves off it first when it holds it; the replacement rejoins as the backup
  *   --failback   afterwards, move back to lb0 (revived first)
  *   --no-sync    session sync off: shows what a failover loses without it
  *   --fast       AWS without latencies (the behaviour layer's realistic values off)
@@ -27,6 +29,7 @@ try {
   ({ values } = parseArgs({
     options: {
       planned: { type: 'boolean', default: false },
+      terminate: { type: 'string' },
       failback: { type: 'boolean', default: false },
       'no-sync': { type: 'boolean', default: false },
       fast: { type: 'boolean', default: false },
@@ -39,15 +42,20 @@ try {
     allowPositionals: false,
   }));
 } catch (e) {
-  process.stderr.write(`demo: ${(e as Error).message}\nusage: npm run demo -- [--planned] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]\n`);
+  process.stderr.write(`demo: ${(e as Error).message}\nusage: npm run demo -- [--planned | --terminate lb0|lb1] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]\n`);
   process.exit(2);
 }
 if (values.strategy !== 'eni' && values.strategy !== 'route') {
   process.stderr.write(`demo: --strategy must be eni or route, not ${JSON.stringify(values.strategy)}\n`);
   process.exit(2);
 }
+const terminate = values.terminate === undefined ? undefined : ({ lb0: 0, lb1: 1 } as const)[values.terminate as 'lb0' | 'lb1'];
+if (values.terminate !== undefined && (terminate === undefined || values.planned || values.failback || values.strategy !== 'eni')) {
+  process.stderr.write(`demo: --terminate takes lb0 or lb1, with strategy eni, and neither --planned nor --failback (got ${JSON.stringify(values.terminate)})\n`);
+  process.exit(2);
+}
 if (values.help) {
-  print('usage: npm run demo -- [--planned] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]');
+  print('usage: npm run demo -- [--planned | --terminate lb0|lb1] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]');
   process.exit(0);
 }
 
@@ -59,7 +67,8 @@ if (missing.length) {
 }
 
 const demo = new Demo({
-  mode: values.planned ? 'planned' : 'unplanned',
+  mode: terminate !== undefined ? 'terminate' : values.planned ? 'planned' : 'unplanned',
+  ...(terminate !== undefined ? { terminate } : {}),
   failback: values.failback,
   sync: !values['no-sync'],
   fast: values.fast,

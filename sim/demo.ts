@@ -30,8 +30,14 @@ import { NODES, SimVpc } from './vpc.ts';
 import { CREDENTIALS, FAILOVER_FUNCTION_ARN, SIM_EIP, SIM_OVERLAY_VIP, World } from './world.ts';
 
 export interface DemoOptions {
-  /** `unplanned`: lb0 dies. `planned`: a manual move to lb1, as for maintenance of lb0. */
-  mode: 'unplanned' | 'planned';
+  /**
+   * `unplanned`: lb0 dies. `planned`: a manual move to lb1, as for maintenance of lb0. `terminate`:
+   * slot `terminate`'s Auto Scaling group replaces its instance (self-healing, as after a failed
+   * status check or an operator's terminate-instance-in-auto-scaling-group).
+   */
+  mode: 'unplanned' | 'planned' | 'terminate';
+  /** With `terminate`: the slot whose instance is replaced. */
+  terminate?: 0 | 1;
   /** Afterwards, move the VIP back to lb0 (revived first when it died). */
   failback: boolean;
   /** Session sync on (the default) or off, to see what is lost without it. */
@@ -61,6 +67,14 @@ export interface DemoResult {
   strategy: string;
   sync: boolean;
   awsBehaviour: 'realistic' | 'fast';
+  /** With `terminate`: the figures of the replacement, as the day-two JSON lines give them. */
+  scenario?: 'terminate';
+  slot?: number;
+  vipMoves?: number;
+  newConnectionsFailed?: number;
+  slotsReplaced?: number;
+  seconds?: number;
+  instances?: { before: string; after: string };
 }
 
 const PORT = 80;
@@ -74,6 +88,8 @@ interface RunState {
   moveTo?: number;
   eipMovedAt?: number;
   firstTrigger?: { at: number; what: string };
+  /** Lifecycle runs that moved the VIP. */
+  vipMoves?: number;
 }
 
 export class Demo {
@@ -125,6 +141,7 @@ export class Demo {
     await this.place();
     await this.configureServices();
     const flows = await this.startTraffic();
+    if (this.o.mode === 'terminate') return this.terminateScenario(flows);
     if (this.o.mode === 'unplanned') await this.killLb0();
     else this.plannedMove(1, 'maintenance of lb0');
     await this.waitForSurvivor(1);
@@ -149,7 +166,8 @@ export class Demo {
     await this.proxy.listenUnix(join(this.dir, 'aws.sock'));
     this.world = new World(this.moto.endpoint, this.o.strategy === 'route' ? { strategy: 'route', vip: SIM_OVERLAY_VIP } : {});
     this.cleanups.push(() => this.world.destroy());
-    await this.world.seed();
+    // Replacing an instance needs the slots as the stack makes them (an interface of the slot's own).
+    await this.world.seed({ slots: this.o.mode === 'terminate' });
     const route = this.o.strategy === 'route';
     this.timeline.mark('setup', `AWS emulator on ${this.moto.endpoint} behind the behaviour layer (${this.o.fast ? 'fast: no latencies' : 'realistic latencies, slow detach and attach, NotFound after create'}); deployment seeded from the sim profile (strategy ${this.o.strategy}): VPC, LB subnets in ${this.world.config.availabilityZones.join(', ')}, 2 LB instances${route ? ' with their ingress IPs, route tables for the overlay VIP ' + this.world.config.vip : ''}, EIP ${SIM_EIP}, heartbeat and status-check alarms, lease table, topic`);
     this.proxy.onCall = (c) => {
@@ -238,8 +256,10 @@ export class Demo {
     const after = this.state.zero !== undefined && at >= this.state.zero;
     if (l.runtime === 'start') {
       const p = l.payload as Record<string, unknown>;
-      const what =
-        'alarmData' in p
+      const lifecycle = p.source === 'aws.autoscaling' ? (p.detail as { LifecycleTransition: string; EC2InstanceId: string; AutoScalingGroupName: string }) : undefined;
+      const what = lifecycle
+        ? `Auto Scaling lifecycle action (EventBridge): ${lifecycle.LifecycleTransition.replace('autoscaling:EC2_INSTANCE_', '').toLowerCase()} ${lifecycle.EC2InstanceId} of ${lifecycle.AutoScalingGroupName}`
+        : 'alarmData' in p
           ? `alarm ${(p.alarmData as { alarmName: string; state: { value: string } }).alarmName} → ${(p.alarmData as { state: { value: string } }).state.value}`
           : p.reason === 'peer-heartbeat-lost'
             ? `fast path: lb${1 - this.indexOf(String(p.from))}'s agent lost ${String(p.from)}`
@@ -252,10 +272,13 @@ export class Demo {
       } else if (!after) this.timeline.mark('setup', `function invoked: ${what}`, { at });
     } else if (l.runtime === 'end' || l.runtime === 'error') {
       const r = (l.result ?? {}) as Record<string, unknown>;
+      if ((r.move as { moved?: boolean } | undefined)?.moved) this.state.vipMoves = (this.state.vipMoves ?? 0) + 1;
       const text = l.runtime === 'error' ? `function failed: ${String(l.errorMessage)}` : `function: ${String(r.outcome)}${r.owner ? `, VIP on lb${this.indexOf(String(r.owner))}` : ''}${r.reason ? ` (${String(r.reason)})` : ''}`;
       this.timeline.mark(after ? 'done' : 'setup', text, { at });
     } else if (l.message === 'moving the VIP' && after) {
       this.timeline.mark('lease', `lease taken, epoch ${String(l.epoch)}: moving the VIP ${l.from ? `from lb${this.indexOf(String(l.from))} ` : ''}to lb${this.indexOf(String(l.to))} (${String(l.reason)})`, { at: Date.parse(String(l.timestamp)) || at });
+    } else if (typeof l.message === 'string' && l.message.startsWith('slot instance') && after) {
+      this.timeline.mark('done', `SNS + EventBridge: ${l.message} (slot ${String(l.slot)}, ${String(l.instanceId)}: ${String(l.why)})`, { at });
     } else if (l.level === 'ERROR') this.say(`  function error: ${String(l.message)}${l.error ? ` ${JSON.stringify(l.error).slice(0, 300)}` : ''}`);
   }
 
@@ -294,7 +317,7 @@ export class Demo {
     this.timeline.mark('setup', `agents (the shipped bundle) on lb0 and lb1: beating to CloudWatch, peer heartbeats, session sync ${this.o.sync ? 'on' : 'OFF (--no-sync)'}`);
   }
 
-  private async startAgent(i: number): Promise<void> {
+  private async startAgent(i: number, stateDirName = `state-lb${i}`): Promise<void> {
     const cfg = agentConfigFor(this.world.config, i, {
       region: 'us-east-1',
       failoverFunctionName: `${FAILOVER_FUNCTION_ARN}:agents`,
@@ -306,7 +329,7 @@ export class Demo {
       initialRole: HA_ROLE.notDefined,
       api: { ...cfg.api, tokenFile: this.run.tokenFile },
       sync: { ...cfg.sync, secretFile: this.run.syncKeyFile, sessions: this.o.sync },
-      stateDir: join(this.dir, `state-lb${i}`),
+      stateDir: join(this.dir, stateDirName),
     });
     await p.waitFor(/beating to CloudWatch/, 30_000);
   }
@@ -352,18 +375,21 @@ export class Demo {
 
   /** kube-loxilb's calls: the same LoadBalancer service to every instance. */
   private async configureServices(): Promise<void> {
+    for (let i = 0; i < this.vpc.hosts; i++) await this.configureServicesOn(i);
+    if (this.o.sync) await this.until('lb1 in sync', async () => (await this.ha(1)).sync === 1, 30_000);
+    this.timeline.mark('setup', `services: TCP and UDP ${SIM_EIP}:${PORT} → ${BACKENDS} backends, POSTed to both agents as kube-loxilb does${this.o.sync ? '; lb1 in sync' : ''}`);
+  }
+
+  /** kube-loxilb's calls to one instance: the TCP and UDP services. */
+  private async configureServicesOn(i: number): Promise<void> {
     for (const protocol of ['tcp', 'udp'] as const) {
       const body = {
         serviceArguments: { externalIP: SIM_EIP, privateIP: this.world.config.vip, port: PORT, protocol, sel: 0, mode: 2, monitor: false, probetype: 'none', name: `default_demo-${protocol}` },
         endpoints: Array.from({ length: BACKENDS }, (_, b) => ({ endpointIP: NODES.ip(b + 1), targetPort: BACKEND_PORT, weight: 1 })),
       };
-      for (let i = 0; i < this.vpc.hosts; i++) {
-        const r = await this.run.api(i, 'POST', '/config/loadbalancer', body);
-        if (r.status !== 200) throw new Error(`lb${i} refused the ${protocol} service: ${r.status} ${JSON.stringify(r.body)}`);
-      }
+      const r = await this.run.api(i, 'POST', '/config/loadbalancer', body);
+      if (r.status !== 200) throw new Error(`lb${i} refused the ${protocol} service: ${r.status} ${JSON.stringify(r.body)}`);
     }
-    if (this.o.sync) await this.until('lb1 in sync', async () => (await this.ha(1)).sync === 1, 30_000);
-    this.timeline.mark('setup', `services: TCP and UDP ${SIM_EIP}:${PORT} → ${BACKENDS} backends, POSTed to both agents as kube-loxilb does${this.o.sync ? '; lb1 in sync' : ''}`);
   }
 
   private async startTraffic(): Promise<Proc> {
@@ -443,6 +469,98 @@ export class Demo {
         throw new Error(`timed out after ${ms / 1000} s waiting for ${what}; ${states.join('; ')}`);
       }
       await sleep(100);
+    }
+  }
+
+  // ---- self-healing: a slot's group replaces its instance ---------------------------------------
+
+  /**
+   * The slot's Auto Scaling group replaces its instance (the AWS-behaviour layer's model of it,
+   * sim/slot-groups.ts): the terminating action goes to the function (EventBridge), which moves the
+   * VIP off it first if it holds it; the instance goes — its host's processes killed and its kernel
+   * state wiped, as a new instance has none; the replacement launches, the function attaches the
+   * slot's interface, its agent starts empty and gets the services as kube-loxilb reinstalls them
+   * on an LB that comes back, then resyncs from the owner.
+   */
+  private async terminateScenario(flows: Proc): Promise<{ result: DemoResult; reportPath: string; ok: boolean }> {
+    const slot = this.o.terminate ?? 1;
+    const before = this.world.id(slot);
+    const wasOwner = (await this.ha(slot)).state === HA_ROLE.master;
+    let inService: ((id: string) => void) | undefined;
+    const replaced = new Promise<string>((r) => (inService = r));
+    const groups = this.world.slotGroups(
+      systemClock,
+      (event) => {
+        void this.runtime.invoke(event).catch((e: Error) => this.say(`  (lifecycle delivery: ${e.message})`));
+      },
+      300_000,
+      {
+        onTerminated: async (i, id) => {
+          await this.takeDownHost(i);
+          this.timeline.mark('failure', `EC2 terminates ${id}: lb${i}'s processes gone, its kernel state wiped (a new instance has none)`);
+        },
+        onInService: (i, id) => {
+          this.timeline.mark('role', `${id} is in service in slot ${i}, with the slot's interface and address`);
+          inService?.(id);
+        },
+      },
+    );
+    this.proxy.slotGroups = groups;
+    this.cleanups.push(() => void (this.proxy.slotGroups = undefined));
+    this.state.moveTo = 1 - slot;
+    this.state.zero = Date.now();
+    this.timeline.mark('failure', `slot ${slot}'s Auto Scaling group replaces ${before} (lb${slot}, ${wasOwner ? 'the VIP owner' : 'the backup'}), as after a failed status check`, { at: this.state.zero });
+    groups.replace(slot);
+    const after = await Promise.race([replaced, sleep(180_000).then(() => undefined)]);
+    if (!after) throw new Error(`slot ${slot}'s replacement did not come in service within 180 s`);
+    if (wasOwner) await this.waitForSurvivor(1 - slot);
+    await this.startForwarder(slot);
+    await this.startAgent(slot, `state-lb${slot}-${after}`);
+    await this.configureServicesOn(slot);
+    this.timeline.mark('setup', `kube-loxilb reinstalls the services on lb${slot} (it does so on an LB it sees come back)`);
+    await this.until(`lb${slot} ready${this.o.sync ? ' and in sync' : ''}`, async () => {
+      const h = await this.ha(slot);
+      return h.ready === 1 && h.state === HA_ROLE.backup && (!this.o.sync || h.sync === 1);
+    }, 90_000);
+    this.timeline.mark('role', `lb${slot} (${after}) is the backup again: ready${this.o.sync ? ', its sessions in sync with the owner' : ''}`);
+    const seconds = Math.round((Date.now() - this.state.zero) / 10) / 100;
+    await sleep(3000);
+    const report = await finalReport(this.lab, flows);
+    const base = this.result(report, undefined);
+    const result: DemoResult = {
+      ...base,
+      scenario: 'terminate',
+      slot,
+      vipMoves: this.state.vipMoves ?? 0,
+      newConnectionsFailed: base.requestsFailed,
+      slotsReplaced: 1,
+      seconds,
+      instances: { before, after },
+    };
+    this.printSummary(result, report);
+    const reportPath = this.writeReport(result, report);
+    return { result, reportPath, ok: result.flowsTotal > 0 && result.flowsKept === result.flowsTotal };
+  }
+
+  /** An instance gone: every process on its host killed, its kernel's LB state wiped. */
+  private async takeDownHost(i: number): Promise<void> {
+    const ns = this.lab.ns(SimVpc.host(i));
+    const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean);
+    for (const pid of pids) process.kill(Number(pid), 'SIGKILL');
+    const host = SimVpc.host(i);
+    this.lab.exec(host, 'nft', ['flush', 'ruleset']);
+    this.lab.exec(host, 'conntrack', ['-F']);
+    for (let n = 0; n < 8; n++) {
+      try {
+        this.lab.exec(host, 'ip', ['rule', 'del', 'lookup', '7410']);
+      } catch {
+        break;
+      }
+    }
+    try {
+      this.lab.exec(host, 'ip', ['route', 'flush', 'table', '7410']);
+    } catch {
+      /* no such table: the backup never had the VIP's path */
     }
   }
 

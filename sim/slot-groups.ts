@@ -18,7 +18,7 @@
 import { randomUUID } from 'node:crypto';
 import { DescribeNetworkInterfacesCommand, DetachNetworkInterfaceCommand, type EC2Client, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import { LIFECYCLE_HOOKS, type LifecycleHookMetadata, ROLE, slotGroupName, TAG } from '../lib/contract.ts';
-import type { SimClock } from './sim-clock.ts';
+import type { Clock } from '../lambda/failover/clock.ts';
 
 export interface SlotSpec {
   index: number;
@@ -47,7 +47,7 @@ export type SlotEvent = { at: number; slot: number } & (
 export interface SlotGroupsOptions {
   /** moto, directly (the model's own calls are AWS's, not the function's). */
   ec2: EC2Client;
-  clock: SimClock;
+  clock: Clock;
   deploymentId: string;
   slots: SlotSpec[];
   /** EventBridge's delivery of a lifecycle action event to the function (asynchronous: not awaited by the model). */
@@ -56,6 +56,10 @@ export interface SlotGroupsOptions {
   hookTimeoutMs?: number;
   /** Told whenever a slot's instance changes (the world's instance list follows). */
   onInstance?: (slot: number, instanceId: string) => void;
+  /** Told, and awaited, when an instance is terminated (the demo takes its host down). */
+  onTerminated?: (slot: number, instanceId: string) => Promise<void>;
+  /** Told when a launched instance goes in service (the demo starts its agent). */
+  onInService?: (slot: number, instanceId: string) => void;
 }
 
 export class SlotGroups {
@@ -136,6 +140,7 @@ export class SlotGroups {
       return;
     }
     this.history.push({ at: this.o.clock.now(), slot: a.slot, kind: 'in-service', instanceId: a.instanceId });
+    this.o.onInService?.(a.slot, a.instanceId);
   }
 
   private async terminate(slot: number, instanceId: string): Promise<void> {
@@ -145,6 +150,7 @@ export class SlotGroups {
     }
     await this.o.ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
     this.history.push({ at: this.o.clock.now(), slot, kind: 'terminated', instanceId });
+    await this.o.onTerminated?.(slot, instanceId);
   }
 
   private async launch(slot: number): Promise<void> {

@@ -40,7 +40,8 @@ import type { Settings } from '../lambda/failover/settings.ts';
 import { type AnyStep, type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
 import type { AwsProxy } from './aws-proxy.ts';
 import type { SimClock } from './sim-clock.ts';
-import { SlotGroups, type SlotSpec } from './slot-groups.ts';
+import { SlotGroups, type SlotGroupsOptions, type SlotSpec } from './slot-groups.ts';
+import type { Clock } from '../lambda/failover/clock.ts';
 import { NODES } from './vpc.ts';
 
 export const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
@@ -253,7 +254,7 @@ export class World {
    * The slots' Auto Scaling groups (the AWS-behaviour layer's model, ./slot-groups.ts) over what
    * seed() made; the world's instance list follows the groups' replacements.
    */
-  slotGroups(clock: SimClock, deliver: (event: Record<string, unknown>) => void, hookTimeoutMs?: number): SlotGroups {
+  slotGroups(clock: Clock, deliver: (event: Record<string, unknown>) => void, hookTimeoutMs?: number, on: Pick<SlotGroupsOptions, 'onTerminated' | 'onInService'> = {}): SlotGroups {
     return new SlotGroups({
       ec2: this.ec2,
       clock,
@@ -261,6 +262,7 @@ export class World {
       slots: this.slotSpecs.map((s) => ({ ...s, instanceId: this.id(s.index) })),
       deliver,
       hookTimeoutMs,
+      ...on,
       onInstance: (slot, id) => {
         const i = this.instances.find((x) => x.index === slot)!;
         i.id = id;
