@@ -120,6 +120,33 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
     expect(leftNamespaces(r.labId)).toEqual([]);
   }, 300_000);
 
+  it('--terminate lb0: the owner’s group replaces it; the VIP moves off it first (planned, one move), every flow kept, the replacement rejoins as the backup', async () => {
+    const r = await demo(['--terminate', 'lb0', '--fast', '--report', join(dir, 'terminate-lb0.html')]);
+    expect(r.code, r.out.slice(-3000)).toBe(0);
+    expect(r.json).toMatchObject({ scenario: 'terminate', slot: 0, flowsKept: 13, flowsTotal: 13, vipMoves: 1, slotsReplaced: 1 });
+    expect(r.json.instances.after).not.toBe(r.json.instances.before);
+    const after = r.out.slice(r.out.indexOf('failure '));
+    // The order AWS and the function keep: the VIP on lb1 before the old instance goes; the replacement gets the slot's interface.
+    const at = (re: RegExp) => after.search(re);
+    expect(at(/internet gateway maps EIP 100\.100\.100\.100 → 100\.64\.248\.254 on lb1's loxi-eni/)).toBeGreaterThan(-1);
+    expect(at(/internet gateway maps EIP .* on lb1's loxi-eni/)).toBeLessThan(at(/EC2 terminates i-/));
+    expect(after).toMatch(/SNS \+ EventBridge: slot instance terminating/);
+    expect(after).toMatch(/SNS \+ EventBridge: slot instance launched/);
+    expect(after).toMatch(/function: completed \(slot 0's interface eni-\w+ attached to i-\w+, source\/dest check off\)/);
+    expect(after).toMatch(/lb0 \(i-\w+\) is the backup again: ready, its sessions in sync with the owner/);
+    expect(leftNamespaces(r.labId)).toEqual([]);
+  }, 300_000);
+
+  it('--terminate lb1: the backup’s group replaces it; nothing moves, every flow kept, the replacement rejoins in sync', async () => {
+    const r = await demo(['--terminate', 'lb1', '--fast', '--report', join(dir, 'terminate-lb1.html')]);
+    expect(r.code, r.out.slice(-3000)).toBe(0);
+    expect(r.json).toMatchObject({ scenario: 'terminate', slot: 1, flowsKept: 13, flowsTotal: 13, vipMoves: 0, newConnectionsFailed: 0, slotsReplaced: 1 });
+    const after = r.out.slice(r.out.indexOf('failure '));
+    expect(after).not.toMatch(/DetachNetworkInterface|AssociateAddress/);
+    expect(after).toMatch(/lb1 \(i-\w+\) is the backup again: ready, its sessions in sync with the owner/);
+    expect(leftNamespaces(r.labId)).toEqual([]);
+  }, 300_000);
+
   it('without session sync, established flows are lost and the demo says so (exit 1)', async () => {
     const r = await demo(['--no-sync', '--fast', '--report', join(dir, 'no-sync.html')]);
     expect(r.code, r.out.slice(-3000)).toBe(1);
