@@ -194,8 +194,8 @@ export class LbSlots extends Construct {
 
       userData.addCommands(
         'set -euo pipefail',
-        'IMDS_TOKEN=$(curl -sf -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
-        'INSTANCE_ID=$(curl -sf -H "X-aws-ec2-metadata-token: $IMDS_TOKEN" http://169.254.169.254/latest/meta-data/instance-id)',
+        'IMDS_TOKEN=$(curl -sf --retry 10 --retry-connrefused -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
+        'INSTANCE_ID=$(curl -sf --retry 10 --retry-connrefused -H "X-aws-ec2-metadata-token: $IMDS_TOKEN" http://169.254.169.254/latest/meta-data/instance-id)',
         // Whatever fails below, CloudFormation hears it at once (the update rolls back) instead of after the timeout.
         `trap '${signal('FAILURE')}' ERR`,
         // conntrack-tools: session sync streams (conntrack -E) and loads (conntrack -R) flows; iputils: arping.
@@ -221,7 +221,8 @@ Wants=network-online.target
 
 [Service]
 # The slot's address arrives with its interface (attached by the failover function as the instance launches).
-ExecStartPre=/bin/sh -c 'for i in $(seq 300); do ip -4 -o addr show | grep -q " ${selfIp}/" && exit 0; sleep 1; done; echo "slot address ${selfIp} not configured"; exit 1'
+# ($$ is systemd's literal dollar.)
+ExecStartPre=/bin/sh -c 'for i in $$(seq 300); do ip -4 -o addr show | grep -q " ${selfIp}/" && exit 0; sleep 1; done; echo "slot address ${selfIp} not configured"; exit 1'
 ExecStart=/usr/bin/node-24 ${AGENT_NODE_FLAGS.join(' ')} /opt/loxiha/agent.mjs --config /etc/loxiha/agent.json
 # JSON lines, one per event: kept on the instance (logrotate) and shipped to CloudWatch Logs.
 StandardOutput=append:${AGENT_LOG_FILE}
