@@ -50,8 +50,8 @@ if (values.strategy !== 'eni' && values.strategy !== 'route') {
   process.exit(2);
 }
 const terminate = values.terminate === undefined ? undefined : ({ lb0: 0, lb1: 1 } as const)[values.terminate as 'lb0' | 'lb1'];
-if (values.terminate !== undefined && (terminate === undefined || values.planned || values.failback || values.strategy !== 'eni')) {
-  process.stderr.write(`demo: --terminate takes lb0 or lb1, with strategy eni, and neither --planned nor --failback (got ${JSON.stringify(values.terminate)})\n`);
+if (values.terminate !== undefined && (terminate === undefined || values.planned || values.failback)) {
+  process.stderr.write(`demo: --terminate takes lb0 or lb1, and neither --planned nor --failback (got ${JSON.stringify(values.terminate)})\n`);
   process.exit(2);
 }
 if (values.help) {

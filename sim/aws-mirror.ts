@@ -18,6 +18,13 @@ export type MirrorEvent =
   | { kind: 'eip'; eniId: string | undefined; privateIp: string | undefined; host: number | undefined }
   | { kind: 'vip-route'; host: number | undefined };
 
+/**
+ * The interface a host's own link (`ens5`, at the slot's address) stands for: the instance's primary,
+ * or — slots, as the stack makes them — the slot's own interface (the primary's DHCP address plays
+ * no part: the EIP and the VIP's routes never point at it).
+ */
+const hostLink = (n: NetworkInterface) => n.Attachment?.DeviceIndex === 0 || (n.TagSet ?? []).some((t) => t.Key === TAG.role && t.Value === ROLE.slotInterface);
+
 /** Attachment states in which the interface is on the instance (a detach takes effect when it ends). */
 const ON_INSTANCE = new Set(['attached', 'detaching']);
 
@@ -132,7 +139,7 @@ export class AwsMirror {
     // The internet gateway maps the EIP to the address it is associated with, through the interface holding it.
     const holder = eip?.NetworkInterfaceId ? on.find((n) => n.NetworkInterfaceId === eip.NetworkInterfaceId) : undefined;
     const host = holder ? indexOf(holder.Attachment!.InstanceId) : undefined;
-    const link = !holder ? undefined : holder.NetworkInterfaceId === this.vpc.plugged?.eniId ? 'eni' : holder.Attachment!.DeviceIndex === 0 ? SimVpc.primaryLink(host!) : undefined;
+    const link = !holder ? undefined : holder.NetworkInterfaceId === this.vpc.plugged?.eniId ? 'eni' : hostLink(holder) ? SimVpc.primaryLink(host!) : undefined;
     const target = link && eip?.PrivateIpAddress ? { privateIp: eip.PrivateIpAddress, link } : undefined;
     this.vpc.setIgw(target);
     const key = target ? `${holder!.NetworkInterfaceId}/${target.privateIp}` : undefined;
@@ -145,7 +152,7 @@ export class AwsMirror {
     if (this.vipRoute && tables) {
       const route = tables.RouteTables?.[0]?.Routes?.find((r) => r.DestinationCidrBlock === `${this.vipRoute!.vip}/32`);
       const via = route?.NetworkInterfaceId ? on.find((n) => n.NetworkInterfaceId === route.NetworkInterfaceId) : undefined;
-      const routeHost = via && via.Attachment!.DeviceIndex === 0 ? indexOf(via.Attachment!.InstanceId) : undefined;
+      const routeHost = via && hostLink(via) ? indexOf(via.Attachment!.InstanceId) : undefined;
       this.vpc.setVipRoute(this.vipRoute.vip, routeHost);
       if (routeHost !== this.vipRouteHost) {
         this.vipRouteHost = routeHost;
