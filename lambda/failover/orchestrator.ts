@@ -93,8 +93,13 @@ const LEASE_RETRY_MAX_MS = 5_000;
 const LEASE_EXPIRY_MARGIN_MS = 100;
 
 /** Triggers that fire on their own (alarms, the agents' fast path, the schedule): after a teardown they must not re-create anything. */
+/**
+ * Triggers that change nothing once the deployment was torn down: alarms, the fast path, the
+ * schedule, and the slots' lifecycle actions (at `cdk destroy` the groups' instances terminate
+ * after the teardown: their moves must place nothing the stack would then fail to delete).
+ */
 function automatic(command: Command): boolean {
-  return command.kind === 'alarm' || (command.kind === 'failover' && command.via === 'fast-path') || (command.kind === 'reconcile' && command.via === 'schedule');
+  return command.kind === 'alarm' || (command.kind === 'failover' && (command.via === 'fast-path' || command.via === 'lifecycle-hook')) || (command.kind === 'reconcile' && command.via === 'schedule');
 }
 /** After a round that attached loxi-eni, the first look at the result, then the looks while AWS completes it. */
 const SETTLE_FIRST_LOOK_MS = 1_500;

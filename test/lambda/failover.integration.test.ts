@@ -397,6 +397,8 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
       { kind: 'reconcile', via: 'schedule' },
       { kind: 'alarm', alarmName: 'x', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' },
       { kind: 'failover', from: aws.world.id(0), reason: 'peer-heartbeat-lost', via: 'fast-path' },
+      // cdk destroy deletes the slots' groups after the teardown: their instances' terminating actions must place nothing.
+      { kind: 'failover', from: aws.world.id(0), reason: 'instance-terminating', via: 'lifecycle-hook' },
     ] as Command[]) {
       const after = await run(command);
       expect(after.outcome, after.reason).toBe('no-op');
