@@ -70,8 +70,9 @@ export const USAGE = `usage: loxiha get ${Object.keys(VIEWS).join('|')} [-o tabl
   get lb    load balancers with their endpoints, state and counters
   get ep    endpoint probes
   get ct    connections of the load-balanced services (conntrack)
-  wait-ready  exits 0 once the agent reports ready (its kernel prerequisites hold),
-              1 with the reasons when it does not within --timeout (default 300 s)
+  wait-ready  exits 0 once the agent reports ready (its kernel prerequisites hold and, as a
+              backup, it serves the owner's services), 1 with the reasons when it does not
+              within --timeout (default 300 s)
 
   -o json            JSON instead of a table
   --api URL          the agent's API (default http://127.0.0.1:11111)

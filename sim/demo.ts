@@ -486,8 +486,7 @@ export class Demo {
     const slot = this.o.terminate ?? 1;
     const before = this.world.id(slot);
     const wasOwner = (await this.ha(slot)).state === HA_ROLE.master;
-    let inService: ((id: string) => void) | undefined;
-    const replaced = new Promise<string>((r) => (inService = r));
+    let inService = false;
     const groups = this.world.slotGroups(
       systemClock,
       (event) => {
@@ -501,7 +500,7 @@ export class Demo {
         },
         onInService: (i, id) => {
           this.timeline.mark('role', `${id} is in service in slot ${i}, with the slot's interface and address`);
-          inService?.(id);
+          inService = true;
         },
       },
     );
@@ -511,8 +510,9 @@ export class Demo {
     this.state.zero = Date.now();
     this.timeline.mark('failure', `slot ${slot}'s Auto Scaling group replaces ${before} (lb${slot}, ${wasOwner ? 'the VIP owner' : 'the backup'}), as after a failed status check`, { at: this.state.zero });
     groups.replace(slot);
-    const after = await Promise.race([replaced, sleep(180_000).then(() => undefined)]);
-    if (!after) throw new Error(`slot ${slot}'s replacement did not come in service within 180 s`);
+    await this.until(`slot ${slot}'s replacement in service`, async () => inService, 180_000);
+    // The world's instance list follows the group: the slot's instance is the replacement now.
+    const after = this.world.id(slot);
     if (wasOwner) await this.waitForSurvivor(1 - slot);
     await this.startForwarder(slot);
     await this.startAgent(slot, `state-lb${slot}-${after}`);

@@ -66,6 +66,7 @@ export class InstanceLifecycle {
     const base = { command: 'instance-lifecycle' as const, transition: c.transition, instanceId: c.instanceId, slot: c.slot };
     const done = (r: Omit<LifecycleResult, keyof typeof base | 'durationMs'>): LifecycleResult => ({ ...base, ...r, durationMs: this.d.clock.now() - t0 });
     const action = { ...c.action, instanceId: c.instanceId };
+    const retryMs = this.d.retryMs ?? RETRY_MS;
     let lastBeat = t0;
     /** Waits before the next try, extending the action's timeout when due; false when AWS no longer has the action. */
     const wait = async (): Promise<boolean> => {
@@ -73,7 +74,7 @@ export class InstanceLifecycle {
         lastBeat = this.d.clock.now();
         if (!(await this.d.actions.heartbeat(action))) return false;
       }
-      await this.d.clock.sleep(Math.min(this.d.retryMs ?? RETRY_MS, Math.max(0, deadline - this.d.clock.now())));
+      await this.d.clock.sleep(Math.min(retryMs, Math.max(0, deadline - this.d.clock.now())));
       return true;
     };
     const complete = async (reason: string, move?: LifecycleResult['move']): Promise<LifecycleResult> => {
@@ -98,7 +99,7 @@ export class InstanceLifecycle {
         }
         this.d.log('warn', 'the VIP cannot leave the terminating instance yet; holding its termination', { instanceId: c.instanceId, slot: c.slot, outcome: r.outcome, reason: r.reason });
         // A move needs time: too close to the deadline, the next delivery tries (and resumes a move left half-done).
-        if (this.d.clock.now() + (this.d.retryMs ?? RETRY_MS) + MOVE_NEEDS_MS >= deadline) {
+        if (this.d.clock.now() + retryMs + MOVE_NEEDS_MS >= deadline) {
           return done({ ok: false, outcome: 'timed-out', reason: `holding the termination of ${c.instanceId}: ${r.reason}`, move });
         }
         if (!(await wait())) return done({ ok: false, outcome: 'already-completed', reason: `the termination action of ${c.instanceId} ended (the hook's timeout) while the VIP could not leave it: ${r.reason}`, move });
@@ -119,7 +120,7 @@ export class InstanceLifecycle {
       }
       // Still held by the instance the slot had (its termination is completing): wait for AWS to let it go.
       this.d.log('info', 'the slot interface is still attached to the instance being replaced; waiting', { slot: c.slot, eni: eni.id, holder, instanceId: c.instanceId });
-      if (this.d.clock.now() + (this.d.retryMs ?? RETRY_MS) >= deadline) {
+      if (this.d.clock.now() + retryMs >= deadline) {
         return done({ ok: false, outcome: 'timed-out', reason: `slot ${c.slot}'s interface ${eni.id} is still attached to ${holder}` });
       }
       if (!(await wait())) return done({ ok: false, outcome: 'already-completed', reason: `the launch action of ${c.instanceId} ended (the hook's timeout) while slot ${c.slot}'s interface was still held by ${holder}` });

@@ -92,7 +92,6 @@ const LEASE_RETRY_MS = 250;
 const LEASE_RETRY_MAX_MS = 5_000;
 const LEASE_EXPIRY_MARGIN_MS = 100;
 
-/** Triggers that fire on their own (alarms, the agents' fast path, the schedule): after a teardown they must not re-create anything. */
 /**
  * Triggers that change nothing once the deployment was torn down: alarms, the fast path, the
  * schedule, and the slots' lifecycle actions (at `cdk destroy` the groups' instances terminate

@@ -22,8 +22,6 @@ export interface SlotNotice {
   instanceId: string;
   transition: 'terminating' | 'launching';
   why: string;
-  /** Where the VIP is, when known. */
-  vipOwner?: string;
 }
 
 /** Outcomes that someone should hear about. */
@@ -64,7 +62,7 @@ export class Reporter implements Notifier {
 
   /** A slot's instance going (redundancy lost) or its replacement coming (redundancy on its way back): an event and a message. */
   async slotChanged(n: SlotNotice): Promise<void> {
-    const detail = { slot: n.slot, instanceId: n.instanceId, why: n.why, ...(n.vipOwner ? { vipOwner: n.vipOwner } : {}) };
+    const detail = { slot: n.slot, instanceId: n.instanceId, why: n.why };
     this.d.logger.warn(n.transition === 'terminating' ? 'slot instance terminating: no redundancy until its replacement is ready' : 'slot instance launched', detail);
     await this.event(n.transition === 'terminating' ? EVENTS.slotInstanceTerminating : EVENTS.slotInstanceLaunched, detail);
     if (!this.d.sns || !this.d.topicArn) return;

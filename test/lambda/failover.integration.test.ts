@@ -31,6 +31,12 @@ async function placeOn0(): Promise<void> {
   expect(await aws.world.problems(aws.world.id(0))).toEqual([]);
 }
 
+/** The instances report their session tables in sync `ms` of simulated time from now (as their agents would once resynced). */
+async function inSyncAfter(ms: number): Promise<void> {
+  await aws.clock.sleep(ms);
+  await aws.world.beat(aws.clock.now(), undefined, true);
+}
+
 async function failMaster(): Promise<void> {
   await aws.world.stop(aws.world.id(0));
   aws.clock.advance(40_000); // its heartbeat goes stale; lb1 keeps beating
@@ -89,10 +95,7 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
     await aws.world.ec2.send(new CreateTagsCommand({ Resources: [aws.world.id(0)], Tags: [{ Key: TAG.draining, Value: 'true' }] }));
     // lb1 reports its session table in sync 3 s into the run: the move waits for it.
     await aws.world.beat(aws.clock.now(), undefined, false);
-    const becomesInSync = (async () => {
-      await aws.clock.sleep(3000);
-      await aws.world.beat(aws.clock.now(), undefined, true);
-    })();
+    const becomesInSync = inSyncAfter(3000);
     const r = await aws.clock.slower(20, () => run({ kind: 'failover', from: aws.world.id(0), reason: 'instance-terminating', via: 'lifecycle-hook' }));
     await becomesInSync;
     expect(r.outcome, r.reason).toBe('converged');
@@ -329,10 +332,7 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
     // In sync 5 s into the wait: the move goes ahead then, not before.
     await aws.world.beat(aws.clock.now(), undefined, false);
     const t1 = aws.clock.now();
-    const becomesInSync = (async () => {
-      await aws.clock.sleep(5000);
-      await aws.world.beat(aws.clock.now(), undefined, true);
-    })();
+    const becomesInSync = inSyncAfter(5000);
     const moved = await aws.clock.slower(20, () => run({ kind: 'failover', to: aws.world.id(1), reason: 'maintenance', via: 'manual' }));
     await becomesInSync;
     expect(moved.outcome, moved.reason).toBe('converged');

@@ -8,6 +8,9 @@ import type { InstanceLifecycleCommand } from '../events.ts';
 export type LifecycleActionResult = 'CONTINUE' | 'ABANDON';
 type Action = InstanceLifecycleCommand['action'] & { instanceId: string };
 
+/** The fields that name one lifecycle action in the Auto Scaling API. */
+const actionOf = (a: Action) => ({ AutoScalingGroupName: a.autoScalingGroupName, LifecycleHookName: a.lifecycleHookName, LifecycleActionToken: a.lifecycleActionToken, InstanceId: a.instanceId });
+
 /** AWS's answer for an action that is no longer pending (completed by an earlier run, or timed out). */
 const NO_ACTIVE_ACTION = /No active Lifecycle Action found/i;
 
@@ -19,35 +22,19 @@ export class LifecycleActions {
   }
 
   /** Completes the action; returns false when AWS no longer has it pending (an earlier run or the hook's timeout ended it). */
-  async complete(a: Action, result: LifecycleActionResult): Promise<boolean> {
-    try {
-      await this.client.send(
-        new CompleteLifecycleActionCommand({
-          AutoScalingGroupName: a.autoScalingGroupName,
-          LifecycleHookName: a.lifecycleHookName,
-          LifecycleActionToken: a.lifecycleActionToken,
-          InstanceId: a.instanceId,
-          LifecycleActionResult: result,
-        }),
-      );
-      return true;
-    } catch (e) {
-      if (NO_ACTIVE_ACTION.test((e as Error).message ?? '')) return false;
-      throw e;
-    }
+  complete(a: Action, result: LifecycleActionResult): Promise<boolean> {
+    return this.pending(() => this.client.send(new CompleteLifecycleActionCommand({ ...actionOf(a), LifecycleActionResult: result })));
   }
 
   /** Restarts the hook's timeout (the run is still working on it); false when the action is gone. */
-  async heartbeat(a: Action): Promise<boolean> {
+  heartbeat(a: Action): Promise<boolean> {
+    return this.pending(() => this.client.send(new RecordLifecycleActionHeartbeatCommand(actionOf(a))));
+  }
+
+  /** Sends a call on a pending action: true when done, false when AWS says the action is no longer pending. */
+  private async pending(send: () => Promise<unknown>): Promise<boolean> {
     try {
-      await this.client.send(
-        new RecordLifecycleActionHeartbeatCommand({
-          AutoScalingGroupName: a.autoScalingGroupName,
-          LifecycleHookName: a.lifecycleHookName,
-          LifecycleActionToken: a.lifecycleActionToken,
-          InstanceId: a.instanceId,
-        }),
-      );
+      await send();
       return true;
     } catch (e) {
       if (NO_ACTIVE_ACTION.test((e as Error).message ?? '')) return false;

@@ -57,6 +57,9 @@ export function errorCode(e: unknown): string | undefined {
   return o.Code ?? o.code ?? o.name;
 }
 
+/** An interface or instance just created that EC2 does not show yet (eventual consistency). */
+const NOT_VISIBLE_YET = /^Invalid(NetworkInterface|Instance)ID\.NotFound$/;
+
 export const isNotFound = (e: unknown) => /\.NotFound$|^InvalidAllocationID\.NotFound$/.test(errorCode(e) ?? '');
 
 function tagValue(tags: Tag[] | undefined, key: string): string | undefined {
@@ -177,17 +180,9 @@ export class Ec2Adapter {
     return { id: n.NetworkInterfaceId, ...(a?.AttachmentId && a.InstanceId ? { attachment: { id: a.AttachmentId, instanceId: a.InstanceId, status: a.Status ?? 'unknown' } } : {}) };
   }
 
-  /** Attaches a slot's interface at its device index; done when an earlier try (lost answer) already did. */
-  async attachSlotInterface(eniId: string, instanceId: string, deadline: number): Promise<void> {
-    await this.retrying(`attach slot interface ${eniId} to ${instanceId}`, /^InvalidInstanceID\.NotFound$/, deadline, async () => {
-      try {
-        await this.send(new AttachNetworkInterfaceCommand({ NetworkInterfaceId: eniId, InstanceId: instanceId, DeviceIndex: SLOT_INTERFACE_DEVICE_INDEX }), true);
-      } catch (e) {
-        const now = await this.eni(eniId);
-        if (now?.attachment?.instanceId === instanceId) return;
-        throw e;
-      }
-    });
+  /** Attaches a slot's interface at its device index (the new instance may not be visible yet either). */
+  attachSlotInterface(eniId: string, instanceId: string, deadline: number): Promise<void> {
+    return this.attachEni(eniId, instanceId, SLOT_INTERFACE_DEVICE_INDEX, deadline);
   }
 
   /** Source/dest check off on an instance (its primary interface): it forwards for the VIP. */
@@ -389,12 +384,12 @@ export class Ec2Adapter {
   }
 
   async attachEni(eniId: string, instanceId: string, deviceIndex: number, deadline: number): Promise<void> {
-    await this.retrying(`attach ${eniId} to ${instanceId}`, /^InvalidNetworkInterfaceID\.NotFound$/, deadline, async () => {
+    await this.retrying(`attach ${eniId} to ${instanceId}`, NOT_VISIBLE_YET, deadline, async () => {
       try {
         await this.send(new AttachNetworkInterfaceCommand({ NetworkInterfaceId: eniId, InstanceId: instanceId, DeviceIndex: deviceIndex }), true);
       } catch (e) {
         // Not visible yet (just created): retried without a look that would only say the same.
-        if (errorCode(e) === 'InvalidNetworkInterfaceID.NotFound') throw e;
+        if (NOT_VISIBLE_YET.test(errorCode(e) ?? '')) throw e;
         // A lost answer: check before failing whether it is attached where we want it.
         const now = await this.eni(eniId);
         if (now?.attachment?.instanceId === instanceId) return;
