@@ -5,7 +5,6 @@
  * a local Lambda runtime; real traffic through the EIP; then an LB dies (or is moved away from, as
  * for maintenance) and the run measures what a client saw.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -23,7 +22,7 @@ import { FailoverRuntime, type RuntimeLine } from './failover-runtime.ts';
 import { finalReport, type FlowsReport, haOf, lostFlows, sleep, whyLost } from './flows.ts';
 import { serveImds } from './imds.ts';
 import { startMoto, type Moto } from './moto.ts';
-import { Lab, type Proc } from './netns.ts';
+import { killAllInNamespace, Lab, type Proc } from './netns.ts';
 import { renderReport } from './report-html.ts';
 import { Timeline } from './timeline.ts';
 import { NODES, SimVpc } from './vpc.ts';
@@ -407,9 +406,7 @@ export class Demo {
   // ---- the failure and the move ------------------------------------------------------------------
 
   private async killLb0(): Promise<void> {
-    const ns = this.lab.ns(SimVpc.host(0));
-    const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean);
-    for (const pid of pids) process.kill(Number(pid), 'SIGKILL');
+    killAllInNamespace(this.lab.ns(SimVpc.host(0)));
     this.mirror.markDead(0);
     this.state.moveTo = 1;
     this.state.zero = Date.now();
@@ -544,9 +541,7 @@ export class Demo {
 
   /** An instance gone: every process on its host killed, its kernel's LB state wiped. */
   private async takeDownHost(i: number): Promise<void> {
-    const ns = this.lab.ns(SimVpc.host(i));
-    const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean);
-    for (const pid of pids) process.kill(Number(pid), 'SIGKILL');
+    killAllInNamespace(this.lab.ns(SimVpc.host(i)));
     const host = SimVpc.host(i);
     this.lab.exec(host, 'nft', ['flush', 'ruleset']);
     this.lab.exec(host, 'conntrack', ['-F']);

@@ -22,6 +22,23 @@ export const VIP = '100.64.248.254';
 /** The floating subnet's router (network + 1), the vpc namespace's end of loxi-eni. */
 export const VIP_ROUTER = '100.64.248.1';
 
+/**
+ * SIGKILLs every process in the namespace `name`, and returns how many it killed. A process that exits between the
+ * listing and its kill (a helper finishing, a child of one already killed) is gone as wanted, not an error.
+ */
+export function killAllInNamespace(name: string): number {
+  let killed = 0;
+  for (const pid of sh('ip', ['netns', 'pids', name]).split('\n').filter(Boolean)) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+      killed++;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+    }
+  }
+  return killed;
+}
+
 function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 256 * 1024 * 1024 });
 }
@@ -234,8 +251,7 @@ export class Lab {
     for (const c of this.procs) c.kill('SIGKILL');
     for (const ns of this.namespaces) {
       try {
-        const pids = sh('ip', ['netns', 'pids', ns]).split('\n').filter(Boolean);
-        for (const pid of pids) process.kill(Number(pid), 'SIGKILL');
+        killAllInNamespace(ns);
       } catch {
         /* already gone */
       }
