@@ -50,6 +50,16 @@ export const LIFECYCLE_HOOKS = { launching: 'loxiha-launching', terminating: 'lo
 export const lifecycleHookMetadataSchema = z.object({ deployment: z.string().min(1), slot: z.number().int().min(0).max(15) }).strict();
 export type LifecycleHookMetadata = z.infer<typeof lifecycleHookMetadataSchema>;
 
+/**
+ * The custom resource whose update replaces the slots' instances after a deploy changed their launch
+ * template: one slot at a time, the backup's first, so the VIP moves once (the failover function, as the
+ * provider framework's onEvent and isComplete handler).
+ */
+export const ROLLOUT_RESOURCE_TYPE = 'Custom::LoxihaRollout';
+
+/** How long a slot's new instance has to report ready: its creation (signal) or its rollout step fails after. */
+export const SLOT_READY_TIMEOUT_SECONDS = 900;
+
 /** Description put on the floating ENI, as LoxiLB names it. */
 export const LOXI_ENI_DESCRIPTION = 'loxi-eni';
 
@@ -203,6 +213,8 @@ export const FUNCTION_ENV = {
   eventBusName: 'LOXIHA_EVENT_BUS',
   failback: 'LOXIHA_FAILBACK',
   holdDownSeconds: 'LOXIHA_HOLD_DOWN_SECONDS',
+  slotCount: 'LOXIHA_SLOT_COUNT',
+  readyTimeoutSeconds: 'LOXIHA_READY_TIMEOUT_SECONDS',
 } as const;
 
 /** The failover function's environment for these settings (unset values left out). */

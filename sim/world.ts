@@ -34,7 +34,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { type LoxihaConfig, resolveConfig } from '../lib/config.ts';
 import { beatData } from '../agent/ha/heartbeat.ts';
-import { ALARM_KIND, alarmName, METRICS, ROLE, SLOT_INTERFACE_DEVICE_INDEX, slotGroupName, TAG } from '../lib/contract.ts';
+import { ALARM_KIND, alarmName, METRICS, ROLE, SLOT_INTERFACE_DEVICE_INDEX, SLOT_READY_TIMEOUT_SECONDS, slotGroupName, TAG } from '../lib/contract.ts';
 import { lbIngressIp, lbIngressIps, lbInstanceIp } from '../lib/topology.ts';
 import type { Settings } from '../lambda/failover/settings.ts';
 import { type AnyStep, type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
@@ -177,6 +177,8 @@ export class World {
       eventBusName: 'default',
       failback: c.failback,
       holdDownSeconds: c.holdDownSeconds,
+      slotCount: c.availabilityZones.length,
+      readyTimeoutSeconds: SLOT_READY_TIMEOUT_SECONDS,
       ...(opts.strategy === 'route'
         ? { strategy: 'route' as const, vip: opts.vip ?? (c.strategy === 'route' ? c.vip : SIM_OVERLAY_VIP), routeTableIds, ingressIps: lbIngressIps(c) }
         : {}),

@@ -12,7 +12,7 @@ import {
 import { EventBridgeSchema } from '@aws-lambda-powertools/parser/schemas/eventbridge';
 import { SnsSchema } from '@aws-lambda-powertools/parser/schemas/sns';
 import * as z from 'zod';
-import { FAST_PATH_REASONS, fastPathRequestSchema, instanceIdSchema, LIFECYCLE_HOOKS, lifecycleHookMetadataSchema, parseAlarmName, slotGroupName, type AlarmKind } from '../../lib/contract.ts';
+import { FAST_PATH_REASONS, fastPathRequestSchema, instanceIdSchema, LIFECYCLE_HOOKS, lifecycleHookMetadataSchema, parseAlarmName, ROLLOUT_RESOURCE_TYPE, slotGroupName, type AlarmKind } from '../../lib/contract.ts';
 
 export type AlarmState = 'ALARM' | 'OK' | 'INSUFFICIENT_DATA';
 
@@ -23,7 +23,20 @@ export type Command =
   | { kind: 'status' }
   | { kind: 'plan'; to?: string }
   | { kind: 'teardown'; via: 'manual' | 'lifecycle' }
-  | InstanceLifecycleCommand;
+  | InstanceLifecycleCommand
+  | RolloutCommand;
+
+/**
+ * A step of the slots' rolling replacement, from CloudFormation's provider framework: `start` is its
+ * onEvent call (nothing replaced yet), `poll` each isComplete call after it (the onEvent answer's Data
+ * comes back with every poll). The framework answers CloudFormation itself.
+ */
+export interface RolloutCommand {
+  kind: 'rollout';
+  requestType: 'Create' | 'Update' | 'Delete';
+  phase: 'start' | 'poll';
+  physicalResourceId?: string;
+}
 
 /** An Auto Scaling lifecycle action on a slot's instance (EventBridge), to act on and then complete. */
 export interface InstanceLifecycleCommand {
@@ -164,6 +177,12 @@ export function parseEvent(event: unknown, deploymentId: string, entry: Entry = 
   if ('RequestType' in e) {
     const r = lifecycleSchema.safeParse(e);
     if (!r.success) throw new InvalidEventError(`invalid CloudFormation custom resource request: ${describe(r.error)}`);
+    const physicalResourceId = typeof e.PhysicalResourceId === 'string' && e.PhysicalResourceId.length > 0 ? e.PhysicalResourceId : undefined;
+    if (r.data.ResourceType === ROLLOUT_RESOURCE_TYPE) {
+      const data = e.Data;
+      const polled = typeof data === 'object' && data !== null && typeof (data as Record<string, unknown>).rolloutStartedAt === 'string';
+      return { command: { kind: 'rollout', requestType: r.data.RequestType, phase: polled ? 'poll' : 'start', ...(physicalResourceId ? { physicalResourceId } : {}) } };
+    }
     const lifecycle: LifecycleRequest = {
       requestType: r.data.RequestType,
       responseUrl: r.data.ResponseURL,
@@ -171,7 +190,7 @@ export function parseEvent(event: unknown, deploymentId: string, entry: Entry = 
       requestId: r.data.RequestId,
       logicalResourceId: r.data.LogicalResourceId,
       // The Powertools schemas strip PhysicalResourceId; answering with another id would make CloudFormation think it was replaced.
-      physicalResourceId: typeof e.PhysicalResourceId === 'string' && e.PhysicalResourceId.length > 0 ? e.PhysicalResourceId : undefined,
+      physicalResourceId,
     };
     const command: Command = r.data.RequestType === 'Delete' ? { kind: 'teardown', via: 'lifecycle' } : { kind: 'reconcile', via: 'lifecycle' };
     return { command, lifecycle };

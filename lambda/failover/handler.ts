@@ -9,15 +9,16 @@ import type { Context } from 'aws-lambda';
 import { systemClock } from './clock.ts';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { AGENT_ENTRY_ALIAS, METRICS } from '../../lib/contract.ts';
-import { entryOf, InvalidEventError, type LifecycleRequest, parseEvent } from './events.ts';
+import { entryOf, InvalidEventError, type LifecycleRequest, parseEvent, type RolloutCommand } from './events.ts';
 import type { LifecycleResult } from './instance-lifecycle.ts';
 import type { Result } from './orchestrator.ts';
+import { RolloutFailedError, type Rollout } from './rollout.ts';
 import { logger, metrics } from './powertools.ts';
 import { settingsFromEnv } from './settings.ts';
 import { buildOrchestrator, makeClients } from './wiring.ts';
 
 const settings = settingsFromEnv(process.env);
-const { orchestrator, instanceLifecycle } = buildOrchestrator(
+const { orchestrator, instanceLifecycle, rollout } = buildOrchestrator(
   settings,
   makeClients({ region: process.env.AWS_REGION ?? 'us-east-1', endpoint: process.env.LOXIHA_AWS_ENDPOINT }),
   systemClock,
@@ -44,7 +45,35 @@ export async function respondToCloudFormation(req: LifecycleRequest, result: Res
   if (!r.ok) throw new Error(`CloudFormation response rejected: HTTP ${r.status}`);
 }
 
-async function run(event: unknown, context: Context): Promise<Result | LifecycleResult | { ok: false; outcome: 'invalid-event'; reason: string }> {
+/** What CloudFormation's provider framework reads from its onEvent and isComplete handlers. */
+export interface ProviderAnswer {
+  PhysicalResourceId: string;
+  IsComplete?: boolean;
+  Data?: Record<string, string>;
+}
+
+/**
+ * The rollout custom resource, as the provider framework's onEvent (`start`: nothing done yet; the
+ * time it started comes back with every poll) and isComplete (`poll`: one step). A step that fails on
+ * an AWS error is tried again at the next poll; only a new instance that never became ready fails the
+ * resource (CloudFormation then rolls the deploy back).
+ */
+export async function answerRollout(c: RolloutCommand, r: Pick<Rollout, 'step'>, deadline: number, log: Pick<typeof logger, 'info' | 'warn'>, now = () => new Date()): Promise<ProviderAnswer> {
+  const PhysicalResourceId = c.physicalResourceId ?? `loxiha-rollout-${settings.deploymentId}`;
+  if (c.requestType === 'Delete') return { PhysicalResourceId, IsComplete: true };
+  if (c.phase === 'start') return { PhysicalResourceId, Data: { rolloutStartedAt: now().toISOString() } };
+  try {
+    const step = await r.step(deadline);
+    log.info('rollout step', { ...step });
+    return { PhysicalResourceId, IsComplete: step.complete };
+  } catch (e) {
+    if (e instanceof RolloutFailedError) throw e;
+    log.warn('rollout step failed; the next poll tries again', { error: (e as Error).message });
+    return { PhysicalResourceId, IsComplete: false };
+  }
+}
+
+async function run(event: unknown, context: Context): Promise<Result | LifecycleResult | ProviderAnswer | { ok: false; outcome: 'invalid-event'; reason: string }> {
   let parsed;
   const entry = entryOf(context.invokedFunctionArn, AGENT_ENTRY_ALIAS);
   metrics.addMetric(METRICS.invocations, MetricUnit.Count, 1);
@@ -57,6 +86,7 @@ async function run(event: unknown, context: Context): Promise<Result | Lifecycle
   }
   logger.appendKeys({ command: parsed.command.kind });
   const deadline = Date.now() + context.getRemainingTimeInMillis() - SAFETY_MS;
+  if (parsed.command.kind === 'rollout') return answerRollout(parsed.command, rollout, deadline, logger);
   if (parsed.command.kind === 'instance-lifecycle') {
     const r = await instanceLifecycle.run(parsed.command, deadline);
     logger.info('lifecycle action', { ...r });

@@ -1,6 +1,6 @@
 /** The function's settings, from the environment the CDK app sets (validated: a bad deploy fails loudly at init). */
 import * as z from 'zod';
-import { DEFAULT_HOLD_DOWN_SECONDS, FAILBACK_POLICIES, FUNCTION_ENV, ipv4Schema, VIP_STRATEGIES } from '../../lib/contract.ts';
+import { DEFAULT_HOLD_DOWN_SECONDS, FAILBACK_POLICIES, FUNCTION_ENV, ipv4Schema, SLOT_READY_TIMEOUT_SECONDS, VIP_STRATEGIES } from '../../lib/contract.ts';
 
 /** A comma-separated list in one environment variable. */
 const list = (item: z.ZodType<string, string>) =>
@@ -26,6 +26,10 @@ const schema = z.object({
   eventBusName: z.string().default('default'),
   failback: z.enum(FAILBACK_POLICIES).default('never'),
   holdDownSeconds: z.coerce.number().int().min(0).default(DEFAULT_HOLD_DOWN_SECONDS),
+  /** How many LB slots (Auto Scaling groups of one) the deployment has: one per AZ. */
+  slotCount: z.coerce.number().int().min(1).max(16).default(2),
+  /** How long a slot's new instance has to become ready before a rollout fails (the deploy then rolls back). */
+  readyTimeoutSeconds: z.coerce.number().int().min(60).max(3600).default(SLOT_READY_TIMEOUT_SECONDS),
 }).superRefine((s, ctx) => {
   const need = s.strategy === 'eni' ? (['cloudCidrBlock', 'floatingRouteTableId'] as const) : (['routeTableIds', 'ingressIps'] as const);
   for (const k of need) if (s[k] === undefined) ctx.addIssue({ code: 'custom', path: [k], message: `required by the ${s.strategy} strategy` });

@@ -7,6 +7,8 @@ export interface InstanceView {
   index: number;
   az: string;
   state: InstanceState;
+  /** When EC2 launched it (ms since epoch): how long a new instance has had to become ready. */
+  launchedAt?: number;
   /** EC2 status checks: true ok, false impaired, undefined not yet known (initializing). */
   statusOk: boolean | undefined;
   /** Time of the latest agent heartbeat seen in CloudWatch (ms since epoch). */

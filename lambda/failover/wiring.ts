@@ -8,7 +8,9 @@ import { SNSClient } from '@aws-sdk/client-sns';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { ConfiguredRetryStrategy } from '@smithy/core/retry';
-import { LifecycleActions } from './aws/autoscaling.ts';
+import { LifecycleActions, SlotGroupsAdapter } from './aws/autoscaling.ts';
+import { slotGroupName } from '../../lib/contract.ts';
+import { Rollout } from './rollout.ts';
 import { CloudWatchAdapter } from './aws/cloudwatch.ts';
 import { Ec2Adapter } from './aws/ec2.ts';
 import type { Clock } from './clock.ts';
@@ -71,6 +73,8 @@ export interface Built {
   lease: Lease;
   /** Runs a slot's Auto Scaling lifecycle actions (launching, terminating). */
   instanceLifecycle: InstanceLifecycle;
+  /** Steps a rolling replacement of the slots' instances (a deploy changed their template). */
+  rollout: Rollout;
 }
 
 /** A step of whichever strategy the settings choose. */
@@ -109,6 +113,15 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
       log: (level, msg, extra) => logger[level](msg, extra ?? {}),
       notify: (n) => common.notifier.slotChanged(n),
     });
+  const rolloutOf = (o: { run: Orchestrator<EniStep, EniState>['run'] }) =>
+    new Rollout({
+      groups: new SlotGroupsAdapter(clients.autoscaling, Array.from({ length: settings.slotCount }, (_, i) => slotGroupName(settings.deploymentId, i))),
+      status: (deadline) => o.run({ kind: 'status' }, deadline),
+      instances: () => ec2.lbInstances(),
+      clock,
+      log: (level, msg, extra) => logger[level](msg, extra ?? {}),
+      readyTimeoutMs: settings.readyTimeoutSeconds * 1000,
+    });
   if (settings.strategy === 'route') {
     const strategy = new RouteStrategy(ec2, clock, {
       vip: settings.vip,
@@ -119,7 +132,7 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
       syncWaitMs,
     });
     const orchestrator = new Orchestrator<RouteStep, RouteState>({ ...common, strategy });
-    return { orchestrator, ec2, cloudwatch, lease, instanceLifecycle: lifecycleOf(orchestrator) };
+    return { orchestrator, ec2, cloudwatch, lease, instanceLifecycle: lifecycleOf(orchestrator), rollout: rolloutOf(orchestrator) };
   }
   const strategy = new EniStrategy(ec2, clock, {
     cloudCidrBlock: settings.cloudCidrBlock!,
@@ -131,5 +144,5 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
     readSessionsInSync,
   });
   const orchestrator = new Orchestrator<EniStep, EniState>({ ...common, strategy });
-  return { orchestrator, ec2, cloudwatch, lease, instanceLifecycle: lifecycleOf(orchestrator) };
+  return { orchestrator, ec2, cloudwatch, lease, instanceLifecycle: lifecycleOf(orchestrator), rollout: rolloutOf(orchestrator) };
 }

@@ -11,7 +11,7 @@ import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
 import { bundleHandler } from '../bundling/bundle-handler.ts';
-import { AGENT_ENTRY_ALIAS, FAILOVER_SERVICE_NAME, functionEnv, METRICS, slotGroupName, TAG } from '../contract.ts';
+import { AGENT_ENTRY_ALIAS, FAILOVER_SERVICE_NAME, functionEnv, METRICS, SLOT_READY_TIMEOUT_SECONDS, slotGroupName, TAG } from '../contract.ts';
 import { lbIngressIps } from '../topology.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -97,6 +97,8 @@ export class FailoverFunction extends Construct {
           topicArn: this.topic.topicArn,
           failback: config.failback,
           holdDownSeconds: config.holdDownSeconds,
+          slotCount: config.availabilityZones.length,
+          readyTimeoutSeconds: SLOT_READY_TIMEOUT_SECONDS,
         }),
         POWERTOOLS_SERVICE_NAME: FAILOVER_SERVICE_NAME,
         POWERTOOLS_METRICS_NAMESPACE: METRICS.namespace,
@@ -209,6 +211,7 @@ export class FailoverFunction extends Construct {
           'ec2:DescribeAddresses',
           'ec2:DescribeRouteTables',
           'cloudwatch:GetMetricData',
+          'autoscaling:DescribeAutoScalingGroups',
         ],
         resources: ['*'],
       }),
@@ -228,7 +231,8 @@ export class FailoverFunction extends Construct {
       }),
       new iam.PolicyStatement({
         sid: 'SlotLifecycleActions',
-        actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat'],
+        // and a rollout's one call: a group replaces its instance (through its terminating hook).
+        actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat', 'autoscaling:TerminateInstanceInAutoScalingGroup'],
         resources: props.config.availabilityZones.map((_, i) => arn(`autoScalingGroup:*:autoScalingGroupName/${slotGroupName(props.config.deploymentId, i)}`, 'autoscaling')),
       }),
       new iam.PolicyStatement({
@@ -241,7 +245,7 @@ export class FailoverFunction extends Construct {
     cdk.Validations.of(role).acknowledge(
       {
         id: 'AwsSolutions-IAM5[Resource::*]',
-        reason: 'EC2 Describe* and cloudwatch:GetMetricData have no resource-level permissions.',
+        reason: 'EC2 Describe*, autoscaling:DescribeAutoScalingGroups and cloudwatch:GetMetricData have no resource-level permissions.',
       },
     );
     for (const r of props.config.strategy === 'eni' ? ['subnet/*', 'network-interface/*', 'instance/*'] : ['network-interface/*', 'instance/*']) {

@@ -4,9 +4,12 @@ import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
-import { ALARM_KIND, FAILOVER_PHASES, FAILOVER_SERVICE_NAME, METRICS, namePrefix, PHASE_DIMENSION, alarmName } from '../contract.ts';
+import { ALARM_KIND, FAILOVER_PHASES, FAILOVER_SERVICE_NAME, METRICS, namePrefix, PHASE_DIMENSION, ROLLOUT_RESOURCE_TYPE, SLOT_READY_TIMEOUT_SECONDS, alarmName } from '../contract.ts';
 import type { LbSlot } from './lb-slots.ts';
 
 export interface FailoverWiringProps {
@@ -30,6 +33,8 @@ export interface FailoverWiringProps {
 export class FailoverWiring extends Construct {
   readonly alarms: cloudwatch.Alarm[] = [];
   readonly dashboard: cloudwatch.Dashboard;
+  /** Replaces the slots' instances after a deploy changed their launch template (one VIP move). */
+  readonly rollout: cdk.CustomResource;
 
   constructor(scope: Construct, id: string, props: FailoverWiringProps) {
     super(scope, id);
@@ -106,6 +111,45 @@ export class FailoverWiring extends Construct {
     // before the lifecycle's teardown runs, so nothing re-places the VIP behind it. (The function also
     // remembers the teardown and ignores automatic triggers that were already in flight.)
     for (const trigger of [schedule, ...this.alarms]) trigger.node.addDependency(lifecycle);
+
+    // A deploy that changes the slots' launch template (the agent, the user data, the AMI, the
+    // instance type) changes the groups only; this resource then replaces their instances at run time,
+    // one slot at a time, the backup's first and the VIP owner's last (its terminating hook moves the
+    // VIP once, planned), each new instance ready before the next goes. A new instance that never
+    // becomes ready fails it, and CloudFormation rolls the deploy back (the same way back to the old
+    // template). CloudFormation's provider framework polls the function (isComplete) until it is done.
+    const providerLogs = new logs.LogGroup(this, 'RolloutProviderLogs', { retention: config.logRetentionDays as logs.RetentionDays, removalPolicy: cdk.RemovalPolicy.DESTROY });
+    const rolloutProvider = new cr.Provider(this, 'RolloutProvider', {
+      onEventHandler: fn,
+      isCompleteHandler: fn,
+      queryInterval: cdk.Duration.seconds(15),
+      totalTimeout: cdk.Duration.seconds(props.slots.length * SLOT_READY_TIMEOUT_SECONDS + 600),
+      logGroup: providerLogs,
+      // Every state transition logged; not the execution data (it carries CloudFormation's presigned response URL).
+      disableWaiterStateMachineLogging: false,
+      waiterStateMachineLogOptions: { destination: providerLogs, level: sfn.LogLevel.ALL, includeExecutionData: false },
+    });
+    for (const role of ['framework-onEvent', 'framework-isComplete', 'framework-onTimeout']) {
+      cdk.Validations.of(rolloutProvider.node.findChild(role)).acknowledge(
+        { id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]', reason: "The CDK provider framework's own function: the AWS-managed basic execution role only writes its logs." },
+        { id: `AwsSolutions-IAM5[Resource::<${cdk.Stack.of(this).getLogicalId(fn.node.defaultChild as cdk.CfnElement)}.Arn>:*]`, reason: "The provider framework's grant to invoke the failover function (CloudFormation's rollout calls); the version wildcard is the framework's." },
+      );
+    }
+    cdk.Validations.of(rolloutProvider.node.findChild('waiter-state-machine')).acknowledge(
+      ...['isComplete', 'onTimeout'].map((h) => ({
+        id: `AwsSolutions-IAM5[Resource::<${cdk.Stack.of(this).getLogicalId(rolloutProvider.node.findChild(`framework-${h}`).node.defaultChild as cdk.CfnElement)}.Arn>:*]`,
+        reason: `The provider framework's waiter invokes its own ${h} function (any version).`,
+      })),
+      { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'Step Functions log delivery (logs:CreateLogDelivery, …) has no resource-level permissions.' },
+      { id: 'AwsSolutions-SF2', reason: "The provider framework's waiter state machine offers no X-Ray option; its transitions are logged (SF1) and the function it polls logs every step." },
+    );
+    this.rollout = new cdk.CustomResource(this, 'Rollout', {
+      serviceToken: rolloutProvider.serviceToken,
+      resourceType: ROLLOUT_RESOURCE_TYPE,
+      // A new template version in any slot is a new rollout.
+      properties: { templates: props.slots.map((s) => `${s.launchTemplate.launchTemplateId}:${s.launchTemplate.latestVersionNumber}`) },
+    });
+    this.rollout.node.addDependency(lifecycle);
 
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       dashboardName: namePrefix(config.deploymentId),

@@ -11,7 +11,7 @@ import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
 import { KERNEL_PREREQUISITES } from '../../agent/host/prerequisites.ts';
 import { AGENT_NODE_FLAGS, bundleAgent } from '../agent-bundle.ts';
-import { AGENT_API_TOKEN_FILE, LIFECYCLE_HOOKS, type LifecycleHookMetadata, METRICS, namePrefix, ROLE, slotGroupName, SYNC_KEY_FILE, TAG } from '../contract.ts';
+import { AGENT_API_TOKEN_FILE, LIFECYCLE_HOOKS, type LifecycleHookMetadata, METRICS, namePrefix, ROLE, SLOT_READY_TIMEOUT_SECONDS, slotGroupName, SYNC_KEY_FILE, TAG } from '../contract.ts';
 import { agentConfigFor, lbIngressIp, lbInstanceIp } from '../topology.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -34,6 +34,8 @@ export interface LbSlot {
   /** The Auto Scaling group of one that keeps an instance in the slot (named: slotGroupName). */
   readonly group: autoscaling.AutoScalingGroup;
   readonly groupName: string;
+  /** What the group launches: a deploy that changes it makes a new version (the rollout replaces the instance). */
+  readonly launchTemplate: ec2.LaunchTemplate;
   /** The slot's own interface: its fixed address (and, for `route`, the ingress IP), attached to the serving instance. */
   readonly slotInterface: ec2.CfnNetworkInterface;
 }
@@ -41,7 +43,7 @@ export interface LbSlot {
 /** How long a lifecycle action waits for the function before its default result (each heartbeat restarts it). */
 export const LIFECYCLE_HOOK_TIMEOUT = cdk.Duration.minutes(5);
 /** How long a slot's new instance has to report ready (signal) before its creation or update fails and rolls back. */
-export const READY_TIMEOUT = cdk.Duration.minutes(15);
+export const READY_TIMEOUT = cdk.Duration.seconds(SLOT_READY_TIMEOUT_SECONDS);
 
 /**
  * The load-balancer slots: one per AZ. Each slot is an Auto Scaling group of one (launch template,
@@ -148,37 +150,35 @@ export class LbSlots extends Construct {
     this.role.addToPolicy(new iam.PolicyStatement({ sid: 'SignalReady', actions: ['cloudformation:SignalResource'], resources: [stack.stackId] }));
 
     const slotInterfaces = config.availabilityZones.map((_, index) => this.slotInterface(index, props));
-    const groups: autoscaling.AutoScalingGroup[] = [];
     this.slots = config.availabilityZones.map((_, index) => {
       const selfIp = lbInstanceIp(config, index);
       const groupName = slotGroupName(config.deploymentId, index);
       const agentConfig = agentConfigFor(config, index, { region: stack.region, failoverFunctionName: props.failoverFunctionName });
       const userData = ec2.UserData.forLinux();
       const bundlePath = userData.addS3DownloadCommand({ bucket: agentAsset.bucket, bucketKey: agentAsset.s3ObjectKey, localFile: '/opt/loxiha/agent.zip' });
+      const launchTemplate = new ec2.LaunchTemplate(this, `Slot${index}Template`, {
+        instanceType,
+        machineImage,
+        role: this.role,
+        securityGroup: props.securityGroup,
+        requireImdsv2: true,
+        detailedMonitoring: true,
+        userData,
+        blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(16, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
+      });
       const group = new autoscaling.AutoScalingGroup(this, `Slot${index}`, {
         vpc: props.vpc,
         vpcSubnets: { subnets: [props.subnets[index]!] },
         autoScalingGroupName: groupName,
-        launchTemplate: new ec2.LaunchTemplate(this, `Slot${index}Template`, {
-          instanceType,
-          machineImage,
-          role: this.role,
-          securityGroup: props.securityGroup,
-          requireImdsv2: true,
-          detailedMonitoring: true,
-          userData,
-          blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(16, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
-        }),
+        launchTemplate,
         minCapacity: 1,
         maxCapacity: 1,
         // A stopped or impaired instance is replaced (EC2 status checks).
         healthChecks: autoscaling.HealthChecks.ec2({ gracePeriod: cdk.Duration.minutes(5) }),
-        // Created, and replaced by a deploy, only once the new instance reports ready.
+        // Created only once its first instance reports ready. A deploy that changes the template changes
+        // the group alone (no update policy): the rollout resource then replaces the slots' instances
+        // at run time, the backup's first, so the VIP moves once (FailoverWiring).
         signals: autoscaling.Signals.waitForMinCapacity({ timeout: READY_TIMEOUT }),
-        // The group of one is replaced in place: the old instance goes first (it holds the slot's
-        // interface), its lifecycle hook moving the VIP off it; the new one must signal ready in time,
-        // or the update fails and rolls back.
-        updatePolicy: autoscaling.UpdatePolicy.rollingUpdate({ maxBatchSize: 1, minInstancesInService: 0, waitOnResourceSignals: true, pauseTime: READY_TIMEOUT }),
       });
       // The hooks are part of the group from its creation, so its very first instance gets the slot's interface too.
       const metadata = (slot: number): string => JSON.stringify({ deployment: config.deploymentId, slot } satisfies LifecycleHookMetadata);
@@ -188,7 +188,6 @@ export class LbSlots extends Construct {
       ];
       // No instance before every slot's fixed address is taken by its interface (DHCP could hand it out).
       for (const i of slotInterfaces) group.node.addDependency(i);
-      groups.push(group);
       const signal = (status: 'SUCCESS' | 'FAILURE') =>
         `aws cloudformation signal-resource --region ${stack.region} --stack-name ${stack.stackName} --logical-resource-id ${stack.getLogicalId(group.node.defaultChild as cdk.CfnElement)} --unique-id "$INSTANCE_ID" --status ${status}`;
 
@@ -196,8 +195,10 @@ export class LbSlots extends Construct {
         'set -euo pipefail',
         'IMDS_TOKEN=$(curl -sf --retry 10 --retry-connrefused -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
         'INSTANCE_ID=$(curl -sf --retry 10 --retry-connrefused -H "X-aws-ec2-metadata-token: $IMDS_TOKEN" http://169.254.169.254/latest/meta-data/instance-id)',
-        // Whatever fails below, CloudFormation hears it at once (the update rolls back) instead of after the timeout.
-        `trap '${signal('FAILURE')}' ERR`,
+        // Whatever fails below, a stack creation hears it at once instead of after the timeout. (A later instance
+        // of the slot has no CloudFormation operation waiting for its signal: the rollout reads its readiness
+        // from its heartbeats, and the refused signal is not an error.)
+        `trap '${signal('FAILURE')} || true' ERR`,
         // conntrack-tools: session sync streams (conntrack -E) and loads (conntrack -R) flows; iputils: arping.
         // amazon-cloudwatch-agent ships the agent's log to CloudWatch Logs.
         'dnf install -y nodejs24 nftables conntrack-tools iputils unzip python3 amazon-cloudwatch-agent logrotate',
@@ -249,7 +250,7 @@ LOXIHA_EOF`,
         'systemctl enable --now loxiha-agent.service',
         // In service only once the agent reports ready (its kernel prerequisites hold): then the slot is whole.
         `/usr/local/bin/loxiha wait-ready --timeout ${READY_TIMEOUT.toSeconds() - 120}`,
-        signal('SUCCESS'),
+        `${signal('SUCCESS')} || echo 'no CloudFormation operation waits for this instance (not the stack creation): ready, as its heartbeats say'`,
       );
 
       cdk.Validations.of(group).acknowledge({
@@ -259,12 +260,8 @@ LOXIHA_EOF`,
       cdk.Tags.of(group).add(TAG.role, ROLE.lbInstance, { applyToLaunchedInstances: true });
       cdk.Tags.of(group).add(TAG.instanceIndex, String(index), { applyToLaunchedInstances: true });
       cdk.Tags.of(group).add(TAG.name, `${namePrefix(config.deploymentId)}-lb${index}`, { applyToLaunchedInstances: true });
-      return { index, group, groupName, slotInterface: slotInterfaces[index]! };
+      return { index, group, groupName, launchTemplate, slotInterface: slotInterfaces[index]! };
     });
-    // One slot at a time, the last first: a deploy replaces slot 1 before slot 0. The VIP is placed on
-    // slot 0 at deploy (and returns there with failback: preferred), so a rolling replacement usually
-    // moves it once — when slot 0's instance goes, to slot 1's new one. With the VIP on slot 1 it moves twice.
-    for (let i = 0; i + 1 < groups.length; i++) groups[i]!.node.addDependency(groups[i + 1]!);
   }
 
   /**

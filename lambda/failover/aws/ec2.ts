@@ -154,6 +154,7 @@ export class Ec2Adapter {
             index,
             az: i.Placement?.AvailabilityZone ?? '',
             state: (i.State?.Name ?? 'pending') as InstanceState,
+            ...(i.LaunchTime ? { launchedAt: new Date(i.LaunchTime).getTime() } : {}),
             ...(tagValue(i.Tags, TAG.draining) === 'true' ? { draining: true } : {}),
             securityGroupIds: (i.SecurityGroups ?? []).map((g: any) => g.GroupId!).filter(Boolean),
             usedDeviceIndexes: (i.NetworkInterfaces ?? []).map((n: any) => n.Attachment?.DeviceIndex).filter((d: unknown): d is number => typeof d === 'number'),
