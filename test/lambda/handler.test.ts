@@ -151,3 +151,62 @@ describe('handler', () => {
     expect(responses[0].body.Reason).toContain('boom');
   });
 });
+
+describe('the rollout resource (CloudFormation provider framework: onEvent, then isComplete polls)', () => {
+  const rolloutEvent = (RequestType: string, extra: Record<string, unknown> = {}) => ({
+    ...lifecycle(RequestType),
+    LogicalResourceId: 'Rollout',
+    ResourceType: 'Custom::LoxihaRollout',
+    ...(RequestType !== 'Create' ? { PhysicalResourceId: 'loxiha-rollout-loxiha-sim' } : {}),
+    ...(RequestType === 'Update' ? { OldResourceProperties: { ServiceToken: 'x', templates: ['lt-1:1', 'lt-2:1'] } } : {}),
+    ...extra,
+  });
+  const log = { info: () => {}, warn: () => {} };
+  const stepper = (step: () => Promise<any>) => ({ calls: 0, step(this: { calls: number }) { this.calls++; return step(); } });
+
+  it('starts without touching AWS and never answers CloudFormation itself (the framework does; its ResponseURL is passed through)', async () => {
+    const r = await handler(rolloutEvent('Update'), context);
+    expect(r).toEqual({ PhysicalResourceId: 'loxiha-rollout-loxiha-sim', Data: { rolloutStartedAt: expect.any(String) } });
+    expect(responses).toEqual([]);
+    expect(ec2.calls()).toHaveLength(0);
+  });
+
+  it('polls: one step per call, IsComplete only when the step says so; a Delete is complete at once', async () => {
+    const { answerRollout } = await import('../../lambda/failover/handler.ts');
+    const poll = { kind: 'rollout' as const, requestType: 'Update' as const, phase: 'poll' as const, physicalResourceId: 'p' };
+    const waiting = stepper(async () => ({ command: 'rollout', complete: false, step: { kind: 'wait', reason: 'x' } }));
+    expect(await answerRollout(poll, waiting, Date.now() + 60_000, log)).toEqual({ PhysicalResourceId: 'p', IsComplete: false });
+    const done = stepper(async () => ({ command: 'rollout', complete: true, step: { kind: 'done', reason: 'x' } }));
+    expect(await answerRollout(poll, done, Date.now() + 60_000, log)).toEqual({ PhysicalResourceId: 'p', IsComplete: true });
+    const untouched = stepper(async () => ({}));
+    expect(await answerRollout({ ...poll, requestType: 'Delete' }, untouched, Date.now() + 60_000, log)).toEqual({ PhysicalResourceId: 'p', IsComplete: true });
+    expect(untouched.calls).toBe(0);
+  });
+
+  it('fails the resource (the deploy rolls back) only for a new instance that never became ready; an AWS error is tried again at the next poll', async () => {
+    const { answerRollout } = await import('../../lambda/failover/handler.ts');
+    const { RolloutFailedError } = await import('../../lambda/failover/rollout.ts');
+    const poll = { kind: 'rollout' as const, requestType: 'Update' as const, phase: 'poll' as const, physicalResourceId: 'p' };
+    const never = stepper(async () => {
+      throw new RolloutFailedError("slot 1's new instance i-c did not become ready within 15 min");
+    });
+    await expect(answerRollout(poll, never, Date.now() + 60_000, log)).rejects.toThrow(/did not become ready/);
+    const throttled = stepper(async () => {
+      throw Object.assign(new Error('Rate exceeded'), { name: 'Throttling' });
+    });
+    expect(await answerRollout(poll, throttled, Date.now() + 60_000, log)).toEqual({ PhysicalResourceId: 'p', IsComplete: false });
+  });
+
+  it('reads a poll (the onEvent answer’s Data comes back) apart from the start, and rejects a malformed request', async () => {
+    const { parseEvent } = await import('../../lambda/failover/events.ts');
+    expect(parseEvent(rolloutEvent('Create'), 'loxiha-sim').command).toEqual({ kind: 'rollout', requestType: 'Create', phase: 'start' });
+    expect(parseEvent(rolloutEvent('Update', { Data: { rolloutStartedAt: '2026-12-02T00:00:00Z' } }), 'loxiha-sim').command).toEqual({
+      kind: 'rollout',
+      requestType: 'Update',
+      phase: 'poll',
+      physicalResourceId: 'loxiha-rollout-loxiha-sim',
+    });
+    const r = await handler(rolloutEvent('Update', { StackId: undefined }), context);
+    expect(r).toMatchObject({ ok: false, outcome: 'invalid-event' });
+  });
+});
