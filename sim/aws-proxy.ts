@@ -206,8 +206,8 @@ function keepItems(xml: string, set: string, keep: (item: string) => boolean): s
   return mapItems(xml, set, (item) => (keep(item) ? item : undefined));
 }
 
-/** The Auto Scaling calls the slots' model answers (moto has no lifecycle actions). */
-const LIFECYCLE_CALLS = new Set(['CompleteLifecycleAction', 'RecordLifecycleActionHeartbeat']);
+/** The Auto Scaling calls the slots' model answers (moto has no lifecycle actions, and its groups are not the slots'). */
+const SLOT_GROUP_CALLS = new Set(['CompleteLifecycleAction', 'RecordLifecycleActionHeartbeat', 'DescribeAutoScalingGroups', 'TerminateInstanceInAutoScalingGroup']);
 
 export class AwsProxy {
   readonly endpoint: string;
@@ -360,9 +360,9 @@ export class AwsProxy {
     const isEc2 = (req.headers['content-type'] ?? '').includes('x-www-form-urlencoded') && /(^|&)Version=2016-11-15(&|$)/.test(body.toString());
     await this.tick();
     const invoke = /^\/2015-03-31\/functions\/([^/?]+)\/invocations(?:\?(.*))?$/.exec(req.url ?? '');
-    // Auto Scaling's Query API (version 2011-01-01): the lifecycle-action calls go to the slots' model.
+    // Auto Scaling's Query API (version 2011-01-01): the lifecycle-action and rollout calls go to the slots' model.
     const form = new URLSearchParams(body.toString());
-    if (this.slotGroups && form.get('Version') === '2011-01-01' && LIFECYCLE_CALLS.has(form.get('Action') ?? '')) {
+    if (this.slotGroups && form.get('Version') === '2011-01-01' && SLOT_GROUP_CALLS.has(form.get('Action') ?? '')) {
       const started = this.clock.now();
       await this.clock.sleep(this.behaviour.latencyMs(`other:${form.get('Action')}`));
       const r = await this.slotGroups.answer(form);
@@ -510,6 +510,7 @@ export class AwsProxy {
       if (action === 'DescribeNetworkInterfaces') text = this.rewriteAttachmentStatus(addressFilter ? keepItems(text, 'networkInterfaceSet', (item) => addressFilter!.some((ip) => item.includes(`<privateIpAddress>${ip}</privateIpAddress>`))) : text);
       if (action === 'AssociateAddress' && eipTarget) this.eipTargets.set(params.get('AllocationId') ?? '', eipTarget);
       if (action === 'DescribeAddresses') text = this.rewriteEipPrivateIps(text);
+      if (action === 'DescribeInstances' && this.slotGroups) text = this.slotGroups.rewriteLaunchTimes(text);
     }
     record(status);
     if (status < 300 && MUTATING.has(action)) {

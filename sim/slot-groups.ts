@@ -13,7 +13,14 @@
  * - A terminated instance's secondary interfaces are detached (kept: DeleteOnTermination is false
  *   for an interface attached after launch), as EC2 does.
  *
- * The proxy hands it the two Auto Scaling calls the function makes; everything else stays moto's.
+ * - Each group launches from a launch template version; a deploy that changes the template
+ *   (`setTemplate`) changes the group only, as CloudFormation does without an update policy: its
+ *   instance keeps the version it was launched from until something replaces it.
+ *   TerminateInstanceInAutoScalingGroup (without decrementing) is such a replacement; it is refused
+ *   for an instance that is not InService, as AWS refuses one already terminating.
+ *
+ * The proxy hands it the Auto Scaling calls the function makes (lifecycle actions, the rollout's
+ * DescribeAutoScalingGroups and TerminateInstanceInAutoScalingGroup); everything else stays moto's.
  */
 import { randomUUID } from 'node:crypto';
 import { DescribeNetworkInterfacesCommand, DetachNetworkInterfaceCommand, type EC2Client, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
@@ -67,10 +74,43 @@ export class SlotGroups {
   private readonly o: SlotGroupsOptions;
   private readonly pending = new Map<string, PendingAction>();
   private readonly current = new Map<number, string>();
+  /** Each group's launch template version (what it launches), and the version each instance was launched from. */
+  private readonly templates = new Map<number, string>();
+  private readonly launchedFrom = new Map<string, string>();
+  /** Auto Scaling's lifecycle state of each instance the groups hold (InService, Terminating:Wait, Pending:Wait). */
+  private readonly lifecycle = new Map<string, string>();
+  private readonly launchTimes = new Map<string, number>();
 
   constructor(o: SlotGroupsOptions) {
     this.o = o;
-    for (const s of o.slots) this.current.set(s.index, s.instanceId);
+    for (const s of o.slots) {
+      this.current.set(s.index, s.instanceId);
+      this.templates.set(s.index, '1');
+      this.launchedFrom.set(s.instanceId, '1');
+      this.lifecycle.set(s.instanceId, 'InService');
+    }
+  }
+
+  /** A deploy changed the slot's launch template: the group launches this version from now on. */
+  setTemplate(slot: number, version: string): void {
+    this.templates.set(slot, version);
+  }
+
+  /**
+   * The launch times of the instances the groups launched, in the simulation's time (moto stamps its
+   * own wall clock, which simulated time runs ahead of): how long a new instance has had to get ready.
+   */
+  rewriteLaunchTimes(xml: string): string {
+    let out = xml;
+    for (const [id, at] of this.launchTimes) {
+      out = out.replace(new RegExp(`(<instanceId>${id}</instanceId>(?:(?!</item>).)*?<launchTime>)[^<]*(</launchTime>)`, 's'), `$1${new Date(at).toISOString()}$2`);
+    }
+    return out;
+  }
+
+  /** The launch template version the instance was launched from. */
+  templateOf(instanceId: string): string | undefined {
+    return this.launchedFrom.get(instanceId);
   }
 
   /** The instance the slot's group has in service (or launching). */
@@ -101,6 +141,20 @@ export class SlotGroups {
    */
   async answer(params: URLSearchParams): Promise<{ status: number; body: string }> {
     const action = params.get('Action') ?? '';
+    if (action === 'DescribeAutoScalingGroups') {
+      await this.tick();
+      return { status: 200, body: this.describeXml(params) };
+    }
+    if (action === 'TerminateInstanceInAutoScalingGroup') {
+      await this.tick();
+      const id = params.get('InstanceId') ?? '';
+      const slot = [...this.current.entries()].find(([, i]) => i === id)?.[0];
+      if (slot === undefined) return { status: 400, body: errorXml('ValidationError', `Instance Id not found - No managed instance found for instance ID: ${id}`) };
+      if (params.get('ShouldDecrementDesiredCapacity') !== 'false') return { status: 400, body: errorXml('ValidationError', 'Currently, desiredSize equals minSize (1). Terminating instance without replacement will violate group\'s min size constraint.') };
+      if (this.lifecycle.get(id) !== 'InService') return { status: 400, body: errorXml('ValidationError', `The instance ${id} is not in InService or Standby (it is ${this.lifecycle.get(id)}).`) };
+      this.replace(slot);
+      return { status: 200, body: activityXml(slotGroupName(this.o.deploymentId, slot), id) };
+    }
     const token = params.get('LifecycleActionToken') ?? '';
     await this.tick();
     const a = this.pending.get(token);
@@ -125,6 +179,7 @@ export class SlotGroups {
   private start(slot: number, transition: PendingAction['transition'], instanceId: string): PendingAction {
     const a: PendingAction = { token: randomUUID(), slot, transition, instanceId, expiresAt: this.o.clock.now() + this.timeoutMs() };
     this.pending.set(a.token, a);
+    this.lifecycle.set(instanceId, transition === 'terminating' ? 'Terminating:Wait' : 'Pending:Wait');
     this.history.push({ at: this.o.clock.now(), slot, kind: transition === 'terminating' ? 'terminate-action' : 'launch-action', instanceId });
     this.o.deliver(lifecycleActionEvent(this.o.deploymentId, a));
     return a;
@@ -139,6 +194,7 @@ export class SlotGroups {
       await this.launch(a.slot);
       return;
     }
+    this.lifecycle.set(a.instanceId, 'InService');
     this.history.push({ at: this.o.clock.now(), slot: a.slot, kind: 'in-service', instanceId: a.instanceId });
     this.o.onInService?.(a.slot, a.instanceId);
   }
@@ -149,6 +205,7 @@ export class SlotGroups {
       if (n.Attachment?.DeviceIndex !== 0 && n.Attachment?.AttachmentId) await this.o.ec2.send(new DetachNetworkInterfaceCommand({ AttachmentId: n.Attachment.AttachmentId, Force: true }));
     }
     await this.o.ec2.send(new TerminateInstancesCommand({ InstanceIds: [instanceId] }));
+    this.lifecycle.delete(instanceId);
     this.history.push({ at: this.o.clock.now(), slot, kind: 'terminated', instanceId });
     await this.o.onTerminated?.(slot, instanceId);
   }
@@ -176,11 +233,43 @@ export class SlotGroups {
     );
     const id = r.Instances![0]!.InstanceId!;
     this.current.set(slot, id);
+    this.launchedFrom.set(id, this.templates.get(slot)!);
+    this.launchTimes.set(id, this.o.clock.now());
     this.o.onInstance?.(slot, id);
     this.history.push({ at: this.o.clock.now(), slot, kind: 'launched', instanceId: id });
     this.start(slot, 'launching', id);
   }
+
+
+  /** DescribeAutoScalingGroups for the named slot groups (AWS leaves out names it does not know). */
+  private describeXml(params: URLSearchParams): string {
+    const names = [...params.entries()].filter(([k]) => k.startsWith('AutoScalingGroupNames.member.')).map(([, v]) => v);
+    const members = [...this.current.keys()]
+      .map((slot) => ({ slot, name: slotGroupName(this.o.deploymentId, slot) }))
+      .filter((g) => names.length === 0 || names.includes(g.name))
+      .map(({ slot, name }) => {
+        const spec = this.o.slots.find((x) => x.index === slot)!;
+        const instances = [...this.lifecycle.entries()]
+          .filter(([id]) => this.current.get(slot) === id || this.pendingFor(slot, id))
+          .map(
+            ([id, state]) =>
+              `<member><InstanceId>${id}</InstanceId><AvailabilityZone>${spec.az}</AvailabilityZone><LifecycleState>${state}</LifecycleState><HealthStatus>Healthy</HealthStatus><LaunchTemplate><LaunchTemplateName>${name}</LaunchTemplateName><Version>${this.launchedFrom.get(id)}</Version></LaunchTemplate><ProtectedFromScaleIn>false</ProtectedFromScaleIn></member>`,
+          )
+          .join('');
+        return `<member><AutoScalingGroupName>${name}</AutoScalingGroupName><LaunchTemplate><LaunchTemplateName>${name}</LaunchTemplateName><Version>${this.templates.get(slot)}</Version></LaunchTemplate><MinSize>1</MinSize><MaxSize>1</MaxSize><DesiredCapacity>1</DesiredCapacity><DefaultCooldown>300</DefaultCooldown><AvailabilityZones><member>${spec.az}</member></AvailabilityZones><HealthCheckType>EC2</HealthCheckType><CreatedTime>2026-01-01T00:00:00Z</CreatedTime><VPCZoneIdentifier>${spec.subnetId}</VPCZoneIdentifier><Instances>${instances}</Instances></member>`;
+      })
+      .join('');
+    return `<DescribeAutoScalingGroupsResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><DescribeAutoScalingGroupsResult><AutoScalingGroups>${members}</AutoScalingGroups></DescribeAutoScalingGroupsResult><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></DescribeAutoScalingGroupsResponse>`;
+  }
+
+  /** An instance the slot's group still holds while it is on its way out (Terminating:Wait). */
+  private pendingFor(slot: number, id: string): boolean {
+    return [...this.pending.values()].some((a) => a.slot === slot && a.instanceId === id);
+  }
 }
+
+const activityXml = (group: string, instanceId: string) =>
+  `<TerminateInstanceInAutoScalingGroupResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><TerminateInstanceInAutoScalingGroupResult><Activity><ActivityId>${randomUUID()}</ActivityId><AutoScalingGroupName>${group}</AutoScalingGroupName><Description>Terminating EC2 instance: ${instanceId}</Description><Cause>At ${new Date().toISOString()} instance ${instanceId} was taken out of service in response to a user request.</Cause><StartTime>${new Date().toISOString()}</StartTime><StatusCode>InProgress</StatusCode><Progress>0</Progress></Activity></TerminateInstanceInAutoScalingGroupResult><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></TerminateInstanceInAutoScalingGroupResponse>`;
 
 /** The event EventBridge delivers for a lifecycle action (its documented shape). */
 export function lifecycleActionEvent(deploymentId: string, a: Pick<PendingAction, 'token' | 'slot' | 'transition' | 'instanceId'>): Record<string, unknown> {

@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ROLE, SLOT_INTERFACE_DEVICE_INDEX, TAG } from '../../lib/contract.ts';
 import { parseEvent } from '../../lambda/failover/events.ts';
 import type { LifecycleResult } from '../../lambda/failover/instance-lifecycle.ts';
+import { RolloutFailedError, type RolloutResult } from '../../lambda/failover/rollout.ts';
 import type { SlotGroups } from '../../sim/slot-groups.ts';
 import { SIM_OVERLAY_VIP, World } from '../../sim/world.ts';
 import { type EmulatedAws, emulatedAws } from '../harness/emulated-aws.ts';
@@ -164,6 +165,68 @@ describe.skipIf(!motoAvailable)('LB slots: lifecycle actions against the emulato
     expect(done[0]).toMatchObject({ transition: 'terminating', outcome: 'completed', move: { owner: aws.world.id(1) } });
     expect(groups.pendingActions()).toHaveLength(0);
     expect(await aws.world.problems(aws.world.id(1))).toEqual([]);
+  });
+
+  /** The provider framework's polls of the rollout, every 15 s, each delivery they cause run to its end; the steps taken. */
+  async function rollOut(maxPolls = 60, mustComplete = true): Promise<RolloutResult[] | Error> {
+    const built = aws.world.orchestrator(aws.proxy.endpoint, aws.clock);
+    const steps: RolloutResult[] = [];
+    for (let i = 0; i < maxPolls; i++) {
+      try {
+        steps.push(await built.rollout.step(aws.clock.now() + 120_000));
+      } catch (e) {
+        return e as Error;
+      }
+      await settle();
+      if (steps.at(-1)!.complete) return steps;
+      await aws.clock.sleep(15_000);
+    }
+    if (!mustComplete) return steps;
+    throw new Error(`the rollout did not complete in ${maxPolls} polls: ${steps.at(-1)?.step.reason}`);
+  }
+
+  it('a deploy’s rollout with the VIP on slot 1: slot 0 is replaced first, then slot 1 — the VIP moves once, to a new instance, and every slot ends on the new template', async () => {
+    const moved = await aws.world.orchestrator(aws.proxy.endpoint, aws.clock).orchestrator.run({ kind: 'failover', to: aws.world.id(1), reason: 'test', via: 'manual' }, aws.clock.now() + 170_000);
+    expect(moved.owner).toBe(aws.world.id(1));
+    const [old0, old1] = [aws.world.id(0), aws.world.id(1)];
+    groups.setTemplate(0, '2');
+    groups.setTemplate(1, '2');
+    const steps = await rollOut();
+    if (steps instanceof Error) throw steps;
+    expect(steps.filter((s) => s.replaced).map((s) => s.replaced)).toEqual([
+      { slot: 0, instanceId: old0 },
+      { slot: 1, instanceId: old1 },
+    ]);
+    // Slot 1 (the owner) was asked for only once slot 0's new instance was in service.
+    const h = groups.history;
+    expect(h.findIndex((e) => e.kind === 'terminate-action' && e.slot === 1)).toBeGreaterThan(h.findIndex((e) => e.kind === 'in-service' && e.slot === 0));
+    const moves = results.map(ok).filter((r) => r.move?.moved);
+    expect(moves).toHaveLength(1);
+    expect(moves[0]!.move).toMatchObject({ previousOwner: old1, owner: aws.world.id(0) });
+    for (const slot of [0, 1]) expect(groups.templateOf(aws.world.id(slot))).toBe('2');
+    expect([aws.world.id(0), aws.world.id(1)]).not.toContain(old0);
+    expect([aws.world.id(0), aws.world.id(1)]).not.toContain(old1);
+    expect(await aws.world.problems(aws.world.id(0))).toEqual([]);
+  });
+
+  it('a rollout whose new instance never reports ready fails (CloudFormation rolls back) with the VIP still on the old owner, whose slot was never touched', async () => {
+    const owner = aws.world.id(0);
+    groups.setTemplate(0, '2');
+    groups.setTemplate(1, '2');
+    // Slot 1's agent never beats: the new instance comes up silent.
+    silent.add(1);
+    const first = await rollOut(3, false);
+    expect(first).not.toBeInstanceOf(Error);
+    expect((first as RolloutResult[]).at(-1)!.step.reason).toMatch(/slot 1's new instance .* is not ready yet \(no agent heartbeat seen\)/);
+    expect(groups.templateOf(aws.world.id(1))).toBe('2');
+    aws.clock.advance(16 * 60_000);
+    await aws.clock.sleep(6_000); // the owner beats again after the jump
+    const failed = await rollOut(2);
+    expect(failed).toBeInstanceOf(RolloutFailedError);
+    expect((failed as Error).message).toMatch(/slot 1's new instance .* did not become ready within 15 min/);
+    expect(groups.history.filter((e) => e.kind === 'terminate-action' && e.slot === 0)).toEqual([]);
+    expect(aws.world.id(0)).toBe(owner);
+    expect(await aws.world.problems(owner)).toEqual([]);
   });
 
   it('a replacement that never reports in is never given the VIP: the survivor’s own termination is held until the hook’s timeout', async () => {
