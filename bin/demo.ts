@@ -5,6 +5,8 @@
  *   --planned    a planned move (maintenance of lb0) instead of lb0 dying
  *   --terminate lbN  slot N's Auto Scaling group replaces its instance (self-healing): the VIP
  *                moves off it first when it holds it; the replacement rejoins as the backup
+ *   --upgrade    a deploy changed the slots' launch template: the rollout replaces both slots'
+ *                instances under traffic, the backup's first, moving the VIP once
  *   --failback   afterwards, move back to lb0 (revived first)
  *   --no-sync    session sync off: shows what a failover loses without it
  *   --fast       AWS without latencies (the behaviour layer's realistic values off)
@@ -30,6 +32,7 @@ try {
     options: {
       planned: { type: 'boolean', default: false },
       terminate: { type: 'string' },
+      upgrade: { type: 'boolean', default: false },
       failback: { type: 'boolean', default: false },
       'no-sync': { type: 'boolean', default: false },
       fast: { type: 'boolean', default: false },
@@ -42,7 +45,7 @@ try {
     allowPositionals: false,
   }));
 } catch (e) {
-  process.stderr.write(`demo: ${(e as Error).message}\nusage: npm run demo -- [--planned | --terminate lb0|lb1] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]\n`);
+  process.stderr.write(`demo: ${(e as Error).message}\nusage: npm run demo -- [--planned | --terminate lb0|lb1 | --upgrade] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]\n`);
   process.exit(2);
 }
 if (values.strategy !== 'eni' && values.strategy !== 'route') {
@@ -54,8 +57,12 @@ if (values.terminate !== undefined && (terminate === undefined || values.planned
   process.stderr.write(`demo: --terminate takes lb0 or lb1, and neither --planned nor --failback (got ${JSON.stringify(values.terminate)})\n`);
   process.exit(2);
 }
+if (values.upgrade && (values.planned || values.failback || values.terminate !== undefined)) {
+  process.stderr.write('demo: --upgrade takes none of --planned, --failback, --terminate\n');
+  process.exit(2);
+}
 if (values.help) {
-  print('usage: npm run demo -- [--planned | --terminate lb0|lb1] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]');
+  print('usage: npm run demo -- [--planned | --terminate lb0|lb1 | --upgrade] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]');
   process.exit(0);
 }
 
@@ -67,7 +74,7 @@ if (missing.length) {
 }
 
 const demo = new Demo({
-  mode: terminate !== undefined ? 'terminate' : values.planned ? 'planned' : 'unplanned',
+  mode: terminate !== undefined ? 'terminate' : values.upgrade ? 'upgrade' : values.planned ? 'planned' : 'unplanned',
   ...(terminate !== undefined ? { terminate } : {}),
   failback: values.failback,
   sync: !values['no-sync'],

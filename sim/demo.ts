@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { EC2Client, StartInstancesCommand, StopInstancesCommand } from '@aws-sdk/client-ec2';
 import { systemClock } from '../lambda/failover/clock.ts';
-import { functionEnv, HA_ROLE } from '../lib/contract.ts';
+import { functionEnv, HA_ROLE, ROLLOUT_RESOURCE_TYPE } from '../lib/contract.ts';
 import { agentConfigFor } from '../lib/topology.ts';
 import { AgentRunner, BACKEND_PORT, PROGRAMS } from './agents.ts';
 import { AlarmEvaluator } from './alarm-evaluator.ts';
@@ -32,9 +32,10 @@ export interface DemoOptions {
   /**
    * `unplanned`: lb0 dies. `planned`: a manual move to lb1, as for maintenance of lb0. `terminate`:
    * slot `terminate`'s Auto Scaling group replaces its instance (self-healing, as after a failed
-   * status check or an operator's terminate-instance-in-auto-scaling-group).
+   * status check or an operator's terminate-instance-in-auto-scaling-group). `upgrade`: a deploy
+   * changed the slots' launch template; the rollout resource replaces both slots' instances.
    */
-  mode: 'unplanned' | 'planned' | 'terminate';
+  mode: 'unplanned' | 'planned' | 'terminate' | 'upgrade';
   /** With `terminate`: the slot whose instance is replaced. */
   terminate?: 0 | 1;
   /** Afterwards, move the VIP back to lb0 (revived first when it died). */
@@ -67,13 +68,15 @@ export interface DemoResult {
   sync: boolean;
   awsBehaviour: 'realistic' | 'fast';
   /** With `terminate`: the figures of the replacement, as the day-two JSON lines give them. */
-  scenario?: 'terminate';
+  scenario?: 'terminate' | 'upgrade';
   slot?: number;
+  /** Alarms that went to ALARM after the scenario's start. */
+  alarmsFired?: number;
   vipMoves?: number;
   newConnectionsFailed?: number;
   slotsReplaced?: number;
   seconds?: number;
-  instances?: { before: string; after: string };
+  instances?: { before: string; after: string } | { before: string[]; after: string[] };
 }
 
 const PORT = 80;
@@ -89,6 +92,9 @@ interface RunState {
   firstTrigger?: { at: number; what: string };
   /** Lifecycle runs that moved the VIP. */
   vipMoves?: number;
+  alarmsFired?: number;
+  /** The rollout's last reason said in the timeline (each said once). */
+  rolloutSaid?: string;
 }
 
 export class Demo {
@@ -141,6 +147,7 @@ export class Demo {
     await this.configureServices();
     const flows = await this.startTraffic();
     if (this.o.mode === 'terminate') return this.terminateScenario(flows);
+    if (this.o.mode === 'upgrade') return this.upgradeScenario(flows);
     if (this.o.mode === 'unplanned') await this.killLb0();
     else this.plannedMove(1, 'maintenance of lb0');
     await this.waitForSurvivor(1);
@@ -166,7 +173,7 @@ export class Demo {
     this.world = new World(this.moto.endpoint, this.o.strategy === 'route' ? { strategy: 'route', vip: SIM_OVERLAY_VIP } : {});
     this.cleanups.push(() => this.world.destroy());
     // Replacing an instance needs the slots as the stack makes them (an interface of the slot's own).
-    await this.world.seed({ slots: this.o.mode === 'terminate' });
+    await this.world.seed({ slots: this.o.mode === 'terminate' || this.o.mode === 'upgrade' });
     const route = this.o.strategy === 'route';
     this.timeline.mark('setup', `AWS emulator on ${this.moto.endpoint} behind the behaviour layer (${this.o.fast ? 'fast: no latencies' : 'realistic latencies, slow detach and attach, NotFound after create'}); deployment seeded from the sim profile (strategy ${this.o.strategy}): VPC, LB subnets in ${this.world.config.availabilityZones.join(', ')}, 2 LB instances${route ? ' with their ingress IPs, route tables for the overlay VIP ' + this.world.config.vip : ''}, EIP ${SIM_EIP}, heartbeat and status-check alarms, lease table, topic`);
     this.proxy.onCall = (c) => {
@@ -253,6 +260,16 @@ export class Demo {
   private onRuntimeLine(l: RuntimeLine): void {
     const at = typeof l.at === 'number' ? l.at : Date.now();
     const after = this.state.zero !== undefined && at >= this.state.zero;
+    const payload = l.payload as Record<string, unknown> | undefined;
+    const answer = l.runtime === 'end' && typeof l.result === 'object' && l.result !== null ? (l.result as Record<string, unknown>) : undefined;
+    // The provider framework's polls of the rollout: said through their steps, once each, not per poll.
+    if (payload?.ResourceType === ROLLOUT_RESOURCE_TYPE || (answer && 'PhysicalResourceId' in answer)) return;
+    if (l.message === 'rollout step') {
+      const step = l.step as { kind: string; reason: string };
+      if (step.reason !== this.state.rolloutSaid) this.timeline.mark(step.kind === 'replace' ? 'failure' : 'done', `rollout (${step.kind}): ${step.reason}`, { at });
+      this.state.rolloutSaid = step.reason;
+      return;
+    }
     if (l.runtime === 'start') {
       const p = l.payload as Record<string, unknown>;
       const lifecycle = p.source === 'aws.autoscaling' ? (p.detail as { LifecycleTransition: string; EC2InstanceId: string; AutoScalingGroupName: string }) : undefined;
@@ -303,7 +320,9 @@ export class Demo {
     this.cleanups.push(() => cw.destroy());
     this.evaluator = new AlarmEvaluator(cw, FAILOVER_FUNCTION_ARN, (event) => this.fire(event));
     this.evaluator.onChange = (name, value, previous) => {
-      if (this.state.zero !== undefined) this.timeline.mark('detection', `alarm ${name}: ${previous} → ${value} (evaluated from the heartbeat data in the emulator)`);
+      if (this.state.zero === undefined) return;
+      if (value === 'ALARM') this.state.alarmsFired = (this.state.alarmsFired ?? 0) + 1;
+      this.timeline.mark('detection', `alarm ${name}: ${previous} → ${value} (evaluated from the heartbeat data in the emulator)`);
     };
     this.evaluator.onError = (e) => this.say(`  (alarm evaluation: ${e.message})`);
     // EC2 publishes each running instance's status check every minute (moto does not): the status-check alarms see it.
@@ -537,6 +556,98 @@ export class Demo {
     this.printSummary(result, report);
     const reportPath = this.writeReport(result, report);
     return { result, reportPath, ok: result.flowsTotal > 0 && result.flowsKept === result.flowsTotal };
+  }
+
+  /**
+   * A deploy changed the slots' launch template (a new agent build, AMI or instance type): CloudFormation
+   * updates the groups and then the rollout resource, whose provider framework calls the function —
+   * onEvent, then isComplete until done (every 15 s on AWS, every 2 s here). The function replaces the
+   * backup's slot first and the owner's last; each replacement is a new instance (its host's state
+   * wiped, a new agent) that kube-loxilb gives the services as it does any LB that comes back.
+   */
+  private async upgradeScenario(flows: Proc): Promise<{ result: DemoResult; reportPath: string; ok: boolean }> {
+    const before = [this.world.id(0), this.world.id(1)];
+    const ownerSlot = (await this.ha(0)).state === HA_ROLE.master ? 0 : 1;
+    const comingUp: Promise<void>[] = [];
+    const groups = this.world.slotGroups(
+      systemClock,
+      (event) => {
+        void this.runtime.invoke(event).catch((e: Error) => this.say(`  (lifecycle delivery: ${e.message})`));
+      },
+      300_000,
+      {
+        onTerminated: async (i, id) => {
+          await this.takeDownHost(i);
+          this.timeline.mark('failure', `EC2 terminates ${id}: lb${i}'s processes gone, its kernel state wiped`);
+        },
+        onInService: (i, id) => {
+          this.timeline.mark('role', `${id} is in service in slot ${i} (launch template version 2), with the slot's interface and address`);
+          comingUp.push(this.bringUpReplacement(i, id));
+        },
+      },
+    );
+    this.proxy.slotGroups = groups;
+    this.cleanups.push(() => void (this.proxy.slotGroups = undefined));
+    this.state.moveTo = 1 - ownerSlot;
+    this.state.zero = Date.now();
+    for (const slot of [0, 1]) groups.setTemplate(slot, '2');
+    this.timeline.mark('failure', `cdk deploy changed the slots' launch template (version 1 → 2): CloudFormation updates both groups, then the rollout resource; the VIP is on lb${ownerSlot}`, { at: this.state.zero });
+    const request = {
+      RequestType: 'Update',
+      ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider-framework-onEvent',
+      ResponseURL: 'https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/demo',
+      StackId: 'arn:aws:cloudformation:us-east-1:123456789012:stack/loxiha-sim/demo',
+      RequestId: 'demo-rollout',
+      LogicalResourceId: 'WiringRollout',
+      ResourceType: ROLLOUT_RESOURCE_TYPE,
+      PhysicalResourceId: `loxiha-rollout-${this.world.config.deploymentId}`,
+      ResourceProperties: { ServiceToken: 'x', templates: ['lt-slot0:2', 'lt-slot1:2'] },
+      OldResourceProperties: { ServiceToken: 'x', templates: ['lt-slot0:1', 'lt-slot1:1'] },
+    };
+    const started = await this.runtime.invoke(request);
+    if (started.errorMessage) throw new Error(`rollout onEvent failed: ${started.errorMessage}`);
+    const polled = { ...request, ...(started.result as Record<string, unknown>) };
+    const deadline = Date.now() + 300_000;
+    for (;;) {
+      const r = await this.runtime.invoke(polled);
+      if (r.errorMessage) throw new Error(`the rollout failed (CloudFormation would roll the deploy back): ${r.errorMessage}`);
+      if ((r.result as { IsComplete?: boolean }).IsComplete) break;
+      if (Date.now() > deadline) throw new Error(`the rollout did not complete in 300 s: ${this.state.rolloutSaid}`);
+      await sleep(2000);
+    }
+    await Promise.all(comingUp);
+    const after = [this.world.id(0), this.world.id(1)];
+    this.timeline.mark('done', `rollout complete (IsComplete: CloudFormation's update finishes): slots on ${after.join(', ')}, the VIP on lb${1 - ownerSlot}`);
+    const seconds = Math.round((Date.now() - this.state.zero) / 10) / 100;
+    await sleep(3000);
+    const report = await finalReport(this.lab, flows);
+    const base = this.result(report, undefined);
+    const result: DemoResult = {
+      ...base,
+      scenario: 'upgrade',
+      vipMoves: this.state.vipMoves ?? 0,
+      newConnectionsFailed: base.requestsFailed,
+      slotsReplaced: [0, 1].filter((i) => before[i] !== after[i]).length,
+      alarmsFired: this.state.alarmsFired ?? 0,
+      seconds,
+      instances: { before, after },
+    };
+    this.printSummary(result, report);
+    const reportPath = this.writeReport(result, report);
+    return { result, reportPath, ok: result.flowsTotal > 0 && result.flowsKept === result.flowsTotal };
+  }
+
+  /** A slot's new instance boots: the host's forwarders, the agent (fresh state), the services from kube-loxilb; ready as the backup. */
+  private async bringUpReplacement(i: number, id: string): Promise<void> {
+    await this.startForwarder(i);
+    await this.startAgent(i, `state-lb${i}-${id}`);
+    await this.configureServicesOn(i);
+    this.timeline.mark('setup', `kube-loxilb installs the services on lb${i} (${id}), as on any LB that comes back`);
+    await this.until(`lb${i} ready${this.o.sync ? ' and in sync' : ''}`, async () => {
+      const h = await this.ha(i);
+      return h.ready === 1 && h.state === HA_ROLE.backup && (!this.o.sync || h.sync === 1);
+    }, 90_000);
+    this.timeline.mark('role', `lb${i} (${id}) is ready as the backup${this.o.sync ? ', its sessions in sync with the owner' : ''}`);
   }
 
   /** An instance gone: every process on its host killed, its kernel's LB state wiped. */

@@ -30,6 +30,8 @@ export interface Health {
   index: number;
   healthy: boolean;
   why: string;
+  /** Its agent's latest report that its sessions are in sync with the peer's (set for a healthy instance). */
+  sessionsInSync?: boolean;
 }
 
 export type Decision =
@@ -48,7 +50,7 @@ export function healthOf(i: InstanceView, now: number, staleMs: number): Health 
   if (i.ready === false) return { ...base, healthy: false, why: 'agent reports not ready (kernel prerequisites unmet)' };
   const age = now - i.lastHeartbeatAt;
   if (age > staleMs) return { ...base, healthy: false, why: `agent heartbeat stale (${Math.round(age / 1000)} s old)` };
-  return { ...base, healthy: true, why: `heartbeat ${Math.max(0, Math.round(age / 1000))} s old` };
+  return { ...base, healthy: true, why: `heartbeat ${Math.max(0, Math.round(age / 1000))} s old`, ...(i.sessionsInSync !== undefined ? { sessionsInSync: i.sessionsInSync } : {}) };
 }
 
 /** Candidates in order of preference: in sync with the peer first, then by index (instance 0 is preferred). */

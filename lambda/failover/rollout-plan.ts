@@ -39,6 +39,9 @@ interface SlotNow {
   health: Health | undefined;
 }
 
+/** How long after its launch a ready new instance is waited for to get in sync before the owner's slot goes anyway. */
+export const SYNC_GRACE_MS = 180_000;
+
 export function planRollout(v: RolloutView, readyTimeoutMs: number): RolloutStep {
   const slots: SlotNow[] = [...v.groups]
     .sort((a, b) => a.slot - b.slot)
@@ -81,6 +84,12 @@ export function planRollout(v: RolloutView, readyTimeoutMs: number): RolloutStep
   const owner = stale[0]!;
   const refuge = slots.find((s) => s !== owner && s.current && s.health?.healthy);
   if (!refuge) return { kind: 'wait', reason: `slot ${owner.group.slot} holds the VIP and no slot on the new template is ready to take it` };
+  // Its sessions in sync first (the move then keeps every flow). An agent that never syncs (sync off) is
+  // given a bound: past it the move goes ahead, and the move itself says what was not in sync.
+  const refugeAge = v.now - (v.launchedAt.get(refuge.instance!.id) ?? 0);
+  if (refuge.health?.sessionsInSync !== true && refugeAge < SYNC_GRACE_MS) {
+    return { kind: 'wait', reason: `slot ${refuge.group.slot}'s new instance ${refuge.instance!.id} is ready; waiting for its sessions to be in sync with the owner's before the VIP moves there` };
+  }
   return {
     kind: 'replace',
     slot: owner.group.slot,

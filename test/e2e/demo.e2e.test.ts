@@ -147,6 +147,22 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
     expect(leftNamespaces(r.labId)).toEqual([]);
   }, 300_000);
 
+  it('--upgrade: a deploy’s rollout replaces both slots under traffic, the backup’s first — the VIP moves once, every flow kept, no alarm fired, both slots on new instances', async () => {
+    const r = await demo(['--upgrade', '--fast', '--report', join(dir, 'upgrade.html')]);
+    expect(r.code, r.out.slice(-3000)).toBe(0);
+    expect(r.json).toMatchObject({ scenario: 'upgrade', flowsKept: 13, flowsTotal: 13, vipMoves: 1, slotsReplaced: 2, alarmsFired: 0 });
+    const { before, after } = r.json.instances as { before: string[]; after: string[] };
+    for (const id of after) expect(before).not.toContain(id);
+    const out = r.out.slice(r.out.indexOf('failure '));
+    const at = (re: RegExp) => out.search(re);
+    // The backup's slot (1) first; the owner's (0) only once slot 1's new instance is ready; the VIP onto it before slot 0's instance goes.
+    expect(at(/rollout \(replace\): slot 1 does not hold the VIP/)).toBeGreaterThan(-1);
+    expect(at(/lb1 \(i-\w+\) is ready as the backup, its sessions in sync/)).toBeLessThan(at(/rollout \(replace\): slot 0 holds the VIP/));
+    expect(at(/internet gateway maps EIP .* on lb1's loxi-eni/)).toBeLessThan(at(/EC2 terminates i-\w+: lb0's/));
+    expect(at(/rollout \(done\)/)).toBeGreaterThan(at(/lb0 \(i-\w+\) is ready as the backup/));
+    expect(leftNamespaces(r.labId)).toEqual([]);
+  }, 300_000);
+
   it('without session sync, established flows are lost and the demo says so (exit 1)', async () => {
     const r = await demo(['--no-sync', '--fast', '--report', join(dir, 'no-sync.html')]);
     expect(r.code, r.out.slice(-3000)).toBe(1);

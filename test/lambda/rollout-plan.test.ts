@@ -9,7 +9,7 @@ const READY_MS = 15 * MIN;
 
 const group = (slot: number, template: string, instances: SlotGroupView['instances']): SlotGroupView => ({ slot, groupName: `g${slot}`, template, instances });
 const inService = (id: string, template: string) => ({ id, template, lifecycleState: 'InService' });
-const healthy = (id: string, index: number): Health => ({ instanceId: id, index, healthy: true, why: 'heartbeat 1 s old' });
+const healthy = (id: string, index: number, sessionsInSync = true): Health => ({ instanceId: id, index, healthy: true, why: 'heartbeat 1 s old', sessionsInSync });
 const notReady = (id: string, index: number): Health => ({ instanceId: id, index, healthy: false, why: 'agent reports not ready (kernel prerequisites unmet)' });
 
 function view(o: Partial<RolloutView> & Pick<RolloutView, 'groups'>): RolloutView {
@@ -28,6 +28,13 @@ describe('planRollout', () => {
     const groups = [group(0, '2', [inService('i-a', '1')]), group(1, '2', [inService('i-c', '2')])];
     const v = view({ groups, owner: 'i-a', health: [healthy('i-a', 0), healthy('i-c', 1)], launchedAt: new Map([['i-c', NOW - 2 * MIN]]) });
     expect(planRollout(v, READY_MS)).toMatchObject({ kind: 'replace', slot: 0, instanceId: 'i-a', owner: true });
+  });
+
+  it("waits for the refuge's sessions to be in sync before the owner's slot goes, within a bound (an agent with sync off is not waited for forever)", () => {
+    const groups = [group(0, '2', [inService('i-a', '1')]), group(1, '2', [inService('i-c', '2')])];
+    const health = [healthy('i-a', 0), healthy('i-c', 1, false)];
+    expect(planRollout(view({ groups, health, launchedAt: new Map([['i-c', NOW - 1 * MIN]]) }), READY_MS)).toMatchObject({ kind: 'wait', reason: expect.stringMatching(/waiting for its sessions to be in sync/) });
+    expect(planRollout(view({ groups, health, launchedAt: new Map([['i-c', NOW - 4 * MIN]]) }), READY_MS)).toMatchObject({ kind: 'replace', slot: 0, owner: true });
   });
 
   it('waits while a slot is between instances, and never starts a second slot then', () => {
