@@ -7,6 +7,8 @@
  *                moves off it first when it holds it; the replacement rejoins as the backup
  *   --upgrade    a deploy changed the slots' launch template: the rollout replaces both slots'
  *                instances under traffic, the backup's first, moving the VIP once
+ *   --reboot lbN lbN reboots (same instance and disk, kernel state wiped): it comes back ready,
+ *                and is never given the VIP before
  *   --failback   afterwards, move back to lb0 (revived first)
  *   --no-sync    session sync off: shows what a failover loses without it
  *   --fast       AWS without latencies (the behaviour layer's realistic values off)
@@ -33,6 +35,7 @@ try {
       planned: { type: 'boolean', default: false },
       terminate: { type: 'string' },
       upgrade: { type: 'boolean', default: false },
+      reboot: { type: 'string' },
       failback: { type: 'boolean', default: false },
       'no-sync': { type: 'boolean', default: false },
       fast: { type: 'boolean', default: false },
@@ -45,7 +48,7 @@ try {
     allowPositionals: false,
   }));
 } catch (e) {
-  process.stderr.write(`demo: ${(e as Error).message}\nusage: npm run demo -- [--planned | --terminate lb0|lb1 | --upgrade] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]\n`);
+  process.stderr.write(`demo: ${(e as Error).message}\nusage: npm run demo -- [--planned | --terminate lb0|lb1 | --upgrade | --reboot lb0|lb1] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]\n`);
   process.exit(2);
 }
 if (values.strategy !== 'eni' && values.strategy !== 'route') {
@@ -61,8 +64,13 @@ if (values.upgrade && (values.planned || values.failback || values.terminate !==
   process.stderr.write('demo: --upgrade takes none of --planned, --failback, --terminate\n');
   process.exit(2);
 }
+const reboot = values.reboot === undefined ? undefined : ({ lb0: 0, lb1: 1 } as const)[values.reboot as 'lb0' | 'lb1'];
+if (values.reboot !== undefined && (reboot === undefined || values.planned || values.failback || values.upgrade || values.terminate !== undefined)) {
+  process.stderr.write(`demo: --reboot takes lb0 or lb1, and none of --planned, --failback, --terminate, --upgrade (got ${JSON.stringify(values.reboot)})\n`);
+  process.exit(2);
+}
 if (values.help) {
-  print('usage: npm run demo -- [--planned | --terminate lb0|lb1 | --upgrade] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]');
+  print('usage: npm run demo -- [--planned | --terminate lb0|lb1 | --upgrade | --reboot lb0|lb1] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]');
   process.exit(0);
 }
 
@@ -74,8 +82,9 @@ if (missing.length) {
 }
 
 const demo = new Demo({
-  mode: terminate !== undefined ? 'terminate' : values.upgrade ? 'upgrade' : values.planned ? 'planned' : 'unplanned',
+  mode: terminate !== undefined ? 'terminate' : reboot !== undefined ? 'reboot' : values.upgrade ? 'upgrade' : values.planned ? 'planned' : 'unplanned',
   ...(terminate !== undefined ? { terminate } : {}),
+  ...(reboot !== undefined ? { reboot } : {}),
   failback: values.failback,
   sync: !values['no-sync'],
   fast: values.fast,

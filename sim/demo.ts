@@ -34,10 +34,13 @@ export interface DemoOptions {
    * slot `terminate`'s Auto Scaling group replaces its instance (self-healing, as after a failed
    * status check or an operator's terminate-instance-in-auto-scaling-group). `upgrade`: a deploy
    * changed the slots' launch template; the rollout resource replaces both slots' instances.
+   * `reboot`: lb`reboot` reboots (same instance, same disk; its kernel state and runtime sysctls gone).
    */
-  mode: 'unplanned' | 'planned' | 'terminate' | 'upgrade';
+  mode: 'unplanned' | 'planned' | 'terminate' | 'upgrade' | 'reboot';
   /** With `terminate`: the slot whose instance is replaced. */
   terminate?: 0 | 1;
+  /** With `reboot`: the LB that reboots. */
+  reboot?: 0 | 1;
   /** Afterwards, move the VIP back to lb0 (revived first when it died). */
   failback: boolean;
   /** Session sync on (the default) or off, to see what is lost without it. */
@@ -68,7 +71,9 @@ export interface DemoResult {
   sync: boolean;
   awsBehaviour: 'realistic' | 'fast';
   /** With `terminate`: the figures of the replacement, as the day-two JSON lines give them. */
-  scenario?: 'terminate' | 'upgrade';
+  scenario?: 'terminate' | 'upgrade' | 'reboot';
+  /** With `reboot`: what the function answered a move to the rebooting LB before it was back and ready. */
+  moveWhileNotReady?: string;
   slot?: number;
   /** Alarms that went to ALARM after the scenario's start. */
   alarmsFired?: number;
@@ -148,6 +153,7 @@ export class Demo {
     const flows = await this.startTraffic();
     if (this.o.mode === 'terminate') return this.terminateScenario(flows);
     if (this.o.mode === 'upgrade') return this.upgradeScenario(flows);
+    if (this.o.mode === 'reboot') return this.rebootScenario(flows);
     if (this.o.mode === 'unplanned') await this.killLb0();
     else this.plannedMove(1, 'maintenance of lb0');
     await this.waitForSurvivor(1);
@@ -288,7 +294,8 @@ export class Demo {
       } else if (!after) this.timeline.mark('setup', `function invoked: ${what}`, { at });
     } else if (l.runtime === 'end' || l.runtime === 'error') {
       const r = (l.result ?? {}) as Record<string, unknown>;
-      if ((r.move as { moved?: boolean } | undefined)?.moved) this.state.vipMoves = (this.state.vipMoves ?? 0) + 1;
+      // A lifecycle run's move, or a run of the orchestrator that moved (fast path, alarm, manual).
+      if (after && ((r.move as { moved?: boolean } | undefined)?.moved || r.moved === true)) this.state.vipMoves = (this.state.vipMoves ?? 0) + 1;
       const text = l.runtime === 'error' ? `function failed: ${String(l.errorMessage)}` : `function: ${String(r.outcome)}${r.owner ? `, VIP on lb${this.indexOf(String(r.owner))}` : ''}${r.reason ? ` (${String(r.reason)})` : ''}`;
       this.timeline.mark(after ? 'done' : 'setup', text, { at });
     } else if (l.message === 'moving the VIP' && after) {
@@ -635,6 +642,61 @@ export class Demo {
     this.printSummary(result, report);
     const reportPath = this.writeReport(result, report);
     return { result, reportPath, ok: result.flowsTotal > 0 && result.flowsKept === result.flowsTotal };
+  }
+
+  /**
+   * lb`reboot` reboots: the same instance (EC2 says running throughout) and the same disk (its agent's
+   * state), but every process gone and its kernel's LB state and runtime settings wiped — forwarding
+   * off again, as a reboot leaves a kernel whose setting was never persisted. The VIP leaves it (the
+   * peer's fast path) when it held it; a move back while it boots is refused; once up, its agent sets
+   * its prerequisites again and it is ready, the backup, in sync.
+   */
+  private async rebootScenario(flows: Proc): Promise<{ result: DemoResult; reportPath: string; ok: boolean }> {
+    const slot = this.o.reboot ?? 0;
+    const id = this.world.id(slot);
+    const host = SimVpc.host(slot);
+    const wasOwner = (await this.ha(slot)).state === HA_ROLE.master;
+    this.state.moveTo = 1 - slot;
+    this.state.zero = Date.now();
+    this.timeline.mark('failure', `lb${slot} (${id}, ${wasOwner ? 'the VIP owner' : 'the backup'}) reboots: dark while it restarts, its processes gone, its kernel's LB state wiped, net.ipv4.ip_forward back to 0; EC2 says running throughout`, { at: this.state.zero });
+    // A rebooting kernel answers nothing: its links are dark until it is up again.
+    this.mirror.markDead(slot);
+    await this.takeDownHost(slot);
+    this.lab.exec(host, 'sysctl', ['-qw', 'net.ipv4.ip_forward=0']);
+    if (wasOwner) await this.waitForSurvivor(1 - slot);
+    // While it boots: a move back to it (an operator, a failback) is refused — it is not beating, not ready.
+    const early = await this.runtime.invoke({ action: 'failover', to: id, reason: 'move back while it reboots' });
+    const answer = (early.result ?? {}) as { outcome?: string; reason?: string };
+    const moveWhileNotReady = early.errorMessage ? `error: ${early.errorMessage}` : `${answer.outcome}: ${answer.reason}`;
+    this.timeline.mark('done', `a move to lb${slot} while it reboots: ${moveWhileNotReady}`);
+    await sleep(2000);
+    this.mirror.markAlive(slot);
+    await this.startForwarder(slot);
+    await this.startAgent(slot);
+    this.timeline.mark('role', `lb${slot} booted; its agent starts from its saved state (same disk) and sets its kernel prerequisites again`);
+    await this.until(`lb${slot} ready${this.o.sync ? ' and in sync' : ''}`, async () => {
+      const h = await this.ha(slot);
+      return h.ready === 1 && h.state === HA_ROLE.backup && (!this.o.sync || h.sync === 1);
+    }, 90_000);
+    const forwarding = this.lab.exec(host, 'sysctl', ['-n', 'net.ipv4.ip_forward']).trim();
+    this.timeline.mark('role', `lb${slot} (${id}) is ready as the backup (net.ipv4.ip_forward = ${forwarding})${this.o.sync ? ', its sessions in sync with the owner' : ''}`);
+    const seconds = Math.round((Date.now() - this.state.zero) / 10) / 100;
+    await sleep(3000);
+    const report = await finalReport(this.lab, flows);
+    const base = this.result(report, undefined);
+    const result: DemoResult = {
+      ...base,
+      scenario: 'reboot',
+      slot,
+      vipMoves: this.state.vipMoves ?? 0,
+      newConnectionsFailed: base.requestsFailed,
+      moveWhileNotReady,
+      alarmsFired: this.state.alarmsFired ?? 0,
+      seconds,
+    };
+    this.printSummary(result, report);
+    const reportPath = this.writeReport(result, report);
+    return { result, reportPath, ok: result.flowsTotal > 0 && result.flowsKept === result.flowsTotal && forwarding === '1' && answer.outcome !== 'converged' };
   }
 
   /** A slot's new instance boots: the host's forwarders, the agent (fresh state), the services from kube-loxilb; ready as the backup. */

@@ -23,6 +23,8 @@ export interface Hints {
    * flapping from automatic triggers) does not apply; health checks still do.
    */
   explicit?: boolean;
+  /** An instance its peer reported unreachable when the VIP left it (lease): unhealthy until it beats after. */
+  lost?: { instanceId: string; at: number };
 }
 
 export interface Health {
@@ -53,6 +55,16 @@ export function healthOf(i: InstanceView, now: number, staleMs: number): Health 
   return { ...base, healthy: true, why: `heartbeat ${Math.max(0, Math.round(age / 1000))} s old`, ...(i.sessionsInSync !== undefined ? { sessionsInSync: i.sessionsInSync } : {}) };
 }
 
+/**
+ * An instance its peer lost (a reboot, a hang) still has a fresh heartbeat for up to the stale bound:
+ * it is not healthy until a heartbeat newer than the report shows it back (heartbeats are read by
+ * period: one in a period that starts after the report, so at most a period later than it came back).
+ */
+export function withLost(h: Health, i: InstanceView, lost: Hints['lost']): Health {
+  if (!h.healthy || !lost || lost.instanceId !== i.id || (i.lastHeartbeatAt !== undefined && i.lastHeartbeatAt > lost.at)) return h;
+  return { instanceId: h.instanceId, index: h.index, healthy: false, why: `its peer lost it ${new Date(lost.at).toISOString()} and it has not beaten since` };
+}
+
 /** Candidates in order of preference: in sync with the peer first, then by index (instance 0 is preferred). */
 function rankCandidates(candidates: InstanceView[]): InstanceView[] {
   return [...candidates].sort((a, b) => Number(b.sessionsInSync === true) - Number(a.sessionsInSync === true) || a.index - b.index);
@@ -60,7 +72,7 @@ function rankCandidates(candidates: InstanceView[]): InstanceView[] {
 
 export function decide(snapshot: Observed, currentOwner: string | undefined, policy: Policy, hints: Hints = {}): Decision {
   const { now } = snapshot;
-  const health = snapshot.instances.map((i) => healthOf(i, now, policy.staleMs));
+  const health = snapshot.instances.map((i) => withLost(healthOf(i, now, policy.staleMs), i, hints.lost));
   const healthyIds = new Set(health.filter((h) => h.healthy).map((h) => h.instanceId));
   const byId = new Map(snapshot.instances.map((i) => [i.id, i]));
   const sinceMove = hints.lastMoveAt === undefined ? Infinity : now - hints.lastMoveAt;

@@ -27,6 +27,7 @@ function view(item: Record<string, any> | undefined): LeaseView {
     lastOwner: item?.lastOwner?.S,
     lastResult: item?.lastResult?.S,
     tornDownAt: num(item?.tornDownAt),
+    ...(item?.lostInstance?.S && num(item?.lostAt) !== undefined ? { lost: { instanceId: item.lostInstance.S as string, at: num(item.lostAt)! } } : {}),
   };
 }
 
@@ -99,7 +100,7 @@ export class Lease {
    * Gives the lease back, recording the outcome (and the move time when the VIP moved).
    * `tornDownAt`: a time records a teardown, null clears the record, undefined leaves it.
    */
-  async release(holder: string, epoch: number, outcome: { result: string; owner?: string; movedAt?: number; tornDownAt?: number | null }): Promise<void> {
+  async release(holder: string, epoch: number, outcome: { result: string; owner?: string; movedAt?: number; tornDownAt?: number | null; lost?: { instanceId: string; at: number } }): Promise<void> {
     const values: Record<string, any> = { ':r': { S: outcome.result } };
     let set = 'lastResult = :r';
     const remove = ['holder', 'expiresAt', 'moveFrom'];
@@ -114,6 +115,11 @@ export class Lease {
     if (outcome.movedAt !== undefined) {
       set += ', lastMoveAt = :m';
       values[':m'] = { N: String(outcome.movedAt) };
+    }
+    if (outcome.lost) {
+      set += ', lostInstance = :li, lostAt = :la';
+      values[':li'] = { S: outcome.lost.instanceId };
+      values[':la'] = { N: String(outcome.lost.at) };
     }
     return this.updateAsHolder(holder, epoch, `SET ${set} REMOVE ${remove.join(', ')}`, values);
   }

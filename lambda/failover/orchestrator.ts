@@ -47,6 +47,8 @@ export interface Result {
   leaseWaitMs?: number;
   problems?: string[];
   error?: string;
+  /** The owner the VIP left because its peer could not reach it (the fast path), and when: unhealthy until it beats after. */
+  peerLost?: { instanceId: string; at: number };
 }
 
 interface Fencing {
@@ -197,7 +199,9 @@ export class Orchestrator<Step extends StepBase, State> {
         result = finish(await this.teardown(epoch, fencing, deadline, steps, counters));
       } else {
         const r = await this.converge(command, leaseView, epoch, fencing, deadline, steps, counters);
-        if (r.moved) movedAt = this.d.clock.now();
+        // The hold-down (against flapping between two instances) starts at a move from an owner: a
+        // placement is none, and the first failure report after it is believed as any other.
+        if (r.moved && r.previousOwner !== undefined) movedAt = this.d.clock.now();
         result = finish(r);
       }
     } catch (e) {
@@ -213,7 +217,7 @@ export class Orchestrator<Step extends StepBase, State> {
     // A teardown's success is remembered (automatic triggers then stand still); a deliberate converge clears it.
     const tornDownAt = result.outcome === 'torn-down' ? this.d.clock.now() : command.kind !== 'teardown' && !automatic(command) && result.ok ? null : undefined;
     try {
-      await this.d.lease.release(holder, epoch, { result: result.outcome, owner: result.owner, movedAt, tornDownAt });
+      await this.d.lease.release(holder, epoch, { result: result.outcome, owner: result.owner, movedAt, tornDownAt, ...(result.peerLost ? { lost: result.peerLost } : {}) });
     } catch (e) {
       if (!(e instanceof LeaseLostError)) throw e;
       // What we did stands; a newer invocation holds the lease now.
@@ -224,7 +228,7 @@ export class Orchestrator<Step extends StepBase, State> {
   }
 
   private hints(command: Command, snapshot: SnapshotOf<State>, owner: string | undefined, lease: LeaseView): Hints {
-    const hints: Hints = { lastMoveAt: lease.lastMoveAt };
+    const hints: Hints = { lastMoveAt: lease.lastMoveAt, lost: lease.lost };
     if (command.kind === 'alarm' && command.state === 'ALARM') {
       const instance = snapshot.instances.find((i) => i.index === command.instanceIndex);
       // An alarm on the master is evidence against it; an alarm on a backup only triggers a reconcile.
@@ -276,13 +280,18 @@ export class Orchestrator<Step extends StepBase, State> {
       await this.d.notifier.started({ command, from: decision.from, to: owner, reason: decision.reason, epoch });
     }
     const oldOwner = snapshot.instances.find((i) => i.id === previousOwner);
+    // The peer reports it cannot reach the owner (its fast path) and the VIP moves: whatever its last
+    // heartbeat says, the owner is gone for this move — no wait for a session table that cannot get more
+    // in sync, and its interface is force-detached (a rebooting or hung instance does not answer).
+    const peerLostIt = command.kind === 'failover' && command.via === 'fast-path' && command.from === previousOwner;
+    const ownerLost = peerLostIt && moving;
+    const firstLook = snapshot.now;
     // Alive: healthy, or healthy but for being drained (its group is replacing it: a planned move, sessions confirmed in sync).
-    const oldOwnerAlive = oldOwner !== undefined && (decision.health.find((h) => h.instanceId === oldOwner.id)?.healthy === true || (oldOwner.draining === true && healthOf({ ...oldOwner, draining: false }, snapshot.now, this.policy.staleMs).healthy));
+    const oldOwnerAlive = !ownerLost && oldOwner !== undefined && (decision.health.find((h) => h.instanceId === oldOwner.id)?.healthy === true || (oldOwner.draining === true && healthOf({ ...oldOwner, draining: false }, snapshot.now, this.policy.staleMs).healthy));
     // An owner known dead (EC2 says stopped or impaired, or its heartbeat is gone and its peer cannot
     // reach it) gets its ENI force-detached at once: a normal detach waits on an instance that will not answer.
     const oldOwnerHealth = decision.health.find((h) => h.instanceId === previousOwner);
-    const peerLostIt = command.kind === 'failover' && command.via === 'fast-path' && command.from === previousOwner;
-    const oldOwnerDead = oldOwner !== undefined && (oldOwner.state !== 'running' || oldOwner.statusOk === false || (oldOwnerHealth?.healthy === false && peerLostIt));
+    const oldOwnerDead = oldOwner !== undefined && (oldOwner.state !== 'running' || oldOwner.statusOk === false || (oldOwnerHealth?.healthy === false && peerLostIt) || ownerLost);
     let applied = 0;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const planned = this.d.strategy.plan(snapshot, owner, {
@@ -302,6 +311,7 @@ export class Orchestrator<Step extends StepBase, State> {
           moved: applied > 0 && previousOwner !== owner,
           health: decision.health,
           epoch,
+          ...(ownerLost && previousOwner !== owner ? { peerLost: { instanceId: previousOwner!, at: firstLook } } : {}),
         };
       }
       if (planned.length === 0 && this.d.strategy.settling?.(snapshot, owner)) {
@@ -389,7 +399,7 @@ export class Orchestrator<Step extends StepBase, State> {
     const now = this.d.clock.now();
     const [snapshot, lease] = await Promise.all([this.observe(now, 'status'), this.d.lease.read()]);
     const owner = this.d.strategy.currentOwner(snapshot);
-    const decision = decide(snapshot, owner, this.policy, { lastMoveAt: lease.lastMoveAt });
+    const decision = decide(snapshot, owner, this.policy, { lastMoveAt: lease.lastMoveAt, lost: lease.lost });
     const problems = owner ? this.d.strategy.verify(snapshot, owner) : ['no instance holds the VIP'];
     return {
       ok: problems.length === 0,
@@ -406,7 +416,7 @@ export class Orchestrator<Step extends StepBase, State> {
     const now = this.d.clock.now();
     const [snapshot, lease] = await Promise.all([this.observe(now, 'full'), this.d.lease.read()]);
     const owner = this.d.strategy.currentOwner(snapshot);
-    const decision = decide(snapshot, owner, this.policy, { lastMoveAt: lease.lastMoveAt, to });
+    const decision = decide(snapshot, owner, this.policy, { lastMoveAt: lease.lastMoveAt, lost: lease.lost, to });
     if (decision.outcome === 'no-healthy-instance' || decision.outcome === 'rejected') {
       return { ok: false, outcome: 'planned' as const, reason: decision.reason, owner, health: decision.health, plan: [] };
     }

@@ -67,6 +67,11 @@ export interface LeaseView {
   tornDownAt: number | undefined;
   /** Where the VIP was moving from when the run that held the lease stopped without releasing it (a crash). */
   interruptedMoveFrom?: string;
+  /**
+   * The last owner its peer reported unreachable (the fast path) when the VIP left it, and when: it is
+   * not healthy again until it beats after that (a rebooting instance's last heartbeat is still fresh).
+   */
+  lost?: { instanceId: string; at: number };
 }
 
 /**

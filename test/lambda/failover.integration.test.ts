@@ -201,24 +201,38 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
     expect(await aws.world.problems(aws.world.id(1))).toEqual([]);
   });
 
-  it('moves on an operator’s explicit request inside the hold-down (health checks still apply); an alarm there changes nothing', async () => {
+  it('a placement starts no hold-down; a move does: an alarm inside it changes nothing, an operator’s explicit request still moves (health checks still apply)', async () => {
     await placeOn0();
+    // lb1 has not caught up with lb0's sessions when lb0 goes.
+    await aws.world.beat(aws.clock.now(), undefined, false);
+    // Right after the placement, the peer's report that lb0 is gone is believed although lb0 still beats (a reboot looks so).
+    const lost = await run({ kind: 'failover', from: aws.world.id(0), reason: 'peer-heartbeat-lost', via: 'fast-path' });
+    expect(lost.outcome, lost.reason).toBe('converged');
+    expect(lost.owner).toBe(aws.world.id(1));
+    // The peer lost it: no wait for a session table that cannot get more in sync (the move takes no confirm-sync step).
+    expect(lost.steps.map((s) => s.phase)).not.toContain('sync');
+    // lb0's last heartbeat is still fresh (a rebooting instance's is), but its peer lost it: no move back to it until it beats again.
+    const early = await run({ kind: 'failover', to: aws.world.id(0), reason: 'failback', via: 'manual' });
+    expect(early.outcome, early.reason).toBe('rejected');
+    expect(early.reason).toMatch(/its peer lost it .* and it has not beaten since/);
+    // Back: a beat in a later heartbeat period than the report (the function reads 10 s periods).
+    await aws.clock.sleep(10_000);
     await aws.world.beat(aws.clock.now());
     // Both healthy, the VIP moved a moment ago (the hold-down is 60 s).
-    const alarm = await run({ kind: 'alarm', alarmName: 'x', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' });
+    const alarm = await run({ kind: 'alarm', alarmName: 'x', instanceIndex: 1, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' });
     expect(alarm.outcome, alarm.reason).toBe('no-op');
     expect(alarm.reason).toMatch(/hold-down/);
-    const manual = await run({ kind: 'failover', from: aws.world.id(0), reason: 'kernel upgrade', via: 'manual' });
+    const manual = await run({ kind: 'failover', from: aws.world.id(1), reason: 'kernel upgrade', via: 'manual' });
     expect(manual.outcome, manual.reason).toBe('converged');
-    expect(manual.owner).toBe(aws.world.id(1));
+    expect(manual.owner).toBe(aws.world.id(0));
     expect(manual.reason).toMatch(/operator asked/);
-    // And when the request cannot be honoured (lb0, the only other instance, now silent), ok is false.
+    // And when the request cannot be honoured (lb1, the only other instance, now silent), ok is false.
     aws.clock.advance(40_000);
-    await aws.world.beat(aws.clock.now(), [aws.world.id(1)]);
-    const refused = await run({ kind: 'failover', from: aws.world.id(1), reason: 'kernel upgrade', via: 'manual' });
+    await aws.world.beat(aws.clock.now(), [aws.world.id(0)]);
+    const refused = await run({ kind: 'failover', from: aws.world.id(0), reason: 'kernel upgrade', via: 'manual' });
     expect(refused.ok, refused.reason).toBe(false);
     expect(refused.outcome).toBe('no-healthy-instance');
-    expect(await aws.world.problems(aws.world.id(1))).toEqual([]);
+    expect(await aws.world.problems(aws.world.id(0))).toEqual([]);
   });
 
   describe('a crash after each mutation, then a re-run', () => {
