@@ -163,6 +163,16 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
     expect(leftNamespaces(r.labId)).toEqual([]);
   }, 300_000);
 
+  it('--reboot lb0: the owner reboots (EC2 says running); the fast path moves the VIP once, a move back while it boots is refused, it comes back forwarding and ready as the backup', async () => {
+    const r = await demo(['--reboot', 'lb0', '--fast', '--report', join(dir, 'reboot.html')]);
+    expect(r.code, r.out.slice(-3000)).toBe(0);
+    expect(r.json).toMatchObject({ scenario: 'reboot', slot: 0, flowsKept: 13, flowsTotal: 13, vipMoves: 1 });
+    expect(r.json.firstTrigger).toMatch(/^fast path/);
+    expect(r.json.moveWhileNotReady).toMatch(/^rejected: .*its peer lost it .* and it has not beaten since/);
+    expect(r.out).toMatch(/lb0 \(i-\w+\) is ready as the backup \(net\.ipv4\.ip_forward = 1\), its sessions in sync with the owner/);
+    expect(leftNamespaces(r.labId)).toEqual([]);
+  }, 300_000);
+
   it('without session sync, established flows are lost and the demo says so (exit 1)', async () => {
     const r = await demo(['--no-sync', '--fast', '--report', join(dir, 'no-sync.html')]);
     expect(r.code, r.out.slice(-3000)).toBe(1);
