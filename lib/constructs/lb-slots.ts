@@ -50,9 +50,10 @@ export const READY_TIMEOUT = cdk.Duration.seconds(SLOT_READY_TIMEOUT_SECONDS);
  * Amazon Linux 2023 pinned, IMDSv2 only, running the agent as a systemd service on Node 24) and a
  * network interface of its own with the slot's fixed address, which the failover function attaches
  * to whichever instance serves the slot (the launching lifecycle hook). An instance that fails, is
- * stopped or terminated is replaced by its group, not by CloudFormation; a deploy that changes the
- * launch template replaces the slots one after the other, each new instance in service only once it
- * reports ready (a signal), the VIP moved off each old one first (the terminating lifecycle hook).
+ * stopped or terminated is replaced by its group, not by CloudFormation. A deploy that changes the
+ * launch template changes the groups only; the rollout resource (FailoverWiring) then replaces their
+ * instances at run time, the backup's slot first, the VIP moved off the owner's by its terminating
+ * lifecycle hook. The stack's creation waits for each slot's first instance to signal ready.
  */
 export class LbSlots extends Construct {
   readonly slots: LbSlot[];
