@@ -65,6 +65,8 @@ export function whyLost(f: FlowsReport['flows'][number]): string | undefined {
   if (f.replies < f.sent - goneInPauses - KEPT_ALLOWANCE) return `${f.replies} of ${f.sent} pings answered${goneInPauses ? ` (${goneInPauses} sent during its pauses)` : ''}`;
   return undefined;
 }
+/** Lost with no way back: an error ended it, or another backend answered it. */
+export const lostForGood = (f: FlowsReport['flows'][number]): boolean => f.errors.length > 0 || f.backends.length > 1;
 export const lostFlows = (r: FlowsReport) => r.flows.filter((f) => whyLost(f) !== undefined);
 
 /**
@@ -72,7 +74,8 @@ export const lostFlows = (r: FlowsReport) => r.flows.filter((f) => whyLost(f) !=
  * it sent), or `boundMs` has passed: a TCP flow back from a pause of seconds waits out its
  * retransmission back-off (it doubles while the path is down) and then drains its backlog from a
  * small congestion window, so a report taken at a fixed moment would call a recovering flow lost.
- * One that is not kept by the bound is lost.
+ * One that is not kept by the bound is lost. A flow lost for good (an error ended it, or a second
+ * backend answered it) cannot come back and is not waited for.
  */
 export async function reportWhenSettled(flows: Proc, boundMs = 20_000): Promise<FlowsReport> {
   const end = Date.now() + boundMs;
@@ -82,8 +85,8 @@ export async function reportWhenSettled(flows: Proc, boundMs = 20_000): Promise<
     flows.child.stdin!.write(`report ${tag}\n`);
     const line = await flows.waitFor(new RegExp(`\\{"flows".*"tag":"${tag}"\\}\\n`), 10_000);
     const r = JSON.parse(line) as FlowsReport;
-    // Settled: every flow kept (answering now, and caught up with what it sent), or the bound.
-    if (r.flows.every((f) => whyLost(f) === undefined) || Date.now() > end) return r;
+    // Settled: every flow kept (answering now, and caught up with what it sent) or lost for good, or the bound.
+    if (r.flows.every((f) => whyLost(f) === undefined || lostForGood(f)) || Date.now() > end) return r;
     await sleep(250);
   }
 }
