@@ -151,9 +151,13 @@ export const instanceIdSchema = z.string().regex(/^i-[0-9a-f]{8,17}$/, 'must be 
 export const AGENT_ENTRY_ALIAS = 'agents';
 
 /** Reasons the fast path gives; a request giving one is a fast-path request and must be one whole. */
-export const FAST_PATH_REASONS = ['peer-heartbeat-lost', 'peer-unhealthy'] as const;
+export const FAST_PATH_REASONS = ['peer-heartbeat-lost', 'peer-unhealthy', 'peer-backup-lost'] as const;
 
-/** The backup agent's fast path: sent when it loses the peer's heartbeat. */
+/**
+ * The agents' fast path: the backup's when it loses the owner (`peer-heartbeat-lost`: move the VIP
+ * now), the owner's when it loses the backup (`peer-backup-lost`: nothing moves, but the backup is not
+ * a place for the VIP until it beats again — its last heartbeat stays fresh for tens of seconds).
+ */
 export const fastPathRequestSchema = z
   .object({
     action: z.literal('failover'),

@@ -98,6 +98,8 @@ interface RunState {
   /** Lifecycle runs that moved the VIP. */
   vipMoves?: number;
   alarmsFired?: number;
+  /** The instance the function last recorded as lost by its peer (the fast path). */
+  peerLostReported?: string;
   /** The rollout's last reason said in the timeline (each said once). */
   rolloutSaid?: string;
 }
@@ -285,6 +287,8 @@ export class Demo {
           ? `alarm ${(p.alarmData as { alarmName: string; state: { value: string } }).alarmName} → ${(p.alarmData as { state: { value: string } }).state.value}`
           : p.reason === 'peer-heartbeat-lost'
             ? `fast path: lb${1 - this.indexOf(String(p.from))}'s agent lost ${String(p.from)}`
+            : p.reason === 'peer-backup-lost'
+              ? `fast path: lb${1 - this.indexOf(String(p.from))}'s agent (the owner) lost its backup ${String(p.from)}`
             : 'RequestType' in p
               ? `CloudFormation ${String(p.RequestType)} (placement)`
               : `manual ${JSON.stringify(p)}`;
@@ -294,6 +298,7 @@ export class Demo {
       } else if (!after) this.timeline.mark('setup', `function invoked: ${what}`, { at });
     } else if (l.runtime === 'end' || l.runtime === 'error') {
       const r = (l.result ?? {}) as Record<string, unknown>;
+      if ((r.peerLost as { instanceId?: string } | undefined)?.instanceId) this.state.peerLostReported = String((r.peerLost as { instanceId: string }).instanceId);
       // A lifecycle run's move, or a run of the orchestrator that moved (fast path, alarm, manual).
       if (after && ((r.move as { moved?: boolean } | undefined)?.moved || r.moved === true)) this.state.vipMoves = (this.state.vipMoves ?? 0) + 1;
       const text = l.runtime === 'error' ? `function failed: ${String(l.errorMessage)}` : `function: ${String(r.outcome)}${r.owner ? `, VIP on lb${this.indexOf(String(r.owner))}` : ''}${r.reason ? ` (${String(r.reason)})` : ''}`;
@@ -664,6 +669,8 @@ export class Demo {
     await this.takeDownHost(slot);
     this.lab.exec(host, 'sysctl', ['-qw', 'net.ipv4.ip_forward=0']);
     if (wasOwner) await this.waitForSurvivor(1 - slot);
+    // Nobody can know before its peer does (≈ 0.5–1 s of silence, the host answering nothing): the function hears it from the peer.
+    await this.until(`the function told that lb${slot} is lost`, async () => this.state.peerLostReported === id, 30_000);
     // While it boots: a move back to it (an operator, a failback) is refused — it is not beating, not ready.
     const early = await this.runtime.invoke({ action: 'failover', to: id, reason: 'move back while it reboots' });
     const answer = (early.result ?? {}) as { outcome?: string; reason?: string };

@@ -234,6 +234,11 @@ export class Orchestrator<Step extends StepBase, State> {
       // An alarm on the master is evidence against it; an alarm on a backup only triggers a reconcile.
       if (instance && instance.id === owner) hints.suspect = instance.id;
     }
+    if (command.kind === 'failover' && command.via === 'fast-path' && command.reason === 'peer-backup-lost' && command.from !== owner) {
+      // The owner lost its backup: nothing moves, and the backup is no place for the VIP until it beats again.
+      hints.lost = { instanceId: command.from!, at: snapshot.now };
+      return hints;
+    }
     if (command.kind === 'failover') {
       if (command.to) hints.to = command.to;
       else hints.suspect = command.from ?? owner;
@@ -311,7 +316,7 @@ export class Orchestrator<Step extends StepBase, State> {
           moved: applied > 0 && previousOwner !== owner,
           health: decision.health,
           epoch,
-          ...(ownerLost && previousOwner !== owner ? { peerLost: { instanceId: previousOwner!, at: firstLook } } : {}),
+          ...(ownerLost && previousOwner !== owner ? { peerLost: { instanceId: previousOwner!, at: firstLook } } : hints.lost && hints.lost !== leaseView.lost ? { peerLost: hints.lost } : {}),
         };
       }
       if (planned.length === 0 && this.d.strategy.settling?.(snapshot, owner)) {

@@ -37,10 +37,14 @@ describe('peer heartbeat messages', () => {
 });
 
 describe('fast path decision', () => {
-  it('invokes only when the lost peer was MASTER, this agent is BACKUP and the peer said its instance id', () => {
+  it('invokes when the backup loses the MASTER (move it) or the MASTER loses the backup (mark it), once the peer said its instance id', () => {
     expect(fastPathDecision({ role: 'MASTER', instanceId: 'i-0123456789abcdef0' }, 'BACKUP')).toEqual({
       invoke: true,
       request: { action: 'failover', from: 'i-0123456789abcdef0', reason: 'peer-heartbeat-lost' },
+    });
+    expect(fastPathDecision({ role: 'BACKUP', instanceId: 'i-0123456789abcdef0' }, 'MASTER')).toEqual({
+      invoke: true,
+      request: { action: 'failover', from: 'i-0123456789abcdef0', reason: 'peer-backup-lost' },
     });
     expect(fastPathDecision({ role: 'BACKUP', instanceId: 'i-0123456789abcdef0' }, 'BACKUP').invoke).toBe(false);
     expect(fastPathDecision({ role: 'MASTER', instanceId: 'i-0123456789abcdef0' }, 'MASTER').invoke).toBe(false);

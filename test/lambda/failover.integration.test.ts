@@ -201,6 +201,24 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
     expect(await aws.world.problems(aws.world.id(1))).toEqual([]);
   });
 
+  it('the owner’s report that it lost its backup moves nothing, and no move goes to the backup until it beats again', async () => {
+    await placeOn0();
+    await aws.world.beat(aws.clock.now());
+    const lost = await run({ kind: 'failover', from: aws.world.id(1), reason: 'peer-backup-lost', via: 'fast-path' });
+    expect(lost.outcome, lost.reason).toBe('no-op');
+    expect(lost.owner).toBe(aws.world.id(0));
+    expect(lost.peerLost?.instanceId).toBe(aws.world.id(1));
+    // lb1's last heartbeat is fresh (a rebooting backup's is): a planned move to it is refused all the same.
+    const early = await run({ kind: 'failover', to: aws.world.id(1), reason: 'maintenance of lb0', via: 'manual' });
+    expect(early.outcome, early.reason).toBe('rejected');
+    expect(early.reason).toMatch(/its peer lost it .* and it has not beaten since/);
+    await aws.clock.sleep(12_000);
+    await aws.world.beat(aws.clock.now());
+    const later = await run({ kind: 'failover', to: aws.world.id(1), reason: 'maintenance of lb0', via: 'manual' });
+    expect(later.outcome, later.reason).toBe('converged');
+    expect(await aws.world.problems(aws.world.id(1))).toEqual([]);
+  });
+
   it('a placement starts no hold-down; a move does: an alarm inside it changes nothing, an operator’s explicit request still moves (health checks still apply)', async () => {
     await placeOn0();
     // lb1 has not caught up with lb0's sessions when lb0 goes.
@@ -215,8 +233,8 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
     const early = await run({ kind: 'failover', to: aws.world.id(0), reason: 'failback', via: 'manual' });
     expect(early.outcome, early.reason).toBe('rejected');
     expect(early.reason).toMatch(/its peer lost it .* and it has not beaten since/);
-    // Back: a beat in a later heartbeat period than the report (the function reads 10 s periods).
-    await aws.clock.sleep(10_000);
+    // Back: a beat in a later heartbeat period than the report (the function reads 10 s periods: more than one period after it).
+    await aws.clock.sleep(12_000);
     await aws.world.beat(aws.clock.now());
     // Both healthy, the VIP moved a moment ago (the hold-down is 60 s).
     const alarm = await run({ kind: 'alarm', alarmName: 'x', instanceIndex: 1, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' });
