@@ -206,10 +206,14 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   let instanceId: string | null = null;
   const peers = await startPeerLink(config, () => ({ role: roles.current ?? config.initialRole, instanceId }), () => registry.list(), aliases);
   syncRef = peers?.sync;
+  // To the function: the kernel prerequisites (a hard gate: never the VIP's place without them) and,
+  // apart, whether its services match the owner's (a preference: a survivor that differs is still
+  // better than a dead owner). `loxiha get ha` and wait-ready give both as one readiness.
   const syncState = () => {
     const st = peers?.sync?.status();
-    const ready = readyNow().ready;
-    return st ? { inSync: st.inSync, lagSeconds: st.lagSeconds, ready } : { inSync: false, ready };
+    const servicesMatch = (syncRef?.foreignFlows() ?? 0) === 0 && !(syncRef?.servicesDiffer() ?? false);
+    const reported = { ready: readiness.ready, servicesMatch };
+    return st ? { inSync: st.inSync, lagSeconds: st.lagSeconds, ...reported } : { inSync: false, ...reported };
   };
   const heartbeat = config.aws && imds ? await startHeartbeat(config.deploymentId, config.instanceIndex, config.aws, imds, (id) => (instanceId = id), syncState) : undefined;
   if (!config.aws) log('info', 'no aws section in the config: no CloudWatch heartbeats (the failover function will not see this agent)');

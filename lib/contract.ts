@@ -80,6 +80,12 @@ export const METRICS = {
   syncLagSeconds: 'SessionSyncLagSeconds',
   /** 1 while the agent's kernel prerequisites hold (it forwards as an LB must), 0 otherwise. Sent with each beat. */
   agentReady: 'AgentReady',
+  /**
+   * 1 when the agent serves the owner's services (the owner's digest on the sync stream is its own and
+   * none of the owner's synced flows was refused for want of a service), 0 when they differ. The
+   * function prefers a survivor that matches, and says so when the only one left does not.
+   */
+  servicesMatch: 'ServicesMatch',
   /** Emitted by the failover function (EMF). */
   failoverDuration: 'FailoverDuration',
   failoverPhaseDuration: 'FailoverPhaseDuration',

@@ -15,6 +15,8 @@ export interface SyncState {
   lagSeconds?: number;
   /** Whether the kernel prerequisites hold (../host/prerequisites.ts); omitted: not reported. */
   ready?: boolean;
+  /** Whether it serves the owner's services (a backup; the owner always does); omitted: not reported. */
+  servicesMatch?: boolean;
 }
 
 export interface HeartbeatOptions {
@@ -45,6 +47,7 @@ export function beatData(o: Pick<HeartbeatOptions, 'deploymentId' | 'instanceId'
     data.push(datum(METRICS.syncLagSeconds, Math.max(0, sync.lagSeconds), 'Seconds'), datum(METRICS.syncLagSeconds, Math.max(0, sync.lagSeconds), 'Seconds', bySlot));
   }
   if (sync.ready !== undefined) data.push(datum(METRICS.agentReady, sync.ready ? 1 : 0, 'None'));
+  if (sync.servicesMatch !== undefined) data.push(datum(METRICS.servicesMatch, sync.servicesMatch ? 1 : 0, 'None'));
   return data;
 }
 

@@ -34,6 +34,8 @@ export interface Health {
   why: string;
   /** Its agent's latest report that its sessions are in sync with the peer's (set for a healthy instance). */
   sessionsInSync?: boolean;
+  /** Its agent's latest report that it serves the owner's services (set for a healthy instance that reported it). */
+  servicesMatch?: boolean;
 }
 
 export type Decision =
@@ -52,7 +54,7 @@ export function healthOf(i: InstanceView, now: number, staleMs: number): Health 
   if (i.ready === false) return { ...base, healthy: false, why: 'agent reports not ready (kernel prerequisites unmet)' };
   const age = now - i.lastHeartbeatAt;
   if (age > staleMs) return { ...base, healthy: false, why: `agent heartbeat stale (${Math.round(age / 1000)} s old)` };
-  return { ...base, healthy: true, why: `heartbeat ${Math.max(0, Math.round(age / 1000))} s old`, ...(i.sessionsInSync !== undefined ? { sessionsInSync: i.sessionsInSync } : {}) };
+  return { ...base, healthy: true, why: `heartbeat ${Math.max(0, Math.round(age / 1000))} s old`, ...(i.sessionsInSync !== undefined ? { sessionsInSync: i.sessionsInSync } : {}), ...(i.servicesMatch !== undefined ? { servicesMatch: i.servicesMatch } : {}) };
 }
 
 /**
@@ -65,10 +67,20 @@ export function withLost(h: Health, i: InstanceView, lost: Hints['lost']): Healt
   return { instanceId: h.instanceId, index: h.index, healthy: false, why: `its peer lost it ${new Date(lost.at).toISOString()} and it has not beaten since` };
 }
 
-/** Candidates in order of preference: in sync with the peer first, then by index (instance 0 is preferred). */
+/**
+ * Candidates in order of preference: in sync with the peer first, then serving the owner's services,
+ * then by index (instance 0 is preferred). One whose services differ is still a candidate: a survivor
+ * missing a service beats a dead owner.
+ */
 function rankCandidates(candidates: InstanceView[]): InstanceView[] {
-  return [...candidates].sort((a, b) => Number(b.sessionsInSync === true) - Number(a.sessionsInSync === true) || a.index - b.index);
+  return [...candidates].sort(
+    (a, b) => Number(b.sessionsInSync === true) - Number(a.sessionsInSync === true) || Number(b.servicesMatch !== false) - Number(a.servicesMatch !== false) || a.index - b.index,
+  );
 }
+
+/** What the result says of a chosen instance whose services differ from the owner's. */
+const servicesCaveat = (i: InstanceView) =>
+  i.servicesMatch === false ? `; ${i.id} was the only healthy choice and its services differ from the owner's (flows of the services it lacks are lost until kube-loxilb installs them there)` : '';
 
 export function decide(snapshot: Observed, currentOwner: string | undefined, policy: Policy, hints: Hints = {}): Decision {
   const { now } = snapshot;
@@ -84,7 +96,7 @@ export function decide(snapshot: Observed, currentOwner: string | undefined, pol
       return { outcome: 'rejected', reason: `${hints.to} is not healthy (${health.find((h) => h.instanceId === hints.to)!.why}); refusing to move the VIP to it`, health };
     }
     if (currentOwner === hints.to) return { outcome: 'keep', owner: hints.to, reason: 'the VIP is already on the requested instance', health };
-    return { outcome: 'move', owner: hints.to, from: currentOwner, reason: 'manual move requested', planned: currentOwner !== undefined && healthyIds.has(currentOwner), health };
+    return { outcome: 'move', owner: hints.to, from: currentOwner, reason: `manual move requested${servicesCaveat(target)}`, planned: currentOwner !== undefined && healthyIds.has(currentOwner), health };
   }
 
   const ownerHealthy = currentOwner !== undefined && healthyIds.has(currentOwner);
@@ -121,5 +133,5 @@ export function decide(snapshot: Observed, currentOwner: string | undefined, pol
           ? `operator asked to move the VIP off ${currentOwner}`
           : `owner ${currentOwner} reported failed`
         : `owner ${currentOwner} is unhealthy (${health.find((h) => h.instanceId === currentOwner)?.why ?? 'not an LB instance of this deployment'})`;
-  return { outcome: 'move', owner: chosen.id, from: currentOwner, reason, planned: false, health };
+  return { outcome: 'move', owner: chosen.id, from: currentOwner, reason: `${reason}${servicesCaveat(chosen)}`, planned: false, health };
 }

@@ -18,5 +18,6 @@ export async function observeInstances(deps: ObserveDeps, now: number): Promise<
     lastHeartbeatAt: reports.get(i.id)?.lastHeartbeatAt,
     sessionsInSync: reports.get(i.id)?.sessionsInSync,
     ready: reports.get(i.id)?.ready,
+    servicesMatch: reports.get(i.id)?.servicesMatch,
   }));
 }

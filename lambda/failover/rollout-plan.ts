@@ -84,6 +84,15 @@ export function planRollout(v: RolloutView, readyTimeoutMs: number): RolloutStep
   const owner = stale[0]!;
   const refuge = slots.find((s) => s !== owner && s.current && s.health?.healthy);
   if (!refuge) return { kind: 'wait', reason: `slot ${owner.group.slot} holds the VIP and no slot on the new template is ready to take it` };
+  // Its services the owner's: a deploy never moves the VIP to a slot that lacks some (kube-loxilb has not
+  // filled the new instance); it waits, and fails (the deploy rolls back) when they never match.
+  if (refuge.health?.servicesMatch === false) {
+    const since = v.launchedAt.get(refuge.instance!.id);
+    if (since !== undefined && v.now - since > readyTimeoutMs) {
+      return { kind: 'failed', reason: `slot ${refuge.group.slot}'s new instance ${refuge.instance!.id} still serves other services than the owner ${Math.round(readyTimeoutMs / 60_000)} min after its launch; the VIP stays where it is` };
+    }
+    return { kind: 'wait', reason: `slot ${refuge.group.slot}'s new instance ${refuge.instance!.id} is ready but its services differ from the owner's; waiting for kube-loxilb to install them` };
+  }
   // Its sessions in sync first (the move then keeps every flow). An agent that never syncs (sync off) is
   // given a bound: past it the move goes ahead, and the move itself says what was not in sync.
   const refugeAge = v.now - (v.launchedAt.get(refuge.instance!.id) ?? 0);

@@ -17,6 +17,8 @@ export interface InstanceView {
   sessionsInSync: boolean | undefined;
   /** The agent's latest report that its kernel forwards as an LB must (AgentReady); undefined: not reported. */
   ready?: boolean | undefined;
+  /** The agent's latest report that it serves the owner's services (ServicesMatch); undefined: not reported. */
+  servicesMatch?: boolean | undefined;
   /** Its Auto Scaling group is terminating it (tagged by the termination hook's run): never the VIP's place. */
   draining?: boolean;
   securityGroupIds: string[];

@@ -43,6 +43,7 @@ describe('heartbeat data', () => {
     // Readiness rides with each beat once the agent knows it.
     expect(beatData({ deploymentId: 'd1', instanceId: 'i-1', slot: 0 }, { inSync: true, ready: false }, at).map((d) => [d.MetricName, d.Value])).toContainEqual([METRICS.agentReady, 0]);
     expect(beatData({ deploymentId: 'd1', instanceId: 'i-1', slot: 0 }, { inSync: true, ready: true }, at).map((d) => [d.MetricName, d.Value])).toContainEqual([METRICS.agentReady, 1]);
+    expect(beatData({ deploymentId: 'd1', instanceId: 'i-1', slot: 0 }, { inSync: false, ready: true, servicesMatch: false }, at).map((d) => [d.MetricName, d.Value])).toContainEqual([METRICS.servicesMatch, 0]);
   });
 });
 
@@ -65,7 +66,7 @@ describe.skipIf(!motoAvailable)('heartbeat against the emulator', () => {
       instanceId: 'i-0123456789abcdef0',
       slot: 0,
       intervalMs,
-      syncState: () => ({ inSync: false, ready: false }),
+      syncState: () => ({ inSync: false, ready: false, servicesMatch: false }),
       log: (level, msg) => logs.push(`${level}: ${msg}`),
     });
     hb.start();
@@ -86,6 +87,7 @@ describe.skipIf(!motoAvailable)('heartbeat against the emulator', () => {
     expect(mine.sessionsInSync).toBe(false);
     // Not ready, as the agent said, read back as the failover function reads it; unknown for an instance that said nothing.
     expect(mine.ready).toBe(false);
+    expect(mine.servicesMatch).toBe(false);
     expect(reports.get('i-0fffffffffffffff0')!.lastHeartbeatAt).toBeUndefined();
     expect(reports.get('i-0fffffffffffffff0')!.ready).toBeUndefined();
     cloudwatch.destroy();

@@ -88,6 +88,21 @@ describe('decide', () => {
     expect(d).toMatchObject({ outcome: 'move', owner: inst(2).id });
   });
 
+  it("prefers a survivor that serves the owner's services, and when the only one left does not, moves there all the same and says so", () => {
+    const d = decide(snap(inst(0, { state: 'stopped' }), inst(1, { servicesMatch: false }), inst(2, { az: 'us-east-1c', servicesMatch: true })), A, policy);
+    expect(d).toMatchObject({ outcome: 'move', owner: inst(2).id });
+    expect(d.reason).not.toMatch(/services differ/);
+    const only = decide(snap(inst(0, { state: 'stopped' }), inst(1, { servicesMatch: false })), A, policy);
+    expect(only).toMatchObject({ outcome: 'move', owner: B });
+    expect(only.reason).toMatch(/only healthy choice and its services differ from the owner's/);
+  });
+
+  it('a lost instance (its peer reported it) is no place for the VIP until it beats after the report', () => {
+    const lost = { instanceId: B, at: NOW - 2000 };
+    expect(decide(snap(inst(0), inst(1, { lastHeartbeatAt: NOW - 5000 })), A, policy, { to: B, lost })).toMatchObject({ outcome: 'rejected', reason: expect.stringMatching(/its peer lost it/) });
+    expect(decide(snap(inst(0), inst(1, { lastHeartbeatAt: NOW - 1000 })), A, policy, { to: B, lost })).toMatchObject({ outcome: 'move', owner: B });
+  });
+
   describe('failback', () => {
     const preferred: Policy = { ...policy, failback: 'preferred' };
     it('returns to instance 0 once healthy and outside the hold-down', () => {

@@ -30,6 +30,13 @@ describe('planRollout', () => {
     expect(planRollout(v, READY_MS)).toMatchObject({ kind: 'replace', slot: 0, instanceId: 'i-a', owner: true });
   });
 
+  it("never moves the VIP to a refuge whose services differ from the owner's: waits, then fails the rollout", () => {
+    const groups = [group(0, '2', [inService('i-a', '1')]), group(1, '2', [inService('i-c', '2')])];
+    const health = [healthy('i-a', 0), { ...healthy('i-c', 1), servicesMatch: false }];
+    expect(planRollout(view({ groups, health, launchedAt: new Map([['i-c', NOW - 5 * MIN]]) }), READY_MS)).toMatchObject({ kind: 'wait', reason: expect.stringMatching(/services differ/) });
+    expect(planRollout(view({ groups, health, launchedAt: new Map([['i-c', NOW - 16 * MIN]]) }), READY_MS)).toMatchObject({ kind: 'failed', reason: expect.stringMatching(/still serves other services/) });
+  });
+
   it("waits for the refuge's sessions to be in sync before the owner's slot goes, within a bound (an agent with sync off is not waited for forever)", () => {
     const groups = [group(0, '2', [inService('i-a', '1')]), group(1, '2', [inService('i-c', '2')])];
     const health = [healthy('i-a', 0), healthy('i-c', 1, false)];

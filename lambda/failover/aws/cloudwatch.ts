@@ -7,6 +7,8 @@ export interface AgentReport {
   sessionsInSync: boolean | undefined;
   /** The agent's kernel prerequisites hold (AgentReady); undefined: not reported (an agent from before it was sent). */
   ready: boolean | undefined;
+  /** It serves the owner's services (ServicesMatch); undefined: not reported. */
+  servicesMatch?: boolean | undefined;
 }
 
 /** Window looked at: long enough to tell "stale" from "never seen" over a few alarm periods. */
@@ -42,7 +44,7 @@ export class CloudWatchAdapter {
       },
       ReturnData: true,
     });
-    const queries = instanceIds.flatMap((id, n) => [metric(METRICS.heartbeat, id, 'SampleCount', `hb${n}`), metric(METRICS.sessionsInSync, id, 'Minimum', `sync${n}`), metric(METRICS.agentReady, id, 'Minimum', `ready${n}`)]);
+    const queries = instanceIds.flatMap((id, n) => [metric(METRICS.heartbeat, id, 'SampleCount', `hb${n}`), metric(METRICS.sessionsInSync, id, 'Minimum', `sync${n}`), metric(METRICS.agentReady, id, 'Minimum', `ready${n}`), metric(METRICS.servicesMatch, id, 'Minimum', `svc${n}`)]);
     let NextToken: string | undefined;
     do {
       this.calls++;
@@ -56,13 +58,15 @@ export class CloudWatchAdapter {
         }),
       );
       for (const res of r.MetricDataResults ?? []) {
-        const m = /^(hb|sync|ready)(\d+)$/.exec(res.Id ?? '');
+        const m = /^(hb|sync|ready|svc)(\d+)$/.exec(res.Id ?? '');
         if (!m) continue;
         const report = out.get(instanceIds[Number(m[2])]!)!;
         const points = (res.Timestamps ?? []).map((t, i) => ({ t: new Date(t).getTime(), v: res.Values?.[i] ?? 0 })).sort((a, b) => b.t - a.t);
         if (m[1] === 'hb') {
           const latest = points.find((p) => p.v > 0);
           if (latest && (report.lastHeartbeatAt === undefined || latest.t > report.lastHeartbeatAt)) report.lastHeartbeatAt = latest.t;
+        } else if (m[1] === 'svc') {
+          if (points[0] && report.servicesMatch === undefined) report.servicesMatch = points[0].v >= 1;
         } else if (m[1] === 'sync') {
           if (points[0] && report.sessionsInSync === undefined) report.sessionsInSync = points[0].v >= 1;
         } else if (points[0] && report.ready === undefined) {
