@@ -141,6 +141,10 @@ export const EVENTS = {
   slotInstanceTerminating: 'Slot Instance Terminating',
   /** A slot's replacement instance has the slot's interface and goes in service (redundancy back once its agent is ready). */
   slotInstanceLaunched: 'Slot Instance Launched',
+  /** A slot's agent has served other services than the owner for minutes (its ServicesMatch alarm): a failover there would lose flows. */
+  slotServicesDiffer: 'Slot Services Differ',
+  /** The slot's services match the owner's again. */
+  slotServicesMatch: 'Slot Services Match',
 } as const;
 
 export const ipv4Schema = z.string().regex(/^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/, 'must be an IPv4 address');
@@ -174,7 +178,7 @@ export const fastPathRequestSchema = z
 export type FastPathRequest = z.infer<typeof fastPathRequestSchema>;
 
 /** Alarm names are built from these so the function can map an alarm back to an instance. */
-export const ALARM_KIND = { heartbeat: 'heartbeat', statusCheck: 'status-check' } as const;
+export const ALARM_KIND = { heartbeat: 'heartbeat', statusCheck: 'status-check', servicesDiffer: 'services-differ' } as const;
 export type AlarmKind = (typeof ALARM_KIND)[keyof typeof ALARM_KIND];
 
 /**
@@ -202,7 +206,7 @@ export function parseAlarmName(
 ): { instanceIndex: number; kind: AlarmKind } | undefined {
   const prefix = `${namePrefix(deploymentId)}-lb`;
   if (!name.startsWith(prefix)) return undefined;
-  const m = /^(\d+)-(heartbeat|status-check)$/.exec(name.slice(prefix.length));
+  const m = /^(\d+)-(heartbeat|status-check|services-differ)$/.exec(name.slice(prefix.length));
   if (!m) return undefined;
   return { instanceIndex: Number(m[1]), kind: m[2] as AlarmKind };
 }

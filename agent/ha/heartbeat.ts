@@ -47,7 +47,8 @@ export function beatData(o: Pick<HeartbeatOptions, 'deploymentId' | 'instanceId'
     data.push(datum(METRICS.syncLagSeconds, Math.max(0, sync.lagSeconds), 'Seconds'), datum(METRICS.syncLagSeconds, Math.max(0, sync.lagSeconds), 'Seconds', bySlot));
   }
   if (sync.ready !== undefined) data.push(datum(METRICS.agentReady, sync.ready ? 1 : 0, 'None'));
-  if (sync.servicesMatch !== undefined) data.push(datum(METRICS.servicesMatch, sync.servicesMatch ? 1 : 0, 'None'));
+  // Per slot too: the slot's ServicesDiffer alarm follows the slot, whichever instance serves it.
+  if (sync.servicesMatch !== undefined) data.push(datum(METRICS.servicesMatch, sync.servicesMatch ? 1 : 0, 'None'), datum(METRICS.servicesMatch, sync.servicesMatch ? 1 : 0, 'None', bySlot));
   return data;
 }
 

@@ -8,7 +8,7 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { systemClock } from './clock.ts';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import { AGENT_ENTRY_ALIAS, METRICS } from '../../lib/contract.ts';
+import { AGENT_ENTRY_ALIAS, ALARM_KIND, METRICS } from '../../lib/contract.ts';
 import { entryOf, InvalidEventError, type LifecycleRequest, parseEvent, type RolloutCommand } from './events.ts';
 import type { LifecycleResult } from './instance-lifecycle.ts';
 import type { Result } from './orchestrator.ts';
@@ -18,7 +18,7 @@ import { settingsFromEnv } from './settings.ts';
 import { buildOrchestrator, makeClients } from './wiring.ts';
 
 const settings = settingsFromEnv(process.env);
-const { orchestrator, instanceLifecycle, rollout } = buildOrchestrator(
+const { orchestrator, instanceLifecycle, rollout, reporter } = buildOrchestrator(
   settings,
   makeClients({ region: process.env.AWS_REGION ?? 'us-east-1', endpoint: process.env.LOXIHA_AWS_ENDPOINT }),
   systemClock,
@@ -73,7 +73,16 @@ export async function answerRollout(c: RolloutCommand, r: Pick<Rollout, 'step'>,
   }
 }
 
-async function run(event: unknown, context: Context): Promise<Result | LifecycleResult | ProviderAnswer | { ok: false; outcome: 'invalid-event'; reason: string }> {
+/** What the function answers a slot's ServicesDiffer alarm: operators told, nothing moved. */
+export interface ServicesNoticeResult {
+  ok: true;
+  command: 'alarm';
+  outcome: 'notified' | 'no-op';
+  slot: number;
+  reason: string;
+}
+
+async function run(event: unknown, context: Context): Promise<Result | LifecycleResult | ProviderAnswer | ServicesNoticeResult | { ok: false; outcome: 'invalid-event'; reason: string }> {
   let parsed;
   const entry = entryOf(context.invokedFunctionArn, AGENT_ENTRY_ALIAS);
   metrics.addMetric(METRICS.invocations, MetricUnit.Count, 1);
@@ -87,6 +96,13 @@ async function run(event: unknown, context: Context): Promise<Result | Lifecycle
   logger.appendKeys({ command: parsed.command.kind });
   const deadline = Date.now() + context.getRemainingTimeInMillis() - SAFETY_MS;
   if (parsed.command.kind === 'rollout') return answerRollout(parsed.command, rollout, deadline, logger);
+  if (parsed.command.kind === 'alarm' && parsed.command.alarmKind === ALARM_KIND.servicesDiffer) {
+    const { instanceIndex: slot, state } = parsed.command;
+    // A matter for operators, not for the VIP: the owner is where it is for other reasons.
+    if (state === 'INSUFFICIENT_DATA') return { ok: true, command: 'alarm', outcome: 'no-op', slot, reason: `slot ${slot}'s services alarm has no data (its agent is not reporting): the heartbeat alarm covers that` };
+    await reporter.servicesChanged({ slot, differ: state === 'ALARM' });
+    return { ok: true, command: 'alarm', outcome: 'notified', slot, reason: state === 'ALARM' ? `slot ${slot}'s services differ from the owner's: operators told` : `slot ${slot}'s services match again: operators told` };
+  }
   if (parsed.command.kind === 'instance-lifecycle') {
     const r = await instanceLifecycle.run(parsed.command, deadline);
     logger.info('lifecycle action', { ...r });

@@ -75,6 +75,23 @@ export class Reporter implements Notifier {
     }
   }
 
+  /** A slot's services differ from the owner's (its ServicesDiffer alarm), or match again. */
+  async servicesChanged(n: { slot: number; differ: boolean }): Promise<void> {
+    const why = n.differ
+      ? `slot ${n.slot}'s agent has served other services than the VIP owner for minutes: a failover there would lose the flows of the services it lacks (loxiha get ha on it says which; kube-loxilb reinstalls services on an LB it sees come back)`
+      : `slot ${n.slot}'s services match the owner's again`;
+    this.d.logger.warn(n.differ ? 'slot services differ' : 'slot services match', { slot: n.slot, why });
+    await this.event(n.differ ? EVENTS.slotServicesDiffer : EVENTS.slotServicesMatch, { slot: n.slot, why });
+    if (!this.d.sns || !this.d.topicArn) return;
+    const subject = `loxiha ${this.d.deploymentId}: slot ${n.slot} services ${n.differ ? 'differ from the owner' : 'match again'}`.slice(0, 99);
+    try {
+      await this.d.sns.send(new PublishCommand({ TopicArn: this.d.topicArn, Subject: subject, Message: JSON.stringify({ deploymentId: this.d.deploymentId, slot: n.slot, why }, null, 2) }));
+    } catch (e) {
+      this.d.logger.error('could not publish the SNS notification', { error: e as Error });
+      this.d.metrics.addMetric('ReportErrors', MetricUnit.Count, 1);
+    }
+  }
+
   private async event(detailType: string, detail: Record<string, unknown>): Promise<void> {
     if (!this.d.events) return;
     try {

@@ -75,6 +75,8 @@ export interface Built {
   instanceLifecycle: InstanceLifecycle;
   /** Steps a rolling replacement of the slots' instances (a deploy changed their template). */
   rollout: Rollout;
+  /** Tells operators (EMF, EventBridge, SNS). */
+  reporter: Reporter;
 }
 
 /** A step of whichever strategy the settings choose. */
@@ -132,7 +134,7 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
       syncWaitMs,
     });
     const orchestrator = new Orchestrator<RouteStep, RouteState>({ ...common, strategy });
-    return { orchestrator, ec2, cloudwatch, lease, instanceLifecycle: lifecycleOf(orchestrator), rollout: rolloutOf(orchestrator) };
+    return { orchestrator, ec2, cloudwatch, lease, instanceLifecycle: lifecycleOf(orchestrator), rollout: rolloutOf(orchestrator), reporter: common.notifier };
   }
   const strategy = new EniStrategy(ec2, clock, {
     cloudCidrBlock: settings.cloudCidrBlock!,
@@ -144,5 +146,5 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
     readSessionsInSync,
   });
   const orchestrator = new Orchestrator<EniStep, EniState>({ ...common, strategy });
-  return { orchestrator, ec2, cloudwatch, lease, instanceLifecycle: lifecycleOf(orchestrator), rollout: rolloutOf(orchestrator) };
+  return { orchestrator, ec2, cloudwatch, lease, instanceLifecycle: lifecycleOf(orchestrator), rollout: rolloutOf(orchestrator), reporter: common.notifier };
 }

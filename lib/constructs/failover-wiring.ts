@@ -69,7 +69,27 @@ export class FailoverWiring extends Construct {
         datapointsToAlarm: 2,
         treatMissingData: cloudwatch.TreatMissingData.BREACHING,
       });
-      for (const alarm of [heartbeat, statusCheck]) {
+      // The slot's agent serving other services than the owner for minutes (kube-loxilb's call refused,
+      // an agent restarted mid-burst): a failover there would lose the flows of the services it lacks.
+      // The function tells operators (SNS + EventBridge, with the slot); it moves nothing.
+      const servicesDiffer = new cloudwatch.Alarm(this, `ServicesDiffer${index}`, {
+        alarmName: alarmName(config.deploymentId, index, ALARM_KIND.servicesDiffer),
+        alarmDescription: `LB slot ${index}'s agent serves other services than the VIP owner`,
+        metric: new cloudwatch.Metric({
+          namespace: METRICS.namespace,
+          metricName: METRICS.servicesMatch,
+          dimensionsMap: { [METRICS.dimensions.deployment]: config.deploymentId, [METRICS.dimensions.slot]: String(index) },
+          statistic: 'Minimum',
+          period: cdk.Duration.minutes(1),
+        }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+        evaluationPeriods: SERVICES_DIFFER_MINUTES,
+        datapointsToAlarm: SERVICES_DIFFER_MINUTES,
+        // No data (an agent down: the heartbeat alarm's business) says nothing about services.
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+      for (const alarm of [heartbeat, statusCheck, servicesDiffer]) {
         alarm.addAlarmAction(action());
         alarm.addOkAction(action());
         this.alarms.push(alarm);
@@ -198,6 +218,9 @@ export class FailoverWiring extends Construct {
     });
   }
 }
+
+/** How long a slot's services may differ from the owner's before operators are told (minutes). */
+export const SERVICES_DIFFER_MINUTES = 3;
 
 /** A slot's heartbeats, whichever instance serves it (the agent sends AgentHeartbeat per slot too). */
 function heartbeatMetric(config: LoxihaConfig, slot: number, periodSeconds: number): cloudwatch.Metric {

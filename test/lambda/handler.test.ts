@@ -21,14 +21,16 @@ import { SAMPLE_SETTINGS } from './fixtures/settings.ts';
 const ec2 = mockClient(EC2Client);
 const ddb = mockClient(DynamoDBClient);
 const cw = mockClient(CloudWatchClient);
-mockClient(EventBridgeClient).on(PutEventsCommand).resolves({ FailedEntryCount: 0 });
-mockClient(SNSClient).on(PublishCommand).resolves({});
+const eventBridge = mockClient(EventBridgeClient);
+eventBridge.on(PutEventsCommand).resolves({ FailedEntryCount: 0 });
+const snsMock = mockClient(SNSClient);
+snsMock.on(PublishCommand).resolves({});
 
 Object.assign(process.env, {
   AWS_REGION: 'us-east-1',
   POWERTOOLS_LOG_LEVEL: 'SILENT',
   POWERTOOLS_METRICS_DISABLED: 'true',
-  ...functionEnv({ ...SAMPLE_SETTINGS, failback: 'never', holdDownSeconds: 60 }),
+  ...functionEnv({ ...SAMPLE_SETTINGS, failback: 'never', holdDownSeconds: 60, topicArn: 'arn:aws:sns:us-east-1:111111111111:loxiha-sim' }),
 });
 const { handler } = await import('../../lambda/failover/handler.ts');
 
@@ -208,5 +210,36 @@ describe('the rollout resource (CloudFormation provider framework: onEvent, then
     });
     const r = await handler(rolloutEvent('Update', { StackId: undefined }), context);
     expect(r).toMatchObject({ ok: false, outcome: 'invalid-event' });
+  });
+});
+
+describe("a slot's ServicesDiffer alarm", () => {
+  const alarm = (state: string) => {
+    const name = alarmName(SAMPLE_SETTINGS.deploymentId, 1, ALARM_KIND.servicesDiffer);
+    return {
+      source: 'aws.cloudwatch',
+      alarmArn: `arn:aws:cloudwatch:us-east-1:111111111111:alarm:${name}`,
+      accountId: '111111111111',
+      time: '2026-12-02T10:00:00.000+0000',
+      region: 'us-east-1',
+      alarmData: { alarmName: name, state: { value: state, reason: 'x', timestamp: '2026-12-02T10:00:00.000+0000' }, previousState: { value: 'OK' }, configuration: {} },
+    };
+  };
+
+  it('tells operators (SNS and EventBridge, with the slot) and moves nothing: no EC2 call, no lease', async () => {
+    snsMock.resetHistory();
+    eventBridge.resetHistory();
+    const r = await handler(alarm('ALARM'), context);
+    expect(r).toMatchObject({ ok: true, outcome: 'notified', slot: 1 });
+    expect(ec2.calls()).toHaveLength(0);
+    expect(ddb.calls()).toHaveLength(0);
+    const published = snsMock.commandCalls(PublishCommand)[0]!.args[0].input;
+    expect(published.Subject).toMatch(/slot 1 services differ from the owner/);
+    const entry = eventBridge.commandCalls(PutEventsCommand)[0]!.args[0].input.Entries![0]!;
+    expect(entry).toMatchObject({ Source: 'loxiha.failover', DetailType: 'Slot Services Differ' });
+    expect(JSON.parse(entry.Detail!)).toMatchObject({ slot: 1 });
+    const ok = await handler(alarm('OK'), context);
+    expect(ok).toMatchObject({ outcome: 'notified' });
+    expect(eventBridge.commandCalls(PutEventsCommand)[1]!.args[0].input.Entries![0]!.DetailType).toBe('Slot Services Match');
   });
 });

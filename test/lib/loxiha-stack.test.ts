@@ -246,6 +246,26 @@ describe('failover wiring', () => {
     s.template.hasResourceProperties('AWS::Lambda::Permission', { Principal: 'lambda.alarms.cloudwatch.amazonaws.com' });
   });
 
+  it('tells operators when a slot’s services differ from the owner’s for 3 minutes: ServicesMatch per slot, missing data not breaching, acting on the function (ALARM and OK)', () => {
+    for (const index of [0, 1]) {
+      s.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        AlarmName: alarmName(s.config.deploymentId, index, ALARM_KIND.servicesDiffer),
+        MetricName: 'ServicesMatch',
+        Namespace: 'Loxiha',
+        Statistic: 'Minimum',
+        Period: 60,
+        EvaluationPeriods: 3,
+        DatapointsToAlarm: 3,
+        Threshold: 1,
+        ComparisonOperator: 'LessThanThreshold',
+        TreatMissingData: 'notBreaching',
+        Dimensions: [{ Name: 'Deployment', Value: s.config.deploymentId }, { Name: 'Slot', Value: String(index) }],
+        AlarmActions: [Match.objectLike({ 'Fn::GetAtt': [Match.stringLikeRegexp('^FailoverFn'), 'Arn'] })],
+        OKActions: [Match.objectLike({ 'Fn::GetAtt': [Match.stringLikeRegexp('^FailoverFn'), 'Arn'] })],
+      });
+    }
+  });
+
   it('provisions the lease table, the topic, the dashboard and the reconcile schedule', () => {
     s.template.hasResourceProperties('AWS::DynamoDB::GlobalTable', { KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }] });
     s.template.resourceCountIs('AWS::SNS::Topic', 1);
