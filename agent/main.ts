@@ -13,6 +13,7 @@ import { Datapath } from './datapath/controller.ts';
 import { Nft } from './datapath/nft.ts';
 import { Imds } from './ha/imds.ts';
 import { fastPathDecision } from './ha/fast-path.ts';
+import { SecretRing } from './secret-ring.ts';
 import { PeerLink } from './ha/peer-link.ts';
 import { ensurePrerequisites, KERNEL_PREREQUISITES, PREREQUISITE_CHECK_MS, type Readiness } from './host/prerequisites.ts';
 import { SessionSync } from './sync/session-sync.ts';
@@ -38,6 +39,8 @@ const PEER_CONFIRM_TIMEOUT_MS = 300;
 /** How often the agent looks at where the VIP lives: IMDS on AWS (the function moves it in seconds), local addresses elsewhere. */
 const ROLE_POLL_MS = 1000;
 const LOCAL_ROLE_POLL_MS = 200;
+/** How often the secret files (API token, sync key) are looked at: a rotated value is picked up within this. */
+const SECRET_RELOAD_MS = 5000;
 
 function log(level: 'info' | 'warn' | 'error', msg: string, extra: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...extra })}\n`);
@@ -178,7 +181,15 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     ];
     return { ready: notReady.length === 0, notReady };
   };
-  const token = config.api.tokenFile ? readFileSync(config.api.tokenFile, 'utf8').trim() : undefined;
+  // The token file may hold the previous and the next token during a rotation: any opens the API; re-read when it changes.
+  const tokens = config.api.tokenFile ? new SecretRing(config.api.tokenFile) : undefined;
+  if (tokens && !tokens.current()) throw new Error(`cannot read an API token from ${config.api.tokenFile}: the API is never left open by a missing token file`);
+  if (tokens) {
+    tokens.onChange = (count) => log('info', 'API token file changed: tokens accepted now', { count });
+    tokens.onError = (why) => log('warn', 'API token file not usable; keeping the tokens read before', { why });
+    tokens.watch(SECRET_RELOAD_MS);
+  }
+  const token = tokens ? () => tokens.accepted() : undefined;
   let pushed: { state: string; at: string } | undefined;
   const server = createApi({
     registry,
@@ -281,16 +292,21 @@ async function startHeartbeat(deploymentId: string, slot: number, aws: NonNullab
  */
 async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['role']; instanceId: string | null }, services: () => Service[], aliases: AddressAliases): Promise<{ stop: () => void; sync: SessionSync | undefined } | undefined> {
   if (config.peers.length === 0) return undefined;
-  let keyText = '';
-  try {
-    keyText = config.sync.secretFile ? readFileSync(config.sync.secretFile, 'utf8').trim() : '';
-  } catch (e) {
-    log('error', 'cannot read the sync key', { file: config.sync.secretFile, error: (e as Error).message });
-  }
-  if (keyText.length < 32) {
-    log('warn', 'peer heartbeats and session sync off: no sync key of 32+ characters (sync.secretFile); the fast path is off too');
+  // The key file may hold the current and the previous (or next) key during a rotation: the first is used,
+  // any is accepted, for heartbeats and sync sessions alike; re-read when it changes, without a restart.
+  const ring = config.sync.secretFile ? new SecretRing(config.sync.secretFile, 32) : undefined;
+  if (!ring?.current()) {
+    log('warn', 'peer heartbeats and session sync off: no sync key of 32+ characters (sync.secretFile); the fast path is off too', { file: config.sync.secretFile });
     return undefined;
   }
+  let keyBuffers = ring.accepted().map((k) => Buffer.from(k));
+  const keys = () => keyBuffers;
+  ring.onChange = (count) => {
+    keyBuffers = ring.accepted().map((k) => Buffer.from(k));
+    log('info', 'sync key file changed: keys accepted now (the first signs)', { count });
+  };
+  ring.onError = (why) => log('warn', 'sync key file not usable; keeping the keys read before', { why });
+  ring.watch(SECRET_RELOAD_MS);
   const aws = config.aws;
   let invoke: ((request: FastPathRequest) => Promise<void>) | undefined;
   let lambda: { destroy: () => void } | undefined;
@@ -318,7 +334,7 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
     stopAnswer = () => answer.close();
   }
   let sync: SessionSync | undefined = !config.sync.sessions ? undefined : new SessionSync({
-    key: Buffer.from(keyText),
+    keys,
     deploymentId: config.deploymentId,
     self: { index: config.instanceIndex, ip: config.selfIp, port: config.sync.port },
     peers: config.peers,
@@ -335,7 +351,7 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
     sync = undefined;
   }
   const link = new PeerLink({
-    key: Buffer.from(keyText),
+    keys,
     deploymentId: config.deploymentId,
     self: { index: config.instanceIndex, ip: config.selfIp, port: config.sync.heartbeatPort },
     peers: config.peers.map((p) => ({ ...p, port: config.sync.heartbeatPort })),
@@ -374,6 +390,7 @@ async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['ro
   return {
     sync,
     stop: () => {
+      ring.stop();
       link.stop();
       sync?.stop();
       stopAnswer();

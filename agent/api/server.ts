@@ -24,7 +24,8 @@ export interface ApiDeps {
   /** The HA role; with session sync running, its state too (extra fields LoxiLB's clients ignore). */
   role: () => { instance: string; state: string; vip: string; sync: number } & Partial<Record<'syncMode' | 'syncState', string> & Record<'syncLagSeconds' | 'syncEntries' | 'syncResyncs', number> & { syncRejected: Record<string, number>; syncKernelRefused: Record<string, number> }>;
   onRolePush: (push: { instance: string; state: string; vip: string }) => void;
-  token?: string;
+  /** The API token; or, to follow a rotation, the tokens accepted now (any of them; empty: none required). */
+  token?: string | (() => readonly string[]);
   log: (msg: string, extra?: Record<string, unknown>) => void;
 }
 
@@ -92,12 +93,16 @@ export function toEntry(s: Service, dp: Pick<ServiceRegistry, 'isDown'>, counter
 
 export function createApi(d: ApiDeps): Server {
   const authorized = (req: IncomingMessage): boolean => {
-    if (!d.token) return true;
+    const tokens = typeof d.token === 'function' ? d.token() : d.token ? [d.token] : [];
+    if (tokens.length === 0) return true;
     // kube-loxilb sends the token bare (`Authorization: <token>`, from its ACCESS_TOKEN_<host> variable); others send `Bearer <token>`.
     const h = (req.headers.authorization ?? '').trim();
     const given = Buffer.from(/^bearer /i.test(h) ? h.slice(7).trim() : h);
-    const want = Buffer.from(d.token);
-    return given.length === want.length && timingSafeEqual(given, want);
+    // During a rotation's overlap the previous and the current token both open the API.
+    return tokens.some((t) => {
+      const want = Buffer.from(t);
+      return given.length === want.length && timingSafeEqual(given, want);
+    });
   };
 
   /** Runs a registry change; a change that can never apply is the caller's error (400), not ours. */

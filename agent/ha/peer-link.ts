@@ -21,7 +21,8 @@ export interface PeerState {
 }
 
 export interface PeerLinkOptions {
-  key: Buffer;
+  /** The shared keys: the first signs this agent's beats, every one is accepted (a rotation's overlap). */
+  keys: () => readonly Buffer[];
   deploymentId: string;
   self: { index: number; ip: string; port: number };
   peers: { index: number; ip: string; port: number }[];
@@ -103,7 +104,7 @@ export class PeerLink {
     }
     this.lastTickAt = now;
     const me = this.o.me();
-    const datagram = encodeBeat(this.o.key, { v: 1, d: this.o.deploymentId, from: this.o.self.index, id: me.instanceId, role: me.role, seq: this.seq++, at: now });
+    const datagram = encodeBeat(this.o.keys()[0]!, { v: 1, d: this.o.deploymentId, from: this.o.self.index, id: me.instanceId, role: me.role, seq: this.seq++, at: now });
     for (const p of this.o.peers) this.socket?.send(datagram, p.port, p.ip);
     for (const state of this.peers.values()) {
       if (state.lastHeardAt === undefined || state.lost || this.confirming.has(state.index)) continue;
@@ -143,7 +144,7 @@ export class PeerLink {
 
   private receive(datagram: Buffer, from: string): void {
     const now = Date.now();
-    const v = verifyBeat(datagram, { key: this.o.key, deploymentId: this.o.deploymentId, peers: this.peerIndexes, now, lastAt: this.lastAt });
+    const v = verifyBeat(datagram, { keys: this.o.keys(), deploymentId: this.o.deploymentId, peers: this.peerIndexes, now, lastAt: this.lastAt });
     if (!v.ok) {
       this.rejected.set(v.reason, (this.rejected.get(v.reason) ?? 0) + 1);
       this.o.onRejected(v.reason, from);

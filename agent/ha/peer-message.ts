@@ -43,7 +43,8 @@ export function encodeBeat(key: Buffer, b: PeerBeat): Buffer {
 }
 
 export interface VerifyContext {
-  key: Buffer;
+  /** Every key accepted (a rotation's overlap: the current one first, the previous or next after it). */
+  keys: readonly Buffer[];
   deploymentId: string;
   peers: ReadonlySet<number>;
   now: number;
@@ -62,7 +63,8 @@ export function verifyBeat(datagram: Buffer, c: VerifyContext): Verdict {
   const r = messageSchema.safeParse(parsed);
   if (!r.success) return { ok: false, reason: 'malformed' };
   const { mac: given, ...beat } = r.data;
-  if (!timingSafeEqual(Buffer.from(given, 'hex'), mac(c.key, beat))) return { ok: false, reason: 'bad-mac' };
+  const got = Buffer.from(given, 'hex');
+  if (!c.keys.some((k) => timingSafeEqual(got, mac(k, beat)))) return { ok: false, reason: 'bad-mac' };
   if (beat.d !== c.deploymentId) return { ok: false, reason: 'wrong-deployment' };
   if (!c.peers.has(beat.from)) return { ok: false, reason: 'unknown-peer' };
   if (Math.abs(c.now - beat.at) > PEER_MESSAGE_MAX_SKEW_MS) return { ok: false, reason: 'stale' };

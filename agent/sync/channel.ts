@@ -97,14 +97,19 @@ export function encodeHello(key: Buffer, challenge: string, h: Hello): Buffer {
   return frame(hmac(key, 'loxiha-sync-hello', challenge, json), json);
 }
 
-/** Checks a sender's hello against the challenge this receiver sent; the key first, then who it claims to be. */
-export function readHello(key: Buffer, challenge: string, f: { mac: Buffer; json: Buffer }, c: { deploymentId: string; peers: ReadonlySet<number> }): Hello {
-  if (!timingSafeEqual(f.mac, hmac(key, 'loxiha-sync-hello', challenge, f.json))) throw new ChannelError('bad-mac', 'hello not under the peers’ key');
+/**
+ * Checks a sender's hello against the challenge this receiver sent: under one of the accepted keys (a
+ * rotation's overlap) first, then who it claims to be. Returns the key it was under: the session's
+ * key is derived from that one.
+ */
+export function readHello(keys: readonly Buffer[], challenge: string, f: { mac: Buffer; json: Buffer }, c: { deploymentId: string; peers: ReadonlySet<number> }): Hello & { key: Buffer } {
+  const key = keys.find((k) => timingSafeEqual(f.mac, hmac(k, 'loxiha-sync-hello', challenge, f.json)));
+  if (!key) throw new ChannelError('bad-mac', 'hello not under the peers’ key');
   const o = parseJson(f.json);
   if (o.t !== 'hello' || o.v !== SYNC_PROTOCOL_VERSION || typeof o.d !== 'string' || !Number.isInteger(o.from) || typeof o.n !== 'string' || !NONCE.test(o.n)) throw new ChannelError('malformed', 'expected a hello');
   if (o.d !== c.deploymentId) throw new ChannelError('wrong-deployment', `deployment ${JSON.stringify(o.d).slice(0, 80)}`);
   if (!c.peers.has(o.from as number)) throw new ChannelError('unknown-peer', `instance index ${o.from}`);
-  return { d: o.d, from: o.from as number, n: o.n };
+  return { d: o.d, from: o.from as number, n: o.n, key };
 }
 
 /** One direction of an established session: numbered, MACed frames under the session key. */

@@ -38,7 +38,8 @@ function quiet<T>(p: Promise<T>): Promise<T> {
 }
 
 export interface SyncServerOptions {
-  key: Buffer;
+  /** The peers' shared keys: a hello under any of them is accepted (a rotation's overlap). */
+  keys: () => readonly Buffer[];
   deploymentId: string;
   peers: ReadonlySet<number>;
   listen: { ip: string; port: number };
@@ -197,9 +198,9 @@ export class SyncServer {
       try {
         for (const f of reader.push(chunk)) {
           if (!codec) {
-            const hello = readHello(this.o.key, challenge, f, { deploymentId: this.o.deploymentId, peers: this.o.peers });
+            const hello = readHello(this.o.keys(), challenge, f, { deploymentId: this.o.deploymentId, peers: this.o.peers });
             clearTimeout(helloTimer);
-            codec = new SessionCodec(this.o.key, challenge, hello.n, 'receiver');
+            codec = new SessionCodec(hello.key, challenge, hello.n, 'receiver');
             this.sessions.get(hello.from)?.socket.destroy();
             session = { from: hello.from, socket, resynced: false, resyncing: undefined, lastFrameAt: this.now(), inFlight: [], chain: Promise.resolve(), ack: { upTo: 0, expired: 0, timer: undefined }, foreign: 0, ownerServices: undefined };
             this.sessions.set(hello.from, session);

@@ -57,7 +57,8 @@ function drainedOrClosed(socket: Socket): Promise<void> {
 export type StreamState = 'connecting' | 'resyncing' | 'streaming' | 'stopped';
 
 export interface PeerStreamOptions {
-  key: Buffer;
+  /** The peers' shared keys; the first opens sessions. */
+  keys: () => readonly Buffer[];
   deploymentId: string;
   selfIndex: number;
   peer: { index: number; ip: string; port: number };
@@ -170,8 +171,10 @@ export class PeerStream {
           if (!challenge) {
             challenge = readChallenge(f);
             const n = newNonce();
-            this.codec = new SessionCodec(this.o.key, challenge, n, 'sender');
-            socket.write(encodeHello(this.o.key, challenge, { d: this.o.deploymentId, from: this.o.selfIndex, n }));
+            // The current key (the first): the receiver accepts it during a rotation's overlap.
+            const key = this.o.keys()[0]!;
+            this.codec = new SessionCodec(key, challenge, n, 'sender');
+            socket.write(encodeHello(key, challenge, { d: this.o.deploymentId, from: this.o.selfIndex, n }));
             continue;
           }
           const body = this.codec!.decode(f);

@@ -20,7 +20,8 @@ import { PeerStream, type StreamState } from './sender.ts';
 export const REFUSAL_LOG_MS = 10_000;
 
 export interface SessionSyncOptions {
-  key: Buffer;
+  /** The peers' shared keys (a rotation's overlap): the first is used, every one accepted. */
+  keys: () => readonly Buffer[];
   deploymentId: string;
   self: { index: number; ip: string; port: number };
   peers: { index: number; ip: string }[];
@@ -74,7 +75,7 @@ export class SessionSync {
     this.o = o;
     this.injector.onRefused = (r) => this.refusedByKernel(r);
     this.server = new SyncServer({
-      key: o.key,
+      keys: o.keys,
       deploymentId: o.deploymentId,
       peers: new Set(o.peers.map((p) => p.index)),
       listen: { ip: o.self.ip, port: o.self.port },
@@ -154,7 +155,7 @@ export class SessionSync {
     if (owner === this.owner) return;
     this.owner = owner;
     if (owner) {
-      this.streams = this.o.peers.map((p) => new PeerStream({ key: this.o.key, deploymentId: this.o.deploymentId, selfIndex: this.o.self.index, peer: { ...p, port: this.o.self.port }, dump: ourFlows, log: this.o.log, servicesDigest: () => (this.digest ??= servicesDigest(this.o.services())) }));
+      this.streams = this.o.peers.map((p) => new PeerStream({ keys: this.o.keys, deploymentId: this.o.deploymentId, selfIndex: this.o.self.index, peer: { ...p, port: this.o.self.port }, dump: ourFlows, log: this.o.log, servicesDigest: () => (this.digest ??= servicesDigest(this.o.services())) }));
       this.events = new ConntrackEvents({
         onEntry: (e, at) => {
           for (const s of this.streams) s.offer(e, at);

@@ -28,7 +28,7 @@ let datapath: Datapath;
 let store: StateStore;
 let pushes: unknown[];
 
-async function start(token?: string) {
+async function start(token?: string | (() => readonly string[])) {
   const dir = mkdtempSync(join(tmpdir(), 'loxiha-api-'));
   dirs.push(dir);
   store = new StateStore(dir);
@@ -221,6 +221,17 @@ describe('LoxiLB-compatible API', () => {
     expect((await call('GET', '/config/loadbalancer/all', undefined, { authorization: 's3cret-tokenX' })).status).toBe(401);
     expect((await call('GET', '/config/loadbalancer/all', undefined, { authorization: 'Bearer' })).status).toBe(401);
     expect(datapath.list()).toEqual([]);
+  });
+
+  it('during a token rotation accepts the previous and the next token, and after it only the tokens the file holds', async () => {
+    await new Promise((r) => server.close(r));
+    let tokens = ['next-token', 'previous-token'];
+    await start(() => tokens);
+    expect((await call('GET', '/config/loadbalancer/all', undefined, { authorization: 'previous-token' })).status).toBe(200);
+    expect((await call('GET', '/config/loadbalancer/all', undefined, { authorization: 'Bearer next-token' })).status).toBe(200);
+    tokens = ['next-token'];
+    expect((await call('GET', '/config/loadbalancer/all', undefined, { authorization: 'previous-token' })).status).toBe(401);
+    expect((await call('GET', '/config/loadbalancer/all', undefined, { authorization: 'next-token' })).status).toBe(200);
   });
 
   it('survives 10,000 fuzzed bodies: never a 5xx, and a rejection changes nothing', async () => {

@@ -10,11 +10,16 @@ import { sleep, until } from '../../sim/flows.ts';
 const key = Buffer.from('k'.repeat(48));
 const now = 1_800_000_000_000;
 const beat = (o: Partial<PeerBeat> = {}): PeerBeat => ({ v: 1, d: 'loxiha-sim', from: 1, id: 'i-0123456789abcdef0', role: 'MASTER', seq: 7, at: now, ...o });
-const ctx = (o: Partial<Parameters<typeof verifyBeat>[1]> = {}) => ({ key, deploymentId: 'loxiha-sim', peers: new Set([1]), now, lastAt: new Map<number, number>(), ...o });
+const ctx = (o: Partial<Parameters<typeof verifyBeat>[1]> = {}) => ({ keys: [key], deploymentId: 'loxiha-sim', peers: new Set([1]), now, lastAt: new Map<number, number>(), ...o });
 
 describe('peer heartbeat messages', () => {
   it('accepts a beat signed with the shared key', () => {
     expect(verifyBeat(encodeBeat(key, beat()), ctx())).toEqual({ ok: true, beat: beat() });
+    // A rotation's overlap: a beat under the previous or the next key is accepted while both are held, not after.
+    const next = Buffer.from('n'.repeat(48));
+    expect(verifyBeat(encodeBeat(next, beat()), ctx({ keys: [key, next] }))).toEqual({ ok: true, beat: beat() });
+    expect(verifyBeat(encodeBeat(key, beat()), ctx({ keys: [next, key] }))).toEqual({ ok: true, beat: beat() });
+    expect(verifyBeat(encodeBeat(key, beat()), ctx({ keys: [next] }))).toEqual({ ok: false, reason: 'bad-mac' });
   });
 
   it('refuses, by reason: another key, a changed field, another deployment, an unknown peer, a stale or future beat, a replay, garbage', () => {
@@ -67,7 +72,7 @@ afterEach(() => {
     const lost: PeerState[] = [];
     const make = (index: number, port: number, peerPort: number, k: Buffer, role: PeerBeat['role']) =>
       new PeerLink({
-        key: k,
+        keys: () => [k],
         deploymentId: 'loxiha-sim',
         self: { index, ip: '127.0.0.1', port },
         peers: [{ index: 1 - index, ip: '127.0.0.1', port: peerPort }],
@@ -116,7 +121,7 @@ afterEach(() => {
     const aliveButSilent: number[] = [];
     const make = (index: number, port: number, peerPort: number, role: PeerBeat['role']) =>
       new PeerLink({
-        key,
+        keys: () => [key],
         deploymentId: 'loxiha-sim',
         self: { index, ip: '127.0.0.1', port },
         peers: [{ index: 1 - index, ip: '127.0.0.1', port: peerPort }],

@@ -40,10 +40,10 @@ afterEach(() => {
   for (const s of stops.splice(0)) s();
 });
 
-async function receiver(o: { key?: Buffer; isOwner?: boolean; kernel?: WireEntry[]; services?: () => ReturnType<typeof serviceIndex>; servicesDigest?: () => string } = {}) {
+async function receiver(o: { key?: Buffer; keys?: () => readonly Buffer[]; isOwner?: boolean; kernel?: WireEntry[]; services?: () => ReturnType<typeof serviceIndex>; servicesDigest?: () => string } = {}) {
   const loaded: string[] = [];
   const server = new SyncServer({
-    key: o.key ?? KEY,
+    keys: o.keys ?? (() => [o.key ?? KEY]),
     deploymentId: DEPLOYMENT,
     peers: new Set([0]),
     listen: { ip: '127.0.0.1', port: 0 },
@@ -64,7 +64,7 @@ async function receiver(o: { key?: Buffer; isOwner?: boolean; kernel?: WireEntry
 
 function sender(port: number, dump: () => Promise<WireEntry[]>, o: { key?: Buffer; deploymentId?: string; selfIndex?: number; servicesDigest?: () => string } = {}) {
   const logs: string[] = [];
-  const s = new PeerStream({ key: o.key ?? KEY, deploymentId: o.deploymentId ?? DEPLOYMENT, selfIndex: o.selfIndex ?? 0, peer: { index: 1, ip: '127.0.0.1', port }, dump: async function* () {
+  const s = new PeerStream({ keys: () => [o.key ?? KEY], deploymentId: o.deploymentId ?? DEPLOYMENT, selfIndex: o.selfIndex ?? 0, peer: { index: 1, ip: '127.0.0.1', port }, dump: async function* () {
     yield* await dump();
   }, log: (_l, msg) => logs.push(msg), servicesDigest: o.servicesDigest });
   s.start();
@@ -229,6 +229,26 @@ describe('session sync over loopback', () => {
     for (const w of wrong) expect(w.s.inSync()).toBe(false);
   });
 
+  it('during a key rotation accepts a sender under the next key or the previous one, and after it only the keys it holds', async () => {
+    const next = Buffer.from('n'.repeat(48));
+    let ring: Buffer[] = [KEY, next];
+    const { server, loaded, port } = await receiver({ keys: () => ring });
+    // One peer already on the next key, one still on the previous: both stream.
+    const early = sender(port, async () => [flow(1)], { key: next });
+    await until(() => early.s.inSync() && loaded.includes(injectLine(asResynced(flow(1)))));
+    early.s.stop();
+    const late = sender(port, async () => [flow(2)], { key: KEY });
+    await until(() => late.s.inSync() && loaded.includes(injectLine(asResynced(flow(2)))));
+    late.s.stop();
+    // The rotation over (the previous key dropped from the file): a sender under it is refused.
+    ring = [next];
+    const before = server.rejected.get('bad-mac') ?? 0;
+    const stale = sender(port, async () => [flow(3)], { key: KEY });
+    await until(() => (server.rejected.get('bad-mac') ?? 0) > before);
+    expect(stale.s.inSync()).toBe(false);
+    expect(loaded).not.toContain(injectLine(asResynced(flow(3))));
+  });
+
   it('a receiver that restarts mid-stream gets a full resync; so does one after the sender restarts', async () => {
     let r = await receiver();
     const port = r.port;
@@ -264,7 +284,7 @@ describe('session sync over loopback', () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((r) => (release = r));
     const loaded: string[] = [];
-    const server = new SyncServer({ key: KEY, deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port: 0 }, services: () => INDEX, injector: new Injector(async (chunks) => (await gate, void loaded.push(...chunks.join('\n').split('\n')))), isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
+    const server = new SyncServer({ keys: () => [KEY], deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port: 0 }, services: () => INDEX, injector: new Injector(async (chunks) => (await gate, void loaded.push(...chunks.join('\n').split('\n')))), isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
     await server.start();
     stops.push(() => server.stop());
     const port = (server as unknown as { server: { address: () => { port: number } } }).server.address().port;
@@ -291,7 +311,7 @@ describe('session sync over loopback', () => {
 async function receiverOn(port: number) {
   const loaded: string[] = [];
   for (let attempt = 0; ; attempt++) {
-    const server = new SyncServer({ key: KEY, deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port }, services: () => INDEX, injector: new Injector(async (chunks) => void loaded.push(...chunks.join('\n').split('\n'))), isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
+    const server = new SyncServer({ keys: () => [KEY], deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port }, services: () => INDEX, injector: new Injector(async (chunks) => void loaded.push(...chunks.join('\n').split('\n'))), isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
     try {
       await server.start();
       stops.push(() => server.stop());

@@ -23,7 +23,7 @@ async function once(intervalMs: number, lossAfterMs: number, confirm: boolean): 
   let lostAt = 0;
   const make = (index: number, port: number, peerPort: number) =>
     new PeerLink({
-      key,
+      keys: () => [key],
       deploymentId: 'bench',
       self: { index, ip: '127.0.0.1', port },
       peers: [{ index: 1 - index, ip: '127.0.0.1', port: peerPort }],

@@ -333,10 +333,10 @@ async function pipeline(rate: number): Promise<void> {
   const writer = conntrackWriter({ netns: ns });
   const injector = new Injector(writer);
   const key = Buffer.from('p'.repeat(48));
-  const server = new SyncServer({ key, deploymentId: 'bench', peers: new Set([0]), listen: { ip: '127.0.0.1', port: 0 }, services: () => serviceIndex([service]), injector, isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
+  const server = new SyncServer({ keys: () => [key], deploymentId: 'bench', peers: new Set([0]), listen: { ip: '127.0.0.1', port: 0 }, services: () => serviceIndex([service]), injector, isOwner: () => false, listOurs: async function* () {}, log: () => undefined });
   await server.start();
   const port = (server as unknown as { server: { address: () => { port: number } } }).server.address().port;
-  const stream = new PeerStream({ key, deploymentId: 'bench', selfIndex: 0, peer: { index: 1, ip: '127.0.0.1', port }, dump: async function* () {}, log: () => undefined });
+  const stream = new PeerStream({ keys: () => [key], deploymentId: 'bench', selfIndex: 0, peer: { index: 1, ip: '127.0.0.1', port }, dump: async function* () {}, log: () => undefined });
   stream.start();
   await until('the pipeline stream in sync', async () => stream.inSync(), 10_000);
   const lags: number[] = [];
