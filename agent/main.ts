@@ -3,7 +3,6 @@
  * probes endpoints, and serves the LoxiLB-compatible API. Stopping it (or a crash) leaves
  * the nftables table in place, so traffic keeps flowing while it restarts.
  */
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createApi } from './api/server.ts';
