@@ -116,7 +116,7 @@ export class LbSlots extends Construct {
     props.apiToken.grantRead(this.role);
     cdk.Validations.of(this.syncSecret).acknowledge({
       id: 'AwsSolutions-SMG4',
-      reason: 'Peer key read by both agents at start; rotation needs a coordinated agent restart, done by redeploying the stack.',
+      reason: 'The agents accept the previous and the next key during a rotation (one per line in their key file, re-read without a restart); the Secrets Manager schedule and function that would write it are not wired yet: today a new key takes new instances (a rollout).',
     });
 
     const agentAsset = new s3assets.Asset(this, 'AgentBundle', {
