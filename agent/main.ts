@@ -233,6 +233,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   return {
     stop: async () => {
       await heartbeat?.stop();
+      tokens?.stop();
       peers?.stop();
       roles.stop();
       clearInterval(checker);
