@@ -24,6 +24,7 @@ import { serveImds } from './imds.ts';
 import { startMoto, type Moto } from './moto.ts';
 import { killAllInNamespace, Lab, type Proc } from './netns.ts';
 import { renderReport } from './report-html.ts';
+import type { SlotGroups } from './slot-groups.ts';
 import { Timeline } from './timeline.ts';
 import { NODES, SimVpc } from './vpc.ts';
 import { CREDENTIALS, FAILOVER_FUNCTION_ARN, SIM_EIP, SIM_OVERLAY_VIP, World } from './world.ts';
@@ -515,25 +516,10 @@ export class Demo {
     const before = this.world.id(slot);
     const wasOwner = (await this.ha(slot)).state === HA_ROLE.master;
     let inService = false;
-    const groups = this.world.slotGroups(
-      systemClock,
-      (event) => {
-        void this.runtime.invoke(event).catch((e: Error) => this.say(`  (lifecycle delivery: ${e.message})`));
-      },
-      300_000,
-      {
-        onTerminated: async (i, id) => {
-          await this.takeDownHost(i);
-          this.timeline.mark('failure', `EC2 terminates ${id}: lb${i}'s processes gone, its kernel state wiped (a new instance has none)`);
-        },
-        onInService: (i, id) => {
-          this.timeline.mark('role', `${id} is in service in slot ${i}, with the slot's interface and address`);
-          inService = true;
-        },
-      },
-    );
-    this.proxy.slotGroups = groups;
-    this.cleanups.push(() => void (this.proxy.slotGroups = undefined));
+    const groups = this.slotGroups((i, id) => {
+      this.timeline.mark('role', `${id} is in service in slot ${i}, with the slot's interface and address`);
+      inService = true;
+    });
     this.state.moveTo = 1 - slot;
     this.state.zero = Date.now();
     this.timeline.mark('failure', `slot ${slot}'s Auto Scaling group replaces ${before} (lb${slot}, ${wasOwner ? 'the VIP owner' : 'the backup'}), as after a failed status check`, { at: this.state.zero });
@@ -542,32 +528,8 @@ export class Demo {
     // The world's instance list follows the group: the slot's instance is the replacement now.
     const after = this.world.id(slot);
     if (wasOwner) await this.waitForSurvivor(1 - slot);
-    await this.startForwarder(slot);
-    await this.startAgent(slot, `state-lb${slot}-${after}`);
-    await this.configureServicesOn(slot);
-    this.timeline.mark('setup', `kube-loxilb reinstalls the services on lb${slot} (it does so on an LB it sees come back)`);
-    await this.until(`lb${slot} ready${this.o.sync ? ' and in sync' : ''}`, async () => {
-      const h = await this.ha(slot);
-      return h.ready === 1 && h.state === HA_ROLE.backup && (!this.o.sync || h.sync === 1);
-    }, 90_000);
-    this.timeline.mark('role', `lb${slot} (${after}) is the backup again: ready${this.o.sync ? ', its sessions in sync with the owner' : ''}`);
-    const seconds = Math.round((Date.now() - this.state.zero) / 10) / 100;
-    await sleep(3000);
-    const report = await finalReport(this.lab, flows);
-    const base = this.result(report, undefined);
-    const result: DemoResult = {
-      ...base,
-      scenario: 'terminate',
-      slot,
-      vipMoves: this.state.vipMoves ?? 0,
-      newConnectionsFailed: base.requestsFailed,
-      slotsReplaced: 1,
-      seconds,
-      instances: { before, after },
-    };
-    this.printSummary(result, report);
-    const reportPath = this.writeReport(result, report);
-    return { result, reportPath, ok: result.flowsTotal > 0 && result.flowsKept === result.flowsTotal };
+    await this.bringUpReplacement(slot, after);
+    return this.conclude(flows, this.secondsSinceZero(), { scenario: 'terminate', slot, slotsReplaced: 1, instances: { before, after } });
   }
 
   /**
@@ -581,25 +543,10 @@ export class Demo {
     const before = [this.world.id(0), this.world.id(1)];
     const ownerSlot = (await this.ha(0)).state === HA_ROLE.master ? 0 : 1;
     const comingUp: Promise<void>[] = [];
-    const groups = this.world.slotGroups(
-      systemClock,
-      (event) => {
-        void this.runtime.invoke(event).catch((e: Error) => this.say(`  (lifecycle delivery: ${e.message})`));
-      },
-      300_000,
-      {
-        onTerminated: async (i, id) => {
-          await this.takeDownHost(i);
-          this.timeline.mark('failure', `EC2 terminates ${id}: lb${i}'s processes gone, its kernel state wiped`);
-        },
-        onInService: (i, id) => {
-          this.timeline.mark('role', `${id} is in service in slot ${i} (launch template version 2), with the slot's interface and address`);
-          comingUp.push(this.bringUpReplacement(i, id));
-        },
-      },
-    );
-    this.proxy.slotGroups = groups;
-    this.cleanups.push(() => void (this.proxy.slotGroups = undefined));
+    const groups = this.slotGroups((i, id) => {
+      this.timeline.mark('role', `${id} is in service in slot ${i} (launch template version 2), with the slot's interface and address`);
+      comingUp.push(this.bringUpReplacement(i, id));
+    });
     this.state.moveTo = 1 - ownerSlot;
     this.state.zero = Date.now();
     for (const slot of [0, 1]) groups.setTemplate(slot, '2');
@@ -630,23 +577,7 @@ export class Demo {
     await Promise.all(comingUp);
     const after = [this.world.id(0), this.world.id(1)];
     this.timeline.mark('done', `rollout complete (IsComplete: CloudFormation's update finishes): slots on ${after.join(', ')}, the VIP on lb${1 - ownerSlot}`);
-    const seconds = Math.round((Date.now() - this.state.zero) / 10) / 100;
-    await sleep(3000);
-    const report = await finalReport(this.lab, flows);
-    const base = this.result(report, undefined);
-    const result: DemoResult = {
-      ...base,
-      scenario: 'upgrade',
-      vipMoves: this.state.vipMoves ?? 0,
-      newConnectionsFailed: base.requestsFailed,
-      slotsReplaced: [0, 1].filter((i) => before[i] !== after[i]).length,
-      alarmsFired: this.state.alarmsFired ?? 0,
-      seconds,
-      instances: { before, after },
-    };
-    this.printSummary(result, report);
-    const reportPath = this.writeReport(result, report);
-    return { result, reportPath, ok: result.flowsTotal > 0 && result.flowsKept === result.flowsTotal };
+    return this.conclude(flows, this.secondsSinceZero(), { scenario: 'upgrade', slotsReplaced: [0, 1].filter((i) => before[i] !== after[i]).length, instances: { before, after } });
   }
 
   /**
@@ -681,29 +612,11 @@ export class Demo {
     await this.startForwarder(slot);
     await this.startAgent(slot);
     this.timeline.mark('role', `lb${slot} booted; its agent starts from its saved state (same disk) and sets its kernel prerequisites again`);
-    await this.until(`lb${slot} ready${this.o.sync ? ' and in sync' : ''}`, async () => {
-      const h = await this.ha(slot);
-      return h.ready === 1 && h.state === HA_ROLE.backup && (!this.o.sync || h.sync === 1);
-    }, 90_000);
+    await this.untilBackupAgain(slot);
     const forwarding = this.lab.exec(host, 'sysctl', ['-n', 'net.ipv4.ip_forward']).trim();
     this.timeline.mark('role', `lb${slot} (${id}) is ready as the backup (net.ipv4.ip_forward = ${forwarding})${this.o.sync ? ', its sessions in sync with the owner' : ''}`);
-    const seconds = Math.round((Date.now() - this.state.zero) / 10) / 100;
-    await sleep(3000);
-    const report = await finalReport(this.lab, flows);
-    const base = this.result(report, undefined);
-    const result: DemoResult = {
-      ...base,
-      scenario: 'reboot',
-      slot,
-      vipMoves: this.state.vipMoves ?? 0,
-      newConnectionsFailed: base.requestsFailed,
-      moveWhileNotReady,
-      alarmsFired: this.state.alarmsFired ?? 0,
-      seconds,
-    };
-    this.printSummary(result, report);
-    const reportPath = this.writeReport(result, report);
-    return { result, reportPath, ok: result.flowsTotal > 0 && result.flowsKept === result.flowsTotal && forwarding === '1' && answer.outcome !== 'converged' };
+    // Ok only if it forwards again and the move to it while it rebooted was refused.
+    return this.conclude(flows, this.secondsSinceZero(), { scenario: 'reboot', slot, moveWhileNotReady }, forwarding === '1' && answer.outcome !== 'converged');
   }
 
   /** A slot's new instance boots: the host's forwarders, the agent (fresh state), the services from kube-loxilb; ready as the backup. */
@@ -711,12 +624,68 @@ export class Demo {
     await this.startForwarder(i);
     await this.startAgent(i, `state-lb${i}-${id}`);
     await this.configureServicesOn(i);
-    this.timeline.mark('setup', `kube-loxilb installs the services on lb${i} (${id}), as on any LB that comes back`);
-    await this.until(`lb${i} ready${this.o.sync ? ' and in sync' : ''}`, async () => {
+    this.timeline.mark('setup', `kube-loxilb installs the services on lb${i} (${id}), as it does on any LB it sees come back`);
+    await this.untilBackupAgain(i);
+    this.timeline.mark('role', `lb${i} (${id}) is the backup again: ready${this.o.sync ? ', its sessions in sync with the owner' : ''}`);
+  }
+
+  /** Until lb`i`'s agent says it is the backup, ready, and (with sync) in sync with the owner. */
+  private untilBackupAgain(i: number): Promise<void> {
+    return this.until(`lb${i} ready${this.o.sync ? ' and in sync' : ''}`, async () => {
       const h = await this.ha(i);
       return h.ready === 1 && h.state === HA_ROLE.backup && (!this.o.sync || h.sync === 1);
     }, 90_000);
-    this.timeline.mark('role', `lb${i} (${id}) is ready as the backup${this.o.sync ? ', its sessions in sync with the owner' : ''}`);
+  }
+
+  /**
+   * The slots' Auto Scaling groups (the AWS-behaviour layer's model) wired to this run: their
+   * lifecycle actions delivered to the function as EventBridge would, a terminated instance's host
+   * taken down, `onInService` told of each new instance in service.
+   */
+  private slotGroups(onInService: (slot: number, instanceId: string) => void): SlotGroups {
+    const groups = this.world.slotGroups(
+      systemClock,
+      (event) => {
+        void this.runtime.invoke(event).catch((e: Error) => this.say(`  (lifecycle delivery: ${e.message})`));
+      },
+      300_000,
+      {
+        onTerminated: async (i, id) => {
+          await this.takeDownHost(i);
+          this.timeline.mark('failure', `EC2 terminates ${id}: lb${i}'s processes gone, its kernel state wiped (a new instance has none)`);
+        },
+        onInService,
+      },
+    );
+    this.proxy.slotGroups = groups;
+    this.cleanups.push(() => void (this.proxy.slotGroups = undefined));
+    return groups;
+  }
+
+  private secondsSinceZero(): number {
+    return Math.round((Date.now() - this.state.zero!) / 10) / 100;
+  }
+
+  /**
+   * A day-two scenario's end: the flows' settled report, the JSON line's figures (those every day-two
+   * scenario gives, then the scenario's own), the summary and the HTML report. Ok when every
+   * established flow was kept, and `alsoOk`.
+   */
+  private async conclude(flows: Proc, seconds: number, own: Partial<DemoResult>, alsoOk = true): Promise<{ result: DemoResult; reportPath: string; ok: boolean }> {
+    await sleep(3000);
+    const report = await finalReport(this.lab, flows);
+    const base = this.result(report, undefined);
+    const result: DemoResult = {
+      ...base,
+      vipMoves: this.state.vipMoves ?? 0,
+      newConnectionsFailed: base.requestsFailed,
+      alarmsFired: this.state.alarmsFired ?? 0,
+      seconds,
+      ...own,
+    };
+    this.printSummary(result, report);
+    const reportPath = this.writeReport(result, report);
+    return { result, reportPath, ok: result.flowsTotal > 0 && result.flowsKept === result.flowsTotal && alsoOk };
   }
 
   /** An instance gone: every process on its host killed, its kernel's LB state wiped. */

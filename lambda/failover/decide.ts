@@ -32,6 +32,8 @@ export interface Health {
   index: number;
   healthy: boolean;
   why: string;
+  /** When EC2 launched it (ms since epoch): how long a new instance has had to become ready. */
+  launchedAt?: number;
   /** Its agent's latest report that its sessions are in sync with the peer's (set for a healthy instance). */
   sessionsInSync?: boolean;
   /** Its agent's latest report that it serves the owner's services (set for a healthy instance that reported it). */
@@ -45,7 +47,7 @@ export type Decision =
   | { outcome: 'rejected'; reason: string; health: Health[] };
 
 export function healthOf(i: InstanceView, now: number, staleMs: number): Health {
-  const base = { instanceId: i.id, index: i.index };
+  const base = { instanceId: i.id, index: i.index, ...(i.launchedAt !== undefined ? { launchedAt: i.launchedAt } : {}) };
   if (i.state !== 'running') return { ...base, healthy: false, why: `instance is ${i.state}` };
   if (i.draining) return { ...base, healthy: false, why: 'its Auto Scaling group is replacing it (terminating)' };
   if (i.statusOk === false) return { ...base, healthy: false, why: 'EC2 status check impaired' };
@@ -64,7 +66,8 @@ export function healthOf(i: InstanceView, now: number, staleMs: number): Health 
  */
 export function withLost(h: Health, i: InstanceView, lost: Hints['lost']): Health {
   if (!h.healthy || !lost || lost.instanceId !== i.id || (i.lastHeartbeatAt !== undefined && i.lastHeartbeatAt > lost.at)) return h;
-  return { instanceId: h.instanceId, index: h.index, healthy: false, why: `its peer lost it ${new Date(lost.at).toISOString()} and it has not beaten since` };
+  const { sessionsInSync: _inSync, servicesMatch: _match, ...rest } = h;
+  return { ...rest, healthy: false, why: `its peer lost it ${new Date(lost.at).toISOString()} and it has not beaten since` };
 }
 
 /**

@@ -58,10 +58,10 @@ export interface ProviderAnswer {
  * an AWS error is tried again at the next poll; only a new instance that never became ready fails the
  * resource (CloudFormation then rolls the deploy back).
  */
-export async function answerRollout(c: RolloutCommand, r: Pick<Rollout, 'step'>, deadline: number, log: Pick<typeof logger, 'info' | 'warn'>, now = () => new Date()): Promise<ProviderAnswer> {
+export async function answerRollout(c: RolloutCommand, r: Pick<Rollout, 'step'>, deadline: number, log: Pick<typeof logger, 'info' | 'warn'>): Promise<ProviderAnswer> {
   const PhysicalResourceId = c.physicalResourceId ?? `loxiha-rollout-${settings.deploymentId}`;
   if (c.requestType === 'Delete') return { PhysicalResourceId, IsComplete: true };
-  if (c.phase === 'start') return { PhysicalResourceId, Data: { rolloutStartedAt: now().toISOString() } };
+  if (c.phase === 'start') return { PhysicalResourceId, Data: { rolloutStartedAt: new Date().toISOString() } };
   try {
     const step = await r.step(deadline);
     log.info('rollout step', { ...step });

@@ -290,7 +290,8 @@ export class Orchestrator<Step extends StepBase, State> {
     // in sync, and its interface is force-detached (a rebooting or hung instance does not answer).
     const peerLostIt = command.kind === 'failover' && command.via === 'fast-path' && command.from === previousOwner;
     const ownerLost = peerLostIt && moving;
-    const firstLook = snapshot.now;
+    // What this run learnt of a lost instance, for the lease: the owner its peer lost, or a backup the owner lost.
+    const newlyLost = ownerLost ? { instanceId: previousOwner!, at: snapshot.now } : hints.lost !== leaseView.lost ? hints.lost : undefined;
     // Alive: healthy, or healthy but for being drained (its group is replacing it: a planned move, sessions confirmed in sync).
     const oldOwnerAlive = !ownerLost && oldOwner !== undefined && (decision.health.find((h) => h.instanceId === oldOwner.id)?.healthy === true || (oldOwner.draining === true && healthOf({ ...oldOwner, draining: false }, snapshot.now, this.policy.staleMs).healthy));
     // An owner known dead (EC2 says stopped or impaired, or its heartbeat is gone and its peer cannot
@@ -316,7 +317,7 @@ export class Orchestrator<Step extends StepBase, State> {
           moved: applied > 0 && previousOwner !== owner,
           health: decision.health,
           epoch,
-          ...(ownerLost && previousOwner !== owner ? { peerLost: { instanceId: previousOwner!, at: firstLook } } : hints.lost && hints.lost !== leaseView.lost ? { peerLost: hints.lost } : {}),
+          ...(newlyLost ? { peerLost: newlyLost } : {}),
         };
       }
       if (planned.length === 0 && this.d.strategy.settling?.(snapshot, owner)) {

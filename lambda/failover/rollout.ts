@@ -9,13 +9,11 @@ import type { SlotGroupsAdapter } from './aws/autoscaling.ts';
 import type { Clock } from './clock.ts';
 import type { Result } from './orchestrator.ts';
 import { planRollout, type RolloutStep } from './rollout-plan.ts';
-import type { InstanceView } from './snapshot.ts';
 
 export interface RolloutDeps {
   groups: Pick<SlotGroupsAdapter, 'read' | 'replace'>;
-  /** The function's status run: the VIP's owner and every instance's health. */
+  /** The function's status run: the VIP's owner and every instance's health (launch time included). */
   status: (deadline: number) => Promise<Result>;
-  instances: () => Promise<Pick<InstanceView, 'id' | 'launchedAt'>[]>;
   clock: Clock;
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
   /** How long a new instance has to become ready before the rollout fails (and CloudFormation rolls back). */
@@ -47,8 +45,8 @@ export class Rollout {
 
   /** One step. Throws RolloutFailedError when a new instance never became ready (the deploy rolls back). */
   async step(deadline: number): Promise<RolloutResult> {
-    const [groups, status, instances] = await Promise.all([this.d.groups.read(), this.d.status(deadline), this.d.instances()]);
-    const launchedAt = new Map(instances.filter((i) => i.launchedAt !== undefined).map((i) => [i.id, i.launchedAt!]));
+    const [groups, status] = await Promise.all([this.d.groups.read(), this.d.status(deadline)]);
+    const launchedAt = new Map((status.health ?? []).filter((h) => h.launchedAt !== undefined).map((h) => [h.instanceId, h.launchedAt!]));
     const step = planRollout({ groups, owner: status.owner, health: status.health ?? [], launchedAt, now: this.d.clock.now() }, this.d.readyTimeoutMs);
     this.d.log(step.kind === 'failed' ? 'warn' : 'info', `rollout: ${step.kind}`, { reason: step.reason });
     switch (step.kind) {

@@ -119,7 +119,6 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
     new Rollout({
       groups: new SlotGroupsAdapter(clients.autoscaling, Array.from({ length: settings.slotCount }, (_, i) => slotGroupName(settings.deploymentId, i))),
       status: (deadline) => o.run({ kind: 'status' }, deadline),
-      instances: () => ec2.lbInstances(),
       clock,
       log: (level, msg, extra) => logger[level](msg, extra ?? {}),
       readyTimeoutMs: settings.readyTimeoutSeconds * 1000,

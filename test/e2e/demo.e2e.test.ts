@@ -152,9 +152,9 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
     expect(backupPart).not.toMatch(/DetachNetworkInterface|AssociateAddress/);
     expect(backupPart).toMatch(/SNS \+ EventBridge: slot instance terminating.*\(slot 1, /);
     expect(backupPart).toMatch(/function: completed \(slot 1's interface eni-\w+ attached to i-\w+, source\/dest check off\)/);
-    expect(at(/lb1 \(i-\w+\) is ready as the backup, its sessions in sync/)).toBeLessThan(at(/rollout \(replace\): slot 0 holds the VIP/));
+    expect(at(/lb1 \(i-\w+\) is the backup again: ready, its sessions in sync/)).toBeLessThan(at(/rollout \(replace\): slot 0 holds the VIP/));
     expect(at(/internet gateway maps EIP .* on lb1's loxi-eni/)).toBeLessThan(at(/EC2 terminates i-\w+: lb0's/));
-    expect(at(/rollout \(done\)/)).toBeGreaterThan(at(/lb0 \(i-\w+\) is ready as the backup/));
+    expect(at(/rollout \(done\)/)).toBeGreaterThan(at(/lb0 \(i-\w+\) is the backup again: ready/));
     expect(leftNamespaces(r.labId)).toEqual([]);
   }, 300_000);
 
