@@ -81,6 +81,19 @@ const lifecycle = (RequestType: string) => ({
   ...(RequestType === 'Delete' ? { PhysicalResourceId: 'loxiha-lifecycle-loxiha-sim' } : {}),
 });
 
+/** A CloudWatch alarm's direct Lambda action for one of the deployment's alarms. */
+function directAlarm(index: number, kind: (typeof ALARM_KIND)[keyof typeof ALARM_KIND], state: string) {
+  const name = alarmName(SAMPLE_SETTINGS.deploymentId, index, kind);
+  return {
+    source: 'aws.cloudwatch',
+    alarmArn: `arn:aws:cloudwatch:us-east-1:111111111111:alarm:${name}`,
+    accountId: '111111111111',
+    time: '2026-11-26T10:00:00.000+0000',
+    region: 'us-east-1',
+    alarmData: { alarmName: name, state: { value: state, reason: 'x', timestamp: '2026-11-26T10:00:00.000+0000' }, previousState: { value: 'OK' }, configuration: {} },
+  };
+}
+
 describe('handler', () => {
   it('rejects malformed input with a clear error and touches neither EC2 nor the lease', async () => {
     const r = await handler({ action: 'failover', to: 'not-an-instance' }, context);
@@ -134,16 +147,7 @@ describe('handler', () => {
 
   it('an alarm whose run fails throws, so that Lambda retries the asynchronous invocation', async () => {
     ec2.on(DescribeNetworkInterfacesCommand).rejects(new Error('boom'));
-    const name = alarmName(SAMPLE_SETTINGS.deploymentId, 0, ALARM_KIND.heartbeat);
-    const alarm = {
-      source: 'aws.cloudwatch',
-      alarmArn: `arn:aws:cloudwatch:us-east-1:111111111111:alarm:${name}`,
-      accountId: '111111111111',
-      time: '2026-11-26T10:00:00.000+0000',
-      region: 'us-east-1',
-      alarmData: { alarmName: name, state: { value: 'ALARM', reason: 'x', timestamp: '2026-11-26T10:00:00.000+0000' }, previousState: { value: 'OK' }, configuration: {} },
-    };
-    await expect(handler(alarm, context)).rejects.toThrow(/^failed: .*boom/);
+    await expect(handler(directAlarm(0, ALARM_KIND.heartbeat, 'ALARM'), context)).rejects.toThrow(/^failed: .*boom/);
   });
 
   it('answers CloudFormation FAILED (and does not hang the stack) when the run throws', async () => {
@@ -214,17 +218,7 @@ describe('the rollout resource (CloudFormation provider framework: onEvent, then
 });
 
 describe("a slot's ServicesDiffer alarm", () => {
-  const alarm = (state: string) => {
-    const name = alarmName(SAMPLE_SETTINGS.deploymentId, 1, ALARM_KIND.servicesDiffer);
-    return {
-      source: 'aws.cloudwatch',
-      alarmArn: `arn:aws:cloudwatch:us-east-1:111111111111:alarm:${name}`,
-      accountId: '111111111111',
-      time: '2026-12-02T10:00:00.000+0000',
-      region: 'us-east-1',
-      alarmData: { alarmName: name, state: { value: state, reason: 'x', timestamp: '2026-12-02T10:00:00.000+0000' }, previousState: { value: 'OK' }, configuration: {} },
-    };
-  };
+  const alarm = (state: string) => directAlarm(1, ALARM_KIND.servicesDiffer, state);
 
   it('tells operators (SNS and EventBridge, with the slot) and moves nothing: no EC2 call, no lease', async () => {
     snsMock.resetHistory();
