@@ -34,33 +34,34 @@ export class SecretRing {
     return this.values;
   }
 
-  /** Reads the file again when it changed; true when the values changed. */
+  /**
+   * Reads the file again when it changed; true when the values changed. A file that cannot be used is
+   * said once (until it changes again), and the values last read stay.
+   */
   refresh(): boolean {
     let stamp: string;
+    let text: string;
     try {
       const st = statSync(this.file);
       stamp = `${st.size}:${st.mtimeMs}`;
+      if (stamp === this.stamp) return false;
+      text = readFileSync(this.file, 'utf8');
     } catch (e) {
-      this.onError(`cannot read ${this.file}: ${(e as Error).message}`);
+      if (this.stamp !== 'unreadable') this.onError(`cannot read ${this.file}: ${(e as Error).message}; keeping what was read before`);
+      this.stamp = 'unreadable';
       return false;
-    }
-    if (stamp === this.stamp) return false;
-    let values: string[];
-    try {
-      values = readFileSync(this.file, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
-    } catch (e) {
-      this.onError(`cannot read ${this.file}: ${(e as Error).message}`);
-      return false;
-    }
-    const usable = values.filter((v) => v.length >= this.minLength);
-    if (usable.length !== values.length || usable.length === 0) {
-      this.onError(`${this.file}: ${usable.length === 0 ? 'no value' : `${values.length - usable.length} value(s)`} of ${this.minLength}+ characters; keeping what was read before`);
-      if (usable.length === 0) return false;
     }
     this.stamp = stamp;
+    const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+    const usable = [...new Set(lines.filter((v) => v.length >= this.minLength))];
+    if (usable.length === 0) {
+      this.onError(`${this.file}: no value of ${this.minLength}+ characters; keeping what was read before`);
+      return false;
+    }
+    if (usable.length < lines.length) this.onError(`${this.file}: ignored ${lines.length - usable.length} line(s) shorter than ${this.minLength} characters or repeated`);
     const changed = usable.join('\n') !== this.values.join('\n');
-    this.values = [...new Set(usable)];
-    if (changed) this.onChange(this.values.length);
+    this.values = usable;
+    if (changed) this.onChange(usable.length);
     return changed;
   }
 

@@ -41,7 +41,9 @@ describe('SecretRing', () => {
     expect(ring.refresh()).toBe(false);
     rmSync(file);
     expect(ring.refresh()).toBe(false);
+    expect(ring.refresh()).toBe(false);
     expect(ring.accepted()).toEqual(['a'.repeat(32)]);
+    // Each unusable state said once, not at every look.
     expect(errors).toHaveLength(3);
   });
 
