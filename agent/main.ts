@@ -170,9 +170,10 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
    * the owner sends on the sync stream is ours, and none of its synced flows was refused for want of
    * a service here: an instance kube-loxilb has not filled yet is not where the VIP may go.
    */
+  /** How this instance's services compare with the owner's (a backup's view; the owner's always match). */
+  const servicesNow = () => ({ foreign: syncRef?.foreignFlows() ?? 0, differ: syncRef?.servicesDiffer() ?? false });
   const readyNow = (): { ready: boolean; notReady: string[] } => {
-    const foreign = syncRef?.foreignFlows() ?? 0;
-    const differ = syncRef?.servicesDiffer() ?? false;
+    const { foreign, differ } = servicesNow();
     const notReady = [
       ...(readiness.ready ? [] : readiness.notReady),
       ...(foreign ? [`${foreign} of the owner's synced flows are for services this instance does not hold: its services differ from the owner's`] : []),
@@ -221,7 +222,8 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   // better than a dead owner). `loxiha get ha` and wait-ready give both as one readiness.
   const syncState = () => {
     const st = peers?.sync?.status();
-    const servicesMatch = (syncRef?.foreignFlows() ?? 0) === 0 && !(syncRef?.servicesDiffer() ?? false);
+    const { foreign, differ } = servicesNow();
+    const servicesMatch = foreign === 0 && !differ;
     const reported = { ready: readiness.ready, servicesMatch };
     return st ? { inSync: st.inSync, lagSeconds: st.lagSeconds, ...reported } : { inSync: false, ...reported };
   };
