@@ -11,6 +11,7 @@ import { listConntrack } from './conntrack.ts';
 import { Datapath } from './datapath/controller.ts';
 import { Nft } from './datapath/nft.ts';
 import { Imds } from './ha/imds.ts';
+import type { SyncState } from './ha/heartbeat.ts';
 import { fastPathDecision } from './ha/fast-path.ts';
 import { SecretRing } from './secret-ring.ts';
 import { PeerLink } from './ha/peer-link.ts';
@@ -22,7 +23,8 @@ import { listen } from './net/listen.ts';
 import type { PeerBeat } from './ha/peer-message.ts';
 import { observeIngressOnAws, observeLocally, observeOnAws, RoleWatcher } from './ha/role.ts';
 import { runIp, VipPath } from './ha/vip-path.ts';
-import { type FastPathRequest, HA_ROLE } from '../lib/contract.ts';
+import { type FastPathRequest, HA_ROLE, SECRET_KIND, type SecretKind } from '../lib/contract.ts';
+import { SecretMirror } from './secret-mirror.ts';
 import type { AddressAliases, Service } from './services/model.ts';
 import { Prober } from './probes.ts';
 import { ServiceRegistry } from './services/registry.ts';
@@ -181,6 +183,8 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     ];
     return { ready: notReady.length === 0, notReady };
   };
+  // On AWS the agent follows the secrets' rotations itself (Secrets Manager → the files the rings read).
+  const mirrors = await startSecretMirrors(config);
   // The token file may hold the previous and the next token during a rotation: any opens the API; re-read when it changes.
   const tokens = config.api.tokenFile ? new SecretRing(config.api.tokenFile) : undefined;
   if (tokens && !tokens.current()) throw new Error(`cannot read an API token from ${config.api.tokenFile}: the API is never left open by a missing token file`);
@@ -190,6 +194,13 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     tokens.watch(SECRET_RELOAD_MS);
   }
   const token = tokens ? () => tokens.accepted() : undefined;
+  // When each accepted token last opened a call: a rotation's pending token counts as taken once no caller used another lately.
+  const tokenLastUsed = new Map<string, number>();
+  /** The pending API token, once this agent accepts it (kube-loxilb's refresh hands it out from then on). */
+  const pendingToken = (): string | undefined => {
+    const p = mirrors.apiToken?.pending();
+    return p && tokens?.accepted().includes(p.value) ? p.value : undefined;
+  };
   let pushed: { state: string; at: string } | undefined;
   const server = createApi({
     registry,
@@ -209,13 +220,18 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
       log('info', 'ignored a role push: the failover function is the authority on the VIP', { pushed });
     },
     token,
+    onAuthorized: (t) => tokenLastUsed.set(t, Date.now()),
+    ...(tokens ? { refresh: { newest: () => pendingToken() ?? tokens.current(), lifetimeSeconds: config.api.tokenLifetimeSeconds } } : {}),
     log: (msg, extra) => log('info', msg, extra),
   });
   await new Promise<void>((resolve) => server.listen(config.api.port, config.api.listen, resolve));
   log('info', 'API listening', { listen: config.api.listen, port: config.api.port, auth: token ? 'bearer' : 'none' });
 
   let instanceId: string | null = null;
-  const peers = await startPeerLink(config, () => ({ role: roles.current ?? config.initialRole, instanceId }), () => registry.list(), aliases);
+  // The key file may hold the current and the previous (or next) key during a rotation: the first is used,
+  // any is accepted, for heartbeats and sync sessions alike; re-read when it changes, without a restart.
+  const syncKeys = config.sync.secretFile ? new SecretRing(config.sync.secretFile, 32) : undefined;
+  const peers = await startPeerLink(config, syncKeys, () => ({ role: roles.current ?? config.initialRole, instanceId }), () => registry.list(), aliases);
   syncRef = peers?.sync;
   // To the function: the kernel prerequisites (a hard gate: never the VIP's place without them) and,
   // apart, whether its services match the owner's (a preference: a survivor that differs is still
@@ -224,7 +240,11 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     const st = peers?.sync?.status();
     const { foreign, differ } = servicesNow();
     const servicesMatch = foreign === 0 && !differ;
-    const reported = { ready: readiness.ready, servicesMatch };
+    const secrets = secretsHeld(mirrors, {
+      apiToken: (v) => pendingToken() === v && [...tokenLastUsed].every(([t, at]) => t === v || Date.now() - at > STALE_CALLER_MS),
+      syncKey: (v) => syncKeys?.accepted().includes(v) ?? false,
+    });
+    const reported = { ready: readiness.ready, servicesMatch, ...(secrets.length ? { secrets } : {}) };
     return st ? { inSync: st.inSync, lagSeconds: st.lagSeconds, ...reported } : { inSync: false, ...reported };
   };
   const heartbeat = config.aws && imds ? await startHeartbeat(config.deploymentId, config.instanceIndex, config.aws, imds, (id) => (instanceId = id), syncState) : undefined;
@@ -235,6 +255,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   return {
     stop: async () => {
       await heartbeat?.stop();
+      await mirrors.stop();
       tokens?.stop();
       peers?.stop();
       roles.stop();
@@ -250,12 +271,56 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   };
 }
 
+/** How long after a call with another token the pending API token is not yet "taken" by the callers (kube-loxilb calls every 2 s). */
+const STALE_CALLER_MS = 20_000;
+
+type Mirrors = { apiToken?: SecretMirror; syncKey?: SecretMirror; stop: () => Promise<void> };
+
+/**
+ * The secrets' mirrors (./secret-mirror.ts), for the secrets the config names, each having read
+ * once before the files are first used; none off AWS.
+ */
+async function startSecretMirrors(config: AgentConfig): Promise<Mirrors> {
+  const s = config.aws?.secrets;
+  if (!config.aws || !s) return { stop: async () => {} };
+  const { SecretsManagerClient } = await import('@aws-sdk/client-secrets-manager');
+  const client = new SecretsManagerClient({ region: config.aws.region, endpoint: config.aws.endpoint, maxAttempts: 3 });
+  const make = (kind: SecretKind, secretId: string | undefined, file: string | undefined) => {
+    if (!secretId) return undefined;
+    if (!file) throw new Error(`aws.secrets names the ${kind} secret but no file holds it (${kind === SECRET_KIND.apiToken ? 'api.tokenFile' : 'sync.secretFile'})`);
+    return new SecretMirror({ client, kind, secretId, file, pollMs: s.pollMs, log });
+  };
+  const apiToken = make(SECRET_KIND.apiToken, s.apiToken, config.api.tokenFile);
+  const syncKey = make(SECRET_KIND.syncKey, s.syncKey, config.sync.secretFile);
+  await Promise.all([apiToken?.poll(), syncKey?.poll()]);
+  apiToken?.start();
+  syncKey?.start();
+  return {
+    ...(apiToken ? { apiToken } : {}),
+    ...(syncKey ? { syncKey } : {}),
+    stop: async () => {
+      await Promise.all([apiToken?.stop(), syncKey?.stop()]);
+      client.destroy();
+    },
+  };
+}
+
+/** What each mirror reports in `SecretHeld`: the pending version once `taken` says so, else the current one. */
+function secretsHeld(m: Mirrors, taken: Record<'apiToken' | 'syncKey', (pendingValue: string) => boolean>): { kind: SecretKind; fingerprint: number }[] {
+  const out: { kind: SecretKind; fingerprint: number }[] = [];
+  const api = m.apiToken?.held(taken.apiToken);
+  if (api !== undefined) out.push({ kind: SECRET_KIND.apiToken, fingerprint: api });
+  const sync = m.syncKey?.held(taken.syncKey);
+  if (sync !== undefined) out.push({ kind: SECRET_KIND.syncKey, fingerprint: sync });
+  return out;
+}
+
 /**
  * Heartbeats to CloudWatch once the instance id is known from IMDS (retried until it is: the
  * packet path and the API run meanwhile). Each beat carries what session sync says: a planned move
  * waits for the survivor to be in sync.
  */
-async function startHeartbeat(deploymentId: string, slot: number, aws: NonNullable<AgentConfig['aws']>, imds: Imds, onInstanceId: (id: string) => void, syncState: () => { inSync: boolean; lagSeconds?: number }): Promise<{ stop: () => Promise<void> }> {
+async function startHeartbeat(deploymentId: string, slot: number, aws: NonNullable<AgentConfig['aws']>, imds: Imds, onInstanceId: (id: string) => void, syncState: () => SyncState): Promise<{ stop: () => Promise<void> }> {
   const { Heartbeat } = await import('./ha/heartbeat.ts');
   const { CloudWatchClient } = await import('@aws-sdk/client-cloudwatch');
   let stopped = false;
@@ -292,11 +357,8 @@ async function startHeartbeat(deploymentId: string, slot: number, aws: NonNullab
  * VIP (asynchronous invoke; the function decides). No key, no peer channels: they are never
  * unauthenticated.
  */
-async function startPeerLink(config: AgentConfig, me: () => { role: PeerBeat['role']; instanceId: string | null }, services: () => Service[], aliases: AddressAliases): Promise<{ stop: () => void; sync: SessionSync | undefined } | undefined> {
+async function startPeerLink(config: AgentConfig, ring: SecretRing | undefined, me: () => { role: PeerBeat['role']; instanceId: string | null }, services: () => Service[], aliases: AddressAliases): Promise<{ stop: () => void; sync: SessionSync | undefined } | undefined> {
   if (config.peers.length === 0) return undefined;
-  // The key file may hold the current and the previous (or next) key during a rotation: the first is used,
-  // any is accepted, for heartbeats and sync sessions alike; re-read when it changes, without a restart.
-  const ring = config.sync.secretFile ? new SecretRing(config.sync.secretFile, 32) : undefined;
   if (!ring?.current()) {
     log('warn', 'peer heartbeats and session sync off: no sync key of 32+ characters (sync.secretFile); the fast path is off too', { file: config.sync.secretFile });
     return undefined;

@@ -129,6 +129,12 @@ export const configSchema = z
     notificationEmail: z.email().optional(),
     /** How long the agents', the failover function's and the EKS control plane's logs are kept (a CloudWatch Logs retention); `cdk destroy` removes them. */
     logRetentionDays: z.number().int().refine((d) => LOG_RETENTION_DAYS.includes(d), `must be a CloudWatch Logs retention: ${LOG_RETENTION_DAYS.join(', ')} days`),
+    /**
+     * Days between rotations of the agents' API token and sync key (Secrets Manager's schedule;
+     * `aws secretsmanager rotate-secret` rotates one at once). Every rotation is without a blip:
+     * the new value becomes current only once every LB instance, and kube-loxilb, use it.
+     */
+    secretRotationDays: z.number().int().min(1).max(1000),
     /** IAM principals (users or roles) given cluster-admin access to EKS (access entries): whoever runs kubectl. */
     adminPrincipalArns: z.array(z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:(user|role)\/.+$/, 'must be an IAM user or role ARN')).max(20),
     /** What `cdk destroy` keeps: the EIP (so the public address survives a redeploy) and the VPC flow logs. */
@@ -225,6 +231,7 @@ export const DEFAULT_CONFIG: ConfigInput = {
   adminPrincipalArns: [],
   uninstall: { retainEip: true, retainFlowLogs: true, flowLogRetentionDays: 731 },
   logRetentionDays: 30,
+  secretRotationDays: 30,
 };
 
 /**

@@ -3,8 +3,9 @@
  *
  * Everything that two of the three programs must agree on lives here: tag keys,
  * metric names and dimensions, ports, and the schema of the agent's fast-path
- * request. Pure TypeScript (zod only): no aws-cdk-lib, no SDK.
+ * request. Pure TypeScript (zod and node:crypto only): no aws-cdk-lib, no SDK.
  */
+import { createHash } from 'node:crypto';
 import * as z from 'zod';
 
 /** Tag keys. Every resource the failover touches carries `deployment`. */
@@ -24,7 +25,29 @@ export const TAG = {
    * termination lifecycle hook): such an instance is never where the VIP goes, nor where it stays.
    */
   draining: 'loxiha:draining',
+  /** On each of the deployment's secrets: which one it is (SECRET_KIND); the rotation function reads it. */
+  secret: 'loxiha:secret',
 } as const;
+
+/** The deployment's secrets, as the agents, the rotation function and the metrics name them. */
+export const SECRET_KIND = {
+  /** The token of the agents' LoxiLB API (kube-loxilb → agents). */
+  apiToken: 'api-token',
+  /** The agents' shared key: peer heartbeats and the session-sync channel. */
+  syncKey: 'sync-key',
+} as const;
+export type SecretKind = (typeof SECRET_KIND)[keyof typeof SECRET_KIND];
+
+/** Secrets Manager's staging labels (AWS's names): a rotation adds PENDING, then moves CURRENT to it (the old one becomes PREVIOUS). */
+export const SECRET_STAGE = { current: 'AWSCURRENT', pending: 'AWSPENDING', previous: 'AWSPREVIOUS' } as const;
+
+/**
+ * A secret version's fingerprint as the agents report it in `SecretHeld` (a metric value, so a
+ * number: 24 bits of SHA-256 of the version id, never of the value).
+ */
+export function secretVersionFingerprint(versionId: string): number {
+  return Number.parseInt(createHash('sha256').update(versionId).digest('hex').slice(0, 6), 16);
+}
 
 export const ROLE = {
   lbInstance: 'lb-instance',
@@ -71,6 +94,8 @@ export const METRICS = {
     instanceId: 'InstanceId',
     /** The slot (0-based): `AgentHeartbeat` is also sent per slot, so that an alarm follows the slot across instance replacements. */
     slot: 'Slot',
+    /** The secret (SECRET_KIND) a `SecretHeld` datum is about. */
+    secret: 'Secret',
   },
   /** 1 per beat, high resolution (StorageResolution 1), every 5 s. */
   heartbeat: 'AgentHeartbeat',
@@ -86,6 +111,13 @@ export const METRICS = {
    * function prefers a survivor that matches, and says so when the only one left does not.
    */
   servicesMatch: 'ServicesMatch',
+  /**
+   * Per instance and secret (dimension Secret): the fingerprint (secretVersionFingerprint) of the
+   * newest version the agent is ready for — the rotation's pending one once the agent accepts it
+   * (and, for the API token, once its callers use it), else the current one. The rotation function
+   * moves AWSCURRENT only when every in-service instance reports the pending version.
+   */
+  secretHeld: 'SecretHeld',
   /** Emitted by the failover function (EMF). */
   failoverDuration: 'FailoverDuration',
   failoverPhaseDuration: 'FailoverPhaseDuration',
@@ -241,6 +273,20 @@ export function functionEnv(values: Partial<Record<keyof typeof FUNCTION_ENV, st
   return env;
 }
 
+/** The secret-rotation function's environment (set by the CDK app, read by lambda/rotation). */
+export const ROTATION_ENV = {
+  deploymentId: 'LOXIHA_DEPLOYMENT_ID',
+  /** The slots' Auto Scaling groups, comma-separated: their instances must confirm a pending secret. */
+  slotGroups: 'LOXIHA_SLOT_GROUPS',
+  /** How long the set step waits for every instance to confirm (bounded by the function's time left). */
+  confirmTimeoutSeconds: 'LOXIHA_CONFIRM_TIMEOUT_SECONDS',
+  /** How often it looks while waiting. */
+  confirmPollSeconds: 'LOXIHA_CONFIRM_POLL_SECONDS',
+} as const;
+
+/** The rotation function's name in its logs. */
+export const ROTATION_SERVICE_NAME = 'loxiha-rotation';
+
 /** Where an LB instance keeps the agent API token (root only, written at boot); the CLI reads it by default. */
 export const AGENT_API_TOKEN_FILE = '/etc/loxiha/api-token';
 
@@ -277,6 +323,12 @@ export const agentConfigSchema = z
         port: z.number().int().min(1).max(65535).default(PORTS.agentApi),
         /** File holding a bearer token; when set every request must carry it. */
         tokenFile: z.string().optional(),
+        /**
+         * The lifetime the OAuth refresh answer gives kube-loxilb's token (`expires_in`). kube-loxilb
+         * refreshes five minutes before it ends, so 360 s has it take the newest token every minute
+         * (a rotation's pending one as soon as this agent holds it). Must exceed 300.
+         */
+        tokenLifetimeSeconds: z.number().int().min(301).max(86_400).default(360),
       })
       .strict()
       .prefault({}),
@@ -319,6 +371,20 @@ export const agentConfigSchema = z
         imdsEndpoint: z.url({ protocol: /^https?$/ }).default('http://169.254.169.254'),
         /** How often the agent beats to CloudWatch (the alarms look at 10 s periods). */
         heartbeatIntervalMs: z.number().int().min(1000).max(10_000).default(5000),
+        /**
+         * The secrets the agent keeps its files in step with (Secrets Manager ARNs): every version with
+         * a staging label is written (current first, then pending, then previous), so a rotation is
+         * followed without a restart. Unset: the files are what boot wrote.
+         */
+        secrets: z
+          .object({
+            apiToken: z.string().startsWith('arn:').optional(),
+            syncKey: z.string().startsWith('arn:').optional(),
+            /** How often the secrets' labels are looked at (one DescribeSecret each; values are read only when a version is new). */
+            pollMs: z.number().int().min(1000).max(300_000).default(30_000),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .optional(),

@@ -2,7 +2,7 @@ import * as cdk from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from './config.ts';
-import { namePrefix, ROLE, TAG } from './contract.ts';
+import { namePrefix, ROLE, SECRET_KIND, TAG } from './contract.ts';
 import { Cluster } from './constructs/cluster.ts';
 import { AgentApiToken } from './constructs/agent-api-token.ts';
 import { FailoverFunction } from './constructs/failover-function.ts';
@@ -10,6 +10,7 @@ import { FailoverWiring } from './constructs/failover-wiring.ts';
 import { LbSlots } from './constructs/lb-slots.ts';
 import { LbSecurityGroup } from './constructs/lb-security-group.ts';
 import { Network } from './constructs/network.ts';
+import { SecretRotation } from './constructs/secret-rotation.ts';
 
 export interface LoxihaStackProps extends cdk.StackProps {
   readonly config: LoxihaConfig;
@@ -22,6 +23,8 @@ export class LoxihaStack extends cdk.Stack {
   readonly lbSlots: LbSlots;
   readonly failover: FailoverFunction;
   readonly wiring: FailoverWiring;
+  /** Rotates the API token and the sync key. */
+  readonly rotation: SecretRotation;
   readonly eipAllocationId: string;
   readonly eipAddress: string;
 
@@ -75,6 +78,14 @@ export class LoxihaStack extends cdk.Stack {
       failoverFunctionArn: this.failover.agentEntry.functionArn,
       failoverFunctionName: this.failover.agentEntry.functionArn,
       apiToken: apiToken.secret,
+    });
+
+    this.rotation = new SecretRotation(this, 'SecretRotation', {
+      config,
+      secrets: [
+        { kind: SECRET_KIND.apiToken, secret: apiToken.secret },
+        { kind: SECRET_KIND.syncKey, secret: this.lbSlots.syncSecret },
+      ],
     });
 
     this.wiring = new FailoverWiring(this, 'Wiring', {

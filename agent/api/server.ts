@@ -26,6 +26,14 @@ export interface ApiDeps {
   onRolePush: (push: { instance: string; state: string; vip: string }) => void;
   /** The API token; or, to follow a rotation, the tokens accepted now (any of them; empty: none required). */
   token?: string | (() => readonly string[]);
+  /** Told which accepted token opened each call: a rotation waits until the callers use the new one. */
+  onAuthorized?: (token: string) => void;
+  /**
+   * kube-loxilb's token refresh (`GET /oauth/{provider}/token?token=…&refreshtoken=…`, no header):
+   * answered with the newest token (a rotation's pending one once held) when either parameter is a
+   * token this agent accepts; unset, the path is not served.
+   */
+  refresh?: { newest: () => string | undefined; lifetimeSeconds: number };
   log: (msg: string, extra?: Record<string, unknown>) => void;
 }
 
@@ -92,17 +100,23 @@ export function toEntry(s: Service, dp: Pick<ServiceRegistry, 'isDown'>, counter
 }
 
 export function createApi(d: ApiDeps): Server {
-  const authorized = (req: IncomingMessage): boolean => {
-    const tokens = typeof d.token === 'function' ? d.token() : d.token ? [d.token] : [];
-    if (tokens.length === 0) return true;
-    // kube-loxilb sends the token bare (`Authorization: <token>`, from its ACCESS_TOKEN_<host> variable); others send `Bearer <token>`.
-    const h = (req.headers.authorization ?? '').trim();
-    const given = Buffer.from(/^bearer /i.test(h) ? h.slice(7).trim() : h);
-    // During a rotation's overlap the previous and the current token both open the API.
-    return tokens.some((t) => {
+  const accepted = (): readonly string[] => (typeof d.token === 'function' ? d.token() : d.token ? [d.token] : []);
+  /** The accepted token `text` is, compared in constant time; undefined when none. */
+  const match = (text: string): string | undefined => {
+    const given = Buffer.from(text);
+    // During a rotation's overlap the previous, the current and the pending token all open the API.
+    return accepted().find((t) => {
       const want = Buffer.from(t);
       return given.length === want.length && timingSafeEqual(given, want);
     });
+  };
+  const authorized = (req: IncomingMessage): boolean => {
+    if (accepted().length === 0) return true;
+    // kube-loxilb sends the token bare (`Authorization: <token>`, from its ACCESS_TOKEN_<host> variable); others send `Bearer <token>`.
+    const h = (req.headers.authorization ?? '').trim();
+    const token = match(/^bearer /i.test(h) ? h.slice(7).trim() : h);
+    if (token !== undefined) d.onAuthorized?.(token);
+    return token !== undefined;
   };
 
   /** Runs a registry change; a change that can never apply is the caller's error (400), not ours. */
@@ -115,11 +129,25 @@ export function createApi(d: ApiDeps): Server {
     }
   };
 
-  const routes = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
+  const routes = async (req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): Promise<void> => {
     const method = req.method ?? 'GET';
     if (path === '' || path === '/') {
       if (method !== 'GET') throw new HttpError(405, 'method not allowed');
       return send(res, 200, { status: 'ok' });
+    }
+    // kube-loxilb asks `oauth//token` when LOXI_OAUTH_PROVIDER is unset (its provider is then empty), `oauth/google/token` otherwise.
+    if (d.refresh && /^\/oauth\/[\w-]{0,32}\/token$/.test(path)) {
+      if (method !== 'GET') throw new HttpError(405, 'method not allowed');
+      const given = [query.get('token') ?? '', query.get('refreshtoken') ?? ''].filter(Boolean);
+      const newest = d.refresh.newest();
+      if (accepted().length === 0 || newest === undefined) throw new HttpError(404, 'no API token configured: nothing to refresh');
+      if (!given.some((g) => match(g) !== undefined)) {
+        d.log('token refresh refused: neither token given is accepted');
+        return send(res, 401, { message: 'token and refreshtoken are not accepted here' });
+      }
+      // kube-loxilb reads access_token/expires_in; LoxiLB's swagger names them token/expiresin.
+      const lifetime = d.refresh.lifetimeSeconds;
+      return send(res, 200, { access_token: newest, token_type: 'Bearer', expires_in: lifetime, token: newest, expiresin: lifetime });
     }
     if (!authorized(req)) throw new HttpError(401, 'missing or wrong API token');
 
@@ -216,7 +244,7 @@ export function createApi(d: ApiDeps): Server {
   return createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://agent');
     if (!url.pathname.startsWith(BASE)) return send(res, 404, { code: 404, message: 'not found' });
-    routes(req, res, url.pathname.slice(BASE.length).replace(/\/$/, '')).catch((e: unknown) => {
+    routes(req, res, url.pathname.slice(BASE.length).replace(/\/$/, ''), url.searchParams).catch((e: unknown) => {
       const status = e instanceof HttpError ? e.status : 500;
       if (status >= 500) d.log('request failed', { path: url.pathname, error: (e as Error).message });
       if (!res.headersSent) send(res, status, { code: status, message: (e as Error).message, result: 'Failed' });

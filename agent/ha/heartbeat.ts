@@ -7,7 +7,7 @@
  * beats never overlap.
  */
 import { type CloudWatchClient, type MetricDatum, PutMetricDataCommand } from '@aws-sdk/client-cloudwatch';
-import { METRICS } from '../../lib/contract.ts';
+import { METRICS, type SecretKind } from '../../lib/contract.ts';
 
 export interface SyncState {
   inSync: boolean;
@@ -17,6 +17,8 @@ export interface SyncState {
   ready?: boolean;
   /** Whether it serves the owner's services (a backup; the owner always does); omitted: not reported. */
   servicesMatch?: boolean;
+  /** Per secret the agent follows from Secrets Manager: the fingerprint of the newest version it is ready for (SecretHeld). */
+  secrets?: { kind: SecretKind; fingerprint: number }[];
 }
 
 export interface HeartbeatOptions {
@@ -49,6 +51,7 @@ export function beatData(o: Pick<HeartbeatOptions, 'deploymentId' | 'instanceId'
   if (sync.ready !== undefined) data.push(datum(METRICS.agentReady, sync.ready ? 1 : 0, 'None'));
   // Per slot too: the slot's ServicesDiffer alarm follows the slot, whichever instance serves it.
   if (sync.servicesMatch !== undefined) data.push(datum(METRICS.servicesMatch, sync.servicesMatch ? 1 : 0, 'None'), datum(METRICS.servicesMatch, sync.servicesMatch ? 1 : 0, 'None', bySlot));
+  for (const h of sync.secrets ?? []) data.push(datum(METRICS.secretHeld, h.fingerprint, 'None', [...byInstance, { Name: METRICS.dimensions.secret, Value: h.kind }]));
   return data;
 }
 

@@ -18,18 +18,14 @@ export class AgentApiToken extends Construct {
       // Letters and digits only: it travels in an HTTP header and a shell variable.
       generateSecretString: { passwordLength: 48, excludePunctuation: true },
     });
-    cdk.Validations.of(this.secret).acknowledge({
-      id: 'AwsSolutions-SMG4',
-      reason: 'Read by the agents at boot and by kube-loxilb at start; rotation is a redeploy (new instances, restarted pod).',
-    });
   }
 }
 
 /**
- * The environment variable names kube-loxilb reads the token (and its lifetime) from for one
- * agent URL: `ACCESS_TOKEN_<host>_<port>` with dots and colons as underscores.
+ * The environment variable names kube-loxilb reads the token, its lifetime and its refresh token
+ * from for one agent URL: `ACCESS_TOKEN_<host>_<port>` with dots and colons as underscores.
  */
-export function kubeLoxilbTokenVariables(url: string): { token: string; expiry: string } {
+export function kubeLoxilbTokenVariables(url: string): { token: string; expiry: string; refresh: string } {
   const host = new URL(url).host.replace(/[.:]/g, '_');
-  return { token: `ACCESS_TOKEN_${host}`, expiry: `EXPIRY_TIME_SECONDS_${host}` };
+  return { token: `ACCESS_TOKEN_${host}`, expiry: `EXPIRY_TIME_SECONDS_${host}`, refresh: `REFRESH_TOKEN_${host}` };
 }

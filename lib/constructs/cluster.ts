@@ -14,11 +14,12 @@ import { kubeLoxilbTokenVariables } from './agent-api-token.ts';
 /** The AWS CLI image of kube-loxilb's init container, which fetches the API token. */
 export const AWS_CLI_IMAGE = 'public.ecr.aws/aws-cli/aws-cli:2.22.0';
 /**
- * Lifetime kube-loxilb is told the token has (ten years): five minutes before the lifetime it
- * believes, kube-loxilb tries an OAuth refresh and, without a refresh token, sends no token at all
- * (its default lifetime is one hour). The token is rotated by a redeploy instead.
+ * Lifetime kube-loxilb is told its first token has, as the agents' refresh answer gives every later
+ * one (agent config api.tokenLifetimeSeconds' default): kube-loxilb refreshes five minutes before it
+ * ends — every minute here — through the agents' `oauth/…/token` path, so a rotation's new token
+ * reaches it within about a minute of the agent holding it, without a restart.
  */
-export const KUBE_LOXILB_TOKEN_LIFETIME_SECONDS = 315_360_000;
+export const KUBE_LOXILB_TOKEN_LIFETIME_SECONDS = 360;
 
 export interface ClusterProps {
   readonly config: LoxihaConfig;
@@ -183,7 +184,7 @@ export interface KubeLoxilbToken {
   secretArn: string;
   region: string;
   /** kube-loxilb's variable names for each agent URL. */
-  variables: { token: string; expiry: string }[];
+  variables: { token: string; expiry: string; refresh: string }[];
 }
 
 /**
@@ -195,7 +196,8 @@ export function kubeLoxilbManifests(image: string, args: string[], token: KubeLo
   const name = 'kube-loxilb';
   const namespace = 'kube-system';
   const tokenDir = '/run/loxiha';
-  const exports = token.variables.map((v) => `${v.token}="$(cat ${tokenDir}/token)"`).join(' ');
+  // The refresh path is authorised by a token the agent accepts: the one fetched at start stands in for OAuth's refresh token.
+  const exports = token.variables.map((v) => `${v.token}="$(cat ${tokenDir}/token)" ${v.refresh}="$(cat ${tokenDir}/token)"`).join(' ');
   const hardened = { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } };
   return [
     {

@@ -10,7 +10,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import type { LoxihaConfig } from '../config.ts';
-import { bundleHandler } from '../bundling/bundle-handler.ts';
+import { handlerCode } from '../bundling/handler-code.ts';
 import { AGENT_ENTRY_ALIAS, FAILOVER_SERVICE_NAME, functionEnv, METRICS, SLOT_READY_TIMEOUT_SECONDS, slotGroupName, TAG } from '../contract.ts';
 import { lbIngressIps } from '../topology.ts';
 
@@ -60,20 +60,7 @@ export class FailoverFunction extends Construct {
     const logGroup = (this.logGroup = new logs.LogGroup(this, 'Logs', { retention: config.logRetentionDays as logs.RetentionDays, removalPolicy: cdk.RemovalPolicy.DESTROY }));
 
     this.fn = new lambda.Function(this, 'Fn', {
-      // Bundled locally by esbuild at synth (no Docker), see lib/bundling/bundle-handler.ts for why not NodejsFunction.
-      code: lambda.Code.fromAsset(path.join(ROOT, 'lambda/failover'), {
-        assetHashType: cdk.AssetHashType.OUTPUT,
-        bundling: {
-          // Required by the type, never pulled: local bundling either succeeds or throws.
-          image: cdk.DockerImage.fromRegistry('public.ecr.aws/docker/library/node:24'),
-          local: {
-            tryBundle: (outputDir) => {
-              bundleHandler(path.join(ROOT, 'lambda/failover/handler.ts'), outputDir);
-              return true;
-            },
-          },
-        },
-      }),
+      code: handlerCode(path.join(ROOT, 'lambda/failover/handler.ts')),
       handler: 'index.handler',
       runtime: lambda.Runtime.NODEJS_24_X,
       architecture: lambda.Architecture.ARM_64,

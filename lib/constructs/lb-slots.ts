@@ -114,10 +114,6 @@ export class LbSlots extends Construct {
     });
     this.syncSecret.grantRead(this.role);
     props.apiToken.grantRead(this.role);
-    cdk.Validations.of(this.syncSecret).acknowledge({
-      id: 'AwsSolutions-SMG4',
-      reason: 'The agents accept the previous and the next key during a rotation (one per line in their key file, re-read without a restart); the Secrets Manager schedule and function that would write it are not wired yet: today a new key takes new instances (a rollout).',
-    });
 
     const agentAsset = new s3assets.Asset(this, 'AgentBundle', {
       path: path.join(ROOT, 'agent'),
@@ -154,7 +150,12 @@ export class LbSlots extends Construct {
     this.slots = config.availabilityZones.map((_, index) => {
       const selfIp = lbInstanceIp(config, index);
       const groupName = slotGroupName(config.deploymentId, index);
-      const agentConfig = agentConfigFor(config, index, { region: stack.region, failoverFunctionName: props.failoverFunctionName });
+      const agentConfig = agentConfigFor(config, index, {
+        region: stack.region,
+        failoverFunctionName: props.failoverFunctionName,
+        // The agent follows both secrets' rotations (DescribeSecret and GetSecretValue, granted above).
+        secrets: { apiToken: props.apiToken.secretArn, syncKey: this.syncSecret.secretArn },
+      });
       const userData = ec2.UserData.forLinux();
       const bundlePath = userData.addS3DownloadCommand({ bucket: agentAsset.bucket, bucketKey: agentAsset.s3ObjectKey, localFile: '/opt/loxiha/agent.zip' });
       const launchTemplate = new ec2.LaunchTemplate(this, `Slot${index}Template`, {

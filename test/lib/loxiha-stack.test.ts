@@ -1,6 +1,6 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_ENTRY_ALIAS, ALARM_KIND, FUNCTION_ENV, PORTS, ROLLOUT_RESOURCE_TYPE, slotGroupName, TAG, alarmName, namePrefix } from '../../lib/contract.ts';
+import { AGENT_ENTRY_ALIAS, ALARM_KIND, FUNCTION_ENV, PORTS, ROLLOUT_RESOURCE_TYPE, ROTATION_ENV, SECRET_KIND, slotGroupName, TAG, alarmName, namePrefix } from '../../lib/contract.ts';
 import { lbInstanceIp } from '../../lib/topology.ts';
 import { RECORDED_AMI, synthStack, type SynthResult } from '../helpers/stack.ts';
 
@@ -144,6 +144,56 @@ describe('LB slots', () => {
     }
     expect(JSON.stringify(s.template.toJSON())).not.toMatch(/SecretString\W*:\W*"[A-Za-z0-9]{48}"/);
   });
+
+  it('has each agent follow both secrets from Secrets Manager (their ARNs in its config)', () => {
+    const ids = ofType('AWS::SecretsManager::Secret').map(([id]) => id);
+    for (const [, g] of groups()) {
+      const userData = userDataOf(g);
+      expect(userData).toContain('\\"secrets\\":{\\"apiToken\\":\\"');
+      expect(userData).toContain('\\"syncKey\\":\\"');
+      for (const id of ids) expect(userData).toContain(`{\"Ref\":\"${id}\"}`);
+    }
+  });
+});
+
+describe('secret rotation', () => {
+  const secrets = () => ofType('AWS::SecretsManager::Secret');
+  const rotationFn = () => ofType('AWS::Lambda::Function').find(([, f]) => f.Properties!.Environment?.Variables?.[ROTATION_ENV.slotGroups])!;
+
+  it('rotates both secrets on the configured schedule with one function, not at deploy, each tagged with the deployment and which secret it is', () => {
+    const [fnId, fn] = rotationFn();
+    expect(fn.Properties!.Runtime).toBe('nodejs24.x');
+    expect(fn.Properties!.Environment.Variables[ROTATION_ENV.slotGroups]).toBe([0, 1].map((i) => slotGroupName(s.config.deploymentId, i)).join(','));
+    const schedules = ofType('AWS::SecretsManager::RotationSchedule');
+    expect(schedules).toHaveLength(2);
+    const kinds = new Set<string>();
+    for (const [, sched] of schedules) {
+      expect(sched.Properties).toMatchObject({ RotationLambdaARN: { 'Fn::GetAtt': [fnId, 'Arn'] }, RotationRules: { ScheduleExpression: `rate(${s.config.secretRotationDays} days)` }, RotateImmediatelyOnUpdate: false });
+      const [, secret] = secrets().find(([id]) => id === sched.Properties!.SecretId.Ref)!;
+      const tags = Object.fromEntries(secret.Properties!.Tags.map((t: any) => [t.Key, t.Value]));
+      expect(tags[TAG.deployment]).toBe(s.config.deploymentId);
+      kinds.add(tags[TAG.secret]);
+    }
+    expect(kinds).toEqual(new Set(Object.values(SECRET_KIND)));
+  });
+
+  it('lets the function write only these two secrets, and read the slot groups and the agents’ reports', () => {
+    const [fnId, fn] = rotationFn();
+    const roleId = fn.Properties!.Role['Fn::GetAtt'][0];
+    const statements = ofType('AWS::IAM::Policy')
+      .filter(([, p]) => p.Properties!.Roles.some((r: any) => r.Ref === roleId))
+      .flatMap(([, p]) => p.Properties!.PolicyDocument.Statement);
+    const actions = statements.flatMap((st: any) => [st.Action].flat());
+    expect(new Set(actions)).toEqual(new Set(['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue', 'secretsmanager:UpdateSecretVersionStage', 'secretsmanager:GetRandomPassword', 'autoscaling:DescribeAutoScalingGroups', 'cloudwatch:GetMetricData']));
+    for (const st of statements.filter((x: any) => [x.Action].flat().includes('secretsmanager:PutSecretValue'))) {
+      const ids = JSON.stringify(st.Resource);
+      expect(secrets().some(([id]) => ids.includes(id)), JSON.stringify(st.Resource)).toBe(true);
+    }
+    // Secrets Manager may invoke it (the schedule's permission), nothing else is given it.
+    const perms = ofType('AWS::Lambda::Permission').filter(([, p]) => JSON.stringify(p.Properties!.FunctionName).includes(fnId));
+    expect(perms.map(([, p]) => p.Properties!.Principal)).toEqual(['secretsmanager.amazonaws.com']);
+  });
+
 });
 
 describe('security groups', () => {
@@ -321,8 +371,10 @@ describe('kube-loxilb', () => {
     const hosts = [0, 1].map((i) => `${lbInstanceIp(s.config, i).replaceAll('.', '_')}_${PORTS.agentApi}`);
     for (const h of hosts) {
       expect(main.command[2]).toContain(`ACCESS_TOKEN_${h}="$(cat /run/loxiha/token)"`);
-      // kube-loxilb drops the token when it believes it expired (default: one hour) and has no refresh token.
-      expect(main.env).toContainEqual({ name: `EXPIRY_TIME_SECONDS_${h}`, value: '315360000' });
+      // kube-loxilb refreshes five minutes before the lifetime it believes (every minute here), through the
+      // agents' oauth path, with a refresh token the agents accept: a rotated token reaches it without a restart.
+      expect(main.command[2]).toContain(`REFRESH_TOKEN_${h}="$(cat /run/loxiha/token)"`);
+      expect(main.env).toContainEqual({ name: `EXPIRY_TIME_SECONDS_${h}`, value: '360' });
     }
     expect(main.command[2]).toMatch(/exec \/bin\/kube-loxilb "\$@"$/);
     expect(pod.volumes).toEqual([{ name: 'api-token', emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } }]);
