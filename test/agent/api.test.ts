@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createApi } from '../../agent/api/server.ts';
+import { type ApiDeps, createApi } from '../../agent/api/server.ts';
 import type { Datapath } from '../../agent/datapath/controller.ts';
 import { StateStore } from '../../agent/services/store.ts';
 import { fakeAgent, type FakeNft } from './fake-nft.ts';
@@ -28,7 +28,7 @@ let datapath: Datapath;
 let store: StateStore;
 let pushes: unknown[];
 
-async function start(token?: string | (() => readonly string[])) {
+async function start(token?: string | (() => readonly string[]), extra: Partial<ApiDeps> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'loxiha-api-'));
   dirs.push(dir);
   store = new StateStore(dir);
@@ -45,6 +45,7 @@ async function start(token?: string | (() => readonly string[])) {
     onRolePush: (p) => pushes.push(p),
     token,
     log: () => undefined,
+    ...extra,
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/netlox/v1`;
@@ -232,6 +233,37 @@ describe('LoxiLB-compatible API', () => {
     tokens = ['next-token'];
     expect((await call('GET', '/config/loadbalancer/all', undefined, { authorization: 'previous-token' })).status).toBe(401);
     expect((await call('GET', '/config/loadbalancer/all', undefined, { authorization: 'next-token' })).status).toBe(200);
+  });
+
+  it('hands kube-loxilb the newest token on its refresh path (either provider form), only for a token it accepts, and says which token opened each call', async () => {
+    const used: string[] = [];
+    let tokens = ['current-token', 'pending-token', 'previous-token'];
+    await start(() => tokens, { refresh: { newest: () => 'pending-token', lifetimeSeconds: 360 }, onAuthorized: (t) => used.push(t) });
+    // kube-loxilb's request: GET <base>/oauth/<provider>/token?token=…&refreshtoken=… with no header; an unset provider makes `oauth//token`.
+    for (const provider of ['', 'google']) {
+      const r = await call('GET', `/oauth/${provider}/token?token=previous-token&refreshtoken=previous-token`);
+      expect(r).toEqual({ status: 200, body: { access_token: 'pending-token', token_type: 'Bearer', expires_in: 360, token: 'pending-token', expiresin: 360 } });
+    }
+    // The access token may have fallen out; the refresh token still authorises (and the other way round).
+    expect((await call('GET', '/oauth//token?token=stale&refreshtoken=current-token')).status).toBe(200);
+    expect((await call('GET', '/oauth//token?token=current-token&refreshtoken=stale')).status).toBe(200);
+    const refused = await call('GET', '/oauth//token?token=stale&refreshtoken=older');
+    expect(refused.status).toBe(401);
+    expect(JSON.stringify(refused.body)).not.toContain('token-');
+    expect((await call('GET', '/oauth//token')).status).toBe(401);
+    expect((await call('POST', '/oauth//token?token=current-token')).status).toBe(405);
+    expect(used).toEqual([]);
+    await call('GET', '/config/loadbalancer/all', undefined, { authorization: 'pending-token' });
+    await call('GET', '/config/loadbalancer/all', undefined, { authorization: 'previous-token' });
+    await call('GET', '/config/loadbalancer/all', undefined, { authorization: 'wrong' });
+    expect(used).toEqual(['pending-token', 'previous-token']);
+    tokens = ['pending-token'];
+    expect((await call('GET', '/oauth//token?token=previous-token&refreshtoken=previous-token')).status).toBe(401);
+  });
+
+  it('serves no refresh path when it has no token to hand out', async () => {
+    await start(undefined);
+    expect((await call('GET', '/oauth//token?token=a&refreshtoken=b')).status).toBe(404);
   });
 
   it('survives 10,000 fuzzed bodies: never a 5xx, and a rejection changes nothing', async () => {
