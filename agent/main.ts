@@ -212,6 +212,9 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
       const r = readyNow();
       const base = { instance: config.instanceName, state: roles.current ?? config.initialRole, vip: config.vip, ready: r.ready ? 1 : 0, ...(r.ready ? {} : { notReady: r.notReady }) };
       const st = peers?.sync?.status();
+      // Peer heartbeats refused (a wrong key counts as bad-mac): shown only when there were some.
+      const beats = peers?.beatsRejected() ?? {};
+      if (Object.keys(beats).length) Object.assign(base, { peerBeatsRejected: beats });
       if (!st) return { ...base, sync: 0, syncState: 'off' };
       return { ...base, sync: st.inSync ? 1 : 0, syncMode: st.mode, syncState: st.inSync ? 'in-sync' : st.peers.map((p) => `${p.ip}:${p.state}`).join(','), syncLagSeconds: Math.round(st.lagSeconds * 1000) / 1000, syncEntries: st.entries, syncResyncs: st.resyncs, syncRejected: st.rejected, ...(st.kernelRefused ? { syncKernelRefused: st.kernelRefused } : {}) };
     },
@@ -241,7 +244,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     const { foreign, differ } = servicesNow();
     const servicesMatch = foreign === 0 && !differ;
     const secrets = secretsHeld(mirrors, {
-      apiToken: (v) => pendingToken() === v && [...tokenLastUsed].every(([t, at]) => t === v || Date.now() - at > STALE_CALLER_MS),
+      apiToken: (v) => pendingToken() === v && [...tokenLastUsed].every(([t, at]) => t === v || Date.now() - at > (config.aws?.secrets?.callersSwitchedAfterMs ?? 0)),
       syncKey: (v) => syncKeys?.accepted().includes(v) ?? false,
     });
     const reported = { ready: readiness.ready, servicesMatch, ...(secrets.length ? { secrets } : {}) };
@@ -270,9 +273,6 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     },
   };
 }
-
-/** How long after a call with another token the pending API token is not yet "taken" by the callers (kube-loxilb calls every 2 s). */
-const STALE_CALLER_MS = 20_000;
 
 type Mirrors = { apiToken?: SecretMirror; syncKey?: SecretMirror; stop: () => Promise<void> };
 
@@ -357,7 +357,7 @@ async function startHeartbeat(deploymentId: string, slot: number, aws: NonNullab
  * VIP (asynchronous invoke; the function decides). No key, no peer channels: they are never
  * unauthenticated.
  */
-async function startPeerLink(config: AgentConfig, ring: SecretRing | undefined, me: () => { role: PeerBeat['role']; instanceId: string | null }, services: () => Service[], aliases: AddressAliases): Promise<{ stop: () => void; sync: SessionSync | undefined } | undefined> {
+async function startPeerLink(config: AgentConfig, ring: SecretRing | undefined, me: () => { role: PeerBeat['role']; instanceId: string | null }, services: () => Service[], aliases: AddressAliases): Promise<{ stop: () => void; sync: SessionSync | undefined; beatsRejected: () => Record<string, number> } | undefined> {
   if (config.peers.length === 0) return undefined;
   if (!ring?.current()) {
     log('warn', 'peer heartbeats and session sync off: no sync key of 32+ characters (sync.secretFile); the fast path is off too', { file: config.sync.secretFile });
@@ -453,6 +453,7 @@ async function startPeerLink(config: AgentConfig, ring: SecretRing | undefined, 
   log('info', 'peer heartbeats on', { peers: config.peers.map((p) => p.ip), intervalMs: config.sync.heartbeatIntervalMs, lossAfterMs: config.sync.peerLossAfterMs });
   return {
     sync,
+    beatsRejected: () => Object.fromEntries(link.rejected),
     stop: () => {
       ring.stop();
       link.stop();

@@ -9,6 +9,9 @@
  *                instances under traffic, the backup's first, moving the VIP once
  *   --reboot lbN lbN reboots (same instance and disk, kernel state wiped): it comes back ready,
  *                and is never given the VIP before
+ *   --rotate     both secrets (API token, sync key) rotated under traffic three times: at once,
+ *                again at once, and while lb1's agent is down — kube-loxilb's calls, the sync
+ *                channel and every flow go on
  *   --failback   afterwards, move back to lb0 (revived first)
  *   --no-sync    session sync off: shows what a failover loses without it
  *   --fast       AWS without latencies (the behaviour layer's realistic values off)
@@ -36,6 +39,7 @@ try {
       terminate: { type: 'string' },
       upgrade: { type: 'boolean', default: false },
       reboot: { type: 'string' },
+      rotate: { type: 'boolean', default: false },
       failback: { type: 'boolean', default: false },
       'no-sync': { type: 'boolean', default: false },
       fast: { type: 'boolean', default: false },
@@ -48,7 +52,7 @@ try {
     allowPositionals: false,
   }));
 } catch (e) {
-  process.stderr.write(`demo: ${(e as Error).message}\nusage: npm run demo -- [--planned | --terminate lb0|lb1 | --upgrade | --reboot lb0|lb1] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]\n`);
+  process.stderr.write(`demo: ${(e as Error).message}\nusage: npm run demo -- [--planned | --terminate lb0|lb1 | --upgrade | --reboot lb0|lb1 | --rotate] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]\n`);
   process.exit(2);
 }
 if (values.strategy !== 'eni' && values.strategy !== 'route') {
@@ -69,8 +73,12 @@ if (values.reboot !== undefined && (reboot === undefined || values.planned || va
   process.stderr.write(`demo: --reboot takes lb0 or lb1, and none of --planned, --failback, --terminate, --upgrade (got ${JSON.stringify(values.reboot)})\n`);
   process.exit(2);
 }
+if (values.rotate && (values.planned || values.failback || values.upgrade || values.terminate !== undefined || values.reboot !== undefined)) {
+  process.stderr.write('demo: --rotate takes none of --planned, --failback, --terminate, --upgrade, --reboot\n');
+  process.exit(2);
+}
 if (values.help) {
-  print('usage: npm run demo -- [--planned | --terminate lb0|lb1 | --upgrade | --reboot lb0|lb1] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]');
+  print('usage: npm run demo -- [--planned | --terminate lb0|lb1 | --upgrade | --reboot lb0|lb1 | --rotate] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]');
   process.exit(0);
 }
 
@@ -82,7 +90,7 @@ if (missing.length) {
 }
 
 const demo = new Demo({
-  mode: terminate !== undefined ? 'terminate' : reboot !== undefined ? 'reboot' : values.upgrade ? 'upgrade' : values.planned ? 'planned' : 'unplanned',
+  mode: terminate !== undefined ? 'terminate' : reboot !== undefined ? 'reboot' : values.upgrade ? 'upgrade' : values.rotate ? 'rotate' : values.planned ? 'planned' : 'unplanned',
   ...(terminate !== undefined ? { terminate } : {}),
   ...(reboot !== undefined ? { reboot } : {}),
   failback: values.failback,

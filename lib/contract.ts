@@ -382,6 +382,11 @@ export const agentConfigSchema = z
             syncKey: z.string().startsWith('arn:').optional(),
             /** How often the secrets' labels are looked at (one DescribeSecret each; values are read only when a version is new). */
             pollMs: z.number().int().min(1000).max(300_000).default(30_000),
+            /**
+             * A rotation's pending API token counts as taken by the callers once none has called with
+             * another for this long (kube-loxilb calls every 2 s and refreshes every minute).
+             */
+            callersSwitchedAfterMs: z.number().int().min(3000).max(600_000).default(20_000),
           })
           .strict()
           .optional(),

@@ -1,6 +1,6 @@
 /** Runs real agents, backends and clients inside a Lab's namespaces. */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { AgentConfigInput } from '../agent/config.ts';
@@ -35,6 +35,8 @@ export class AgentRunner {
   readonly tokenFile: string;
   /** The peers' shared key, for agents given `sync: { secretFile: run.syncKeyFile }`. */
   readonly syncKeyFile: string;
+  /** Agents with a token file of their own (a rotation rewrites each agent's): `api()` reads the token there. */
+  readonly tokenFiles = new Map<number, string>();
 
   constructor(lab: Lab) {
     this.lab = lab;
@@ -87,9 +89,18 @@ export class AgentRunner {
     }
   }
 
-  /** Calls the agent API of LB `lb` from its own namespace. */
-  /** Calls an agent's API; the token goes bare in `Authorization`, as kube-loxilb sends it (null: none). */
-  async api(lb: number, method: string, path: string, body?: unknown, token: string | null = this.token): Promise<{ status: number; body: any }> {
+  /** The token LB `lb`'s agent uses now: the first line of its token file, as the CLI reads it. */
+  currentToken(lb: number): string {
+    try {
+      return readFileSync(this.tokenFiles.get(lb) ?? this.tokenFile, 'utf8').split('\n')[0]!.trim() || this.token;
+    } catch {
+      return this.token;
+    }
+  }
+
+  /** Calls an agent's API from its own namespace; the token (its file's current one unless given) goes bare in `Authorization`, as kube-loxilb sends it (null: none). */
+  async api(lb: number, method: string, path: string, body?: unknown, given?: string | null): Promise<{ status: number; body: any }> {
+    const token = given === undefined ? this.currentToken(lb) : given;
     const args = ['-s', '-o', '-', '-w', '\n%{http_code}', '-X', method, `http://127.0.0.1:11111/netlox/v1${path}`];
     if (body !== undefined) args.push('-H', 'content-type: application/json', '--data-binary', JSON.stringify(body));
     if (token !== null) args.push('-H', `authorization: ${token}`);

@@ -4,7 +4,8 @@
  * optionally stuck) detaches, slow attaches, DependencyViolation / InUse, ClientToken
  * idempotency, duplicate private IPs, an EIP associated with a secondary private address (moto
  * records the primary), a /32 route inside the VPC's CIDR (AWS refuses it), the address filter
- * matching secondary addresses, and a crash that loses a mutation's answer and cuts the caller off. Only EC2 is altered; other services pass through.
+ * matching secondary addresses, and a crash that loses a mutation's answer and cuts the caller off. EC2 is altered; the
+ * slots' Auto Scaling calls and Secrets Manager's RotateSecret go to their models; other services pass through.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import {
@@ -21,6 +22,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import type { Clock } from '../lambda/failover/clock.ts';
 import { cidrContains } from '../lib/net/cidr.ts';
+import type { SecretRotations } from './secret-rotations.ts';
 import type { SlotGroups } from './slot-groups.ts';
 
 /** The proxy's time: simulated (SimClock, tests and benchmarks) or the wall clock (the demo). */
@@ -219,6 +221,8 @@ export class AwsProxy {
   onCall: ((c: CallEvent) => void) | undefined;
   /** The slots' Auto Scaling groups (./slot-groups.ts): it answers the lifecycle-action calls moto does not know. */
   slotGroups: SlotGroups | undefined;
+  /** Secrets Manager's rotations (./secret-rotations.ts): it answers RotateSecret, which moto does not run. */
+  rotations: SecretRotations | undefined;
   /** Set when a crash was injected: every request is cut off until revive(). */
   dead = false;
   /** Set when a crash froze its caller (Behaviour.freezeAgent): that client's calls hang from then on. */
@@ -368,6 +372,13 @@ export class AwsProxy {
       const r = await this.slotGroups.answer(form);
       this.onCall?.({ service: 'other', action: form.get('Action')!, startedAt: started, ms: this.clock.now() - started, status: r.status });
       res.writeHead(r.status, { 'content-type': 'text/xml' });
+      return void res.end(r.body);
+    }
+    if (this.rotations && req.headers['x-amz-target'] === 'secretsmanager.RotateSecret') {
+      const started = this.clock.now();
+      const r = this.rotations.answer(body);
+      this.onCall?.({ service: 'other', action: 'secretsmanager.RotateSecret', startedAt: started, ms: 0, status: r.status });
+      res.writeHead(r.status, { 'content-type': 'application/x-amz-json-1.1' });
       return void res.end(r.body);
     }
     if (req.method === 'POST' && invoke) return this.invoke(decodeURIComponent(invoke[1]!), new URLSearchParams(invoke[2] ?? ''), req, res, body);

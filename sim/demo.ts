@@ -5,14 +5,15 @@
  * a local Lambda runtime; real traffic through the EIP; then an LB dies (or is moved away from, as
  * for maintenance) and the run measures what a client saw.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { EC2Client, StartInstancesCommand, StopInstancesCommand } from '@aws-sdk/client-ec2';
+import { RotateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { systemClock } from '../lambda/failover/clock.ts';
-import { functionEnv, HA_ROLE, ROLLOUT_RESOURCE_TYPE } from '../lib/contract.ts';
+import { functionEnv, HA_ROLE, ROLLOUT_RESOURCE_TYPE, ROTATION_ENV, SECRET_KIND, type SecretKind, slotGroupName, TAG } from '../lib/contract.ts';
 import { agentConfigFor } from '../lib/topology.ts';
 import { AgentRunner, BACKEND_PORT, PROGRAMS } from './agents.ts';
 import { AlarmEvaluator } from './alarm-evaluator.ts';
@@ -24,6 +25,7 @@ import { serveImds } from './imds.ts';
 import { startMoto, type Moto } from './moto.ts';
 import { killAllInNamespace, Lab, type Proc } from './netns.ts';
 import { renderReport } from './report-html.ts';
+import { SecretRotations } from './secret-rotations.ts';
 import type { SlotGroups } from './slot-groups.ts';
 import { Timeline } from './timeline.ts';
 import { NODES, SimVpc } from './vpc.ts';
@@ -36,8 +38,9 @@ export interface DemoOptions {
    * status check or an operator's terminate-instance-in-auto-scaling-group). `upgrade`: a deploy
    * changed the slots' launch template; the rollout resource replaces both slots' instances.
    * `reboot`: lb`reboot` reboots (same instance, same disk; its kernel state and runtime sysctls gone).
+   * `rotate`: both secrets rotated under traffic — at once, again at once, and while lb1's agent is down.
    */
-  mode: 'unplanned' | 'planned' | 'terminate' | 'upgrade' | 'reboot';
+  mode: 'unplanned' | 'planned' | 'terminate' | 'upgrade' | 'reboot' | 'rotate';
   /** With `terminate`: the slot whose instance is replaced. */
   terminate?: 0 | 1;
   /** With `reboot`: the LB that reboots. */
@@ -72,7 +75,18 @@ export interface DemoResult {
   sync: boolean;
   awsBehaviour: 'realistic' | 'fast';
   /** With `terminate`: the figures of the replacement, as the day-two JSON lines give them. */
-  scenario?: 'terminate' | 'upgrade' | 'reboot';
+  scenario?: 'terminate' | 'upgrade' | 'reboot' | 'rotate';
+  /** With `rotate`: kube-loxilb's calls (stand-ins on both agents) not answered 200. */
+  apiCallsFailed?: number;
+  /** With `rotate`: sync sessions and peer heartbeats refused by either agent (a key one did not accept). */
+  syncBreaks?: number;
+  /** With `rotate`: a backup asking to move the VIP because it stopped hearing the owner. */
+  fastPathTriggers?: number;
+  /** With `rotate`: rotations that ran to the end (AWSCURRENT moved), of `rotationsStarted`. */
+  rotationsDone?: number;
+  rotationsStarted?: number;
+  /** With `rotate`: the API token from before the rotations, refused after them. */
+  oldTokenRefused?: boolean;
   /** With `reboot`: what the function answered a move to the rebooting LB before it was back and ready. */
   moveWhileNotReady?: string;
   slot?: number;
@@ -89,6 +103,12 @@ const PORT = 80;
 const BACKENDS = 3;
 const AWS_PORT_IN_HOST = 4566;
 const IMDS_PORT_IN_HOST = 5001;
+/** `rotate`: how often the agents look at the secrets' labels (30 s on AWS). */
+const SECRET_POLL_MS = 2000;
+/** `rotate`: the pending token counts as taken once no call used another for this long (20 s on AWS). */
+const CALLERS_SWITCHED_MS = 4000;
+/** `rotate`: the token lifetime the agents give kube-loxilb; it refreshes 300 s before the end, so every 5 s here (every minute on AWS). */
+const KUBE_LOXILB_LIFETIME_SECONDS = 305;
 
 interface RunState {
   zero?: number;
@@ -103,6 +123,7 @@ interface RunState {
   peerLostReported?: string;
   /** The rollout's last reason said in the timeline (each said once). */
   rolloutSaid?: string;
+  fastPathTriggers?: number;
 }
 
 export class Demo {
@@ -121,6 +142,8 @@ export class Demo {
   private evaluator!: AlarmEvaluator;
   private state: RunState = {};
   private stopped = false;
+  /** With `rotate`: the secrets the agents follow. */
+  private secretArns: Record<SecretKind, string> | undefined;
 
   constructor(o: DemoOptions) {
     this.o = o;
@@ -157,6 +180,7 @@ export class Demo {
     if (this.o.mode === 'terminate') return this.terminateScenario(flows);
     if (this.o.mode === 'upgrade') return this.upgradeScenario(flows);
     if (this.o.mode === 'reboot') return this.rebootScenario(flows);
+    if (this.o.mode === 'rotate') return this.rotateScenario(flows);
     if (this.o.mode === 'unplanned') await this.killLb0();
     else this.plannedMove(1, 'maintenance of lb0');
     await this.waitForSurvivor(1);
@@ -182,7 +206,7 @@ export class Demo {
     this.world = new World(this.moto.endpoint, this.o.strategy === 'route' ? { strategy: 'route', vip: SIM_OVERLAY_VIP } : {});
     this.cleanups.push(() => this.world.destroy());
     // Replacing an instance needs the slots as the stack makes them (an interface of the slot's own).
-    await this.world.seed({ slots: this.o.mode === 'terminate' || this.o.mode === 'upgrade' });
+    await this.world.seed({ slots: this.o.mode === 'terminate' || this.o.mode === 'upgrade' || this.o.mode === 'rotate' });
     const route = this.o.strategy === 'route';
     this.timeline.mark('setup', `AWS emulator on ${this.moto.endpoint} behind the behaviour layer (${this.o.fast ? 'fast: no latencies' : 'realistic latencies, slow detach and attach, NotFound after create'}); deployment seeded from the sim profile (strategy ${this.o.strategy}): VPC, LB subnets in ${this.world.config.availabilityZones.join(', ')}, 2 LB instances${route ? ' with their ingress IPs, route tables for the overlay VIP ' + this.world.config.vip : ''}, EIP ${SIM_EIP}, heartbeat and status-check alarms, lease table, topic`);
     this.proxy.onCall = (c) => {
@@ -293,6 +317,7 @@ export class Demo {
             : 'RequestType' in p
               ? `CloudFormation ${String(p.RequestType)} (placement)`
               : `manual ${JSON.stringify(p)}`;
+      if (after && p.reason === 'peer-heartbeat-lost') this.state.fastPathTriggers = (this.state.fastPathTriggers ?? 0) + 1;
       if (after && !('RequestType' in p)) {
         if (!this.state.firstTrigger && !what.endsWith('→ OK')) this.state.firstTrigger = { at, what };
         this.timeline.mark('detection', `function invoked: ${what}`, { at });
@@ -327,6 +352,11 @@ export class Demo {
   private async startAgents(): Promise<void> {
     this.run = new AgentRunner(this.lab);
     this.cleanups.push(() => this.run.cleanup());
+    if (this.o.mode === 'rotate') {
+      // The stack's two secrets, holding what the agents start with; the agents follow them from then on.
+      this.secretArns = await this.world.seedSecrets({ [SECRET_KIND.apiToken]: this.run.token, [SECRET_KIND.syncKey]: readFileSync(this.run.syncKeyFile, 'utf8').trim() });
+      this.timeline.mark('setup', `secrets: the API token and the sync key in Secrets Manager (tagged ${TAG.secret}), followed by each agent every ${SECRET_POLL_MS / 1000} s`);
+    }
     await this.run.startBackends(BACKENDS);
     for (let i = 0; i < this.vpc.hosts; i++) await this.startAgent(i);
     const cw = new CloudWatchClient({ region: 'us-east-1', endpoint: this.moto.endpoint, credentials: CREDENTIALS });
@@ -348,6 +378,16 @@ export class Demo {
     this.timeline.mark('setup', `agents (the shipped bundle) on lb0 and lb1: beating to CloudWatch, peer heartbeats, session sync ${this.o.sync ? 'on' : 'OFF (--no-sync)'}`);
   }
 
+  /** LB `i`'s own copies of the secret files (made once: a restarted agent finds what its mirror wrote). */
+  private ownSecretFiles(i: number): { token: string; key: string } {
+    const token = join(this.dir, `api-token-lb${i}`);
+    const key = join(this.dir, `sync-key-lb${i}`);
+    if (!existsSync(token)) copyFileSync(this.run.tokenFile, token);
+    if (!existsSync(key)) copyFileSync(this.run.syncKeyFile, key);
+    this.run.tokenFiles.set(i, token);
+    return { token, key };
+  }
+
   private async startAgent(i: number, stateDirName = `state-lb${i}`): Promise<void> {
     const cfg = agentConfigFor(this.world.config, i, {
       region: 'us-east-1',
@@ -355,11 +395,16 @@ export class Demo {
       endpoint: `http://127.0.0.1:${AWS_PORT_IN_HOST}`,
       imdsEndpoint: `http://127.0.0.1:${IMDS_PORT_IN_HOST}`,
     });
+    // Following the secrets, each agent has files of its own, as each instance does (kept across its restarts, as a disk).
+    const files = this.secretArns ? this.ownSecretFiles(i) : { token: this.run.tokenFile, key: this.run.syncKeyFile };
     const p = await this.run.startAgent(i, {
       ...cfg,
       initialRole: HA_ROLE.notDefined,
-      api: { ...cfg.api, tokenFile: this.run.tokenFile },
-      sync: { ...cfg.sync, secretFile: this.run.syncKeyFile, sessions: this.o.sync },
+      api: { ...cfg.api, tokenFile: files.token, ...(this.secretArns ? { tokenLifetimeSeconds: KUBE_LOXILB_LIFETIME_SECONDS } : {}) },
+      sync: { ...cfg.sync, secretFile: files.key, sessions: this.o.sync },
+      ...(this.secretArns
+        ? { aws: { ...cfg.aws!, secrets: { apiToken: this.secretArns[SECRET_KIND.apiToken], syncKey: this.secretArns[SECRET_KIND.syncKey], pollMs: SECRET_POLL_MS, callersSwitchedAfterMs: CALLERS_SWITCHED_MS } } }
+        : {}),
       stateDir: join(this.dir, stateDirName),
     });
     await p.waitFor(/beating to CloudWatch/, 30_000);
@@ -414,13 +459,17 @@ export class Demo {
   /** kube-loxilb's calls to one instance: the TCP and UDP services. */
   private async configureServicesOn(i: number): Promise<void> {
     for (const protocol of ['tcp', 'udp'] as const) {
-      const body = {
-        serviceArguments: { externalIP: SIM_EIP, privateIP: this.world.config.vip, port: PORT, protocol, sel: 0, mode: 2, monitor: false, probetype: 'none', name: `default_demo-${protocol}` },
-        endpoints: Array.from({ length: BACKENDS }, (_, b) => ({ endpointIP: NODES.ip(b + 1), targetPort: BACKEND_PORT, weight: 1 })),
-      };
-      const r = await this.run.api(i, 'POST', '/config/loadbalancer', body);
+      const r = await this.run.api(i, 'POST', '/config/loadbalancer', this.serviceBody(protocol));
       if (r.status !== 200) throw new Error(`lb${i} refused the ${protocol} service: ${r.status} ${JSON.stringify(r.body)}`);
     }
+  }
+
+  /** The LoadBalancer service as kube-loxilb POSTs it. */
+  private serviceBody(protocol: 'tcp' | 'udp') {
+    return {
+      serviceArguments: { externalIP: SIM_EIP, privateIP: this.world.config.vip, port: PORT, protocol, sel: 0, mode: 2, monitor: false, probetype: 'none', name: `default_demo-${protocol}` },
+      endpoints: Array.from({ length: BACKENDS }, (_, b) => ({ endpointIP: NODES.ip(b + 1), targetPort: BACKEND_PORT, weight: 1 })),
+    };
   }
 
   private async startTraffic(): Promise<Proc> {
@@ -619,6 +668,113 @@ export class Demo {
     return this.conclude(flows, this.secondsSinceZero(), { scenario: 'reboot', slot, moveWhileNotReady }, forwarding === '1' && answer.outcome !== 'converged');
   }
 
+  /**
+   * Both secrets rotated under traffic, as `aws secretsmanager rotate-secret` (or the schedule) does:
+   * the rotation function (its bundle, in a local runtime) creates each pending value, waits until
+   * both agents hold it — and, for the API token, until kube-loxilb (a stand-in making its calls,
+   * refreshing its token as it does) uses it — then makes it current. Three rounds: both secrets at
+   * once, again at once, and while lb1's agent is down (the rotation waits for it to come back).
+   */
+  private async rotateScenario(flows: Proc): Promise<{ result: DemoResult; reportPath: string; ok: boolean }> {
+    const arns = this.secretArns!;
+    const kindOf = (arn: string) => (arn === arns[SECRET_KIND.apiToken] ? 'API token' : 'sync key');
+    this.slotGroups(() => {});
+    const rotation = await FailoverRuntime.start({
+      dir: join(this.dir, 'rotation'),
+      entry: 'lambda/rotation/handler.ts',
+      functionArn: 'arn:aws:lambda:us-east-1:123456789012:function:loxiha-sim-rotation',
+      timeoutSeconds: 300,
+      env: {
+        AWS_REGION: 'us-east-1',
+        AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey,
+        LOXIHA_AWS_ENDPOINT: this.proxy.endpoint,
+        [ROTATION_ENV.deploymentId]: this.world.config.deploymentId,
+        [ROTATION_ENV.slotGroups]: [0, 1].map((i) => slotGroupName(this.world.config.deploymentId, i)).join(','),
+        [ROTATION_ENV.confirmTimeoutSeconds]: '240',
+        [ROTATION_ENV.confirmPollSeconds]: '1',
+      },
+    });
+    this.cleanups.push(() => rotation.stop());
+    rotation.onLine = (l) => {
+      if (l.message === 'waiting for the LB instances to take the pending value') this.timeline.mark('lease', `rotation (${l.kind === SECRET_KIND.apiToken ? 'API token' : 'sync key'}): waiting for ${(l.waitingFor as { id: string }[]).map((w) => `lb${this.indexOf(w.id)}`).join(', ')} to take the pending value`);
+      else if (l.level === 'ERROR') this.say(`  rotation function error: ${String(l.message)}`);
+    };
+    const rotations = new SecretRotations((event) => rotation.invoke(event));
+    rotations.onStep = (arn, step, r) => {
+      if (step === 'createSecret' || step === 'finishSecret' || !r.ok) this.timeline.mark(r.ok ? 'done' : 'failure', `rotation (${kindOf(arn)}): ${step} — ${r.message}`);
+    };
+    this.proxy.rotations = rotations;
+    this.cleanups.push(() => void (this.proxy.rotations = undefined));
+
+    // kube-loxilb's calls to each agent: a health check every 2 s, the service again every 6 s, its token refreshed through the agent.
+    const serviceFile = join(this.dir, 'kube-loxilb-service.json');
+    writeFileSync(serviceFile, JSON.stringify(this.serviceBody('tcp')));
+    const standIns = [0, 1].map((i) => {
+      const p = this.lab.spawn(SimVpc.host(i), process.execPath, [join(PROGRAMS, 'kube-loxilb.mjs'), 'http://127.0.0.1:11111', this.run.tokenFiles.get(i)!, String(KUBE_LOXILB_LIFETIME_SECONDS), serviceFile, '600']);
+      this.cleanups.push(() => void p.child.kill('SIGKILL'));
+      return p;
+    });
+    await Promise.all(standIns.map((p) => p.waitFor(/"kube-loxilb":"ready"/)));
+    const oldToken = this.run.currentToken(0);
+    const rejected = async (i: number) => {
+      const h = await this.ha(i);
+      const sync = Object.entries((h.syncRejected ?? {}) as Record<string, number>).filter(([k]) => k !== 'kernel-refused').reduce((n, [, v]) => n + v, 0);
+      return sync + Object.values((h.peerBeatsRejected ?? {}) as Record<string, number>).reduce((n, v) => n + v, 0);
+    };
+    const before = [await rejected(0), await rejected(1)];
+    const sm = new SecretsManagerClient({ region: 'us-east-1', endpoint: this.proxy.endpoint, credentials: CREDENTIALS });
+    this.cleanups.push(() => sm.destroy());
+    const rotateBoth = async (why: string) => {
+      this.timeline.mark('failure', `rotate-secret on both secrets (${why})`);
+      for (const arn of Object.values(arns)) await sm.send(new RotateSecretCommand({ SecretId: arn }));
+    };
+    this.state.moveTo = 0;
+    this.state.zero = Date.now();
+    this.timeline.mark('failure', 'rotations begin: traffic through lb0, kube-loxilb calling both agents', { at: this.state.zero });
+    await rotateBoth('round 1');
+    await rotations.idle();
+    await rotateBoth('round 2, at once after the first');
+    await rotations.idle();
+    // Round 3: lb1's agent down (stopped, as for a restart); kube-loxilb's calls to it wait, as its health check would.
+    const lb1Before = await rejected(1);
+    standIns[1]!.child.stdin!.write('pause\n');
+    await this.lab.kill(this.run.procs.get('agent1')!);
+    this.timeline.mark('failure', "lb1's agent stops (a restart); rotations start while it is down");
+    await rotateBoth('round 3, lb1 down');
+    await sleep(4000);
+    await this.startAgent(1);
+    standIns[1]!.child.stdin!.write('resume\n');
+    this.timeline.mark('role', "lb1's agent is back: it reads every labelled version at start, and confirms");
+    await rotations.idle();
+    await this.untilBackupAgain(1);
+    const seconds = this.secondsSinceZero();
+    // What kube-loxilb saw, and whether the token from before is refused now (two rotations later).
+    const counts = await Promise.all(
+      standIns.map(async (p) => {
+        p.child.stdin!.write('quit\n');
+        const line = await p.waitFor(/\{"calls":\d+,"failed":\d+,"refreshes":\d+,"refreshFailed":\d+\}/, 10_000);
+        return JSON.parse(line) as { calls: number; failed: number; refreshes: number; refreshFailed: number };
+      }),
+    );
+    const apiCallsFailed = counts.reduce((n, c) => n + c.failed, 0);
+    const syncBreaks = (await rejected(0)) - before[0]! + (lb1Before - before[1]!) + (await rejected(1));
+    const oldTokenRefused = (await this.run.api(0, 'GET', '/config/loadbalancer/all', undefined, oldToken)).status === 401;
+    const outcomes = rotations.outcomes;
+    this.timeline.mark('done', `rotations: ${outcomes.filter((o) => o.ok).length}/${outcomes.length} done; kube-loxilb made ${counts.reduce((n, c) => n + c.calls, 0)} calls (${apiCallsFailed} failed), refreshed its token ${counts.reduce((n, c) => n + c.refreshes, 0)} times; the token from before is ${oldTokenRefused ? 'refused' : 'STILL ACCEPTED'}`);
+    const own: Partial<DemoResult> = {
+      scenario: 'rotate',
+      apiCallsFailed,
+      syncBreaks,
+      fastPathTriggers: this.state.fastPathTriggers ?? 0,
+      rotationsDone: outcomes.filter((o) => o.ok).length,
+      rotationsStarted: outcomes.length,
+      oldTokenRefused,
+    };
+    const clean = apiCallsFailed === 0 && syncBreaks === 0 && own.fastPathTriggers === 0 && own.rotationsDone === 6 && oldTokenRefused && (this.state.vipMoves ?? 0) === 0;
+    return this.conclude(flows, seconds, own, clean);
+  }
+
   /** A slot's new instance boots: the host's forwarders, the agent (fresh state), the services from kube-loxilb; ready as the backup. */
   private async bringUpReplacement(i: number, id: string): Promise<void> {
     await this.startForwarder(i);
@@ -716,7 +872,7 @@ export class Demo {
     const kept = r.flows.filter((f) => !lostOnes.has(f));
     const afterMove = this.state.eipMovedAt ?? zero;
     const firstThrough = r.series.find((b) => b.t >= afterMove && b.ok + b.replies > 0);
-    if (firstThrough) this.timeline.mark('traffic', 'first packets through lb1 after the move (replies and new connections)', { at: firstThrough.t });
+    if (firstThrough && this.o.mode !== 'rotate') this.timeline.mark('traffic', 'first packets through lb1 after the move (replies and new connections)', { at: firstThrough.t });
     const resumed = kept.map((f) => f.maxGapEndAt).filter((t): t is number => t !== null && t > zero);
     if (kept.length) this.timeline.mark('sessions', `${kept.length} of ${r.flows.length} established flows resumed, each on its own backend`, { at: resumed.length ? Math.max(...resumed) : zero });
     if (lostOnes.size) this.timeline.mark('sessions', `${lostOnes.size} established flows lost (${[...new Set([...lostOnes].map((f) => whyLost(f)!.replace(/\d+/g, 'N')))].join('; ')})`);

@@ -27,9 +27,9 @@ export class FailoverRuntime {
     this.port = port;
   }
 
-  /** Bundles the handler into `dir` and starts the runtime with `env` (plus what every Lambda has). */
-  static async start(opts: { dir: string; env: Record<string, string>; functionArn: string; timeoutSeconds: number }): Promise<FailoverRuntime> {
-    bundleHandler(join(ROOT, 'lambda/failover/handler.ts'), opts.dir);
+  /** Bundles the handler (`entry`, the failover function's unless given) into `dir` and starts the runtime with `env` (plus what every Lambda has). */
+  static async start(opts: { dir: string; env: Record<string, string>; functionArn: string; timeoutSeconds: number; entry?: string }): Promise<FailoverRuntime> {
+    bundleHandler(join(ROOT, opts.entry ?? 'lambda/failover/handler.ts'), opts.dir);
     const port = await freePort();
     const child = spawn(process.execPath, [join(ROOT, 'sim/programs/lambda-runtime.mjs'), opts.dir, String(port), opts.functionArn, String(opts.timeoutSeconds)], {
       env: { PATH: process.env.PATH ?? '', AWS_LAMBDA_FUNCTION_NAME: opts.functionArn.split(':').at(-1)!, ...opts.env },
@@ -38,7 +38,7 @@ export class FailoverRuntime {
     const rt = new FailoverRuntime(child, port);
     let stderr = '';
     await new Promise<void>((resolve, reject) => {
-      child.once('exit', (code) => reject(new Error(`the failover function's runtime exited (${code}): ${stderr}`)));
+      child.once('exit', (code) => reject(new Error(`the function's runtime (${opts.entry ?? 'failover'}) exited (${code}): ${stderr}`)));
       // Powertools writes INFO to stdout and WARN/ERROR to stderr, as Lambda captures both.
       for (const stream of [child.stdout!, child.stderr!]) {
         createInterface({ input: stream }).on('line', (line) => {

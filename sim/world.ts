@@ -29,12 +29,13 @@ import {
   RunInstancesCommand,
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
+import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { CreateTopicCommand, SNSClient } from '@aws-sdk/client-sns';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { type LoxihaConfig, resolveConfig } from '../lib/config.ts';
 import { beatData } from '../agent/ha/heartbeat.ts';
-import { ALARM_KIND, alarmName, METRICS, ROLE, SLOT_INTERFACE_DEVICE_INDEX, SLOT_READY_TIMEOUT_SECONDS, slotGroupName, TAG } from '../lib/contract.ts';
+import { ALARM_KIND, alarmName, METRICS, ROLE, SECRET_KIND, type SecretKind, SLOT_INTERFACE_DEVICE_INDEX, SLOT_READY_TIMEOUT_SECONDS, slotGroupName, TAG } from '../lib/contract.ts';
 import { lbIngressIp, lbIngressIps, lbInstanceIp } from '../lib/topology.ts';
 import type { Settings } from '../lambda/failover/settings.ts';
 import { type AnyStep, type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
@@ -250,6 +251,33 @@ export class World {
         ]),
       }),
     );
+  }
+
+  /**
+   * The deployment's two secrets in Secrets Manager (the emulator), holding `values`, tagged as the
+   * stack tags them (deployment, which secret): what the agents follow and the rotation function rotates.
+   */
+  async seedSecrets(values: Record<SecretKind, string>): Promise<Record<SecretKind, string>> {
+    const sm = new SecretsManagerClient({ region: REGION, endpoint: this.endpoint, credentials: CREDENTIALS });
+    try {
+      const arns = {} as Record<SecretKind, string>;
+      for (const kind of Object.values(SECRET_KIND)) {
+        const r = await sm.send(
+          new CreateSecretCommand({
+            Name: `${this.config.deploymentId}-${kind}`,
+            SecretString: values[kind],
+            Tags: [
+              { Key: TAG.deployment, Value: this.config.deploymentId },
+              { Key: TAG.secret, Value: kind },
+            ],
+          }),
+        );
+        arns[kind] = r.ARN!;
+      }
+      return arns;
+    } finally {
+      sm.destroy();
+    }
   }
 
   /**

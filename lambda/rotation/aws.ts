@@ -51,7 +51,7 @@ export class SecretsAdapter implements SecretStore {
 
 /** How far back a SecretHeld datum still counts: a few of the agents' 5 s beats. */
 export const HELD_WINDOW_MS = 30_000;
-const PERIOD_SECONDS = 10;
+const PERIOD_SECONDS = 5;
 
 export class ConfirmationsAdapter implements Confirmations {
   private readonly groups: SlotGroupsAdapter;
@@ -71,7 +71,7 @@ export class ConfirmationsAdapter implements Confirmations {
   }
 
   /**
-   * The latest 10 s period's minimum and maximum of each instance's SecretHeld: a value only when
+   * The latest 5 s period (about one beat)'s minimum and maximum of each instance's SecretHeld: a value only when
    * both agree (the agent did not change its report within the period) and the period is recent.
    */
   async held(instanceIds: string[], kind: SecretKind): Promise<Map<string, number | undefined>> {
