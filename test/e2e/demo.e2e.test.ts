@@ -168,6 +168,18 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
     expect(leftNamespaces(r.labId)).toEqual([]);
   }, 300_000);
 
+  it('--rotate: both secrets rotated three times under traffic (at once, again at once, with lb1’s agent down) — no failed kube-loxilb call, no sync break, no fast-path trigger, no VIP move, every flow kept; the token from before refused', async () => {
+    const r = await demo(['--rotate', '--fast', '--report', join(dir, 'rotate.html')]);
+    expect(r.code, r.out.slice(-3000)).toBe(0);
+    expect(r.json).toMatchObject({ scenario: 'rotate', flowsKept: 13, flowsTotal: 13, apiCallsFailed: 0, syncBreaks: 0, vipMoves: 0, fastPathTriggers: 0, rotationsDone: 6, rotationsStarted: 6, oldTokenRefused: true });
+    // The new value became current only after both agents took it — and, while lb1 was down, only after it came back.
+    const round3 = r.out.slice(r.out.indexOf('round 3, lb1 down'));
+    expect(round3).toMatch(/waiting for [^\n]*lb1[^\n]* to take the pending value/);
+    expect(round3.indexOf("lb1's agent is back")).toBeLessThan(round3.indexOf('finishSecret'));
+    expect(r.out).toMatch(/kube-loxilb made \d+ calls \(0 failed\), refreshed its token [1-9]\d* times/);
+    expect(leftNamespaces(r.labId)).toEqual([]);
+  }, 300_000);
+
   it('without session sync, established flows are lost and the demo says so (exit 1)', async () => {
     const r = await demo(['--no-sync', '--fast', '--report', join(dir, 'no-sync.html')]);
     expect(r.code, r.out.slice(-3000)).toBe(1);
