@@ -16,7 +16,8 @@ import { fastPathDecision } from './ha/fast-path.ts';
 import { SecretRing } from './secret-ring.ts';
 import { PeerLink } from './ha/peer-link.ts';
 import { ensurePrerequisites, KERNEL_PREREQUISITES, PREREQUISITE_CHECK_MS, type Readiness } from './host/prerequisites.ts';
-import { SessionSync } from './sync/session-sync.ts';
+import { SessionSync, type SessionSyncOptions } from './sync/session-sync.ts';
+import { type LedgerView, mergePlan, ServiceLedger } from './services/ledger.ts';
 import { SERVICE_MARK_FILTER } from './sync/conntrack-events.ts';
 import { hostAnswers, tcpReach } from './net/tcp-connects.ts';
 import { listen } from './net/listen.ts';
@@ -25,7 +26,7 @@ import { observeIngressOnAws, observeLocally, observeOnAws, RoleWatcher } from '
 import { runIp, VipPath } from './ha/vip-path.ts';
 import { type FastPathRequest, HA_ROLE, SECRET_KIND, type SecretKind } from '../lib/contract.ts';
 import { SecretMirror } from './secret-mirror.ts';
-import type { AddressAliases, Service } from './services/model.ts';
+import { type AddressAliases, type Service, serviceKey } from './services/model.ts';
 import { Prober } from './probes.ts';
 import { ServiceRegistry } from './services/registry.ts';
 import { StateStore } from './services/store.ts';
@@ -114,6 +115,19 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   log('info', adoption === 'adopted' ? 'adopted the existing nftables table unchanged' : 'applied the services to nftables', { services: saved.services.length, down: saved.down.length, table: config.nftTable, ms });
   const registry = new ServiceRegistry(datapath, store);
   registry.onError = (msg, extra) => log('error', msg, extra);
+  // When each service was last changed and which were deleted: how two agents that differ agree again (services/ledger.ts).
+  const ledger = new ServiceLedger(config.stateDir);
+  registry.onApplied = (changes, stamps) => ledger.record(changes, stamps ? (k) => stamps.get(k) ?? Date.now() : undefined);
+  const servicesLedger = {
+    view: () => ledger.view(registry.list()),
+    merge: async (theirs: LedgerView): Promise<number> => {
+      const plan = mergePlan(ledger.view(registry.list()), theirs);
+      ledger.remember(plan.forget);
+      if (!plan.set.length && !plan.del.length) return 0;
+      log('info', 'services: taking the peer’s later changes', { set: plan.set.map((x) => serviceKey(x.service)).slice(0, 20), deleted: plan.del.map((d) => d.key).slice(0, 20), total: plan.set.length + plan.del.length });
+      return registry.merge(plan.set, plan.del);
+    },
+  };
 
   const prober = new Prober({
     intervalMs: Number(values['probe-interval-ms']),
@@ -234,7 +248,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   // The key file may hold the current and the previous (or next) key during a rotation: the first is used,
   // any is accepted, for heartbeats and sync sessions alike; re-read when it changes, without a restart.
   const syncKeys = config.sync.secretFile ? new SecretRing(config.sync.secretFile, 32) : undefined;
-  const peers = await startPeerLink(config, syncKeys, () => ({ role: roles.current ?? config.initialRole, instanceId }), () => registry.list(), aliases);
+  const peers = await startPeerLink(config, syncKeys, () => ({ role: roles.current ?? config.initialRole, instanceId }), () => registry.list(), aliases, servicesLedger);
   syncRef = peers?.sync;
   // To the function: the kernel prerequisites (a hard gate: never the VIP's place without them) and,
   // apart, whether its services match the owner's (a preference: a survivor that differs is still
@@ -266,6 +280,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
       clearInterval(prerequisiteTimer);
       prober.stop();
       await store.close();
+      ledger.flush();
       nft.close();
       runIp.stop();
       server.closeAllConnections();
@@ -357,7 +372,7 @@ async function startHeartbeat(deploymentId: string, slot: number, aws: NonNullab
  * VIP (asynchronous invoke; the function decides). No key, no peer channels: they are never
  * unauthenticated.
  */
-async function startPeerLink(config: AgentConfig, ring: SecretRing | undefined, me: () => { role: PeerBeat['role']; instanceId: string | null }, services: () => Service[], aliases: AddressAliases): Promise<{ stop: () => void; sync: SessionSync | undefined; beatsRejected: () => Record<string, number> } | undefined> {
+async function startPeerLink(config: AgentConfig, ring: SecretRing | undefined, me: () => { role: PeerBeat['role']; instanceId: string | null }, services: () => Service[], aliases: AddressAliases, ledger: SessionSyncOptions['ledger']): Promise<{ stop: () => void; sync: SessionSync | undefined; beatsRejected: () => Record<string, number> } | undefined> {
   if (config.peers.length === 0) return undefined;
   if (!ring?.current()) {
     log('warn', 'peer heartbeats and session sync off: no sync key of 32+ characters (sync.secretFile); the fast path is off too', { file: config.sync.secretFile });
@@ -405,6 +420,7 @@ async function startPeerLink(config: AgentConfig, ring: SecretRing | undefined, 
     services,
     aliases,
     realtimePriority: config.sync.realtimePriority,
+    ledger,
     rewriteDestination: config.strategy === 'route' && config.ingressIp ? new Map(config.peers.filter((p) => p.ingressIp).map((p) => [p.ingressIp!, config.ingressIp!])) : undefined,
     log: (level, msg, extra) => log(level, msg, extra),
   });

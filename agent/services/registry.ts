@@ -20,6 +20,10 @@ const GATHER_MS = 3;
 interface Pending {
   /** From the services as staged so far, the changes this request makes. */
   changes: (current: ReadonlyMap<string, Service>) => Changes;
+  /** What it changed, once staged. */
+  applied?: Changes;
+  /** When each change was made, for changes taken from the peer (its stamps); unset: now. */
+  stamps?: ReadonlyMap<string, number>;
   down?: ReadonlySet<string>;
   resolve: (n: number) => void;
   reject: (e: Error) => void;
@@ -33,6 +37,8 @@ export class ServiceRegistry {
   private last = { size: 0, waiting: 0, at: 0 };
   /** Told after each batch reached the kernel (the prober follows the services). */
   onChanged: (services: Service[]) => void = () => undefined;
+  /** Told, per request that changed something, what it set or deleted — with the peer's stamps for a merge (./ledger.ts). */
+  onApplied: (changes: ReadonlyMap<string, Service | undefined>, stamps: ReadonlyMap<string, number> | undefined) => void = () => undefined;
   onError: (msg: string, extra: Record<string, unknown>) => void = () => undefined;
 
   constructor(datapath: Datapath, store: { save(state: SavedState): Promise<void> }) {
@@ -79,14 +85,31 @@ export class ServiceRegistry {
     return this.enqueue((current) => new Map([...current.keys()].map((k) => [k, undefined])));
   }
 
+  /**
+   * The peer's later changes (./ledger.ts mergePlan): services set and deleted as one request,
+   * stamped with the peer's times. Resolves to how many services it changed.
+   */
+  merge(set: readonly { service: Service; at: number }[], del: readonly { key: string; at: number }[]): Promise<number> {
+    const stamps = new Map<string, number>([...set.map((x) => [serviceKey(x.service), x.at] as const), ...del.map((d) => [d.key, d.at] as const)]);
+    return this.enqueue(
+      (current) =>
+        new Map<string, Service | undefined>([
+          ...set.map((x) => [serviceKey(x.service), x.service] as const),
+          ...del.filter((d) => current.has(d.key)).map((d) => [d.key, undefined] as const),
+        ]),
+      undefined,
+      stamps,
+    );
+  }
+
   /** New endpoint health from the probes (kept in the state file, so a restart starts from it). */
   setDown(down: ReadonlySet<string>): Promise<void> {
     return this.enqueue(() => new Map(), down).then(() => undefined);
   }
 
-  private enqueue(changes: Pending['changes'], down?: ReadonlySet<string>): Promise<number> {
+  private enqueue(changes: Pending['changes'], down?: ReadonlySet<string>, stamps?: ReadonlyMap<string, number>): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ changes, down, resolve, reject });
+      this.pending.push({ changes, down, resolve, reject, ...(stamps ? { stamps } : {}) });
       if (!this.draining) void this.drain();
     });
   }
@@ -111,6 +134,9 @@ export class ServiceRegistry {
           for (const p of batch) outcomes.push(batch.length === 1 ? (e as Error) : await this.run([p]).then((o) => o[0]!, (err: Error) => err));
         }
         const state = { services: this.datapath.list(), down: [...this.datapath.down] };
+        batch.forEach((p, i) => {
+          if (!(outcomes[i] instanceof Error) && p.applied?.size) this.onApplied(p.applied, p.stamps);
+        });
         this.onChanged(state.services);
         let persisted: Error | undefined;
         try {
@@ -153,6 +179,7 @@ export class ServiceRegistry {
         try {
           const changes = p.changes(stage.current());
           stage.services(changes);
+          p.applied = changes;
           if (p.down) stage.down(p.down);
           return changes.size;
         } catch (e) {

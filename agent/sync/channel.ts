@@ -90,10 +90,15 @@ export interface Hello {
   d: string;
   from: number;
   n: string;
+  /** What else this agent speaks on the session (SYNC_CAPS); an agent from before caps sends none, and is sent nothing new. */
+  c?: string[];
 }
 
+/** Capabilities beyond flow sync: `svc`, the services exchange (a receiver asks, the sender answers). */
+export const SYNC_CAPS = { services: 'svc' } as const;
+
 export function encodeHello(key: Buffer, challenge: string, h: Hello): Buffer {
-  const json = Buffer.from(JSON.stringify({ t: 'hello', v: SYNC_PROTOCOL_VERSION, d: h.d, from: h.from, n: h.n }));
+  const json = Buffer.from(JSON.stringify({ t: 'hello', v: SYNC_PROTOCOL_VERSION, d: h.d, from: h.from, n: h.n, ...(h.c ? { c: h.c } : {}) }));
   return frame(hmac(key, 'loxiha-sync-hello', challenge, json), json);
 }
 
@@ -109,7 +114,8 @@ export function readHello(keys: readonly Buffer[], challenge: string, f: { mac: 
   if (o.t !== 'hello' || o.v !== SYNC_PROTOCOL_VERSION || typeof o.d !== 'string' || !Number.isInteger(o.from) || typeof o.n !== 'string' || !NONCE.test(o.n)) throw new ChannelError('malformed', 'expected a hello');
   if (o.d !== c.deploymentId) throw new ChannelError('wrong-deployment', `deployment ${JSON.stringify(o.d).slice(0, 80)}`);
   if (!c.peers.has(o.from as number)) throw new ChannelError('unknown-peer', `instance index ${o.from}`);
-  return { d: o.d, from: o.from as number, n: o.n, key };
+  const caps = Array.isArray(o.c) ? o.c.filter((x): x is string => typeof x === 'string').slice(0, 16) : [];
+  return { d: o.d, from: o.from as number, n: o.n, c: caps, key };
 }
 
 /** One direction of an established session: numbered, MACed frames under the session key. */

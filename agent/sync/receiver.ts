@@ -11,9 +11,10 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { listen } from '../net/listen.ts';
-import { ChannelError, type ChannelRejection, encodeChallenge, FrameReader, newNonce, readHello, SessionCodec } from './channel.ts';
+import { ChannelError, type ChannelRejection, encodeChallenge, FrameReader, newNonce, readHello, SessionCodec, SYNC_CAPS } from './channel.ts';
 import { checkEntry, type EntryRejection, flowKey, injectLine, type OwnerView, reconcile, rewriteDestination, type ServiceIndex, type WireEntry } from './entry.ts';
 import type { Injector } from './inject.ts';
+import { ASK_EVERY_MS, readLedger, REPAIR_AFTER_MS, type ServicesPeer } from './services-exchange.ts';
 import { SYNC_IN_SYNC_LAG_MS } from './sender.ts';
 
 export type SyncRejection = ChannelRejection | EntryRejection;
@@ -53,6 +54,8 @@ export interface SyncServerOptions {
   listOurs: () => AsyncIterable<WireEntry>;
   /** The digest of this instance's services, compared with the one the owner sends (`sv`). */
   servicesDigest?: () => string;
+  /** This agent's services for the services exchange (./services-exchange.ts); unset: not spoken. */
+  servicesPeer?: ServicesPeer;
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
   now?: () => number;
 }
@@ -76,6 +79,11 @@ interface Session {
   foreign: number;
   /** The owner's services digest, as its latest frame gave it (undefined: an owner that does not send it). */
   ownerServices: string | undefined;
+  /** The owner speaks the services exchange (its hello said `svc`). */
+  exchange: boolean;
+  /** Since when the digests have differed; when this side last sent its ledger. */
+  differSince: number | undefined;
+  askedAt: number;
 }
 
 /** At most one resync asked of an owner this often, however often the services change. */
@@ -172,6 +180,20 @@ export class SyncServer {
     return [...this.sessions.keys()];
   }
 
+  /** Sends this side's ledger when the services have differed from the owner's long enough (and not too often). */
+  private askIfDiffering(s: Session, codec: SessionCodec, now: number): void {
+    if (s.ownerServices === undefined || s.ownerServices === this.o.servicesPeer!.digest()) {
+      s.differSince = undefined;
+      return;
+    }
+    s.differSince ??= now;
+    if (now - s.differSince < REPAIR_AFTER_MS || now - s.askedAt < ASK_EVERY_MS || s.socket.destroyed) return;
+    s.askedAt = now;
+    const view = this.o.servicesPeer!.view();
+    this.o.log('info', 'services exchange: services differ from the owner’s; sending ours', { peer: s.from, services: view.live.length, deletions: view.gone.length });
+    s.socket.write(codec.encode({ t: 'svc', l: view }));
+  }
+
   private reject(reason: SyncRejection, source: string, detail: string, n = 1): void {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + n);
     const k = `${source} ${reason}`;
@@ -202,9 +224,10 @@ export class SyncServer {
             clearTimeout(helloTimer);
             codec = new SessionCodec(hello.key, challenge, hello.n, 'receiver');
             this.sessions.get(hello.from)?.socket.destroy();
-            session = { from: hello.from, socket, resynced: false, resyncing: undefined, lastFrameAt: this.now(), inFlight: [], chain: Promise.resolve(), ack: { upTo: 0, expired: 0, timer: undefined }, foreign: 0, ownerServices: undefined };
+            const exchange = !!this.o.servicesPeer && !!hello.c?.includes(SYNC_CAPS.services);
+            session = { from: hello.from, socket, resynced: false, resyncing: undefined, lastFrameAt: this.now(), inFlight: [], chain: Promise.resolve(), ack: { upTo: 0, expired: 0, timer: undefined }, foreign: 0, ownerServices: undefined, exchange, differSince: undefined, askedAt: -Infinity };
             this.sessions.set(hello.from, session);
-            socket.write(codec.encode({ t: 'welcome' }));
+            socket.write(codec.encode(this.o.servicesPeer ? { t: 'welcome', c: [SYNC_CAPS.services] } : { t: 'welcome' }));
             this.o.log('info', 'session sync: receiving from the peer', { peer: hello.from, source });
             continue;
           }
@@ -223,6 +246,7 @@ export class SyncServer {
     const at = this.now();
     s.lastFrameAt = at;
     if (typeof body.sv === 'string' && /^[0-9a-f]{16}$/.test(body.sv)) s.ownerServices = body.sv;
+    if (s.exchange) this.askIfDiffering(s, codec, at);
     let lines: string[] = [];
     let accepted = 0;
     let after: (() => Promise<void>) | undefined;
@@ -280,6 +304,14 @@ export class SyncServer {
         await Promise.all(loads);
         s.resynced = true;
         this.resyncs++;
+      };
+    } else if (body.t === 'svc') {
+      // The owner's ledger, after it took ours: take what is later than ours.
+      if (!s.exchange) throw new ChannelError('malformed', 'a services ledger on a session that did not offer the exchange');
+      const theirs = readLedger(body);
+      after = async () => {
+        const n = await this.o.servicesPeer!.merge(theirs);
+        this.o.log('info', 'services exchange: took the owner’s later changes', { peer: s.from, changed: n });
       };
     } else if (body.t !== 'tick') {
       throw new ChannelError('malformed', `unexpected frame ${String(body.t)}`);

@@ -9,7 +9,9 @@
  * resyncs. A lost connection is retried; every new connection starts with a resync.
  */
 import { connect, type Socket } from 'node:net';
-import { ChannelError, encodeHello, FrameReader, newNonce, readChallenge, SessionCodec } from './channel.ts';
+import { ChannelError, encodeHello, FrameReader, newNonce, readChallenge, SessionCodec, SYNC_CAPS } from './channel.ts';
+import { readLedger, type ServicesPeer } from './services-exchange.ts';
+import type { LedgerView } from '../services/ledger.ts';
 import { coalesce, flowKey, type WireEntry } from './entry.ts';
 
 /** Entries per batch frame. */
@@ -71,6 +73,8 @@ export interface PeerStreamOptions {
    * the peer compares it with its own. A receiver that does not know the field ignores it.
    */
   servicesDigest?: () => string;
+  /** This agent's services for the services exchange (./services-exchange.ts); unset: not spoken. */
+  servicesPeer?: ServicesPeer;
 }
 
 export class PeerStream {
@@ -160,6 +164,7 @@ export class PeerStream {
     const reader = new FrameReader();
     let challenge: string | undefined;
     let welcomed = false;
+    let exchange = false;
     const fail = (why: string) => {
       if (this.socket !== socket) return;
       socket.destroy();
@@ -174,14 +179,15 @@ export class PeerStream {
             // The current key (the first): the receiver accepts it during a rotation's overlap.
             const key = this.o.keys()[0]!;
             this.codec = new SessionCodec(key, challenge, n, 'sender');
-            socket.write(encodeHello(key, challenge, { d: this.o.deploymentId, from: this.o.selfIndex, n }));
+            socket.write(encodeHello(key, challenge, { d: this.o.deploymentId, from: this.o.selfIndex, n, ...(this.o.servicesPeer ? { c: [SYNC_CAPS.services] } : {}) }));
             continue;
           }
           const body = this.codec!.decode(f);
           if (body.t === 'welcome' && !welcomed) {
             welcomed = true;
+            exchange = !!this.o.servicesPeer && Array.isArray(body.c) && body.c.includes(SYNC_CAPS.services);
             void this.connected();
-          }
+          } else if (body.t === 'svc' && exchange) this.exchangeServices(socket, readLedger(body));
           else if (body.t === 'ack' && Number.isInteger(body.upTo)) this.acked(body.upTo as number, Number.isInteger(body.expired) ? (body.expired as number) : 0);
           else throw new ChannelError('malformed', `unexpected ${String(body.t)}`);
         }
@@ -289,6 +295,18 @@ export class PeerStream {
     if (this.owedSince === owed) this.owedSince = undefined;
     if (this.resyncAgain) this.scheduleResync();
     this.flush();
+  }
+
+  /** The receiver sent its ledger: take its later changes, then answer with this side's ledger (after them). */
+  private exchangeServices(socket: Socket, theirs: LedgerView): void {
+    const peer = this.o.servicesPeer!;
+    void peer
+      .merge(theirs)
+      .then((n) => {
+        this.o.log('info', 'services exchange: took the peer’s later changes; sending ours', { peer: this.o.peer.index, changed: n });
+        if (this.socket === socket && !socket.destroyed && this.codec) socket.write(this.codec.encode({ t: 'svc', l: peer.view() }));
+      })
+      .catch((e: Error) => this.o.log('warn', 'services exchange: could not take the peer’s changes', { peer: this.o.peer.index, error: e.message }));
   }
 
   /** Sends one frame (waiting for the socket to drain); false when the connection is gone. */

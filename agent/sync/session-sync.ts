@@ -8,6 +8,8 @@
 import { spawnSync } from 'node:child_process';
 import { conntrackEntries } from '../conntrack.ts';
 import { servicesDigest } from '../services/digest.ts';
+import type { LedgerView } from '../services/ledger.ts';
+import type { ServicesPeer } from './services-exchange.ts';
 import type { AddressAliases, Service } from '../services/model.ts';
 import { ConntrackEvents, SERVICE_MARK_FILTER } from './conntrack-events.ts';
 import { fromConntrack, serviceIndex, type WireEntry } from './entry.ts';
@@ -31,6 +33,8 @@ export interface SessionSyncOptions {
   rewriteDestination?: ReadonlyMap<string, string>;
   /** SCHED_RR priority once syncing (config sync.realtimePriority; 0: nice -10 instead). */
   realtimePriority: number;
+  /** The services exchange (./services-exchange.ts): ledger and merge; unset, the agents only compare digests. */
+  ledger?: { view: () => LedgerView; merge: (theirs: LedgerView) => Promise<number> };
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
 }
 
@@ -86,7 +90,14 @@ export class SessionSync {
       listOurs: ourFlows,
       log: o.log,
       servicesDigest: () => (this.digest ??= servicesDigest(o.services())),
+      ...(this.servicesPeer ? { servicesPeer: this.servicesPeer } : {}),
     });
+  }
+
+  /** What the services exchange needs of this agent, when it has a ledger. */
+  private get servicesPeer(): ServicesPeer | undefined {
+    const l = this.o.ledger;
+    return l ? { digest: () => (this.digest ??= servicesDigest(this.o.services())), view: l.view, merge: l.merge } : undefined;
   }
 
   /**
@@ -155,7 +166,7 @@ export class SessionSync {
     if (owner === this.owner) return;
     this.owner = owner;
     if (owner) {
-      this.streams = this.o.peers.map((p) => new PeerStream({ keys: this.o.keys, deploymentId: this.o.deploymentId, selfIndex: this.o.self.index, peer: { ...p, port: this.o.self.port }, dump: ourFlows, log: this.o.log, servicesDigest: () => (this.digest ??= servicesDigest(this.o.services())) }));
+      this.streams = this.o.peers.map((p) => new PeerStream({ keys: this.o.keys, deploymentId: this.o.deploymentId, selfIndex: this.o.self.index, peer: { ...p, port: this.o.self.port }, dump: ourFlows, log: this.o.log, servicesDigest: () => (this.digest ??= servicesDigest(this.o.services())), ...(this.servicesPeer ? { servicesPeer: this.servicesPeer } : {}) }));
       this.events = new ConntrackEvents({
         onEntry: (e, at) => {
           for (const s of this.streams) s.offer(e, at);
