@@ -207,6 +207,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     tokens.onError = (why) => log('warn', 'API token file not usable; keeping the tokens read before', { why });
     tokens.watch(SECRET_RELOAD_MS);
   }
+  if (mirrors.apiToken && tokens) mirrors.apiToken.onWritten = () => tokens.refresh();
   const token = tokens ? () => tokens.accepted() : undefined;
   // When each accepted token last opened a call: a rotation's pending token counts as taken once no caller used another lately.
   const tokenLastUsed = new Map<string, number>();
@@ -248,6 +249,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   // The key file may hold the current and the previous (or next) key during a rotation: the first is used,
   // any is accepted, for heartbeats and sync sessions alike; re-read when it changes, without a restart.
   const syncKeys = config.sync.secretFile ? new SecretRing(config.sync.secretFile, 32) : undefined;
+  if (mirrors.syncKey && syncKeys) mirrors.syncKey.onWritten = () => syncKeys.refresh();
   const peers = await startPeerLink(config, syncKeys, () => ({ role: roles.current ?? config.initialRole, instanceId }), () => registry.list(), aliases, servicesLedger);
   syncRef = peers?.sync;
   // To the function: the kernel prerequisites (a hard gate: never the VIP's place without them) and,

@@ -37,6 +37,8 @@ export class SecretMirror {
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
   private failing = false;
+  /** Told after the file was rewritten (the ring reads it at once rather than at its next look). */
+  onWritten: () => void = () => {};
 
   constructor(o: SecretMirrorOptions) {
     this.o = o;
@@ -123,5 +125,6 @@ export class SecretMirror {
     this.labels = labels;
     this.versions = order;
     this.o.log('info', first ? 'secret file written from Secrets Manager' : 'secret rotation followed: file rewritten', { secret: this.o.kind, versions: order.map((v) => `${v.stage}:${v.id}`) });
+    this.onWritten();
   }
 }

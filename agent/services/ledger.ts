@@ -94,6 +94,7 @@ export class ServiceLedger {
 
   /** Records changes: a service set (`Service`) or deleted (undefined), at `at` (now unless the peer's stamp). */
   record(changes: ReadonlyMap<string, Service | undefined>, at: (key: string) => number = () => this.now()): void {
+    let deleted = false;
     for (const [key, s] of changes) {
       const t = at(key);
       if (s) {
@@ -102,10 +103,13 @@ export class ServiceLedger {
       } else {
         this.stamps.delete(key);
         this.gone.set(key, t);
+        deleted = true;
       }
     }
     this.trim();
     this.touch();
+    // A deletion is written at once: lost in a crash, a peer that missed it would bring the service back.
+    if (deleted) this.flushQuietly();
   }
 
   /** Remembers the peer's deletions of services this agent never had (so they propagate, and stay deleted). */
@@ -136,15 +140,17 @@ export class ServiceLedger {
   private touch(): void {
     this.dirty = true;
     if (!this.file || this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      try {
-        this.flush();
-      } catch {
-        this.dirty = true;
-      }
-    }, 1000);
+    this.timer = setTimeout(() => this.flushQuietly(), 1000);
     this.timer.unref();
+  }
+
+  /** Writes now; a failure leaves it pending (the next change or stop tries again). */
+  private flushQuietly(): void {
+    try {
+      this.flush();
+    } catch {
+      this.dirty = true;
+    }
   }
 
   private trim(): void {

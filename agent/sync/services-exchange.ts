@@ -22,7 +22,7 @@ export interface ServicesPeer {
 /** A difference must last this long before the receiver sends its ledger (a change on its way to both agents is no difference). */
 export const REPAIR_AFTER_MS = 2_000;
 /** And it sends it at most this often while the difference lasts. */
-export const ASK_EVERY_MS = 10_000;
+export const ASK_EVERY_MS = 3_000;
 /** At most this many services in one exchange (a frame's limit is 4 MB: about 300 bytes a service). */
 export const EXCHANGE_MAX_SERVICES = 10_000;
 

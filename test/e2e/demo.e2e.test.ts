@@ -48,11 +48,15 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
   let unplannedReport: string | undefined;
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('unplanned, realistic AWS: lb0 dies, the fast path moves the VIP, every established flow survives', async () => {
+  it('unplanned, realistic AWS: lb0 dies, the fast path moves the VIP, every established flow survives; then lb0 comes back and a failback moves it home, every flow kept again', async () => {
     const report = join(dir, 'unplanned.html');
-    const r = await demo(['--report', report]);
+    const r = await demo(['--failback', '--report', report]);
     expect(r.code, r.out.slice(-3000)).toBe(0);
     expect(r.json).toMatchObject({ flowsKept: 13, flowsTotal: 13, mode: 'unplanned', sync: true, awsBehaviour: 'realistic' });
+    expect(r.json.failbackSeconds).toBeGreaterThan(0);
+    expect(r.out).toMatch(/lb0 is back \(instance started, agent restarted\)/);
+    expect(r.out).toMatch(/loxi-eni \(eni-\w+\) appears on lb0/);
+    expect(r.out).toMatch(/lb0's agent is MASTER again/);
     expect(r.json.firstTrigger).toMatch(/^fast path/);
     expect(r.json.detectSeconds).toBeLessThan(3);
     // The EIP moves only after the function ran its EC2 steps with AWS's latencies (seconds, not milliseconds).
@@ -94,17 +98,6 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
     } finally {
       await browser.close();
     }
-  }, 300_000);
-
-  it('planned then failback: a manual move to lb1 and back to lb0, every flow kept through both', async () => {
-    const r = await demo(['--planned', '--failback', '--fast', '--report', join(dir, 'planned.html')]);
-    expect(r.code, r.out.slice(-3000)).toBe(0);
-    expect(r.json).toMatchObject({ flowsKept: 13, flowsTotal: 13, mode: 'planned', firstTrigger: 'manual', detectSeconds: 0, awsBehaviour: 'fast' });
-    expect(r.json.failbackSeconds).toBeGreaterThan(0);
-    expect(r.out).toMatch(/loxi-eni \(eni-\w+\) appears on lb1/);
-    expect(r.out).toMatch(/loxi-eni \(eni-\w+\) appears on lb0/);
-    expect(r.out).toMatch(/lb0's agent is MASTER again/);
-    expect(leftNamespaces(r.labId)).toEqual([]);
   }, 300_000);
 
   it('strategy route, realistic AWS: one wave of calls (EIP and routes), nothing detached, every established flow kept', async () => {
@@ -180,10 +173,11 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
     expect(leftNamespaces(r.labId)).toEqual([]);
   }, 300_000);
 
-  it('without session sync, established flows are lost and the demo says so (exit 1)', async () => {
-    const r = await demo(['--no-sync', '--fast', '--report', join(dir, 'no-sync.html')]);
+  it('a planned move without session sync: established flows are lost and the demo says so (exit 1)', async () => {
+    const r = await demo(['--planned', '--no-sync', '--fast', '--report', join(dir, 'no-sync.html')]);
     expect(r.code, r.out.slice(-3000)).toBe(1);
-    expect(r.json.sync).toBe(false);
+    expect(r.json).toMatchObject({ sync: false, mode: 'planned', firstTrigger: 'manual', detectSeconds: 0 });
+    expect(r.out).toMatch(/loxi-eni \(eni-\w+\) appears on lb1/);
     expect(r.json.flowsTotal).toBe(13);
     expect(r.json.flowsKept).toBeLessThan(13);
     expect(r.out).toMatch(/established flows lost/);
