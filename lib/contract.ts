@@ -284,6 +284,9 @@ export const ROTATION_ENV = {
   confirmPollSeconds: 'LOXIHA_CONFIRM_POLL_SECONDS',
 } as const;
 
+/** The custom resource that finds or allocates the deployment's EIP (uninstall.retainEip). */
+export const EIP_CLAIM_RESOURCE_TYPE = 'Custom::LoxihaEip';
+
 /** The rotation function's name in its logs. */
 export const ROTATION_SERVICE_NAME = 'loxiha-rotation';
 

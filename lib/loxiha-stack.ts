@@ -10,6 +10,7 @@ import { FailoverWiring } from './constructs/failover-wiring.ts';
 import { LbSlots } from './constructs/lb-slots.ts';
 import { LbSecurityGroup } from './constructs/lb-security-group.ts';
 import { Network } from './constructs/network.ts';
+import { EipClaim } from './constructs/eip-claim.ts';
 import { SecretRotation } from './constructs/secret-rotation.ts';
 
 export interface LoxihaStackProps extends cdk.StackProps {
@@ -40,7 +41,13 @@ export class LoxihaStack extends cdk.Stack {
     if (config.existingEip) {
       this.eipAllocationId = config.existingEip.allocationId;
       this.eipAddress = config.existingEip.publicIp;
+    } else if (config.uninstall.retainEip) {
+      // Kept by `cdk destroy` and found again by the next deploy of this deployment id.
+      const claim = new EipClaim(this, 'EipClaim', { config });
+      this.eipAllocationId = claim.allocationId;
+      this.eipAddress = claim.publicIp;
     } else {
+      // Released by `cdk destroy` (uninstall.retainEip false): CloudFormation's own resource.
       const eip = new ec2.CfnEIP(this, 'Eip', {
         domain: 'vpc',
         tags: [
@@ -49,8 +56,7 @@ export class LoxihaStack extends cdk.Stack {
           { key: TAG.name, value: namePrefix(config.deploymentId) },
         ],
       });
-      // Kept by `cdk destroy` unless configured otherwise (uninstall.retainEip): the public address survives a redeploy.
-      eip.applyRemovalPolicy(config.uninstall.retainEip ? cdk.RemovalPolicy.RETAIN : cdk.RemovalPolicy.DESTROY);
+      eip.applyRemovalPolicy(cdk.RemovalPolicy.DESTROY);
       this.eipAllocationId = eip.attrAllocationId;
       this.eipAddress = eip.attrPublicIp;
     }

@@ -37,7 +37,8 @@ try {
     'production-config': {
       peers: [{ index: 1, ip: `${BACK}.12` }],
       sync: { secretFile: run.syncKeyFile },
-      aws: awsSection('http://127.0.0.1:9'),
+      // As on AWS: the agent follows both secrets (its Secrets Manager client loaded; the endpoint answers nothing, so the files keep what they hold).
+      aws: awsSection('http://127.0.0.1:9', { secrets: { apiToken: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:loxiha-api-token', syncKey: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:loxiha-sync-key' } }),
     },
   };
   const samples: Record<string, number[]> = Object.fromEntries(Object.keys(paths).map((p) => [p, []]));

@@ -1,6 +1,6 @@
 import { Match } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_ENTRY_ALIAS, ALARM_KIND, FUNCTION_ENV, PORTS, ROLLOUT_RESOURCE_TYPE, ROTATION_ENV, SECRET_KIND, slotGroupName, TAG, alarmName, namePrefix } from '../../lib/contract.ts';
+import { AGENT_ENTRY_ALIAS, ALARM_KIND, EIP_CLAIM_RESOURCE_TYPE, FUNCTION_ENV, PORTS, ROLLOUT_RESOURCE_TYPE, ROTATION_ENV, SECRET_KIND, slotGroupName, TAG, alarmName, namePrefix } from '../../lib/contract.ts';
 import { lbInstanceIp } from '../../lib/topology.ts';
 import { RECORDED_AMI, synthStack, type SynthResult } from '../helpers/stack.ts';
 
@@ -9,7 +9,8 @@ type Resources = Record<string, { Type: string; Properties?: Record<string, any>
 let s: SynthResult;
 let resources: Resources;
 const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
-const ourEip = () => ofType('AWS::EC2::EIP').find(([, r]) => r.Properties!.Tags?.some((t: any) => t.Key === TAG.role && t.Value === 'eip'))!;
+/** The deployment's EIP: by default the claim that finds or allocates it (kept on destroy). */
+const ourEip = () => ofType(EIP_CLAIM_RESOURCE_TYPE)[0]!;
 
 beforeAll(() => {
   s = synthStack();
@@ -574,10 +575,12 @@ describe('day one: access, names, outputs, uninstall', () => {
     expect(text('RetainedOnDestroy')).toContain('aws logs delete-log-group --region us-east-1 --log-group-name');
   });
 
-  it('keeps the EIP and the flow logs on destroy by default, and removes them when told', () => {
-    const eip = () => ourEip()[1] as any;
+  it('keeps the EIP and the flow logs on destroy by default — the EIP found again by the next install of the same deployment id — and removes them when told', () => {
     const flowLogs = (t: any) => Object.values(t.findResources('AWS::Logs::LogGroup')).filter((r: any) => JSON.stringify(r).includes('731') || r.Properties?.RetentionInDays === 30);
-    expect(eip().DeletionPolicy).toBe('Retain');
+    // Kept: no EIP resource of CloudFormation's (it would release or orphan it), the claim (whose Delete keeps the address) instead.
+    expect(ofType('AWS::EC2::EIP').filter(([, r]) => r.Properties!.Tags?.some((t: any) => t.Key === TAG.role))).toEqual([]);
+    const [, claim] = ourEip();
+    expect(claim.Properties).toMatchObject({ DeploymentId: s.config.deploymentId });
     expect(flowLogs(s.template).some((r: any) => r.DeletionPolicy === 'Retain' && r.Properties.RetentionInDays === 731)).toBe(true);
     const alt = synthStack({ uninstall: { retainEip: false, retainFlowLogs: false, flowLogRetentionDays: 30 } });
     const altEip = Object.values(alt.template.findResources('AWS::EC2::EIP')).find((r: any) => r.Properties.Tags?.some((t: any) => t.Key === TAG.role && t.Value === 'eip')) as any;
@@ -593,10 +596,22 @@ describe('alternate configurations', () => {
     alt.template.hasResourceProperties('AWS::EC2::VPCCidrBlock', { CidrBlock: '100.65.248.0/24' });
   });
 
+  it('finds or allocates the EIP with a function that may only describe addresses and allocate (and tag) ones tagged as this deployment’s', () => {
+    const [, claim] = ourEip();
+    const fnId = claim.Properties!.ServiceToken['Fn::GetAtt'][0];
+    const roleId = resources[fnId]!.Properties!.Role['Fn::GetAtt'][0];
+    const statements = ofType('AWS::IAM::Policy')
+      .filter(([, p]) => p.Properties!.Roles.some((r: any) => r.Ref === roleId))
+      .flatMap(([, p]) => p.Properties!.PolicyDocument.Statement as any[]);
+    expect(statements.map((st) => [st.Action].flat()).flat().sort()).toEqual(['ec2:AllocateAddress', 'ec2:CreateTags', 'ec2:DescribeAddresses']);
+    expect(statements.find((st) => st.Action === 'ec2:AllocateAddress').Condition).toEqual({ StringEquals: { [`aws:RequestTag/${TAG.deployment}`]: s.config.deploymentId } });
+    expect(statements.find((st) => st.Action === 'ec2:CreateTags').Condition).toEqual({ StringEquals: { 'ec2:CreateAction': 'AllocateAddress' } });
+  });
+
   it('uses an existing EIP allocation instead of allocating one', () => {
     const alt = synthStack({ existingEip: { allocationId: 'eipalloc-0123456789abcdef0', publicIp: '100.100.1.1' } });
-    const eips = Object.values(alt.template.toJSON().Resources as Resources).filter((r) => r.Type === 'AWS::EC2::EIP');
-    expect(eips.some((r) => r.Properties!.Tags?.some((t: any) => t.Key === TAG.role))).toBe(false);
+    const eips = Object.values(alt.template.toJSON().Resources as Resources).filter((r) => (r.Type === 'AWS::EC2::EIP' && r.Properties!.Tags?.some((t: any) => t.Key === TAG.role)) || r.Type === EIP_CLAIM_RESOURCE_TYPE);
+    expect(eips).toEqual([]);
     expect(kubeLoxilbArgs(alt.template.toJSON().Resources as Resources)).toContain('--externalCIDR=100.100.1.1/32');
   });
 });
