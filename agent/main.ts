@@ -291,6 +291,9 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   };
 }
 
+/** How long the agent's start waits for the first read of the secrets (it goes on with the files as they are after). */
+const FIRST_SECRET_READ_MS = 10_000;
+
 type Mirrors = { apiToken?: SecretMirror; syncKey?: SecretMirror; stop: () => Promise<void> };
 
 /**
@@ -301,7 +304,8 @@ async function startSecretMirrors(config: AgentConfig): Promise<Mirrors> {
   const s = config.aws?.secrets;
   if (!config.aws || !s) return { stop: async () => {} };
   const { SecretsManagerClient } = await import('@aws-sdk/client-secrets-manager');
-  const client = new SecretsManagerClient({ region: config.aws.region, endpoint: config.aws.endpoint, maxAttempts: 3 });
+  // Bounded: an endpoint that does not answer must not hold the agent's start (the files keep what boot wrote).
+  const client = new SecretsManagerClient({ region: config.aws.region, endpoint: config.aws.endpoint, maxAttempts: 3, requestHandler: { connectionTimeout: 3000, requestTimeout: 5000 } });
   const make = (kind: SecretKind, secretId: string | undefined, file: string | undefined) => {
     if (!secretId) return undefined;
     if (!file) throw new Error(`aws.secrets names the ${kind} secret but no file holds it (${kind === SECRET_KIND.apiToken ? 'api.tokenFile' : 'sync.secretFile'})`);
@@ -309,7 +313,7 @@ async function startSecretMirrors(config: AgentConfig): Promise<Mirrors> {
   };
   const apiToken = make(SECRET_KIND.apiToken, s.apiToken, config.api.tokenFile);
   const syncKey = make(SECRET_KIND.syncKey, s.syncKey, config.sync.secretFile);
-  await Promise.all([apiToken?.poll(), syncKey?.poll()]);
+  await Promise.race([Promise.all([apiToken?.poll(), syncKey?.poll()]), new Promise((r) => setTimeout(r, FIRST_SECRET_READ_MS).unref())]);
   apiToken?.start();
   syncKey?.start();
   return {

@@ -1,7 +1,8 @@
 /**
  * Secrets Manager's rotation, which moto does not run: `RotateSecret` reaching the behaviour layer
  * is answered here as AWS answers it (the new version id at once; a second rotation of a secret
- * whose rotation is still running refused with InvalidRequestException) and the rotation function
+ * whose rotation is still running refused with InvalidRequestException, one after a failed rotation
+ * taking that rotation's version up again) and the rotation function
  * is invoked for its four steps in order, each once it answered the previous; a step that fails ends
  * the rotation (AWSPENDING stays, as on AWS). Unlike AWS, the pending version is not labelled before
  * createSecret (moto cannot hold a version without a value); the function handles both.
@@ -44,7 +45,9 @@ export class SecretRotations {
     if (typeof input.SecretId !== 'string' || !input.SecretId) return { status: 400, body: JSON.stringify({ __type: 'InvalidParameterException', message: 'SecretId is required' }) };
     const secretId = input.SecretId;
     if (this.running.has(secretId)) return { status: 400, body: JSON.stringify({ __type: 'InvalidRequestException', message: "A previous rotation isn't complete. That rotation will be reattempted." }) };
-    const token = typeof input.ClientRequestToken === 'string' ? input.ClientRequestToken : randomUUID();
+    // A rotation that failed left its AWSPENDING version: AWS takes that rotation up again rather than start another.
+    const unfinished = [...this.outcomes].reverse().find((o) => o.secretId === secretId);
+    const token = typeof input.ClientRequestToken === 'string' ? input.ClientRequestToken : unfinished && !unfinished.ok ? unfinished.token : randomUUID();
     const run = this.rotate(secretId, token).finally(() => this.running.delete(secretId));
     this.running.set(secretId, run);
     return { status: 200, body: JSON.stringify({ ARN: secretId, Name: secretId.split(':').at(-1), VersionId: token }) };
