@@ -149,6 +149,8 @@ export class SyncServer {
   }
 
   private lastResyncAskAt = -Infinity;
+  /** Per peer, the services digest a level-triggered resync was last asked under. */
+  private readonly askedFor = new Map<number, string>();
 
   /**
    * This instance's services changed (kube-loxilb installed them, e.g. on a new instance): an owner
@@ -178,6 +180,24 @@ export class SyncServer {
 
   connected(): number[] {
     return [...this.sessions.keys()];
+  }
+
+  /**
+   * Level-triggered: flows of the owner were refused for want of their service, and this instance now
+   * holds the owner's services (same digest) — ask the owner for a resync, once per digest (a flow
+   * refused again under the same services is not a services problem: no resync loop). The
+   * change-triggered ask (servicesChanged) can miss it: a second change within RESYNC_ASK_MIN_MS of
+   * the first (the services exchange, then kube-loxilb's own calls) is not asked for.
+   */
+  private resyncIfServicesCaughtUp(s: Session, now: number): boolean {
+    const own = this.o.servicesDigest?.();
+    if (s.foreign === 0 || own === undefined || s.ownerServices !== own || this.askedFor.get(s.from) === own) return false;
+    if (now - this.lastResyncAskAt < RESYNC_ASK_MIN_MS) return false;
+    this.askedFor.set(s.from, own);
+    this.lastResyncAskAt = now;
+    this.o.log('info', 'session sync: this instance holds the owner’s services now, and refused some of its flows before; asking the owner to resync', { peer: s.from, refused: s.foreign });
+    s.socket.destroy();
+    return true;
   }
 
   /** Sends this side's ledger when the services have differed from the owner's long enough (and not too often). */
@@ -247,6 +267,7 @@ export class SyncServer {
     s.lastFrameAt = at;
     if (typeof body.sv === 'string' && /^[0-9a-f]{16}$/.test(body.sv)) s.ownerServices = body.sv;
     if (s.exchange) this.askIfDiffering(s, codec, at);
+    if (this.resyncIfServicesCaughtUp(s, at)) return;
     let lines: string[] = [];
     let accepted = 0;
     let after: (() => Promise<void>) | undefined;

@@ -200,6 +200,25 @@ describe('session sync over loopback', () => {
     expect(s.inSync()).toBe(true);
   });
 
+  it('asks for the resync by itself once its services match the owner’s, even when the change that brought them was not signalled (a second change within the ask interval) — once per digest, no loop', async () => {
+    const ownerServices = servicesDigest([svc]);
+    let index = serviceIndex([]);
+    let mine = servicesDigest([]);
+    const { server, loaded, port } = await receiver({ services: () => index, servicesDigest: () => mine });
+    const { s } = sender(port, async () => [flow(1), flow(2)], { servicesDigest: () => ownerServices });
+    await until(() => server.foreignFlows() === 2);
+    // The service arrives; nobody calls servicesChanged().
+    index = INDEX;
+    mine = ownerServices;
+    await until(() => server.inSync() && server.resyncs >= 2, 10_000);
+    expect(server.foreignFlows()).toBe(0);
+    expect(loaded).toContain(injectLine(asResynced(flow(1))));
+    expect(s.inSync()).toBe(true);
+    const resyncs = server.resyncs;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(server.resyncs).toBe(resyncs);
+  });
+
   it('a receiver whose services digest is not the owner’s is not in sync until they agree (an owner that sends none is not compared)', async () => {
     const ownerServices = servicesDigest([svc]);
     let mine = servicesDigest([]);
