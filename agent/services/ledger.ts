@@ -106,7 +106,6 @@ export class ServiceLedger {
         deleted = true;
       }
     }
-    this.trim();
     this.touch();
     // A deletion is written at once: lost in a crash, a peer that missed it would bring the service back.
     if (deleted) this.flushQuietly();
@@ -115,11 +114,11 @@ export class ServiceLedger {
   /** Remembers the peer's deletions of services this agent never had (so they propagate, and stay deleted). */
   remember(gone: { key: string; at: number }[]): void {
     for (const g of gone) if ((this.gone.get(g.key) ?? -1) < g.at) this.gone.set(g.key, g.at);
-    this.trim();
     this.touch();
   }
 
   view(services: readonly Service[]): LedgerView {
+    this.trim();
     return {
       live: services.map((service) => ({ service, at: this.stamps.get(serviceKey(service)) ?? 0 })),
       gone: [...this.gone].map(([key, at]) => ({ key, at })),
@@ -130,6 +129,7 @@ export class ServiceLedger {
   flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
+    this.trim();
     if (!this.file || !this.dirty) return;
     this.dirty = false;
     const tmp = `${this.file}.tmp`;

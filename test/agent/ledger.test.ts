@@ -5,30 +5,13 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type LedgerView, mergePlan, ServiceLedger, TOMBSTONE_TTL_MS } from '../../agent/services/ledger.ts';
 import { type Service, serviceKey } from '../../agent/services/model.ts';
+import { svc as base } from './fixtures/service.ts';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-function svc(port: number, backends: number[] = [1]): Service {
-  return {
-    name: `s${port}`,
-    externalIP: '100.100.100.100',
-    privateIP: '100.64.248.254',
-    port,
-    protocol: 'tcp',
-    sel: 0,
-    mode: 2,
-    monitor: false,
-    probe: { type: 'none', port: 0, req: '', resp: '', retries: 2, timeoutSeconds: 1 },
-    inactiveTimeOut: 0,
-    block: 0,
-    managed: false,
-    bgp: false,
-    endpoints: backends.map((b) => ({ ip: `100.64.2.${b}`, port: 30080, weight: 1 })),
-    allowedSources: [],
-    secondaryIPs: [],
-  };
-}
+/** The fixture service on `port`, with the given backends (one endpoint each). */
+const svc = (port: number, backends: number[] = [1]): Service => base({ name: `s${port}`, port, endpoints: backends.map((b) => ({ ip: `100.64.2.${b}`, port: 30080, weight: 1 })) });
 const key = (p: number) => serviceKey(svc(p));
 
 /** Applies a plan to a view, as the registry and the ledger would. */
