@@ -20,6 +20,7 @@ import {
   DescribeAddressesCommand,
   type NetworkInterface,
 } from '@aws-sdk/client-ec2';
+import { bucketOf, EC2_REQUEST_BUCKETS } from '../lambda/failover/aws/ec2-request-limiter.ts';
 import type { Clock } from '../lambda/failover/clock.ts';
 import { cidrContains } from '../lib/net/cidr.ts';
 import type { SecretRotations } from './secret-rotations.ts';
@@ -65,6 +66,13 @@ export interface Behaviour {
   throttle: Record<string, number>;
   /** Draws whether an EC2 call (any action) is answered RequestLimitExceeded, on top of `throttle`. */
   throttleDraw: () => boolean;
+  /**
+   * EC2's request token buckets as AWS documents them (one per action, per account: non-mutating
+   * 100 tokens + 20/s, mutating 50 + 5/s): a call finding its bucket empty answers
+   * RequestLimitExceeded. `usedByOthers` is the fraction of each bucket that other callers in
+   * the account keep drained. Off when unset.
+   */
+  ec2TokenBuckets?: { usedByOthers: number };
   /** A created subnet/ENI answers NotFound to calls naming it for this long (simulated ms); a function draws it per create. */
   notFoundAfterCreateMs: number | (() => number);
   /** Simulated time a (non-forced) detach takes. */
@@ -235,6 +243,7 @@ export class AwsProxy {
   private readonly direct: EC2Client;
   private mutations = 0;
   private throttled: Record<string, number> = {};
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
   private readonly visibleAt = new Map<string, number>();
   private readonly pendingDetach = new Map<string, PendingDetach>();
   private readonly attachingUntil = new Map<string, number>();
@@ -276,9 +285,27 @@ export class AwsProxy {
   configure(b: Partial<Behaviour>): void {
     this.behaviour = { ...DEFAULT_BEHAVIOUR, ...b };
     this.throttled = {};
+    this.buckets.clear();
     this.mutations = 0;
     this.calls = [];
     this.dead = false;
+  }
+
+  /** EC2's token bucket for `action` (Behaviour.ec2TokenBuckets): true when the call may pass. */
+  private takeBucketToken(action: string): boolean {
+    const model = this.behaviour.ec2TokenBuckets;
+    if (!model) return true;
+    const spec = EC2_REQUEST_BUCKETS[bucketOf(action)];
+    const capacity = spec.capacity * (1 - model.usedByOthers);
+    const now = this.clock.now();
+    const b = this.buckets.get(action) ?? { tokens: capacity, at: now };
+    // AWS refills every second; the continuous refill here is the same rate without the steps.
+    b.tokens = Math.min(capacity, b.tokens + ((now - b.at) / 1000) * spec.refillPerSecond * (1 - model.usedByOthers));
+    b.at = now;
+    this.buckets.set(action, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
   }
 
   revive(): void {
@@ -408,7 +435,7 @@ export class AwsProxy {
     };
 
     const budget = this.behaviour.throttle[action] ?? 0;
-    if ((this.throttled[action] ?? 0) < budget || this.behaviour.throttleDraw()) {
+    if ((this.throttled[action] ?? 0) < budget || this.behaviour.throttleDraw() || !this.takeBucketToken(action)) {
       this.throttled[action] = (this.throttled[action] ?? 0) + 1;
       return fail(503, 'RequestLimitExceeded', 'Request limit exceeded.');
     }

@@ -13,6 +13,7 @@ import { slotGroupName } from '../../lib/contract.ts';
 import { Rollout } from './rollout.ts';
 import { CloudWatchAdapter } from './aws/cloudwatch.ts';
 import { Ec2Adapter } from './aws/ec2.ts';
+import { Ec2RequestLimiter } from './aws/ec2-request-limiter.ts';
 import type { Clock } from './clock.ts';
 import { InstanceLifecycle } from './instance-lifecycle.ts';
 import { Lease } from './lease.ts';
@@ -91,7 +92,7 @@ type Extra = {
 };
 
 export function buildOrchestrator(settings: Settings, clients: Clients, clock: Clock, logger: Logger, metrics: Metrics, extra: Extra = {}): Built {
-  const ec2 = new Ec2Adapter(clients.ec2, { deploymentId: settings.deploymentId, vpcId: settings.vpcId, clock });
+  const ec2 = new Ec2Adapter(clients.ec2, { deploymentId: settings.deploymentId, vpcId: settings.vpcId, clock, limiter: new Ec2RequestLimiter(clock) });
   const cloudwatch = new CloudWatchAdapter(clients.cloudwatch, settings.deploymentId);
   const lease = new Lease(clients.dynamodb, settings.leaseTable, settings.deploymentId, extra.lease?.ttlMs ?? LEASE_TTL_MS);
   const readSessionsInSync = async (id: string) => (await cloudwatch.agentReports([id], clock.now())).get(id)?.sessionsInSync;

@@ -31,6 +31,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { LOXI_ENI_DESCRIPTION, namePrefix, ROLE, SLOT_INTERFACE_DEVICE_INDEX, TAG } from '../../../lib/contract.ts';
 import { type Clock, pollUntil } from '../clock.ts';
+import type { Ec2RequestLimiter } from './ec2-request-limiter.ts';
 import type { EipView, FloatingSubnetView, InstanceState, InstanceView, LoxiEniView } from '../snapshot.ts';
 
 /** The VIP's /32 route in one route table, as the route strategy sees it. */
@@ -75,6 +76,8 @@ export interface Ec2AdapterOptions {
   deploymentId: string;
   vpcId: string;
   clock: Clock;
+  /** Paces the calls within EC2's request token buckets (several groups moving at once). */
+  limiter?: Ec2RequestLimiter;
 }
 
 export class Ec2Adapter {
@@ -89,7 +92,9 @@ export class Ec2Adapter {
     this.o = options;
   }
 
-  private send<T>(command: object, mutates: boolean): Promise<T> {
+  private async send<T>(command: object, mutates: boolean): Promise<T> {
+    // The action's name, as EC2's throttling buckets are keyed (the bundle keeps class names).
+    await this.o.limiter?.take(command.constructor.name.replace(/Command$/, ''));
     this.calls++;
     if (mutates) this.mutations++;
     // The commands are typed at each call site; the union of EC2 commands is too wide for send's overloads.
@@ -114,7 +119,8 @@ export class Ec2Adapter {
 
   /**
    * Retries a call while AWS answers one of `codes` (eventual consistency right after a
-   * create, DependencyViolation while an ENI lingers…), with backoff, until the deadline.
+   * create, DependencyViolation while an ENI lingers…), with backoff counted from each attempt's
+   * start (the answer's own time is part of the wait), until the deadline.
    */
   async retrying<T>(what: string, codes: RegExp, deadline: number, fn: () => Promise<T>): Promise<T> {
     let last: unknown;
@@ -126,7 +132,7 @@ export class Ec2Adapter {
         last = e;
         return undefined;
       }
-    }, { baseMs: 500, maxMs: 1500 }).then((r) => r.v).catch((e) => {
+    }, { baseMs: 500, maxMs: 1500, fromStart: true }).then((r) => r.v).catch((e) => {
       if (last && (e as Error).name === 'DeadlineExceededError') (e as Error).message += ` (last AWS answer: ${errorCode(last)})`;
       throw e;
     });
