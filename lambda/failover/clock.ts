@@ -30,28 +30,23 @@ export function sleepWithin(clock: Clock, ms: number, deadline: number): Promise
 
 /**
  * Polls `check` with exponential backoff (base, ×1.6, capped) until it returns a value,
- * or throws DeadlineExceededError at the deadline. With `fromStart`, each delay counts from the
- * start of the previous look rather than its end: when a look is itself a slow call (an AWS write
- * answered NotFound after 600 ms), the call's time is part of the wait instead of added to it.
+ * or throws DeadlineExceededError at the deadline.
  */
 export async function pollUntil<T>(
   clock: Clock,
   what: string,
   deadline: number,
   check: () => Promise<T | undefined>,
-  opts: { baseMs?: number; maxMs?: number; fromStart?: boolean } = {},
+  opts: { baseMs?: number; maxMs?: number } = {},
 ): Promise<T> {
   let delay = opts.baseMs ?? 500;
   const max = opts.maxMs ?? 4000;
   for (;;) {
-    const started = clock.now();
     const v = await check();
     if (v !== undefined) return v;
-    const now = clock.now();
-    const left = deadline - now;
+    const left = deadline - clock.now();
     if (left <= 0) throw new DeadlineExceededError(what);
-    const wait = opts.fromStart ? Math.max(0, started + delay - now) : delay;
-    await clock.sleep(Math.min(wait, left));
+    await clock.sleep(Math.min(delay, left));
     delay = Math.min(max, delay * 1.6);
   }
 }

@@ -119,8 +119,7 @@ export class Ec2Adapter {
 
   /**
    * Retries a call while AWS answers one of `codes` (eventual consistency right after a
-   * create, DependencyViolation while an ENI lingers…), with backoff counted from each attempt's
-   * start (the answer's own time is part of the wait), until the deadline.
+   * create, DependencyViolation while an ENI lingers…), with backoff, until the deadline.
    */
   async retrying<T>(what: string, codes: RegExp, deadline: number, fn: () => Promise<T>): Promise<T> {
     let last: unknown;
@@ -132,7 +131,7 @@ export class Ec2Adapter {
         last = e;
         return undefined;
       }
-    }, { baseMs: 500, maxMs: 1500, fromStart: true }).then((r) => r.v).catch((e) => {
+    }, { baseMs: 500, maxMs: 1500 }).then((r) => r.v).catch((e) => {
       if (last && (e as Error).name === 'DeadlineExceededError') (e as Error).message += ` (last AWS answer: ${errorCode(last)})`;
       throw e;
     });
