@@ -27,7 +27,31 @@ export const TAG = {
   draining: 'loxiha:draining',
   /** On each of the deployment's secrets: which one it is (SECRET_KIND); the rotation function reads it. */
   secret: 'loxiha:secret',
+  /**
+   * The VIP group a floating resource belongs to (its floating subnet, its loxi-eni). A resource
+   * without it belongs to DEFAULT_GROUP: what deployments made before groups existed hold.
+   */
+  group: 'loxiha:group',
 } as const;
+
+/**
+ * A VIP group (a VIP, its EIP and its strategy's resources) is the unit the failover function
+ * moves and an agent owns. One group unless the config lists several: DEFAULT_GROUP, whose lease
+ * and resources are named as before groups existed, so an existing deployment upgrades in place.
+ */
+export const DEFAULT_GROUP = 'default';
+/** A group's name: short, lowercase, usable in tags, lease keys, metric dimensions and kube-loxilb pool names. */
+export const GROUP_NAME_PATTERN = /^[a-z][a-z0-9-]{0,30}$/;
+
+/** The group a tagged resource belongs to (untagged: DEFAULT_GROUP). */
+export function groupOfTag(value: string | undefined): string {
+  return value ?? DEFAULT_GROUP;
+}
+
+/** The DynamoDB key of a group's failover lease (DEFAULT_GROUP keeps the key of a deployment without groups). */
+export function leaseKeyOf(deploymentId: string, group: string): string {
+  return group === DEFAULT_GROUP ? `lease#${deploymentId}` : `lease#${deploymentId}#group#${group}`;
+}
 
 /** The deployment's secrets, as the agents, the rotation function and the metrics name them. */
 export const SECRET_KIND = {
@@ -261,6 +285,8 @@ export const FUNCTION_ENV = {
   holdDownSeconds: 'LOXIHA_HOLD_DOWN_SECONDS',
   slotCount: 'LOXIHA_SLOT_COUNT',
   readyTimeoutSeconds: 'LOXIHA_READY_TIMEOUT_SECONDS',
+  /** The VIP group the VIP, EIP and floating resources above belong to (unset: DEFAULT_GROUP). */
+  group: 'LOXIHA_GROUP',
 } as const;
 
 /** The failover function's environment for these settings (unset values left out). */

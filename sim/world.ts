@@ -35,7 +35,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { type LoxihaConfig, resolveConfig } from '../lib/config.ts';
 import { beatData } from '../agent/ha/heartbeat.ts';
-import { ALARM_KIND, alarmName, METRICS, ROLE, SECRET_KIND, type SecretKind, SLOT_INTERFACE_DEVICE_INDEX, SLOT_READY_TIMEOUT_SECONDS, slotGroupName, TAG } from '../lib/contract.ts';
+import { ALARM_KIND, alarmName, DEFAULT_GROUP, METRICS, ROLE, SECRET_KIND, type SecretKind, SLOT_INTERFACE_DEVICE_INDEX, SLOT_READY_TIMEOUT_SECONDS, slotGroupName, TAG } from '../lib/contract.ts';
 import { lbIngressIp, lbIngressIps, lbInstanceIp } from '../lib/topology.ts';
 import type { Settings } from '../lambda/failover/settings.ts';
 import { type AnyStep, type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
@@ -180,6 +180,7 @@ export class World {
       holdDownSeconds: c.holdDownSeconds,
       slotCount: c.availabilityZones.length,
       readyTimeoutSeconds: SLOT_READY_TIMEOUT_SECONDS,
+      group: DEFAULT_GROUP,
       ...(opts.strategy === 'route'
         ? { strategy: 'route' as const, vip: opts.vip ?? (c.strategy === 'route' ? c.vip : SIM_OVERLAY_VIP), routeTableIds, ingressIps: lbIngressIps(c) }
         : {}),

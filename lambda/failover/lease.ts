@@ -1,9 +1,10 @@
 /**
- * The failover lease: one DynamoDB item per deployment, taken by conditional write.
+ * The failover lease: one DynamoDB item per deployment and VIP group, taken by conditional write.
  * Each take increments `epoch` (the fencing token); the holder renews it before every
  * mutation, so an actor whose lease expired and was taken over stops at its next step.
  */
 import { type DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DEFAULT_GROUP, leaseKeyOf } from '../../lib/contract.ts';
 import { errorCode } from './aws/ec2.ts';
 import type { LeaseView } from './snapshot.ts';
 
@@ -51,10 +52,11 @@ export class Lease {
   private readonly ttlMs: number;
   calls = 0;
 
-  constructor(client: DynamoDBClient, table: string, deploymentId: string, ttlMs: number) {
+  /** One lease per VIP group: runs for different groups never wait on, nor fence, each other. */
+  constructor(client: DynamoDBClient, table: string, deploymentId: string, ttlMs: number, group: string = DEFAULT_GROUP) {
     this.client = client;
     this.table = table;
-    this.key = { pk: { S: `lease#${deploymentId}` } };
+    this.key = { pk: { S: leaseKeyOf(deploymentId, group) } };
     this.ttlMs = ttlMs;
   }
 

@@ -1,6 +1,6 @@
 /** The function's settings, from the environment the CDK app sets (validated: a bad deploy fails loudly at init). */
 import * as z from 'zod';
-import { DEFAULT_HOLD_DOWN_SECONDS, FAILBACK_POLICIES, FUNCTION_ENV, ipv4Schema, SLOT_READY_TIMEOUT_SECONDS, VIP_STRATEGIES } from '../../lib/contract.ts';
+import { DEFAULT_GROUP, DEFAULT_HOLD_DOWN_SECONDS, FAILBACK_POLICIES, FUNCTION_ENV, GROUP_NAME_PATTERN, ipv4Schema, SLOT_READY_TIMEOUT_SECONDS, VIP_STRATEGIES } from '../../lib/contract.ts';
 
 /** A comma-separated list in one environment variable. */
 const list = (item: z.ZodType<string, string>) =>
@@ -30,6 +30,8 @@ const schema = z.object({
   slotCount: z.coerce.number().int().min(1).max(16).default(2),
   /** How long a slot's new instance has to become ready before a rollout fails (the deploy then rolls back). */
   readyTimeoutSeconds: z.coerce.number().int().min(60).max(3600).default(SLOT_READY_TIMEOUT_SECONDS),
+  /** The VIP group these settings move: its lease, and the floating resources tagged with it. */
+  group: z.string().regex(GROUP_NAME_PATTERN, 'a group name: lowercase letters, digits and dashes, starting with a letter, 31 at most').default(DEFAULT_GROUP),
 }).superRefine((s, ctx) => {
   const need = s.strategy === 'eni' ? (['cloudCidrBlock', 'floatingRouteTableId'] as const) : (['routeTableIds', 'ingressIps'] as const);
   for (const k of need) if (s[k] === undefined) ctx.addIssue({ code: 'custom', path: [k], message: `required by the ${s.strategy} strategy` });

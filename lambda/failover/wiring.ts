@@ -92,9 +92,9 @@ type Extra = {
 };
 
 export function buildOrchestrator(settings: Settings, clients: Clients, clock: Clock, logger: Logger, metrics: Metrics, extra: Extra = {}): Built {
-  const ec2 = new Ec2Adapter(clients.ec2, { deploymentId: settings.deploymentId, vpcId: settings.vpcId, clock, limiter: new Ec2RequestLimiter(clock) });
+  const ec2 = new Ec2Adapter(clients.ec2, { deploymentId: settings.deploymentId, vpcId: settings.vpcId, clock, limiter: new Ec2RequestLimiter(clock), group: settings.group });
   const cloudwatch = new CloudWatchAdapter(clients.cloudwatch, settings.deploymentId);
-  const lease = new Lease(clients.dynamodb, settings.leaseTable, settings.deploymentId, extra.lease?.ttlMs ?? LEASE_TTL_MS);
+  const lease = new Lease(clients.dynamodb, settings.leaseTable, settings.deploymentId, extra.lease?.ttlMs ?? LEASE_TTL_MS, settings.group);
   const readSessionsInSync = async (id: string) => (await cloudwatch.agentReports([id], clock.now())).get(id)?.sessionsInSync;
   const common = {
     calls: ec2,

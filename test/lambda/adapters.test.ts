@@ -54,7 +54,21 @@ describe('Ec2Adapter', () => {
   it('refuses to adopt a subnet that is not this deployment’s', async () => {
     ec2Mock.on(CreateSubnetCommand).rejects(awsError('InvalidSubnet.Conflict'));
     ec2Mock.on(DescribeSubnetsCommand).resolves({ Subnets: [{ SubnetId: 'subnet-theirs', AvailabilityZone: 'us-east-1b', Tags: [{ Key: TAG.deployment, Value: 'other' }] }] });
-    await expect(adapter().createSubnet('us-east-1b', '100.64.248.0/24', 3, 60_000)).rejects.toThrow(/not this deployment's floating subnet/);
+    await expect(adapter().createSubnet('us-east-1b', '100.64.248.0/24', 3, 60_000)).rejects.toThrow(/not a floating subnet of this deployment's group "default"/);
+  });
+
+  it('refuses to adopt another group’s floating subnet, and tags what a group creates with the group', async () => {
+    const blue = new Ec2Adapter(new EC2Client({ region: 'us-east-1' }), { deploymentId: 'd1', vpcId: 'vpc-1', clock: fastClock(), group: 'blue' });
+    ec2Mock.on(CreateSubnetCommand).rejects(awsError('InvalidSubnet.Conflict'));
+    ec2Mock.on(DescribeSubnetsCommand).resolves({ Subnets: [{ SubnetId: 'subnet-default', AvailabilityZone: 'us-east-1b', Tags: [{ Key: TAG.deployment, Value: 'd1' }, { Key: TAG.role, Value: 'floating-subnet' }] }] });
+    await expect(blue.createSubnet('us-east-1b', '100.64.248.0/24', 3, 60_000)).rejects.toThrow(/group "blue"/);
+    ec2Mock.on(CreateSubnetCommand).resolves({ Subnet: { SubnetId: 'subnet-1' } });
+    await blue.createSubnet('us-east-1a', '100.64.249.0/24', 7, 60_000);
+    const tags = ec2Mock.commandCalls(CreateSubnetCommand).at(-1)!.args[0].input.TagSpecifications![0]!.Tags!;
+    expect(tags).toEqual(expect.arrayContaining([{ Key: TAG.group, Value: 'blue' }, { Key: 'Name', Value: expect.stringMatching(/-blue-floating-us-east-1a$/) }]));
+    // The default group's carry no group tag, as before groups existed.
+    await adapter().createSubnet('us-east-1a', '100.64.248.0/24', 7, 60_000);
+    expect(ec2Mock.commandCalls(CreateSubnetCommand).at(-1)!.args[0].input.TagSpecifications![0]!.Tags!.map((t) => t.Key)).not.toContain(TAG.group);
   });
 
   it('tags what it creates with the deployment, role and epoch', async () => {

@@ -29,7 +29,7 @@ import {
   type NetworkInterface,
   type Tag,
 } from '@aws-sdk/client-ec2';
-import { LOXI_ENI_DESCRIPTION, namePrefix, ROLE, SLOT_INTERFACE_DEVICE_INDEX, TAG } from '../../../lib/contract.ts';
+import { DEFAULT_GROUP, groupOfTag, LOXI_ENI_DESCRIPTION, namePrefix, ROLE, SLOT_INTERFACE_DEVICE_INDEX, TAG } from '../../../lib/contract.ts';
 import { type Clock, pollUntil } from '../clock.ts';
 import type { Ec2RequestLimiter } from './ec2-request-limiter.ts';
 import type { EipView, FloatingSubnetView, InstanceState, InstanceView, LoxiEniView } from '../snapshot.ts';
@@ -78,6 +78,11 @@ export interface Ec2AdapterOptions {
   clock: Clock;
   /** Paces the calls within EC2's request token buckets (several groups moving at once). */
   limiter?: Ec2RequestLimiter;
+  /**
+   * The VIP group whose floating resources (subnet, loxi-eni) this adapter reads, creates and
+   * adopts: another group's are invisible to it (DEFAULT_GROUP when unset).
+   */
+  group?: string;
 }
 
 export class Ec2Adapter {
@@ -108,13 +113,29 @@ export class Ec2Adapter {
     ];
   }
 
+  private get group(): string {
+    return this.o.group ?? DEFAULT_GROUP;
+  }
+
+  /** A floating resource of this adapter's group (an untagged one is DEFAULT_GROUP's). */
+  private mine(tags: Tag[] | undefined): boolean {
+    return groupOfTag(tagValue(tags, TAG.group)) === this.group;
+  }
+
+  /** A floating resource's tags; DEFAULT_GROUP's carry no group tag, as before groups existed. */
   private tags(role: string, epoch: number, name: string): Tag[] {
     return [
       { Key: TAG.deployment, Value: this.o.deploymentId },
       { Key: TAG.role, Value: role },
       { Key: TAG.epoch, Value: String(epoch) },
       { Key: TAG.name, Value: name },
+      ...(this.group === DEFAULT_GROUP ? [] : [{ Key: TAG.group, Value: this.group }]),
     ];
+  }
+
+  /** A floating resource's Name: the deployment's prefix, the group's name unless DEFAULT_GROUP, then `what`. */
+  private nameOf(what: string): string {
+    return `${namePrefix(this.o.deploymentId)}${this.group === DEFAULT_GROUP ? '' : `-${this.group}`}-${what}`;
   }
 
   /**
@@ -222,7 +243,7 @@ export class Ec2Adapter {
     ]);
     const assoc = new Map<string, string>();
     for (const t of tables.RouteTables ?? []) for (const a of t.Associations ?? []) if (a.SubnetId && a.RouteTableAssociationId) assoc.set(a.SubnetId, a.RouteTableAssociationId);
-    return (subnets.Subnets ?? []).map((s: any) => ({
+    return (subnets.Subnets ?? []).filter((s: any) => this.mine(s.Tags)).map((s: any) => ({
       id: s.SubnetId,
       az: s.AvailabilityZone,
       cidr: s.CidrBlock,
@@ -250,7 +271,7 @@ export class Ec2Adapter {
 
   async loxiEnis(): Promise<LoxiEniView[]> {
     const r = await this.send<any>(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'vpc-id', Values: [this.o.vpcId] }, ...this.ours(ROLE.loxiEni)] }), false);
-    return (r.NetworkInterfaces ?? []).map((n: NetworkInterface) => this.eniView(n));
+    return (r.NetworkInterfaces ?? []).filter((n: NetworkInterface) => this.mine(n.TagSet)).map((n: NetworkInterface) => this.eniView(n));
   }
 
   /** One ENI by id; undefined when AWS says it does not exist (deleted, or not yet visible). */
@@ -322,7 +343,7 @@ export class Ec2Adapter {
           VpcId: this.o.vpcId,
           AvailabilityZone: az,
           CidrBlock: cidr,
-          TagSpecifications: [{ ResourceType: 'subnet', Tags: this.tags(ROLE.floatingSubnet, epoch, `${namePrefix(this.o.deploymentId)}-floating-${az}`) }],
+          TagSpecifications: [{ ResourceType: 'subnet', Tags: this.tags(ROLE.floatingSubnet, epoch, this.nameOf(`floating-${az}`)) }],
         }),
         true,
       );
@@ -334,8 +355,8 @@ export class Ec2Adapter {
         const r = await this.send<any>(new DescribeSubnetsCommand({ Filters: [{ Name: 'vpc-id', Values: [this.o.vpcId] }, { Name: 'cidr-block', Values: [cidr] }] }), false);
         const s = r.Subnets?.[0];
         if (!s) return undefined;
-        if (tagValue(s.Tags, TAG.deployment) !== this.o.deploymentId || tagValue(s.Tags, TAG.role) !== ROLE.floatingSubnet) {
-          throw new Error(`${cidr} is held by subnet ${s.SubnetId}, which is not this deployment's floating subnet; refusing to touch it`);
+        if (tagValue(s.Tags, TAG.deployment) !== this.o.deploymentId || tagValue(s.Tags, TAG.role) !== ROLE.floatingSubnet || !this.mine(s.Tags)) {
+          throw new Error(`${cidr} is held by subnet ${s.SubnetId}, which is not a floating subnet of this deployment's group "${this.group}"; refusing to touch it`);
         }
         if (s.AvailabilityZone !== az) throw new Error(`our floating subnet ${s.SubnetId} holding ${cidr} is in ${s.AvailabilityZone}, not ${az}; the next run deletes it`);
         return s.SubnetId as string;
@@ -375,7 +396,7 @@ export class Ec2Adapter {
           Groups: p.securityGroupIds,
           Description: LOXI_ENI_DESCRIPTION,
           ClientToken: clientToken,
-          TagSpecifications: [{ ResourceType: 'network-interface', Tags: this.tags(ROLE.loxiEni, p.epoch, `${namePrefix(this.o.deploymentId)}-loxi-eni-${p.az}`) }],
+          TagSpecifications: [{ ResourceType: 'network-interface', Tags: this.tags(ROLE.loxiEni, p.epoch, this.nameOf(`loxi-eni-${p.az}`)) }],
         }),
         true,
       ),
