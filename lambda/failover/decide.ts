@@ -25,6 +25,12 @@ export interface Hints {
   explicit?: boolean;
   /** An instance its peer reported unreachable when the VIP left it (lease): unhealthy until it beats after. */
   lost?: { instanceId: string; at: number };
+  /**
+   * Where the placement over VIP groups (./placement.ts) put this group: when the VIP must move or be
+   * placed, it goes there if that instance is a healthy candidate (else to the best candidate, as
+   * without groups). It never makes a VIP move that would otherwise stay.
+   */
+  placedTo?: string;
 }
 
 export interface Health {
@@ -123,7 +129,7 @@ export function decide(snapshot: Observed, currentOwner: string | undefined, pol
   }
 
   const candidates = rankCandidates(snapshot.instances.filter((i) => healthyIds.has(i.id) && i.id !== (suspectBelieved ? hints.suspect : undefined)));
-  const chosen = candidates[0];
+  const chosen = candidates.find((c) => c.id === hints.placedTo) ?? candidates[0];
   if (!chosen) {
     const why = health.map((h) => `${h.instanceId} (lb${h.index}): ${h.why}`).join('; ');
     return { outcome: 'no-healthy-instance', reason: `no healthy instance to own the VIP; changing nothing. ${why}`, health };

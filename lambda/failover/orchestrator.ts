@@ -117,7 +117,17 @@ export class Orchestrator<Step extends StepBase, State> {
     this.policy = { staleMs: HEARTBEAT_STALE_SECONDS * 1000, ...deps.policy };
   }
 
-  async run(command: Command, deadline: number): Promise<Result> {
+  /**
+   * The instance that holds this group's VIP now, read from the strategy's resources alone (no lease,
+   * no change): what the placement over groups starts from.
+   */
+  async owner(instances: InstanceView[], now: number): Promise<string | undefined> {
+    const state = await this.d.strategy.observe('full');
+    return this.d.strategy.currentOwner({ ...state, now, instances });
+  }
+
+  /** `placedTo`: where the placement over VIP groups puts this group, should its VIP move (Hints.placedTo). */
+  async run(command: Command, deadline: number, placement: { placedTo?: string } = {}): Promise<Result> {
     const t0 = this.d.clock.now();
     const calls0 = { calls: this.d.calls.calls, mutations: this.d.calls.mutations };
     const steps: StepTiming[] = [];
@@ -174,7 +184,7 @@ export class Orchestrator<Step extends StepBase, State> {
     const fencing: Fencing = { holder, fence: () => keeper.fence(), keepAlive: () => keeper.keepAlive() };
     keeper.start();
     try {
-      return await this.hold(command, epoch, taken.lease, fencing, deadline, steps, counters, (r) => finish({ ...r, ...(leaseWaitMs > 0 ? { leaseWaitMs } : {}) }));
+      return await this.hold(command, epoch, taken.lease, fencing, deadline, steps, counters, (r) => finish({ ...r, ...(leaseWaitMs > 0 ? { leaseWaitMs } : {}) }), placement.placedTo);
     } finally {
       keeper.stop();
     }
@@ -190,6 +200,7 @@ export class Orchestrator<Step extends StepBase, State> {
     steps: StepTiming[],
     counters: { sequential: number },
     finish: (r: Omit<Result, 'durationMs' | 'ec2Calls' | 'ec2Mutations' | 'sequentialMutations' | 'steps' | 'phases' | 'command' | 'moved'> & { moved?: boolean }) => Result,
+    placedTo?: string,
   ): Promise<Result> {
     const { holder } = fencing;
     let result: Result;
@@ -198,7 +209,7 @@ export class Orchestrator<Step extends StepBase, State> {
       if (command.kind === 'teardown') {
         result = finish(await this.teardown(epoch, fencing, deadline, steps, counters));
       } else {
-        const r = await this.converge(command, leaseView, epoch, fencing, deadline, steps, counters);
+        const r = await this.converge(command, leaseView, epoch, fencing, deadline, steps, counters, placedTo);
         // The hold-down (against flapping between two instances) starts at a move from an owner: a
         // placement is none, and the first failure report after it is believed as any other.
         if (r.moved && r.previousOwner !== undefined) movedAt = this.d.clock.now();
@@ -257,13 +268,14 @@ export class Orchestrator<Step extends StepBase, State> {
     deadline: number,
     steps: StepTiming[],
     counters: { sequential: number },
+    placedTo?: string,
   ) {
     let snapshot = await this.observeFenced(epoch, steps);
     const currentOwner = this.d.strategy.currentOwner(snapshot);
     // A run that died mid-move leaves no owner behind it: the move's origin is in the lease.
     const interrupted = currentOwner === undefined ? leaseView.interruptedMoveFrom : undefined;
     const previousOwner = currentOwner ?? interrupted;
-    const hints = this.hints(command, snapshot, currentOwner, leaseView);
+    const hints = { ...this.hints(command, snapshot, currentOwner, leaseView), ...(placedTo ? { placedTo } : {}) };
     let decision: Decision = decide(snapshot, currentOwner, this.policy, hints);
     if (interrupted && decision.outcome === 'move') decision = { ...decision, from: interrupted, reason: `completing the move from ${interrupted} that an earlier run started and did not finish` };
     if (command.kind === 'reconcile' && command.via === 'lifecycle') {

@@ -29,6 +29,15 @@ const A = inst(0).id;
 const B = inst(1).id;
 
 describe('decide', () => {
+  it('a VIP group that must move goes where the placement put it (a healthy candidate), never moves for it, and ignores an unhealthy one', () => {
+    const C = inst(2, { az: 'us-east-1c' });
+    const three = snap(inst(0, { state: 'stopped' }), inst(1), C);
+    expect(decide(three, A, policy, { placedTo: C.id })).toMatchObject({ outcome: 'move', owner: C.id, from: A });
+    expect(decide(three, A, policy)).toMatchObject({ outcome: 'move', owner: B });
+    expect(decide(snap(inst(0), inst(1), C), A, policy, { placedTo: C.id })).toMatchObject({ outcome: 'keep', owner: A });
+    expect(decide(snap(inst(0, { state: 'stopped' }), inst(1), inst(2, { ready: false })), A, policy, { placedTo: inst(2).id })).toMatchObject({ outcome: 'move', owner: B });
+  });
+
   it('keeps a healthy owner', () => {
     expect(decide(snap(inst(0), inst(1)), A, policy)).toMatchObject({ outcome: 'keep', owner: A });
   });

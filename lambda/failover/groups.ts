@@ -1,0 +1,111 @@
+/**
+ * Several VIP groups in one run: where each group's owner is, where the placement (./placement.ts)
+ * puts the groups whose owner is gone, and each affected group's own run (its own lease, fencing and
+ * resources: ./orchestrator.ts), all at once — EC2's request limiter paces their calls.
+ *
+ * Level-triggered: any trigger (one slot's alarm, the fast path from one instance, the schedule)
+ * makes the run look at every group, and move every group whose owner is unhealthy, not ready, or
+ * the trigger's suspect — an AZ outage moves all the groups it held in one run, spread over the
+ * survivors. A group whose lease a live run holds is that run's (its run here waits for the lease,
+ * then finds the group in place). Groups whose owner is fine are left alone by automatic triggers;
+ * a reconcile (schedule, deploy, operator) runs every group, as without groups.
+ */
+import { healthOf } from './decide.ts';
+import type { Command } from './events.ts';
+import type { Result } from './orchestrator.ts';
+import { type Placement, type PlacementGroup, placeGroups } from './placement.ts';
+import type { InstanceView } from './snapshot.ts';
+import type { Clock } from './clock.ts';
+
+/** One group as the coordinator drives it. */
+export interface GroupRunner {
+  name: string;
+  /** The slot (instance index) the group returns to with failback; spreads the first placement. */
+  preferredSlot?: number;
+  orchestrator: {
+    owner(instances: InstanceView[], now: number): Promise<string | undefined>;
+    run(command: Command, deadline: number, placement?: { placedTo?: string }): Promise<Result>;
+  };
+}
+
+export interface GroupsDeps {
+  groups: GroupRunner[];
+  observeInstances: (now: number) => Promise<InstanceView[]>;
+  clock: Clock;
+  staleMs: number;
+}
+
+export interface GroupOutcome {
+  group: string;
+  /** Where the placement put it this run (absent: it stayed, or was not run). */
+  placedTo?: string;
+  result?: Result;
+}
+
+export interface GroupsResult {
+  ok: boolean;
+  command: Command['kind'];
+  outcome: 'groups';
+  reason: string;
+  groups: GroupOutcome[];
+  placement: Pick<Placement, 'bound' | 'unplaced'>;
+  durationMs: number;
+}
+
+/** The instance a trigger reports failed: its groups move (as decide.ts believes a suspect). */
+function suspectOf(command: Command, instances: InstanceView[]): string | undefined {
+  if (command.kind === 'alarm' && command.state === 'ALARM') return instances.find((i) => i.index === command.instanceIndex)?.id;
+  if (command.kind === 'failover' && command.via !== 'manual' && command.reason !== 'peer-backup-lost') return command.from;
+  return undefined;
+}
+
+export class GroupsCoordinator {
+  private readonly d: GroupsDeps;
+
+  constructor(deps: GroupsDeps) {
+    if (new Set(deps.groups.map((g) => g.name)).size !== deps.groups.length) throw new Error('group names must be distinct');
+    this.d = deps;
+  }
+
+  async run(command: Command, deadline: number): Promise<GroupsResult> {
+    const t0 = this.d.clock.now();
+    const finish = (r: Omit<GroupsResult, 'command' | 'outcome' | 'durationMs'>): GroupsResult => ({ command: command.kind, outcome: 'groups', ...r, durationMs: this.d.clock.now() - t0 });
+    const everyGroup = command.kind !== 'alarm' && !(command.kind === 'failover' && command.via !== 'manual');
+    if (command.kind === 'status' || command.kind === 'plan' || command.kind === 'teardown' || (command.kind === 'failover' && command.via === 'manual')) {
+      // Not a placement question: each group answers (an operator's move names its target).
+      const groups = await Promise.all(this.d.groups.map(async (g) => ({ group: g.name, result: await g.orchestrator.run(command, deadline) })));
+      return finish({ ok: groups.every((g) => g.result.ok), reason: summary(groups), groups, placement: { bound: 0, unplaced: [] } });
+    }
+
+    const now = this.d.clock.now();
+    const instances = await this.d.observeInstances(now);
+    const owners = await Promise.all(this.d.groups.map((g) => g.orchestrator.owner(instances, now)));
+    const byId = new Map(instances.map((i) => [i.id, i]));
+    const suspect = suspectOf(command, instances);
+    const slots = instances.map((i) => ({ slot: i.index, az: i.az, healthy: healthOf(i, now, this.d.staleMs).healthy && i.id !== suspect, ready: i.ready !== false }));
+    const groups: PlacementGroup[] = this.d.groups.map((g, k) => {
+      const owner = owners[k] === undefined ? undefined : byId.get(owners[k]!);
+      return { group: g.name, owner: owner?.index, ...(owner ? { lastOwnerAz: owner.az } : {}), ...(g.preferredSlot !== undefined ? { preferredSlot: g.preferredSlot } : {}) };
+    });
+    // Rescues only: a group whose owner is fine is not moved by this run (rebalancing and per-group
+    // failback are the per-group runs' policy, as without groups).
+    const placement = placeGroups(groups, slots, { maxMovesPerRun: 0, failback: false });
+    const instanceAt = new Map(instances.map((i) => [i.index, i.id]));
+    const target = new Map(placement.moves.map((m) => [m.group, instanceAt.get(m.to)!]));
+    const runs = this.d.groups.filter((g) => everyGroup || target.has(g.name));
+    const outcomes = await Promise.all(
+      runs.map(async (g): Promise<GroupOutcome> => {
+        const placedTo = target.get(g.name);
+        const result = await g.orchestrator.run(command, deadline, placedTo ? { placedTo } : {});
+        return { group: g.name, ...(placedTo ? { placedTo } : {}), result };
+      }),
+    );
+    const left = this.d.groups.length - runs.length;
+    const reason = `${summary(outcomes)}${left ? `; ${left} group${left === 1 ? '' : 's'} untouched (owner fine)` : ''}${placement.unplaced.length ? `; unplaced: ${placement.unplaced.map((u) => `${u.group} (${u.why})`).join(', ')}` : ''}`;
+    return finish({ ok: outcomes.every((o) => o.result?.ok !== false), reason, groups: outcomes, placement: { bound: placement.bound, unplaced: placement.unplaced } });
+  }
+}
+
+function summary(groups: GroupOutcome[]): string {
+  return groups.map((g) => `${g.group}: ${g.result ? `${g.result.outcome}${g.result.owner ? ` on ${g.result.owner}` : ''}` : 'not run'}`).join('; ') || 'no group';
+}
