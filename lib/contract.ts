@@ -287,14 +287,18 @@ export const FUNCTION_ENV = {
   readyTimeoutSeconds: 'LOXIHA_READY_TIMEOUT_SECONDS',
   /** The VIP group the VIP, EIP and floating resources above belong to (unset: DEFAULT_GROUP). */
   group: 'LOXIHA_GROUP',
+  /** Several VIP groups, a JSON array of {name, vip, eipAllocationId, preferredSlot?, cloudCidrBlock?, floatingRouteTableId?, ingressIps?}. */
+  groups: 'LOXIHA_GROUPS',
 } as const;
 
 /** The failover function's environment for these settings (unset values left out). */
-export function functionEnv(values: Partial<Record<keyof typeof FUNCTION_ENV, string | number | string[]>>): Record<string, string> {
+export function functionEnv(values: Partial<Record<keyof typeof FUNCTION_ENV, string | number | string[] | object[]>>): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, name] of Object.entries(FUNCTION_ENV)) {
     const v = values[key as keyof typeof FUNCTION_ENV];
-    if (v !== undefined) env[name] = Array.isArray(v) ? v.join(',') : String(v);
+    if (v === undefined) continue;
+    // Lists of strings are comma-separated; lists of objects (the groups) are JSON.
+    env[name] = Array.isArray(v) ? (v.every((x) => typeof x === 'string') ? v.join(',') : JSON.stringify(v)) : String(v);
   }
   return env;
 }

@@ -22,6 +22,7 @@ import {
   CreateVpcCommand,
   DescribeAddressesCommand,
   DescribeInstancesCommand,
+  DescribeInternetGatewaysCommand,
   DescribeNetworkInterfacesCommand,
   DescribeRouteTablesCommand,
   DescribeSubnetsCommand,
@@ -37,13 +38,14 @@ import { type LoxihaConfig, resolveConfig } from '../lib/config.ts';
 import { beatData } from '../agent/ha/heartbeat.ts';
 import { ALARM_KIND, alarmName, DEFAULT_GROUP, METRICS, ROLE, SECRET_KIND, type SecretKind, SLOT_INTERFACE_DEVICE_INDEX, SLOT_READY_TIMEOUT_SECONDS, slotGroupName, TAG } from '../lib/contract.ts';
 import { lbIngressIp, lbIngressIps, lbInstanceIp } from '../lib/topology.ts';
-import type { Settings } from '../lambda/failover/settings.ts';
-import { type AnyStep, type Built, buildOrchestrator, makeClients } from '../lambda/failover/wiring.ts';
+import type { GroupSettings, Settings } from '../lambda/failover/settings.ts';
+import { type AnyStep, type Built, buildDeployment, buildOrchestrator, type Deployment, makeClients } from '../lambda/failover/wiring.ts';
 import type { AwsProxy } from './aws-proxy.ts';
 import type { SimClock } from './sim-clock.ts';
 import { SlotGroups, type SlotGroupsOptions, type SlotSpec } from './slot-groups.ts';
 import type { Clock } from '../lambda/failover/clock.ts';
 import { NODES } from './vpc.ts';
+import { intToIp, parseCidr } from '../lib/net/cidr.ts';
 
 export const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 const REGION = 'us-east-1';
@@ -319,6 +321,68 @@ export class World {
     process.env.POWERTOOLS_METRICS_DISABLED = 'true';
     const metrics = new Metrics({ namespace: 'Loxiha', serviceName: 'loxiha-test' });
     return buildOrchestrator({ ...this.settings, ...extra.settings }, clients, clock, logger, metrics, { afterStep: extra.afterStep, lease: extra.lease });
+  }
+
+  /** The deployment as the handler builds it (one group, or several with addGroups), talking to `endpoint`, in simulated time. */
+  deployment(endpoint: string, clock: SimClock, extra: { settings?: Partial<Settings>; userAgent?: string } = {}): Deployment {
+    const clients = makeClients({
+      region: REGION,
+      endpoint,
+      userAgent: extra.userAgent,
+      credentials: CREDENTIALS,
+      backoff: (ms) => {
+        void clock.sleep(ms);
+        return ms * clock.scale;
+      },
+    });
+    const logger = new Logger({ serviceName: 'loxiha-test', logLevel: 'SILENT' });
+    process.env.POWERTOOLS_METRICS_DISABLED = 'true';
+    const metrics = new Metrics({ namespace: 'Loxiha', serviceName: 'loxiha-test' });
+    return buildDeployment({ ...this.settings, ...extra.settings }, clients, clock, logger, metrics);
+  }
+
+  /**
+   * Adds `n` VIP groups (g1…gn) beside the seeded one, each with its own EIP and VIP: with `eni` its
+   * own cloud block (100.64.(200+k).0/24) and floating route table; with `route` its own overlay VIP
+   * (100.127.k.10) and, on every LB instance's interface, an ingress address of its own (offset
+   * 20 + k in the instance's LB subnet). The settings then list every group, the seeded one first.
+   */
+  async addGroups(n: number): Promise<GroupSettings[]> {
+    if (n < 1 || n > 100) throw new RangeError('addGroups: 1 to 100 groups');
+    const s = this.settings;
+    const c = this.config;
+    const tag = (role: string) => [{ Key: TAG.deployment, Value: c.deploymentId }, { Key: TAG.role, Value: role }];
+    const igw = (await this.ec2.send(new DescribeInternetGatewaysCommand({ Filters: [{ Name: 'attachment.vpc-id', Values: [s.vpcId] }] }))).InternetGateways![0]!.InternetGatewayId!;
+    const interfaces = s.strategy === 'route' ? await this.ingressInterfaces() : [];
+    const added: GroupSettings[] = [];
+    for (let k = 1; k <= n; k++) {
+      const name = `g${k}`;
+      const eipAllocationId = (await this.ec2.send(new AllocateAddressCommand({ Domain: 'vpc', TagSpecifications: [{ ResourceType: 'elastic-ip', Tags: tag(ROLE.eip) }] }))).AllocationId!;
+      if (s.strategy === 'route') {
+        const ingressIps = c.lbSubnetCidrs.map((cidr) => intToIp(parseCidr(cidr)!.network + 20 + k));
+        for (const [index, ip] of ingressIps.entries()) await this.ec2.send(new AssignPrivateIpAddressesCommand({ NetworkInterfaceId: interfaces[index]!, PrivateIpAddresses: [ip] }));
+        added.push({ name, vip: `100.127.${k}.10`, eipAllocationId, ingressIps, preferredSlot: k % this.instances.length });
+        continue;
+      }
+      const floatingRouteTableId = (await this.ec2.send(new CreateRouteTableCommand({ VpcId: s.vpcId, TagSpecifications: [{ ResourceType: 'route-table', Tags: tag(ROLE.floatingRouteTable) }] }))).RouteTable!.RouteTableId!;
+      await this.ec2.send(new CreateRouteCommand({ RouteTableId: floatingRouteTableId, DestinationCidrBlock: '0.0.0.0/0', GatewayId: igw }));
+      added.push({ name, vip: `100.64.${200 + k}.254`, eipAllocationId, cloudCidrBlock: `100.64.${200 + k}.0/24`, floatingRouteTableId, preferredSlot: k % this.instances.length });
+    }
+    const first: GroupSettings = { name: s.group, vip: s.vip, eipAllocationId: s.eipAllocationId, preferredSlot: 0, cloudCidrBlock: s.cloudCidrBlock, floatingRouteTableId: s.floatingRouteTableId, ingressIps: s.ingressIps };
+    this.settings = { ...s, groups: [first, ...added] };
+    return this.settings.groups!;
+  }
+
+  /** Each LB instance's interface that carries ingress addresses (its slot interface, else its primary), by index. */
+  private async ingressInterfaces(): Promise<string[]> {
+    const out: string[] = [];
+    for (const i of [...this.instances].sort((a, b) => a.index - b.index)) {
+      const r = await this.ec2.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [i.id] }] }));
+      const enis = r.NetworkInterfaces ?? [];
+      const slot = enis.find((e) => e.Attachment?.DeviceIndex === SLOT_INTERFACE_DEVICE_INDEX && !e.TagSet?.some((t) => t.Key === TAG.role && t.Value === ROLE.loxiEni));
+      out.push((slot ?? enis.find((e) => e.Attachment?.DeviceIndex === 0))!.NetworkInterfaceId!);
+    }
+    return out;
   }
 
   /** Publishes one agent heartbeat (and its sync state) per instance, stamped `at`. */

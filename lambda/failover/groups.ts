@@ -109,3 +109,31 @@ export class GroupsCoordinator {
 function summary(groups: GroupOutcome[]): string {
   return groups.map((g) => `${g.group}: ${g.result ? `${g.result.outcome}${g.result.owner ? ` on ${g.result.owner}` : ''}` : 'not run'}`).join('; ') || 'no group';
 }
+
+/**
+ * The coordinator's runs as one result, for the callers that take one (a terminating slot's hook, the
+ * rollout's status): ok when every group's run is; the first failing group's outcome and owners
+ * otherwise; the health of the first group that reported it.
+ */
+export function asOneResult(g: GroupsResult): Result {
+  const results = g.groups.map((x) => x.result).filter((r): r is Result => r !== undefined);
+  const failed = results.find((r) => !r.ok);
+  const moved = results.some((r) => r.moved);
+  const sum = (k: 'ec2Calls' | 'ec2Mutations') => results.reduce((n, r) => n + r[k], 0);
+  return {
+    ok: g.ok,
+    command: g.command,
+    outcome: failed?.outcome ?? (g.command === 'status' ? 'status' : moved ? 'converged' : 'no-op'),
+    reason: g.reason,
+    ...(failed?.owner ? { owner: failed.owner } : {}),
+    ...(failed?.previousOwner ? { previousOwner: failed.previousOwner } : {}),
+    moved,
+    steps: [],
+    phases: {},
+    durationMs: g.durationMs,
+    ec2Calls: sum('ec2Calls'),
+    ec2Mutations: sum('ec2Mutations'),
+    sequentialMutations: Math.max(0, ...results.map((r) => r.sequentialMutations)),
+    ...(results.find((r) => r.health)?.health ? { health: results.find((r) => r.health)!.health } : {}),
+  };
+}

@@ -15,16 +15,18 @@ import type { Result } from './orchestrator.ts';
 import { RolloutFailedError, type Rollout } from './rollout.ts';
 import { logger, metrics } from './powertools.ts';
 import { settingsFromEnv } from './settings.ts';
-import { buildOrchestrator, makeClients } from './wiring.ts';
+import { buildDeployment, makeClients } from './wiring.ts';
+import { asOneResult, type GroupsResult } from './groups.ts';
 
 const settings = settingsFromEnv(process.env);
-const { orchestrator, instanceLifecycle, rollout, reporter } = buildOrchestrator(
+const deployment = buildDeployment(
   settings,
   makeClients({ region: process.env.AWS_REGION ?? 'us-east-1', endpoint: process.env.LOXIHA_AWS_ENDPOINT }),
   systemClock,
   logger,
   metrics,
 );
+const { instanceLifecycle, rollout, reporter } = deployment;
 
 /** Margin kept before the function's timeout to report and release the lease. */
 const SAFETY_MS = 10_000;
@@ -82,7 +84,7 @@ export interface ServicesNoticeResult {
   reason: string;
 }
 
-async function run(event: unknown, context: Context): Promise<Result | LifecycleResult | ProviderAnswer | ServicesNoticeResult | { ok: false; outcome: 'invalid-event'; reason: string }> {
+async function run(event: unknown, context: Context): Promise<Result | GroupsResult | LifecycleResult | ProviderAnswer | ServicesNoticeResult | { ok: false; outcome: 'invalid-event'; reason: string }> {
   let parsed;
   const entry = entryOf(context.invokedFunctionArn, AGENT_ENTRY_ALIAS);
   metrics.addMetric(METRICS.invocations, MetricUnit.Count, 1);
@@ -110,19 +112,20 @@ async function run(event: unknown, context: Context): Promise<Result | Lifecycle
     if (r.outcome === 'timed-out') throw new Error(`timed-out: ${r.reason}`);
     return r;
   }
-  let result: Result;
+  let result: Result | GroupsResult;
   try {
-    result = await orchestrator.run(parsed.command, deadline);
+    result = await deployment.run(parsed.command, deadline);
   } catch (e) {
     if (parsed.lifecycle) await respondToCloudFormation(parsed.lifecycle, { ok: false, reason: (e as Error).message });
     throw e;
   }
   if (parsed.lifecycle) {
-    await respondToCloudFormation(parsed.lifecycle, result);
+    await respondToCloudFormation(parsed.lifecycle, result.outcome === 'groups' ? asOneResult(result) : result);
     return result;
   }
   // Failed or timed-out runs throw so that async invocations (alarms) are retried; the state they left is resumable.
-  if (result.outcome === 'failed' || result.outcome === 'timed-out') throw new Error(`${result.outcome}: ${result.reason}`);
+  const unfinished = (result.outcome === 'groups' ? result.groups.map((g) => g.result) : [result]).filter((r) => r?.outcome === 'failed' || r?.outcome === 'timed-out');
+  if (unfinished.length) throw new Error(unfinished.map((r) => `${r!.outcome}: ${r!.reason}`).join('; '));
   return result;
 }
 

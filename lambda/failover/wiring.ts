@@ -9,18 +9,20 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { ConfiguredRetryStrategy } from '@smithy/core/retry';
 import { LifecycleActions, SlotGroupsAdapter } from './aws/autoscaling.ts';
-import { slotGroupName } from '../../lib/contract.ts';
+import { HEARTBEAT_STALE_SECONDS, slotGroupName } from '../../lib/contract.ts';
 import { Rollout } from './rollout.ts';
 import { CloudWatchAdapter } from './aws/cloudwatch.ts';
 import { Ec2Adapter } from './aws/ec2.ts';
 import { Ec2RequestLimiter } from './aws/ec2-request-limiter.ts';
+import { asOneResult, GroupsCoordinator, type GroupsResult } from './groups.ts';
 import type { Clock } from './clock.ts';
 import { InstanceLifecycle } from './instance-lifecycle.ts';
 import { Lease } from './lease.ts';
 import { observeInstances } from './observe.ts';
-import { Orchestrator } from './orchestrator.ts';
+import type { Command } from './events.ts';
+import { Orchestrator, type Result } from './orchestrator.ts';
 import { Reporter } from './report.ts';
-import type { Settings } from './settings.ts';
+import { groupsOf, type Settings } from './settings.ts';
 import { type EniState, type EniStep, EniStrategy } from './strategy/eni.ts';
 import { type RouteState, type RouteStep, RouteStrategy } from './strategy/route.ts';
 
@@ -89,10 +91,12 @@ type Extra = {
   syncWaitMs?: number;
   /** Another lease lifetime and renewal interval (the benchmark's baseline: the former 30 s lease renewed every 10 s). */
   lease?: { ttlMs: number; renewMs: number };
+  /** One EC2 request limiter for every group of the run (the account's buckets are shared). */
+  limiter?: Ec2RequestLimiter;
 };
 
 export function buildOrchestrator(settings: Settings, clients: Clients, clock: Clock, logger: Logger, metrics: Metrics, extra: Extra = {}): Built {
-  const ec2 = new Ec2Adapter(clients.ec2, { deploymentId: settings.deploymentId, vpcId: settings.vpcId, clock, limiter: new Ec2RequestLimiter(clock), group: settings.group });
+  const ec2 = new Ec2Adapter(clients.ec2, { deploymentId: settings.deploymentId, vpcId: settings.vpcId, clock, limiter: extra.limiter ?? new Ec2RequestLimiter(clock), group: settings.group });
   const cloudwatch = new CloudWatchAdapter(clients.cloudwatch, settings.deploymentId);
   const lease = new Lease(clients.dynamodb, settings.leaseTable, settings.deploymentId, extra.lease?.ttlMs ?? LEASE_TTL_MS, settings.group);
   const readSessionsInSync = async (id: string) => (await cloudwatch.agentReports([id], clock.now())).get(id)?.sessionsInSync;
@@ -147,4 +151,69 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
   });
   const orchestrator = new Orchestrator<EniStep, EniState>({ ...common, strategy });
   return { orchestrator, ec2, cloudwatch, lease, instanceLifecycle: lifecycleOf(orchestrator), rollout: rolloutOf(orchestrator), reporter: common.notifier };
+}
+
+/** The deployment as the handler drives it: one group as before, or several through the coordinator. */
+export interface Deployment {
+  /** Every group's own parts (one for a deployment without groups). */
+  groups: Built[];
+  /** Set with several groups: the run over all of them (./groups.ts). */
+  coordinator: GroupsCoordinator | undefined;
+  /** Runs a command: the one group's orchestrator, or the coordinator's runs summed up as one result. */
+  run(command: Command, deadline: number): Promise<Result | GroupsResult>;
+  instanceLifecycle: InstanceLifecycle;
+  rollout: Rollout;
+  reporter: Reporter;
+}
+
+/** Builds each group's orchestrator over shared clients and one EC2 request limiter; with several groups, the coordinator over them. */
+export function buildDeployment(settings: Settings, clients: Clients, clock: Clock, logger: Logger, metrics: Metrics, extra: Extra = {}): Deployment {
+  const limiter = extra.limiter ?? new Ec2RequestLimiter(clock);
+  const list = groupsOf(settings);
+  const groups = list.map((g) =>
+    buildOrchestrator(
+      {
+        ...settings,
+        groups: undefined,
+        group: g.name,
+        vip: g.vip,
+        eipAllocationId: g.eipAllocationId,
+        cloudCidrBlock: g.cloudCidrBlock ?? settings.cloudCidrBlock,
+        floatingRouteTableId: g.floatingRouteTableId ?? settings.floatingRouteTableId,
+        ingressIps: g.ingressIps ?? settings.ingressIps,
+      },
+      clients,
+      clock,
+      logger,
+      metrics,
+      { ...extra, limiter },
+    ),
+  );
+  const first = groups[0]!;
+  if (groups.length === 1) return { groups, coordinator: undefined, run: (c, d) => first.orchestrator.run(c, d), instanceLifecycle: first.instanceLifecycle, rollout: first.rollout, reporter: first.reporter };
+  const coordinator = new GroupsCoordinator({
+    groups: list.map((g, k) => ({ name: g.name, ...(g.preferredSlot !== undefined ? { preferredSlot: g.preferredSlot } : {}), orchestrator: groups[k]!.orchestrator })),
+    observeInstances: (now) => observeInstances({ ec2: first.ec2, cloudwatch: first.cloudwatch }, now),
+    clock,
+    staleMs: HEARTBEAT_STALE_SECONDS * 1000,
+  });
+  const asOne = async (c: Command, d: number) => asOneResult(await coordinator.run(c, d));
+  const instanceLifecycle = new InstanceLifecycle({
+    ec2: first.ec2,
+    actions: new LifecycleActions(clients.autoscaling),
+    // A terminating slot's groups move off it (the coordinator's suspect), each to where the placement puts it.
+    moveOff: (from, deadline) => asOne({ kind: 'failover', from, reason: 'instance-terminating', via: 'lifecycle-hook' }, deadline),
+    clock,
+    log: (level, msg, e) => logger[level](msg, e ?? {}),
+    notify: (n) => first.reporter.slotChanged(n),
+  });
+  const rollout = new Rollout({
+    groups: new SlotGroupsAdapter(clients.autoscaling, Array.from({ length: settings.slotCount }, (_, i) => slotGroupName(settings.deploymentId, i))),
+    // No single owner to keep for last: each replaced slot's termination hook moves its groups off it.
+    status: (deadline) => asOne({ kind: 'status' }, deadline),
+    clock,
+    log: (level, msg, e) => logger[level](msg, e ?? {}),
+    readyTimeoutMs: settings.readyTimeoutSeconds * 1000,
+  });
+  return { groups, coordinator, run: (c, d) => coordinator.run(c, d), instanceLifecycle, rollout, reporter: first.reporter };
 }

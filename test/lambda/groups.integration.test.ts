@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_GROUP, ROLE, TAG } from '../../lib/contract.ts';
 import type { Command } from '../../lambda/failover/events.ts';
 import type { Settings } from '../../lambda/failover/settings.ts';
-import { CREDENTIALS } from '../../sim/world.ts';
+import { CREDENTIALS, World } from '../../sim/world.ts';
 import { emulatedAws } from '../harness/emulated-aws.ts';
 import { motoAvailable } from '../harness/prerequisites.ts';
 
@@ -88,3 +88,42 @@ describe.skipIf(!motoAvailable)('VIP groups: each run is sliced to its group', (
     expect(blueMoved.epoch).toBe(2);
   });
 });
+
+/** Three slots in three AZs, three groups, each placed on its own slot by one reconcile; then an AZ is lost. */
+const THREE_AZS = { availabilityZones: ['us-east-1a', 'us-east-1b', 'us-east-1c'], lbSubnetCidrs: ['100.64.218.0/24', '100.64.228.0/24', '100.64.238.0/24'] };
+for (const strategy of ['eni', 'route'] as const) {
+  describe.skipIf(!motoAvailable)(`VIP groups over three AZs (${strategy}): an AZ lost moves its group alone`, () => {
+    const aws = emulatedAws(async (endpoint) => {
+      const w = new World(endpoint, THREE_AZS);
+      await w.seed({ strategy });
+      await w.addGroups(2);
+      return w;
+    });
+
+    it(`${strategy}: one reconcile spreads the groups one per slot; the fast path from the lost AZ's slot moves its group to another AZ and runs nothing for the others`, async () => {
+      const w = aws.world;
+      const deployment = () => w.deployment(aws.proxy.endpoint, aws.clock);
+      await w.beat(aws.clock.now());
+      const placed = await deployment().run(reconcile, aws.clock.now() + 170_000);
+      expect(placed.outcome).toBe('groups');
+      if (placed.outcome !== 'groups') return;
+      expect(placed.ok, placed.reason).toBe(true);
+      const owners = Object.fromEntries(placed.groups.map((g) => [g.group, g.result?.owner]));
+      expect(owners).toEqual({ [DEFAULT_GROUP]: w.id(0), g1: w.id(1), g2: w.id(2) });
+
+      await w.stop(w.id(2));
+      aws.clock.advance(40_000);
+      await w.beat(aws.clock.now(), [w.id(0), w.id(1)]);
+      const r = await deployment().run({ kind: 'failover', from: w.id(2), reason: 'peer-heartbeat-lost', via: 'fast-path' }, aws.clock.now() + 170_000);
+      if (r.outcome !== 'groups') throw new Error('expected the coordinator');
+      expect(r.ok, r.reason).toBe(true);
+      expect(r.groups.map((g) => [g.group, g.result?.outcome, g.result?.moved])).toEqual([['g2', 'converged', true]]);
+      const newOwner = r.groups[0]!.result!.owner;
+      expect([w.id(0), w.id(1)]).toContain(newOwner);
+      // Every group is where it should be, as the function itself reads it.
+      const status = await deployment().run({ kind: 'status' }, aws.clock.now() + 60_000);
+      if (status.outcome !== 'groups') throw new Error('expected the coordinator');
+      expect(Object.fromEntries(status.groups.map((g) => [g.group, g.result?.owner]))).toEqual({ [DEFAULT_GROUP]: w.id(0), g1: w.id(1), g2: newOwner });
+    });
+  });
+}
