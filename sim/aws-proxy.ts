@@ -157,6 +157,8 @@ export interface CallRecord {
   action: string;
   at: number;
   status: number;
+  /** What a write names that tells VIP groups apart: the EIP's allocation id, or the route's destination (a VIP /32). */
+  subject?: string;
 }
 
 const ERR_FOR_PREFIX: Record<string, string> = {
@@ -422,7 +424,8 @@ export class AwsProxy {
     const action = params.get('Action') ?? '';
     const started = this.clock.now();
     const record = (status: number) => {
-      this.calls.push({ action, at: this.clock.now(), status });
+      const subject = params.get('AllocationId') ?? params.get('DestinationCidrBlock') ?? undefined;
+      this.calls.push({ action, at: this.clock.now(), status, ...(subject ? { subject } : {}) });
       this.onCall?.({ service: 'ec2', action, startedAt: started, ms: this.clock.now() - started, status });
     };
     await this.clock.sleep(this.behaviour.latencyMs(action));

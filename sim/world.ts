@@ -37,7 +37,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { type LoxihaConfig, resolveConfig } from '../lib/config.ts';
 import { beatData } from '../agent/ha/heartbeat.ts';
 import { ALARM_KIND, alarmName, DEFAULT_GROUP, METRICS, ROLE, SECRET_KIND, type SecretKind, SLOT_INTERFACE_DEVICE_INDEX, SLOT_READY_TIMEOUT_SECONDS, slotGroupName, TAG } from '../lib/contract.ts';
-import { lbIngressIp, lbIngressIps, lbInstanceIp } from '../lib/topology.ts';
+import { lbIngressIp, lbInstanceIp } from '../lib/topology.ts';
 import type { GroupSettings, Settings } from '../lambda/failover/settings.ts';
 import { type AnyStep, type Built, buildDeployment, buildOrchestrator, type Deployment, makeClients } from '../lambda/failover/wiring.ts';
 import type { AwsProxy } from './aws-proxy.ts';
@@ -45,7 +45,7 @@ import type { SimClock } from './sim-clock.ts';
 import { SlotGroups, type SlotGroupsOptions, type SlotSpec } from './slot-groups.ts';
 import type { Clock } from '../lambda/failover/clock.ts';
 import { NODES } from './vpc.ts';
-import { intToIp, parseCidr } from '../lib/net/cidr.ts';
+import { intToIp, ipToInt, parseCidr } from '../lib/net/cidr.ts';
 
 export const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 const REGION = 'us-east-1';
@@ -92,7 +92,7 @@ export class World {
    * stack makes it: an interface of its own with the slot's fixed address, attached at device index 1
    * to an instance whose own address comes from DHCP (see slotGroups() for its Auto Scaling group).
    */
-  async seed(opts: { strategy?: 'eni' | 'route'; vip?: string; slots?: boolean } = {}): Promise<void> {
+  async seed(opts: { strategy?: 'eni' | 'route'; vip?: string; slots?: boolean; slotsPerAz?: number } = {}): Promise<void> {
     const c = this.config;
     opts = { strategy: c.strategy, ...opts };
     const tag = (role: string, extra: { Key: string; Value: string }[] = []) => [
@@ -111,15 +111,24 @@ export class World {
     this.instances = [];
     this.slotSpecs = [];
     const routeTableIds: string[] = [];
-    for (const [index, az] of c.availabilityZones.entries()) {
-      const subnet = (await this.ec2.send(new CreateSubnetCommand({ VpcId: vpc, CidrBlock: c.lbSubnetCidrs[index], AvailabilityZone: az }))).Subnet!.SubnetId!;
+    // Slot i lives in AZ i mod n; the k-th slot of an AZ takes its addresses 100·k above the first's.
+    const perAz = opts.slotsPerAz ?? 1;
+    const zones = c.availabilityZones.length;
+    const subnets: string[] = [];
+    const ingressIps: string[] = [];
+    for (let index = 0; index < zones * perAz; index++) {
+      const zone = index % zones;
+      const az = c.availabilityZones[zone]!;
+      const above = (ip: string) => intToIp(ipToInt(ip)! + 100 * Math.floor(index / zones));
+      const firstOfAz = subnets[zone] === undefined;
+      const subnet = (subnets[zone] ??= (await this.ec2.send(new CreateSubnetCommand({ VpcId: vpc, CidrBlock: c.lbSubnetCidrs[zone], AvailabilityZone: az }))).Subnet!.SubnetId!);
       const r = await this.ec2.send(
         new RunInstancesCommand({
           ImageId: 'ami-12c6146b',
           MinCount: 1,
           MaxCount: 1,
           SubnetId: subnet,
-          ...(opts.slots ? {} : { PrivateIpAddress: lbInstanceIp(c, index) }),
+          ...(opts.slots ? {} : { PrivateIpAddress: above(lbInstanceIp(c, zone)) }),
           SecurityGroupIds: [sg],
           TagSpecifications: [{ ResourceType: 'instance', Tags: tag(ROLE.lbInstance, [{ Key: TAG.instanceIndex, Value: String(index) }]) }],
         }),
@@ -131,7 +140,7 @@ export class World {
         const eni = await this.ec2.send(
           new CreateNetworkInterfaceCommand({
             SubnetId: subnet,
-            PrivateIpAddress: lbInstanceIp(c, index),
+            PrivateIpAddress: above(lbInstanceIp(c, zone)),
             Groups: [sg],
             TagSpecifications: [{ ResourceType: 'network-interface', Tags: tag(ROLE.slotInterface, [{ Key: TAG.instanceIndex, Value: String(index) }]) }],
           }),
@@ -140,12 +149,15 @@ export class World {
         slotEni = eni.NetworkInterface!.NetworkInterfaceId!;
       }
       if (opts.strategy === 'route') {
-        const lbRtb = (await this.ec2.send(new CreateRouteTableCommand({ VpcId: vpc }))).RouteTable!.RouteTableId!;
-        await this.ec2.send(new CreateRouteCommand({ RouteTableId: lbRtb, DestinationCidrBlock: '0.0.0.0/0', GatewayId: igw }));
-        await this.ec2.send(new AssociateRouteTableCommand({ RouteTableId: lbRtb, SubnetId: subnet }));
-        routeTableIds.push(lbRtb);
+        if (firstOfAz) {
+          const lbRtb = (await this.ec2.send(new CreateRouteTableCommand({ VpcId: vpc }))).RouteTable!.RouteTableId!;
+          await this.ec2.send(new CreateRouteCommand({ RouteTableId: lbRtb, DestinationCidrBlock: '0.0.0.0/0', GatewayId: igw }));
+          await this.ec2.send(new AssociateRouteTableCommand({ RouteTableId: lbRtb, SubnetId: subnet }));
+          routeTableIds.push(lbRtb);
+        }
         // The ingress IP lives with the slot's identity: on the slot's interface (slots), else on the primary.
-        await this.ec2.send(new AssignPrivateIpAddressesCommand({ NetworkInterfaceId: slotEni ?? r.Instances![0]!.NetworkInterfaces![0]!.NetworkInterfaceId!, PrivateIpAddresses: [lbIngressIp(c, index)] }));
+        ingressIps.push(above(lbIngressIp(c, zone)));
+        await this.ec2.send(new AssignPrivateIpAddressesCommand({ NetworkInterfaceId: slotEni ?? r.Instances![0]!.NetworkInterfaces![0]!.NetworkInterfaceId!, PrivateIpAddresses: [ingressIps[index]!] }));
       }
     }
     if (opts.strategy === 'route') {
@@ -180,11 +192,11 @@ export class World {
       eventBusName: 'default',
       failback: c.failback,
       holdDownSeconds: c.holdDownSeconds,
-      slotCount: c.availabilityZones.length,
+      slotCount: this.instances.length,
       readyTimeoutSeconds: SLOT_READY_TIMEOUT_SECONDS,
       group: DEFAULT_GROUP,
       ...(opts.strategy === 'route'
-        ? { strategy: 'route' as const, vip: opts.vip ?? (c.strategy === 'route' ? c.vip : SIM_OVERLAY_VIP), routeTableIds, ingressIps: lbIngressIps(c) }
+        ? { strategy: 'route' as const, vip: opts.vip ?? (c.strategy === 'route' ? c.vip : SIM_OVERLAY_VIP), routeTableIds, ingressIps }
         : {}),
     };
   }
@@ -324,7 +336,7 @@ export class World {
   }
 
   /** The deployment as the handler builds it (one group, or several with addGroups), talking to `endpoint`, in simulated time. */
-  deployment(endpoint: string, clock: SimClock, extra: { settings?: Partial<Settings>; userAgent?: string } = {}): Deployment {
+  deployment(endpoint: string, clock: SimClock, extra: { settings?: Partial<Settings>; userAgent?: string; groupConcurrency?: number } = {}): Deployment {
     const clients = makeClients({
       region: REGION,
       endpoint,
@@ -338,7 +350,7 @@ export class World {
     const logger = new Logger({ serviceName: 'loxiha-test', logLevel: 'SILENT' });
     process.env.POWERTOOLS_METRICS_DISABLED = 'true';
     const metrics = new Metrics({ namespace: 'Loxiha', serviceName: 'loxiha-test' });
-    return buildDeployment({ ...this.settings, ...extra.settings }, clients, clock, logger, metrics);
+    return buildDeployment({ ...this.settings, ...extra.settings }, clients, clock, logger, metrics, extra.groupConcurrency ? { groupConcurrency: extra.groupConcurrency } : {});
   }
 
   /**
@@ -359,7 +371,8 @@ export class World {
       const name = `g${k}`;
       const eipAllocationId = (await this.ec2.send(new AllocateAddressCommand({ Domain: 'vpc', TagSpecifications: [{ ResourceType: 'elastic-ip', Tags: tag(ROLE.eip) }] }))).AllocationId!;
       if (s.strategy === 'route') {
-        const ingressIps = c.lbSubnetCidrs.map((cidr) => intToIp(parseCidr(cidr)!.network + 20 + k));
+        const zones = c.availabilityZones.length;
+        const ingressIps = [...this.instances].sort((a, b) => a.index - b.index).map((i) => intToIp(parseCidr(c.lbSubnetCidrs[i.index % zones]!)!.network + 20 + k + 100 * Math.floor(i.index / zones)));
         for (const [index, ip] of ingressIps.entries()) await this.ec2.send(new AssignPrivateIpAddressesCommand({ NetworkInterfaceId: interfaces[index]!, PrivateIpAddresses: [ip] }));
         added.push({ name, vip: `100.127.${k}.10`, eipAllocationId, ingressIps, preferredSlot: k % this.instances.length });
         continue;

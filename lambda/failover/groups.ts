@@ -33,6 +33,8 @@ export interface GroupsDeps {
   observeInstances: (now: number) => Promise<InstanceView[]>;
   clock: Clock;
   staleMs: number;
+  /** Group runs at once (default: all; EC2's request limiter paces their calls). The benchmark's baseline runs one at a time. */
+  concurrency?: number;
 }
 
 export interface GroupOutcome {
@@ -93,17 +95,30 @@ export class GroupsCoordinator {
     const instanceAt = new Map(instances.map((i) => [i.index, i.id]));
     const target = new Map(placement.moves.map((m) => [m.group, instanceAt.get(m.to)!]));
     const runs = this.d.groups.filter((g) => everyGroup || target.has(g.name));
-    const outcomes = await Promise.all(
-      runs.map(async (g): Promise<GroupOutcome> => {
-        const placedTo = target.get(g.name);
-        const result = await g.orchestrator.run(command, deadline, placedTo ? { placedTo } : {});
-        return { group: g.name, ...(placedTo ? { placedTo } : {}), result };
-      }),
-    );
+    const runOne = async (g: GroupRunner): Promise<GroupOutcome> => {
+      const placedTo = target.get(g.name);
+      const result = await g.orchestrator.run(command, deadline, placedTo ? { placedTo } : {});
+      return { group: g.name, ...(placedTo ? { placedTo } : {}), result };
+    };
+    const outcomes = await inBatches(runs, this.d.concurrency ?? runs.length, runOne);
     const left = this.d.groups.length - runs.length;
     const reason = `${summary(outcomes)}${left ? `; ${left} group${left === 1 ? '' : 's'} untouched (owner fine)` : ''}${placement.unplaced.length ? `; unplaced: ${placement.unplaced.map((u) => `${u.group} (${u.why})`).join(', ')}` : ''}`;
     return finish({ ok: outcomes.every((o) => o.result?.ok !== false), reason, groups: outcomes, placement: { bound: placement.bound, unplaced: placement.unplaced } });
   }
+}
+
+/** Runs `fn` over `items`, at most `n` at once, keeping their order. */
+async function inBatches<T, R>(items: T[], n: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const k = next++;
+      out[k] = await fn(items[k]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(n, items.length)) }, worker));
+  return out;
 }
 
 function summary(groups: GroupOutcome[]): string {

@@ -93,6 +93,8 @@ type Extra = {
   lease?: { ttlMs: number; renewMs: number };
   /** One EC2 request limiter for every group of the run (the account's buckets are shared). */
   limiter?: Ec2RequestLimiter;
+  /** Group runs at once (GroupsDeps.concurrency). */
+  groupConcurrency?: number;
 };
 
 export function buildOrchestrator(settings: Settings, clients: Clients, clock: Clock, logger: Logger, metrics: Metrics, extra: Extra = {}): Built {
@@ -196,6 +198,7 @@ export function buildDeployment(settings: Settings, clients: Clients, clock: Clo
     observeInstances: (now) => observeInstances({ ec2: first.ec2, cloudwatch: first.cloudwatch }, now),
     clock,
     staleMs: HEARTBEAT_STALE_SECONDS * 1000,
+    ...(extra.groupConcurrency ? { concurrency: extra.groupConcurrency } : {}),
   });
   const asOne = async (c: Command, d: number) => asOneResult(await coordinator.run(c, d));
   const instanceLifecycle = new InstanceLifecycle({

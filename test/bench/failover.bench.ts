@@ -319,6 +319,96 @@ async function loxilbSequence(w: World): Promise<{ sequentialMutations: number }
   return { sequentialMutations: mutations };
 }
 
+if (!ONLY || ONLY === 'az-outage') {
+  /**
+   * An AZ outage under the AWS-like model, with EC2's request token buckets as AWS documents them
+   * (half of each drained by other callers in the account) and 10 % throttling on top, 20 seeded
+   * draws: 20 groups over 6 slots in 3 AZs (`route`), placed by one reconcile; both slots of one AZ
+   * stop (7 groups there) and one heartbeat alarm triggers the run. Served: a lost group's EIP
+   * associated with a survivor's address. Cross-group changes: writes (EIP associations, VIP routes)
+   * naming a group that was not lost. Side by side, the baseline: the same runs one group at a time.
+   */
+  const GROUPS = 20;
+  const DRAWS = Number(process.env.BENCH_DRAWS ?? 20);
+  const THREE_AZS = { availabilityZones: ['us-east-1a', 'us-east-1b', 'us-east-1c'], lbSubnetCidrs: ['100.64.218.0/24', '100.64.228.0/24', '100.64.238.0/24'] };
+  for (const path of ['loxiha', 'one-group-at-a-time'] as const) {
+    let seed = 20261202;
+    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const draws: { converged: boolean; served: number; calls: number; maxPerSlot: number; cross: number; quota: number }[] = [];
+    for (let d = 0; d < DRAWS; d++) {
+      await moto.reset();
+      const world = new World(moto.endpoint, THREE_AZS);
+      try {
+        await world.seed({ strategy: 'route', slotsPerAz: 2 });
+        const groups = await world.addGroups(GROUPS - 1);
+        proxy.configure({});
+        await world.beat(clock.now());
+        const deployment = () => world.deployment(proxy.endpoint, clock, path === 'loxiha' ? {} : { groupConcurrency: 1 });
+        // The agents keep beating while twenty placements run.
+        const stopBeating = world.keepBeating(clock, world.instances.map((i) => i.id));
+        const placed = await clock.slower(50, () => deployment().run({ kind: 'reconcile', via: 'manual' }, clock.now() + 600_000)).finally(stopBeating);
+        if (placed.outcome !== 'groups' || !placed.ok) throw new Error(`az-outage setup: ${placed.reason}`);
+        const ownerBefore = new Map(placed.groups.map((g) => [g.group, g.result!.owner!]));
+        const lostAz = 'us-east-1a';
+        const lostIds = new Set(world.instances.filter((i) => i.az === lostAz).map((i) => i.id));
+        const lostGroups = new Set([...ownerBefore].filter(([, o]) => lostIds.has(o)).map(([g]) => g));
+        for (const id of lostIds) await world.stop(id);
+        clock.advance(40_000);
+        const survivors = world.instances.filter((i) => !lostIds.has(i.id)).map((i) => i.id);
+        for (let k = 0; k <= 12; k++) await world.beat(clock.now() + k * 5000, survivors);
+        proxy.configure({ ...AWS_LIKE, throttleDraw: () => rand() < 0.1, ec2TokenBuckets: { usedByOthers: 0.5 } });
+        const t0 = clock.now();
+        const r = await clock.slower(5, () => deployment().run({ kind: 'alarm', alarmName: 'bench', instanceIndex: 0, alarmKind: 'heartbeat', state: 'ALARM', via: 'direct' }, clock.now() + 600_000));
+        const calls = proxy.counts().total;
+        const groupOf = new Map<string, string>();
+        for (const g of groups) {
+          groupOf.set(g.eipAllocationId, g.name);
+          groupOf.set(`${g.vip}/32`, g.name);
+        }
+        const writes = proxy.calls.filter((c) => c.status < 300 && c.subject && /^(AssociateAddress|ReplaceRoute|CreateRoute|DeleteRoute)$/.test(c.action));
+        const cross = writes.filter((c) => !lostGroups.has(groupOf.get(c.subject!) ?? '')).length;
+        const servedAt = [...lostGroups].map((g) => {
+          const eip = groups.find((x) => x.name === g)!.eipAllocationId;
+          const call = writes.find((c) => c.action === 'AssociateAddress' && c.subject === eip);
+          return call ? (call.at - t0) / 1000 : Infinity;
+        });
+        await proxy.settle();
+        proxy.configure({});
+        const status = await deployment().run({ kind: 'status' }, clock.now() + 600_000);
+        if (status.outcome !== 'groups') throw new Error('az-outage: expected the coordinator');
+        const load = new Map<string, number>();
+        for (const g of status.groups) load.set(g.result?.owner ?? 'none', (load.get(g.result?.owner ?? 'none') ?? 0) + 1);
+        const converged = r.outcome === 'groups' && r.ok && status.groups.every((g) => g.result?.ok && g.result.owner !== undefined && !lostIds.has(g.result.owner));
+        const quota = r.outcome === 'groups' ? r.groups.filter((g) => /retry token|retry quota/i.test(g.result?.reason ?? '')).length : 0;
+        draws.push({ converged, served: Math.max(...servedAt), calls, maxPerSlot: Math.max(...load.values()), cross, quota });
+        if (process.env.BENCH_DEBUG) console.error(path, d, Math.max(...servedAt).toFixed(2), calls, r.outcome === 'groups' ? r.reason.slice(0, 300) : '');
+      } finally {
+        world.destroy();
+      }
+    }
+    const served = draws.map((x) => x.served);
+    console.log(
+      JSON.stringify({
+        scenario: 'az-outage',
+        path,
+        strategy: 'route',
+        groups: GROUPS,
+        slots: 6,
+        lostGroups: 7,
+        converged: draws.filter((x) => x.converged).length,
+        runs: draws.length,
+        allGroupsServedSecondsMedian: +median(served).toFixed(2),
+        allGroupsServedSecondsMax: +Math.max(...served).toFixed(2),
+        maxGroupsPerSlot: Math.max(...draws.map((x) => x.maxPerSlot)),
+        ec2CallsMedian: median(draws.map((x) => x.calls)),
+        crossGroupChanges: draws.reduce((n, x) => n + x.cross, 0),
+        retryQuotaExhausted: draws.reduce((n, x) => n + x.quota, 0),
+        targets: { allGroupsServedSecondsMax: 20, maxGroupsPerSlot: Math.ceil(GROUPS / 4) + 1, crossGroupChanges: 0 },
+      }),
+    );
+  }
+}
+
 if (!ONLY) {
   const world = new World(moto.endpoint);
   await prepare(world);
