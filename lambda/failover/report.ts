@@ -3,7 +3,7 @@ import { type EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventb
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { type Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import { EVENTS, METRICS, PHASE_DIMENSION } from '../../lib/contract.ts';
+import { DEFAULT_GROUP, EVENTS, METRICS, PHASE_DIMENSION } from '../../lib/contract.ts';
 import type { Notifier, Result } from './orchestrator.ts';
 
 export interface ReporterDeps {
@@ -14,6 +14,8 @@ export interface ReporterDeps {
   sns?: SNSClient;
   topicArn?: string;
   deploymentId: string;
+  /** The VIP group whose runs this reporter tells of: named in every log, event and message, unless DEFAULT_GROUP. */
+  group?: string;
 }
 
 /** What is told when a slot's instance goes or comes (./instance-lifecycle.ts). */
@@ -34,9 +36,14 @@ export class Reporter implements Notifier {
     this.d = deps;
   }
 
+  /** `{ group }` for a named group; nothing for DEFAULT_GROUP (a deployment's output without groups is unchanged). */
+  private get named(): { group?: string } {
+    return this.d.group && this.d.group !== DEFAULT_GROUP ? { group: this.d.group } : {};
+  }
+
   async started(info: Parameters<Notifier['started']>[0]): Promise<void> {
-    this.d.logger.warn('moving the VIP', { from: info.from, to: info.to, reason: info.reason, epoch: info.epoch, trigger: info.command.kind });
-    await this.event(EVENTS.started, { from: info.from, to: info.to, reason: info.reason, epoch: info.epoch });
+    this.d.logger.warn('moving the VIP', { ...this.named, from: info.from, to: info.to, reason: info.reason, epoch: info.epoch, trigger: info.command.kind });
+    await this.event(EVENTS.started, { ...this.named, from: info.from, to: info.to, reason: info.reason, epoch: info.epoch });
   }
 
   async finished(r: Result): Promise<void> {
@@ -51,7 +58,7 @@ export class Reporter implements Notifier {
       }
     }
     if (!r.ok) metrics.addMetric(METRICS.failoverErrors, MetricUnit.Count, 1);
-    const summary = { outcome: r.outcome, owner: r.owner, previousOwner: r.previousOwner, epoch: r.epoch, durationMs: r.durationMs, phases: r.phases, ec2Calls: r.ec2Calls, reason: r.reason };
+    const summary = { ...this.named, outcome: r.outcome, owner: r.owner, previousOwner: r.previousOwner, epoch: r.epoch, durationMs: r.durationMs, phases: r.phases, ec2Calls: r.ec2Calls, reason: r.reason };
     if (r.outcome === 'no-healthy-instance' || !r.ok) logger.error('failover did not reach a healthy owner', { ...summary, problems: r.problems, health: r.health });
     else if (r.outcome === 'superseded') logger.warn('stopped: a newer invocation took the lease over and carries on', summary);
     else logger.info('done', summary);
@@ -108,9 +115,10 @@ export class Reporter implements Notifier {
 
   private async notify(r: Result): Promise<void> {
     if (!this.d.sns || !this.d.topicArn) return;
-    const subject = `loxiha ${this.d.deploymentId}: ${r.outcome}${r.owner ? ` (VIP on ${r.owner})` : ''}`.slice(0, 99);
+    const group = this.named.group ? ` group ${this.named.group}` : '';
+    const subject = `loxiha ${this.d.deploymentId}${group}: ${r.outcome}${r.owner ? ` (VIP on ${r.owner})` : ''}`.slice(0, 99);
     try {
-      await this.d.sns.send(new PublishCommand({ TopicArn: this.d.topicArn, Subject: subject, Message: JSON.stringify({ ...r, steps: r.steps.map((s) => `${s.step}: ${s.ms} ms`) }, null, 2) }));
+      await this.d.sns.send(new PublishCommand({ TopicArn: this.d.topicArn, Subject: subject, Message: JSON.stringify({ ...this.named, ...r, steps: r.steps.map((s) => `${s.step}: ${s.ms} ms`) }, null, 2) }));
     } catch (e) {
       this.d.logger.error('could not publish the SNS notification', { error: e as Error });
       this.d.metrics.addMetric('ReportErrors', MetricUnit.Count, 1);

@@ -107,7 +107,7 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
     lease,
     clock,
     observeInstances: (now: number) => observeInstances({ ec2, cloudwatch }, now),
-    notifier: new Reporter({ logger, metrics, events: clients.events, eventBusName: settings.eventBusName, sns: clients.sns, topicArn: settings.topicArn, deploymentId: settings.deploymentId }),
+    notifier: new Reporter({ logger, metrics, events: clients.events, eventBusName: settings.eventBusName, sns: clients.sns, topicArn: settings.topicArn, deploymentId: settings.deploymentId, group: settings.group }),
     policy: { failback: settings.failback, holdDownMs: settings.holdDownSeconds * 1000 },
     afterStep: extra.afterStep,
     leaseRenewMs: extra.lease?.renewMs,

@@ -16,8 +16,9 @@ import { Reporter } from '../../lambda/failover/report.ts';
 process.env.POWERTOOLS_METRICS_DISABLED = 'true';
 const events = mockClient(EventBridgeClient);
 const sns = mockClient(SNSClient);
-const reporter = () =>
+const reporter = (group?: string) =>
   new Reporter({
+    ...(group ? { group } : {}),
     logger: new Logger({ serviceName: 'loxiha-test', logLevel: 'SILENT' }),
     metrics: new Metrics({ namespace: 'Loxiha', serviceName: 'loxiha-test' }),
     events: new EventBridgeClient({ region: 'us-east-1' }),
@@ -68,6 +69,18 @@ describe('what a failover tells', () => {
     expect(sentMessages()).toHaveLength(1);
     expect(message).toMatchObject({ TopicArn: 'arn:aws:sns:us-east-1:111111111111:loxiha', Subject: 'loxiha loxiha-prod: converged (VIP on i-b)' });
     expect(JSON.parse(message!.Message!)).toMatchObject({ outcome: 'converged', owner: 'i-b', previousOwner: 'i-a', steps: ['detach: 300 ms'] });
+  });
+
+  it('a named VIP group is named in every event and message (the default group adds nothing)', async () => {
+    const r = reporter('blue');
+    await r.started({ command: { kind: 'alarm' } as never, from: 'i-a', to: 'i-b', reason: 'owner i-a is unhealthy', epoch: 7 });
+    await r.finished(result({}));
+    expect(sentEvents().map((e) => JSON.parse(e.Detail!).group)).toEqual(['blue', 'blue']);
+    expect(sentMessages()[0]!.Subject).toBe('loxiha loxiha-prod group blue: converged (VIP on i-b)');
+    expect(JSON.parse(sentMessages()[0]!.Message!).group).toBe('blue');
+    events.resetHistory();
+    await reporter('default').finished(result({}));
+    expect(JSON.parse(sentEvents()[0]!.Detail!)).not.toHaveProperty('group');
   });
 
   it('a failure: Failover Failed and an SNS message with the reason; a no-op tells nobody', async () => {
