@@ -14,6 +14,7 @@ import { Rollout } from './rollout.ts';
 import { CloudWatchAdapter } from './aws/cloudwatch.ts';
 import { Ec2Adapter } from './aws/ec2.ts';
 import { Ec2RequestLimiter } from './aws/ec2-request-limiter.ts';
+import { InflightReads } from './aws/inflight-reads.ts';
 import { asOneResult, GroupsCoordinator, type GroupsResult } from './groups.ts';
 import type { Clock } from './clock.ts';
 import { InstanceLifecycle } from './instance-lifecycle.ts';
@@ -93,12 +94,14 @@ type Extra = {
   lease?: { ttlMs: number; renewMs: number };
   /** One EC2 request limiter for every group of the run (the account's buckets are shared). */
   limiter?: Ec2RequestLimiter;
+  /** Shared by the groups: identical reads in flight go out once. */
+  reads?: InflightReads;
   /** Group runs at once (GroupsDeps.concurrency). */
   groupConcurrency?: number;
 };
 
 export function buildOrchestrator(settings: Settings, clients: Clients, clock: Clock, logger: Logger, metrics: Metrics, extra: Extra = {}): Built {
-  const ec2 = new Ec2Adapter(clients.ec2, { deploymentId: settings.deploymentId, vpcId: settings.vpcId, clock, limiter: extra.limiter ?? new Ec2RequestLimiter(clock), group: settings.group });
+  const ec2 = new Ec2Adapter(clients.ec2, { deploymentId: settings.deploymentId, vpcId: settings.vpcId, clock, limiter: extra.limiter ?? new Ec2RequestLimiter(clock), group: settings.group, ...(extra.reads ? { reads: extra.reads } : {}) });
   const cloudwatch = new CloudWatchAdapter(clients.cloudwatch, settings.deploymentId);
   const lease = new Lease(clients.dynamodb, settings.leaseTable, settings.deploymentId, extra.lease?.ttlMs ?? LEASE_TTL_MS, settings.group);
   const readSessionsInSync = async (id: string) => (await cloudwatch.agentReports([id], clock.now())).get(id)?.sessionsInSync;
@@ -172,6 +175,7 @@ export interface Deployment {
 export function buildDeployment(settings: Settings, clients: Clients, clock: Clock, logger: Logger, metrics: Metrics, extra: Extra = {}): Deployment {
   const limiter = extra.limiter ?? new Ec2RequestLimiter(clock);
   const list = groupsOf(settings);
+  const reads = list.length > 1 ? new InflightReads() : undefined;
   const groups = list.map((g) =>
     buildOrchestrator(
       {
@@ -188,7 +192,7 @@ export function buildDeployment(settings: Settings, clients: Clients, clock: Clo
       clock,
       logger,
       metrics,
-      { ...extra, limiter },
+      { ...extra, limiter, ...(reads ? { reads } : {}) },
     ),
   );
   const first = groups[0]!;

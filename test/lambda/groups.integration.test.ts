@@ -114,7 +114,12 @@ for (const strategy of ['eni', 'route'] as const) {
       await w.stop(w.id(2));
       aws.clock.advance(40_000);
       await w.beat(aws.clock.now(), [w.id(0), w.id(1)]);
+      const before = aws.proxy.calls.length;
       const r = await deployment().run({ kind: 'failover', from: w.id(2), reason: 'peer-heartbeat-lost', via: 'fast-path' }, aws.clock.now() + 170_000);
+      if (strategy === 'eni') {
+        // The three groups' looks at the floating subnets went out as one read; the moving group's own run read them once more.
+        expect(aws.proxy.calls.slice(before).filter((c) => c.action === 'DescribeSubnets')).toHaveLength(2);
+      }
       if (r.outcome !== 'groups') throw new Error('expected the coordinator');
       expect(r.ok, r.reason).toBe(true);
       expect(r.groups.map((g) => [g.group, g.result?.outcome, g.result?.moved])).toEqual([['g2', 'converged', true]]);

@@ -32,6 +32,7 @@ import {
 import { DEFAULT_GROUP, groupOfTag, LOXI_ENI_DESCRIPTION, namePrefix, ROLE, SLOT_INTERFACE_DEVICE_INDEX, TAG } from '../../../lib/contract.ts';
 import { type Clock, pollUntil } from '../clock.ts';
 import type { Ec2RequestLimiter } from './ec2-request-limiter.ts';
+import type { InflightReads } from './inflight-reads.ts';
 import type { EipView, FloatingSubnetView, InstanceState, InstanceView, LoxiEniView } from '../snapshot.ts';
 
 /** The VIP's /32 route in one route table, as the route strategy sees it. */
@@ -83,6 +84,8 @@ export interface Ec2AdapterOptions {
    * adopts: another group's are invisible to it (DEFAULT_GROUP when unset).
    */
   group?: string;
+  /** Shared by the groups of one run: identical reads in flight at once go out once. */
+  reads?: InflightReads;
 }
 
 export class Ec2Adapter {
@@ -97,13 +100,22 @@ export class Ec2Adapter {
     this.o = options;
   }
 
-  private async send<T>(command: object, mutates: boolean): Promise<T> {
+  private send<T>(command: object, mutates: boolean): Promise<T> {
     // The action's name, as EC2's throttling buckets are keyed (the bundle keeps class names).
-    await this.o.limiter?.take(command.constructor.name.replace(/Command$/, ''));
-    this.calls++;
-    if (mutates) this.mutations++;
-    // The commands are typed at each call site; the union of EC2 commands is too wide for send's overloads.
-    return (this.client.send as (c: object) => Promise<T>).call(this.client, command);
+    const action = command.constructor.name.replace(/Command$/, '');
+    const go = async () => {
+      await this.o.limiter?.take(action);
+      this.calls++;
+      if (mutates) this.mutations++;
+      // The commands are typed at each call site; the union of EC2 commands is too wide for send's overloads.
+      return (this.client.send as (c: object) => Promise<T>).call(this.client, command);
+    };
+    if (mutates) {
+      const reads = this.o.reads;
+      return reads ? go().finally(() => reads.wrote()) : go();
+    }
+    if (!this.o.reads) return go();
+    return this.o.reads.share(`${action} ${JSON.stringify((command as { input?: unknown }).input)}`, go);
   }
 
   private ours(role: string): Filter[] {
