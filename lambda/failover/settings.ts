@@ -86,7 +86,9 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): Settings {
   const raw = Object.fromEntries(Object.entries(FUNCTION_ENV).map(([k, name]) => [k, env[name] === '' ? undefined : env[name]]));
   const r = schema.safeParse(raw);
   if (!r.success) {
-    throw new Error(`failover function misconfigured: ${r.error.issues.map((i) => `${FUNCTION_ENV[i.path[0] as keyof typeof FUNCTION_ENV] ?? i.path.join('.')}: ${i.message}`).join('; ')}`);
+    // The variable's name, then where inside it (LOXIHA_GROUPS[1].floatingRouteTableId).
+    const where = (path: PropertyKey[]) => `${FUNCTION_ENV[path[0] as keyof typeof FUNCTION_ENV] ?? String(path[0])}${path.slice(1).map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}`;
+    throw new Error(`failover function misconfigured: ${r.error.issues.map((i) => `${where(i.path)}: ${i.message}`).join('; ')}`);
   }
   return r.data;
 }
