@@ -27,6 +27,7 @@ import {
   DescribeRouteTablesCommand,
   DescribeSubnetsCommand,
   EC2Client,
+  type _InstanceType,
   RunInstancesCommand,
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
@@ -92,7 +93,7 @@ export class World {
    * stack makes it: an interface of its own with the slot's fixed address, attached at device index 1
    * to an instance whose own address comes from DHCP (see slotGroups() for its Auto Scaling group).
    */
-  async seed(opts: { strategy?: 'eni' | 'route'; vip?: string; slots?: boolean; slotsPerAz?: number } = {}): Promise<void> {
+  async seed(opts: { strategy?: 'eni' | 'route'; vip?: string; slots?: boolean; slotsPerAz?: number; instanceType?: string } = {}): Promise<void> {
     const c = this.config;
     opts = { strategy: c.strategy, ...opts };
     const tag = (role: string, extra: { Key: string; Value: string }[] = []) => [
@@ -125,6 +126,7 @@ export class World {
       const r = await this.ec2.send(
         new RunInstancesCommand({
           ImageId: 'ami-12c6146b',
+          ...(opts.instanceType ? { InstanceType: opts.instanceType as _InstanceType } : {}),
           MinCount: 1,
           MaxCount: 1,
           SubnetId: subnet,

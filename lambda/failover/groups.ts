@@ -35,6 +35,11 @@ export interface GroupsDeps {
   staleMs: number;
   /** Group runs at once (default: all; EC2's request limiter paces their calls). The benchmark's baseline runs one at a time. */
   concurrency?: number;
+  /**
+   * eni: how many interfaces each instance type can attach. A slot then holds at most that many
+   * groups beyond its other interfaces (its primary, its slot interface); unset: no limit (route).
+   */
+  interfaceLimits?: (types: string[]) => Promise<Map<string, number>>;
 }
 
 export interface GroupOutcome {
@@ -69,6 +74,20 @@ export class GroupsCoordinator {
     this.d = deps;
   }
 
+  /** eni: groups each slot can hold — its type's interface limit less the interfaces that are not a group's. */
+  private async capacity(instances: InstanceView[], owners: (string | undefined)[]): Promise<Map<number, number> | undefined> {
+    if (!this.d.interfaceLimits) return undefined;
+    const limits = await this.d.interfaceLimits(instances.map((i) => i.instanceType).filter((t): t is string => t !== undefined));
+    const out = new Map<number, number>();
+    for (const i of instances) {
+      const limit = i.instanceType ? limits.get(i.instanceType) : undefined;
+      if (limit === undefined) continue;
+      const held = owners.filter((o) => o === i.id).length;
+      out.set(i.index, Math.max(0, limit - (i.usedDeviceIndexes.length - held)));
+    }
+    return out;
+  }
+
   async run(command: Command, deadline: number): Promise<GroupsResult> {
     const t0 = this.d.clock.now();
     const finish = (r: Omit<GroupsResult, 'command' | 'outcome' | 'durationMs'>): GroupsResult => ({ command: command.kind, outcome: 'groups', ...r, durationMs: this.d.clock.now() - t0 });
@@ -91,7 +110,8 @@ export class GroupsCoordinator {
     });
     // Rescues only: a group whose owner is fine is not moved by this run (rebalancing and per-group
     // failback are the per-group runs' policy, as without groups).
-    const placement = placeGroups(groups, slots, { maxMovesPerRun: 0, failback: false });
+    const capacity = await this.capacity(instances, owners);
+    const placement = placeGroups(groups, slots, { maxMovesPerRun: 0, failback: false, ...(capacity ? { capacity } : {}) });
     const instanceAt = new Map(instances.map((i) => [i.index, i.id]));
     const target = new Map(placement.moves.map((m) => [m.group, instanceAt.get(m.to)!]));
     const runs = this.d.groups.filter((g) => everyGroup || target.has(g.name));
@@ -103,7 +123,8 @@ export class GroupsCoordinator {
     const outcomes = await inBatches(runs, this.d.concurrency ?? runs.length, runOne);
     const left = this.d.groups.length - runs.length;
     const reason = `${summary(outcomes)}${left ? `; ${left} group${left === 1 ? '' : 's'} untouched (owner fine)` : ''}${placement.unplaced.length ? `; unplaced: ${placement.unplaced.map((u) => `${u.group} (${u.why})`).join(', ')}` : ''}`;
-    return finish({ ok: outcomes.every((o) => o.result?.ok !== false), reason, groups: outcomes, placement: { bound: placement.bound, unplaced: placement.unplaced } });
+    // A group that needs an owner and got none is not ok: the trigger is retried, and operators hear of it.
+    return finish({ ok: placement.unplaced.length === 0 && outcomes.every((o) => o.result?.ok !== false), reason, groups: outcomes, placement: { bound: placement.bound, unplaced: placement.unplaced } });
   }
 }
 

@@ -126,6 +126,10 @@ async function run(event: unknown, context: Context): Promise<Result | GroupsRes
   // Failed or timed-out runs throw so that async invocations (alarms) are retried; the state they left is resumable.
   const unfinished = (result.outcome === 'groups' ? result.groups.map((g) => g.result) : [result]).filter((r) => r?.outcome === 'failed' || r?.outcome === 'timed-out');
   if (unfinished.length) throw new Error(unfinished.map((r) => `${r!.outcome}: ${r!.reason}`).join('; '));
+  if (result.outcome === 'groups' && result.placement.unplaced.length) {
+    logger.error('VIP groups without an owner', { unplaced: result.placement.unplaced });
+    throw new Error(`unplaced: ${result.placement.unplaced.map((u) => `${u.group} (${u.why})`).join(', ')}`);
+  }
   return result;
 }
 

@@ -6,7 +6,7 @@
  * - A group whose owner is gone (no owner, or an owner not healthy or not ready) moves, whatever
  *   the run's move budget: an AZ outage moves every group it held, in one run.
  * - The target is a usable slot (healthy and ready) below the spread bound ⌈groups / usable slots⌉
- *   + 1, preferring a slot in another AZ than the group's last owner's (its AZ may be what failed),
+ *   + 1 and within its capacity (eni: the interfaces its instance can attach), preferring a slot in another AZ than the group's last owner's (its AZ may be what failed),
  *   then the least loaded, then the group's preferred slot, then the lowest slot index.
  * - A group whose owner is usable stays (no flapping), except, within `maxMovesPerRun`: a slot above
  *   the bound (more slots became usable) sheds its groups to the least loaded, and, with failback,
@@ -34,6 +34,11 @@ export interface PlacementOptions {
   /** Moves of groups whose owner is fine (rebalance, failback) per run; rescues are not counted. */
   maxMovesPerRun: number;
   failback: boolean;
+  /**
+   * How many groups each slot can hold at most, whatever the spread bound (eni: the interfaces its
+   * instance type can attach beyond its own; a slot missing here has no such limit).
+   */
+  capacity?: ReadonlyMap<number, number>;
 }
 
 export type MoveReason = 'owner-gone' | 'rebalance' | 'failback';
@@ -75,10 +80,12 @@ export function placeGroups(groups: readonly PlacementGroup[], slots: readonly P
     owner.set(g.group, to);
     moves.push({ group: g.group, from: g.owner, to, why });
   };
+  /** Groups slot `n` can still take: below the spread bound and within its capacity. */
+  const room = (n: number) => Math.min(bound, o.capacity?.get(n) ?? Infinity) - load.get(n)!;
   /** The best usable slot for `g` with room, other than `not`. */
   const target = (g: PlacementGroup, not?: number): number | undefined =>
     usable
-      .filter((s) => s.slot !== not && load.get(s.slot)! < bound)
+      .filter((s) => s.slot !== not && room(s.slot) > 0)
       .sort(
         (a, b) =>
           Number(a.az === g.lastOwnerAz) - Number(b.az === g.lastOwnerAz) ||
@@ -91,7 +98,7 @@ export function placeGroups(groups: readonly PlacementGroup[], slots: readonly P
   for (const g of sorted) {
     if (owner.get(g.group) !== undefined) continue;
     const to = target({ ...g, lastOwnerAz: g.lastOwnerAz ?? (g.owner !== undefined ? azOf.get(g.owner) : undefined) });
-    if (to === undefined) unplaced.push({ group: g.group, why: usable.length ? 'every usable slot is at the spread bound' : 'no slot is healthy and ready' });
+    if (to === undefined) unplaced.push({ group: g.group, why: !usable.length ? 'no slot is healthy and ready' : o.capacity?.size ? 'every usable slot is full (at the spread bound or its interface limit)' : 'every usable slot is at the spread bound' });
     else move(g, to, 'owner-gone');
   }
   let budget = o.maxMovesPerRun;
@@ -110,7 +117,7 @@ export function placeGroups(groups: readonly PlacementGroup[], slots: readonly P
     for (const g of sorted) {
       if (budget === 0) break;
       const p = g.preferredSlot;
-      if (p === undefined || owner.get(g.group) === p || !usableIds.has(p) || load.get(p)! >= bound) continue;
+      if (p === undefined || owner.get(g.group) === p || !usableIds.has(p) || room(p) <= 0) continue;
       move(g, p, 'failback');
       budget--;
     }

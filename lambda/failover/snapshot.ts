@@ -24,6 +24,8 @@ export interface InstanceView {
   securityGroupIds: string[];
   /** Device indexes of the network interfaces attached to it. */
   usedDeviceIndexes: number[];
+  /** Its EC2 instance type (how many interfaces it can attach: DescribeInstanceTypes). */
+  instanceType?: string;
 }
 
 export interface FloatingSubnetView {

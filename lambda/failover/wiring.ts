@@ -203,6 +203,8 @@ export function buildDeployment(settings: Settings, clients: Clients, clock: Clo
     clock,
     staleMs: HEARTBEAT_STALE_SECONDS * 1000,
     ...(extra.groupConcurrency ? { concurrency: extra.groupConcurrency } : {}),
+    // eni: each group's loxi-eni takes an interface on its owner.
+    ...(settings.strategy === 'eni' ? { interfaceLimits: (types: string[]) => first.ec2.interfaceLimits(types) } : {}),
   });
   const asOne = async (c: Command, d: number) => asOneResult(await coordinator.run(c, d));
   const instanceLifecycle = new InstanceLifecycle({

@@ -193,6 +193,7 @@ export class FailoverFunction extends Construct {
         actions: [
           'ec2:DescribeInstances',
           'ec2:DescribeInstanceStatus',
+          'ec2:DescribeInstanceTypes',
           'ec2:DescribeNetworkInterfaces',
           'ec2:DescribeSubnets',
           'ec2:DescribeAddresses',

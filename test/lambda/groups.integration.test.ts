@@ -95,7 +95,8 @@ for (const strategy of ['eni', 'route'] as const) {
   describe.skipIf(!motoAvailable)(`VIP groups over three AZs (${strategy}): an AZ lost moves its group alone`, () => {
     const aws = emulatedAws(async (endpoint) => {
       const w = new World(endpoint, THREE_AZS);
-      await w.seed({ strategy });
+      // c5.xlarge attaches 4 interfaces: 3 beside the primary, room for a second group's loxi-eni.
+      await w.seed({ strategy, instanceType: 'c5.xlarge' });
       await w.addGroups(2);
       return w;
     });
@@ -132,3 +133,32 @@ for (const strategy of ['eni', 'route'] as const) {
     });
   });
 }
+
+describe.skipIf(!motoAvailable)('VIP groups with eni: a slot holds no more groups than its instance has interfaces for', () => {
+  const aws = emulatedAws(async (endpoint) => {
+    const w = new World(endpoint, THREE_AZS);
+    // m1.small attaches 2 interfaces: one beside the primary, so one group per slot.
+    await w.seed({ strategy: 'eni', instanceType: 'm1.small' });
+    await w.addGroups(2);
+    return w;
+  });
+
+  it('an AZ lost while every survivor already holds a group: the group is reported unplaced and nothing is moved or overfilled', async () => {
+    const w = aws.world;
+    await w.beat(aws.clock.now());
+    const placed = await w.deployment(aws.proxy.endpoint, aws.clock).run(reconcile, aws.clock.now() + 170_000);
+    if (placed.outcome !== 'groups') throw new Error('expected the coordinator');
+    expect(placed.ok, placed.reason).toBe(true);
+    await w.stop(w.id(2));
+    aws.clock.advance(40_000);
+    await w.beat(aws.clock.now(), [w.id(0), w.id(1)]);
+    const before = aws.proxy.counts().mutations;
+    const r = await w.deployment(aws.proxy.endpoint, aws.clock).run({ kind: 'failover', from: w.id(2), reason: 'peer-heartbeat-lost', via: 'fast-path' }, aws.clock.now() + 170_000);
+    if (r.outcome !== 'groups') throw new Error('expected the coordinator');
+    expect(r.groups).toEqual([]);
+    expect(r.ok).toBe(false);
+    expect(r.placement.unplaced).toEqual([{ group: 'g2', why: 'every usable slot is full (at the spread bound or its interface limit)' }]);
+    expect(r.reason).toMatch(/unplaced: g2/);
+    expect(aws.proxy.counts().mutations).toBe(before);
+  });
+});

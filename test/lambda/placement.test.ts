@@ -21,6 +21,17 @@ describe('placeGroups', () => {
     for (const [, n] of countBySlot(after(gs, p.moves))) expect(n).toBeLessThanOrEqual(p.bound);
   });
 
+  it('eni: a slot takes no more groups than its instance can attach interfaces for; the rest are reported unplaced, not overfilled', () => {
+    // Six slots, one free interface each (c7g.large: 3 interfaces, two of them the primary and the slot's); az0 (0, 3) lost.
+    const capacity = new Map([0, 1, 2, 3, 4, 5].map((n) => [n, 1]));
+    const p = placeGroups(groups([0, 3, 1, 2]), slots(6, 3, [0, 3]), { maxMovesPerRun: 0, failback: false, capacity });
+    expect(p.moves.map((m) => m.to).sort()).toEqual([4, 5]);
+    // Five groups on four survivors of one interface each: one cannot be placed, and says why.
+    const q = placeGroups(groups([0, 3, 1, 2, 4]), slots(6, 3, [0, 3]), { maxMovesPerRun: 0, failback: false, capacity: new Map([...capacity].map(([k]) => [k, 1])) });
+    expect(q.moves).toHaveLength(1);
+    expect(q.unplaced).toEqual([{ group: expect.any(String), why: 'every usable slot is full (at the spread bound or its interface limit)' }]);
+  });
+
   it('prefers another AZ than the last owner’s, then the least loaded slot', () => {
     const s: PlacementSlot[] = [
       { slot: 0, az: 'a', healthy: false, ready: true },

@@ -17,6 +17,7 @@ import {
   DeleteSubnetCommand,
   DescribeAddressesCommand,
   DescribeInstanceStatusCommand,
+  DescribeInstanceTypesCommand,
   DescribeInstancesCommand,
   DescribeNetworkInterfacesCommand,
   DescribeRouteTablesCommand,
@@ -24,6 +25,7 @@ import {
   DetachNetworkInterfaceCommand,
   DisassociateAddressCommand,
   type EC2Client,
+  type _InstanceType,
   type Filter,
   ModifyNetworkInterfaceAttributeCommand,
   type NetworkInterface,
@@ -87,6 +89,9 @@ export interface Ec2AdapterOptions {
   /** Shared by the groups of one run: identical reads in flight at once go out once. */
   reads?: InflightReads;
 }
+
+/** Interfaces per instance type, learnt once per process (DescribeInstanceTypes). */
+const INTERFACE_LIMITS = new Map<string, number>();
 
 export class Ec2Adapter {
   private readonly client: EC2Client;
@@ -194,6 +199,7 @@ export class Ec2Adapter {
             state: (i.State?.Name ?? 'pending') as InstanceState,
             ...(i.LaunchTime ? { launchedAt: new Date(i.LaunchTime).getTime() } : {}),
             ...(tagValue(i.Tags, TAG.draining) === 'true' ? { draining: true } : {}),
+            ...(i.InstanceType ? { instanceType: i.InstanceType } : {}),
             securityGroupIds: (i.SecurityGroups ?? []).map((g: any) => g.GroupId!).filter(Boolean),
             usedDeviceIndexes: (i.NetworkInterfaces ?? []).map((n: any) => n.Attachment?.DeviceIndex).filter((d: unknown): d is number => typeof d === 'number'),
           });
@@ -284,6 +290,19 @@ export class Ec2Adapter {
   async loxiEnis(): Promise<LoxiEniView[]> {
     const r = await this.send<any>(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'vpc-id', Values: [this.o.vpcId] }, ...this.ours(ROLE.loxiEni)] }), false);
     return (r.NetworkInterfaces ?? []).filter((n: NetworkInterface) => this.mine(n.TagSet)).map((n: NetworkInterface) => this.eniView(n));
+  }
+
+  /**
+   * How many network interfaces each instance type can attach (DescribeInstanceTypes); remembered
+   * for the life of the process, as a type's limits do not change.
+   */
+  async interfaceLimits(types: string[]): Promise<Map<string, number>> {
+    const missing = [...new Set(types)].filter((t) => !INTERFACE_LIMITS.has(t));
+    if (missing.length) {
+      const r = await this.send<any>(new DescribeInstanceTypesCommand({ InstanceTypes: missing as _InstanceType[] }), false);
+      for (const t of r.InstanceTypes ?? []) if (t.InstanceType && t.NetworkInfo?.MaximumNetworkInterfaces) INTERFACE_LIMITS.set(t.InstanceType, t.NetworkInfo.MaximumNetworkInterfaces);
+    }
+    return new Map(types.filter((t) => INTERFACE_LIMITS.has(t)).map((t) => [t, INTERFACE_LIMITS.get(t)!]));
   }
 
   /** One ENI by id; undefined when AWS says it does not exist (deleted, or not yet visible). */
