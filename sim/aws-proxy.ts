@@ -157,7 +157,7 @@ export interface CallRecord {
   action: string;
   at: number;
   status: number;
-  /** What a write names that tells VIP groups apart: the EIP's allocation id, or the route's destination (a VIP /32). */
+  /** What a write names that tells VIP groups apart: the EIP's allocation id, the route's destination (a VIP /32), or a new subnet's block. */
   subject?: string;
 }
 
@@ -246,6 +246,8 @@ export class AwsProxy {
   private mutations = 0;
   private throttled: Record<string, number> = {};
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  /** Attaches (instance/device index) between their check and moto's answer. */
+  private readonly attachingAt = new Set<string>();
   private readonly visibleAt = new Map<string, number>();
   private readonly pendingDetach = new Map<string, PendingDetach>();
   private readonly attachingUntil = new Map<string, number>();
@@ -424,7 +426,7 @@ export class AwsProxy {
     const action = params.get('Action') ?? '';
     const started = this.clock.now();
     const record = (status: number) => {
-      const subject = params.get('AllocationId') ?? params.get('DestinationCidrBlock') ?? undefined;
+      const subject = params.get('AllocationId') ?? params.get('DestinationCidrBlock') ?? params.get('CidrBlock') ?? undefined;
       this.calls.push({ action, at: this.clock.now(), status, ...(subject ? { subject } : {}) });
       this.onCall?.({ service: 'ec2', action, startedAt: started, ms: this.clock.now() - started, status });
     };
@@ -452,6 +454,7 @@ export class AwsProxy {
     }
 
     let eipTarget: { eniId: string; privateIp: string } | undefined;
+    let attachingSlot: string | undefined;
     let addressFilter: string[] | undefined;
     let forwardBody: string | undefined;
     switch (action) {
@@ -478,6 +481,17 @@ export class AwsProxy {
         const id = params.get('NetworkInterfaceId')!;
         const eni = await this.eni(id);
         if (eni?.Attachment || this.pendingDetach.has(id)) return fail(400, 'InvalidParameterValue', `Interface ${id} is already attached.`);
+        // moto attaches two interfaces at one device index; AWS refuses the second.
+        const instance = params.get('InstanceId')!;
+        const index = params.get('DeviceIndex');
+        const onIt = await this.direct.send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [instance] }] }));
+        // An attach at that index still on its way to moto counts too (AWS decides atomically).
+        const slot = `${instance}/${index}`;
+        if ((onIt.NetworkInterfaces ?? []).some((n) => String(n.Attachment?.DeviceIndex) === index) || this.attachingAt.has(slot)) {
+          return fail(400, 'InvalidParameterValue', `Instance '${instance}' already has an interface attached at device index '${index}'.`);
+        }
+        this.attachingAt.add(slot);
+        attachingSlot = slot;
         break;
       }
       case 'DetachNetworkInterface':
@@ -534,7 +548,9 @@ export class AwsProxy {
       }
     }
 
-    const upstream = await fetch(this.moto + (req.url ?? '/'), { method: req.method, headers: this.headers(req), body: forwardBody ?? body });
+    const upstream = await fetch(this.moto + (req.url ?? '/'), { method: req.method, headers: this.headers(req), body: forwardBody ?? body }).finally(() => {
+      if (attachingSlot) this.attachingAt.delete(attachingSlot);
+    });
     let text = await upstream.text();
     const status = upstream.status;
     if (status < 300) {

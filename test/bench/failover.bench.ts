@@ -324,25 +324,31 @@ if (!ONLY || ONLY === 'az-outage') {
    * An AZ outage under the AWS-like model, with EC2's request token buckets as AWS documents them
    * (half of each drained by other callers in the account) and 10 % throttling on top, 20 seeded
    * draws: 20 groups over 6 slots in 3 AZs (`route`), placed by one reconcile; both slots of one AZ
-   * stop (7 groups there) and one heartbeat alarm triggers the run. Served: a lost group's EIP
-   * associated with a survivor's address. Cross-group changes: writes (EIP associations, VIP routes)
-   * naming a group that was not lost. Side by side, the baseline: the same runs one group at a time.
+   * stop (7 groups there) and one heartbeat alarm triggers the run; the same with `eni` and the most
+   * groups c5.xlarge's interfaces allow. Served: a lost group's EIP associated with a survivor's
+   * address. Cross-group changes: writes (EIP associations, VIP routes, new floating subnets) naming
+   * a group that was not lost. Side by side, the baseline: the same runs one group at a time.
    * Simulated time runs 20× slower than usual during the measured run: moto answers one request at a
    * time, and with seven runs in flight its real time would otherwise count as everyone's waiting
    * (AWS answers them in parallel; see SimClock.slower).
    */
-  const GROUPS = 20;
+  // route: 20 groups (every slot holds an address per group). eni: the most groups c5.xlarge allows
+  // once an AZ's two slots are lost — 4 survivors × 3 interfaces beside the primary = 12.
+  const CASES = [
+    { strategy: 'route' as const, groups: 20, instanceType: undefined },
+    { strategy: 'eni' as const, groups: 12, instanceType: 'c5.xlarge' },
+  ].filter((c) => !process.env.BENCH_AZ_STRATEGY || c.strategy === process.env.BENCH_AZ_STRATEGY);
   const DRAWS = Number(process.env.BENCH_DRAWS ?? 20);
   const THREE_AZS = { availabilityZones: ['us-east-1a', 'us-east-1b', 'us-east-1c'], lbSubnetCidrs: ['100.64.218.0/24', '100.64.228.0/24', '100.64.238.0/24'] };
-  for (const path of ['loxiha', 'one-group-at-a-time'] as const) {
+  for (const { strategy, groups: GROUPS, instanceType } of CASES) for (const path of ['loxiha', 'one-group-at-a-time'] as const) {
     let seed = 20261202;
     const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
-    const draws: { converged: boolean; served: number; calls: number; maxPerSlot: number; cross: number; quota: number }[] = [];
+    const draws: { converged: boolean; served: number; calls: number; maxPerSlot: number; cross: number; quota: number; lost: number }[] = [];
     for (let d = 0; d < DRAWS; d++) {
       await moto.reset();
       const world = new World(moto.endpoint, THREE_AZS);
       try {
-        await world.seed({ strategy: 'route', slotsPerAz: 2 });
+        await world.seed({ strategy, slotsPerAz: 2, ...(instanceType ? { instanceType } : {}) });
         const groups = await world.addGroups(GROUPS - 1);
         proxy.configure({});
         await world.beat(clock.now());
@@ -367,8 +373,9 @@ if (!ONLY || ONLY === 'az-outage') {
         for (const g of groups) {
           groupOf.set(g.eipAllocationId, g.name);
           groupOf.set(`${g.vip}/32`, g.name);
+          if (g.cloudCidrBlock) groupOf.set(g.cloudCidrBlock, g.name);
         }
-        const writes = proxy.calls.filter((c) => c.status < 300 && c.subject && /^(AssociateAddress|ReplaceRoute|CreateRoute|DeleteRoute)$/.test(c.action));
+        const writes = proxy.calls.filter((c) => c.status < 300 && c.subject && /^(AssociateAddress|ReplaceRoute|CreateRoute|DeleteRoute|CreateSubnet)$/.test(c.action));
         const cross = writes.filter((c) => !lostGroups.has(groupOf.get(c.subject!) ?? '')).length;
         const servedAt = [...lostGroups].map((g) => {
           const eip = groups.find((x) => x.name === g)!.eipAllocationId;
@@ -383,7 +390,7 @@ if (!ONLY || ONLY === 'az-outage') {
         for (const g of status.groups) load.set(g.result?.owner ?? 'none', (load.get(g.result?.owner ?? 'none') ?? 0) + 1);
         const converged = r.outcome === 'groups' && r.ok && status.groups.every((g) => g.result?.ok && g.result.owner !== undefined && !lostIds.has(g.result.owner));
         const quota = r.outcome === 'groups' ? r.groups.filter((g) => /retry token|retry quota/i.test(g.result?.reason ?? '')).length : 0;
-        draws.push({ converged, served: Math.max(...servedAt), calls, maxPerSlot: Math.max(...load.values()), cross, quota });
+        draws.push({ converged, served: Math.max(...servedAt), calls, maxPerSlot: Math.max(...load.values()), cross, quota, lost: lostGroups.size });
         if (process.env.BENCH_DEBUG && r.outcome === 'groups') {
           console.error(path, d, Math.max(...servedAt).toFixed(2), calls, r.durationMs);
           for (const g of r.groups) console.error(' ', g.group, g.result?.outcome, g.result?.durationMs, g.result?.leaseWaitMs ?? 0, JSON.stringify(g.result?.steps.map((x) => `${x.step.slice(0, 30)}:${x.ms}`)));
@@ -397,10 +404,10 @@ if (!ONLY || ONLY === 'az-outage') {
       JSON.stringify({
         scenario: 'az-outage',
         path,
-        strategy: 'route',
+        strategy,
         groups: GROUPS,
         slots: 6,
-        lostGroups: 7,
+        lostGroupsMedian: median(draws.map((x) => x.lost)),
         converged: draws.filter((x) => x.converged).length,
         runs: draws.length,
         allGroupsServedSecondsMedian: +median(served).toFixed(2),

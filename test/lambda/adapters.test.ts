@@ -71,6 +71,19 @@ describe('Ec2Adapter', () => {
     expect(ec2Mock.commandCalls(CreateSubnetCommand).at(-1)!.args[0].input.TagSpecifications![0]!.Tags!.map((t) => t.Key)).not.toContain(TAG.group);
   });
 
+  it('attaches at the next free device index when another group’s run took the planned one on that instance', async () => {
+    const taken = new EC2ServiceException({ name: 'InvalidParameterValue', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: "Instance 'i-1' already has an interface attached at device index '2'." });
+    ec2Mock.on(AttachNetworkInterfaceCommand).rejectsOnce(taken).resolves({ AttachmentId: 'eni-attach-1' });
+    await adapter().attachEni('eni-1', 'i-1', 2, 60_000);
+    expect(ec2Mock.commandCalls(AttachNetworkInterfaceCommand).map((c) => c.args[0].input.DeviceIndex)).toEqual([2, 3]);
+    // Any other refusal is not retried at another index.
+    ec2Mock.reset();
+    ec2Mock.on(AttachNetworkInterfaceCommand).rejects(awsError('AttachmentLimitExceeded'));
+    ec2Mock.on(DescribeNetworkInterfacesCommand).resolves({ NetworkInterfaces: [] });
+    await expect(adapter().attachEni('eni-1', 'i-1', 2, 60_000)).rejects.toThrow(/AttachmentLimitExceeded/);
+    expect(ec2Mock.commandCalls(AttachNetworkInterfaceCommand)).toHaveLength(1);
+  });
+
   it('tags what it creates with the deployment, role and epoch', async () => {
     ec2Mock.on(CreateSubnetCommand).resolves({ Subnet: { SubnetId: 'subnet-1' } });
     await adapter().createSubnet('us-east-1a', '100.64.248.0/24', 7, 60_000);

@@ -90,6 +90,11 @@ export interface Ec2AdapterOptions {
   reads?: InflightReads;
 }
 
+/** AWS's answer to an attach at a device index another interface holds. */
+const DEVICE_INDEX_TAKEN = /already has an interface attached at device index/i;
+/** No instance type attaches more interfaces than this (the largest take 16, EFA ones a few more). */
+const MAX_DEVICE_INDEX = 31;
+
 /** Interfaces per instance type, learnt once per process (DescribeInstanceTypes). */
 const INTERFACE_LIMITS = new Map<string, number>();
 
@@ -441,17 +446,30 @@ export class Ec2Adapter {
     );
   }
 
+  /**
+   * Attaches at `deviceIndex`, or at the next free one: another group's run may have taken that index
+   * on the same instance since this run observed it (AWS: "already has an interface attached at
+   * device index"); the instance's interface limit ends the search with AWS's own error.
+   */
   async attachEni(eniId: string, instanceId: string, deviceIndex: number, deadline: number): Promise<void> {
+    let index = deviceIndex;
     await this.retrying(`attach ${eniId} to ${instanceId}`, NOT_VISIBLE_YET, deadline, async () => {
-      try {
-        await this.send(new AttachNetworkInterfaceCommand({ NetworkInterfaceId: eniId, InstanceId: instanceId, DeviceIndex: deviceIndex }), true);
-      } catch (e) {
-        // Not visible yet (just created): retried without a look that would only say the same.
-        if (NOT_VISIBLE_YET.test(errorCode(e) ?? '')) throw e;
-        // A lost answer: check before failing whether it is attached where we want it.
-        const now = await this.eni(eniId);
-        if (now?.attachment?.instanceId === instanceId) return;
-        throw e;
+      for (;;) {
+        try {
+          await this.send(new AttachNetworkInterfaceCommand({ NetworkInterfaceId: eniId, InstanceId: instanceId, DeviceIndex: index }), true);
+          return;
+        } catch (e) {
+          // Not visible yet (just created): retried without a look that would only say the same.
+          if (NOT_VISIBLE_YET.test(errorCode(e) ?? '')) throw e;
+          if (errorCode(e) === 'InvalidParameterValue' && DEVICE_INDEX_TAKEN.test((e as Error).message) && index < MAX_DEVICE_INDEX) {
+            index++;
+            continue;
+          }
+          // A lost answer: check before failing whether it is attached where we want it.
+          const now = await this.eni(eniId);
+          if (now?.attachment?.instanceId === instanceId) return;
+          throw e;
+        }
       }
     });
   }
