@@ -317,12 +317,12 @@ export class World {
     });
   }
 
-  /** The orchestrator as the handler builds it, talking to `endpoint` (the fault proxy), in simulated time. */
-  orchestrator(endpoint: string, clock: SimClock, extra: { afterStep?: (s: AnyStep) => void | Promise<void>; settings?: Partial<Settings>; lease?: { ttlMs: number; renewMs: number }; userAgent?: string } = {}): Built {
+  /** What the handler's composition root is given, talking to `endpoint` (the fault proxy), in simulated time. */
+  private runtime(endpoint: string, clock: SimClock, userAgent: string | undefined) {
     const clients = makeClients({
       region: REGION,
       endpoint,
-      userAgent: extra.userAgent,
+      userAgent,
       credentials: CREDENTIALS,
       // The SDK waits the real time; the clock counts the simulated backoff.
       backoff: (ms) => {
@@ -334,24 +334,18 @@ export class World {
     // EMF lines would flood the test and benchmark output; the calls still run.
     process.env.POWERTOOLS_METRICS_DISABLED = 'true';
     const metrics = new Metrics({ namespace: 'Loxiha', serviceName: 'loxiha-test' });
+    return { clients, logger, metrics };
+  }
+
+  /** The orchestrator as the handler builds it, talking to `endpoint` (the fault proxy), in simulated time. */
+  orchestrator(endpoint: string, clock: SimClock, extra: { afterStep?: (s: AnyStep) => void | Promise<void>; settings?: Partial<Settings>; lease?: { ttlMs: number; renewMs: number }; userAgent?: string } = {}): Built {
+    const { clients, logger, metrics } = this.runtime(endpoint, clock, extra.userAgent);
     return buildOrchestrator({ ...this.settings, ...extra.settings }, clients, clock, logger, metrics, { afterStep: extra.afterStep, lease: extra.lease });
   }
 
   /** The deployment as the handler builds it (one group, or several with addGroups), talking to `endpoint`, in simulated time. */
   deployment(endpoint: string, clock: SimClock, extra: { settings?: Partial<Settings>; userAgent?: string; groupConcurrency?: number } = {}): Deployment {
-    const clients = makeClients({
-      region: REGION,
-      endpoint,
-      userAgent: extra.userAgent,
-      credentials: CREDENTIALS,
-      backoff: (ms) => {
-        void clock.sleep(ms);
-        return ms * clock.scale;
-      },
-    });
-    const logger = new Logger({ serviceName: 'loxiha-test', logLevel: 'SILENT' });
-    process.env.POWERTOOLS_METRICS_DISABLED = 'true';
-    const metrics = new Metrics({ namespace: 'Loxiha', serviceName: 'loxiha-test' });
+    const { clients, logger, metrics } = this.runtime(endpoint, clock, extra.userAgent);
     return buildDeployment({ ...this.settings, ...extra.settings }, clients, clock, logger, metrics, extra.groupConcurrency ? { groupConcurrency: extra.groupConcurrency } : {});
   }
 

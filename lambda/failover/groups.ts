@@ -91,7 +91,6 @@ export class GroupsCoordinator {
   async run(command: Command, deadline: number): Promise<GroupsResult> {
     const t0 = this.d.clock.now();
     const finish = (r: Omit<GroupsResult, 'command' | 'outcome' | 'durationMs'>): GroupsResult => ({ command: command.kind, outcome: 'groups', ...r, durationMs: this.d.clock.now() - t0 });
-    const everyGroup = command.kind !== 'alarm' && !(command.kind === 'failover' && command.via !== 'manual');
     if (command.kind === 'status' || command.kind === 'plan' || command.kind === 'teardown' || (command.kind === 'failover' && command.via === 'manual')) {
       // Not a placement question: each group answers (an operator's move names its target).
       const groups = await Promise.all(this.d.groups.map(async (g) => ({ group: g.name, result: await g.orchestrator.run(command, deadline) })));
@@ -114,7 +113,8 @@ export class GroupsCoordinator {
     const placement = placeGroups(groups, slots, { maxMovesPerRun: 0, failback: false, ...(capacity ? { capacity } : {}) });
     const instanceAt = new Map(instances.map((i) => [i.index, i.id]));
     const target = new Map(placement.moves.map((m) => [m.group, instanceAt.get(m.to)!]));
-    const runs = this.d.groups.filter((g) => everyGroup || target.has(g.name));
+    // A reconcile runs every group (convergence repair, as without groups); a trigger only the moving ones.
+    const runs = this.d.groups.filter((g) => command.kind === 'reconcile' || target.has(g.name));
     const runOne = async (g: GroupRunner): Promise<GroupOutcome> => {
       const placedTo = target.get(g.name);
       const result = await g.orchestrator.run(command, deadline, placedTo ? { placedTo } : {});
@@ -156,6 +156,7 @@ export function asOneResult(g: GroupsResult): Result {
   const failed = results.find((r) => !r.ok);
   const moved = results.some((r) => r.moved);
   const sum = (k: 'ec2Calls' | 'ec2Mutations') => results.reduce((n, r) => n + r[k], 0);
+  const health = results.find((r) => r.health)?.health;
   return {
     ok: g.ok,
     command: g.command,
@@ -170,6 +171,6 @@ export function asOneResult(g: GroupsResult): Result {
     ec2Calls: sum('ec2Calls'),
     ec2Mutations: sum('ec2Mutations'),
     sequentialMutations: Math.max(0, ...results.map((r) => r.sequentialMutations)),
-    ...(results.find((r) => r.health)?.health ? { health: results.find((r) => r.health)!.health } : {}),
+    ...(health ? { health } : {}),
   };
 }

@@ -6,8 +6,9 @@
  * - A group whose owner is gone (no owner, or an owner not healthy or not ready) moves, whatever
  *   the run's move budget: an AZ outage moves every group it held, in one run.
  * - The target is a usable slot (healthy and ready) below the spread bound ⌈groups / usable slots⌉
- *   + 1 and within its capacity (eni: the interfaces its instance can attach), preferring a slot in another AZ than the group's last owner's (its AZ may be what failed),
- *   then the least loaded, then the group's preferred slot, then the lowest slot index.
+ *   + 1 and within its capacity (eni: the interfaces its instance can attach), preferring a slot in
+ *   another AZ than the group's last owner's (its AZ may be what failed), then the least loaded,
+ *   then the group's preferred slot, then the lowest slot index.
  * - A group whose owner is usable stays (no flapping), except, within `maxMovesPerRun`: a slot above
  *   the bound (more slots became usable) sheds its groups to the least loaded, and, with failback,
  *   a group returns to its usable preferred slot.

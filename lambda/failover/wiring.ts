@@ -100,6 +100,42 @@ type Extra = {
   groupConcurrency?: number;
 };
 
+/** Runs a command to one result: a group's orchestrator, or the coordinator's runs summed up. */
+type RunCommand = (command: Command, deadline: number) => Promise<Result>;
+
+/** What the slots' lifecycle actions and the rollout are built from. */
+interface SlotParts {
+  settings: Settings;
+  clients: Clients;
+  clock: Clock;
+  logger: Logger;
+  ec2: Ec2Adapter;
+  reporter: Reporter;
+}
+
+/** A slot's Auto Scaling lifecycle actions; a terminating instance's VIP moves off it through `run`. */
+function instanceLifecycleOver(run: RunCommand, p: SlotParts): InstanceLifecycle {
+  return new InstanceLifecycle({
+    ec2: p.ec2,
+    actions: new LifecycleActions(p.clients.autoscaling),
+    moveOff: (from, deadline) => run({ kind: 'failover', from, reason: 'instance-terminating', via: 'lifecycle-hook' }, deadline),
+    clock: p.clock,
+    log: (level, msg, extra) => p.logger[level](msg, extra ?? {}),
+    notify: (n) => p.reporter.slotChanged(n),
+  });
+}
+
+/** The slots' rolling replacement, reading the owner and health through `run`'s status. */
+function rolloutOver(run: RunCommand, p: SlotParts): Rollout {
+  return new Rollout({
+    groups: new SlotGroupsAdapter(p.clients.autoscaling, Array.from({ length: p.settings.slotCount }, (_, i) => slotGroupName(p.settings.deploymentId, i))),
+    status: (deadline) => run({ kind: 'status' }, deadline),
+    clock: p.clock,
+    log: (level, msg, extra) => p.logger[level](msg, extra ?? {}),
+    readyTimeoutMs: p.settings.readyTimeoutSeconds * 1000,
+  });
+}
+
 export function buildOrchestrator(settings: Settings, clients: Clients, clock: Clock, logger: Logger, metrics: Metrics, extra: Extra = {}): Built {
   const ec2 = new Ec2Adapter(clients.ec2, { deploymentId: settings.deploymentId, vpcId: settings.vpcId, clock, limiter: extra.limiter ?? new Ec2RequestLimiter(clock), group: settings.group, ...(extra.reads ? { reads: extra.reads } : {}) });
   const cloudwatch = new CloudWatchAdapter(clients.cloudwatch, settings.deploymentId);
@@ -116,23 +152,9 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
     leaseRenewMs: extra.lease?.renewMs,
   };
   const syncWaitMs = extra.syncWaitMs ?? 15_000;
-  const lifecycleOf = (o: { run: Orchestrator<EniStep, EniState>['run'] }) =>
-    new InstanceLifecycle({
-      ec2,
-      actions: new LifecycleActions(clients.autoscaling),
-      moveOff: (from, deadline) => o.run({ kind: 'failover', from, reason: 'instance-terminating', via: 'lifecycle-hook' }, deadline),
-      clock,
-      log: (level, msg, extra) => logger[level](msg, extra ?? {}),
-      notify: (n) => common.notifier.slotChanged(n),
-    });
-  const rolloutOf = (o: { run: Orchestrator<EniStep, EniState>['run'] }) =>
-    new Rollout({
-      groups: new SlotGroupsAdapter(clients.autoscaling, Array.from({ length: settings.slotCount }, (_, i) => slotGroupName(settings.deploymentId, i))),
-      status: (deadline) => o.run({ kind: 'status' }, deadline),
-      clock,
-      log: (level, msg, extra) => logger[level](msg, extra ?? {}),
-      readyTimeoutMs: settings.readyTimeoutSeconds * 1000,
-    });
+  const parts = { settings, clients, clock, logger, ec2, reporter: common.notifier };
+  const lifecycleOf = (o: { run: RunCommand }) => instanceLifecycleOver((c, d) => o.run(c, d), parts);
+  const rolloutOf = (o: { run: RunCommand }) => rolloutOver((c, d) => o.run(c, d), parts);
   if (settings.strategy === 'route') {
     const strategy = new RouteStrategy(ec2, clock, {
       vip: settings.vip,
@@ -206,23 +228,11 @@ export function buildDeployment(settings: Settings, clients: Clients, clock: Clo
     // eni: each group's loxi-eni takes an interface on its owner.
     ...(settings.strategy === 'eni' ? { interfaceLimits: (types: string[]) => first.ec2.interfaceLimits(types) } : {}),
   });
-  const asOne = async (c: Command, d: number) => asOneResult(await coordinator.run(c, d));
-  const instanceLifecycle = new InstanceLifecycle({
-    ec2: first.ec2,
-    actions: new LifecycleActions(clients.autoscaling),
-    // A terminating slot's groups move off it (the coordinator's suspect), each to where the placement puts it.
-    moveOff: (from, deadline) => asOne({ kind: 'failover', from, reason: 'instance-terminating', via: 'lifecycle-hook' }, deadline),
-    clock,
-    log: (level, msg, e) => logger[level](msg, e ?? {}),
-    notify: (n) => first.reporter.slotChanged(n),
-  });
-  const rollout = new Rollout({
-    groups: new SlotGroupsAdapter(clients.autoscaling, Array.from({ length: settings.slotCount }, (_, i) => slotGroupName(settings.deploymentId, i))),
-    // No single owner to keep for last: each replaced slot's termination hook moves its groups off it.
-    status: (deadline) => asOne({ kind: 'status' }, deadline),
-    clock,
-    log: (level, msg, e) => logger[level](msg, e ?? {}),
-    readyTimeoutMs: settings.readyTimeoutSeconds * 1000,
-  });
+  // A terminating slot's groups move off it (the coordinator's suspect), each to where the placement
+  // puts it; a rollout has no single owner to keep for last: each replaced slot's hook moves its groups.
+  const asOne: RunCommand = async (c, d) => asOneResult(await coordinator.run(c, d));
+  const parts = { settings, clients, clock, logger, ec2: first.ec2, reporter: first.reporter };
+  const instanceLifecycle = instanceLifecycleOver(asOne, parts);
+  const rollout = rolloutOver(asOne, parts);
   return { groups, coordinator, run: (c, d) => coordinator.run(c, d), instanceLifecycle, rollout, reporter: first.reporter };
 }

@@ -39,9 +39,6 @@ export class Ec2RequestLimiter {
   private readonly clock: Clock;
   private readonly share: number;
   private readonly buckets = new Map<string, BucketState>();
-  /** Calls that had to wait, and how long in all (ms): reported with a run's result. */
-  delayed = 0;
-  delayedMs = 0;
 
   /** `share`: the fraction of each of the account's buckets this run may use (0–1]. */
   constructor(clock: Clock, share = 0.5) {
@@ -66,9 +63,6 @@ export class Ec2RequestLimiter {
   /** Takes a token for `action`, waiting for it if the bucket is empty. */
   async take(action: string): Promise<void> {
     const wait = this.reserve(action);
-    if (wait === 0) return;
-    this.delayed++;
-    this.delayedMs += wait;
-    await this.clock.sleep(wait);
+    if (wait > 0) await this.clock.sleep(wait);
   }
 }
