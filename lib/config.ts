@@ -5,7 +5,10 @@
  */
 import * as z from 'zod';
 import { cidrContains, cidrsOverlap, ipToInt, parseCidr, reservedAddresses } from './net/cidr.ts';
-import { DEFAULT_HOLD_DOWN_SECONDS, FAILBACK_POLICIES, ipv4Schema as ipv4, VIP_STRATEGIES } from './contract.ts';
+import { DEFAULT_GROUP, DEFAULT_HOLD_DOWN_SECONDS, FAILBACK_POLICIES, GROUP_NAME_PATTERN, ipv4Schema as ipv4, VIP_STRATEGIES } from './contract.ts';
+import { groupCapacityProblems } from './capacity/group-capacity.ts';
+import { knownInstanceLimits } from './capacity/instance-limits.ts';
+import { highestSlotHostOffset } from './topology.ts';
 
 const cidr = z.string().refine((v) => parseCidr(v) !== undefined, 'must be an IPv4 CIDR block (a.b.c.d/n, host bits zero)');
 const az = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d[a-z]$/, 'must be an availability zone name like eu-west-1a');
@@ -30,13 +33,56 @@ export const servicePortSchema = z
   })
   .strict();
 
+const existingEipSchema = z
+  .object({
+    allocationId: z.string().regex(/^eipalloc-[0-9a-f]{8,17}$/, 'must be an EIP allocation id'),
+    publicIp: ipv4,
+  })
+  .strict();
+
+/**
+ * A VIP group besides the default one (the top-level `vip`, `existingEip` and `cloudCidrBlock`):
+ * its own VIP and EIP, owned by one slot at a time, spread over the slots with the others.
+ */
+export const groupConfigSchema = z
+  .object({
+    name: z
+      .string()
+      .regex(GROUP_NAME_PATTERN, 'must be a group name: lowercase letters, digits and dashes, starting with a letter, 31 at most')
+      .refine((n) => n !== DEFAULT_GROUP, `"${DEFAULT_GROUP}" is the group of the top-level vip`),
+    vip: ipv4,
+    existingEip: existingEipSchema.optional(),
+    /** The slot it is first placed on and returns to with failback (default: spread by its position). */
+    preferredSlot: z.number().int().min(0).max(15).optional(),
+    /** `eni` only (required there): the block its floating subnet is created from, holding its VIP. */
+    cloudCidrBlock: cidr.optional(),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     /** Per-deployment id: tag value and name prefix. Lower case, short. */
     deploymentId: z.string().regex(/^[a-z][a-z0-9-]{1,18}[a-z0-9]$/, 'must be 3-20 chars of a-z, 0-9 and -, starting with a letter'),
     region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region name like eu-west-1'),
     account: z.string().regex(/^\d{12}$/).optional(),
-    availabilityZones: z.array(az).min(2, 'at least two availability zones are needed for multi-AZ HA'),
+    availabilityZones: z.array(az).min(2, 'at least two availability zones are needed for multi-AZ HA').max(3, 'at most three availability zones'),
+    /** LB slots (each an instance with its fixed address) per availability zone. */
+    slotsPerAz: z.number().int().min(1).max(3).default(1),
+    /** VIP groups besides the default one (README: Several VIP groups). */
+    groups: z.array(groupConfigSchema).max(31).default([]),
+    /**
+     * The AWS limits the groups are checked against at synth. `instance`: the instance type's network
+     * limits, needed when it is not one loxiha knows (lib/capacity/instance-limits.ts). The quotas are
+     * AWS's defaults; raise them here after raising them in Service Quotas.
+     */
+    limits: z
+      .object({
+        instance: z.object({ networkInterfaces: z.number().int().min(1).max(100), ipv4PerInterface: z.number().int().min(1).max(100) }).strict().optional(),
+        eipsPerRegion: z.number().int().min(1).max(10_000).default(5),
+        routesPerTable: z.number().int().min(1).max(1000).default(50),
+      })
+      .strict()
+      .prefault({}),
     vpc: z.union([
       z.object({ cidr }).strict(),
       z
@@ -71,13 +117,7 @@ export const configSchema = z
      */
     routeTableIds: z.array(z.string().regex(/^rtb-[0-9a-f]{8,17}$/, 'must be a route table id')).min(1).optional(),
     /** Elastic IP: existing allocation id, or allocated by the stack when absent. */
-    existingEip: z
-      .object({
-        allocationId: z.string().regex(/^eipalloc-[0-9a-f]{8,17}$/, 'must be an EIP allocation id'),
-        publicIp: ipv4,
-      })
-      .strict()
-      .optional(),
+    existingEip: existingEipSchema.optional(),
     instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type like c7g.large'),
     /**
      * The LB instances' image, pinned. Unset: the latest Amazon Linux 2023 for the instance type's
@@ -210,6 +250,114 @@ function crossFieldProblems(raw: unknown): Problem[] {
 export type LoxihaConfig = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
+/** One VIP group as the stack provisions it: its name, VIP, EIP (existing or the stack's), first slot and (eni) block. */
+export interface VipGroup {
+  name: string;
+  vip: string;
+  existingEip?: { allocationId: string; publicIp: string };
+  preferredSlot: number;
+  /** eni: the block its floating subnet is created from. */
+  cloudCidrBlock?: string;
+}
+
+/** How many LB slots the deployment has: slotsPerAz in each availability zone. */
+export function slotCountOf(config: Pick<LoxihaConfig, 'availabilityZones' | 'slotsPerAz'>): number {
+  return config.availabilityZones.length * config.slotsPerAz;
+}
+
+/**
+ * Every VIP group, the default one first (the top-level vip, existingEip and cloudCidrBlock: what a
+ * deployment made before groups existed has, so it upgrades in place). A group without a
+ * preferred slot is first placed by its position, one per slot in turn.
+ */
+export function vipGroupsOf(config: Pick<LoxihaConfig, 'vip' | 'existingEip' | 'cloudCidrBlock' | 'strategy' | 'groups' | 'availabilityZones' | 'slotsPerAz'>): VipGroup[] {
+  const slots = slotCountOf(config);
+  const block = (b: string | undefined) => (config.strategy === 'eni' && b !== undefined ? { cloudCidrBlock: b } : {});
+  return [
+    { name: DEFAULT_GROUP, vip: config.vip, ...(config.existingEip ? { existingEip: config.existingEip } : {}), preferredSlot: 0, ...block(config.cloudCidrBlock) },
+    ...config.groups.map((g, k) => ({
+      name: g.name,
+      vip: g.vip,
+      ...(g.existingEip ? { existingEip: g.existingEip } : {}),
+      preferredSlot: g.preferredSlot ?? (k + 1) % slots,
+      ...block(g.cloudCidrBlock),
+    })),
+  ];
+}
+
+/** Checks of the groups on a parsed configuration: distinct names, VIPs and EIPs, each strategy's addresses, AWS's limits. */
+function groupProblems(c: LoxihaConfig): Problem[] {
+  const problems: Problem[] = [];
+  const issue = (path: (string | number)[], message: string) => problems.push({ path, message });
+  const slots = slotCountOf(c);
+  const vpcCidr = 'cidr' in c.vpc ? c.vpc.cidr : undefined;
+  const seen = { names: new Set<string>([DEFAULT_GROUP]), vips: new Map([[c.vip, 'vip']]), eips: new Map<string, string>(), blocks: [] as Array<[string, string]> };
+  if (c.existingEip) seen.eips.set(c.existingEip.allocationId, 'existingEip');
+  if (c.strategy === 'eni') seen.blocks.push(['cloudCidrBlock', c.cloudCidrBlock]);
+  for (const [i, g] of c.groups.entries()) {
+    const at = (k: string) => ['groups', i, k];
+    if (seen.names.has(g.name)) issue(at('name'), `"${g.name}" is already a group's name`);
+    seen.names.add(g.name);
+    const sameVip = seen.vips.get(g.vip);
+    if (sameVip) issue(at('vip'), `${g.vip} is already the VIP of ${sameVip}`);
+    seen.vips.set(g.vip, `groups.${i}`);
+    if (g.existingEip) {
+      const sameEip = seen.eips.get(g.existingEip.allocationId);
+      if (sameEip) issue(at('existingEip'), `${g.existingEip.allocationId} is already the EIP of ${sameEip}`);
+      seen.eips.set(g.existingEip.allocationId, `groups.${i}`);
+    }
+    if (g.preferredSlot !== undefined && g.preferredSlot >= slots) issue(at('preferredSlot'), `there are ${slots} slots (0–${slots - 1})`);
+    if (c.strategy === 'route') {
+      if (g.cloudCidrBlock !== undefined) issue(at('cloudCidrBlock'), 'only used by strategy "eni"');
+      if (vpcCidr && cidrContains(vpcCidr, g.vip)) issue(at('vip'), `${g.vip} is inside the VPC CIDR ${vpcCidr}: with strategy "route" the VIP is an overlay address outside the VPC's CIDRs`);
+      for (const [j, l] of c.lbSubnetCidrs.entries()) if (cidrContains(l, g.vip)) issue(at('vip'), `${g.vip} is inside LB subnet ${j} (${l})`);
+      continue;
+    }
+    const b = g.cloudCidrBlock;
+    if (b === undefined) {
+      issue(at('cloudCidrBlock'), 'required by strategy "eni": the block the group\'s floating subnet is created from, holding its VIP');
+      continue;
+    }
+    const prefix = parseCidr(b)!.prefix;
+    if (prefix < 16 || prefix > 28) issue(at('cloudCidrBlock'), 'must be between /16 and /28 (AWS subnet sizes)');
+    if (!cidrContains(b, g.vip)) issue(at('vip'), `${g.vip} is not inside its cloudCidrBlock ${b}`);
+    else if (reservedAddresses(b).includes(g.vip)) issue(at('vip'), `${g.vip} is an address AWS reserves in ${b} (first four and last)`);
+    for (const [name, other] of [...seen.blocks, ...c.lbSubnetCidrs.map((l, j) => [`lbSubnetCidrs.${j}`, l] as [string, string])]) {
+      if (cidrsOverlap(b, other)) issue(at('cloudCidrBlock'), `${b} overlaps ${name} ${other}`);
+    }
+    seen.blocks.push([`groups.${i}.cloudCidrBlock`, b]);
+  }
+  if (c.strategy === 'eni' && vpcCidr) {
+    // A block outside the VPC's CIDR is associated with the VPC: AWS allows 5 CIDR blocks per VPC by default.
+    const outside = new Set(seen.blocks.map(([, b]) => b).filter((b) => !cidrContains(vpcCidr, b)));
+    if (outside.size + 1 > 5) issue(['groups'], `CIDR blocks per VPC: 5, the groups' cloudCidrBlocks outside ${vpcCidr} need ${outside.size + 1}. Put them inside the VPC's CIDR`);
+  }
+  const groups = 1 + c.groups.length;
+  // Slot k of a zone takes its addresses 100·k above the first's; route groups' ingress IPs sit at 20 + k.
+  const highest = highestSlotHostOffset(c.slotsPerAz, c.strategy === 'route' ? groups : 1);
+  for (const [j, l] of c.lbSubnetCidrs.entries()) {
+    const size = 2 ** (32 - parseCidr(l)!.prefix);
+    if (highest >= size - 1) issue(['lbSubnetCidrs', j], `${l} has ${size} addresses; ${c.slotsPerAz} slot(s) per zone${c.strategy === 'route' ? ` and ${groups} groups' ingress IPs` : ''} need host offsets up to ${highest} (a /24 holds 3 slots per zone and 31 groups)`);
+  }
+  const stackEips = (c.existingEip ? 0 : 1) + c.groups.filter((g) => !g.existingEip).length + ('cidr' in c.vpc ? 1 : 0);
+  for (const p of groupCapacityProblems({
+    strategy: c.strategy,
+    groups,
+    availabilityZones: c.availabilityZones.length,
+    slotsPerAz: c.slotsPerAz,
+    instanceType: c.instanceType,
+    instance: c.limits.instance ?? knownInstanceLimits(c.instanceType),
+    baseInterfaces: 2,
+    routesPerTable: c.limits.routesPerTable,
+    baseRoutes: 2,
+    eipsPerRegion: c.limits.eipsPerRegion,
+    eipsAllocated: stackEips,
+  })) {
+    issue(p.path, p.message);
+  }
+  return problems;
+}
+
 /** Production defaults: the how-to's addresses. */
 export const DEFAULT_CONFIG: ConfigInput = {
   deploymentId: 'loxiha',
@@ -276,6 +424,8 @@ export function mergeLayers(...layers: Array<Record<string, unknown> | undefined
 export function parseConfig(input: unknown): LoxihaConfig {
   const result = configSchema.safeParse(input);
   const problems = [...(result.success ? [] : result.error.issues), ...crossFieldProblems(input)];
+  // The groups' checks need the whole configuration parsed; they run once the fields they read are valid.
+  if (result.success && problems.length === 0) problems.push(...groupProblems(result.data));
   if (result.success && problems.length === 0) return result.data;
   throw new ConfigError(problems.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`));
 }

@@ -1,8 +1,8 @@
 import * as cdk from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Construct } from 'constructs';
-import type { LoxihaConfig } from './config.ts';
-import { namePrefix, ROLE, SECRET_KIND, TAG } from './contract.ts';
+import { type LoxihaConfig, type VipGroup, vipGroupsOf } from './config.ts';
+import { DEFAULT_GROUP, namePrefix, ROLE, SECRET_KIND, TAG } from './contract.ts';
 import { Cluster } from './constructs/cluster.ts';
 import { AgentApiToken } from './constructs/agent-api-token.ts';
 import { FailoverFunction } from './constructs/failover-function.ts';
@@ -12,6 +12,12 @@ import { LbSecurityGroup } from './constructs/lb-security-group.ts';
 import { Network } from './constructs/network.ts';
 import { EipClaim } from './constructs/eip-claim.ts';
 import { SecretRotation } from './constructs/secret-rotation.ts';
+
+/** A VIP group and the EIP the stack gave it. */
+export interface GroupWithEip extends VipGroup {
+  allocationId: string;
+  publicIp: string;
+}
 
 export interface LoxihaStackProps extends cdk.StackProps {
   readonly config: LoxihaConfig;
@@ -26,8 +32,11 @@ export class LoxihaStack extends cdk.Stack {
   readonly wiring: FailoverWiring;
   /** Rotates the API token and the sync key. */
   readonly rotation: SecretRotation;
+  /** The default group's EIP. */
   readonly eipAllocationId: string;
   readonly eipAddress: string;
+  /** Every VIP group with its EIP, the default group first. */
+  readonly groups: GroupWithEip[];
 
   constructor(scope: Construct, id: string, props: LoxihaStackProps) {
     super(scope, id, props);
@@ -38,38 +47,19 @@ export class LoxihaStack extends cdk.Stack {
     this.network = new Network(this, 'Network', { config });
     const sg = new LbSecurityGroup(this, 'LbSecurity', { config, vpc: this.network.vpc });
 
-    if (config.existingEip) {
-      this.eipAllocationId = config.existingEip.allocationId;
-      this.eipAddress = config.existingEip.publicIp;
-    } else if (config.uninstall.retainEip) {
-      // Kept by `cdk destroy` and found again by the next deploy of this deployment id.
-      const claim = new EipClaim(this, 'EipClaim', { config });
-      this.eipAllocationId = claim.allocationId;
-      this.eipAddress = claim.publicIp;
-    } else {
-      // Released by `cdk destroy` (uninstall.retainEip false): CloudFormation's own resource.
-      const eip = new ec2.CfnEIP(this, 'Eip', {
-        domain: 'vpc',
-        tags: [
-          { key: TAG.deployment, value: config.deploymentId },
-          { key: TAG.role, value: ROLE.eip },
-          { key: TAG.name, value: namePrefix(config.deploymentId) },
-        ],
-      });
-      eip.applyRemovalPolicy(cdk.RemovalPolicy.DESTROY);
-      this.eipAllocationId = eip.attrAllocationId;
-      this.eipAddress = eip.attrPublicIp;
-    }
+    this.groups = this.groupEips(config);
+    this.eipAllocationId = this.groups[0]!.allocationId;
+    this.eipAddress = this.groups[0]!.publicIp;
 
     const apiToken = new AgentApiToken(this, 'AgentApiToken', { config });
-    this.cluster = new Cluster(this, 'Cluster', { config, vpc: this.network.vpc, eipAddress: this.eipAddress, apiToken: apiToken.secret });
+    this.cluster = new Cluster(this, 'Cluster', { config, vpc: this.network.vpc, groups: this.groups, apiToken: apiToken.secret });
     sg.allowNodes(this.cluster.nodesPeer);
     sg.letReachNodePorts(this.cluster.nodesPeer);
 
     this.failover = new FailoverFunction(this, 'Failover', {
       config,
       vpcId: this.network.vpc.vpcId,
-      eipAllocationId: this.eipAllocationId,
+      groups: this.groups,
       floatingRouteTableId: this.network.floatingRouteTable?.ref,
       vipRouteTableIds: this.network.vipRouteTableIds,
       lbSecurityGroupId: sg.securityGroup.securityGroupId,
@@ -111,6 +101,35 @@ export class LoxihaStack extends cdk.Stack {
     this.outputs(config);
   }
 
+  /**
+   * Each VIP group's EIP: the configured one, else claimed by a custom resource that `cdk destroy`
+   * leaves allocated (uninstall.retainEip, the default), else CloudFormation's own. The default
+   * group keeps the construct ids it had before groups existed, so an upgrade changes nothing.
+   */
+  private groupEips(config: LoxihaConfig): GroupWithEip[] {
+    const groups = vipGroupsOf(config);
+    const toClaim = config.uninstall.retainEip ? groups.filter((g) => !g.existingEip).map((g) => g.name) : [];
+    const claim = toClaim.length ? new EipClaim(this, 'EipClaim', { config, groups: toClaim }) : undefined;
+    return groups.map((g) => {
+      if (g.existingEip) return { ...g, ...g.existingEip };
+      const claimed = claim?.addresses.get(g.name);
+      if (claimed) return { ...g, ...claimed };
+      // Released by `cdk destroy` (uninstall.retainEip false): CloudFormation's own resource.
+      const named = g.name === DEFAULT_GROUP ? namePrefix(config.deploymentId) : `${namePrefix(config.deploymentId)}-${g.name}`;
+      const eip = new ec2.CfnEIP(this, g.name === DEFAULT_GROUP ? 'Eip' : `Eip-${g.name}`, {
+        domain: 'vpc',
+        tags: [
+          { key: TAG.deployment, value: config.deploymentId },
+          { key: TAG.role, value: ROLE.eip },
+          { key: TAG.name, value: named },
+          ...(g.name === DEFAULT_GROUP ? [] : [{ key: TAG.group, value: g.name }]),
+        ],
+      });
+      eip.applyRemovalPolicy(cdk.RemovalPolicy.DESTROY);
+      return { ...g, allocationId: eip.attrAllocationId, publicIp: eip.attrPublicIp };
+    });
+  }
+
   /** What a person needs after `cdk deploy`: the commands to use it, where to look, what `cdk destroy` keeps. */
   private outputs(config: LoxihaConfig): void {
     const region = this.region;
@@ -118,6 +137,9 @@ export class LoxihaStack extends cdk.Stack {
     const invoke = (payload: string) => `aws lambda invoke --region ${region} --function-name ${fn} --cli-binary-format raw-in-base64-out --payload '${payload}' /dev/stdout`;
     const out = (id: string, value: string, description: string) => new cdk.CfnOutput(this, id, { value, description });
     out('ElasticIp', this.eipAddress, 'Public address of the services');
+    for (const [k, g] of this.groups.entries()) {
+      if (k > 0) out(`ElasticIpGroup${k}`, g.publicIp, `Public address of VIP group ${g.name} (a Service chooses it with the annotation loxilb.io/poolSelect: ${g.name})`);
+    }
     out('Vip', config.vip, config.strategy === 'eni' ? 'Private VIP (on loxi-eni)' : 'Private VIP (overlay, routed to the owner)');
     out('FailoverFunctionName', fn, 'The failover function');
     out('StatusCommand', invoke('{"action":"status"}'), 'Who owns the VIP, each instance’s health');
@@ -139,7 +161,9 @@ export class LoxihaStack extends cdk.Stack {
     }
     out('NotificationTopic', this.failover.topic.topicArn, 'Failover notifications (subscribe, or confirm the e-mail subscription)');
     const kept: string[] = [];
-    if (!config.existingEip && config.uninstall.retainEip) kept.push(`the EIP ${this.eipAddress}: aws ec2 release-address --region ${region} --allocation-id ${this.eipAllocationId}`);
+    if (config.uninstall.retainEip) {
+      for (const g of this.groups) if (!g.existingEip) kept.push(`the EIP ${g.publicIp}${this.groups.length > 1 ? ` (group ${g.name})` : ''}: aws ec2 release-address --region ${region} --allocation-id ${g.allocationId}`);
+    }
     if (this.network.flowLogGroup && config.uninstall.retainFlowLogs) kept.push(`the VPC flow logs: aws logs delete-log-group --region ${region} --log-group-name ${this.network.flowLogGroup.logGroupName}`);
     out('RetainedOnDestroy', kept.length ? `cdk destroy keeps ${kept.join('; ')}` : 'cdk destroy removes everything', 'What cdk destroy leaves behind, and how to release it');
   }

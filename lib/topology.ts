@@ -8,32 +8,51 @@ import { intToIp, parseCidr } from './net/cidr.ts';
 
 /** Host offset of each LB instance's primary private IP inside its LB subnet. */
 export const LB_INSTANCE_HOST_OFFSET = 10;
-
-/** Primary private IP of LB instance `index` (fixed, so peers and kube-loxilb can be wired at synth). */
-export function lbInstanceIp(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>, index: number): string {
-  const cidr = config.lbSubnetCidrs[index];
-  const parsed = cidr === undefined ? undefined : parseCidr(cidr);
-  if (!parsed) throw new Error(`no LB subnet for instance ${index}`);
-  return intToIp(parsed.network + LB_INSTANCE_HOST_OFFSET);
-}
-
-/** Host offset of each LB instance's ingress IP (route strategy: the secondary address the EIP is associated with). */
+/** Host offset of each LB instance's ingress IP for the default group (route strategy: the secondary address its EIP is associated with). */
 export const LB_INGRESS_HOST_OFFSET = 11;
+/** Host offset of the ingress IP of the group at position k ≥ 1 (route strategy): 20 + k. */
+export const GROUP_INGRESS_HOST_OFFSET = 20;
+/** The k-th slot of an availability zone takes its addresses this far above the first's. */
+export const SLOT_HOST_STRIDE = 100;
 
-/** Ingress IP of LB instance `index`, in its LB subnet, for the `route` strategy. */
-export function lbIngressIp(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>, index: number): string {
-  const parsed = config.lbSubnetCidrs[index] === undefined ? undefined : parseCidr(config.lbSubnetCidrs[index]!);
-  if (!parsed) throw new Error(`no LB subnet for instance ${index}`);
-  return intToIp(parsed.network + LB_INGRESS_HOST_OFFSET);
+/** The availability zone (its index) slot `slot` lives in: slot i in zone i mod n, so slots 0…n−1 are one per zone. */
+export function slotZone(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>, slot: number): number {
+  return slot % config.lbSubnetCidrs.length;
 }
 
-/** Every LB instance's ingress IP, by instance index. */
-export function lbIngressIps(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>): string[] {
-  return config.lbSubnetCidrs.map((_, i) => lbIngressIp(config, i));
+function slotAddress(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>, slot: number, offset: number): string {
+  const zones = config.lbSubnetCidrs.length;
+  const parsed = parseCidr(config.lbSubnetCidrs[slot % zones] ?? '');
+  if (!parsed) throw new Error(`no LB subnet for slot ${slot}`);
+  return intToIp(parsed.network + offset + SLOT_HOST_STRIDE * Math.floor(slot / zones));
 }
 
-export function lbInstanceIps(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>): string[] {
-  return config.lbSubnetCidrs.map((_, i) => lbInstanceIp(config, i));
+/** The highest host offset the slots' addresses take in an LB subnet (the subnet must hold it). */
+export function highestSlotHostOffset(slotsPerAz: number, groups: number): number {
+  return SLOT_HOST_STRIDE * (slotsPerAz - 1) + (groups > 1 ? GROUP_INGRESS_HOST_OFFSET + groups - 1 : LB_INGRESS_HOST_OFFSET);
+}
+
+/** Primary private IP of LB slot `slot` (fixed, so peers and kube-loxilb can be wired at synth). */
+export function lbInstanceIp(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>, slot: number): string {
+  return slotAddress(config, slot, LB_INSTANCE_HOST_OFFSET);
+}
+
+/** Ingress IP (route strategy) on slot `slot` of the group at position `group` of vipGroupsOf (0: the default group). */
+export function lbIngressIp(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>, slot: number, group = 0): string {
+  return slotAddress(config, slot, group === 0 ? LB_INGRESS_HOST_OFFSET : GROUP_INGRESS_HOST_OFFSET + group);
+}
+
+type Slots = Pick<LoxihaConfig, 'lbSubnetCidrs'> & { slotsPerAz?: number };
+const slotIndexes = (config: Slots) => Array.from({ length: config.lbSubnetCidrs.length * (config.slotsPerAz ?? 1) }, (_, i) => i);
+
+/** Every slot's ingress IP of group position `group`, by slot index. */
+export function lbIngressIps(config: Slots, group = 0): string[] {
+  return slotIndexes(config).map((i) => lbIngressIp(config, i, group));
+}
+
+/** Every slot's primary private IP, by slot index. */
+export function lbInstanceIps(config: Slots): string[] {
+  return slotIndexes(config).map((i) => lbInstanceIp(config, i));
 }
 
 /**
@@ -42,7 +61,7 @@ export function lbInstanceIps(config: Pick<LoxihaConfig, 'lbSubnetCidrs'>): stri
  * region and the failover function, and (simulation only) the emulator and IMDS endpoints.
  */
 export function agentConfigFor(
-  config: Pick<LoxihaConfig, 'deploymentId' | 'lbSubnetCidrs' | 'availabilityZones' | 'vip' | 'cloudCidrBlock' | 'strategy'>,
+  config: Pick<LoxihaConfig, 'deploymentId' | 'lbSubnetCidrs' | 'availabilityZones' | 'vip' | 'cloudCidrBlock' | 'strategy'> & { slotsPerAz?: number },
   index: number,
   aws: Omit<NonNullable<AgentConfigInput['aws']>, 'metricNamespace'>,
 ): AgentConfigInput {
@@ -50,7 +69,7 @@ export function agentConfigFor(
     deploymentId: config.deploymentId,
     instanceIndex: index,
     selfIp: lbInstanceIp(config, index),
-    peers: config.availabilityZones.flatMap((_, j) => (j === index ? [] : [{ index: j, ip: lbInstanceIp(config, j), ...(config.strategy === 'route' ? { ingressIp: lbIngressIp(config, j) } : {}) }])),
+    peers: lbInstanceIps(config).flatMap((ip, j) => (j === index ? [] : [{ index: j, ip, ...(config.strategy === 'route' ? { ingressIp: lbIngressIp(config, j) } : {}) }])),
     vip: config.vip,
     cloudCidrBlock: config.cloudCidrBlock,
     strategy: config.strategy,

@@ -5,13 +5,15 @@
  * config. Several candidates (should not happen): the one associated with something first, then the
  * lowest allocation id, and a warning naming the others (they cost money and count against the quota).
  */
-import { ROLE, TAG } from '../../lib/contract.ts';
+import { DEFAULT_GROUP, ROLE, TAG } from '../../lib/contract.ts';
 
 export interface TaggedAddress {
   allocationId: string;
   publicIp: string;
   /** Associated with an interface now (the VIP's, as a live deployment leaves it). */
   associated: boolean;
+  /** The VIP group it was allocated for (its group tag; untagged: the default group). */
+  group: string;
 }
 
 export interface AddressStore {
@@ -26,8 +28,15 @@ export function chooseAddress(found: readonly TaggedAddress[]): TaggedAddress | 
   return [...found].sort((a, b) => Number(b.associated) - Number(a.associated) || a.allocationId.localeCompare(b.allocationId))[0];
 }
 
-export async function claimAddress(store: AddressStore, deploymentId: string, name: string, log: (msg: string, extra?: Record<string, unknown>) => void): Promise<TaggedAddress & { reused: boolean }> {
-  const found = await store.tagged(deploymentId);
+export async function claimAddress(
+  store: AddressStore,
+  deploymentId: string,
+  name: string,
+  log: (msg: string, extra?: Record<string, unknown>) => void,
+  group: string = DEFAULT_GROUP,
+): Promise<TaggedAddress & { reused: boolean }> {
+  // Each VIP group has its own EIP: another group's is never taken.
+  const found = (await store.tagged(deploymentId)).filter((a) => a.group === group);
   const chosen = chooseAddress(found);
   if (chosen) {
     const others = found.filter((f) => f.allocationId !== chosen.allocationId).map((f) => `${f.allocationId} (${f.publicIp})`);
@@ -35,7 +44,7 @@ export async function claimAddress(store: AddressStore, deploymentId: string, na
     log('reusing the deployment’s EIP', { allocationId: chosen.allocationId, publicIp: chosen.publicIp });
     return { ...chosen, reused: true };
   }
-  const made = await store.allocate({ [TAG.deployment]: deploymentId, [TAG.role]: ROLE.eip, [TAG.name]: name });
-  log('allocated an EIP for the deployment', { allocationId: made.allocationId, publicIp: made.publicIp });
+  const made = await store.allocate({ [TAG.deployment]: deploymentId, [TAG.role]: ROLE.eip, [TAG.name]: name, ...(group === DEFAULT_GROUP ? {} : { [TAG.group]: group }) });
+  log('allocated an EIP for the deployment', { allocationId: made.allocationId, publicIp: made.publicIp, group });
   return { ...made, reused: false };
 }

@@ -7,7 +7,7 @@
 import { AllocateAddressCommand, DescribeAddressesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { Logger } from '@aws-lambda-powertools/logger';
 import * as z from 'zod';
-import { ROLE, TAG } from '../../lib/contract.ts';
+import { GROUP_NAME_PATTERN, groupOfTag, ROLE, TAG } from '../../lib/contract.ts';
 import { type AddressStore, claimAddress } from './claim.ts';
 
 const logger = new Logger({ serviceName: 'loxiha-eip-claim' });
@@ -16,12 +16,14 @@ const ec2 = new EC2Client({ region: process.env.AWS_REGION ?? 'us-east-1', endpo
 export const store: AddressStore = {
   async tagged(deploymentId) {
     const r = await ec2.send(new DescribeAddressesCommand({ Filters: [{ Name: `tag:${TAG.deployment}`, Values: [deploymentId] }, { Name: `tag:${TAG.role}`, Values: [ROLE.eip] }] }));
-    return (r.Addresses ?? []).filter((a) => a.AllocationId && a.PublicIp).map((a) => ({ allocationId: a.AllocationId!, publicIp: a.PublicIp!, associated: !!a.AssociationId }));
+    return (r.Addresses ?? [])
+      .filter((a) => a.AllocationId && a.PublicIp)
+      .map((a) => ({ allocationId: a.AllocationId!, publicIp: a.PublicIp!, associated: !!a.AssociationId, group: groupOfTag(a.Tags?.find((t) => t.Key === TAG.group)?.Value) }));
   },
   async allocate(tags) {
     const r = await ec2.send(new AllocateAddressCommand({ Domain: 'vpc', TagSpecifications: [{ ResourceType: 'elastic-ip', Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })) }] }));
     if (!r.AllocationId || !r.PublicIp) throw new Error('AllocateAddress answered no allocation');
-    return { allocationId: r.AllocationId, publicIp: r.PublicIp, associated: false };
+    return { allocationId: r.AllocationId, publicIp: r.PublicIp, associated: false, group: groupOfTag(tags[TAG.group]) };
   },
 };
 
@@ -32,7 +34,7 @@ const eventSchema = z.object({
   RequestId: z.string(),
   LogicalResourceId: z.string(),
   PhysicalResourceId: z.string().optional(),
-  ResourceProperties: z.object({ DeploymentId: z.string().min(1).max(64), Name: z.string().min(1).max(128) }).loose(),
+  ResourceProperties: z.object({ DeploymentId: z.string().min(1).max(64), Name: z.string().min(1).max(128), Group: z.string().regex(GROUP_NAME_PATTERN).optional() }).loose(),
 });
 
 export async function handler(event: unknown, _context?: unknown, send: typeof fetch = fetch): Promise<void> {
@@ -48,7 +50,8 @@ export async function handler(event: unknown, _context?: unknown, send: typeof f
       logger.info('kept the EIP (uninstall.retainEip): the next deploy of this deployment id reuses it', { allocationId: e.PhysicalResourceId });
       answer = { Status: 'SUCCESS', Reason: 'kept', PhysicalResourceId: e.PhysicalResourceId ?? 'none' };
     } else {
-      const a = await claimAddress(store, e.ResourceProperties.DeploymentId, e.ResourceProperties.Name, (msg, extra) => logger.info(msg, extra ?? {}));
+      const p = e.ResourceProperties;
+      const a = await claimAddress(store, p.DeploymentId, p.Name, (msg, extra) => logger.info(msg, extra ?? {}), p.Group);
       answer = { Status: 'SUCCESS', Reason: a.reused ? `reused ${a.allocationId}` : `allocated ${a.allocationId}`, PhysicalResourceId: a.allocationId, Data: { AllocationId: a.allocationId, PublicIp: a.publicIp } };
     }
   } catch (err) {

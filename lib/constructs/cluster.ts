@@ -24,8 +24,8 @@ export const KUBE_LOXILB_TOKEN_LIFETIME_SECONDS = 360;
 export interface ClusterProps {
   readonly config: LoxihaConfig;
   readonly vpc: ec2.IVpc;
-  /** The Elastic IP's public address (kube-loxilb --externalCIDR). */
-  readonly eipAddress: string;
+  /** The VIP groups and their EIPs, the default first: kube-loxilb's address pools. */
+  readonly groups: ReadonlyArray<{ name: string; publicIp: string }>;
   /** The agents' API token, which kube-loxilb reads at start (EKS Pod Identity). */
   readonly apiToken: secretsmanager.ISecret;
 }
@@ -116,7 +116,7 @@ export class Cluster extends Construct {
     const urls = lbInstanceIps(config).map((ip) => `http://${ip}:${PORTS.agentApi}`);
     this.kubeLoxilbArgs = [
       `--loxiURL=${urls.join(',')}`,
-      `--externalCIDR=${props.eipAddress}/32`,
+      ...kubeLoxilbPoolArgs(props.groups),
       `--privateCIDR=${config.vip}/32`,
       '--setLBMode=2',
     ];
@@ -192,6 +192,21 @@ export interface KubeLoxilbToken {
  * ServiceAccount is made by the Pod Identity construct). An init container fetches the agents'
  * API token into a memory volume; kube-loxilb starts with it in the variables it reads.
  */
+/**
+ * kube-loxilb's address pools: one VIP group, its EIP as --externalCIDR (as before groups existed);
+ * several, a pool per group (--cidrPools), the default group's named `defaultPool` (what a Service
+ * without the loxilb.io/poolSelect annotation gets), every other by its group's name. kube-loxilb's
+ * --externalCIDR would replace the pools, so it is left out then. Its --privateCIDR is one address
+ * for every pool: the agent serves each rule on the VIP of the group whose EIP it names.
+ */
+export function kubeLoxilbPoolArgs(groups: ReadonlyArray<{ name: string; publicIp: string }>): string[] {
+  if (groups.length === 1) return [`--externalCIDR=${groups[0]!.publicIp}/32`];
+  return [`--cidrPools=${groups.map((g, k) => `${k === 0 ? KUBE_LOXILB_DEFAULT_POOL : g.name}=${g.publicIp}/32`).join(',')}`];
+}
+
+/** kube-loxilb's name of the pool Services get without the loxilb.io/poolSelect annotation. */
+export const KUBE_LOXILB_DEFAULT_POOL = 'defaultPool';
+
 export function kubeLoxilbManifests(image: string, args: string[], token: KubeLoxilbToken): Record<string, unknown>[] {
   const name = 'kube-loxilb';
   const namespace = 'kube-system';

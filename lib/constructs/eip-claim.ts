@@ -7,7 +7,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { handlerCode } from '../bundling/handler-code.ts';
 import type { LoxihaConfig } from '../config.ts';
-import { EIP_CLAIM_RESOURCE_TYPE, namePrefix, TAG } from '../contract.ts';
+import { DEFAULT_GROUP, EIP_CLAIM_RESOURCE_TYPE, namePrefix, TAG } from '../contract.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -19,10 +19,11 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
  * stack that had the EIP as its own resource (kept on removal) finds that one.
  */
 export class EipClaim extends Construct {
-  readonly allocationId: string;
-  readonly publicIp: string;
+  /** Each group's EIP, by group name. */
+  readonly addresses: ReadonlyMap<string, { allocationId: string; publicIp: string }>;
 
-  constructor(scope: Construct, id: string, props: { config: LoxihaConfig }) {
+  /** `groups`: the VIP groups whose EIP the stack claims (one custom resource each, one function for all). */
+  constructor(scope: Construct, id: string, props: { config: LoxihaConfig; groups: readonly string[] }) {
     super(scope, id);
     const { config } = props;
     const stack = cdk.Stack.of(this);
@@ -59,12 +60,16 @@ export class EipClaim extends Construct {
         reason: 'A new EIP has no id before it exists: AllocateAddress only with the deployment tag in the request, CreateTags only as part of that allocation.',
       },
     );
-    const claim = new cdk.CustomResource(this, 'Resource', {
-      serviceToken: fn.functionArn,
-      resourceType: EIP_CLAIM_RESOURCE_TYPE,
-      properties: { DeploymentId: config.deploymentId, Name: namePrefix(config.deploymentId) },
-    });
-    this.allocationId = claim.getAttString('AllocationId');
-    this.publicIp = claim.getAttString('PublicIp');
+    const addresses = new Map<string, { allocationId: string; publicIp: string }>();
+    for (const group of props.groups) {
+      // The default group's claim keeps the id (and properties) it had before groups existed: an upgrade changes nothing.
+      const claim = new cdk.CustomResource(this, group === DEFAULT_GROUP ? 'Resource' : `Resource-${group}`, {
+        serviceToken: fn.functionArn,
+        resourceType: EIP_CLAIM_RESOURCE_TYPE,
+        properties: { DeploymentId: config.deploymentId, Name: group === DEFAULT_GROUP ? namePrefix(config.deploymentId) : `${namePrefix(config.deploymentId)}-${group}`, ...(group === DEFAULT_GROUP ? {} : { Group: group }) },
+      });
+      addresses.set(group, { allocationId: claim.getAttString('AllocationId'), publicIp: claim.getAttString('PublicIp') });
+    }
+    this.addresses = addresses;
   }
 }

@@ -9,7 +9,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
-import type { LoxihaConfig } from '../config.ts';
+import { type LoxihaConfig, slotCountOf } from '../config.ts';
 import { handlerCode } from '../bundling/handler-code.ts';
 import { AGENT_ENTRY_ALIAS, FAILOVER_SERVICE_NAME, functionEnv, METRICS, SLOT_READY_TIMEOUT_SECONDS, slotGroupName, TAG } from '../contract.ts';
 import { lbIngressIps } from '../topology.ts';
@@ -19,7 +19,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export interface FailoverFunctionProps {
   readonly config: LoxihaConfig;
   readonly vpcId: string;
-  readonly eipAllocationId: string;
+  /** The VIP groups with their EIPs, the default first (one: the settings of a deployment without groups). */
+  readonly groups: ReadonlyArray<{ name: string; vip: string; allocationId: string; preferredSlot: number; cloudCidrBlock?: string }>;
   /** eni strategy: the route table the floating subnet is associated with. */
   readonly floatingRouteTableId?: string;
   /** route strategy: the tables whose /32 route to the VIP follows the owner. */
@@ -76,15 +77,27 @@ export class FailoverFunction extends Construct {
           vpcId: props.vpcId,
           strategy: config.strategy,
           vip: config.vip,
-          eipAllocationId: props.eipAllocationId,
+          eipAllocationId: props.groups[0]!.allocationId,
           ...(config.strategy === 'eni'
             ? { cloudCidrBlock: config.cloudCidrBlock, floatingRouteTableId: props.floatingRouteTableId }
             : { routeTableIds: props.vipRouteTableIds, ingressIps: lbIngressIps(config) }),
+          // Several groups: each its VIP, EIP and first slot; eni its block (one floating route table for all), route its ingress IPs.
+          ...(props.groups.length > 1
+            ? {
+                groups: props.groups.map((g, k) => ({
+                  name: g.name,
+                  vip: g.vip,
+                  eipAllocationId: g.allocationId,
+                  preferredSlot: g.preferredSlot,
+                  ...(config.strategy === 'eni' ? { cloudCidrBlock: g.cloudCidrBlock, floatingRouteTableId: props.floatingRouteTableId } : { ingressIps: lbIngressIps(config, k) }),
+                })),
+              }
+            : {}),
           leaseTable: this.leaseTable.tableName,
           topicArn: this.topic.topicArn,
           failback: config.failback,
           holdDownSeconds: config.holdDownSeconds,
-          slotCount: config.availabilityZones.length,
+          slotCount: slotCountOf(config),
           readyTimeoutSeconds: SLOT_READY_TIMEOUT_SECONDS,
         }),
         POWERTOOLS_SERVICE_NAME: FAILOVER_SERVICE_NAME,
@@ -205,9 +218,9 @@ export class FailoverFunction extends Construct {
       }),
       ...(props.config.strategy === 'eni' ? this.eniStatements(props, arn, tagged) : this.routeStatements(props, arn, tagged)),
       new iam.PolicyStatement({
-        sid: 'MoveTheOneEip',
+        sid: props.groups.length > 1 ? 'MoveTheGroupsEips' : 'MoveTheOneEip',
         actions: ['ec2:AssociateAddress', 'ec2:DisassociateAddress'],
-        resources: [arn(`elastic-ip/${props.eipAllocationId}`)],
+        resources: props.groups.map((g) => arn(`elastic-ip/${g.allocationId}`)),
       }),
       // The slots' lifecycle actions: attach a slot's interface to its new instance, source/dest check
       // off on it, the draining tag on one being terminated — this deployment's tagged resources only.
@@ -221,7 +234,7 @@ export class FailoverFunction extends Construct {
         sid: 'SlotLifecycleActions',
         // and a rollout's one call: a group replaces its instance (through its terminating hook).
         actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat', 'autoscaling:TerminateInstanceInAutoScalingGroup'],
-        resources: props.config.availabilityZones.map((_, i) => arn(`autoScalingGroup:*:autoScalingGroupName/${slotGroupName(props.config.deploymentId, i)}`, 'autoscaling')),
+        resources: Array.from({ length: slotCountOf(props.config) }, (_, i) => arn(`autoScalingGroup:*:autoScalingGroupName/${slotGroupName(props.config.deploymentId, i)}`, 'autoscaling')),
       }),
       new iam.PolicyStatement({
         sid: 'Events',
@@ -245,7 +258,7 @@ export class FailoverFunction extends Construct {
             : `The slots' interfaces and instances are found at run time; every statement on ${r} requires this deployment's tag (aws:ResourceTag).`,
       });
     }
-    for (let i = 0; i < props.config.availabilityZones.length; i++) {
+    for (let i = 0; i < slotCountOf(props.config); i++) {
       cdk.Validations.of(role).acknowledge({
         id: `AwsSolutions-IAM5[Resource::arn:${nagValue(stack.partition, 'AWS::Partition')}:autoscaling:${nagValue(stack.region, 'AWS::Region')}:${nagValue(stack.account, 'AWS::AccountId')}:autoScalingGroup:*:autoScalingGroupName/${slotGroupName(props.config.deploymentId, i)}]`,
         reason: 'An Auto Scaling group ARN carries a generated id; the group is named by the stack and the statement names it.',

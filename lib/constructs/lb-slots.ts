@@ -8,11 +8,11 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import type { LoxihaConfig } from '../config.ts';
+import { type LoxihaConfig, slotCountOf, vipGroupsOf } from '../config.ts';
 import { KERNEL_PREREQUISITES } from '../../agent/host/prerequisites.ts';
 import { AGENT_NODE_FLAGS, bundleAgent } from '../agent-bundle.ts';
 import { AGENT_API_TOKEN_FILE, LIFECYCLE_HOOKS, type LifecycleHookMetadata, METRICS, namePrefix, ROLE, SLOT_READY_TIMEOUT_SECONDS, slotGroupName, SYNC_KEY_FILE, TAG } from '../contract.ts';
-import { agentConfigFor, lbIngressIp, lbInstanceIp } from '../topology.ts';
+import { agentConfigFor, lbIngressIp, lbInstanceIp, slotZone } from '../topology.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -146,8 +146,9 @@ export class LbSlots extends Construct {
     // Each slot's new instance tells CloudFormation it is ready (creation and rolling updates wait for it).
     this.role.addToPolicy(new iam.PolicyStatement({ sid: 'SignalReady', actions: ['cloudformation:SignalResource'], resources: [stack.stackId] }));
 
-    const slotInterfaces = config.availabilityZones.map((_, index) => this.slotInterface(index, props));
-    this.slots = config.availabilityZones.map((_, index) => {
+    const slotIndexes = Array.from({ length: slotCountOf(config) }, (_, i) => i);
+    const slotInterfaces = slotIndexes.map((index) => this.slotInterface(index, props));
+    this.slots = slotIndexes.map((index) => {
       const selfIp = lbInstanceIp(config, index);
       const groupName = slotGroupName(config.deploymentId, index);
       const agentConfig = agentConfigFor(config, index, {
@@ -170,7 +171,7 @@ export class LbSlots extends Construct {
       });
       const group = new autoscaling.AutoScalingGroup(this, `Slot${index}`, {
         vpc: props.vpc,
-        vpcSubnets: { subnets: [props.subnets[index]!] },
+        vpcSubnets: { subnets: [props.subnets[slotZone(config, index)]!] },
         autoScalingGroupName: groupName,
         launchTemplate,
         minCapacity: 1,
@@ -274,13 +275,14 @@ LOXIHA_EOF`,
    */
   private slotInterface(index: number, props: LbSlotsProps): ec2.CfnNetworkInterface {
     const { config } = props;
-    const ingress = config.strategy === 'route' ? lbIngressIp(config, index) : undefined;
+    // route: one ingress IP per VIP group (the default group's first), whichever groups the slot owns now.
+    const ingress = config.strategy === 'route' ? vipGroupsOf(config).map((_, g) => lbIngressIp(config, index, g)) : [];
     return new ec2.CfnNetworkInterface(this, `Slot${index}Interface`, {
-      subnetId: props.subnets[index]!.subnetId,
+      subnetId: props.subnets[slotZone(config, index)]!.subnetId,
       groupSet: [props.securityGroup.securityGroupId],
-      privateIpAddresses: [{ privateIpAddress: lbInstanceIp(config, index), primary: true }, ...(ingress ? [{ privateIpAddress: ingress, primary: false }] : [])],
+      privateIpAddresses: [{ privateIpAddress: lbInstanceIp(config, index), primary: true }, ...ingress.map((ip) => ({ privateIpAddress: ip, primary: false }))],
       sourceDestCheck: false,
-      description: `loxiha ${config.deploymentId} slot ${index}${ingress ? `, ingress IP ${ingress}` : ''}`,
+      description: `loxiha ${config.deploymentId} slot ${index}${ingress.length ? `, ingress IP${ingress.length > 1 ? 's' : ''} ${ingress.join(' ')}` : ''}`,
       tags: [
         { key: TAG.deployment, value: config.deploymentId },
         { key: TAG.role, value: ROLE.slotInterface },

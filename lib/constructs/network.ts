@@ -2,8 +2,8 @@ import * as cdk from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import type { LoxihaConfig } from '../config.ts';
-import { namePrefix, ROLE, TAG } from '../contract.ts';
+import { type LoxihaConfig, vipGroupsOf } from '../config.ts';
+import { DEFAULT_GROUP, namePrefix, ROLE, TAG } from '../contract.ts';
 import { cidrContains, cidrsOverlap } from '../net/cidr.ts';
 
 export interface NetworkProps {
@@ -61,7 +61,7 @@ export class Network extends Construct {
       this.internetGatewayId = vpc.internetGatewayId!;
       gatewayDependency = vpc.node.findChild('VPCGW');
       const generated = [...vpc.publicSubnets, ...vpc.privateSubnets].map((s) => s.ipv4CidrBlock);
-      const ours = [...config.lbSubnetCidrs, ...(config.strategy === 'eni' ? [config.cloudCidrBlock] : [])];
+      const ours = [...config.lbSubnetCidrs, ...vipGroupsOf(config).flatMap((g) => (g.cloudCidrBlock ? [g.cloudCidrBlock] : []))];
       const clash = ours.flatMap((o) => generated.filter((g) => cidrsOverlap(o, g)).map((g) => `${o} overlaps the VPC's generated subnet ${g}`));
       if (clash.length) throw new Error(`loxiha network layout: ${clash.join('; ')}. Choose LB subnets and cloudCidrBlock above ${generated.at(-1)}.`);
     } else {
@@ -74,10 +74,13 @@ export class Network extends Construct {
       this.internetGatewayId = config.vpc.internetGatewayId;
     }
 
-    const blockNeedsAssociation =
-      config.strategy === 'eni' && ('cidr' in config.vpc ? !cidrContains(config.vpc.cidr, config.cloudCidrBlock) : !config.vpc.cloudCidrBlockAssociated);
-    if (blockNeedsAssociation) {
-      const assoc = new ec2.CfnVPCCidrBlock(this, 'CloudCidrBlock', { vpcId: this.vpc.vpcId, cidrBlock: config.cloudCidrBlock });
+    // eni: each VIP group's block (the default group's is cloudCidrBlock) is associated with the VPC
+    // when outside its CIDR; the default group's keeps its construct id.
+    for (const g of config.strategy === 'eni' ? vipGroupsOf(config) : []) {
+      const block = g.cloudCidrBlock!;
+      const needsAssociation = 'cidr' in config.vpc ? !cidrContains(config.vpc.cidr, block) : g.name === DEFAULT_GROUP ? !config.vpc.cloudCidrBlockAssociated : true;
+      if (!needsAssociation) continue;
+      const assoc = new ec2.CfnVPCCidrBlock(this, g.name === DEFAULT_GROUP ? 'CloudCidrBlock' : `CloudCidrBlock-${g.name}`, { vpcId: this.vpc.vpcId, cidrBlock: block });
       this.floatingPrerequisites.push(assoc);
     }
 

@@ -7,7 +7,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { handlerCode } from '../bundling/handler-code.ts';
-import type { LoxihaConfig } from '../config.ts';
+import { type LoxihaConfig, slotCountOf } from '../config.ts';
 import { ROTATION_ENV, ROTATION_SERVICE_NAME, type SecretKind, slotGroupName, TAG } from '../contract.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -41,7 +41,7 @@ export class SecretRotation extends Construct {
       description: `loxiha ${config.deploymentId}: rotates the agents' API token and sync key, making a new value current only once every LB instance uses it`,
       environment: {
         [ROTATION_ENV.deploymentId]: config.deploymentId,
-        [ROTATION_ENV.slotGroups]: config.availabilityZones.map((_, i) => slotGroupName(config.deploymentId, i)).join(','),
+        [ROTATION_ENV.slotGroups]: Array.from({ length: slotCountOf(config) }, (_, i) => slotGroupName(config.deploymentId, i)).join(','),
         [ROTATION_ENV.confirmTimeoutSeconds]: String(CONFIRM_TIMEOUT_SECONDS),
         POWERTOOLS_SERVICE_NAME: ROTATION_SERVICE_NAME,
       },

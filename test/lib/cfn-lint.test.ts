@@ -15,7 +15,7 @@ describe.skipIf(!available)('cfn-lint', () => {
   const cases: [string, string, Record<string, unknown>][] = [
     ['production', 'production', {}],
     ['sim', 'sim', {}],
-    ['sim with strategy route', 'sim', { strategy: 'route', vip: '100.127.0.10' }],
+    ['sim with strategy route, three VIP groups over two slots in each of three zones', 'sim', { strategy: 'route', vip: '100.127.0.10', availabilityZones: ['us-east-1a', 'us-east-1b', 'us-east-1c'], lbSubnetCidrs: ['100.64.218.0/24', '100.64.228.0/24', '100.64.238.0/24'], slotsPerAz: 2, groups: [{ name: 'g1', vip: '100.127.1.10' }, { name: 'g2', vip: '100.127.2.10' }] }],
   ];
   for (const [name, profile, overrides] of cases) {
     it(`finds no errors in the ${name} template`, () => {

@@ -42,8 +42,8 @@ describe('cdk-nag AwsSolutions', () => {
     expect(nagFindings('sim')).toEqual([]);
   });
 
-  it('has zero unacknowledged findings with strategy route', () => {
-    expect(nagFindings('sim', undefined, { strategy: 'route', vip: '100.127.0.10' })).toEqual([]);
+  it('has zero unacknowledged findings with strategy route, three VIP groups over two slots in each of three zones', () => {
+    expect(nagFindings('sim', undefined, { strategy: 'route', vip: '100.127.0.10', availabilityZones: ['us-east-1a', 'us-east-1b', 'us-east-1c'], lbSubnetCidrs: ['100.64.218.0/24', '100.64.228.0/24', '100.64.238.0/24'], slotsPerAz: 2, groups: [{ name: 'g1', vip: '100.127.1.10' }, { name: 'g2', vip: '100.127.2.10' }] })).toEqual([]);
   });
 
   it('fails when a new unacknowledged finding appears', () => {
