@@ -22,8 +22,11 @@ import { SERVICE_MARK_FILTER } from './sync/conntrack-events.ts';
 import { hostAnswers, tcpReach } from './net/tcp-connects.ts';
 import { listen } from './net/listen.ts';
 import type { PeerBeat } from './ha/peer-message.ts';
-import { observeIngressOnAws, observeLocally, observeOnAws, RoleWatcher } from './ha/role.ts';
-import { runIp, VipPath } from './ha/vip-path.ts';
+import { type Observation, observeIngressOnAws, observeLocally, observeOnAws, RoleWatcher } from './ha/role.ts';
+import { pathSlotOf, runIp, VipPath } from './ha/vip-path.ts';
+import { GroupRoles } from './ha/group-roles.ts';
+import { type AgentVipGroup, agentVipGroups, groupAliases, groupDestinationRewrites, groupOfService, servedOnGroupVip } from './ha/vip-groups.ts';
+import { groupRouteMark } from './datapath/render.ts';
 import { type FastPathRequest, HA_ROLE, SECRET_KIND, type SecretKind } from '../lib/contract.ts';
 import { SecretMirror } from './secret-mirror.ts';
 import { type AddressAliases, type Service, serviceKey } from './services/model.ts';
@@ -103,9 +106,15 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   const nft = new Nft(config.nftTable);
   const flowtables = await nft.flowtablesSupported();
   if (!flowtables) log('warn', 'this kernel has no nftables flowtables: established flows take the regular path');
-  // Route strategy: clients' packets arrive at this instance's ingress IP, served as the VIP's.
-  const aliases: AddressAliases = config.strategy === 'route' && config.ingressIp ? new Map([[config.vip, [config.ingressIp]]]) : new Map();
-  const datapath = new Datapath(nft, { table: config.nftTable, hashSeed: config.hashSeed, flowtableDevices: flowtables && config.dataInterfaces.length ? config.dataInterfaces : undefined, aliases });
+  // The VIP groups (one unless the config lists more): each served on its VIP, its flows routed by its own mark.
+  const groups = agentVipGroups(config);
+  // Route strategy: clients' packets arrive at this instance's ingress IP (per group), served as the VIP's.
+  const aliases: AddressAliases = groupAliases(groups, config.strategy);
+  const routeMarkOf = groups.length > 1 ? (s: Service) => {
+    const g = groupOfService(s, groups);
+    return g.position === 0 ? undefined : groupRouteMark(g.position);
+  } : undefined;
+  const datapath = new Datapath(nft, { table: config.nftTable, hashSeed: config.hashSeed, flowtableDevices: flowtables && config.dataInterfaces.length ? config.dataInterfaces : undefined, aliases, ...(routeMarkOf ? { routeMarkOf } : {}) });
   datapath.onWarn = (msg, extra) => log('warn', msg, extra);
   const store = new StateStore(config.stateDir);
   const saved = store.load();
@@ -155,30 +164,22 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
 
   // One metadata client (one session token) for the role watcher and the heartbeat's instance id.
   const imds = config.aws ? new Imds(config.aws.imdsEndpoint) : undefined;
-  const roles = new RoleWatcher({
-    observe: imds ? (config.strategy === 'route' ? observeIngressOnAws(imds, config.ingressIp!) : observeOnAws(imds, config.vip)) : observeLocally(config.vip, undefined, (n) => log('warn', 'this host has the VIP but does not count as carrying it', { vip: config.vip, ...n })),
-    intervalMs: imds ? ROLE_POLL_MS : LOCAL_ROLE_POLL_MS,
-    onChange: (role, previous) => {
-      log(previous ? 'warn' : 'info', 'HA role', { role, previous, vip: config.vip });
-      syncRef?.setOwner(role === HA_ROLE.master);
-    },
-    onError: (e) => log('warn', imds ? 'cannot read this instance’s addresses from IMDS; keeping the last role' : 'cannot read this host’s addresses; keeping the last role', { error: e.message }),
+  const several = groups.length > 1;
+  // A role per group, from where its VIP lives; the agent is MASTER (streams its flows) while it owns any.
+  const roles = new GroupRoles(groups, (g) => {
+    const watcher = new RoleWatcher({
+      observe: imds ? (config.strategy === 'route' ? observeIngressOnAws(imds, g.ingressIp!) : observeOnAws(imds, g.vip)) : observeLocally(g.vip, undefined, (n) => log('warn', 'this host has the VIP but does not count as carrying it', { vip: g.vip, ...n })),
+      intervalMs: imds ? ROLE_POLL_MS : LOCAL_ROLE_POLL_MS,
+      onChange: (role, previous) => {
+        log(previous ? 'warn' : 'info', 'HA role', { role, previous, vip: g.vip, ...(several ? { group: g.name } : {}) });
+        syncRef?.setOwner(roles.current === HA_ROLE.master, roles.owned());
+      },
+      onError: (e) => log('warn', imds ? 'cannot read this instance’s addresses from IMDS; keeping the last role' : 'cannot read this host’s addresses; keeping the last role', { error: e.message, ...(several ? { group: g.name } : {}) }),
+    });
+    // With the route strategy the VIP's routes point at the primary interface: no interface to set up.
+    if (config.strategy === 'eni') watcher.onObservation = vipPathFollower(g, imds !== undefined, several);
+    return watcher;
   });
-  // On AWS IMDS says where the VIP is, and a bare hot-plugged ENI needs its address; elsewhere the address is the signal, never the agent's to put back.
-  const vipPath = new VipPath({ vip: config.vip, manageInterface: imds !== undefined });
-  let pathTrouble: string | undefined;
-  // With the route strategy the VIP's routes point at the primary interface: no interface to set up.
-  if (config.strategy === 'eni') roles.onObservation = async (o) => {
-    let trouble: string | undefined;
-    try {
-      if (o.role === HA_ROLE.master && !o.iface) trouble = 'the VIP is attached to this instance but its interface is not visible yet (or IMDS gives no subnet for it)';
-      else if (await vipPath.ensure(o.role === HA_ROLE.master ? o.iface : undefined)) log('info', o.iface && o.role === HA_ROLE.master ? 'VIP path set up: load-balanced flows leave through the VIP’s interface' : 'VIP path removed', { ...o.iface });
-    } catch (e) {
-      trouble = `cannot set up the VIP's path: ${(e as Error).message}`;
-    }
-    if (trouble && trouble !== pathTrouble) log('warn', trouble, { vip: config.vip });
-    pathTrouble = trouble;
-  };
   roles.start();
 
   /**
@@ -233,6 +234,19 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
       if (!st) return { ...base, sync: 0, syncState: 'off' };
       return { ...base, sync: st.inSync ? 1 : 0, syncMode: st.mode, syncState: st.inSync ? 'in-sync' : st.peers.map((p) => `${p.ip}:${p.state}`).join(','), syncLagSeconds: Math.round(st.lagSeconds * 1000) / 1000, syncEntries: st.entries, syncResyncs: st.resyncs, syncRejected: st.rejected, ...(st.kernelRefused ? { syncKernelRefused: st.kernelRefused } : {}) };
     },
+    ...(several
+      ? {
+          served: (s: Service) => servedOnGroupVip(s, groups),
+          // A row per group: `group/<name>`, its role here, its VIP, whether this instance is in sync for it.
+          groupRoles: () => {
+            const inSync = peers?.sync?.status().groups ?? {};
+            return roles.rows().map((g) => {
+              const owned = g.state === HA_ROLE.master;
+              return { instance: `group/${g.group}`, state: g.state ?? config.initialRole, vip: g.vip, sync: inSync[g.group] ? 1 : 0, syncMode: peers?.sync ? (owned ? 'sending' : 'receiving') : '', syncState: peers?.sync ? (inSync[g.group] ? 'in-sync' : 'not-in-sync') : 'off' };
+            });
+          },
+        }
+      : {}),
     onRolePush: (p) => {
       pushed = { state: p.state, at: new Date().toISOString() };
       log('info', 'ignored a role push: the failover function is the authority on the VIP', { pushed });
@@ -250,7 +264,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   // any is accepted, for heartbeats and sync sessions alike; re-read when it changes, without a restart.
   const syncKeys = config.sync.secretFile ? new SecretRing(config.sync.secretFile, 32) : undefined;
   if (mirrors.syncKey && syncKeys) mirrors.syncKey.onWritten = () => syncKeys.refresh();
-  const peers = await startPeerLink(config, syncKeys, () => ({ role: roles.current ?? config.initialRole, instanceId }), () => registry.list(), aliases, servicesLedger);
+  const peers = await startPeerLink(config, groups, syncKeys, () => ({ role: roles.current ?? config.initialRole, instanceId }), () => registry.list(), aliases, servicesLedger);
   syncRef = peers?.sync;
   // To the function: the kernel prerequisites (a hard gate: never the VIP's place without them) and,
   // apart, whether its services match the owner's (a preference: a survivor that differs is still
@@ -269,7 +283,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   const heartbeat = config.aws && imds ? await startHeartbeat(config.deploymentId, config.instanceIndex, config.aws, imds, (id) => (instanceId = id), syncState) : undefined;
   if (!config.aws) log('info', 'no aws section in the config: no CloudWatch heartbeats (the failover function will not see this agent)');
   // The role may have been seen before sync started: stream now if this instance owns the VIP.
-  syncRef?.setOwner((roles.current ?? config.initialRole) === HA_ROLE.master);
+  syncRef?.setOwner((roles.current ?? config.initialRole) === HA_ROLE.master, roles.owned());
 
   return {
     stop: async () => {
@@ -288,6 +302,28 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
     },
+  };
+}
+
+/**
+ * A group's VIP path follows its role (eni): set up on the interface that carries its VIP while it
+ * is here, removed when it leaves. On AWS IMDS says where the VIP is, and a bare hot-plugged ENI needs
+ * its address; elsewhere the address is the signal, never the agent's to put back.
+ */
+function vipPathFollower(g: AgentVipGroup, onAws: boolean, several: boolean): (o: Observation) => Promise<void> {
+  const vipPath = new VipPath({ vip: g.vip, manageInterface: onAws, slot: pathSlotOf(g.position) });
+  const named = several ? { group: g.name } : {};
+  let pathTrouble: string | undefined;
+  return async (o) => {
+    let trouble: string | undefined;
+    try {
+      if (o.role === HA_ROLE.master && !o.iface) trouble = 'the VIP is attached to this instance but its interface is not visible yet (or IMDS gives no subnet for it)';
+      else if (await vipPath.ensure(o.role === HA_ROLE.master ? o.iface : undefined)) log('info', o.iface && o.role === HA_ROLE.master ? 'VIP path set up: load-balanced flows leave through the VIP’s interface' : 'VIP path removed', { ...o.iface, ...named });
+    } catch (e) {
+      trouble = `cannot set up the VIP's path: ${(e as Error).message}`;
+    }
+    if (trouble && trouble !== pathTrouble) log('warn', trouble, { vip: g.vip, ...named });
+    pathTrouble = trouble;
   };
 }
 
@@ -378,7 +414,7 @@ async function startHeartbeat(deploymentId: string, slot: number, aws: NonNullab
  * VIP (asynchronous invoke; the function decides). No key, no peer channels: they are never
  * unauthenticated.
  */
-async function startPeerLink(config: AgentConfig, ring: SecretRing | undefined, me: () => { role: PeerBeat['role']; instanceId: string | null }, services: () => Service[], aliases: AddressAliases, ledger: SessionSyncOptions['ledger']): Promise<{ stop: () => void; sync: SessionSync | undefined; beatsRejected: () => Record<string, number> } | undefined> {
+async function startPeerLink(config: AgentConfig, groups: readonly AgentVipGroup[], ring: SecretRing | undefined, me: () => { role: PeerBeat['role']; instanceId: string | null }, services: () => Service[], aliases: AddressAliases, ledger: SessionSyncOptions['ledger']): Promise<{ stop: () => void; sync: SessionSync | undefined; beatsRejected: () => Record<string, number> } | undefined> {
   if (config.peers.length === 0) return undefined;
   if (!ring?.current()) {
     log('warn', 'peer heartbeats and session sync off: no sync key of 32+ characters (sync.secretFile); the fast path is off too', { file: config.sync.secretFile });
@@ -427,7 +463,8 @@ async function startPeerLink(config: AgentConfig, ring: SecretRing | undefined, 
     aliases,
     realtimePriority: config.sync.realtimePriority,
     ledger,
-    rewriteDestination: config.strategy === 'route' && config.ingressIp ? new Map(config.peers.filter((p) => p.ingressIp).map((p) => [p.ingressIp!, config.ingressIp!])) : undefined,
+    rewriteDestination: groupDestinationRewrites(groups),
+    ...(groups.length > 1 ? { groups: { names: groups.map((g) => g.name), ofService: (s: Service) => groupOfService(s, groups).name } } : {}),
     log: (level, msg, extra) => log(level, msg, extra),
   });
   try {
@@ -445,7 +482,7 @@ async function startPeerLink(config: AgentConfig, ring: SecretRing | undefined, 
     lossAfterMs: config.sync.peerLossAfterMs,
     me,
     onLost: (peer) => {
-      const decision = fastPathDecision(peer, me().role);
+      const decision = fastPathDecision(peer, me().role, groups.length > 1);
       log('warn', 'peer lost', { peer: peer.index, ip: peer.ip, role: peer.role, instanceId: peer.instanceId, fastPath: decision.invoke ? 'invoking the failover function' : decision.why });
       if (!decision.invoke) return;
       if (!invoke) return log('warn', 'fast path: no aws section, cannot invoke the failover function');

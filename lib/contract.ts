@@ -426,6 +426,29 @@ export const agentConfigSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * VIP groups besides the default one (the top-level `vip`, `ingressIp`). Each has its own VIP, the
+     * public address kube-loxilb names its services by (its pool's EIP: a service for that address is
+     * served on the group's VIP, whatever privateIP kube-loxilb sent, since kube-loxilb has one
+     * privateCIDR for every pool) and, with `route`, this instance's ingress IP for it.
+     */
+    groups: z
+      .array(
+        z
+          .object({
+            name: z.string().regex(GROUP_NAME_PATTERN).refine((n) => n !== DEFAULT_GROUP, `"${DEFAULT_GROUP}" is the top-level vip's group`),
+            vip: ipv4Schema,
+            publicIp: ipv4Schema.optional(),
+            ingressIp: ipv4Schema.optional(),
+            /** route: each peer's ingress IP for this group, by peer index (synced flows' destinations are rewritten to ours). */
+            peerIngressIps: z.record(z.string().regex(/^\d+$/), ipv4Schema).optional(),
+          })
+          .strict(),
+      )
+      .max(31)
+      .default([]),
+    /** The default group's public address (its EIP), when known: kube-loxilb's services for it. */
+    publicIp: ipv4Schema.optional(),
     /** Where the services are persisted. */
     stateDir: z.string().default('/var/lib/loxiha'),
     /** nftables table the agent owns (inet family). */
@@ -436,7 +459,19 @@ export const agentConfigSchema = z
     hashSeed: z.number().int().min(0).max(0xffffffff).default(0x10a1ba),
   })
   .strict()
-  .refine((c) => c.strategy !== 'route' || c.ingressIp !== undefined, { path: ['ingressIp'], message: 'strategy "route" needs this instance\'s ingress IP' });
+  .refine((c) => c.strategy !== 'route' || c.ingressIp !== undefined, { path: ['ingressIp'], message: 'strategy "route" needs this instance\'s ingress IP' })
+  .superRefine((c, ctx) => {
+    const names = new Set<string>();
+    const vips = new Set([c.vip]);
+    for (const [i, g] of c.groups.entries()) {
+      if (names.has(g.name)) ctx.addIssue({ code: 'custom', path: ['groups', i, 'name'], message: `"${g.name}" is already a group's name` });
+      if (vips.has(g.vip)) ctx.addIssue({ code: 'custom', path: ['groups', i, 'vip'], message: `${g.vip} is already a group's VIP` });
+      if (c.strategy === 'route' && !g.ingressIp) ctx.addIssue({ code: 'custom', path: ['groups', i, 'ingressIp'], message: 'strategy "route" needs this instance\'s ingress IP for each group' });
+      if (!g.publicIp) ctx.addIssue({ code: 'custom', path: ['groups', i, 'publicIp'], message: "needed: kube-loxilb names a group's services by its EIP" });
+      names.add(g.name);
+      vips.add(g.vip);
+    }
+  });
 
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
 export type AgentConfigInput = z.input<typeof agentConfigSchema>;

@@ -74,6 +74,7 @@ export class LoxihaStack extends cdk.Stack {
       failoverFunctionArn: this.failover.agentEntry.functionArn,
       failoverFunctionName: this.failover.agentEntry.functionArn,
       apiToken: apiToken.secret,
+      groups: this.groups,
     });
 
     this.rotation = new SecretRotation(this, 'SecretRotation', {

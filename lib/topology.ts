@@ -64,8 +64,23 @@ export function agentConfigFor(
   config: Pick<LoxihaConfig, 'deploymentId' | 'lbSubnetCidrs' | 'availabilityZones' | 'vip' | 'cloudCidrBlock' | 'strategy'> & { slotsPerAz?: number },
   index: number,
   aws: Omit<NonNullable<AgentConfigInput['aws']>, 'metricNamespace'>,
+  /** Several VIP groups (vipGroupsOf order, the default first) with their EIPs' public addresses. */
+  groups: ReadonlyArray<{ name: string; vip: string; publicIp: string }> = [],
 ): AgentConfigInput {
+  const route = config.strategy === 'route';
+  const peerIndexes = lbInstanceIps(config).map((_, j) => j).filter((j) => j !== index);
   return {
+    ...(groups.length > 1
+      ? {
+          publicIp: groups[0]!.publicIp,
+          groups: groups.slice(1).map((g, k) => ({
+            name: g.name,
+            vip: g.vip,
+            publicIp: g.publicIp,
+            ...(route ? { ingressIp: lbIngressIp(config, index, k + 1), peerIngressIps: Object.fromEntries(peerIndexes.map((j) => [String(j), lbIngressIp(config, j, k + 1)])) } : {}),
+          })),
+        }
+      : {}),
     deploymentId: config.deploymentId,
     instanceIndex: index,
     selfIp: lbInstanceIp(config, index),

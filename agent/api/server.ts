@@ -24,6 +24,10 @@ export interface ApiDeps {
   /** The HA role; with session sync running, its state too (extra fields LoxiLB's clients ignore). */
   role: () => { instance: string; state: string; vip: string; sync: number } & Partial<Record<'syncMode' | 'syncState', string> & Record<'syncLagSeconds' | 'syncEntries' | 'syncResyncs', number> & { syncRejected: Record<string, number>; syncKernelRefused: Record<string, number> }>;
   onRolePush: (push: { instance: string; state: string; vip: string }) => void;
+  /** Several VIP groups: a row per group after the agent's own (its role for that group, its VIP, in sync for it). */
+  groupRoles?: () => Array<{ instance: string; state: string; vip: string; sync: number; syncMode: string; syncState: string }>;
+  /** The service as this agent serves it (several VIP groups: on its group's VIP); unset: as asked. */
+  served?: (s: Service) => Service;
   /** The API token; or, to follow a rotation, the tokens accepted now (any of them; empty: none required). */
   token?: string | (() => readonly string[]);
   /** Told which accepted token opened each call: a rotation waits until the callers use the new one. */
@@ -154,7 +158,7 @@ export function createApi(d: ApiDeps): Server {
     if (path === '/config/loadbalancer' && method === 'POST') {
       const parsed = loadbalanceEntrySchema.safeParse(foldKeys(await readJson(req)));
       if (!parsed.success) throw new HttpError(400, describeZodError(parsed.error));
-      const service = toService(parsed.data);
+      const service = d.served ? d.served(toService(parsed.data)) : toService(parsed.data);
       await change(() => d.registry.set(service, parsed.data.serviceArguments.oper as Oper));
       d.log('load balancer set', { service: serviceKey(service), endpoints: service.endpoints.length });
       return send(res, 200, { result: 'Success' });
@@ -195,7 +199,7 @@ export function createApi(d: ApiDeps): Server {
       return send(res, 200, { result: 'Success' });
     }
 
-    if (path === '/config/cistate/all' && method === 'GET') return send(res, 200, { Attr: [d.role()] });
+    if (path === '/config/cistate/all' && method === 'GET') return send(res, 200, { Attr: [d.role(), ...(d.groupRoles?.() ?? [])] });
     if (path === '/config/cistate' && method === 'POST') {
       const parsed = ciStateSchema.safeParse(foldKeys(await readJson(req)));
       if (!parsed.success) throw new HttpError(400, describeZodError(parsed.error));

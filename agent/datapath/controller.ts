@@ -25,6 +25,8 @@ export interface DatapathOptions {
   flowtableDevices?: string[];
   /** Addresses served as others (route strategy: the ingress IP as the VIP). */
   aliases?: AddressAliases;
+  /** The routing mark of a service's VIP group when it is not the default group's (several groups). */
+  routeMarkOf?: (s: Service) => number | undefined;
 }
 
 export interface ServiceCounters {
@@ -116,7 +118,7 @@ export class Datapath {
     this.services = new Map(services.map((s) => [serviceKey(s), s]));
     this.downSet = new Set(down);
     this.ledger = this.freshLedger();
-    for (const [k, s] of this.services) this.ledger.put(k, contribution(s, this.downSet, this.o.hashSeed, this.o.aliases));
+    for (const [k, s] of this.services) this.ledger.put(k, contribution(s, this.downSet, this.o.hashSeed, this.o.aliases, this.o.routeMarkOf));
   }
 
   /**
@@ -139,7 +141,7 @@ export class Datapath {
             for (const [k, s] of changes) {
               const before = services.get(k);
               if (before === s) continue;
-              this.ledger.put(k, s ? contribution(s, down, this.o.hashSeed, this.o.aliases) : undefined);
+              this.ledger.put(k, s ? contribution(s, down, this.o.hashSeed, this.o.aliases, this.o.routeMarkOf) : undefined);
               staged.push([k, before]);
               if (s) services.set(k, s);
               else services.delete(k);
@@ -147,7 +149,7 @@ export class Datapath {
           } catch (e) {
             // Undo this call's earlier puts: a call is staged whole or not at all.
             for (const [k, before] of staged.reverse()) {
-              this.ledger.put(k, before ? contribution(before, down, this.o.hashSeed, this.o.aliases) : undefined);
+              this.ledger.put(k, before ? contribution(before, down, this.o.hashSeed, this.o.aliases, this.o.routeMarkOf) : undefined);
               if (before) services.set(k, before);
               else services.delete(k);
             }
@@ -161,7 +163,7 @@ export class Datapath {
           down = new Set(next);
           for (const k of affected) {
             const s = services.get(k);
-            if (s) this.ledger.put(k, contribution(s, down, this.o.hashSeed, this.o.aliases));
+            if (s) this.ledger.put(k, contribution(s, down, this.o.hashSeed, this.o.aliases, this.o.routeMarkOf));
           }
         },
       };

@@ -138,7 +138,7 @@ export class Ledger {
   private view(keys: Iterable<string>, value: (k: string) => string | undefined): Model {
     const m: Model = {
       sets: { vips: new Set(), service_marks: new Set(), endpoints: new Set(), ep_stats: new Set(), restricted: new Set(), allowed: new Set() },
-      maps: { marks: new Map(), services: new Map(), snat_to: new Map(), timeouts: new Map() },
+      maps: { marks: new Map(), services: new Map(), snat_to: new Map(), timeouts: new Map(), route_marks: new Map() },
       groups: new Map(),
       slots: new Map(),
       idle: new Map(),

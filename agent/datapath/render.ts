@@ -32,6 +32,8 @@ export interface RenderInput {
   counters?: ReadonlyMap<string, CounterValue>;
   /** Interfaces for the flowtable fast path, when the kernel has flowtables. */
   flowtableDevices?: string[];
+  /** The routing mark of a service's VIP group, when not the default group's. */
+  routeMarkOf?: (s: Service) => number | undefined;
 }
 
 export interface Rendered {
@@ -53,6 +55,17 @@ export const SERVICE_MARK_BIT = 0x80000000;
  * VIP's interface, a policy rule on this bit sends them out through it (agent/ha/vip-path.ts).
  */
 export const ROUTE_MARK_BIT = 0x40000000;
+
+/**
+ * The routing mark of the VIP group at position k ≥ 1 (the default group's is ROUTE_MARK_BIT): k in
+ * bits 24–28, apart from the slot index the packet mark carries below (< 2^8) and from
+ * ROUTE_MARK_BIT, so each group's rule matches its own flows alone (agent/ha/vip-path.ts).
+ */
+export const GROUP_ROUTE_MARK_MASK = 0x1f000000;
+export function groupRouteMark(position: number): number {
+  if (!Number.isInteger(position) || position < 1 || position > 31) throw new RangeError(`a group position is 1–31, got ${position}`);
+  return (position << 24) >>> 0;
+}
 
 /**
  * Stable per-service id: the same on every instance and across restarts (it is the ct mark of
@@ -120,7 +133,7 @@ export interface IdleTimeout {
 }
 
 export type SetName = 'vips' | 'service_marks' | 'endpoints' | 'ep_stats' | 'restricted' | 'allowed';
-export type MapName = 'marks' | 'services' | 'snat_to' | 'timeouts';
+export type MapName = 'marks' | 'services' | 'snat_to' | 'timeouts' | 'route_marks';
 
 /** The desired table as data: what `diffText` compares and `fullText` prints. */
 export interface Model {
@@ -162,6 +175,8 @@ const MAP_TYPES: Record<keyof Model['maps'], string> = {
   snat_to: 'type mark : ipv4_addr',
   // service → the chain that sets its idle timeout (nft 1.0 has no `ct timeout` object maps).
   timeouts: 'type ipv4_addr . inet_proto . inet_service : verdict',
+  // service → the routing mark of its VIP group's path (groups other than the default one).
+  route_marks: 'type mark : mark',
 };
 
 /**
@@ -221,17 +236,20 @@ function baseChains(flowtable: boolean): string[] {
     `\tchain nat_pre {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tip daddr . meta l4proto . th dport vmap @services\n\t}`,
     // After the service is chosen (dstnat), every packet of a load-balanced flow, either way, is
     // marked for policy routing out through the VIP's interface.
-    `\tchain route_mark {\n\t\ttype filter hook prerouting priority -90; policy accept;\n\t\tct mark & ${hex(SERVICE_MARK_BIT)} == ${hex(SERVICE_MARK_BIT)} meta mark set meta mark | ${hex(ROUTE_MARK_BIT)}\n\t}`,
+    // A service of another VIP group than the default takes its group's mark (a miss leaves the rule).
+    `\tchain route_mark {\n\t\ttype filter hook prerouting priority -90; policy accept;\n\t\tmeta mark set ct mark map @route_marks accept\n\t\tct mark & ${hex(SERVICE_MARK_BIT)} == ${hex(SERVICE_MARK_BIT)} meta mark set meta mark | ${hex(ROUTE_MARK_BIT)}\n\t}`,
     `\tchain nat_post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tsnat ip to ct mark map @snat_to\n\t}`,
     ...(flowtable ? [`\tchain filter_fwd {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct mark @service_marks meta l4proto { tcp, udp } flow add @fastpath\n\t}`] : []),
   ];
 }
 
 /** What one service puts into the table, given which endpoints are down. Pure. */
-export function contribution(s: Service, down: ReadonlySet<string>, seed: number, aliases?: AddressAliases): Contribution {
-  const c: Contribution = { sets: { service_marks: [], endpoints: [], ep_stats: [], vips: [], restricted: [], allowed: [] }, maps: { marks: [], services: [], snat_to: [], timeouts: [] }, slots: [] };
+export function contribution(s: Service, down: ReadonlySet<string>, seed: number, aliases?: AddressAliases, routeMarkOf?: (s: Service) => number | undefined): Contribution {
+  const c: Contribution = { sets: { service_marks: [], endpoints: [], ep_stats: [], vips: [], restricted: [], allowed: [] }, maps: { marks: [], services: [], snat_to: [], timeouts: [], route_marks: [] }, slots: [] };
   const mark = hex(serviceMark(s));
   c.sets.service_marks.push(mark);
+  const routeMark = routeMarkOf?.(s);
+  if (routeMark !== undefined) c.maps.route_marks.push([mark, hex(routeMark)]);
   if (s.mode === MODE.fullnat) c.maps.snat_to.push([mark, s.privateIP ?? s.externalIP]);
   for (const e of s.endpoints) {
     c.sets.endpoints.push(`${e.ip} . ${s.protocol} . ${e.port}`);
@@ -268,7 +286,7 @@ export function baseText(flowtableDevices: string[]): string {
 /** The whole desired table for a list of services (start-up, full replaces, tests). */
 export function renderModel(input: Omit<RenderInput, 'counters'>): Model {
   const ledger = new Ledger(baseText(input.flowtableDevices ?? []), input.flowtableDevices ?? []);
-  for (const s of input.services) ledger.put(serviceKey(s), contribution(s, input.down, input.hashSeed));
+  for (const s of input.services) ledger.put(serviceKey(s), contribution(s, input.down, input.hashSeed, undefined, input.routeMarkOf));
   return ledger.model();
 }
 

@@ -10,8 +10,12 @@ import type { PeerState } from './peer-link.ts';
 
 export type FastPathDecision = { invoke: true; request: FastPathRequest } | { invoke: false; why: string };
 
-export function fastPathDecision(peer: Pick<PeerState, 'role' | 'instanceId'>, myRole: string | undefined): FastPathDecision {
-  const owner = peer.role === HA_ROLE.master && myRole === HA_ROLE.backup;
+/**
+ * `severalGroups`: every instance may own a group, so a lost owner is reported by any peer that
+ * hears it go, whatever its own role (the function moves each group the lost instance held).
+ */
+export function fastPathDecision(peer: Pick<PeerState, 'role' | 'instanceId'>, myRole: string | undefined, severalGroups = false): FastPathDecision {
+  const owner = peer.role === HA_ROLE.master && (myRole === HA_ROLE.backup || (severalGroups && myRole === HA_ROLE.master));
   const backup = peer.role === HA_ROLE.backup && myRole === HA_ROLE.master;
   if (!owner && !backup) return { invoke: false, why: `the lost peer was ${peer.role ?? 'never heard'} and this agent is ${myRole ?? 'of unknown role'}: neither the owner lost by its backup nor the backup lost by the owner` };
   if (!peer.instanceId) return { invoke: false, why: 'the lost peer never said its instance id' };

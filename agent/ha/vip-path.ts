@@ -15,12 +15,30 @@
 import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
-import { ROUTE_MARK_BIT } from '../datapath/render.ts';
+import { GROUP_ROUTE_MARK_MASK, groupRouteMark, ROUTE_MARK_BIT } from '../datapath/render.ts';
 import { HelperShell } from '../helper-shell.ts';
 
 /** The routing table and rule priority the agent owns for the VIP's path. */
 export const VIP_ROUTE_TABLE = 7410;
 export const VIP_RULE_PRIORITY = 7410;
+
+/** What a VIP group's path takes on this host: a routing table, a rule priority, and the packet mark (under a mask) the rule matches. */
+export interface PathSlot {
+  table: number;
+  priority: number;
+  mark: number;
+  mask: number;
+}
+
+/**
+ * The path of the VIP group at position `position` (vipGroups order: 0 the default group, which
+ * keeps the table, priority and mark it had before groups existed); group k ≥ 1: table and
+ * priority 7410 + k, its mark from the datapath's route_marks map.
+ */
+export function pathSlotOf(position: number): PathSlot {
+  if (position === 0) return { table: VIP_ROUTE_TABLE, priority: VIP_RULE_PRIORITY, mark: ROUTE_MARK_BIT, mask: ROUTE_MARK_BIT };
+  return { table: VIP_ROUTE_TABLE + position, priority: VIP_RULE_PRIORITY + position, mark: groupRouteMark(position), mask: GROUP_ROUTE_MARK_MASK };
+}
 
 /** Where the VIP lives on this host: the interface, the VIP's prefix on it, and the subnet's router. */
 export interface VipInterface {
@@ -132,6 +150,7 @@ export class VipPath {
   /** Known to hold none of the path (checked once after start, or removed since): a BACKUP's looks then cost nothing. */
   private clean = false;
   private readonly manageInterface: boolean;
+  private readonly slot: PathSlot;
 
   /**
    * `manageInterface`: bring the interface up and add the VIP when it lacks it. Right on AWS, where
@@ -140,8 +159,9 @@ export class VipPath {
    * an agent that put them back would re-create, against the operator or a failed host, the very
    * thing that makes it MASTER. Off by default.
    */
-  constructor(o: { vip: string; run?: RunIp; announce?: (ifname: string, vip: string) => void; manageInterface?: boolean }) {
+  constructor(o: { vip: string; run?: RunIp; announce?: (ifname: string, vip: string) => void; manageInterface?: boolean; slot?: PathSlot }) {
     this.vip = o.vip;
+    this.slot = o.slot ?? pathSlotOf(0);
     this.run = o.run ?? runIp;
     this.announce = o.announce ?? gratuitousArp;
     this.manageInterface = o.manageInterface ?? false;
@@ -150,11 +170,12 @@ export class VipPath {
   /** Makes the host match `target` (the VIP's interface, or none). Returns whether anything changed. */
   async ensure(target: VipInterface | undefined): Promise<boolean> {
     if (!target && this.clean) return false;
-    const rules = JSON.parse((await this.run(['-j', 'rule', 'show', 'priority', String(VIP_RULE_PRIORITY)])) || '[]') as unknown[];
-    const routes = JSON.parse((await this.run(['-j', 'route', 'show', 'table', String(VIP_ROUTE_TABLE)]).catch(() => '[]')) || '[]') as { dst: string; gateway?: string; dev?: string }[];
+    const { table, priority } = this.slot;
+    const rules = JSON.parse((await this.run(['-j', 'rule', 'show', 'priority', String(priority)])) || '[]') as unknown[];
+    const routes = JSON.parse((await this.run(['-j', 'route', 'show', 'table', String(table)]).catch(() => '[]')) || '[]') as { dst: string; gateway?: string; dev?: string }[];
     if (!target) {
-      if (rules.length) await this.run(['rule', 'del', 'priority', String(VIP_RULE_PRIORITY)]);
-      if (routes.length) await this.run(['route', 'flush', 'table', String(VIP_ROUTE_TABLE)]);
+      if (rules.length) await this.run(['rule', 'del', 'priority', String(priority)]);
+      if (routes.length) await this.run(['route', 'flush', 'table', String(table)]);
       this.current = undefined;
       this.clean = true;
       return rules.length > 0 || routes.length > 0;
@@ -173,11 +194,11 @@ export class VipPath {
     }
     // Replies from endpoints and clients arrive here while the main table points elsewhere: loose reverse-path check.
     await writeFile(`/proc/sys/net/ipv4/conf/${target.ifname}/rp_filter`, '2').catch(() => undefined);
-    await this.run(['route', 'replace', 'default', 'via', target.gateway, 'dev', target.ifname, 'table', String(VIP_ROUTE_TABLE), 'onlink']);
+    await this.run(['route', 'replace', 'default', 'via', target.gateway, 'dev', target.ifname, 'table', String(table), 'onlink']);
     if (rules.length !== 1) {
-      if (rules.length) await this.run(['rule', 'del', 'priority', String(VIP_RULE_PRIORITY)]);
-      const mark = `0x${ROUTE_MARK_BIT.toString(16)}`;
-      await this.run(['rule', 'add', 'fwmark', `${mark}/${mark}`, 'lookup', String(VIP_ROUTE_TABLE), 'priority', String(VIP_RULE_PRIORITY)]);
+      if (rules.length) await this.run(['rule', 'del', 'priority', String(priority)]);
+      const hex = (n: number) => `0x${(n >>> 0).toString(16)}`;
+      await this.run(['rule', 'add', 'fwmark', `${hex(this.slot.mark)}/${hex(this.slot.mask)}`, 'lookup', String(table), 'priority', String(priority)]);
     }
     if (!same) this.announce(target.ifname, this.vip);
     this.current = target;

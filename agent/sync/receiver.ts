@@ -50,6 +50,12 @@ export interface SyncServerOptions {
   injector: Injector;
   /** Whether this instance owns the VIP now (a resync never expires its flows then). */
   isOwner: () => boolean;
+  /**
+   * Several VIP groups: the group a flow belongs to (by its ct mark, the service's), and the groups
+   * this instance owns now. A sender then names its groups as it resyncs, and its resync expires
+   * only copies of its own groups' flows — never another owner's, never this instance's own.
+   */
+  groups?: { ofMark: (mark: number) => string | undefined; ownedHere: () => readonly string[] };
   /** The load-balanced flows in this kernel, one at a time (to reconcile at the end of a resync). */
   listOurs: () => AsyncIterable<WireEntry>;
   /** The digest of this instance's services, compared with the one the owner sends (`sv`). */
@@ -84,6 +90,16 @@ interface Session {
   /** Since when the digests have differed; when this side last sent its ledger. */
   differSince: number | undefined;
   askedAt: number;
+  /** The VIP groups the sender owned at its last resync (several groups; undefined: it did not say). */
+  groups: ReadonlySet<string> | undefined;
+}
+
+/** How a sender names the groups it owns in `resync-begin` (`g`): at most 31 group names. */
+const GROUP_LIST = /^[a-z][a-z0-9-]{0,30}$/;
+function groupsOfFrame(g: unknown): ReadonlySet<string> | undefined {
+  if (g === undefined) return undefined;
+  if (!Array.isArray(g) || g.length > 32 || !g.every((x) => typeof x === 'string' && GROUP_LIST.test(x))) throw new ChannelError('malformed', 'resync-begin: g must list group names');
+  return new Set(g as string[]);
 }
 
 /** At most one resync asked of an owner this often, however often the services change. */
@@ -124,11 +140,18 @@ export class SyncServer {
    * waiting for the kernel, and none of the owner's flows refused for want of its service here.
    */
   inSync(): boolean {
-    const now = this.now();
-    for (const s of this.sessions.values()) {
-      if (s.resynced && s.foreign === 0 && !this.differs(s) && now - s.lastFrameAt < SESSION_SILENT_MS && this.lagMs() < SYNC_IN_SYNC_LAG_MS) return true;
-    }
+    for (const s of this.sessions.values()) if (this.sessionInSync(s)) return true;
     return false;
+  }
+
+  /** In sync with the owner of `group`: the session of the sender that named it at its last resync is. */
+  inSyncFor(group: string): boolean {
+    for (const s of this.sessions.values()) if (s.groups?.has(group) && this.sessionInSync(s)) return true;
+    return false;
+  }
+
+  private sessionInSync(s: Session): boolean {
+    return s.resynced && s.foreign === 0 && !this.differs(s) && this.now() - s.lastFrameAt < SESSION_SILENT_MS && this.lagMs() < SYNC_IN_SYNC_LAG_MS;
   }
 
   private differs(s: Session): boolean {
@@ -245,7 +268,7 @@ export class SyncServer {
             codec = new SessionCodec(hello.key, challenge, hello.n, 'receiver');
             this.sessions.get(hello.from)?.socket.destroy();
             const exchange = !!this.o.servicesPeer && !!hello.c?.includes(SYNC_CAPS.services);
-            session = { from: hello.from, socket, resynced: false, resyncing: undefined, lastFrameAt: this.now(), inFlight: [], chain: Promise.resolve(), ack: { upTo: 0, expired: 0, timer: undefined }, foreign: 0, ownerServices: undefined, exchange, differSince: undefined, askedAt: -Infinity };
+            session = { from: hello.from, socket, resynced: false, resyncing: undefined, lastFrameAt: this.now(), inFlight: [], chain: Promise.resolve(), ack: { upTo: 0, expired: 0, timer: undefined }, foreign: 0, ownerServices: undefined, exchange, differSince: undefined, askedAt: -Infinity, groups: undefined };
             this.sessions.set(hello.from, session);
             socket.write(codec.encode(this.o.servicesPeer ? { t: 'welcome', c: [SYNC_CAPS.services] } : { t: 'welcome' }));
             this.o.log('info', 'session sync: receiving from the peer', { peer: hello.from, source });
@@ -293,6 +316,7 @@ export class SyncServer {
         } else lines.push(injectLine(e));
       }
     } else if (body.t === 'resync-begin') {
+      s.groups = groupsOfFrame(body.g);
       s.resyncing = new Map();
       s.resynced = false;
       s.foreign = 0;
@@ -301,11 +325,16 @@ export class SyncServer {
       s.resyncing = undefined;
       after = async () => {
         const owning = this.o.isOwner();
+        // Several groups, a sender that named its own: expire only copies of its groups' flows, none of a group owned here.
+        const scope = this.o.groups && s.groups ? { of: this.o.groups.ofMark, theirs: s.groups, ours: new Set(this.o.groups.ownedHere()) } : undefined;
         let fix: string[] = [];
         const loads: Promise<void>[] = [];
         for await (const mine of this.o.listOurs()) {
           const view = owner.get(flowKey(mine));
-          if (!view && owning) continue; // never expire this instance's own flows
+          if (!view && scope) {
+            const g = scope.of(mine[10]);
+            if (g === undefined || !scope.theirs.has(g) || scope.ours.has(g)) continue;
+          } else if (!view && owning) continue; // never expire this instance's own flows
           const line = reconcile(mine, view);
           if (!view) {
             this.expired++;

@@ -75,6 +75,8 @@ export interface PeerStreamOptions {
   servicesDigest?: () => string;
   /** This agent's services for the services exchange (./services-exchange.ts); unset: not spoken. */
   servicesPeer?: ServicesPeer;
+  /** Several VIP groups: the ones this instance owns, named at each resync (the receiver expires only their flows). */
+  ownedGroups?: () => readonly string[];
 }
 
 export class PeerStream {
@@ -266,7 +268,7 @@ export class PeerStream {
     this.resyncs++;
     const startedAt = this.now();
     const owed = this.owedSince;
-    if (!(await this.write({ t: 'resync-begin' }, startedAt))) return;
+    if (!(await this.write({ t: 'resync-begin', ...(this.o.ownedGroups ? { g: this.o.ownedGroups() } : {}) }, startedAt))) return;
     let n = 0;
     let part: WireEntry[] = [];
     try {

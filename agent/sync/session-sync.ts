@@ -13,6 +13,7 @@ import type { ServicesPeer } from './services-exchange.ts';
 import type { AddressAliases, Service } from '../services/model.ts';
 import { ConntrackEvents, SERVICE_MARK_FILTER } from './conntrack-events.ts';
 import { fromConntrack, serviceIndex, type WireEntry } from './entry.ts';
+import { serviceMark } from '../datapath/render.ts';
 import { conntrackWriter, Injector, type KernelRefusals } from './inject.ts';
 import { SyncServer, type SyncRejection } from './receiver.ts';
 import { raiseForSync } from './scheduling.ts';
@@ -36,6 +37,12 @@ export interface SessionSyncOptions {
   /** The services exchange (./services-exchange.ts): ledger and merge; unset, the agents only compare digests. */
   ledger?: { view: () => LedgerView; merge: (theirs: LedgerView) => Promise<number> };
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
+  /**
+   * Several VIP groups: every group's name and the group of a service. An owner names its groups as
+   * it resyncs; a receiver's resync then expires only that owner's groups' copies, and in-sync is
+   * reported per group (with the owner of each).
+   */
+  groups?: { names: readonly string[]; ofService: (s: Service) => string };
 }
 
 export interface SyncStatus {
@@ -50,6 +57,8 @@ export interface SyncStatus {
   /** The kernel's refusals by errno name (ENOENT, EBUSY…), when there were any. */
   kernelRefused?: Record<string, number>;
   peers: { index: number; ip: string; state: StreamState | 'receiving' | 'not-connected' }[];
+  /** Several groups: in sync per group (owned here: every peer has this instance's flows; else: this instance has the owner's). */
+  groups?: Record<string, boolean>;
 }
 
 async function* ourFlows(): AsyncGenerator<WireEntry> {
@@ -67,6 +76,9 @@ export class SessionSync {
   private streams: PeerStream[] = [];
   private events: ConntrackEvents | undefined;
   private owner = false;
+  /** The VIP groups this instance owns (several groups). */
+  private owned: readonly string[] = [];
+  private groupByMark: Map<number, string> | undefined;
   private index: ReturnType<typeof serviceIndex> | undefined;
   /** This instance's services digest (../services/digest.ts), computed again after each change. */
   private digest: string | undefined;
@@ -87,6 +99,7 @@ export class SessionSync {
       rewriteDestination: o.rewriteDestination,
       injector: this.injector,
       isOwner: () => this.owner,
+      ...(o.groups ? { groups: { ofMark: (m: number) => this.groupOfMark(m), ownedHere: () => this.owned } } : {}),
       listOurs: ourFlows,
       log: o.log,
       servicesDigest: () => (this.digest ??= servicesDigest(o.services())),
@@ -125,9 +138,17 @@ export class SessionSync {
     flush();
   }
 
+  private groupOfMark(mark: number): string | undefined {
+    const g = this.o.groups;
+    if (!g) return undefined;
+    this.groupByMark ??= new Map(this.o.services().map((s) => [serviceMark(s), g.ofService(s)]));
+    return this.groupByMark.get(mark);
+  }
+
   /** The services changed: entries are checked against the new list from now on. */
   servicesChanged(): void {
     this.index = undefined;
+    this.groupByMark = undefined;
     this.digest = undefined;
     if (!this.owner) this.server.servicesChanged();
   }
@@ -161,12 +182,21 @@ export class SessionSync {
     this.writer.stop();
   }
 
-  /** Starts or stops streaming this host's flows, as the VIP arrives here or leaves. */
-  setOwner(owner: boolean): void {
-    if (owner === this.owner) return;
+  /**
+   * Starts or stops streaming this host's flows, as the VIP arrives here or leaves (several groups:
+   * `owned` names the groups here; a change of them while streaming resyncs every peer, which so
+   * learns which groups' copies it holds from this instance).
+   */
+  setOwner(owner: boolean, owned: readonly string[] = []): void {
+    const ownedChanged = owned.length !== this.owned.length || owned.some((g, i) => g !== this.owned[i]);
+    this.owned = [...owned];
+    if (owner === this.owner) {
+      if (owner && ownedChanged && this.o.groups) for (const s of this.streams) s.resyncNow();
+      return;
+    }
     this.owner = owner;
     if (owner) {
-      this.streams = this.o.peers.map((p) => new PeerStream({ keys: this.o.keys, deploymentId: this.o.deploymentId, selfIndex: this.o.self.index, peer: { ...p, port: this.o.self.port }, dump: ourFlows, log: this.o.log, servicesDigest: () => (this.digest ??= servicesDigest(this.o.services())), ...(this.servicesPeer ? { servicesPeer: this.servicesPeer } : {}) }));
+      this.streams = this.o.peers.map((p) => new PeerStream({ keys: this.o.keys, deploymentId: this.o.deploymentId, selfIndex: this.o.self.index, peer: { ...p, port: this.o.self.port }, dump: ourFlows, log: this.o.log, servicesDigest: () => (this.digest ??= servicesDigest(this.o.services())), ...(this.servicesPeer ? { servicesPeer: this.servicesPeer } : {}), ...(this.o.groups ? { ownedGroups: () => this.owned } : {}) }));
       this.events = new ConntrackEvents({
         onEntry: (e, at) => {
           for (const s of this.streams) s.offer(e, at);
@@ -191,16 +221,19 @@ export class SessionSync {
     const rejected = Object.fromEntries(this.server.rejected) as SyncStatus['rejected'];
     const kernelRefused = this.injector.refused ? Object.fromEntries(this.injector.refusedByErrno) : undefined;
     if (this.injector.refused) rejected['kernel-refused'] = this.injector.refused;
+    const streamsInSync = this.streams.length > 0 && this.streams.every((s) => s.inSync());
+    const groups = this.o.groups ? Object.fromEntries(this.o.groups.names.map((g) => [g, this.owned.includes(g) ? streamsInSync : this.server.inSyncFor(g)])) : undefined;
     if (this.owner) {
       return {
         mode: 'sending',
-        inSync: this.streams.length > 0 && this.streams.every((s) => s.inSync()),
+        inSync: streamsInSync,
         lagSeconds: Math.max(0, ...this.streams.map((s) => s.lagMs())) / 1000,
         entries: this.streams.reduce((n, s) => n + s.sentEntries, 0),
         resyncs: this.streams.reduce((n, s) => n + s.resyncs, 0),
         rejected,
         kernelRefused,
         peers: this.o.peers.map((p, i) => ({ ...p, state: this.streams[i]?.state ?? 'not-connected' })),
+        ...(groups ? { groups } : {}),
       };
     }
     const connected = new Set(this.server.connected());
@@ -213,6 +246,7 @@ export class SessionSync {
       rejected,
       kernelRefused,
       peers: this.o.peers.map((p) => ({ ...p, state: connected.has(p.index) ? 'receiving' : 'not-connected' })),
+      ...(groups ? { groups } : {}),
     };
   }
 }

@@ -26,6 +26,8 @@ export interface LbSlotsProps {
   readonly failoverFunctionName: string;
   /** The agents' API token (read at boot into a root-only file). */
   readonly apiToken: secretsmanager.ISecret;
+  /** The VIP groups with their EIPs' public addresses, the default first. */
+  readonly groups: ReadonlyArray<{ name: string; vip: string; publicIp: string }>;
 }
 
 /** One LB slot: what keeps its identity (its interface, its group) whichever instance serves it. */
@@ -156,7 +158,7 @@ export class LbSlots extends Construct {
         failoverFunctionName: props.failoverFunctionName,
         // The agent follows both secrets' rotations (DescribeSecret and GetSecretValue, granted above).
         secrets: { apiToken: props.apiToken.secretArn, syncKey: this.syncSecret.secretArn },
-      });
+      }, props.groups);
       const userData = ec2.UserData.forLinux();
       const bundlePath = userData.addS3DownloadCommand({ bucket: agentAsset.bucket, bucketKey: agentAsset.s3ObjectKey, localFile: '/opt/loxiha/agent.zip' });
       const launchTemplate = new ec2.LaunchTemplate(this, `Slot${index}Template`, {

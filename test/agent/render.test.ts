@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { render, serviceMark } from '../../agent/datapath/render.ts';
+import { groupRouteMark, render, serviceMark } from '../../agent/datapath/render.ts';
 import { maglevSlots, weightedSlots } from '../../agent/datapath/slots.ts';
 import type { Service } from '../../agent/services/model.ts';
 import { svc } from './fixtures/service.ts';
@@ -50,7 +50,7 @@ describe('render', () => {
     const chains = [...r.text.matchAll(/\tchain (\w+) \{\n([^}]*)\}/g)].map((m) => [m[1]!, m[2]!.trim().split('\n').length] as const);
     const groupChains = chains.filter(([n]) => !['filter_pre', 'nat_pre', 'nat_post', 'filter_post', 'route_mark'].includes(n));
     // The base chains do not grow with services either: one rule each for sync events and the route mark.
-    expect(chains.filter(([n]) => n === 'route_mark')).toEqual([['route_mark', 2]]); // the hook line and one rule
+    expect(chains.filter(([n]) => n === 'route_mark')).toEqual([['route_mark', 3]]); // the hook line, the other groups' marks, the default group's
     expect(groupChains).toEqual([['rr_tcp_4', 2]]);
     expect(r.text.match(/ : jump rr_tcp_4/g)).toHaveLength(1000);
   });
@@ -106,6 +106,22 @@ describe.skipIf(!netnsAvailable)('golden rulesets load into a real kernel', () =
       const listed = execFileSync('ip', ['netns', 'exec', lab.ns('nft'), 'nft', 'list', 'table', 'ip', 'loxiha'], { encoding: 'utf8' });
       expect(listed).toContain('vmap @services');
       expect(listed).toMatch(/seed 0x0*10a1ba/);
+    } finally {
+      await lab.stop();
+    }
+  });
+
+  it('marks each VIP group\'s flows for its own path: a service of group 2 maps to its mark, the default group\'s to none', async () => {
+    const other = svc({ name: 'tenant_b', externalIP: '100.100.100.102', privateIP: '100.64.202.254' });
+    const r = render({ table: 'loxiha', services: [svc(), other], down: new Set(), hashSeed: 1, routeMarkOf: (s) => (s.externalIP === '100.100.100.102' ? groupRouteMark(2) : undefined) });
+    const lab = new Lab();
+    try {
+      execFileSync('ip', ['netns', 'add', lab.ns('nft')]);
+      lab.namespaces.push(lab.ns('nft'));
+      execFileSync('ip', ['netns', 'exec', lab.ns('nft'), 'nft', '-f', '-'], { input: r.text });
+      const json = JSON.parse(execFileSync('ip', ['netns', 'exec', lab.ns('nft'), 'nft', '-j', 'list', 'map', 'ip', 'loxiha', 'route_marks'], { encoding: 'utf8' })) as { nftables: { map?: { elem?: [number, number][] } }[] };
+      const elems = json.nftables.find((o) => o.map)!.map!.elem ?? [];
+      expect(elems).toEqual([[serviceMark(other), 0x02000000]]);
     } finally {
       await lab.stop();
     }

@@ -171,6 +171,40 @@ describe('session sync over loopback', () => {
     expect(b.server.expired).toBe(0);
   });
 
+  it('several VIP groups: a resync expires only copies of the sender\'s groups — never another owner\'s, never a group owned here — and in-sync is per group', async () => {
+    const other: Service = { ...svc, externalIP: '100.100.100.102', privateIP: '100.64.202.254', name: 'tenant' };
+    const otherMark = serviceMark(other);
+    const ofOther = (i: number) => Object.assign(flow(i), { 3: '100.100.100.102', 7: '100.64.202.254', 10: otherMark }) as WireEntry;
+    const groups = (ownedHere: string[]) => ({ ofMark: (m: number) => (m === MARK ? 'default' : m === otherMark ? 'g1' : undefined), ownedHere: () => ownedHere });
+    const run = async (ownedHere: string[], senderOwns: string[]) => {
+      const loaded: string[] = [];
+      const server = new SyncServer({
+        keys: () => [KEY], deploymentId: DEPLOYMENT, peers: new Set([0]), listen: { ip: '127.0.0.1', port: 0 }, services: () => serviceIndex([svc, other]),
+        injector: new Injector(async (chunks) => void loaded.push(...chunks.join('\n').split('\n'))),
+        isOwner: () => ownedHere.length > 0, groups: groups(ownedHere),
+        listOurs: async function* () { yield* [flow(9), ofOther(8)]; }, log: () => undefined,
+      });
+      await server.start();
+      stops.push(() => server.stop());
+      const port = (server as unknown as { server: { address: () => { port: number } } }).server.address().port;
+      const s = new PeerStream({ keys: () => [KEY], deploymentId: DEPLOYMENT, selfIndex: 0, peer: { index: 1, ip: '127.0.0.1', port }, dump: async function* () { yield flow(1); }, log: () => undefined, ownedGroups: () => senderOwns });
+      s.start();
+      stops.push(() => s.stop());
+      await until(() => server.resyncs >= 1);
+      return { server, loaded };
+    };
+    // This instance owns nothing; the sender owns the default group: its stale copy goes, g1's (another owner's) stays.
+    const a = await run([], ['default']);
+    expect(a.loaded).toContain(injectLine(['x', ...flow(9).slice(1)] as WireEntry));
+    expect(a.loaded.join('\n')).not.toContain('100.100.100.102');
+    await until(() => a.server.inSyncFor('default'));
+    expect(a.server.inSyncFor('g1')).toBe(false);
+    // The sender still names g1 (a move under way), but g1 is owned here now: its flows here are never expired.
+    const b = await run(['g1'], ['default', 'g1']);
+    expect(b.server.expired).toBe(1);
+    expect(b.loaded.join('\n')).not.toMatch(/^x tcp \S+ 100\.100\.100\.102 /m);
+  });
+
   it('refuses entries of other services, counts them, and loads the rest', async () => {
     const { server, loaded, port } = await receiver();
     const { s } = sender(port, async () => []);

@@ -48,6 +48,13 @@ describe('VIP groups (CDK): route, three zones, three groups', () => {
     expect(json).toContain('--privateCIDR=100.127.0.10/32');
   });
 
+  it('writes each agent its groups: VIP, EIP, its own ingress IP and the peers\' for each', () => {
+    const userData = JSON.stringify(byType('AWS::EC2::LaunchTemplate').map(([, r]) => r.Properties.LaunchTemplateData.UserData));
+    // Slot 1's agent: g1's ingress IP here is 100.64.228.21, its peers' 100.64.218.21 and 100.64.238.21.
+    expect(userData).toContain('\\"name\\":\\"g1\\",\\"vip\\":\\"100.127.1.10\\"');
+    expect(userData).toContain('\\"ingressIp\\":\\"100.64.228.21\\",\\"peerIngressIps\\":{\\"0\\":\\"100.64.218.21\\",\\"2\\":\\"100.64.238.21\\"}');
+  });
+
   it('outputs each group\'s public address and how a Service chooses it', () => {
     const outputs = (template.toJSON() as { Outputs: Record<string, { Description: string }> }).Outputs;
     expect(outputs.ElasticIpGroup2!.Description).toContain('loxilb.io/poolSelect: tenant-b');
