@@ -16,6 +16,10 @@
  *   --no-sync    session sync off: shows what a failover loses without it
  *   --fast       AWS without latencies (the behaviour layer's realistic values off)
  *   --strategy S how the VIP moves: eni (default: the floating subnet and loxi-eni) or route
+ *   --azs N      availability zones, an LB in each: 2 (default) or 3
+ *   --groups N   VIP groups (1–6, default 1), each its own VIP, EIP and traffic, spread over
+ *                the LBs; with more than one, lb0's zone is lost: its group moves, the others
+ *                must not pause, every established flow of every group is kept
  *   --keep       leave it running afterwards and print how to explore; Ctrl-C cleans up
  *   --report P   where the HTML report goes (default: loxiha-demo-report.html in the temp
  *                directory, so the checkout stays clean; the path is printed)
@@ -44,6 +48,8 @@ try {
       'no-sync': { type: 'boolean', default: false },
       fast: { type: 'boolean', default: false },
       strategy: { type: 'string', default: 'eni' },
+      azs: { type: 'string', default: '2' },
+      groups: { type: 'string', default: '1' },
       keep: { type: 'boolean', default: false },
       report: { type: 'string', default: join(tmpdir(), 'loxiha-demo-report.html') },
       help: { type: 'boolean', default: false },
@@ -52,7 +58,7 @@ try {
     allowPositionals: false,
   }));
 } catch (e) {
-  process.stderr.write(`demo: ${(e as Error).message}\nusage: npm run demo -- [--planned | --terminate lb0|lb1 | --upgrade | --reboot lb0|lb1 | --rotate] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]\n`);
+  process.stderr.write(`demo: ${(e as Error).message}\nusage: npm run demo -- [--planned | --terminate lb0|lb1 | --upgrade | --reboot lb0|lb1 | --rotate] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--azs 2|3] [--groups N] [--keep] [--report PATH]\n`);
   process.exit(2);
 }
 if (values.strategy !== 'eni' && values.strategy !== 'route') {
@@ -77,8 +83,18 @@ if (values.rotate && (values.planned || values.failback || values.upgrade || val
   process.stderr.write('demo: --rotate takes none of --planned, --failback, --terminate, --upgrade, --reboot\n');
   process.exit(2);
 }
+const azs = ({ '2': 2, '3': 3 } as const)[values.azs as '2' | '3'];
+const groups = Number(values.groups);
+if (azs === undefined || !Number.isInteger(groups) || groups < 1 || groups > 6) {
+  process.stderr.write(`demo: --azs takes 2 or 3 and --groups 1 to 6 (got ${JSON.stringify(values.azs)}, ${JSON.stringify(values.groups)})\n`);
+  process.exit(2);
+}
+if (groups > 1 && (values.planned || values.failback || values.upgrade || values.rotate || values.terminate !== undefined || values.reboot !== undefined)) {
+  process.stderr.write('demo: with several --groups the run is an availability zone lost; it takes none of --planned, --failback, --terminate, --upgrade, --reboot, --rotate\n');
+  process.exit(2);
+}
 if (values.help) {
-  print('usage: npm run demo -- [--planned | --terminate lb0|lb1 | --upgrade | --reboot lb0|lb1 | --rotate] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--keep] [--report PATH]');
+  print('usage: npm run demo -- [--planned | --terminate lb0|lb1 | --upgrade | --reboot lb0|lb1 | --rotate] [--failback] [--no-sync] [--fast] [--strategy eni|route] [--azs 2|3] [--groups N] [--keep] [--report PATH]');
   process.exit(0);
 }
 
@@ -97,6 +113,8 @@ const demo = new Demo({
   sync: !values['no-sync'],
   fast: values.fast,
   strategy: values.strategy,
+  azs,
+  groups,
   reportPath: resolve(values.report),
   print,
 });

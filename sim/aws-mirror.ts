@@ -15,8 +15,8 @@ import { Poller } from './poller.ts';
 export type MirrorEvent =
   | { kind: 'eni-plugged'; host: number; eniId: string }
   | { kind: 'eni-unplugged'; host: number; eniId: string }
-  | { kind: 'eip'; eniId: string | undefined; privateIp: string | undefined; host: number | undefined }
-  | { kind: 'vip-route'; host: number | undefined };
+  | { kind: 'eip'; eniId: string | undefined; privateIp: string | undefined; host: number | undefined; publicIp: string }
+  | { kind: 'vip-route'; host: number | undefined; vip: string };
 
 /**
  * The interface a host's own link (`ens5`, at the slot's address) stands for: the instance's primary,
@@ -33,26 +33,35 @@ export class AwsMirror {
   private readonly ec2: EC2Client;
   private readonly vpc: SimVpc;
   private readonly deploymentId: string;
-  private readonly eipAllocationId: string;
+  /** Every VIP group's EIP (one unless there are several groups). */
+  private readonly eipAllocationIds: string[];
   private readonly instances: { id: string; index: number; az: string }[];
   private readonly subnets = new Map<string, string>();
   private readonly dead = new Set<number>();
   private metadataBy = new Map<number, InstanceMetadata>();
-  private eipTarget: string | undefined = 'unset';
-  private vipRouteHost: number | undefined | 'unset' = 'unset';
-  /** Route strategy: the overlay VIP and the route table whose /32 the VPC router follows (the nodes'). */
-  private readonly vipRoute: { vip: string; routeTableId: string } | undefined;
+  private readonly eipTarget = new Map<string, string | undefined>();
+  private readonly vipRouteHost = new Map<string, number | undefined>();
+  /** Route strategy: the overlay VIPs (one per group) and the route table whose /32s the VPC router follows (the nodes'). */
+  private readonly vipRoutes: { vip: string; routeTableId: string }[];
   private poller: Poller | undefined;
   onEvent: (e: MirrorEvent) => void = () => {};
   onError: (e: Error) => void = () => {};
 
-  constructor(opts: { proxy: AwsProxy; ec2: EC2Client; vpc: SimVpc; deploymentId: string; eipAllocationId: string; instances: { id: string; index: number; az: string }[]; vipRoute?: { vip: string; routeTableId: string } }) {
-    this.vipRoute = opts.vipRoute;
+  constructor(opts: {
+    proxy: AwsProxy;
+    ec2: EC2Client;
+    vpc: SimVpc;
+    deploymentId: string;
+    eipAllocationId: string | string[];
+    instances: { id: string; index: number; az: string }[];
+    vipRoute?: { vip: string; routeTableId: string } | { vip: string; routeTableId: string }[];
+  }) {
+    this.vipRoutes = opts.vipRoute === undefined ? [] : Array.isArray(opts.vipRoute) ? opts.vipRoute : [opts.vipRoute];
     this.proxy = opts.proxy;
     this.ec2 = opts.ec2;
     this.vpc = opts.vpc;
     this.deploymentId = opts.deploymentId;
-    this.eipAllocationId = opts.eipAllocationId;
+    this.eipAllocationIds = Array.isArray(opts.eipAllocationId) ? opts.eipAllocationId : [opts.eipAllocationId];
     this.instances = opts.instances;
   }
 
@@ -101,9 +110,9 @@ export class AwsMirror {
     const [enis, addresses, tables] = await Promise.all([
       this.proxy.networkInterfaces(),
       this.proxy.addressesAsAws(),
-      this.vipRoute ? this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [this.vipRoute.routeTableId] })) : undefined,
+      this.vipRoutes.length ? this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [...new Set(this.vipRoutes.map((r) => r.routeTableId))] })) : undefined,
     ]);
-    const eip = addresses.find((a) => a.AllocationId === this.eipAllocationId);
+    const eips = this.eipAllocationIds.map((id) => addresses.find((a) => a.AllocationId === id));
     const indexOf = (instanceId: string | undefined) => this.instances.find((i) => i.id === instanceId)?.index;
     // Metadata: every interface on each instance, its own first (device index order).
     const metadata = new Map<number, InstanceMetadata>();
@@ -112,12 +121,13 @@ export class AwsMirror {
       .filter((n) => n.Attachment && ON_INSTANCE.has(n.Attachment.Status ?? '') && indexOf(n.Attachment.InstanceId) !== undefined)
       .sort((a, b) => (a.Attachment!.DeviceIndex ?? 0) - (b.Attachment!.DeviceIndex ?? 0));
     for (const n of on) {
-      const holdsEip = eip !== undefined && eip.NetworkInterfaceId === n.NetworkInterfaceId && eip.PublicIp && eip.PrivateIpAddress;
+      // IMDS lists every public address associated with the interface, each with its private address.
+      const held = eips.filter((eip) => eip !== undefined && eip.NetworkInterfaceId === n.NetworkInterfaceId && eip.PublicIp && eip.PrivateIpAddress);
       metadata.get(indexOf(n.Attachment!.InstanceId)!)!.interfaces.push({
         mac: n.MacAddress!.toLowerCase(),
         privateIps: (n.PrivateIpAddresses ?? []).map((p) => p.PrivateIpAddress!).filter(Boolean),
         subnetCidr: await this.subnetCidr(n.SubnetId!),
-        ...(holdsEip ? { ipv4Associations: { [eip!.PublicIp!]: eip!.PrivateIpAddress! } } : {}),
+        ...(held.length ? { ipv4Associations: Object.fromEntries(held.map((eip) => [eip!.PublicIp!, eip!.PrivateIpAddress!])) } : {}),
       });
     }
     this.metadataBy = metadata;
@@ -136,27 +146,31 @@ export class AwsMirror {
       this.onEvent({ kind: 'eni-plugged', host: want.host, eniId: want.eniId });
     }
 
-    // The internet gateway maps the EIP to the address it is associated with, through the interface holding it.
-    const holder = eip?.NetworkInterfaceId ? on.find((n) => n.NetworkInterfaceId === eip.NetworkInterfaceId) : undefined;
-    const host = holder ? indexOf(holder.Attachment!.InstanceId) : undefined;
-    const link = !holder ? undefined : holder.NetworkInterfaceId === this.vpc.plugged?.eniId ? 'eni' : hostLink(holder) ? SimVpc.primaryLink(host!) : undefined;
-    const target = link && eip?.PrivateIpAddress ? { privateIp: eip.PrivateIpAddress, link } : undefined;
-    this.vpc.setIgw(target);
-    const key = target ? `${holder!.NetworkInterfaceId}/${target.privateIp}` : undefined;
-    if (key !== this.eipTarget) {
-      this.eipTarget = key;
-      this.onEvent({ kind: 'eip', eniId: target ? holder!.NetworkInterfaceId : undefined, privateIp: target?.privateIp, host: target ? host : undefined });
+    // The internet gateway maps each EIP to the address it is associated with, through the interface holding it.
+    for (const eip of eips) {
+      if (!eip?.PublicIp) continue;
+      const holder = eip.NetworkInterfaceId ? on.find((n) => n.NetworkInterfaceId === eip.NetworkInterfaceId) : undefined;
+      const host = holder ? indexOf(holder.Attachment!.InstanceId) : undefined;
+      const link = !holder ? undefined : holder.NetworkInterfaceId === this.vpc.plugged?.eniId ? 'eni' : hostLink(holder) ? SimVpc.primaryLink(host!) : undefined;
+      const target = link && eip.PrivateIpAddress ? { privateIp: eip.PrivateIpAddress, link } : undefined;
+      this.vpc.setIgw(target, eip.PublicIp);
+      const key = target ? `${holder!.NetworkInterfaceId}/${target.privateIp}` : undefined;
+      if (!this.eipTarget.has(eip.PublicIp) || key !== this.eipTarget.get(eip.PublicIp)) {
+        this.eipTarget.set(eip.PublicIp, key);
+        this.onEvent({ kind: 'eip', eniId: target ? holder!.NetworkInterfaceId : undefined, privateIp: target?.privateIp, host: target ? host : undefined, publicIp: eip.PublicIp });
+      }
     }
 
-    // Route strategy: the VPC router follows the VIP's /32 in the nodes' route table.
-    if (this.vipRoute && tables) {
-      const route = tables.RouteTables?.[0]?.Routes?.find((r) => r.DestinationCidrBlock === `${this.vipRoute!.vip}/32`);
+    // Route strategy: the VPC router follows each VIP's /32 in the nodes' route table.
+    for (const vipRoute of tables ? this.vipRoutes : []) {
+      const table = tables!.RouteTables?.find((t) => t.RouteTableId === vipRoute.routeTableId);
+      const route = table?.Routes?.find((r) => r.DestinationCidrBlock === `${vipRoute.vip}/32`);
       const via = route?.NetworkInterfaceId ? on.find((n) => n.NetworkInterfaceId === route.NetworkInterfaceId) : undefined;
       const routeHost = via && hostLink(via) ? indexOf(via.Attachment!.InstanceId) : undefined;
-      this.vpc.setVipRoute(this.vipRoute.vip, routeHost);
-      if (routeHost !== this.vipRouteHost) {
-        this.vipRouteHost = routeHost;
-        this.onEvent({ kind: 'vip-route', host: routeHost });
+      this.vpc.setVipRoute(vipRoute.vip, routeHost);
+      if (!this.vipRouteHost.has(vipRoute.vip) || routeHost !== this.vipRouteHost.get(vipRoute.vip)) {
+        this.vipRouteHost.set(vipRoute.vip, routeHost);
+        this.onEvent({ kind: 'vip-route', host: routeHost, vip: vipRoute.vip });
       }
     }
   }

@@ -29,7 +29,7 @@ import { SecretRotations } from './secret-rotations.ts';
 import type { SlotGroups } from './slot-groups.ts';
 import { Timeline } from './timeline.ts';
 import { NODES, SimVpc } from './vpc.ts';
-import { CREDENTIALS, FAILOVER_FUNCTION_ARN, SIM_EIP, SIM_OVERLAY_VIP, World } from './world.ts';
+import { CREDENTIALS, FAILOVER_FUNCTION_ARN, SIM_EIP, SIM_OVERLAY_VIP, simGroupEip, World } from './world.ts';
 
 export interface DemoOptions {
   /**
@@ -56,6 +56,27 @@ export interface DemoOptions {
   /** Where the HTML report goes. */
   reportPath: string;
   print: (line: string) => void;
+  /** Availability zones (an LB host each): 2 (default) or 3. */
+  azs?: 2 | 3;
+  /**
+   * VIP groups (default 1): each its VIP and EIP, owned by one host, with traffic of its own. With
+   * more than one the run is an AZ outage: lb0's zone lost, its group moves, the others go on.
+   */
+  groups?: number;
+}
+
+/** One VIP group's figures in a run with several (`--groups`). */
+export interface GroupResult {
+  group: string;
+  eip: string;
+  ownerBefore: number | null;
+  ownerAfter: number | null;
+  moved: boolean;
+  flowsKept: number;
+  flowsTotal: number;
+  /** The longest silence of any of its established flows. */
+  maxPauseMs: number;
+  newConnectionsFailed: number;
 }
 
 export interface DemoResult {
@@ -97,9 +118,15 @@ export interface DemoResult {
   slotsReplaced?: number;
   seconds?: number;
   instances?: { before: string; after: string } | { before: string[]; after: string[] };
+  /** With several groups: each group's figures, and the longest pause of a group whose owner lived. */
+  groups?: GroupResult[];
+  unmovedGroupsMaxPauseMs?: number;
+  azs?: number;
 }
 
 const PORT = 80;
+/** With several groups, a group whose owner lived "did not pause" when none of its flows went silent this long (a move takes seconds). */
+const UNMOVED_GROUP_PAUSE_BOUND_MS = 1000;
 const BACKENDS = 3;
 const AWS_PORT_IN_HOST = 4566;
 const IMDS_PORT_IN_HOST = 5001;
@@ -119,6 +146,8 @@ interface RunState {
   /** Lifecycle runs that moved the VIP. */
   vipMoves?: number;
   alarmsFired?: number;
+  /** With several groups: the host that was lost (its groups move wherever the placement puts them). */
+  lost?: number;
   /** The instance the function last recorded as lost by its peer (the fast path). */
   peerLostReported?: string;
   /** The rollout's last reason said in the timeline (each said once). */
@@ -176,6 +205,7 @@ export class Demo {
     await this.startAgents();
     await this.place();
     await this.configureServices();
+    if (this.groupCount > 1) return this.azOutageScenario();
     const flows = await this.startTraffic();
     if (this.o.mode === 'terminate') return this.terminateScenario(flows);
     if (this.o.mode === 'upgrade') return this.upgradeScenario(flows);
@@ -203,12 +233,15 @@ export class Demo {
     this.cleanups.push(() => this.proxy.stop());
     this.proxy.configure(this.o.fast ? {} : REALISTIC_BEHAVIOUR);
     await this.proxy.listenUnix(join(this.dir, 'aws.sock'));
-    this.world = new World(this.moto.endpoint, this.o.strategy === 'route' ? { strategy: 'route', vip: SIM_OVERLAY_VIP } : {});
+    const zones = this.o.azs === 3 ? { availabilityZones: ['us-east-1a', 'us-east-1b', 'us-east-1c'], lbSubnetCidrs: ['100.64.218.0/24', '100.64.228.0/24', '100.64.238.0/24'] } : {};
+    this.world = new World(this.moto.endpoint, { ...(this.o.strategy === 'route' ? { strategy: 'route', vip: SIM_OVERLAY_VIP } : {}), ...zones });
     this.cleanups.push(() => this.world.destroy());
     // Replacing an instance needs the slots as the stack makes them (an interface of the slot's own).
     await this.world.seed({ slots: this.o.mode === 'terminate' || this.o.mode === 'upgrade' || this.o.mode === 'rotate' });
+    if (this.groupCount > 1) await this.world.addGroups(this.groupCount - 1);
     const route = this.o.strategy === 'route';
-    this.timeline.mark('setup', `AWS emulator on ${this.moto.endpoint} behind the behaviour layer (${this.o.fast ? 'fast: no latencies' : 'realistic latencies, slow detach and attach, NotFound after create'}); deployment seeded from the sim profile (strategy ${this.o.strategy}): VPC, LB subnets in ${this.world.config.availabilityZones.join(', ')}, 2 LB instances${route ? ' with their ingress IPs, route tables for the overlay VIP ' + this.world.config.vip : ''}, EIP ${SIM_EIP}, heartbeat and status-check alarms, lease table, topic`);
+    const groups = this.groupCount > 1 ? `${this.groupCount} VIP groups (EIPs ${this.eips().join(', ')})` : `EIP ${SIM_EIP}`;
+    this.timeline.mark('setup', `AWS emulator on ${this.moto.endpoint} behind the behaviour layer (${this.o.fast ? 'fast: no latencies' : 'realistic latencies, slow detach and attach, NotFound after create'}); deployment seeded from the sim profile (strategy ${this.o.strategy}): VPC, LB subnets in ${this.world.config.availabilityZones.join(', ')}, ${this.world.instances.length} LB instances${route ? ` with their ingress IPs, route tables for the overlay VIP${this.groupCount > 1 ? 's' : ''}` : ''}, ${groups}, heartbeat and status-check alarms, lease table, topic`);
     this.proxy.onCall = (c) => {
       if (c.service !== 'ec2') return;
       if (c.status === 503) this.timeline.mark('ec2', `${c.action} throttled`, { at: c.startedAt, ms: c.ms });
@@ -221,7 +254,7 @@ export class Demo {
   private async startNetwork(): Promise<void> {
     this.lab = new Lab();
     this.cleanups.push(() => this.lab.stop());
-    this.vpc = new SimVpc(this.lab, this.world.config, SIM_EIP, BACKENDS);
+    this.vpc = new SimVpc(this.lab, this.world.config, SIM_EIP, BACKENDS, { groups: this.groupCount });
     this.vpc.build();
     const ec2 = new EC2Client({ region: 'us-east-1', endpoint: this.moto.endpoint, credentials: CREDENTIALS });
     this.cleanups.push(() => ec2.destroy());
@@ -231,19 +264,20 @@ export class Demo {
       ec2,
       vpc: this.vpc,
       deploymentId: this.world.config.deploymentId,
-      eipAllocationId: s.eipAllocationId,
+      eipAllocationId: s.groups ? s.groups.map((g) => g.eipAllocationId) : s.eipAllocationId,
       instances: this.world.instances,
-      ...(s.strategy === 'route' ? { vipRoute: { vip: s.vip, routeTableId: s.routeTableIds!.at(-1)! } } : {}),
+      ...(s.strategy === 'route' ? { vipRoute: (s.groups ?? [s]).map((g) => ({ vip: g.vip, routeTableId: s.routeTableIds!.at(-1)! })) } : {}),
     });
     this.mirror.onEvent = (e) => {
       if (e.kind === 'eni-plugged') this.timeline.mark('eni', `loxi-eni (${e.eniId}) appears on lb${e.host} as a new interface`);
       else if (e.kind === 'eni-unplugged') this.timeline.mark('eni', `loxi-eni (${e.eniId}) leaves lb${e.host}`);
-      else if (e.kind === 'vip-route') this.timeline.mark('eip', e.host === undefined ? `the VPC's route to the VIP ${s.vip} goes nowhere` : `the VPC routes the VIP ${s.vip} to lb${e.host}`);
+      else if (e.kind === 'vip-route') this.timeline.mark('eip', e.host === undefined ? `the VPC's route to the VIP ${e.vip} goes nowhere` : `the VPC routes the VIP ${e.vip} to lb${e.host}`);
       else {
-        // The first time, after the failure, that the EIP reaches an interface again: the failover as a client sees it.
-        if (e.eniId && this.state.zero !== undefined && this.state.eipMovedAt === undefined && e.host === this.state.moveTo) this.state.eipMovedAt = Date.now();
+        // The first time, after the failure, that the (moved group's) EIP reaches an interface again: the failover as a client sees it.
+        const arrived = this.state.moveTo !== undefined ? e.host === this.state.moveTo : e.host !== undefined && e.host !== this.state.lost;
+        if (e.eniId && e.publicIp === SIM_EIP && this.state.zero !== undefined && this.state.eipMovedAt === undefined && arrived) this.state.eipMovedAt = Date.now();
         const on = e.eniId && s.strategy === 'eni' ? `lb${e.host}'s loxi-eni` : `lb${e.host}'s ingress IP`;
-        this.timeline.mark('eip', e.eniId ? `internet gateway maps EIP ${SIM_EIP} → ${e.privateIp} on ${on}` : `EIP ${SIM_EIP} maps nowhere: its packets are dropped`);
+        this.timeline.mark('eip', e.eniId ? `internet gateway maps EIP ${e.publicIp} → ${e.privateIp} on ${on}` : `EIP ${e.publicIp} maps nowhere: its packets are dropped`);
       }
     };
     this.mirror.onError = (e) => this.say(`  (mirror: ${e.message})`);
@@ -311,9 +345,9 @@ export class Demo {
         : 'alarmData' in p
           ? `alarm ${(p.alarmData as { alarmName: string; state: { value: string } }).alarmName} → ${(p.alarmData as { state: { value: string } }).state.value}`
           : p.reason === 'peer-heartbeat-lost'
-            ? `fast path: lb${1 - this.indexOf(String(p.from))}'s agent lost ${String(p.from)}`
+            ? `fast path: ${this.vpc.hosts === 2 ? `lb${1 - this.indexOf(String(p.from))}'s agent` : 'a peer'} lost lb${this.indexOf(String(p.from))} (${String(p.from)})`
             : p.reason === 'peer-backup-lost'
-              ? `fast path: lb${1 - this.indexOf(String(p.from))}'s agent (the owner) lost its backup ${String(p.from)}`
+              ? `fast path: ${this.vpc.hosts === 2 ? `lb${1 - this.indexOf(String(p.from))}'s agent (the owner)` : 'an owner'} lost its backup lb${this.indexOf(String(p.from))} (${String(p.from)})`
             : 'RequestType' in p
               ? `CloudFormation ${String(p.RequestType)} (placement)`
               : `manual ${JSON.stringify(p)}`;
@@ -327,6 +361,8 @@ export class Demo {
       if ((r.peerLost as { instanceId?: string } | undefined)?.instanceId) this.state.peerLostReported = String((r.peerLost as { instanceId: string }).instanceId);
       // A lifecycle run's move, or a run of the orchestrator that moved (fast path, alarm, manual).
       if (after && ((r.move as { moved?: boolean } | undefined)?.moved || r.moved === true)) this.state.vipMoves = (this.state.vipMoves ?? 0) + 1;
+      // Several groups: each group's run that moved its VIP.
+      if (after && Array.isArray(r.groups)) this.state.vipMoves = (this.state.vipMoves ?? 0) + (r.groups as { result?: { moved?: boolean } }[]).filter((g) => g.result?.moved === true).length;
       const text = l.runtime === 'error' ? `function failed: ${String(l.errorMessage)}` : `function: ${String(r.outcome)}${r.owner ? `, VIP on lb${this.indexOf(String(r.owner))}` : ''}${r.reason ? ` (${String(r.reason)})` : ''}`;
       this.timeline.mark(after ? 'done' : 'setup', text, { at });
     } else if (l.message === 'moving the VIP' && after) {
@@ -375,7 +411,7 @@ export class Demo {
     this.cleanups.push(() => clearInterval(statusTimer));
     await this.evaluator.start();
     this.cleanups.push(() => this.evaluator.stop());
-    this.timeline.mark('setup', `agents (the shipped bundle) on lb0 and lb1: beating to CloudWatch, peer heartbeats, session sync ${this.o.sync ? 'on' : 'OFF (--no-sync)'}`);
+    this.timeline.mark('setup', `agents (the shipped bundle) on ${Array.from({ length: this.vpc.hosts }, (_, i) => `lb${i}`).join(', ')}: beating to CloudWatch, peer heartbeats, session sync ${this.o.sync ? 'on' : 'OFF (--no-sync)'}`);
   }
 
   /** LB `i`'s own copies of the secret files (made once: a restarted agent finds what its mirror wrote). */
@@ -394,7 +430,7 @@ export class Demo {
       failoverFunctionName: `${FAILOVER_FUNCTION_ARN}:agents`,
       endpoint: `http://127.0.0.1:${AWS_PORT_IN_HOST}`,
       imdsEndpoint: `http://127.0.0.1:${IMDS_PORT_IN_HOST}`,
-    });
+    }, (this.world.settings.groups ?? []).map((g, k) => ({ name: g.name, vip: g.vip, publicIp: simGroupEip(k) })));
     // Following the secrets, each agent has files of its own, as each instance does (kept across its restarts, as a disk).
     const files = this.secretArns ? this.ownSecretFiles(i) : { token: this.run.tokenFile, key: this.run.syncKeyFile };
     const p = await this.run.startAgent(i, {
@@ -441,6 +477,12 @@ export class Demo {
     } finally {
       server.close();
     }
+    if (this.groupCount > 1) {
+      await this.until('every VIP group owned by one LB', async () => [...(await this.groupOwners()).values()].every((hosts) => hosts.length === 1), 60_000);
+      const owners = await this.groupOwners();
+      this.timeline.mark('setup', `placement done: ${[...owners].map(([g, h]) => `group ${g} on lb${h[0]}`).join(', ')} (the EIP on its ingress IP, its VIP routed to it)`);
+      return;
+    }
     await this.until('lb0 MASTER and lb1 BACKUP', async () => (await this.ha(0)).state === HA_ROLE.master && (await this.ha(1)).state === HA_ROLE.backup, 60_000);
     this.timeline.mark('setup', `placement done: ${this.o.strategy === 'eni' ? 'loxi-eni on lb0, EIP associated' : "EIP on lb0's ingress IP, the VIP routed to lb0"}; lb0 is MASTER, lb1 BACKUP`);
   }
@@ -449,25 +491,125 @@ export class Demo {
     return haOf(this.run, i);
   }
 
+  private get groupCount(): number {
+    return this.o.groups ?? 1;
+  }
+
+  /** Each VIP group's EIP, the default group's first. */
+  private eips(): string[] {
+    return Array.from({ length: this.groupCount }, (_, k) => simGroupEip(k));
+  }
+
+  /** LB `i`'s row per VIP group (`get ha`: `group/<name>`, its role there, in sync for it). */
+  private async groupRows(i: number): Promise<{ group: string; state: string; sync: number }[]> {
+    const attr = (await this.run.api(i, 'GET', '/config/cistate/all')).body.Attr as { instance: string; state: string; sync: number }[];
+    return attr.filter((a) => a.instance.startsWith('group/')).map((a) => ({ group: a.instance.slice('group/'.length), state: a.state, sync: a.sync }));
+  }
+
+  /** Which live LBs say MASTER for each group (one each once placed), in the groups' order. */
+  private async groupOwners(): Promise<Map<string, number[]>> {
+    const owners = new Map<string, number[]>((this.world.settings.groups ?? []).map((g) => [g.name, []]));
+    for (let i = 0; i < this.vpc.hosts; i++) {
+      if (i === this.state.lost) continue;
+      for (const r of await this.groupRows(i)) if (r.state === HA_ROLE.master) owners.get(r.group)?.push(i);
+    }
+    return owners;
+  }
+
+  /**
+   * An availability zone lost with several VIP groups (`--groups`): each group has its own traffic
+   * (long-lived TCP and UDP flows, fresh connections through its EIP); lb0's zone goes dark; the
+   * function moves the group lb0 held — wherever the placement puts it — and the groups whose owner
+   * lives must not pause. Ok when every established flow of every group is kept and no surviving
+   * group paused for a second.
+   */
+  private async azOutageScenario(): Promise<{ result: DemoResult; reportPath: string; ok: boolean }> {
+    const before = await this.groupOwners();
+    const names = [...before.keys()];
+    const traffic = new Map<string, Proc>();
+    for (const [k, g] of names.entries()) {
+      const p = this.lab.spawn('cl0', process.execPath, [join(PROGRAMS, 'flows.mjs'), simGroupEip(k), String(PORT)]);
+      this.cleanups.push(() => void p.child.kill('SIGKILL'));
+      await p.waitFor(/flows ready/);
+      traffic.set(g, p);
+    }
+    for (const p of traffic.values()) p.child.stdin!.write('tcp 4\nudp 2\nfresh\n');
+    await sleep(2000);
+    for (const p of traffic.values()) p.child.stdin!.write('tcp 2\n');
+    await sleep(700);
+    this.timeline.mark('setup', `traffic through each group's EIP: 6 long-lived TCP flows (2 opened 0.7 s ago), 2 UDP flows, a new TCP connection every 50 ms — ${names.length} groups at once`);
+    const lost = 0;
+    const movers = names.filter((g) => before.get(g)![0] === lost);
+    this.state.lost = lost;
+    this.state.zero = Date.now();
+    killAllInNamespace(this.lab.ns(SimVpc.host(lost)));
+    this.mirror.markDead(lost);
+    this.timeline.mark('failure', `zone ${this.world.config.availabilityZones[lost]} lost: lb${lost} dies (its agent and every process killed, its links dark); it owned ${movers.map((g) => `group ${g}`).join(', ') || 'no group'}`, { at: this.state.zero });
+    await this.world.ec2.send(new StopInstancesCommand({ InstanceIds: [this.world.id(lost)], Force: true }));
+    await this.until('every group owned by a live LB', async () => [...(await this.groupOwners()).values()].every((hosts) => hosts.length === 1), 120_000);
+    const after = await this.groupOwners();
+    for (const g of movers) this.timeline.mark('role', `group ${g} is on lb${after.get(g)![0]} now: its agent sees the EIP on its ingress IP through IMDS`);
+    await sleep(3000);
+    const reports = new Map<string, FlowsReport>();
+    for (const [g, p] of traffic) reports.set(g, await finalReport(this.lab, p));
+    const groups: GroupResult[] = names.map((g, k) => {
+      const r = reports.get(g)!;
+      const lostOnes = new Set(lostFlows(r));
+      const kept = r.flows.filter((f) => !lostOnes.has(f));
+      return {
+        group: g,
+        eip: simGroupEip(k),
+        ownerBefore: before.get(g)![0] ?? null,
+        ownerAfter: after.get(g)![0] ?? null,
+        moved: movers.includes(g),
+        flowsKept: kept.length,
+        flowsTotal: r.flows.length,
+        maxPauseMs: r.flows.length ? Math.max(...r.flows.map((f) => f.maxGapMs)) : 0,
+        newConnectionsFailed: r.fresh.failed,
+      };
+    });
+    // The figures of the move as a client of the moved group saw it; the flows of every group.
+    const moved = reports.get(movers[0] ?? names[0]!)!;
+    const all: FlowsReport = { flows: [...reports.values()].flatMap((r) => r.flows), fresh: { ...moved.fresh, failed: groups.reduce((n, g) => n + g.newConnectionsFailed, 0) }, series: moved.series };
+    const base = this.result(all, undefined);
+    const unmoved = groups.filter((g) => !g.moved);
+    const result: DemoResult = { ...base, azs: this.vpc.hosts, groups, unmovedGroupsMaxPauseMs: unmoved.length ? Math.max(...unmoved.map((g) => g.maxPauseMs)) : 0, vipMoves: this.state.vipMoves ?? 0 };
+    this.printSummary(result, all);
+    for (const g of groups) this.say(`  group ${g.group.padEnd(8)} ${g.eip.padEnd(16)} lb${g.ownerBefore} → lb${g.ownerAfter}${g.moved ? ' (moved)' : '          '}  flows kept ${g.flowsKept}/${g.flowsTotal} · largest pause ${g.maxPauseMs} ms · new connections failed ${g.newConnectionsFailed}`);
+    const reportPath = this.writeReport(result, all);
+    const ok = groups.every((g) => g.flowsTotal > 0 && g.flowsKept === g.flowsTotal) && (result.unmovedGroupsMaxPauseMs ?? 0) < UNMOVED_GROUP_PAUSE_BOUND_MS;
+    return { result, reportPath, ok };
+  }
+
   /** kube-loxilb's calls: the same LoadBalancer service to every instance. */
   private async configureServices(): Promise<void> {
     for (let i = 0; i < this.vpc.hosts; i++) await this.configureServicesOn(i);
+    if (this.groupCount > 1) {
+      if (this.o.sync) await this.until('every LB in sync for every group', async () => (await Promise.all(Array.from({ length: this.vpc.hosts }, (_, i) => this.groupRows(i)))).every((rows) => rows.every((r) => r.sync === 1)), 60_000);
+      this.timeline.mark('setup', `services: TCP and UDP :${PORT} on each group's EIP (${this.eips().join(', ')}) → ${BACKENDS} backends, POSTed to every agent as kube-loxilb does — each from its group's pool, with its one privateIP ${this.world.config.vip}${this.o.sync ? '; every LB in sync for every group' : ''}`);
+      return;
+    }
     if (this.o.sync) await this.until('lb1 in sync', async () => (await this.ha(1)).sync === 1, 30_000);
     this.timeline.mark('setup', `services: TCP and UDP ${SIM_EIP}:${PORT} → ${BACKENDS} backends, POSTed to both agents as kube-loxilb does${this.o.sync ? '; lb1 in sync' : ''}`);
   }
 
   /** kube-loxilb's calls to one instance: the TCP and UDP services. */
   private async configureServicesOn(i: number): Promise<void> {
-    for (const protocol of ['tcp', 'udp'] as const) {
-      const r = await this.run.api(i, 'POST', '/config/loadbalancer', this.serviceBody(protocol));
-      if (r.status !== 200) throw new Error(`lb${i} refused the ${protocol} service: ${r.status} ${JSON.stringify(r.body)}`);
+    for (const eip of this.eips()) {
+      for (const protocol of ['tcp', 'udp'] as const) {
+        const r = await this.run.api(i, 'POST', '/config/loadbalancer', this.serviceBody(protocol, eip));
+        if (r.status !== 200) throw new Error(`lb${i} refused the ${protocol} service on ${eip}: ${r.status} ${JSON.stringify(r.body)}`);
+      }
     }
   }
 
-  /** The LoadBalancer service as kube-loxilb POSTs it. */
-  private serviceBody(protocol: 'tcp' | 'udp') {
+  /**
+   * The LoadBalancer service as kube-loxilb POSTs it: the external IP from its pool (a group's EIP),
+   * and its one --privateCIDR as privateIP whatever the pool.
+   */
+  private serviceBody(protocol: 'tcp' | 'udp', eip = SIM_EIP) {
     return {
-      serviceArguments: { externalIP: SIM_EIP, privateIP: this.world.config.vip, port: PORT, protocol, sel: 0, mode: 2, monitor: false, probetype: 'none', name: `default_demo-${protocol}` },
+      serviceArguments: { externalIP: eip, privateIP: this.world.config.vip, port: PORT, protocol, sel: 0, mode: 2, monitor: false, probetype: 'none', name: `default_demo-${eip === SIM_EIP ? '' : `${eip}-`}${protocol}` },
       endpoints: Array.from({ length: BACKENDS }, (_, b) => ({ endpointIP: NODES.ip(b + 1), targetPort: BACKEND_PORT, weight: 1 })),
     };
   }
@@ -872,7 +1014,7 @@ export class Demo {
     const kept = r.flows.filter((f) => !lostOnes.has(f));
     const afterMove = this.state.eipMovedAt ?? zero;
     const firstThrough = r.series.find((b) => b.t >= afterMove && b.ok + b.replies > 0);
-    if (firstThrough && this.o.mode !== 'rotate') this.timeline.mark('traffic', 'first packets through lb1 after the move (replies and new connections)', { at: firstThrough.t });
+    if (firstThrough && this.o.mode !== 'rotate') this.timeline.mark('traffic', `first packets through ${this.state.moveTo !== undefined ? `lb${this.state.moveTo}` : 'the survivor'} after the move (replies and new connections)`, { at: firstThrough.t });
     const resumed = kept.map((f) => f.maxGapEndAt).filter((t): t is number => t !== null && t > zero);
     if (kept.length) this.timeline.mark('sessions', `${kept.length} of ${r.flows.length} established flows resumed, each on its own backend`, { at: resumed.length ? Math.max(...resumed) : zero });
     if (lostOnes.size) this.timeline.mark('sessions', `${lostOnes.size} established flows lost (${[...new Set([...lostOnes].map((f) => whyLost(f)!.replace(/\d+/g, 'N')))].join('; ')})`);

@@ -52,15 +52,19 @@ export class SimVpc {
   readonly hosts: number;
   readonly backends: number;
   plugged: Plugged | undefined;
-  private igwTarget: string | undefined = 'unset';
-  private vipVia: string | undefined = 'unset';
+  /** Each EIP's mapping now (the internet gateway's 1:1 translations): its target, or none. */
+  private readonly igw = new Map<string, { privateIp: string; link: string } | undefined>();
+  private readonly vipVia = new Map<string, string | undefined>();
+  /** Route strategy: how many VIP groups (each host holds an ingress IP per group). */
+  readonly groups: number;
 
-  constructor(lab: Lab, config: LoxihaConfig, eip: string, backends: number) {
+  constructor(lab: Lab, config: LoxihaConfig, eip: string, backends: number, o: { groups?: number } = {}) {
     this.lab = lab;
     this.config = config;
     this.eip = eip;
     this.hosts = config.availabilityZones.length;
     this.backends = backends;
+    this.groups = o.groups ?? 1;
   }
 
   /** Namespace role of LB host `i` (0-based, the instance index). */
@@ -90,8 +94,8 @@ export class SimVpc {
       const cidr = this.config.lbSubnetCidrs[i]!;
       lab.addNamespace(SimVpc.host(i));
       this.veth('vpc', SimVpc.primaryLink(i), this.routerOf(cidr), SimVpc.host(i), PRIMARY_DEVICE, lbInstanceIp(this.config, i), 24, this.routerOf(cidr));
-      // Route strategy: the ingress IP, a secondary address AL2023 configures from IMDS.
-      if (this.config.strategy === 'route') sh(['-n', lab.ns(SimVpc.host(i)), 'addr', 'add', `${lbIngressIp(this.config, i)}/24`, 'dev', PRIMARY_DEVICE]);
+      // Route strategy: the ingress IPs (one per VIP group), secondary addresses AL2023 configures from IMDS.
+      if (this.config.strategy === 'route') for (let g = 0; g < this.groups; g++) sh(['-n', lab.ns(SimVpc.host(i)), 'addr', 'add', `${lbIngressIp(this.config, i, g)}/24`, 'dev', PRIMARY_DEVICE]);
       lab.exec(SimVpc.host(i), 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
     }
     // The EKS nodes' subnet: a bridge in the router namespace.
@@ -192,32 +196,34 @@ ${sg}
    * translation is stateless 1:1 (a re-association takes effect on the next packet of every flow)
    * and applies only to traffic entering and leaving through that interface.
    */
-  setIgw(target: { privateIp: string; link: string } | undefined): void {
-    const key = target ? `${target.privateIp}@${target.link}` : undefined;
-    if (key === this.igwTarget) return;
+  setIgw(target: { privateIp: string; link: string } | undefined, eip = this.eip): void {
+    const same = (a: { privateIp: string; link: string } | undefined, b: typeof a) => a?.privateIp === b?.privateIp && a?.link === b?.link;
+    if (this.igw.has(eip) && same(this.igw.get(eip), target)) return;
+    this.igw.set(eip, target);
     const t = 'ip loxiha_vpc';
     const lines = [`flush chain ${t} igw_in`, `flush chain ${t} igw_out`, `flush chain ${t} igw_fwd`];
-    if (target) {
-      lines.push(
-        `add rule ${t} igw_in iifname "inet" ip daddr ${this.eip} notrack ip daddr set ${target.privateIp}`,
-        `add rule ${t} igw_in ip saddr ${target.privateIp} ip daddr ${INTERNET.cidr} notrack`,
-        `add rule ${t} igw_fwd oifname "inet" ip saddr ${target.privateIp} iifname "${target.link}" accept`,
-        `add rule ${t} igw_out oifname "inet" ip saddr ${target.privateIp} ip saddr set ${this.eip}`,
-      );
-    } else lines.push(`add rule ${t} igw_in iifname "inet" ip daddr ${this.eip} counter name igw_drop drop`);
+    for (const [address, to] of this.igw) {
+      if (to) {
+        lines.push(
+          `add rule ${t} igw_in iifname "inet" ip daddr ${address} notrack ip daddr set ${to.privateIp}`,
+          `add rule ${t} igw_in ip saddr ${to.privateIp} ip daddr ${INTERNET.cidr} notrack`,
+          `add rule ${t} igw_fwd oifname "inet" ip saddr ${to.privateIp} iifname "${to.link}" accept`,
+          `add rule ${t} igw_out oifname "inet" ip saddr ${to.privateIp} ip saddr set ${address}`,
+        );
+      } else lines.push(`add rule ${t} igw_in iifname "inet" ip daddr ${address} counter name igw_drop drop`);
+    }
     // A private address without a public mapping does not reach the internet (it is dropped, not sent untranslated).
     lines.push(`add rule ${t} igw_fwd oifname "inet" counter name igw_drop drop`);
     this.nft(`${lines.join('\n')}\n`);
-    this.igwTarget = key;
   }
 
   /** The VPC's route to the overlay VIP (route strategy): to host `host`'s primary interface, or a blackhole. */
   setVipRoute(vip: string, host: number | undefined): void {
     const via = host === undefined ? undefined : lbInstanceIp(this.config, host);
-    if (via === this.vipVia) return;
+    if (this.vipVia.has(vip) && via === this.vipVia.get(vip)) return;
     if (via) sh(['-n', this.lab.ns('vpc'), 'route', 'replace', `${vip}/32`, 'via', via]);
     else sh(['-n', this.lab.ns('vpc'), 'route', 'replace', 'blackhole', `${vip}/32`]);
-    this.vipVia = via;
+    this.vipVia.set(vip, via);
   }
 
   /** Hot-plugs an ENI into host `host` as a bare interface with `mac` (what attaching does). */

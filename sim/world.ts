@@ -52,6 +52,10 @@ export const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 const REGION = 'us-east-1';
 /** The Elastic IP's public address in the simulation (inside 100.64.0.0/10, like every address the demo uses). */
 export const SIM_EIP = '100.100.100.100';
+/** The public address of VIP group k's EIP (k = 0: the default group's, SIM_EIP): in 100.64.0.0/10 too. */
+export function simGroupEip(k: number): string {
+  return k === 0 ? SIM_EIP : `100.100.100.${100 + k}`;
+}
 /** The route strategy's overlay VIP: outside the VPC's CIDR (100.64.0.0/16), inside 100.64.0.0/10. */
 export const SIM_OVERLAY_VIP = '100.127.0.10';
 /** The failover function in the simulation (its alarms' action; the agents invoke its `agents` alias). */
@@ -365,10 +369,9 @@ export class World {
     const added: GroupSettings[] = [];
     for (let k = 1; k <= n; k++) {
       const name = `g${k}`;
-      const eipAllocationId = (await this.ec2.send(new AllocateAddressCommand({ Domain: 'vpc', TagSpecifications: [{ ResourceType: 'elastic-ip', Tags: tag(ROLE.eip) }] }))).AllocationId!;
+      const eipAllocationId = (await this.ec2.send(new AllocateAddressCommand({ Domain: 'vpc', Address: simGroupEip(k), TagSpecifications: [{ ResourceType: 'elastic-ip', Tags: [...tag(ROLE.eip), { Key: TAG.group, Value: name }] }] }))).AllocationId!;
       if (s.strategy === 'route') {
-        const zones = c.availabilityZones.length;
-        const ingressIps = [...this.instances].sort((a, b) => a.index - b.index).map((i) => intToIp(parseCidr(c.lbSubnetCidrs[i.index % zones]!)!.network + 20 + k + 100 * Math.floor(i.index / zones)));
+        const ingressIps = [...this.instances].sort((a, b) => a.index - b.index).map((i) => lbIngressIp(c, i.index, k));
         for (const [index, ip] of ingressIps.entries()) await this.ec2.send(new AssignPrivateIpAddressesCommand({ NetworkInterfaceId: interfaces[index]!, PrivateIpAddresses: [ip] }));
         added.push({ name, vip: `100.127.${k}.10`, eipAllocationId, ingressIps, preferredSlot: k % this.instances.length });
         continue;
