@@ -9,12 +9,12 @@ import { DescribeRouteTablesCommand, DescribeSubnetsCommand, type EC2Client, typ
 import { ROLE, TAG } from '../lib/contract.ts';
 import type { AwsProxy } from './aws-proxy.ts';
 import type { InstanceMetadata } from './imds.ts';
-import { SimVpc } from './vpc.ts';
+import { eniLink, SimVpc } from './vpc.ts';
 import { Poller } from './poller.ts';
 
 export type MirrorEvent =
-  | { kind: 'eni-plugged'; host: number; eniId: string }
-  | { kind: 'eni-unplugged'; host: number; eniId: string }
+  | { kind: 'eni-plugged'; host: number; eniId: string; group: number }
+  | { kind: 'eni-unplugged'; host: number; eniId: string; group: number }
   | { kind: 'eip'; eniId: string | undefined; privateIp: string | undefined; host: number | undefined; publicIp: string }
   | { kind: 'vip-route'; host: number | undefined; vip: string };
 
@@ -132,18 +132,23 @@ export class AwsMirror {
     }
     this.metadataBy = metadata;
 
-    // loxi-eni follows its attachment.
-    const loxi = on.find((n) => this.ours(n));
-    const want = loxi ? { eniId: loxi.NetworkInterfaceId!, host: indexOf(loxi.Attachment!.InstanceId)!, mac: loxi.MacAddress!.toLowerCase() } : undefined;
-    const have = this.vpc.plugged;
-    if (have && (!want || want.eniId !== have.eniId || want.host !== have.host)) {
-      this.vpc.unplug();
-      this.onEvent({ kind: 'eni-unplugged', host: have.host, eniId: have.eniId });
+    // Each group's loxi-eni follows its attachment (its group: the floating subnet's block it is in).
+    const wants = new Map<number, { eniId: string; host: number; mac: string; group: number }>();
+    for (const n of on.filter((x) => this.ours(x))) {
+      const group = this.vpc.blocks.indexOf(await this.subnetCidr(n.SubnetId!));
+      if (group >= 0) wants.set(group, { eniId: n.NetworkInterfaceId!, host: indexOf(n.Attachment!.InstanceId)!, mac: n.MacAddress!.toLowerCase(), group });
     }
-    if (want && !this.vpc.plugged) {
+    for (const [group, have] of [...this.vpc.plugs]) {
+      const want = wants.get(group);
+      if (want && want.eniId === have.eniId && want.host === have.host) continue;
+      this.vpc.unplug(group);
+      this.onEvent({ kind: 'eni-unplugged', host: have.host, eniId: have.eniId, group });
+    }
+    for (const [group, want] of wants) {
+      if (this.vpc.plugs.has(group)) continue;
       this.vpc.plug(want);
       if (this.dead.has(want.host)) this.vpc.cut(want.host);
-      this.onEvent({ kind: 'eni-plugged', host: want.host, eniId: want.eniId });
+      this.onEvent({ kind: 'eni-plugged', host: want.host, eniId: want.eniId, group });
     }
 
     // The internet gateway maps each EIP to the address it is associated with, through the interface holding it.
@@ -151,7 +156,8 @@ export class AwsMirror {
       if (!eip?.PublicIp) continue;
       const holder = eip.NetworkInterfaceId ? on.find((n) => n.NetworkInterfaceId === eip.NetworkInterfaceId) : undefined;
       const host = holder ? indexOf(holder.Attachment!.InstanceId) : undefined;
-      const link = !holder ? undefined : holder.NetworkInterfaceId === this.vpc.plugged?.eniId ? 'eni' : hostLink(holder) ? SimVpc.primaryLink(host!) : undefined;
+      const plugged = holder ? [...this.vpc.plugs.values()].find((p) => p.eniId === holder.NetworkInterfaceId) : undefined;
+      const link = !holder ? undefined : plugged ? eniLink(plugged.group ?? 0) : hostLink(holder) ? SimVpc.primaryLink(host!) : undefined;
       const target = link && eip.PrivateIpAddress ? { privateIp: eip.PrivateIpAddress, link } : undefined;
       this.vpc.setIgw(target, eip.PublicIp);
       const key = target ? `${holder!.NetworkInterfaceId}/${target.privateIp}` : undefined;

@@ -237,7 +237,8 @@ export class Demo {
     this.world = new World(this.moto.endpoint, { ...(this.o.strategy === 'route' ? { strategy: 'route', vip: SIM_OVERLAY_VIP } : {}), ...zones });
     this.cleanups.push(() => this.world.destroy());
     // Replacing an instance needs the slots as the stack makes them (an interface of the slot's own).
-    await this.world.seed({ slots: this.o.mode === 'terminate' || this.o.mode === 'upgrade' || this.o.mode === 'rotate' });
+    // Several eni groups: an instance type that attaches enough loxi-enis for a survivor to hold two groups (c5.xlarge: 4 interfaces).
+    await this.world.seed({ slots: this.o.mode === 'terminate' || this.o.mode === 'upgrade' || this.o.mode === 'rotate', ...(this.groupCount > 1 && this.o.strategy === 'eni' ? { instanceType: 'c5.xlarge' } : {}) });
     if (this.groupCount > 1) await this.world.addGroups(this.groupCount - 1);
     const route = this.o.strategy === 'route';
     const groups = this.groupCount > 1 ? `${this.groupCount} VIP groups (EIPs ${this.eips().join(', ')})` : `EIP ${SIM_EIP}`;
@@ -254,7 +255,8 @@ export class Demo {
   private async startNetwork(): Promise<void> {
     this.lab = new Lab();
     this.cleanups.push(() => this.lab.stop());
-    this.vpc = new SimVpc(this.lab, this.world.config, SIM_EIP, BACKENDS, { groups: this.groupCount });
+    const blocks = this.world.settings.groups?.map((g) => g.cloudCidrBlock ?? this.world.settings.cloudCidrBlock!);
+    this.vpc = new SimVpc(this.lab, this.world.config, SIM_EIP, BACKENDS, { groups: this.groupCount, ...(blocks && this.o.strategy === 'eni' ? { blocks } : {}) });
     this.vpc.build();
     const ec2 = new EC2Client({ region: 'us-east-1', endpoint: this.moto.endpoint, credentials: CREDENTIALS });
     this.cleanups.push(() => ec2.destroy());
@@ -269,8 +271,9 @@ export class Demo {
       ...(s.strategy === 'route' ? { vipRoute: (s.groups ?? [s]).map((g) => ({ vip: g.vip, routeTableId: s.routeTableIds!.at(-1)! })) } : {}),
     });
     this.mirror.onEvent = (e) => {
-      if (e.kind === 'eni-plugged') this.timeline.mark('eni', `loxi-eni (${e.eniId}) appears on lb${e.host} as a new interface`);
-      else if (e.kind === 'eni-unplugged') this.timeline.mark('eni', `loxi-eni (${e.eniId}) leaves lb${e.host}`);
+      const of = (g: number) => (this.groupCount > 1 ? ` of group ${s.groups![g]!.name}` : '');
+      if (e.kind === 'eni-plugged') this.timeline.mark('eni', `loxi-eni${of(e.group)} (${e.eniId}) appears on lb${e.host} as a new interface`);
+      else if (e.kind === 'eni-unplugged') this.timeline.mark('eni', `loxi-eni${of(e.group)} (${e.eniId}) leaves lb${e.host}`);
       else if (e.kind === 'vip-route') this.timeline.mark('eip', e.host === undefined ? `the VPC's route to the VIP ${e.vip} goes nowhere` : `the VPC routes the VIP ${e.vip} to lb${e.host}`);
       else {
         // The first time, after the failure, that the (moved group's) EIP reaches an interface again: the failover as a client sees it.
@@ -548,7 +551,7 @@ export class Demo {
     await this.world.ec2.send(new StopInstancesCommand({ InstanceIds: [this.world.id(lost)], Force: true }));
     await this.until('every group owned by a live LB', async () => [...(await this.groupOwners()).values()].every((hosts) => hosts.length === 1), 120_000);
     const after = await this.groupOwners();
-    for (const g of movers) this.timeline.mark('role', `group ${g} is on lb${after.get(g)![0]} now: its agent sees the EIP on its ingress IP through IMDS`);
+    for (const g of movers) this.timeline.mark('role', `group ${g} is on lb${after.get(g)![0]} now: ${this.o.strategy === 'eni' ? 'its agent found the group\'s loxi-eni by its MAC through IMDS and routes the group\'s flows through it' : 'its agent sees the group\'s EIP on its ingress IP through IMDS'}`);
     await sleep(3000);
     const reports = new Map<string, FlowsReport>();
     for (const [g, p] of traffic) reports.set(g, await finalReport(this.lab, p));

@@ -43,7 +43,13 @@ export interface Plugged {
   eniId: string;
   host: number;
   mac: string;
+  /** The VIP group it carries (its position: 0 the default group). */
+  group?: number;
 }
+
+/** The router's link to group `k`'s loxi-eni, and the device it appears as on its host (ens6 for the default group, as on AL2023). */
+export const eniLink = (k: number) => (k === 0 ? 'eni' : `eni${k}`);
+export const eniDevice = (k: number) => (k === 0 ? ENI_DEVICE : `ens${6 + k}`);
 
 export class SimVpc {
   readonly lab: Lab;
@@ -51,20 +57,28 @@ export class SimVpc {
   readonly eip: string;
   readonly hosts: number;
   readonly backends: number;
-  plugged: Plugged | undefined;
+  /** loxi-eni of each VIP group (by position) plugged into a host now. */
+  readonly plugs = new Map<number, Plugged>();
+  /** The default group's loxi-eni plugged now. */
+  get plugged(): Plugged | undefined {
+    return this.plugs.get(0);
+  }
+  /** eni strategy: each group's cloud block (by position), the floating subnet the router reaches through its loxi-eni. */
+  readonly blocks: string[];
   /** Each EIP's mapping now (the internet gateway's 1:1 translations): its target, or none. */
   private readonly igw = new Map<string, { privateIp: string; link: string } | undefined>();
   private readonly vipVia = new Map<string, string | undefined>();
   /** Route strategy: how many VIP groups (each host holds an ingress IP per group). */
   readonly groups: number;
 
-  constructor(lab: Lab, config: LoxihaConfig, eip: string, backends: number, o: { groups?: number } = {}) {
+  constructor(lab: Lab, config: LoxihaConfig, eip: string, backends: number, o: { groups?: number; blocks?: string[] } = {}) {
     this.lab = lab;
     this.config = config;
     this.eip = eip;
     this.hosts = config.availabilityZones.length;
     this.backends = backends;
     this.groups = o.groups ?? 1;
+    this.blocks = o.blocks ?? [config.cloudCidrBlock];
   }
 
   /** Namespace role of LB host `i` (0-based, the instance index). */
@@ -113,7 +127,7 @@ export class SimVpc {
       sh(['-n', lab.ns(role), 'route', 'add', 'default', 'via', NODES.router]);
     }
     // While no ENI holds the floating subnet's addresses, their packets vanish, as in AWS mid-move.
-    if (this.config.strategy === 'eni') x('route', 'add', 'blackhole', this.config.cloudCidrBlock, 'metric', '100');
+    if (this.config.strategy === 'eni') for (const block of this.blocks) x('route', 'add', 'blackhole', block, 'metric', '100');
     this.loadRules();
   }
 
@@ -130,7 +144,7 @@ export class SimVpc {
 
   /** The security-group links: every LB host's primary and the plugged ENI. */
   private links(): string[] {
-    return [...Array.from({ length: this.hosts }, (_, i) => SimVpc.primaryLink(i)), 'eni'];
+    return [...Array.from({ length: this.hosts }, (_, i) => SimVpc.primaryLink(i)), ...this.blocks.map((_, k) => eniLink(k))];
   }
 
   /** nft source match for a rule's source. */
@@ -228,31 +242,34 @@ ${sg}
 
   /** Hot-plugs an ENI into host `host` as a bare interface with `mac` (what attaching does). */
   plug(p: Plugged): void {
-    if (this.plugged) this.unplug();
+    const k = p.group ?? 0;
+    if (this.plugs.has(k)) this.unplug(k);
     const vpc = this.lab.ns('vpc');
-    sh(['link', 'add', 'eni', 'netns', vpc, 'type', 'veth', 'peer', 'name', ENI_DEVICE, 'address', p.mac, 'netns', this.lab.ns(SimVpc.host(p.host))]);
-    sh(['-n', vpc, 'addr', 'add', `${this.routerOf(this.config.cloudCidrBlock)}/${parseCidr(this.config.cloudCidrBlock)!.prefix}`, 'dev', 'eni']);
-    sh(['-n', vpc, 'link', 'set', 'eni', 'up']);
+    const link = eniLink(k);
+    const block = this.blocks[k]!;
+    sh(['link', 'add', link, 'netns', vpc, 'type', 'veth', 'peer', 'name', eniDevice(k), 'address', p.mac, 'netns', this.lab.ns(SimVpc.host(p.host))]);
+    sh(['-n', vpc, 'addr', 'add', `${this.routerOf(block)}/${parseCidr(block)!.prefix}`, 'dev', link]);
+    sh(['-n', vpc, 'link', 'set', link, 'up']);
     // A new ENI has tracked nothing yet.
-    this.lab.exec('vpc', 'nft', ['flush', 'set', 'ip', 'loxiha_vpc', 'seen_eni']);
-    this.plugged = p;
+    this.lab.exec('vpc', 'nft', ['flush', 'set', 'ip', 'loxiha_vpc', `seen_${link}`]);
+    this.plugs.set(k, { ...p, group: k });
   }
 
-  /** Removes the plugged ENI from its host (what a finished detach does). */
-  unplug(): void {
-    if (!this.plugged) return;
+  /** Removes group `k`'s plugged ENI from its host (what a finished detach does). */
+  unplug(k = 0): void {
+    if (!this.plugs.has(k)) return;
     try {
-      sh(['-n', this.lab.ns('vpc'), 'link', 'del', 'eni']);
+      sh(['-n', this.lab.ns('vpc'), 'link', 'del', eniLink(k)]);
     } catch {
       /* gone with its host */
     }
-    this.plugged = undefined;
+    this.plugs.delete(k);
   }
 
   /** The instance dies: its links go dark (the router sees no carrier; packets to it vanish). */
   cut(host: number): void {
     sh(['-n', this.lab.ns('vpc'), 'link', 'set', SimVpc.primaryLink(host), 'down']);
-    if (this.plugged?.host === host) sh(['-n', this.lab.ns('vpc'), 'link', 'set', 'eni', 'down']);
+    for (const [k, p] of this.plugs) if (p.host === host) sh(['-n', this.lab.ns('vpc'), 'link', 'set', eniLink(k), 'down']);
   }
 
   /** The instance is back: its primary link carries again. */

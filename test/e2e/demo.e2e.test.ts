@@ -113,6 +113,30 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
     expect(leftNamespaces(r.labId)).toEqual([]);
   }, 300_000);
 
+  it('--azs 3 --groups 3: three LBs in three zones, a VIP group on each; lb0\'s zone lost — its group moves, the two others do not pause, every established flow of every group kept', async () => {
+    const r = await demo(['--azs', '3', '--groups', '3', '--report', join(dir, 'groups.html')]);
+    expect(r.code, r.out.slice(-3000)).toBe(0);
+    expect(r.json).toMatchObject({ azs: 3, strategy: 'eni', awsBehaviour: 'realistic' });
+    const groups = r.json.groups as { group: string; ownerBefore: number; ownerAfter: number; moved: boolean; flowsKept: number; flowsTotal: number; maxPauseMs: number }[];
+    // Placed one per LB; only lb0's group moved, to a survivor.
+    expect(groups.map((g) => [g.group, g.ownerBefore, g.moved])).toEqual([
+      ['default', 0, true],
+      ['g1', 1, false],
+      ['g2', 2, false],
+    ]);
+    expect([1, 2]).toContain(groups[0]!.ownerAfter);
+    expect(groups.slice(1).map((g) => g.ownerAfter)).toEqual([1, 2]);
+    for (const g of groups) expect(g.flowsKept, g.group).toBe(g.flowsTotal);
+    expect(groups.every((g) => g.flowsTotal === 8)).toBe(true);
+    // The groups whose owner lived went on: no silence near a move's length.
+    for (const g of groups.slice(1)) expect(g.maxPauseMs, g.group).toBeLessThan(1000);
+    expect(r.json.vipMoves).toBe(1);
+    const after = r.out.slice(r.out.indexOf('failure '));
+    expect(after).toMatch(/loxi-eni of group default \(eni-[0-9a-f]+\) appears on lb[12]/);
+    expect(after).not.toMatch(/loxi-eni of group g[12]/);
+    expect(leftNamespaces(r.labId)).toEqual([]);
+  }, 300_000);
+
   it('--terminate lb0: the owner’s group replaces it; the VIP moves off it first (planned, one move), every flow kept, the replacement rejoins as the backup', async () => {
     const r = await demo(['--terminate', 'lb0', '--fast', '--report', join(dir, 'terminate-lb0.html')]);
     expect(r.code, r.out.slice(-3000)).toBe(0);
