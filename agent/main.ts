@@ -277,7 +277,8 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
       apiToken: (v) => pendingToken() === v && [...tokenLastUsed].every(([t, at]) => t === v || Date.now() - at > (config.aws?.secrets?.callersSwitchedAfterMs ?? 0)),
       syncKey: (v) => syncKeys?.accepted().includes(v) ?? false,
     });
-    const reported = { ready: readiness.ready, servicesMatch, ...(secrets.length ? { secrets } : {}) };
+    const byGroup = several ? { groups: roles.rows().map((g) => ({ name: g.group, owned: g.state === HA_ROLE.master, inSync: st?.groups?.[g.group] ?? false })) } : {};
+    const reported = { ready: readiness.ready, servicesMatch, ...(secrets.length ? { secrets } : {}), ...byGroup };
     return st ? { inSync: st.inSync, lagSeconds: st.lagSeconds, ...reported } : { inSync: false, ...reported };
   };
   const heartbeat = config.aws && imds ? await startHeartbeat(config.deploymentId, config.instanceIndex, config.aws, imds, (id) => (instanceId = id), syncState) : undefined;

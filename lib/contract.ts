@@ -120,7 +120,15 @@ export const METRICS = {
     slot: 'Slot',
     /** The secret (SECRET_KIND) a `SecretHeld` datum is about. */
     secret: 'Secret',
+    /** The VIP group (several groups): its owner, its in-sync, its moves. */
+    group: 'Group',
   },
+  /**
+   * Several VIP groups: per Deployment + Group, the slot that owns the group, sent by its owner's
+   * agent with each beat (Maximum per period: the owner over time), and `SessionSyncInSync` per
+   * Deployment + Group from every agent (Minimum: 1 only while every peer is in sync for it).
+   */
+  groupOwnerSlot: 'GroupOwnerSlot',
   /** 1 per beat, high resolution (StorageResolution 1), every 5 s. */
   heartbeat: 'AgentHeartbeat',
   /** 1 when the agent's session table is in sync with its peer, 0 otherwise. Sent with each beat. */

@@ -19,6 +19,8 @@ export interface SyncState {
   servicesMatch?: boolean;
   /** Per secret the agent follows from Secrets Manager: the fingerprint of the newest version it is ready for (SecretHeld). */
   secrets?: { kind: SecretKind; fingerprint: number }[];
+  /** Several VIP groups: each group, whether this instance owns it, and whether it is in sync for it. */
+  groups?: { name: string; owned: boolean; inSync: boolean }[];
 }
 
 export interface HeartbeatOptions {
@@ -52,6 +54,14 @@ export function beatData(o: Pick<HeartbeatOptions, 'deploymentId' | 'instanceId'
   // Per slot too: the slot's ServicesDiffer alarm follows the slot, whichever instance serves it.
   if (sync.servicesMatch !== undefined) data.push(datum(METRICS.servicesMatch, sync.servicesMatch ? 1 : 0, 'None'), datum(METRICS.servicesMatch, sync.servicesMatch ? 1 : 0, 'None', bySlot));
   for (const h of sync.secrets ?? []) data.push(datum(METRICS.secretHeld, h.fingerprint, 'None', [...byInstance, { Name: METRICS.dimensions.secret, Value: h.kind }]));
+  for (const g of sync.groups ?? []) {
+    const byGroup = [
+      { Name: METRICS.dimensions.deployment, Value: o.deploymentId },
+      { Name: METRICS.dimensions.group, Value: g.name },
+    ];
+    if (g.owned) data.push(datum(METRICS.groupOwnerSlot, o.slot, 'None', byGroup));
+    data.push(datum(METRICS.sessionsInSync, g.inSync ? 1 : 0, 'None', byGroup));
+  }
   return data;
 }
 

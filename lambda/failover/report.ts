@@ -16,6 +16,8 @@ export interface ReporterDeps {
   deploymentId: string;
   /** The VIP group whose runs this reporter tells of: named in every log, event and message, unless DEFAULT_GROUP. */
   group?: string;
+  /** One of several groups: its moves are also counted per group (`Failovers`, dimension Group). */
+  several?: boolean;
 }
 
 /** What is told when a slot's instance goes or comes (./instance-lifecycle.ts). */
@@ -51,6 +53,11 @@ export class Reporter implements Notifier {
     if (r.moved || r.outcome === 'converged') {
       metrics.addMetric(METRICS.failoverDuration, MetricUnit.Milliseconds, r.durationMs);
       metrics.addMetric(METRICS.failovers, MetricUnit.Count, 1);
+      if (this.d.several && this.d.group) {
+        const byGroup = metrics.singleMetric();
+        byGroup.addDimension(METRICS.dimensions.group, this.d.group);
+        byGroup.addMetric(METRICS.failovers, MetricUnit.Count, 1);
+      }
       for (const [phase, ms] of Object.entries(r.phases)) {
         const single = metrics.singleMetric();
         single.addDimension(PHASE_DIMENSION, phase);

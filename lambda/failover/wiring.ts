@@ -98,6 +98,8 @@ type Extra = {
   reads?: InflightReads;
   /** Group runs at once (GroupsDeps.concurrency). */
   groupConcurrency?: number;
+  /** One of several groups (its moves counted per group too). */
+  several?: boolean;
 };
 
 /** Runs a command to one result: a group's orchestrator, or the coordinator's runs summed up. */
@@ -146,7 +148,7 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
     lease,
     clock,
     observeInstances: (now: number) => observeInstances({ ec2, cloudwatch }, now),
-    notifier: new Reporter({ logger, metrics, events: clients.events, eventBusName: settings.eventBusName, sns: clients.sns, topicArn: settings.topicArn, deploymentId: settings.deploymentId, group: settings.group }),
+    notifier: new Reporter({ logger, metrics, events: clients.events, eventBusName: settings.eventBusName, sns: clients.sns, topicArn: settings.topicArn, deploymentId: settings.deploymentId, group: settings.group, ...(extra.several ? { several: true } : {}) }),
     policy: { failback: settings.failback, holdDownMs: settings.holdDownSeconds * 1000 },
     afterStep: extra.afterStep,
     leaseRenewMs: extra.lease?.renewMs,
@@ -214,7 +216,7 @@ export function buildDeployment(settings: Settings, clients: Clients, clock: Clo
       clock,
       logger,
       metrics,
-      { ...extra, limiter, ...(reads ? { reads } : {}) },
+      { ...extra, limiter, ...(reads ? { reads, several: true } : {}) },
     ),
   );
   const first = groups[0]!;

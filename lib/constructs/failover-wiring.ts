@@ -8,7 +8,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import type { LoxihaConfig } from '../config.ts';
+import { type LoxihaConfig, vipGroupsOf } from '../config.ts';
 import { ALARM_KIND, FAILOVER_PHASES, FAILOVER_SERVICE_NAME, METRICS, namePrefix, PHASE_DIMENSION, ROLLOUT_RESOURCE_TYPE, SLOT_READY_TIMEOUT_SECONDS, alarmName } from '../contract.ts';
 import type { LbSlot } from './lb-slots.ts';
 
@@ -214,9 +214,28 @@ export class FailoverWiring extends Construct {
           }),
           new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 12 }),
         ],
+        ...groupWidgets(config),
       ],
     });
   }
+}
+
+/**
+ * Several VIP groups: which slot owns each group over time (its owner's agent sends the slot), each
+ * group's sessions in sync on every peer (the minimum over the agents), and each group's moves.
+ */
+function groupWidgets(config: LoxihaConfig): cloudwatch.IWidget[][] {
+  const groups = vipGroupsOf(config);
+  if (groups.length < 2) return [];
+  const byGroup = (metricName: string, g: string, statistic: string, period: cdk.Duration, extra: Record<string, string> = {}) =>
+    new cloudwatch.Metric({ namespace: METRICS.namespace, metricName, dimensionsMap: { ...extra, [METRICS.dimensions.deployment]: config.deploymentId, [METRICS.dimensions.group]: g }, statistic, period, label: g });
+  return [
+    [
+      new cloudwatch.GraphWidget({ title: 'VIP groups: owner slot', left: groups.map((g) => byGroup(METRICS.groupOwnerSlot, g.name, 'Maximum', cdk.Duration.seconds(10))), width: 8 }),
+      new cloudwatch.GraphWidget({ title: 'VIP groups: sessions in sync on every peer (1/0)', left: groups.map((g) => byGroup(METRICS.sessionsInSync, g.name, 'Minimum', cdk.Duration.seconds(10))), width: 8 }),
+      new cloudwatch.GraphWidget({ title: 'VIP groups: moves', left: groups.map((g) => byGroup(METRICS.failovers, g.name, 'Sum', cdk.Duration.minutes(1), { service: FAILOVER_SERVICE_NAME })), width: 8 }),
+    ],
+  ];
 }
 
 /** How long a slot's services may differ from the owner's before operators are told (minutes). */

@@ -40,6 +40,14 @@ describe('heartbeat data', () => {
       [METRICS.syncLagSeconds, 0, 'InstanceId'],
       [METRICS.syncLagSeconds, 0, 'Slot'],
     ]);
+    // Several groups: the owner names its slot per group it owns; every agent says whether it is in sync for each group.
+    const grouped = beatData({ deploymentId: 'd1', instanceId: 'i-1', slot: 2 }, { inSync: true, groups: [{ name: 'default', owned: false, inSync: true }, { name: 'g1', owned: true, inSync: false }] }, at);
+    const group = (g: string) => [{ Name: 'Deployment', Value: 'd1' }, { Name: 'Group', Value: g }];
+    expect(grouped.filter((d) => d.Dimensions?.[1]?.Name === 'Group').map((d) => [d.MetricName, d.Value, d.Dimensions])).toEqual([
+      [METRICS.sessionsInSync, 1, group('default')],
+      [METRICS.groupOwnerSlot, 2, group('g1')],
+      [METRICS.sessionsInSync, 0, group('g1')],
+    ]);
     // Readiness rides with each beat once the agent knows it.
     expect(beatData({ deploymentId: 'd1', instanceId: 'i-1', slot: 0 }, { inSync: true, ready: false }, at).map((d) => [d.MetricName, d.Value])).toContainEqual([METRICS.agentReady, 0]);
     expect(beatData({ deploymentId: 'd1', instanceId: 'i-1', slot: 0 }, { inSync: true, ready: true }, at).map((d) => [d.MetricName, d.Value])).toContainEqual([METRICS.agentReady, 1]);

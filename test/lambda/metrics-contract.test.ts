@@ -83,4 +83,38 @@ describe('metrics: the dashboard and the function agree', () => {
     // And every phase metric carries the deployment (two deployments in one account stay apart).
     for (const k of out) expect(k).toContain(`${METRICS.dimensions.deployment}=${deploymentId}`);
   });
+
+  it('several VIP groups: the dashboard graphs each group\'s moves as the function counts them, and its owner and in-sync as the agents send them', async () => {
+    const s = synthStack({ strategy: 'route', vip: '100.127.0.10', groups: [{ name: 'g1', vip: '100.127.1.10' }] });
+    const deploymentId = s.config.deploymentId;
+    process.env[FUNCTION_ENV.deploymentId] = deploymentId;
+    delete process.env.POWERTOOLS_METRICS_DISABLED;
+    vi.resetModules();
+    const { metrics, logger } = await import('../../lambda/failover/powertools.ts');
+    const { Reporter } = await import('../../lambda/failover/report.ts');
+    const { beatData } = await import('../../agent/ha/heartbeat.ts');
+    const lines: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    logger.setLogLevel('SILENT');
+    for (const group of ['default', 'g1']) {
+      const reporter = new Reporter({ logger, metrics, eventBusName: 'default', deploymentId, group, several: true });
+      await reporter.finished({ ok: true, command: 'alarm', outcome: 'converged', reason: 'test', moved: true, steps: [], phases: {}, durationMs: 1000, ec2Calls: 1, ec2Mutations: 1, sequentialMutations: 1 });
+    }
+    metrics.publishStoredMetrics();
+    vi.restoreAllMocks();
+    const docs = lines.flatMap((l) => l.split('\n')).filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l) as EmfDoc);
+    const out = emitted(docs);
+    // What the agents send (PutMetricData): the owner's slot and in-sync, per group.
+    for (const d of beatData({ deploymentId, instanceId: 'i-1', slot: 0 }, { inSync: true, groups: [{ name: 'default', owned: true, inSync: true }, { name: 'g1', owned: true, inSync: true }] }, new Date())) {
+      out.add([METRICS.namespace, d.MetricName, ...(d.Dimensions ?? []).map((x) => `${x.Name}=${x.Value}`).sort()].join('|'));
+    }
+    const body = JSON.stringify(Object.values(s.template.findResources('AWS::CloudWatch::Dashboard'))[0]!.Properties.DashboardBody);
+    const text = JSON.parse(body)['Fn::Join'][1].map((x: unknown) => (typeof x === 'string' ? x : 'TOKEN')).join('');
+    const groupGraphs = graphed(text, METRICS.namespace).filter((k) => k.includes(`${METRICS.dimensions.group}=`));
+    expect(groupGraphs).toHaveLength(6);
+    for (const k of groupGraphs) expect(out, `${k} is graphed but never emitted`).toContain(k);
+  });
 });
