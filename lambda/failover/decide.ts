@@ -9,6 +9,8 @@ export interface Policy {
   holdDownMs: number;
   /** A heartbeat older than this is stale. */
   staleMs: number;
+  /** The slot (instance index) failback returns to: the group's preferred slot (default 0, the one group's). */
+  preferredIndex?: number;
 }
 
 export interface Hints {
@@ -113,7 +115,7 @@ export function decide(snapshot: Observed, currentOwner: string | undefined, pol
   const suspectBelieved = hints.suspect !== undefined && hints.suspect === currentOwner && (!ownerHealthy || hints.explicit === true || sinceMove >= policy.holdDownMs);
 
   if (ownerHealthy && !suspectBelieved) {
-    const preferred = snapshot.instances.find((i) => i.index === 0);
+    const preferred = snapshot.instances.find((i) => i.index === (policy.preferredIndex ?? 0));
     if (
       policy.failback === 'preferred' &&
       preferred &&

@@ -100,6 +100,8 @@ type Extra = {
   groupConcurrency?: number;
   /** One of several groups (its moves counted per group too). */
   several?: boolean;
+  /** One of several groups: the slot its failback returns to (its preferred slot). */
+  preferredSlot?: number;
 };
 
 /** Runs a command to one result: a group's orchestrator, or the coordinator's runs summed up. */
@@ -149,7 +151,7 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
     clock,
     observeInstances: (now: number) => observeInstances({ ec2, cloudwatch }, now),
     notifier: new Reporter({ logger, metrics, events: clients.events, eventBusName: settings.eventBusName, sns: clients.sns, topicArn: settings.topicArn, deploymentId: settings.deploymentId, group: settings.group, ...(extra.several ? { several: true } : {}) }),
-    policy: { failback: settings.failback, holdDownMs: settings.holdDownSeconds * 1000 },
+    policy: { failback: settings.failback, holdDownMs: settings.holdDownSeconds * 1000, ...(extra.preferredSlot !== undefined ? { preferredIndex: extra.preferredSlot } : {}) },
     afterStep: extra.afterStep,
     leaseRenewMs: extra.lease?.renewMs,
   };
@@ -216,7 +218,7 @@ export function buildDeployment(settings: Settings, clients: Clients, clock: Clo
       clock,
       logger,
       metrics,
-      { ...extra, limiter, ...(reads ? { reads, several: true } : {}) },
+      { ...extra, limiter, ...(reads ? { reads, several: true, ...(g.preferredSlot !== undefined ? { preferredSlot: g.preferredSlot } : {}) } : {}) },
     ),
   );
   const first = groups[0]!;

@@ -120,6 +120,12 @@ describe('decide', () => {
     it('waits out the hold-down before failing back', () => {
       expect(decide(snap(inst(0), inst(1)), B, preferred, { lastMoveAt: NOW - 30_000 })).toMatchObject({ outcome: 'keep', owner: B });
     });
+    it('a VIP group returns to its own preferred slot, not to instance 0', () => {
+      const toSlot2: Policy = { ...preferred, preferredIndex: 2 };
+      const three = snap(inst(0), inst(1), inst(2, { az: 'us-east-1c' }));
+      expect(decide(three, A, toSlot2, { lastMoveAt: NOW - 120_000 })).toMatchObject({ outcome: 'move', owner: inst(2).id, planned: true });
+      expect(decide(three, inst(2).id, toSlot2, { lastMoveAt: NOW - 120_000 })).toMatchObject({ outcome: 'keep', owner: inst(2).id });
+    });
     it('never fails back with failback=never', () => {
       expect(decide(snap(inst(0), inst(1)), B, policy, { lastMoveAt: NOW - 999_000 })).toMatchObject({ outcome: 'keep', owner: B });
     });
