@@ -49,3 +49,31 @@ describe('reads shared while in flight', () => {
     expect(await r.share('k', async () => 'ok')).toBe('ok');
   });
 });
+
+describe('reads of one id each, batched', () => {
+  it('the groups\' EIPs read at once go out as one call; each gets its own; a read after a write opens a new batch', async () => {
+    const r = new InflightReads();
+    const calls: string[][] = [];
+    const readMany = async (ids: string[]) => (calls.push([...ids].sort()), new Map(ids.map((id) => [id, `eip of ${id}`])));
+    const got = await Promise.all(['a', 'b', 'c'].map((id) => r.batch('addresses', id, readMany)));
+    expect(got).toEqual(['eip of a', 'eip of b', 'eip of c']);
+    expect(calls).toEqual([['a', 'b', 'c']]);
+    expect(r.batched).toBe(2);
+    const first = r.batch('addresses', 'a', readMany);
+    r.wrote();
+    const second = r.batch('addresses', 'b', readMany);
+    await Promise.all([first, second]);
+    expect(calls.slice(1)).toEqual([['a'], ['b']]);
+  });
+
+  it('one unknown id does not fail the others: when the call for several fails, each is read alone', async () => {
+    const r = new InflightReads();
+    const readMany = async (ids: string[]) => {
+      if (ids.includes('gone')) throw Object.assign(new Error('InvalidAllocationID.NotFound'), { name: 'InvalidAllocationID.NotFound' });
+      return new Map(ids.map((id) => [id, id.toUpperCase()]));
+    };
+    const [a, gone] = await Promise.allSettled([r.batch('addresses', 'a', readMany), r.batch('addresses', 'gone', readMany)]);
+    expect(a).toEqual({ status: 'fulfilled', value: 'A' });
+    expect(gone.status).toBe('rejected');
+  });
+});

@@ -323,8 +323,12 @@ export class Ec2Adapter {
   }
 
   async eip(allocationId: string): Promise<EipView> {
-    const r = await this.send<any>(new DescribeAddressesCommand({ AllocationIds: [allocationId] }), false);
-    const a = r.Addresses?.[0];
+    const readMany = async (ids: string[]) => {
+      const r = await this.send<any>(new DescribeAddressesCommand({ AllocationIds: ids }), false);
+      return new Map<string, any>((r.Addresses ?? []).map((x: any) => [x.AllocationId, x]));
+    };
+    // Several groups: their EIPs read at once go out as one DescribeAddresses.
+    const a = this.o.reads ? await this.o.reads.batch('DescribeAddresses', allocationId, readMany) : (await readMany([allocationId])).get(allocationId);
     if (!a) throw new Error(`Elastic IP allocation ${allocationId} not found`);
     return {
       allocationId,
