@@ -279,7 +279,10 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
     });
     const byGroup = several ? { groups: roles.rows().map((g) => ({ name: g.group, owned: g.state === HA_ROLE.master, inSync: st?.groups?.[g.group] ?? false })) } : {};
     const reported = { ready: readiness.ready, servicesMatch, ...(secrets.length ? { secrets } : {}), ...byGroup };
-    return st ? { inSync: st.inSync, lagSeconds: st.lagSeconds, ...reported } : { inSync: false, ...reported };
+    // Several groups: in sync only when it is for every group (its own streamed to every peer, every other's received),
+    // so that a planned move of any group to this instance waits for its flows.
+    const inSync = several && st?.groups ? Object.values(st.groups).every(Boolean) : (st?.inSync ?? false);
+    return st ? { inSync, lagSeconds: st.lagSeconds, ...reported } : { inSync: false, ...reported };
   };
   const heartbeat = config.aws && imds ? await startHeartbeat(config.deploymentId, config.instanceIndex, config.aws, imds, (id) => (instanceId = id), syncState) : undefined;
   if (!config.aws) log('info', 'no aws section in the config: no CloudWatch heartbeats (the failover function will not see this agent)');
