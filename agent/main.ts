@@ -1,55 +1,41 @@
 /**
- * The agent: adopts the kernel table it owns, reconciles it with the persisted services,
- * probes endpoints, and serves the LoxiLB-compatible API. Stopping it (or a crash) leaves
- * the nftables table in place, so traffic keeps flowing while it restarts.
+ * The agent's composition root: adopts the kernel table it owns, reconciles it with the persisted
+ * services, probes endpoints, serves the LoxiLB-compatible API, and wires the roles (one per VIP
+ * group), heartbeats, peer link and session sync (./wiring/). Stopping it (or a crash) leaves the
+ * nftables table in place, so traffic keeps flowing while it restarts.
  */
-import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createApi } from './api/server.ts';
-import { type AgentConfig, loadAgentConfig } from './config.ts';
+import { loadAgentConfig } from './config.ts';
 import { listConntrack } from './conntrack.ts';
 import { Datapath } from './datapath/controller.ts';
 import { Nft } from './datapath/nft.ts';
 import { Imds } from './ha/imds.ts';
-import type { SyncState } from './ha/heartbeat.ts';
-import { fastPathDecision } from './ha/fast-path.ts';
 import { SecretRing } from './secret-ring.ts';
-import { PeerLink } from './ha/peer-link.ts';
 import { ensurePrerequisites, KERNEL_PREREQUISITES, PREREQUISITE_CHECK_MS, type Readiness } from './host/prerequisites.ts';
-import { SessionSync, type SessionSyncOptions } from './sync/session-sync.ts';
+import type { SessionSync } from './sync/session-sync.ts';
 import { type LedgerView, mergePlan, ServiceLedger } from './services/ledger.ts';
 import { SERVICE_MARK_FILTER } from './sync/conntrack-events.ts';
-import { hostAnswers, tcpReach } from './net/tcp-connects.ts';
-import { listen } from './net/listen.ts';
-import type { PeerBeat } from './ha/peer-message.ts';
-import { type Observation, observeIngressOnAws, observeLocally, observeOnAws, RoleWatcher } from './ha/role.ts';
-import { pathSlotOf, runIp, VipPath } from './ha/vip-path.ts';
+import { observeIngressOnAws, observeLocally, observeOnAws, RoleWatcher } from './ha/role.ts';
+import { runIp } from './ha/vip-path.ts';
 import { GroupRoles } from './ha/group-roles.ts';
-import { type AgentVipGroup, agentVipGroups, groupAliases, groupDestinationRewrites, groupOfService, servedOnGroupVip } from './ha/vip-groups.ts';
+import { agentVipGroups, groupAliases, groupOfService, servedOnGroupVip } from './ha/vip-groups.ts';
 import { groupRouteMark } from './datapath/render.ts';
-import { type FastPathRequest, HA_ROLE, SECRET_KIND, type SecretKind } from '../lib/contract.ts';
-import { SecretMirror } from './secret-mirror.ts';
+import { HA_ROLE } from '../lib/contract.ts';
 import { type AddressAliases, type Service, serviceKey } from './services/model.ts';
 import { Prober } from './probes.ts';
 import { ServiceRegistry } from './services/registry.ts';
 import { StateStore } from './services/store.ts';
-
-/**
- * The second check on a silent peer: a TCP connection to its sync port within this long. Its kernel
- * completes the handshake from the listen queue even while its agent is stalled; a dead agent
- * answers with a reset, a dead instance not at all.
- */
-const PEER_CONFIRM_TIMEOUT_MS = 300;
+import { log } from './log.ts';
+import { startHeartbeat } from './wiring/heartbeat.ts';
+import { startPeerLink } from './wiring/peer-link.ts';
+import { SECRET_RELOAD_MS, secretsHeld, startSecretMirrors } from './wiring/secrets.ts';
+import { vipPathFollower } from './wiring/vip-path-follower.ts';
 
 /** How often the agent looks at where the VIP lives: IMDS on AWS (the function moves it in seconds), local addresses elsewhere. */
 const ROLE_POLL_MS = 1000;
 const LOCAL_ROLE_POLL_MS = 200;
-/** How often the secret files (API token, sync key) are looked at: a rotated value is picked up within this. */
-const SECRET_RELOAD_MS = 5000;
 
-function log(level: 'info' | 'warn' | 'error', msg: string, extra: Record<string, unknown> = {}): void {
-  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...extra })}\n`);
-}
 
 export const AGENT_USAGE = `usage: agent [--config FILE] [--probe-interval-ms N] [--check-interval-ms N]
 
@@ -305,224 +291,6 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
       runIp.stop();
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
-    },
-  };
-}
-
-/**
- * A group's VIP path follows its role (eni): set up on the interface that carries its VIP while it
- * is here, removed when it leaves. On AWS IMDS says where the VIP is, and a bare hot-plugged ENI needs
- * its address; elsewhere the address is the signal, never the agent's to put back.
- */
-function vipPathFollower(g: AgentVipGroup, onAws: boolean, several: boolean): (o: Observation) => Promise<void> {
-  const vipPath = new VipPath({ vip: g.vip, manageInterface: onAws, slot: pathSlotOf(g.position) });
-  const named = several ? { group: g.name } : {};
-  let pathTrouble: string | undefined;
-  return async (o) => {
-    let trouble: string | undefined;
-    try {
-      if (o.role === HA_ROLE.master && !o.iface) trouble = 'the VIP is attached to this instance but its interface is not visible yet (or IMDS gives no subnet for it)';
-      else if (await vipPath.ensure(o.role === HA_ROLE.master ? o.iface : undefined)) log('info', o.iface && o.role === HA_ROLE.master ? 'VIP path set up: load-balanced flows leave through the VIP’s interface' : 'VIP path removed', { ...o.iface, ...named });
-    } catch (e) {
-      trouble = `cannot set up the VIP's path: ${(e as Error).message}`;
-    }
-    if (trouble && trouble !== pathTrouble) log('warn', trouble, { vip: g.vip, ...named });
-    pathTrouble = trouble;
-  };
-}
-
-/** How long the agent's start waits for the first read of the secrets (it goes on with the files as they are after). */
-const FIRST_SECRET_READ_MS = 10_000;
-
-type Mirrors = { apiToken?: SecretMirror; syncKey?: SecretMirror; stop: () => Promise<void> };
-
-/**
- * The secrets' mirrors (./secret-mirror.ts), for the secrets the config names, each having read
- * once before the files are first used; none off AWS.
- */
-async function startSecretMirrors(config: AgentConfig): Promise<Mirrors> {
-  const s = config.aws?.secrets;
-  if (!config.aws || !s) return { stop: async () => {} };
-  const { SecretsManagerClient } = await import('@aws-sdk/client-secrets-manager');
-  // Bounded: an endpoint that does not answer must not hold the agent's start (the files keep what boot wrote).
-  const client = new SecretsManagerClient({ region: config.aws.region, endpoint: config.aws.endpoint, maxAttempts: 3, requestHandler: { connectionTimeout: 3000, requestTimeout: 5000 } });
-  const make = (kind: SecretKind, secretId: string | undefined, file: string | undefined) => {
-    if (!secretId) return undefined;
-    if (!file) throw new Error(`aws.secrets names the ${kind} secret but no file holds it (${kind === SECRET_KIND.apiToken ? 'api.tokenFile' : 'sync.secretFile'})`);
-    return new SecretMirror({ client, kind, secretId, file, pollMs: s.pollMs, log });
-  };
-  const apiToken = make(SECRET_KIND.apiToken, s.apiToken, config.api.tokenFile);
-  const syncKey = make(SECRET_KIND.syncKey, s.syncKey, config.sync.secretFile);
-  await Promise.race([Promise.all([apiToken?.poll(), syncKey?.poll()]), new Promise((r) => setTimeout(r, FIRST_SECRET_READ_MS).unref())]);
-  apiToken?.start();
-  syncKey?.start();
-  return {
-    ...(apiToken ? { apiToken } : {}),
-    ...(syncKey ? { syncKey } : {}),
-    stop: async () => {
-      await Promise.all([apiToken?.stop(), syncKey?.stop()]);
-      client.destroy();
-    },
-  };
-}
-
-/** What each mirror reports in `SecretHeld`: the pending version once `taken` says so, else the current one. */
-function secretsHeld(m: Mirrors, taken: Record<'apiToken' | 'syncKey', (pendingValue: string) => boolean>): { kind: SecretKind; fingerprint: number }[] {
-  const out: { kind: SecretKind; fingerprint: number }[] = [];
-  const api = m.apiToken?.held(taken.apiToken);
-  if (api !== undefined) out.push({ kind: SECRET_KIND.apiToken, fingerprint: api });
-  const sync = m.syncKey?.held(taken.syncKey);
-  if (sync !== undefined) out.push({ kind: SECRET_KIND.syncKey, fingerprint: sync });
-  return out;
-}
-
-/**
- * Heartbeats to CloudWatch once the instance id is known from IMDS (retried until it is: the
- * packet path and the API run meanwhile). Each beat carries what session sync says: a planned move
- * waits for the survivor to be in sync.
- */
-async function startHeartbeat(deploymentId: string, slot: number, aws: NonNullable<AgentConfig['aws']>, imds: Imds, onInstanceId: (id: string) => void, syncState: () => SyncState): Promise<{ stop: () => Promise<void> }> {
-  const { Heartbeat } = await import('./ha/heartbeat.ts');
-  const { CloudWatchClient } = await import('@aws-sdk/client-cloudwatch');
-  let stopped = false;
-  let beat: InstanceType<typeof Heartbeat> | undefined;
-  const cloudwatch = new CloudWatchClient({ region: aws.region, endpoint: aws.endpoint, maxAttempts: 2 });
-  void (async () => {
-    for (let attempt = 0; !stopped; attempt++) {
-      try {
-        const instanceId = await imds.instanceId();
-        if (stopped) return;
-        onInstanceId(instanceId);
-        beat = new Heartbeat({ cloudwatch, namespace: aws.metricNamespace, deploymentId, instanceId, slot, intervalMs: aws.heartbeatIntervalMs, syncState, log });
-        beat.start();
-        log('info', 'beating to CloudWatch', { instanceId, namespace: aws.metricNamespace, intervalMs: aws.heartbeatIntervalMs });
-        return;
-      } catch (e) {
-        if (attempt === 0) log('warn', 'instance metadata unavailable; retrying before heartbeats start', { error: (e as Error).message });
-        await new Promise((r) => setTimeout(r, Math.min(5000, 250 * 2 ** attempt)));
-      }
-    }
-  })();
-  return {
-    stop: async () => {
-      stopped = true;
-      await beat?.stop();
-      cloudwatch.destroy();
-    },
-  };
-}
-
-/**
- * Heartbeats to the peers (UDP, HMAC under the sync key), session sync (TCP, the same key) and, on
- * AWS, the fast path: a BACKUP that stops hearing the MASTER asks the failover function to move the
- * VIP (asynchronous invoke; the function decides). No key, no peer channels: they are never
- * unauthenticated.
- */
-async function startPeerLink(config: AgentConfig, groups: readonly AgentVipGroup[], ring: SecretRing | undefined, me: () => { role: PeerBeat['role']; instanceId: string | null }, services: () => Service[], aliases: AddressAliases, ledger: SessionSyncOptions['ledger']): Promise<{ stop: () => void; sync: SessionSync | undefined; beatsRejected: () => Record<string, number> } | undefined> {
-  if (config.peers.length === 0) return undefined;
-  if (!ring?.current()) {
-    log('warn', 'peer heartbeats and session sync off: no sync key of 32+ characters (sync.secretFile); the fast path is off too', { file: config.sync.secretFile });
-    return undefined;
-  }
-  let keyBuffers = ring.accepted().map((k) => Buffer.from(k));
-  const keys = () => keyBuffers;
-  ring.onChange = (count) => {
-    keyBuffers = ring.accepted().map((k) => Buffer.from(k));
-    log('info', 'sync key file changed: keys accepted now (the first signs)', { count });
-  };
-  ring.onError = (why) => log('warn', 'sync key file not usable; keeping the keys read before', { why });
-  ring.watch(SECRET_RELOAD_MS);
-  const aws = config.aws;
-  let invoke: ((request: FastPathRequest) => Promise<void>) | undefined;
-  let lambda: { destroy: () => void } | undefined;
-  if (aws) {
-    const { LambdaClient, InvokeCommand } = await import('@aws-sdk/client-lambda');
-    const client = new LambdaClient({ region: aws.region, endpoint: aws.endpoint, maxAttempts: 3 });
-    lambda = client;
-    invoke = async (request) => {
-      const r = await client.send(new InvokeCommand({ FunctionName: aws.failoverFunctionName, InvocationType: 'Event', Payload: Buffer.from(JSON.stringify(request)) }));
-      if (r.StatusCode !== 202) throw new Error(`invoke answered ${r.StatusCode}`);
-    };
-  }
-  const rejectedSeen = new Set<string>();
-  let stopAnswer = () => {};
-  // Session sync listens on the sync port; the peers' second check (a TCP connection) lands there too.
-  if (!config.sync.sessions) {
-    // Sessions off: the port only answers that check.
-    const answer = createServer((socket) => socket.destroy());
-    try {
-      await listen(answer, config.sync.port, config.selfIp);
-      log('warn', 'session sync off (sync.sessions: false): established flows will not survive a failover');
-    } catch (e) {
-      log('error', 'cannot listen on the sync port; the peers will judge this instance by its heartbeats alone', { error: (e as Error).message, port: config.sync.port });
-    }
-    stopAnswer = () => answer.close();
-  }
-  let sync: SessionSync | undefined = !config.sync.sessions ? undefined : new SessionSync({
-    keys,
-    deploymentId: config.deploymentId,
-    self: { index: config.instanceIndex, ip: config.selfIp, port: config.sync.port },
-    peers: config.peers,
-    services,
-    aliases,
-    realtimePriority: config.sync.realtimePriority,
-    ledger,
-    rewriteDestination: groupDestinationRewrites(groups),
-    ...(groups.length > 1 ? { groups: { names: groups.map((g) => g.name), ofService: (s: Service) => groupOfService(s, groups).name } } : {}),
-    log: (level, msg, extra) => log(level, msg, extra),
-  });
-  try {
-    await sync?.start();
-  } catch (e) {
-    log('error', 'session sync off: cannot listen on the sync port; the peers will judge this instance by its heartbeats alone', { error: (e as Error).message, port: config.sync.port });
-    sync = undefined;
-  }
-  const link = new PeerLink({
-    keys,
-    deploymentId: config.deploymentId,
-    self: { index: config.instanceIndex, ip: config.selfIp, port: config.sync.heartbeatPort },
-    peers: config.peers.map((p) => ({ ...p, port: config.sync.heartbeatPort })),
-    intervalMs: config.sync.heartbeatIntervalMs,
-    lossAfterMs: config.sync.peerLossAfterMs,
-    me,
-    onLost: (peer) => {
-      const decision = fastPathDecision(peer, me().role, groups.length > 1);
-      log('warn', 'peer lost', { peer: peer.index, ip: peer.ip, role: peer.role, instanceId: peer.instanceId, fastPath: decision.invoke ? 'invoking the failover function' : decision.why });
-      if (!decision.invoke) return;
-      if (!invoke) return log('warn', 'fast path: no aws section, cannot invoke the failover function');
-      invoke(decision.request).then(
-        () => log('info', 'fast path: failover requested', { ...decision.request }),
-        (e: Error) => log('error', 'fast path: invoking the failover function failed; the heartbeat alarm will trigger it', { error: e.message }),
-      );
-    },
-    onBack: (peer) => log('info', 'peer back', { peer: peer.index, role: peer.role }),
-    confirmAlive: async (peer) => hostAnswers(await tcpReach(peer.ip, config.sync.port, PEER_CONFIRM_TIMEOUT_MS)),
-    onSilentButAlive: (peer) => log('warn', 'peer silent on the heartbeat channel but its host answers (its sync port connects or resets: an agent stalled or restarting); not treating it as lost', { peer: peer.index, ip: peer.ip }),
-    onRejected: (reason, from) => {
-      if (rejectedSeen.has(`${reason} ${from}`)) return;
-      rejectedSeen.add(`${reason} ${from}`);
-      log('warn', 'rejected a peer heartbeat', { reason, from });
-    },
-  });
-  try {
-    await link.start();
-  } catch (e) {
-    log('error', 'peer heartbeats off: cannot bind the heartbeat port', { error: (e as Error).message, ip: config.selfIp, port: config.sync.heartbeatPort });
-    lambda?.destroy();
-    sync?.stop();
-    stopAnswer();
-    return undefined;
-  }
-  log('info', 'peer heartbeats on', { peers: config.peers.map((p) => p.ip), intervalMs: config.sync.heartbeatIntervalMs, lossAfterMs: config.sync.peerLossAfterMs });
-  return {
-    sync,
-    beatsRejected: () => Object.fromEntries(link.rejected),
-    stop: () => {
-      ring.stop();
-      link.stop();
-      sync?.stop();
-      stopAnswer();
-      lambda?.destroy();
     },
   };
 }
