@@ -29,6 +29,7 @@ import {
   EC2Client,
   type _InstanceType,
   RunInstancesCommand,
+  StartInstancesCommand,
   StopInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -46,7 +47,7 @@ import type { SimClock } from './sim-clock.ts';
 import { SlotGroups, type SlotGroupsOptions, type SlotSpec } from './slot-groups.ts';
 import type { Clock } from '../lambda/failover/clock.ts';
 import { NODES } from './vpc.ts';
-import { intToIp, ipToInt, parseCidr } from '../lib/net/cidr.ts';
+import { intToIp, ipToInt } from '../lib/net/cidr.ts';
 
 export const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 const REGION = 'us-east-1';
@@ -434,6 +435,10 @@ export class World {
 
   async stop(id: string): Promise<void> {
     await this.ec2.send(new StopInstancesCommand({ InstanceIds: [id] }));
+  }
+
+  async start(id: string): Promise<void> {
+    await this.ec2.send(new StartInstancesCommand({ InstanceIds: [id] }));
   }
 
   id(index: number): string {

@@ -9,8 +9,6 @@ export interface Policy {
   holdDownMs: number;
   /** A heartbeat older than this is stale. */
   staleMs: number;
-  /** The slot (instance index) failback returns to: the group's preferred slot (default 0, the one group's). */
-  preferredIndex?: number;
 }
 
 export interface Hints {
@@ -30,9 +28,15 @@ export interface Hints {
   /**
    * Where the placement over VIP groups (./placement.ts) put this group: when the VIP must move or be
    * placed, it goes there if that instance is a healthy candidate (else to the best candidate, as
-   * without groups). It never makes a VIP move that would otherwise stay.
+   * without groups). It never makes a VIP move that would otherwise stay — except as `steadyMove`.
    */
   placedTo?: string;
+  /**
+   * The placement moves this group while its owner is fine (a reconcile's bounded steady-state
+   * moves): `rebalance` off a slot above the spread bound, `failback` to its preferred slot. A
+   * planned move to `placedTo`, only outside the hold-down and to a healthy instance that beats.
+   */
+  steadyMove?: 'rebalance' | 'failback';
 }
 
 export interface Health {
@@ -115,7 +119,12 @@ export function decide(snapshot: Observed, currentOwner: string | undefined, pol
   const suspectBelieved = hints.suspect !== undefined && hints.suspect === currentOwner && (!ownerHealthy || hints.explicit === true || sinceMove >= policy.holdDownMs);
 
   if (ownerHealthy && !suspectBelieved) {
-    const preferred = snapshot.instances.find((i) => i.index === (policy.preferredIndex ?? 0));
+    const placed = hints.steadyMove && hints.placedTo ? snapshot.instances.find((i) => i.id === hints.placedTo) : undefined;
+    if (placed && placed.id !== currentOwner && healthyIds.has(placed.id) && sinceMove >= policy.holdDownMs && placed.lastHeartbeatAt !== undefined) {
+      const reason = hints.steadyMove === 'failback' ? "failback to the group's preferred slot" : 'rebalance: its slot holds more groups than the spread bound';
+      return { outcome: 'move', owner: placed.id, from: currentOwner, reason, planned: true, health };
+    }
+    const preferred = snapshot.instances.find((i) => i.index === 0);
     if (
       policy.failback === 'preferred' &&
       preferred &&

@@ -12,7 +12,7 @@
  */
 import { healthOf } from './decide.ts';
 import type { Command } from './events.ts';
-import type { Result } from './orchestrator.ts';
+import type { Placed, Result } from './orchestrator.ts';
 import { type Placement, type PlacementGroup, placeGroups } from './placement.ts';
 import type { InstanceView } from './snapshot.ts';
 import type { Clock } from './clock.ts';
@@ -24,7 +24,7 @@ export interface GroupRunner {
   preferredSlot?: number;
   orchestrator: {
     owner(instances: InstanceView[], now: number): Promise<string | undefined>;
-    run(command: Command, deadline: number, placement?: { placedTo?: string }): Promise<Result>;
+    run(command: Command, deadline: number, placement?: Placed): Promise<Result>;
   };
 }
 
@@ -40,6 +40,10 @@ export interface GroupsDeps {
    * groups beyond its other interfaces (its primary, its slot interface); unset: no limit (route).
    */
   interfaceLimits?: (types: string[]) => Promise<Map<string, number>>;
+  /** `failback: preferred`: a reconcile returns groups to their preferred slots (within the steady moves). */
+  failback?: boolean;
+  /** Moves of groups whose owner is fine (rebalance, failback) one reconcile makes at most (default 1): never a stampede. */
+  steadyMovesPerRun?: number;
 }
 
 export interface GroupOutcome {
@@ -107,17 +111,21 @@ export class GroupsCoordinator {
       const owner = owners[k] === undefined ? undefined : byId.get(owners[k]!);
       return { group: g.name, owner: owner?.index, ...(owner ? { lastOwnerAz: owner.az } : {}), ...(g.preferredSlot !== undefined ? { preferredSlot: g.preferredSlot } : {}) };
     });
-    // Rescues only: a group whose owner is fine is not moved by this run (rebalancing and per-group
-    // failback are the per-group runs' policy, as without groups).
+    // A trigger rescues only; a reconcile (the schedule's, every few minutes) also makes at most
+    // `steadyMovesPerRun` moves of groups whose owner is fine: off a slot above the spread bound (slots
+    // came back), and with failback to a group's preferred slot — each a planned move, outside the hold-down.
     const capacity = await this.capacity(instances, owners);
-    const placement = placeGroups(groups, slots, { maxMovesPerRun: 0, failback: false, ...(capacity ? { capacity } : {}) });
+    const steady = command.kind === 'reconcile';
+    const placement = placeGroups(groups, slots, { maxMovesPerRun: steady ? (this.d.steadyMovesPerRun ?? 1) : 0, failback: steady && this.d.failback === true, ...(capacity ? { capacity } : {}) });
     const instanceAt = new Map(instances.map((i) => [i.index, i.id]));
     const target = new Map(placement.moves.map((m) => [m.group, instanceAt.get(m.to)!]));
+    const steadyMove = new Map(placement.moves.filter((m) => m.why !== 'owner-gone').map((m) => [m.group, m.why as 'rebalance' | 'failback']));
     // A reconcile runs every group (convergence repair, as without groups); a trigger only the moving ones.
     const runs = this.d.groups.filter((g) => command.kind === 'reconcile' || target.has(g.name));
     const runOne = async (g: GroupRunner): Promise<GroupOutcome> => {
       const placedTo = target.get(g.name);
-      const result = await g.orchestrator.run(command, deadline, placedTo ? { placedTo } : {});
+      const why = steadyMove.get(g.name);
+      const result = await g.orchestrator.run(command, deadline, placedTo ? { placedTo, ...(why ? { steadyMove: why } : {}) } : {});
       return { group: g.name, ...(placedTo ? { placedTo } : {}), result };
     };
     const outcomes = await inBatches(runs, this.d.concurrency ?? runs.length, runOne);

@@ -12,6 +12,13 @@ import { LeaseKeeper } from './lease-keeper.ts';
 import type { InstanceView, LeaseView } from './snapshot.ts';
 import type { ObserveScope, SnapshotOf, StepBase, StepEffect, StepTiming, VipStrategy } from './strategy/strategy.ts';
 
+
+/** Where the placement over VIP groups puts a group this run (./groups.ts). */
+export interface Placed {
+  placedTo?: string;
+  steadyMove?: 'rebalance' | 'failback';
+}
+
 export type Outcome =
   | 'converged'
   | 'no-op'
@@ -126,8 +133,8 @@ export class Orchestrator<Step extends StepBase, State> {
     return this.d.strategy.currentOwner({ ...state, now, instances });
   }
 
-  /** `placedTo`: where the placement over VIP groups puts this group, should its VIP move (Hints.placedTo). */
-  async run(command: Command, deadline: number, placement: { placedTo?: string } = {}): Promise<Result> {
+  /** `placedTo`: where the placement over VIP groups puts this group, should its VIP move (Hints.placedTo); `steadyMove`: a move while its owner is fine (Hints.steadyMove). */
+  async run(command: Command, deadline: number, placement: Placed = {}): Promise<Result> {
     const t0 = this.d.clock.now();
     const calls0 = { calls: this.d.calls.calls, mutations: this.d.calls.mutations };
     const steps: StepTiming[] = [];
@@ -184,7 +191,7 @@ export class Orchestrator<Step extends StepBase, State> {
     const fencing: Fencing = { holder, fence: () => keeper.fence(), keepAlive: () => keeper.keepAlive() };
     keeper.start();
     try {
-      return await this.hold(command, epoch, taken.lease, fencing, deadline, steps, counters, (r) => finish({ ...r, ...(leaseWaitMs > 0 ? { leaseWaitMs } : {}) }), placement.placedTo);
+      return await this.hold(command, epoch, taken.lease, fencing, deadline, steps, counters, (r) => finish({ ...r, ...(leaseWaitMs > 0 ? { leaseWaitMs } : {}) }), placement);
     } finally {
       keeper.stop();
     }
@@ -200,7 +207,7 @@ export class Orchestrator<Step extends StepBase, State> {
     steps: StepTiming[],
     counters: { sequential: number },
     finish: (r: Omit<Result, 'durationMs' | 'ec2Calls' | 'ec2Mutations' | 'sequentialMutations' | 'steps' | 'phases' | 'command' | 'moved'> & { moved?: boolean }) => Result,
-    placedTo?: string,
+    placement: Placed = {},
   ): Promise<Result> {
     const { holder } = fencing;
     let result: Result;
@@ -209,7 +216,7 @@ export class Orchestrator<Step extends StepBase, State> {
       if (command.kind === 'teardown') {
         result = finish(await this.teardown(epoch, fencing, deadline, steps, counters));
       } else {
-        const r = await this.converge(command, leaseView, epoch, fencing, deadline, steps, counters, placedTo);
+        const r = await this.converge(command, leaseView, epoch, fencing, deadline, steps, counters, placement);
         // The hold-down (against flapping between two instances) starts at a move from an owner: a
         // placement is none, and the first failure report after it is believed as any other.
         if (r.moved && r.previousOwner !== undefined) movedAt = this.d.clock.now();
@@ -268,14 +275,14 @@ export class Orchestrator<Step extends StepBase, State> {
     deadline: number,
     steps: StepTiming[],
     counters: { sequential: number },
-    placedTo?: string,
+    placement: Placed = {},
   ) {
     let snapshot = await this.observeFenced(epoch, steps);
     const currentOwner = this.d.strategy.currentOwner(snapshot);
     // A run that died mid-move leaves no owner behind it: the move's origin is in the lease.
     const interrupted = currentOwner === undefined ? leaseView.interruptedMoveFrom : undefined;
     const previousOwner = currentOwner ?? interrupted;
-    const hints = { ...this.hints(command, snapshot, currentOwner, leaseView), ...(placedTo ? { placedTo } : {}) };
+    const hints = { ...this.hints(command, snapshot, currentOwner, leaseView), ...(placement.placedTo ? { placedTo: placement.placedTo } : {}), ...(placement.steadyMove ? { steadyMove: placement.steadyMove } : {}) };
     let decision: Decision = decide(snapshot, currentOwner, this.policy, hints);
     if (interrupted && decision.outcome === 'move') decision = { ...decision, from: interrupted, reason: `completing the move from ${interrupted} that an earlier run started and did not finish` };
     if (command.kind === 'reconcile' && command.via === 'lifecycle') {

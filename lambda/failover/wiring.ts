@@ -100,8 +100,6 @@ type Extra = {
   groupConcurrency?: number;
   /** One of several groups (its moves counted per group too). */
   several?: boolean;
-  /** One of several groups: the slot its failback returns to (its preferred slot). */
-  preferredSlot?: number;
 };
 
 /** Runs a command to one result: a group's orchestrator, or the coordinator's runs summed up. */
@@ -151,7 +149,8 @@ export function buildOrchestrator(settings: Settings, clients: Clients, clock: C
     clock,
     observeInstances: (now: number) => observeInstances({ ec2, cloudwatch }, now),
     notifier: new Reporter({ logger, metrics, events: clients.events, eventBusName: settings.eventBusName, sns: clients.sns, topicArn: settings.topicArn, deploymentId: settings.deploymentId, group: settings.group, ...(extra.several ? { several: true } : {}) }),
-    policy: { failback: settings.failback, holdDownMs: settings.holdDownSeconds * 1000, ...(extra.preferredSlot !== undefined ? { preferredIndex: extra.preferredSlot } : {}) },
+    // Several groups: failback is the placement's (each group to its own preferred slot, bounded per run), not each group's.
+    policy: { failback: extra.several ? 'never' : settings.failback, holdDownMs: settings.holdDownSeconds * 1000 },
     afterStep: extra.afterStep,
     leaseRenewMs: extra.lease?.renewMs,
   };
@@ -218,7 +217,7 @@ export function buildDeployment(settings: Settings, clients: Clients, clock: Clo
       clock,
       logger,
       metrics,
-      { ...extra, limiter, ...(reads ? { reads, several: true, ...(g.preferredSlot !== undefined ? { preferredSlot: g.preferredSlot } : {}) } : {}) },
+      { ...extra, limiter, ...(reads ? { reads, several: true } : {}) },
     ),
   );
   const first = groups[0]!;
@@ -229,6 +228,7 @@ export function buildDeployment(settings: Settings, clients: Clients, clock: Clo
     clock,
     staleMs: HEARTBEAT_STALE_SECONDS * 1000,
     ...(extra.groupConcurrency ? { concurrency: extra.groupConcurrency } : {}),
+    failback: settings.failback === 'preferred',
     // eni: each group's loxi-eni takes an interface on its owner.
     ...(settings.strategy === 'eni' ? { interfaceLimits: (types: string[]) => first.ec2.interfaceLimits(types) } : {}),
   });

@@ -120,11 +120,15 @@ describe('decide', () => {
     it('waits out the hold-down before failing back', () => {
       expect(decide(snap(inst(0), inst(1)), B, preferred, { lastMoveAt: NOW - 30_000 })).toMatchObject({ outcome: 'keep', owner: B });
     });
-    it('a VIP group returns to its own preferred slot, not to instance 0', () => {
-      const toSlot2: Policy = { ...preferred, preferredIndex: 2 };
+    it('a VIP group placed elsewhere while its owner is fine (rebalance, failback): a planned move there, outside the hold-down only, never to a silent instance', () => {
       const three = snap(inst(0), inst(1), inst(2, { az: 'us-east-1c' }));
-      expect(decide(three, A, toSlot2, { lastMoveAt: NOW - 120_000 })).toMatchObject({ outcome: 'move', owner: inst(2).id, planned: true });
-      expect(decide(three, inst(2).id, toSlot2, { lastMoveAt: NOW - 120_000 })).toMatchObject({ outcome: 'keep', owner: inst(2).id });
+      const C = inst(2).id;
+      expect(decide(three, A, policy, { lastMoveAt: NOW - 120_000, placedTo: C, steadyMove: 'failback' })).toMatchObject({ outcome: 'move', owner: C, planned: true, reason: expect.stringMatching(/preferred slot/) });
+      expect(decide(three, A, policy, { lastMoveAt: NOW - 120_000, placedTo: C, steadyMove: 'rebalance' })).toMatchObject({ outcome: 'move', owner: C, reason: expect.stringMatching(/spread bound/) });
+      expect(decide(three, A, policy, { lastMoveAt: NOW - 30_000, placedTo: C, steadyMove: 'rebalance' })).toMatchObject({ outcome: 'keep', owner: A });
+      expect(decide(snap(inst(0), inst(1), inst(2, { az: 'us-east-1c', lastHeartbeatAt: undefined })), A, policy, { placedTo: C, steadyMove: 'rebalance' })).toMatchObject({ outcome: 'keep', owner: A });
+      // Without steadyMove, a placement never moves a VIP whose owner is fine.
+      expect(decide(three, A, policy, { lastMoveAt: NOW - 120_000, placedTo: C })).toMatchObject({ outcome: 'keep', owner: A });
     });
     it('never fails back with failback=never', () => {
       expect(decide(snap(inst(0), inst(1)), B, policy, { lastMoveAt: NOW - 999_000 })).toMatchObject({ outcome: 'keep', owner: B });

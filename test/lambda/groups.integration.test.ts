@@ -130,6 +130,20 @@ for (const strategy of ['eni', 'route'] as const) {
       const status = await deployment().run({ kind: 'status' }, aws.clock.now() + 60_000);
       if (status.outcome !== 'groups') throw new Error('expected the coordinator');
       expect(Object.fromEntries(status.groups.map((g) => [g.group, g.result?.owner]))).toEqual({ [DEFAULT_GROUP]: w.id(0), g1: w.id(1), g2: newOwner });
+
+      // The AZ comes back. With failback, the schedule's reconcile (outside the hold-down) returns g2 to its
+      // preferred slot as a planned move — and nothing else moves; without failback it stays.
+      await w.start(w.id(2));
+      aws.clock.advance(120_000);
+      await w.beat(aws.clock.now());
+      const stays = await deployment().run({ kind: 'reconcile', via: 'schedule' }, aws.clock.now() + 170_000);
+      if (stays.outcome !== 'groups') throw new Error('expected the coordinator');
+      expect(stays.groups.filter((g) => g.result?.moved)).toEqual([]);
+      const failback = w.deployment(aws.proxy.endpoint, aws.clock, { settings: { failback: 'preferred' } });
+      const back = await failback.run({ kind: 'reconcile', via: 'schedule' }, aws.clock.now() + 170_000);
+      if (back.outcome !== 'groups') throw new Error('expected the coordinator');
+      expect(back.ok, back.reason).toBe(true);
+      expect(back.groups.filter((g) => g.result?.moved).map((g) => [g.group, g.result?.owner, g.result?.reason])).toEqual([['g2', w.id(2), expect.stringMatching(/failback to the group's preferred slot/)]]);
     });
   });
 }

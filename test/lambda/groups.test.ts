@@ -26,20 +26,20 @@ function instances(dead: (i: number) => boolean = () => false): InstanceView[] {
 }
 
 /** 20 groups; group k owned by slot k % 6 (the AZ of slots 0 and 3 holds 7 of them). Each run "moves" its group where placed. */
-function setup(world: InstanceView[], owners = (k: number) => `i-${k % 6}`) {
-  const runs: { group: string; command: Command['kind']; placedTo?: string }[] = [];
+function setup(world: InstanceView[], owners = (k: number) => `i-${k % 6}`, o: { failback?: boolean } = {}) {
+  const runs: { group: string; command: Command['kind']; placedTo?: string; steadyMove?: string }[] = [];
   const groups: GroupRunner[] = Array.from({ length: 20 }, (_, k) => ({
     name: `g${String(k).padStart(2, '0')}`,
     preferredSlot: k % 6,
     orchestrator: {
       owner: async () => owners(k),
       run: async (command, _deadline, placement = {}) => {
-        runs.push({ group: `g${String(k).padStart(2, '0')}`, command: command.kind, ...(placement.placedTo ? { placedTo: placement.placedTo } : {}) });
+        runs.push({ group: `g${String(k).padStart(2, '0')}`, command: command.kind, ...(placement.placedTo ? { placedTo: placement.placedTo } : {}), ...(placement.steadyMove ? { steadyMove: placement.steadyMove } : {}) });
         return { ok: true, outcome: placement.placedTo ? 'converged' : 'no-op', owner: placement.placedTo ?? owners(k), moved: !!placement.placedTo } as Result;
       },
     },
   }));
-  const c = new GroupsCoordinator({ groups, observeInstances: async () => world, clock, staleMs: 30_000 });
+  const c = new GroupsCoordinator({ groups, observeInstances: async () => world, clock, staleMs: 30_000, ...(o.failback ? { failback: true } : {}) });
   return { c, runs };
 }
 
@@ -84,6 +84,29 @@ describe('several VIP groups in one run', () => {
     await b.c.run({ kind: 'reconcile', via: 'schedule' }, NOW + 60_000);
     expect(b.runs).toHaveLength(20);
     expect(b.runs.filter((x) => x.placedTo).map((x) => x.group)).toEqual(['g00', 'g01', 'g02']);
+  });
+
+  it('a reconcile makes one steady move per run: a group off a slot above the spread bound (slots came back), or with failback to its preferred slot; a trigger makes none', async () => {
+    // All 20 groups on slots 0 and 1 (what an outage of the other slots left): 10 each, bound ⌈20 / 6⌉ + 1 = 5.
+    const crowded = setup(instances(), (k) => `i-${k % 2}`);
+    await crowded.c.run({ kind: 'alarm', alarmName: 'x', instanceIndex: 3, alarmKind: 'heartbeat', state: 'OK', via: 'direct' }, NOW + 60_000);
+    expect(crowded.runs.filter((r) => r.steadyMove)).toEqual([]);
+    await crowded.c.run({ kind: 'reconcile', via: 'schedule' }, NOW + 60_000);
+    const steady = crowded.runs.filter((r) => r.steadyMove);
+    expect(steady).toHaveLength(1);
+    expect(steady[0]).toMatchObject({ steadyMove: 'rebalance' });
+    expect(['i-0', 'i-1']).not.toContain(steady[0]!.placedTo);
+    // Spread as placed, failback on: one group back to its preferred slot per reconcile; without failback, none.
+    const off = (k: number) => `i-${(k + 1) % 6}`;
+    const back = setup(instances(), off, { failback: true });
+    await back.c.run({ kind: 'reconcile', via: 'schedule' }, NOW + 60_000);
+    const moved = back.runs.filter((r) => r.steadyMove);
+    expect(moved).toHaveLength(1);
+    const k = Number(moved[0]!.group.slice(1));
+    expect(moved[0]).toMatchObject({ steadyMove: 'failback', placedTo: `i-${k % 6}` });
+    const never = setup(instances(), off);
+    await never.c.run({ kind: 'reconcile', via: 'schedule' }, NOW + 60_000);
+    expect(never.runs.filter((r) => r.steadyMove)).toEqual([]);
   });
 
   it('an operator’s move, status and teardown go to every group as asked', async () => {
