@@ -1,6 +1,29 @@
 /** Several VIP groups over three availability zones: what `cdk deploy` builds for each strategy. */
 import { describe, expect, it } from 'vitest';
+import { groupsOf, settingsFromEnv } from '../../lambda/failover/settings.ts';
 import { synthStack } from '../helpers/stack.ts';
+
+/**
+ * The function's environment as Lambda would see it: CloudFormation's joins resolved, each reference
+ * standing for an id of its kind (what the stack would give at deploy).
+ */
+function deployedEnv(env: Record<string, unknown>): NodeJS.ProcessEnv {
+  const seen = new Map<string, number>();
+  const value = (v: unknown): string => {
+    if (typeof v === 'string') return v;
+    const o = v as Record<string, unknown>;
+    if (o['Fn::Join']) return ((o['Fn::Join'] as [string, unknown[]])[1]).map(value).join((o['Fn::Join'] as [string])[0]);
+    const text = JSON.stringify(o);
+    // The same reference resolves to the same id.
+    if (!seen.has(text)) seen.set(text, seen.size + 1);
+    const n = seen.get(text)!;
+    if (text.includes('AllocationId') || text.includes('Eip')) return `eipalloc-0000000000000000${n % 10}`;
+    if (text.includes('RouteTable')) return `rtb-0000000000000000${n % 10}`;
+    if (text.includes('Vpc')) return 'vpc-00000000000000001';
+    return `resolved-${n}`;
+  };
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, value(v)]));
+}
 
 const THREE_AZS = { availabilityZones: ['us-east-1a', 'us-east-1b', 'us-east-1c'], lbSubnetCidrs: ['100.64.218.0/24', '100.64.228.0/24', '100.64.238.0/24'] };
 type Resources = Record<string, { Type: string; Properties: Record<string, any> }>;
@@ -38,6 +61,16 @@ describe('VIP groups (CDK): route, three zones, three groups', () => {
     expect(env.LOXIHA_SLOT_COUNT).toBe('3');
     const groups = JSON.stringify(env.LOXIHA_GROUPS);
     for (const s of ['\\"name\\":\\"default\\"', '\\"name\\":\\"g1\\"', '\\"vip\\":\\"100.127.2.10\\"', '\\"ingressIps\\":[\\"100.64.218.22\\",\\"100.64.228.22\\",\\"100.64.238.22\\"]', '\\"preferredSlot\\":1']) expect(groups).toContain(s);
+  });
+
+  it('its LOXIHA_GROUPS is what the function accepts: every group with its VIP, EIP, first slot and ingress IPs', () => {
+    const settings = settingsFromEnv(deployedEnv(env));
+    expect(groupsOf(settings).map((g) => [g.name, g.vip, g.preferredSlot, g.ingressIps])).toEqual([
+      ['default', '100.127.0.10', 0, ['100.64.218.11', '100.64.228.11', '100.64.238.11']],
+      ['g1', '100.127.1.10', 1, ['100.64.218.21', '100.64.228.21', '100.64.238.21']],
+      ['tenant-b', '100.127.2.10', 0, ['100.64.218.22', '100.64.228.22', '100.64.238.22']],
+    ]);
+    expect(settings.slotCount).toBe(3);
   });
 
   it('writes kube-loxilb a pool per group: defaultPool for Services without poolSelect, the others by name', () => {
@@ -80,6 +113,16 @@ describe('VIP groups (CDK): eni, three zones', () => {
     const groups = JSON.stringify(env.LOXIHA_GROUPS);
     expect(groups).toContain('\\"cloudCidrBlock\\":\\"100.66.1.0/24\\"');
     expect(groups).toContain('\\"eipAllocationId\\":\\"eipalloc-0123456789abcdef0\\"');
+  });
+
+  it('its LOXIHA_GROUPS is what the function accepts: each group its block, one floating route table for all', () => {
+    const groups = groupsOf(settingsFromEnv(deployedEnv(env)));
+    expect(groups.map((g) => [g.name, g.cloudCidrBlock])).toEqual([
+      ['default', '100.64.248.0/24'],
+      ['g1', '100.64.201.0/24'],
+      ['g2', '100.66.1.0/24'],
+    ]);
+    expect(new Set(groups.map((g) => g.floatingRouteTableId)).size).toBe(1);
   });
 
   it('claims EIPs only for groups without an existing one', () => {
