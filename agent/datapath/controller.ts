@@ -65,7 +65,8 @@ export class Datapath {
   }
 
   private freshLedger(): Ledger {
-    return new Ledger(baseText(this.o.flowtableDevices ?? []), this.o.flowtableDevices ?? []);
+    const routing = this.o.routeMarkOf !== undefined;
+    return new Ledger(baseText(this.o.flowtableDevices ?? [], routing), this.o.flowtableDevices ?? [], routing);
   }
 
   list(): Service[] {

@@ -56,9 +56,11 @@ export class Ledger {
   private h1 = 0;
   private h2 = 0;
   private readonly flowtableDevices: string[];
+  private readonly groupRouting: boolean;
 
-  constructor(base: string, flowtableDevices: string[]) {
+  constructor(base: string, flowtableDevices: string[], groupRouting = false) {
     this.flowtableDevices = flowtableDevices;
+    this.groupRouting = groupRouting;
     [this.h1, this.h2] = lanes('base', base);
   }
 
@@ -143,6 +145,7 @@ export class Ledger {
       slots: new Map(),
       idle: new Map(),
       flowtableDevices: this.flowtableDevices,
+      groupRouting: this.groupRouting,
       hash: this.hash,
     };
     const slotEntries: [string, string, string][] = [];

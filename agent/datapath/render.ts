@@ -147,6 +147,8 @@ export interface Model {
   /** Idle timeout policies in use: name → policy, each a `ct timeout` object and a chain. */
   idle: Map<string, IdleTimeout>;
   flowtableDevices: string[];
+  /** Several VIP groups: the route_marks map and the rule that reads it (absent with one group). */
+  groupRouting: boolean;
   hash: string;
 }
 
@@ -213,7 +215,7 @@ const groupRules = (name: string, g: Group) => [
 // When full, new clients are still balanced, just not remembered.
 const AFFINITY_MAP = `\tmap affinity {\n\t\ttype ipv4_addr . mark : mark\n\t\tsize 262144\n\t\tflags dynamic,timeout\n\t}`;
 
-function baseChains(flowtable: boolean): string[] {
+function baseChains(flowtable: boolean, groupRouting = false): string[] {
   return [
     `\tchain filter_pre {\n\t\ttype filter hook prerouting priority -140; policy accept;`,
     // Packets of load-balanced flows (original direction) bump their endpoint's element counter,
@@ -236,8 +238,9 @@ function baseChains(flowtable: boolean): string[] {
     `\tchain nat_pre {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tip daddr . meta l4proto . th dport vmap @services\n\t}`,
     // After the service is chosen (dstnat), every packet of a load-balanced flow, either way, is
     // marked for policy routing out through the VIP's interface.
-    // A service of another VIP group than the default takes its group's mark (a miss leaves the rule).
-    `\tchain route_mark {\n\t\ttype filter hook prerouting priority -90; policy accept;\n\t\tmeta mark set ct mark map @route_marks accept\n\t\tct mark & ${hex(SERVICE_MARK_BIT)} == ${hex(SERVICE_MARK_BIT)} meta mark set meta mark | ${hex(ROUTE_MARK_BIT)}\n\t}`,
+    // Several VIP groups: a service of another group than the default takes its group's mark (a miss
+    // leaves the rule). One group: no such rule, no lookup per packet — the table of a deployment without groups.
+    `\tchain route_mark {\n\t\ttype filter hook prerouting priority -90; policy accept;\n${groupRouting ? '\t\tmeta mark set ct mark map @route_marks accept\n' : ''}\t\tct mark & ${hex(SERVICE_MARK_BIT)} == ${hex(SERVICE_MARK_BIT)} meta mark set meta mark | ${hex(ROUTE_MARK_BIT)}\n\t}`,
     `\tchain nat_post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tsnat ip to ct mark map @snat_to\n\t}`,
     ...(flowtable ? [`\tchain filter_fwd {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct mark @service_marks meta l4proto { tcp, udp } flow add @fastpath\n\t}`] : []),
   ];
@@ -279,13 +282,14 @@ export function contribution(s: Service, down: ReadonlySet<string>, seed: number
 }
 
 /** The parts of the table that do not depend on services: they are part of every revision. */
-export function baseText(flowtableDevices: string[]): string {
-  return [...baseChains(flowtableDevices.length > 0), AFFINITY_MAP, `flowtable ${flowtableDevices.join(',')}`].join('\n');
+export function baseText(flowtableDevices: string[], groupRouting = false): string {
+  return [...baseChains(flowtableDevices.length > 0, groupRouting), AFFINITY_MAP, `flowtable ${flowtableDevices.join(',')}`].join('\n');
 }
 
 /** The whole desired table for a list of services (start-up, full replaces, tests). */
 export function renderModel(input: Omit<RenderInput, 'counters'>): Model {
-  const ledger = new Ledger(baseText(input.flowtableDevices ?? []), input.flowtableDevices ?? []);
+  const routing = input.routeMarkOf !== undefined;
+  const ledger = new Ledger(baseText(input.flowtableDevices ?? [], routing), input.flowtableDevices ?? [], routing);
   for (const s of input.services) ledger.put(serviceKey(s), contribution(s, input.down, input.hashSeed, undefined, input.routeMarkOf));
   return ledger.model();
 }
@@ -312,14 +316,14 @@ export function fullText(m: Model, tableName: string, counters?: ReadonlyMap<str
     `table ${table} {`,
     `\tset revision {\n\t\ttype mark${elements([revisionElement(m.hash)])}\n\t}`,
     ...(Object.keys(SET_TYPES) as (keyof Model['sets'])[]).map((k) => `\tset ${k} {\n\t\t${SET_TYPES[k]}${elements(sorted(m.sets[k]).map((e) => (COUNTED.has(k) ? counted(e) : e)))}\n\t}`),
-    ...(Object.keys(MAP_TYPES) as (keyof Model['maps'])[]).map((k) => `\tmap ${k} {\n\t\t${MAP_TYPES[k]}${elements(pairs(m.maps[k]))}\n\t}`),
+    ...(Object.keys(MAP_TYPES) as (keyof Model['maps'])[]).filter((k) => k !== 'route_marks' || m.groupRouting).map((k) => `\tmap ${k} {\n\t\t${MAP_TYPES[k]}${elements(pairs(m.maps[k]))}\n\t}`),
     AFFINITY_MAP,
     ...groups.map(([name, g]) => `\tmap slots_${name} {\n\t\t${slotMapType(g)}${elements(pairs(m.slots.get(name)!))}\n\t}`),
     ...(m.flowtableDevices.length ? [`\tflowtable fastpath {\n\t\thook ingress priority filter\n\t\tdevices = { ${m.flowtableDevices.join(', ')} }\n\t}`] : []),
     ...groups.map(([name, g]) => `\tchain ${name} {\n\t\t${groupRules(name, g).join('\n\t\t')}\n\t}`),
     ...idle.map(([name, i]) => `\tct timeout ${name} { ${idleObject(i)} }`),
     ...idle.map(([name]) => `\tchain ${name} {\n\t\t${idleRule(name)}\n\t}`),
-    ...baseChains(m.flowtableDevices.length > 0),
+    ...baseChains(m.flowtableDevices.length > 0, m.groupRouting),
     `}`,
     '',
   ].join('\n');

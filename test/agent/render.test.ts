@@ -50,7 +50,7 @@ describe('render', () => {
     const chains = [...r.text.matchAll(/\tchain (\w+) \{\n([^}]*)\}/g)].map((m) => [m[1]!, m[2]!.trim().split('\n').length] as const);
     const groupChains = chains.filter(([n]) => !['filter_pre', 'nat_pre', 'nat_post', 'filter_post', 'route_mark'].includes(n));
     // The base chains do not grow with services either: one rule each for sync events and the route mark.
-    expect(chains.filter(([n]) => n === 'route_mark')).toEqual([['route_mark', 3]]); // the hook line, the other groups' marks, the default group's
+    expect(chains.filter(([n]) => n === 'route_mark')).toEqual([['route_mark', 2]]); // the hook line and one rule (one VIP group: no group marks)
     expect(groupChains).toEqual([['rr_tcp_4', 2]]);
     expect(r.text.match(/ : jump rr_tcp_4/g)).toHaveLength(1000);
   });

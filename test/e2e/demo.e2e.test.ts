@@ -137,6 +137,26 @@ describe.skipIf(!netnsAvailable || !motoAvailable)('npm run demo', () => {
     expect(leftNamespaces(r.labId)).toEqual([]);
   }, 300_000);
 
+  it('--azs 3 --groups 3 --strategy route --fast: each group\'s EIP and VIP route follow its owner; lb0\'s zone lost moves its group in one wave, the others go on, every flow kept', async () => {
+    const r = await demo(['--azs', '3', '--groups', '3', '--strategy', 'route', '--fast', '--report', join(dir, 'groups-route.html')]);
+    expect(r.code, r.out.slice(-3000)).toBe(0);
+    const groups = r.json.groups as { group: string; moved: boolean; ownerAfter: number; flowsKept: number; flowsTotal: number; maxPauseMs: number }[];
+    expect(groups.map((g) => [g.group, g.moved])).toEqual([
+      ['default', true],
+      ['g1', false],
+      ['g2', false],
+    ]);
+    for (const g of groups) expect(g.flowsKept, g.group).toBe(g.flowsTotal);
+    for (const g of groups.slice(1)) expect(g.maxPauseMs, g.group).toBeLessThan(1000);
+    const after = r.out.slice(r.out.indexOf('failure '));
+    // Only the moved group's EIP and VIP route changed: one wave, nothing of g1's or g2's.
+    expect(after).toMatch(new RegExp(`internet gateway maps EIP 100\\.100\\.100\\.100 → 100\\.64\\.2[23]8\\.11 on lb${groups[0]!.ownerAfter}'s ingress IP`));
+    expect(after).toMatch(/the VPC routes the VIP 100\.127\.0\.10 to lb[12]/);
+    expect(after).not.toMatch(/EIP 100\.100\.100\.10[12] |the VIP 100\.127\.[12]\.10 /);
+    expect(after).not.toMatch(/DetachNetworkInterface|CreateNetworkInterface/);
+    expect(leftNamespaces(r.labId)).toEqual([]);
+  }, 300_000);
+
   it('--terminate lb0: the owner’s group replaces it; the VIP moves off it first (planned, one move), every flow kept, the replacement rejoins as the backup', async () => {
     const r = await demo(['--terminate', 'lb0', '--fast', '--report', join(dir, 'terminate-lb0.html')]);
     expect(r.code, r.out.slice(-3000)).toBe(0);
