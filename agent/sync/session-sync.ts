@@ -145,22 +145,30 @@ export class SessionSync {
     return this.groupByMark.get(mark);
   }
 
+  /**
+   * Whether this instance takes other owners' flows now: a backup; with several VIP groups, every
+   * instance (an owner of one group receives the others' owners' flows, and must hold their services too).
+   */
+  private get receiving(): boolean {
+    return !this.owner || this.o.groups !== undefined;
+  }
+
   /** The services changed: entries are checked against the new list from now on. */
   servicesChanged(): void {
     this.index = undefined;
     this.groupByMark = undefined;
     this.digest = undefined;
-    if (!this.owner) this.server.servicesChanged();
+    if (this.receiving) this.server.servicesChanged();
   }
 
   /** The owner's flows refused since its last resync for want of their service here: this instance's services differ from the owner's. */
   foreignFlows(): number {
-    return this.owner ? 0 : this.server.foreignFlows();
+    return this.receiving ? this.server.foreignFlows() : 0;
   }
 
   /** The owner serves other services than this instance (the digests it sends and ours differ). */
   servicesDiffer(): boolean {
-    return !this.owner && this.server.servicesDiffer();
+    return this.receiving && this.server.servicesDiffer();
   }
 
   start(): Promise<void> {

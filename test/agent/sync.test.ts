@@ -2,7 +2,7 @@
  * Session sync's protocol on loopback, with the kernel replaced by a recorder of the lines that
  * would be loaded: what gets in, what is refused, how a stream recovers.
  */
-import { connect, type Socket } from 'node:net';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeHello, FrameReader, newNonce, readChallenge, SessionCodec } from '../../agent/sync/channel.ts';
 import { checkEntry, injectLine, serviceIndex, type WireEntry } from '../../agent/sync/entry.ts';
@@ -203,6 +203,33 @@ describe('session sync over loopback', () => {
     const b = await run(['g1'], ['default', 'g1']);
     expect(b.server.expired).toBe(1);
     expect(b.loaded.join('\n')).not.toMatch(/^x tcp \S+ 100\.100\.100\.102 /m);
+  });
+
+  it('several VIP groups: an owner of one group that lacks another owner\'s service says so (not ready), where a single-group owner would not look', async () => {
+    const { SessionSync } = await import('../../agent/sync/session-sync.ts');
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const make = (groups: boolean) =>
+      new SessionSync({
+        keys: () => [KEY], deploymentId: DEPLOYMENT, self: { index: 1, ip: '127.0.0.1', port }, peers: [{ index: 0, ip: '127.0.0.1' }],
+        services: () => [], realtimePriority: 0, log: () => undefined,
+        ...(groups ? { groups: { names: ['default', 'g1'], ofService: () => 'default' } } : {}),
+      });
+    for (const groups of [true, false]) {
+      const sync = make(groups);
+      await sync.start();
+      stops.push(() => sync.stop());
+      // This instance owns a group (as setOwner would say) and holds none of the services the other owner streams.
+      (sync as unknown as { owner: boolean }).owner = true;
+      const { s } = sender(port, async () => [flow(1), flow(2)]);
+      await until(() => (sync as unknown as { server: SyncServer }).server.foreignFlows() === 2);
+      expect(sync.foreignFlows(), `groups: ${groups}`).toBe(groups ? 2 : 0);
+      s.stop();
+      sync.stop();
+      await new Promise((r) => setTimeout(r, 50));
+    }
   });
 
   it('refuses entries of other services, counts them, and loads the rest', async () => {
