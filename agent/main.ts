@@ -94,9 +94,10 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
   if (!flowtables) log('warn', 'this kernel has no nftables flowtables: established flows take the regular path');
   // The VIP groups (one unless the config lists more): each served on its VIP, its flows routed by its own mark.
   const groups = agentVipGroups(config);
+  const several = groups.length > 1;
   // Route strategy: clients' packets arrive at this instance's ingress IP (per group), served as the VIP's.
   const aliases: AddressAliases = groupAliases(groups, config.strategy);
-  const routeMarkOf = groups.length > 1 ? (s: Service) => {
+  const routeMarkOf = several ? (s: Service) => {
     const g = groupOfService(s, groups);
     return g.position === 0 ? undefined : groupRouteMark(g.position);
   } : undefined;
@@ -150,7 +151,6 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
 
   // One metadata client (one session token) for the role watcher and the heartbeat's instance id.
   const imds = config.aws ? new Imds(config.aws.imdsEndpoint) : undefined;
-  const several = groups.length > 1;
   // A role per group, from where its VIP lives; the agent is MASTER (streams its flows) while it owns any.
   const roles = new GroupRoles(groups, (g) => {
     const watcher = new RoleWatcher({
@@ -173,7 +173,7 @@ export async function main(values: ReturnType<typeof parseAgentArgs>): Promise<{
    * the owner sends on the sync stream is ours, and none of its synced flows was refused for want of
    * a service here: an instance kube-loxilb has not filled yet is not where the VIP may go.
    */
-  /** How this instance's services compare with the owner's (a backup's view; the owner's always match). */
+  /** How this instance's services compare with the owner's (a backup's view, and with several groups every agent's: an owner of one receives the others'). */
   const servicesNow = () => ({ foreign: syncRef?.foreignFlows() ?? 0, differ: syncRef?.servicesDiffer() ?? false });
   const readyNow = (): { ready: boolean; notReady: string[] } => {
     const { foreign, differ } = servicesNow();

@@ -190,6 +190,25 @@ export const configSchema = z
 
 type Problem = { path: (string | number)[]; message: string };
 
+/** route: the overlay VIP must not be an address the VPC routes locally (AWS refuses a /32 inside its CIDRs). */
+function overlayVipProblems(vip: string, vpcCidr: string | undefined, lbSubnetCidrs: readonly string[]): string[] {
+  const out: string[] = [];
+  if (vpcCidr && parseCidr(vpcCidr) && cidrContains(vpcCidr, vip)) out.push(`${vip} is inside the VPC CIDR ${vpcCidr}: with strategy "route" the VIP is an overlay address outside the VPC's CIDRs`);
+  for (const [i, c] of lbSubnetCidrs.entries()) if (parseCidr(c) && cidrContains(c, vip)) out.push(`${vip} is inside LB subnet ${i} (${c})`);
+  return out;
+}
+
+/** eni: the floating subnet's block (`label`: how the message names it) and the VIP it must hold. */
+function floatingBlockProblems(block: string, vip: string | undefined, label: string): { on: 'block' | 'vip'; message: string }[] {
+  const out: { on: 'block' | 'vip'; message: string }[] = [];
+  const prefix = parseCidr(block)!.prefix;
+  if (prefix < 16 || prefix > 28) out.push({ on: 'block', message: 'must be between /16 and /28 (AWS subnet sizes)' });
+  if (vip === undefined || ipToInt(vip) === undefined) return out;
+  if (!cidrContains(block, vip)) out.push({ on: 'vip', message: `${vip} is not inside ${label} ${block}` });
+  else if (reservedAddresses(block).includes(vip)) out.push({ on: 'vip', message: `${vip} is an address AWS reserves in ${block} (first four and last)` });
+  return out;
+}
+
 /**
  * Checks that span fields. Run on the raw input even when single fields are invalid,
  * so that one run reports every problem; each check only looks at fields that parse.
@@ -214,22 +233,12 @@ function crossFieldProblems(raw: unknown): Problem[] {
   const routeStrategy = r.strategy === 'route';
   const vpcCidr = typeof r.vpc === 'object' && r.vpc !== null ? str((r.vpc as Record<string, unknown>).cidr) : undefined;
   const block = cloudCidrBlock && !routeStrategy ? parseCidr(cloudCidrBlock) : undefined;
-  if (routeStrategy && vip && ipToInt(vip) !== undefined) {
-    // The overlay VIP must not be an address the VPC routes locally: AWS refuses a /32 inside its CIDRs.
-    if (vpcCidr && parseCidr(vpcCidr) && cidrContains(vpcCidr, vip)) issue(['vip'], `${vip} is inside the VPC CIDR ${vpcCidr}: with strategy "route" the VIP is an overlay address outside the VPC's CIDRs`);
-    for (const [i, c] of (lbSubnetCidrs ?? []).entries()) if (parseCidr(c) && cidrContains(c, vip)) issue(['vip'], `${vip} is inside LB subnet ${i} (${c})`);
-  }
+  if (routeStrategy && vip && ipToInt(vip) !== undefined) for (const m of overlayVipProblems(vip, vpcCidr, lbSubnetCidrs ?? [])) issue(['vip'], m);
   if (routeStrategy && typeof r.vpc === 'object' && r.vpc !== null && 'vpcId' in r.vpc && r.routeTableIds === undefined) {
     issue(['routeTableIds'], 'strategy "route" in an existing VPC needs the route tables that must reach the VIP (the EKS nodes\' subnets\' and the LB subnets\')');
   }
   if (!routeStrategy && r.routeTableIds !== undefined) issue(['routeTableIds'], 'only used by strategy "route"');
-  if (block && cloudCidrBlock) {
-    if (block.prefix < 16 || block.prefix > 28) issue(['cloudCidrBlock'], 'must be between /16 and /28 (AWS subnet sizes)');
-    if (vip && ipToInt(vip) !== undefined) {
-      if (!cidrContains(cloudCidrBlock, vip)) issue(['vip'], `${vip} is not inside cloudCidrBlock ${cloudCidrBlock}`);
-      else if (reservedAddresses(cloudCidrBlock).includes(vip)) issue(['vip'], `${vip} is an address AWS reserves in ${cloudCidrBlock} (first four and last)`);
-    }
-  }
+  if (block && cloudCidrBlock) for (const p of floatingBlockProblems(cloudCidrBlock, vip, 'cloudCidrBlock')) issue([p.on === 'vip' ? 'vip' : 'cloudCidrBlock'], p.message);
   const all: Array<readonly [string, string]> = [
     ...(lbSubnetCidrs ?? []).map((v, i) => [`lbSubnetCidrs.${i}`, v] as const),
     ...(cloudCidrBlock && !routeStrategy ? [['cloudCidrBlock', cloudCidrBlock] as const] : []),
@@ -309,8 +318,7 @@ function groupProblems(c: LoxihaConfig): Problem[] {
     if (g.preferredSlot !== undefined && g.preferredSlot >= slots) issue(at('preferredSlot'), `there are ${slots} slots (0–${slots - 1})`);
     if (c.strategy === 'route') {
       if (g.cloudCidrBlock !== undefined) issue(at('cloudCidrBlock'), 'only used by strategy "eni"');
-      if (vpcCidr && cidrContains(vpcCidr, g.vip)) issue(at('vip'), `${g.vip} is inside the VPC CIDR ${vpcCidr}: with strategy "route" the VIP is an overlay address outside the VPC's CIDRs`);
-      for (const [j, l] of c.lbSubnetCidrs.entries()) if (cidrContains(l, g.vip)) issue(at('vip'), `${g.vip} is inside LB subnet ${j} (${l})`);
+      for (const m of overlayVipProblems(g.vip, vpcCidr, c.lbSubnetCidrs)) issue(at('vip'), m);
       continue;
     }
     const b = g.cloudCidrBlock;
@@ -318,10 +326,7 @@ function groupProblems(c: LoxihaConfig): Problem[] {
       issue(at('cloudCidrBlock'), 'required by strategy "eni": the block the group\'s floating subnet is created from, holding its VIP');
       continue;
     }
-    const prefix = parseCidr(b)!.prefix;
-    if (prefix < 16 || prefix > 28) issue(at('cloudCidrBlock'), 'must be between /16 and /28 (AWS subnet sizes)');
-    if (!cidrContains(b, g.vip)) issue(at('vip'), `${g.vip} is not inside its cloudCidrBlock ${b}`);
-    else if (reservedAddresses(b).includes(g.vip)) issue(at('vip'), `${g.vip} is an address AWS reserves in ${b} (first four and last)`);
+    for (const p of floatingBlockProblems(b, g.vip, 'its cloudCidrBlock')) issue(at(p.on === 'vip' ? 'vip' : 'cloudCidrBlock'), p.message);
     for (const [name, other] of [...seen.blocks, ...c.lbSubnetCidrs.map((l, j) => [`lbSubnetCidrs.${j}`, l] as [string, string])]) {
       if (cidrsOverlap(b, other)) issue(at('cloudCidrBlock'), `${b} overlaps ${name} ${other}`);
     }

@@ -254,6 +254,11 @@ export function namePrefix(deploymentId: string): string {
   return deploymentId.startsWith('loxiha') ? deploymentId : `loxiha-${deploymentId}`;
 }
 
+/** The Name of a VIP group's own resources (its EIP): the prefix, then the group's name unless it is DEFAULT_GROUP. */
+export function groupResourceName(deploymentId: string, group: string): string {
+  return group === DEFAULT_GROUP ? namePrefix(deploymentId) : `${namePrefix(deploymentId)}-${group}`;
+}
+
 /** The Auto Scaling group (of one) that serves slot `slot`: named, so that alarms on EC2's per-group metrics can name it. */
 export function slotGroupName(deploymentId: string, slot: number): string {
   return `${namePrefix(deploymentId)}-slot${slot}`;

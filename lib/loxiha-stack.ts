@@ -2,7 +2,7 @@ import * as cdk from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Construct } from 'constructs';
 import { type LoxihaConfig, type VipGroup, vipGroupsOf } from './config.ts';
-import { DEFAULT_GROUP, namePrefix, ROLE, SECRET_KIND, TAG } from './contract.ts';
+import { DEFAULT_GROUP, groupResourceName, namePrefix, ROLE, SECRET_KIND, TAG } from './contract.ts';
 import { Cluster } from './constructs/cluster.ts';
 import { AgentApiToken } from './constructs/agent-api-token.ts';
 import { FailoverFunction } from './constructs/failover-function.ts';
@@ -116,13 +116,12 @@ export class LoxihaStack extends cdk.Stack {
       const claimed = claim?.addresses.get(g.name);
       if (claimed) return { ...g, ...claimed };
       // Released by `cdk destroy` (uninstall.retainEip false): CloudFormation's own resource.
-      const named = g.name === DEFAULT_GROUP ? namePrefix(config.deploymentId) : `${namePrefix(config.deploymentId)}-${g.name}`;
       const eip = new ec2.CfnEIP(this, g.name === DEFAULT_GROUP ? 'Eip' : `Eip-${g.name}`, {
         domain: 'vpc',
         tags: [
           { key: TAG.deployment, value: config.deploymentId },
           { key: TAG.role, value: ROLE.eip },
-          { key: TAG.name, value: named },
+          { key: TAG.name, value: groupResourceName(config.deploymentId, g.name) },
           ...(g.name === DEFAULT_GROUP ? [] : [{ key: TAG.group, value: g.name }]),
         ],
       });

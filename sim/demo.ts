@@ -530,12 +530,7 @@ export class Demo {
     const before = await this.groupOwners();
     const names = [...before.keys()];
     const traffic = new Map<string, Proc>();
-    for (const [k, g] of names.entries()) {
-      const p = this.lab.spawn('cl0', process.execPath, [join(PROGRAMS, 'flows.mjs'), simGroupEip(k), String(PORT)]);
-      this.cleanups.push(() => void p.child.kill('SIGKILL'));
-      await p.waitFor(/flows ready/);
-      traffic.set(g, p);
-    }
+    for (const [k, g] of names.entries()) traffic.set(g, await this.flowClient(simGroupEip(k)));
     for (const p of traffic.values()) p.child.stdin!.write('tcp 4\nudp 2\nfresh\n');
     await sleep(2000);
     for (const p of traffic.values()) p.child.stdin!.write('tcp 2\n');
@@ -617,10 +612,16 @@ export class Demo {
     };
   }
 
-  private async startTraffic(): Promise<Proc> {
-    const flows = this.lab.spawn('cl0', process.execPath, [join(PROGRAMS, 'flows.mjs'), SIM_EIP, String(PORT)]);
+  /** The flow client in "the internet", aimed at `eip`, ready for commands (ended with the run). */
+  private async flowClient(eip: string): Promise<Proc> {
+    const flows = this.lab.spawn('cl0', process.execPath, [join(PROGRAMS, 'flows.mjs'), eip, String(PORT)]);
     this.cleanups.push(() => void flows.child.kill('SIGKILL'));
     await flows.waitFor(/flows ready/);
+    return flows;
+  }
+
+  private async startTraffic(): Promise<Proc> {
+    const flows = await this.flowClient(SIM_EIP);
     flows.child.stdin!.write('tcp 6\nudp 4\nfresh\n');
     await sleep(2000);
     flows.child.stdin!.write('tcp 3\n');

@@ -39,7 +39,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { type LoxihaConfig, resolveConfig } from '../lib/config.ts';
 import { beatData } from '../agent/ha/heartbeat.ts';
 import { ALARM_KIND, alarmName, DEFAULT_GROUP, METRICS, ROLE, SECRET_KIND, type SecretKind, SLOT_INTERFACE_DEVICE_INDEX, SLOT_READY_TIMEOUT_SECONDS, slotGroupName, TAG } from '../lib/contract.ts';
-import { lbIngressIp, lbInstanceIp } from '../lib/topology.ts';
+import { lbIngressIp, lbInstanceIp, slotZone } from '../lib/topology.ts';
 import type { GroupSettings, Settings } from '../lambda/failover/settings.ts';
 import { type AnyStep, type Built, buildDeployment, buildOrchestrator, type Deployment, makeClients } from '../lambda/failover/wiring.ts';
 import type { AwsProxy } from './aws-proxy.ts';
@@ -47,7 +47,6 @@ import type { SimClock } from './sim-clock.ts';
 import { SlotGroups, type SlotGroupsOptions, type SlotSpec } from './slot-groups.ts';
 import type { Clock } from '../lambda/failover/clock.ts';
 import { NODES } from './vpc.ts';
-import { intToIp, ipToInt } from '../lib/net/cidr.ts';
 
 export const CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 const REGION = 'us-east-1';
@@ -117,15 +116,14 @@ export class World {
     this.instances = [];
     this.slotSpecs = [];
     const routeTableIds: string[] = [];
-    // Slot i lives in AZ i mod n; the k-th slot of an AZ takes its addresses 100·k above the first's.
+    // Slot i lives in AZ i mod n; the k-th slot of an AZ takes its addresses 100·k above the first's (lib/topology.ts).
     const perAz = opts.slotsPerAz ?? 1;
     const zones = c.availabilityZones.length;
     const subnets: string[] = [];
     const ingressIps: string[] = [];
     for (let index = 0; index < zones * perAz; index++) {
-      const zone = index % zones;
+      const zone = slotZone(c, index);
       const az = c.availabilityZones[zone]!;
-      const above = (ip: string) => intToIp(ipToInt(ip)! + 100 * Math.floor(index / zones));
       const firstOfAz = subnets[zone] === undefined;
       const subnet = (subnets[zone] ??= (await this.ec2.send(new CreateSubnetCommand({ VpcId: vpc, CidrBlock: c.lbSubnetCidrs[zone], AvailabilityZone: az }))).Subnet!.SubnetId!);
       const r = await this.ec2.send(
@@ -135,7 +133,7 @@ export class World {
           MinCount: 1,
           MaxCount: 1,
           SubnetId: subnet,
-          ...(opts.slots ? {} : { PrivateIpAddress: above(lbInstanceIp(c, zone)) }),
+          ...(opts.slots ? {} : { PrivateIpAddress: lbInstanceIp(c, index) }),
           SecurityGroupIds: [sg],
           TagSpecifications: [{ ResourceType: 'instance', Tags: tag(ROLE.lbInstance, [{ Key: TAG.instanceIndex, Value: String(index) }]) }],
         }),
@@ -147,7 +145,7 @@ export class World {
         const eni = await this.ec2.send(
           new CreateNetworkInterfaceCommand({
             SubnetId: subnet,
-            PrivateIpAddress: above(lbInstanceIp(c, zone)),
+            PrivateIpAddress: lbInstanceIp(c, index),
             Groups: [sg],
             TagSpecifications: [{ ResourceType: 'network-interface', Tags: tag(ROLE.slotInterface, [{ Key: TAG.instanceIndex, Value: String(index) }]) }],
           }),
@@ -163,7 +161,7 @@ export class World {
           routeTableIds.push(lbRtb);
         }
         // The ingress IP lives with the slot's identity: on the slot's interface (slots), else on the primary.
-        ingressIps.push(above(lbIngressIp(c, zone)));
+        ingressIps.push(lbIngressIp(c, index));
         await this.ec2.send(new AssignPrivateIpAddressesCommand({ NetworkInterfaceId: slotEni ?? r.Instances![0]!.NetworkInterfaces![0]!.NetworkInterfaceId!, PrivateIpAddresses: [ingressIps[index]!] }));
       }
     }

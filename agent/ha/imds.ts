@@ -97,7 +97,21 @@ export class Imds {
       .filter((m) => /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m));
   }
 
-  async get(path: string): Promise<string> {
+  /**
+   * One path's answer. Reads of a path already under way share its answer: each VIP group's role
+   * watcher looks at the same interfaces at the same tick, and one look serves them all.
+   */
+  get(path: string): Promise<string> {
+    const running = this.inflight.get(path);
+    if (running) return running;
+    const answer = this.fetch(path).finally(() => this.inflight.delete(path));
+    this.inflight.set(path, answer);
+    return answer;
+  }
+
+  private readonly inflight = new Map<string, Promise<string>>();
+
+  private async fetch(path: string): Promise<string> {
     let r = await this.read(path, await this.session(false));
     if (r.status === 401) r = await this.read(path, await this.session(true));
     if (r.status !== 200) throw new ImdsError(`IMDS GET ${path}: HTTP ${r.status}`);

@@ -16,6 +16,7 @@ import { checkEntry, type EntryRejection, flowKey, injectLine, type OwnerView, r
 import type { Injector } from './inject.ts';
 import { ASK_EVERY_MS, readLedger, REPAIR_AFTER_MS, type ServicesPeer } from './services-exchange.ts';
 import { SYNC_IN_SYNC_LAG_MS } from './sender.ts';
+import { GROUP_NAME_PATTERN } from '../../lib/contract.ts';
 
 export type SyncRejection = ChannelRejection | EntryRejection;
 
@@ -94,11 +95,10 @@ interface Session {
   groups: ReadonlySet<string> | undefined;
 }
 
-/** How a sender names the groups it owns in `resync-begin` (`g`): at most 31 group names. */
-const GROUP_LIST = /^[a-z][a-z0-9-]{0,30}$/;
+/** How a sender names the groups it owns in `resync-begin` (`g`): at most 32 group names. */
 function groupsOfFrame(g: unknown): ReadonlySet<string> | undefined {
   if (g === undefined) return undefined;
-  if (!Array.isArray(g) || g.length > 32 || !g.every((x) => typeof x === 'string' && GROUP_LIST.test(x))) throw new ChannelError('malformed', 'resync-begin: g must list group names');
+  if (!Array.isArray(g) || g.length > 32 || !g.every((x) => typeof x === 'string' && GROUP_NAME_PATTERN.test(x))) throw new ChannelError('malformed', 'resync-begin: g must list group names');
   return new Set(g as string[]);
 }
 

@@ -7,7 +7,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { handlerCode } from '../bundling/handler-code.ts';
 import type { LoxihaConfig } from '../config.ts';
-import { DEFAULT_GROUP, EIP_CLAIM_RESOURCE_TYPE, namePrefix, TAG } from '../contract.ts';
+import { DEFAULT_GROUP, EIP_CLAIM_RESOURCE_TYPE, groupResourceName, TAG } from '../contract.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -66,7 +66,7 @@ export class EipClaim extends Construct {
       const claim = new cdk.CustomResource(this, group === DEFAULT_GROUP ? 'Resource' : `Resource-${group}`, {
         serviceToken: fn.functionArn,
         resourceType: EIP_CLAIM_RESOURCE_TYPE,
-        properties: { DeploymentId: config.deploymentId, Name: group === DEFAULT_GROUP ? namePrefix(config.deploymentId) : `${namePrefix(config.deploymentId)}-${group}`, ...(group === DEFAULT_GROUP ? {} : { Group: group }) },
+        properties: { DeploymentId: config.deploymentId, Name: groupResourceName(config.deploymentId, group), ...(group === DEFAULT_GROUP ? {} : { Group: group }) },
       });
       addresses.set(group, { allocationId: claim.getAttString('AllocationId'), publicIp: claim.getAttString('PublicIp') });
     }

@@ -12,6 +12,8 @@ async function fakeImds(instanceId = 'i-0123456789abcdef0') {
   /** mac → its subnet's CIDR block. */
   const cidrs = new Map<string, string>();
   const seen = { puts: 0, unauthorized: 0 };
+  /** Metadata reads (every request but the token's). */
+  const reads = { n: 0 };
   let n = 0;
   const state = { fail: false };
   const server: Server = createServer((req, res) => {
@@ -23,6 +25,7 @@ async function fakeImds(instanceId = 'i-0123456789abcdef0') {
       tokens.add(t);
       return res.writeHead(200).end(t);
     }
+    reads.n++;
     if (!tokens.has(String(req.headers['x-aws-ec2-metadata-token']))) {
       seen.unauthorized++;
       return res.writeHead(401).end();
@@ -42,6 +45,7 @@ async function fakeImds(instanceId = 'i-0123456789abcdef0') {
     url,
     tokens,
     seen,
+    reads,
     interfaces,
     cidrs,
     /** Every answer a 500 while set (an IMDS outage). */
@@ -84,6 +88,22 @@ describe('IMDSv2 client', () => {
     const imds = new Imds(f.url);
     await expect(imds.instanceId()).rejects.toBeInstanceOf(ImdsError);
     await expect(imds.get('/latest/meta-data/nothing')).rejects.toThrow(/HTTP 404/);
+  });
+
+  it('several VIP groups looking at once cost one look: reads of a path under way share its answer', async () => {
+    const f = await fakeImds();
+    close = f.close;
+    f.interfaces.set('0e:00:00:00:00:02', ['100.64.248.254', '100.64.201.254']);
+    const imds = new Imds(f.url);
+    await imds.instanceId();
+    const before = f.reads.n;
+    const found = await Promise.all(['100.64.248.254', '100.64.201.254', '100.64.202.254'].map((vip) => imds.vipInterface(vip)));
+    expect(found.map((x) => x?.mac)).toEqual(['0e:00:00:00:00:02', '0e:00:00:00:00:02', undefined]);
+    // The MAC list, each interface's addresses, the one subnet: as one group's look, not three.
+    expect(f.reads.n - before).toBe(4);
+    // Shared only while under way: a later look reads again.
+    await imds.vipInterface('100.64.248.254');
+    expect(f.reads.n - before).toBeGreaterThan(4);
   });
 
   it('fails clearly when no metadata service answers', async () => {

@@ -39,40 +39,52 @@ function graphed(body: string, namespace: string): string[] {
 
 afterEach(() => vi.restoreAllMocks());
 
+type Reporters = typeof import('../../lambda/failover/report.ts');
+type Powertools = typeof import('../../lambda/failover/powertools.ts');
+
+/**
+ * What the function emits (as EMF keys) while `emit` reports through its Reporter, loaded as deployed:
+ * the environment names the deployment, metrics on, everything written to stdout captured.
+ */
+async function emittedBy(deploymentId: string, emit: (m: { Reporter: Reporters['Reporter']; metrics: Powertools['metrics']; logger: Powertools['logger'] }) => Promise<void>): Promise<Set<string>> {
+  process.env[FUNCTION_ENV.deploymentId] = deploymentId;
+  delete process.env.POWERTOOLS_METRICS_DISABLED;
+  vi.resetModules();
+  const { metrics, logger } = await import('../../lambda/failover/powertools.ts');
+  const { Reporter } = await import('../../lambda/failover/report.ts');
+  const lines: string[] = [];
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  });
+  logger.setLogLevel('SILENT');
+  await emit({ Reporter, metrics, logger });
+  metrics.publishStoredMetrics();
+  vi.restoreAllMocks();
+  return emitted(lines.flatMap((l) => l.split('\n')).filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l) as EmfDoc));
+}
+
 describe('metrics: the dashboard and the function agree', () => {
   it('every failover metric the dashboard graphs is emitted, with the deployment and the dimensions it queries', async () => {
     const s = synthStack({});
     const deploymentId = s.config.deploymentId;
     // The function as deployed: its environment names the deployment; metrics on.
-    process.env[FUNCTION_ENV.deploymentId] = deploymentId;
-    delete process.env.POWERTOOLS_METRICS_DISABLED;
-    vi.resetModules();
-    const { metrics, logger } = await import('../../lambda/failover/powertools.ts');
-    const { Reporter } = await import('../../lambda/failover/report.ts');
-    const lines: string[] = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      lines.push(String(chunk));
-      return true;
+    const out = await emittedBy(deploymentId, async ({ Reporter, metrics, logger }) => {
+      const reporter = new Reporter({ logger, metrics, eventBusName: 'default', deploymentId });
+      await reporter.finished({
+        ok: true,
+        command: 'alarm',
+        outcome: 'converged',
+        reason: 'test',
+        moved: true,
+        steps: [],
+        phases: Object.fromEntries(FAILOVER_PHASES.map((p, i) => [p, 100 + i])),
+        durationMs: 1000,
+        ec2Calls: 1,
+        ec2Mutations: 1,
+        sequentialMutations: 1,
+      });
     });
-    logger.setLogLevel('SILENT');
-    const reporter = new Reporter({ logger, metrics, eventBusName: 'default', deploymentId });
-    await reporter.finished({
-      ok: true,
-      command: 'alarm',
-      outcome: 'converged',
-      reason: 'test',
-      moved: true,
-      steps: [],
-      phases: Object.fromEntries(FAILOVER_PHASES.map((p, i) => [p, 100 + i])),
-      durationMs: 1000,
-      ec2Calls: 1,
-      ec2Mutations: 1,
-      sequentialMutations: 1,
-    });
-    metrics.publishStoredMetrics();
-    vi.restoreAllMocks();
-    const docs = lines.flatMap((l) => l.split('\n')).filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l) as EmfDoc);
-    const out = emitted(docs);
 
     const body = JSON.stringify(Object.values(s.template.findResources('AWS::CloudWatch::Dashboard'))[0]!.Properties.DashboardBody);
     // The body is a CloudFormation join of strings and tokens: the failover widgets hold no tokens.
@@ -87,26 +99,13 @@ describe('metrics: the dashboard and the function agree', () => {
   it('several VIP groups: the dashboard graphs each group\'s moves as the function counts them, and its owner and in-sync as the agents send them', async () => {
     const s = synthStack({ strategy: 'route', vip: '100.127.0.10', groups: [{ name: 'g1', vip: '100.127.1.10' }] });
     const deploymentId = s.config.deploymentId;
-    process.env[FUNCTION_ENV.deploymentId] = deploymentId;
-    delete process.env.POWERTOOLS_METRICS_DISABLED;
-    vi.resetModules();
-    const { metrics, logger } = await import('../../lambda/failover/powertools.ts');
-    const { Reporter } = await import('../../lambda/failover/report.ts');
     const { beatData } = await import('../../agent/ha/heartbeat.ts');
-    const lines: string[] = [];
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-      lines.push(String(chunk));
-      return true;
+    const out = await emittedBy(deploymentId, async ({ Reporter, metrics, logger }) => {
+      for (const group of ['default', 'g1']) {
+        const reporter = new Reporter({ logger, metrics, eventBusName: 'default', deploymentId, group, several: true });
+        await reporter.finished({ ok: true, command: 'alarm', outcome: 'converged', reason: 'test', moved: true, steps: [], phases: {}, durationMs: 1000, ec2Calls: 1, ec2Mutations: 1, sequentialMutations: 1 });
+      }
     });
-    logger.setLogLevel('SILENT');
-    for (const group of ['default', 'g1']) {
-      const reporter = new Reporter({ logger, metrics, eventBusName: 'default', deploymentId, group, several: true });
-      await reporter.finished({ ok: true, command: 'alarm', outcome: 'converged', reason: 'test', moved: true, steps: [], phases: {}, durationMs: 1000, ec2Calls: 1, ec2Mutations: 1, sequentialMutations: 1 });
-    }
-    metrics.publishStoredMetrics();
-    vi.restoreAllMocks();
-    const docs = lines.flatMap((l) => l.split('\n')).filter((l) => l.includes('"_aws"')).map((l) => JSON.parse(l) as EmfDoc);
-    const out = emitted(docs);
     // What the agents send (PutMetricData): the owner's slot and in-sync, per group.
     for (const d of beatData({ deploymentId, instanceId: 'i-1', slot: 0 }, { inSync: true, groups: [{ name: 'default', owned: true, inSync: true }, { name: 'g1', owned: true, inSync: true }] }, new Date())) {
       out.add([METRICS.namespace, d.MetricName, ...(d.Dimensions ?? []).map((x) => `${x.Name}=${x.Value}`).sort()].join('|'));

@@ -1,18 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { worstCaseGroupsPerSlot } from '../../lib/capacity/group-capacity.ts';
 import { knownInstanceLimits } from '../../lib/capacity/instance-limits.ts';
-import { ConfigError, resolveConfig, slotCountOf, vipGroupsOf } from '../../lib/config.ts';
+import { resolveConfig, slotCountOf, vipGroupsOf } from '../../lib/config.ts';
 import { lbIngressIp, lbInstanceIp, lbInstanceIps } from '../../lib/topology.ts';
-
-const problemsOf = (layer: Record<string, unknown>, profile = 'production'): string[] => {
-  try {
-    resolveConfig(profile, layer);
-    return [];
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-};
+import { problemsOf } from '../helpers/config.ts';
 
 const threeAzs = {
   availabilityZones: ['ap-northeast-3a', 'ap-northeast-3b', 'ap-northeast-3c'],

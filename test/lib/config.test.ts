@@ -5,16 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, DEFAULT_CONFIG, resolveConfig } from '../../lib/config.ts';
 import { configFromContext } from '../../lib/config-context.ts';
-
-const problemsOf = (layer: Record<string, unknown>, profile = 'production'): string[] => {
-  try {
-    resolveConfig(profile, layer);
-    return [];
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems;
-    throw e;
-  }
-};
+import { problemsOf } from '../helpers/config.ts';
 
 describe('config', () => {
   it('accepts the production defaults (the how-to addresses) and the sim profile', () => {
