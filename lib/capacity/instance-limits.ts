@@ -35,7 +35,5 @@ export function knownInstanceLimits(instanceType: string): InstanceNetworkLimits
   if (!family || !size) return undefined;
   if (NITRO_FAMILIES.includes(family)) return NITRO_SIZES[size];
   if (family === 't3' || family === 't3a' || family === 't4g') return BURSTABLE_SIZES[size];
-  // The emulator's default instance type (moto launches m1.small).
-  if (instanceType === 'm1.small') return { networkInterfaces: 2, ipv4PerInterface: 4 };
   return undefined;
 }
