@@ -110,7 +110,7 @@ function automatic(command: Command): boolean {
   return command.kind === 'alarm' || (command.kind === 'failover' && (command.via === 'fast-path' || command.via === 'lifecycle-hook')) || (command.kind === 'reconcile' && command.via === 'schedule');
 }
 /** After a round that attached loxi-eni, the first look at the result, then the looks while AWS completes it. */
-const SETTLE_FIRST_LOOK_MS = 1_500;
+const SETTLE_FIRST_LOOK_MS = 2_000;
 const SETTLE_POLL_MS = 500;
 /** The lease is renewed this often while a run holds it (in the background, and in long waits): a third of its lifetime. */
 export const LEASE_RENEW_MS = 3_000;
@@ -317,6 +317,8 @@ export class Orchestrator<Step extends StepBase, State> {
     // reach it) gets its ENI force-detached at once: a normal detach waits on an instance that will not answer.
     const oldOwnerHealth = decision.health.find((h) => h.instanceId === previousOwner);
     const oldOwnerDead = oldOwner !== undefined && (oldOwner.state !== 'running' || oldOwner.statusOk === false || (oldOwnerHealth?.healthy === false && peerLostIt) || ownerLost);
+    // What only a move to this owner needs (eni: the kept subnet's route table association).
+    if (this.d.strategy.readForOwner) snapshot = await this.d.strategy.readForOwner(snapshot, owner);
     let applied = 0;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const planned = this.d.strategy.plan(snapshot, owner, {
@@ -445,7 +447,8 @@ export class Orchestrator<Step extends StepBase, State> {
     if (decision.outcome === 'no-healthy-instance' || decision.outcome === 'rejected') {
       return { ok: false, outcome: 'planned' as const, reason: decision.reason, owner, health: decision.health, plan: [] };
     }
-    const planned = this.d.strategy.plan(snapshot, decision.owner, { epoch: lease.epoch + 1, forceDetach: false });
+    const forOwner = this.d.strategy.readForOwner ? await this.d.strategy.readForOwner(snapshot, decision.owner) : snapshot;
+    const planned = this.d.strategy.plan(forOwner, decision.owner, { epoch: lease.epoch + 1, forceDetach: false });
     return { ok: true, outcome: 'planned' as const, reason: decision.reason, owner: decision.owner, previousOwner: owner, health: decision.health, plan: planned.map((s) => s.describe) };
   }
 }

@@ -34,6 +34,11 @@ export interface FloatingSubnetView {
   cidr: string;
   /** Association of the floating route table with this subnet, when present. */
   routeTableAssociationId: string | undefined;
+  /**
+   * The association was not read: a run's first look leaves it out, as a move deletes the subnets it
+   * does not keep; the strategy's `readForOwner` reads it for the one subnet the owner keeps.
+   */
+  associationUnread?: true;
   epoch: number | undefined;
 }
 

@@ -41,7 +41,7 @@ import { SAMPLE_SETTINGS } from '../lambda/fixtures/settings.ts';
 
 const AWS_LIKE = REALISTIC_BEHAVIOUR;
 
-const SCALE = 0.002;
+const SCALE = Number(process.env.BENCH_SCALE ?? 0.002);
 const moto = await startMoto().catch((e: Error) => {
   // One line, no stack trace: what is missing and what to run.
   console.error(`bench:failover: ${e.message}`);

@@ -158,7 +158,7 @@ describe('ENI planner', () => {
   it('places the VIP from nothing and verifies; a second plan is empty', () => {
     const s = empty();
     const steps = converge(s, A);
-    expect(steps.map((x) => x.op)).toEqual(['create-subnet', 'create-eni', 'disable-source-dest-check', 'associate-route-table', 'attach-eni', 'associate-eip']);
+    expect(steps.map((x) => x.op)).toEqual(['create-subnet', 'create-eni', 'associate-route-table', 'attach-eni', 'associate-eip', 'disable-source-dest-check']);
     expect(strategy.verify(s, A)).toEqual([]);
     expect(strategy.plan(s, A, { epoch: 3, forceDetach: false })).toEqual([]);
     expect(strategy.currentOwner(s)).toBe(A);
@@ -174,12 +174,16 @@ describe('ENI planner', () => {
       'delete-subnet',
       'create-subnet',
       'create-eni',
-      // Alone: retried until the new ENI is visible (one call per look), then the rest together.
-      'disable-source-dest-check',
+      // The new ENI's first uses together (after a wait for AWS to make it visible), then source/dest check.
       'associate-route-table',
       'attach-eni',
       'associate-eip',
+      'disable-source-dest-check',
     ]);
+    const firstUse = steps.filter((x) => x.group === 'first-use');
+    expect(firstUse.map((x) => x.op)).toEqual(['associate-route-table', 'attach-eni', 'associate-eip']);
+    // Each waits for the just-created subnet or ENI to be visible before its first call.
+    expect(firstUse.every((x) => 'justCreated' in x && x.justCreated === true)).toBe(true);
     const mutating = steps.filter((x) => x.mutates);
     expect(mutating).toHaveLength(9);
     const waves = new Set(mutating.map((x, i) => x.group ?? `solo-${i}`));
@@ -235,7 +239,9 @@ describe('ENI planner', () => {
     s.eip = { ...s.eip, networkInterfaceId: 'eni-other', privateIp: '100.64.218.10' };
     s.subnets[0]!.routeTableAssociationId = undefined;
     const steps = converge(s, A);
-    expect(steps.map((x) => x.op)).toEqual(['disable-source-dest-check', 'associate-route-table', 'associate-eip']);
+    expect(steps.map((x) => x.op)).toEqual(['associate-route-table', 'associate-eip', 'disable-source-dest-check']);
+    // Nothing was created: no step waits for AWS to make anything visible.
+    expect(steps.some((x) => 'justCreated' in x && x.justCreated)).toBe(false);
     expect(strategy.verify(s, A)).toEqual([]);
   });
 

@@ -3,7 +3,7 @@
  * (latency, throttling, eventual consistency, slow/stuck detaches, DependencyViolation,
  * InUse, ClientToken idempotency, crashes) injected by the aws.proxy, in simulated time.
  */
-import { CreateTagsCommand, ModifyNetworkInterfaceAttributeCommand } from '@aws-sdk/client-ec2';
+import { CreateTagsCommand, DescribeRouteTablesCommand, DisassociateRouteTableCommand, ModifyNetworkInterfaceAttributeCommand } from '@aws-sdk/client-ec2';
 import { describe, expect, it } from 'vitest';
 import { TAG } from '../../lib/contract.ts';
 import type { Command } from '../../lambda/failover/events.ts';
@@ -31,10 +31,24 @@ async function placeOn0(): Promise<void> {
   expect(await aws.world.problems(aws.world.id(0))).toEqual([]);
 }
 
-/** The instances report their session tables in sync `ms` of simulated time from now (as their agents would once resynced). */
-async function inSyncAfter(ms: number): Promise<void> {
-  await aws.clock.sleep(ms);
-  await aws.world.beat(aws.clock.now(), undefined, true);
+/**
+ * Runs `command` while the instances, `ms` of simulated time into it, start reporting their session
+ * tables in sync, beating on as agents do (a single report shares its metric period with the
+ * out-of-sync beats before it). At the run's pace: its first look is real time spent in moto.
+ */
+async function runWhileInSyncAfter(ms: number, command: Command): Promise<Result> {
+  return aws.clock.slower(20, async () => {
+    let stop: (() => Promise<void>) | undefined;
+    const reporting = aws.clock.sleep(ms).then(() => {
+      stop = aws.world.keepBeating(aws.clock, aws.world.instances.map((i) => i.id));
+    });
+    try {
+      return await run(command);
+    } finally {
+      await reporting;
+      await stop?.();
+    }
+  });
 }
 
 async function failMaster(): Promise<void> {
@@ -63,11 +77,28 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
     expect(r.moved).toBe(true);
     expect(await aws.world.problems(aws.world.id(1))).toEqual([]);
     // The new subnet and its association are known from the answers to the writes: the run reads the
-    // subnets and the route table once (to plan), and only the ENIs again (to see the attach complete).
+    // subnets once (to plan), no route table (the subnet it plans on is a new one), and only the ENIs
+    // again (to see the attach complete).
     const reads = aws.proxy.calls.slice(before).filter((c) => c.status < 300);
     expect(reads.filter((c) => c.action === 'DescribeSubnets')).toHaveLength(1);
-    expect(reads.filter((c) => c.action === 'DescribeRouteTables')).toHaveLength(1);
+    expect(reads.filter((c) => c.action === 'DescribeRouteTables')).toHaveLength(0);
     expect(reads.filter((c) => c.action === 'DescribeNetworkInterfaces').length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('reads the floating route table for the subnet it keeps: a reconcile in place finds a lost association and restores it', async () => {
+    await placeOn0();
+    const table = await aws.world.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [aws.world.settings.floatingRouteTableId!] }));
+    const association = table.RouteTables![0]!.Associations!.find((a) => a.SubnetId)!;
+    await aws.world.ec2.send(new DisassociateRouteTableCommand({ AssociationId: association.RouteTableAssociationId! }));
+    expect(await aws.world.problems(aws.world.id(0))).toEqual(['floating route table not associated']);
+    const before = aws.proxy.calls.length;
+    const r = await run(reconcile);
+    expect(r.outcome, r.reason).toBe('converged');
+    expect(r.ec2Mutations).toBe(1);
+    expect(aws.proxy.calls.slice(before).filter((c) => c.action === 'DescribeRouteTables' && c.status < 300)).toHaveLength(1);
+    expect(await aws.world.problems(aws.world.id(0))).toEqual([]);
+    // In place and whole: the next reconcile reads it again and changes nothing.
+    expect((await run(reconcile)).outcome).toBe('no-op');
   });
 
   const hostile: Partial<Behaviour> = {
@@ -95,9 +126,7 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
     await aws.world.ec2.send(new CreateTagsCommand({ Resources: [aws.world.id(0)], Tags: [{ Key: TAG.draining, Value: 'true' }] }));
     // lb1 reports its session table in sync 3 s into the run: the move waits for it.
     await aws.world.beat(aws.clock.now(), undefined, false);
-    const becomesInSync = inSyncAfter(3000);
-    const r = await aws.clock.slower(20, () => run({ kind: 'failover', from: aws.world.id(0), reason: 'instance-terminating', via: 'lifecycle-hook' }));
-    await becomesInSync;
+    const r = await runWhileInSyncAfter(3000, { kind: 'failover', from: aws.world.id(0), reason: 'instance-terminating', via: 'lifecycle-hook' });
     expect(r.outcome, r.reason).toBe('converged');
     expect(r.owner).toBe(aws.world.id(1));
     // A planned move: it waited for the survivor's sessions, and the detach is not forced: the
@@ -364,9 +393,7 @@ describe.skipIf(!motoAvailable)('failover against the emulator with AWS behaviou
     // In sync 5 s into the wait: the move goes ahead then, not before.
     await aws.world.beat(aws.clock.now(), undefined, false);
     const t1 = aws.clock.now();
-    const becomesInSync = inSyncAfter(5000);
-    const moved = await aws.clock.slower(20, () => run({ kind: 'failover', to: aws.world.id(1), reason: 'maintenance', via: 'manual' }));
-    await becomesInSync;
+    const moved = await runWhileInSyncAfter(5000, { kind: 'failover', to: aws.world.id(1), reason: 'maintenance', via: 'manual' });
     expect(moved.outcome, moved.reason).toBe('converged');
     expect(moved.phases.sync).toBeGreaterThanOrEqual(4_500);
     expect(aws.clock.now() - t1).toBeGreaterThanOrEqual(5_000);

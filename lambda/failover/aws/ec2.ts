@@ -98,6 +98,9 @@ const MAX_DEVICE_INDEX = 31;
 /** Interfaces per instance type, learnt once per process (DescribeInstanceTypes). */
 const INTERFACE_LIMITS = new Map<string, number>();
 
+/** While a detach completes: a look every 0.8 s plus the call's own time. */
+const DETACH_LOOK_PACE = { baseMs: 800, maxMs: 800 };
+
 export class Ec2Adapter {
   private readonly client: EC2Client;
   private readonly o: Ec2AdapterOptions;
@@ -164,7 +167,7 @@ export class Ec2Adapter {
    * Retries a call while AWS answers one of `codes` (eventual consistency right after a
    * create, DependencyViolation while an ENI lingers…), with backoff, until the deadline.
    */
-  async retrying<T>(what: string, codes: RegExp, deadline: number, fn: () => Promise<T>): Promise<T> {
+  async retrying<T>(what: string, codes: RegExp, deadline: number, fn: () => Promise<T>, pace: { baseMs: number; maxMs: number } = { baseMs: 500, maxMs: 1500 }): Promise<T> {
     let last: unknown;
     return pollUntil(this.o.clock, what, deadline, async () => {
       try {
@@ -174,7 +177,7 @@ export class Ec2Adapter {
         last = e;
         return undefined;
       }
-    }, { baseMs: 500, maxMs: 1500 }).then((r) => r.v).catch((e) => {
+    }, pace).then((r) => r.v).catch((e) => {
       if (last && (e as Error).name === 'DeadlineExceededError') (e as Error).message += ` (last AWS answer: ${errorCode(last)})`;
       throw e;
     });
@@ -259,20 +262,31 @@ export class Ec2Adapter {
     return m;
   }
 
-  async floatingSubnets(routeTableId: string): Promise<FloatingSubnetView[]> {
-    const [subnets, tables] = await Promise.all([
+  /**
+   * This group's floating subnets; with `routeTableId`, each with its association with that table
+   * (one DescribeRouteTables more), without it marked `associationUnread`.
+   */
+  async floatingSubnets(routeTableId?: string): Promise<FloatingSubnetView[]> {
+    const [subnets, assoc] = await Promise.all([
       this.send<any>(new DescribeSubnetsCommand({ Filters: [{ Name: 'vpc-id', Values: [this.o.vpcId] }, ...this.ours(ROLE.floatingSubnet)] }), false),
-      this.send<any>(new DescribeRouteTablesCommand({ RouteTableIds: [routeTableId] }), false),
+      routeTableId ? this.routeTableAssociations(routeTableId) : undefined,
     ]);
-    const assoc = new Map<string, string>();
-    for (const t of tables.RouteTables ?? []) for (const a of t.Associations ?? []) if (a.SubnetId && a.RouteTableAssociationId) assoc.set(a.SubnetId, a.RouteTableAssociationId);
     return (subnets.Subnets ?? []).filter((s: any) => this.mine(s.Tags)).map((s: any) => ({
       id: s.SubnetId,
       az: s.AvailabilityZone,
       cidr: s.CidrBlock,
-      routeTableAssociationId: assoc.get(s.SubnetId),
+      routeTableAssociationId: assoc?.get(s.SubnetId),
+      ...(assoc ? {} : { associationUnread: true as const }),
       epoch: epochOf(s.Tags),
     }));
+  }
+
+  /** The route table's subnet associations: subnet id → association id. */
+  async routeTableAssociations(routeTableId: string): Promise<Map<string, string>> {
+    const tables = await this.send<any>(new DescribeRouteTablesCommand({ RouteTableIds: [routeTableId] }), false);
+    const assoc = new Map<string, string>();
+    for (const t of tables.RouteTables ?? []) for (const a of t.Associations ?? []) if (a.SubnetId && a.RouteTableAssociationId) assoc.set(a.SubnetId, a.RouteTableAssociationId);
+    return assoc;
   }
 
   private eniView(n: NetworkInterface): LoxiEniView {
@@ -351,7 +365,12 @@ export class Ec2Adapter {
     }
   }
 
-  /** Deletes an ENI, retrying while AWS says it is in use (a detach under way); `keepAlive` renews the lease on long waits. */
+  /**
+   * Deletes an ENI, retrying while AWS says it is in use (a detach under way) at an even pace: how
+   * long a detach takes is not known (seconds, AWS gives no bound), and a look at an even pace finds
+   * it done sooner on average than a backoff for the same number of calls. `keepAlive` renews the
+   * lease on long waits.
+   */
   async deleteEni(id: string, deadline: number, keepAlive?: () => Promise<void>): Promise<void> {
     await this.retrying(`delete ${id}`, /^InvalidNetworkInterface\.InUse$/, deadline, async () => {
       await keepAlive?.();
@@ -361,7 +380,7 @@ export class Ec2Adapter {
         if (isNotFound(e)) return;
         throw e;
       }
-    });
+    }, DETACH_LOOK_PACE);
   }
 
   async deleteSubnet(id: string, deadline: number): Promise<void> {

@@ -43,11 +43,11 @@ export type EniStep = StepBase &
     | { op: 'delete-eni'; eniId: string; afterDetach?: boolean }
     | { op: 'delete-subnet'; subnetId: string }
     | { op: 'create-subnet'; az: string; cidr: string }
-    | { op: 'associate-route-table'; subnetId: string }
+    | { op: 'associate-route-table'; subnetId: string; justCreated?: boolean }
     | { op: 'create-eni'; subnetId: string; az: string; securityGroupIds: string[] }
-    | { op: 'disable-source-dest-check'; eniId: string; justCreated?: boolean }
-    | { op: 'attach-eni'; eniId: string; instanceId: string; deviceIndex: number }
-    | { op: 'associate-eip'; eniId: string }
+    | { op: 'disable-source-dest-check'; eniId: string }
+    | { op: 'attach-eni'; eniId: string; instanceId: string; deviceIndex: number; justCreated?: boolean }
+    | { op: 'associate-eip'; eniId: string; justCreated?: boolean }
   );
 
 const impaired = (i: InstanceView | undefined) => !i || i.state !== 'running' || i.statusOk === false;
@@ -83,6 +83,12 @@ export class EniPlanner {
     return attached.length === 1 ? attached[0]!.attachment!.instanceId : undefined;
   }
 
+  /** The floating subnet a move to `owner` keeps: the one in its AZ holding the block, if any. */
+  keptSubnet(s: EniSnapshot, owner: string): FloatingSubnetView | undefined {
+    const target = s.instances.find((i) => i.id === owner);
+    return target ? s.subnets.find((sub) => sub.az === target.az && sub.cidr === this.deployment.cloudCidrBlock) : undefined;
+  }
+
   plan(s: EniSnapshot, owner: string, opts: PlanOptions): EniStep[] {
     const target = s.instances.find((i) => i.id === owner);
     if (!target) throw new Error(`cannot plan for ${owner}: not an LB instance of this deployment`);
@@ -93,7 +99,8 @@ export class EniPlanner {
       steps.push({ op: 'confirm-sync', instanceId: owner, phase: 'sync', mutates: false, describe: `confirm ${owner} reports its session table in sync` });
     }
 
-    const keeperSubnet = s.subnets.find((sub) => sub.az === target.az && sub.cidr === this.deployment.cloudCidrBlock);
+    const keeperSubnet = this.keptSubnet(s, owner);
+    if (keeperSubnet?.associationUnread) throw new Error(`cannot plan for ${owner}: the route table association of ${keeperSubnet.id} was not read (readForOwner)`);
     // An ENI on its way off an instance (detaching) is never kept: it is re-created rather than re-attached.
     const live = (e: { attachment?: { status: string } }) => (e.attachment && e.attachment.status !== 'detached' && e.attachment.status !== 'detaching' ? e.attachment : undefined);
     const keeperEni = keeperSubnet
@@ -138,23 +145,26 @@ export class EniPlanner {
     if (!keeperEni) {
       steps.push({ op: 'create-eni', subnetId, az: target.az, securityGroupIds: target.securityGroupIds, phase: 'eni', mutates: true, describe: `create loxi-eni with ${this.deployment.vip}` });
     }
-    // An ENI just created answers NotFound for a moment (eventual consistency): turning source/dest
-    // check off goes first and alone (the quickest call), retried until the ENI is visible, so that a
-    // retry costs one call, not one per step of the wave. Then the rest in one concurrent wave.
-    if (!keeperEni || keeperEni.sourceDestCheck) {
-      steps.push({ op: 'disable-source-dest-check', eniId, justCreated: !keeperEni, phase: 'eni', mutates: true, describe: 'turn off source/dest check on loxi-eni' });
-    }
-    const finish = 'finish';
+    // The first uses of a new ENI go together, when AWS has most likely made it visible (./eni.ts
+    // waits before them: AWS's advice for eventual consistency starts with a couple of seconds): the
+    // attach and the EIP, which put traffic on the survivor, and the subnet's route table. A use that
+    // comes too early is retried alone. Source/dest check goes after them: the ENI is known to be
+    // visible by then (no NotFound to retry), and the attach is still completing on AWS's side.
+    const firstUse = 'first-use';
+    const justCreated = !keeperEni;
     if (!keeperSubnet?.routeTableAssociationId) {
-      steps.push({ op: 'associate-route-table', subnetId, phase: 'subnet', mutates: true, group: finish, describe: `associate route table ${this.deployment.floatingRouteTableId} with the floating subnet` });
+      steps.push({ op: 'associate-route-table', subnetId, justCreated: !keeperSubnet, phase: 'subnet', mutates: true, group: firstUse, describe: `associate route table ${this.deployment.floatingRouteTableId} with the floating subnet` });
     }
     if (!keeperEni || !live(keeperEni)) {
       const deviceIndex = lowestFreeDeviceIndex(target.usedDeviceIndexes);
-      steps.push({ op: 'attach-eni', eniId, instanceId: owner, deviceIndex, phase: 'attach', mutates: true, group: finish, describe: `attach loxi-eni to ${owner} at device index ${deviceIndex}` });
+      steps.push({ op: 'attach-eni', eniId, instanceId: owner, deviceIndex, justCreated, phase: 'attach', mutates: true, group: firstUse, describe: `attach loxi-eni to ${owner} at device index ${deviceIndex}` });
     }
     const eipOk = keeperEni !== undefined && s.eip.networkInterfaceId === keeperEni.id && s.eip.privateIp === this.deployment.vip;
     if (!eipOk) {
-      steps.push({ op: 'associate-eip', eniId, phase: 'eip', mutates: true, group: finish, describe: `associate EIP ${s.eip.publicIp ?? this.deployment.eipAllocationId} with ${this.deployment.vip} on loxi-eni` });
+      steps.push({ op: 'associate-eip', eniId, justCreated, phase: 'eip', mutates: true, group: firstUse, describe: `associate EIP ${s.eip.publicIp ?? this.deployment.eipAllocationId} with ${this.deployment.vip} on loxi-eni` });
+    }
+    if (!keeperEni || keeperEni.sourceDestCheck) {
+      steps.push({ op: 'disable-source-dest-check', eniId, phase: 'eni', mutates: true, describe: 'turn off source/dest check on loxi-eni' });
     }
     // No step waits for the attach to complete: reading the result back (verify) is that wait.
     return steps;
@@ -192,7 +202,8 @@ export class EniPlanner {
     if (s.subnets.length !== 1) problems.push(`expected one floating subnet, found ${s.subnets.length}`);
     const sub = s.subnets[0];
     if (sub && target && sub.az !== target.az) problems.push(`floating subnet ${sub.id} is in ${sub.az}, owner is in ${target.az}`);
-    if (sub && !sub.routeTableAssociationId) problems.push(`floating subnet ${sub.id} is not associated with the floating route table`);
+    if (sub?.associationUnread) problems.push(`floating subnet ${sub.id}: its route table association was not read`);
+    else if (sub && !sub.routeTableAssociationId) problems.push(`floating subnet ${sub.id} is not associated with the floating route table`);
     if (s.enis.length !== 1) problems.push(`expected one loxi-eni, found ${s.enis.length}`);
     const eni = s.enis[0];
     if (eni) {

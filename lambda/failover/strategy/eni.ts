@@ -26,8 +26,13 @@ export interface EniStrategyOptions {
 
 /** When to first look after issuing a detach: it takes seconds on AWS even when forced (docs/aws.md). */
 const DETACH_FIRST_LOOK_MS = 2000;
-/** A resource just created answers NotFound for a moment (up to seconds): the first use waits this long. */
-const CREATED_FIRST_USE_MS = 1000;
+/**
+ * A resource just created answers NotFound for a moment: AWS's advice is to wait "starting with a
+ * couple of seconds" ("Eventual consistency in the Amazon EC2 API"). The first uses of a new ENI go
+ * this long after its create answered, so that with the calls' own time they reach AWS about 2 s
+ * after it; an early one is retried (with backoff) alone.
+ */
+const CREATED_FIRST_USE_MS = 1500;
 
 /** The planner's decisions (inherited), plus what reads and changes AWS. */
 export class EniStrategy extends EniPlanner implements VipStrategy<EniStep, EniState> {
@@ -53,12 +58,21 @@ export class EniStrategy extends EniPlanner implements VipStrategy<EniStep, EniS
       return { subnets: before.subnets, enis, eip: eipOnEnis(enis, o.eipAllocationId, before.eip.publicIp) };
     }
     const [subnets, enis, address] = await Promise.all([
-      this.ec2.floatingSubnets(o.floatingRouteTableId),
+      // A move deletes the subnets it does not keep: their route table associations are read only
+      // for status, and for the subnet the owner keeps by readForOwner (none in a failover).
+      this.ec2.floatingSubnets(scope === 'status' ? o.floatingRouteTableId : undefined),
       this.ec2.loxiEnis(),
       // Status says where the EIP is even when it is on none of the loxi-enis: it reads the address.
       scope === 'status' ? this.ec2.eip(o.eipAllocationId) : undefined,
     ]);
     return { subnets, enis, eip: address ?? eipOnEnis(enis, o.eipAllocationId, before?.eip.publicIp) };
+  }
+
+  async readForOwner(s: EniSnapshot, owner: string): Promise<EniSnapshot> {
+    const kept = this.keptSubnet(s, owner);
+    if (!kept?.associationUnread) return s;
+    const assoc = await this.ec2.routeTableAssociations(this.o.floatingRouteTableId);
+    return { ...s, subnets: s.subnets.map(({ associationUnread: _, ...x }) => ({ ...x, routeTableAssociationId: assoc.get(x.id) })) };
   }
 
   async apply(step: EniStep, ctx: ApplyContext, created: Map<string, string>): Promise<StepEffect<EniState> | undefined | void> {
@@ -107,6 +121,7 @@ export class EniStrategy extends EniPlanner implements VipStrategy<EniStep, EniS
       }
       case 'associate-route-table': {
         const subnetId = ref(step.subnetId);
+        if (step.justCreated) await sleepWithin(this.clock, CREATED_FIRST_USE_MS, deadline);
         const associationId = await this.ec2.associateRouteTable(this.o.floatingRouteTableId, subnetId, deadline);
         return (s) => ({ ...s, subnets: s.subnets.map((x) => (x.id === subnetId ? { ...x, routeTableAssociationId: associationId } : x)) });
       }
@@ -117,11 +132,12 @@ export class EniStrategy extends EniPlanner implements VipStrategy<EniStep, EniS
         );
         return;
       case 'disable-source-dest-check':
-        if (step.justCreated) await sleepWithin(this.clock, CREATED_FIRST_USE_MS, deadline);
         return this.ec2.disableSourceDestCheck(ref(step.eniId), deadline);
       case 'attach-eni':
+        if (step.justCreated) await sleepWithin(this.clock, CREATED_FIRST_USE_MS, deadline);
         return this.ec2.attachEni(ref(step.eniId), step.instanceId, step.deviceIndex, deadline);
       case 'associate-eip':
+        if (step.justCreated) await sleepWithin(this.clock, CREATED_FIRST_USE_MS, deadline);
         return this.ec2.associateEip(this.o.eipAllocationId, ref(step.eniId), this.o.vip, deadline);
     }
   }

@@ -71,6 +71,12 @@ export interface VipStrategy<Step extends StepBase, State> {
   epochs(snapshot: SnapshotOf<State>): number[];
   /** Instance that holds the VIP now, if any. */
   currentOwner(snapshot: SnapshotOf<State>): string | undefined;
+  /**
+   * Reads what only a move to `owner` needs and the first look left out (eni: the route table
+   * association of the floating subnet it keeps, none when it creates one); the snapshot as is when
+   * there is nothing to read.
+   */
+  readForOwner?(snapshot: SnapshotOf<State>, owner: string): Promise<SnapshotOf<State>>;
   /** Pure: ordered steps that take the observed state to "VIP on owner"; empty when already there. */
   plan(snapshot: SnapshotOf<State>, owner: string, opts: PlanOptions): Step[];
   /** Executes one step; returns after the step's effect is visible (or throws), with what its answer established, if anything. */
