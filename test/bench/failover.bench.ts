@@ -3,6 +3,9 @@
  * simulated time with per-call latencies (see BENCHMARKS.md), side by side with a baseline:
  * LoxiLB's own sequence (NOTES.md) run against the same emulator and latencies.
  * Prints one JSON line per scenario, then the handler bundle's size and cold init.
+ * BENCH_ONLY=<scenario> runs one (aws-like, aws-strict, route, dead-holder, az-outage…);
+ * BENCH_SEED=<k> another set of the AWS models' 20 draws (0, the recorded one, by default);
+ * BENCH_SCALE=<real ms per simulated ms> (0.002 by default); BENCH_DEBUG=1 the models' call traces.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
