@@ -318,7 +318,7 @@ export class Orchestrator<Step extends StepBase, State> {
     const oldOwnerHealth = decision.health.find((h) => h.instanceId === previousOwner);
     const oldOwnerDead = oldOwner !== undefined && (oldOwner.state !== 'running' || oldOwner.statusOk === false || (oldOwnerHealth?.healthy === false && peerLostIt) || ownerLost);
     // What only a move to this owner needs (eni: the kept subnet's route table association).
-    if (this.d.strategy.readForOwner) snapshot = await this.d.strategy.readForOwner(snapshot, owner);
+    snapshot = (await this.d.strategy.readForOwner?.(snapshot, owner)) ?? snapshot;
     let applied = 0;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const planned = this.d.strategy.plan(snapshot, owner, {
@@ -447,7 +447,7 @@ export class Orchestrator<Step extends StepBase, State> {
     if (decision.outcome === 'no-healthy-instance' || decision.outcome === 'rejected') {
       return { ok: false, outcome: 'planned' as const, reason: decision.reason, owner, health: decision.health, plan: [] };
     }
-    const forOwner = this.d.strategy.readForOwner ? await this.d.strategy.readForOwner(snapshot, decision.owner) : snapshot;
+    const forOwner = (await this.d.strategy.readForOwner?.(snapshot, decision.owner)) ?? snapshot;
     const planned = this.d.strategy.plan(forOwner, decision.owner, { epoch: lease.epoch + 1, forceDetach: false });
     return { ok: true, outcome: 'planned' as const, reason: decision.reason, owner: decision.owner, previousOwner: owner, health: decision.health, plan: planned.map((s) => s.describe) };
   }

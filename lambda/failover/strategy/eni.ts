@@ -83,6 +83,8 @@ export class EniStrategy extends EniPlanner implements VipStrategy<EniStep, EniS
       return v;
     };
     const { deadline } = ctx;
+    // The first use of something this run just created waits until AWS most likely shows it.
+    if ('justCreated' in step && step.justCreated) await sleepWithin(this.clock, CREATED_FIRST_USE_MS, deadline);
     switch (step.op) {
       case 'confirm-sync':
         return confirmSync(this.clock, this.o.readSessionsInSync, step.instanceId, this.o.syncWaitMs, deadline);
@@ -121,7 +123,6 @@ export class EniStrategy extends EniPlanner implements VipStrategy<EniStep, EniS
       }
       case 'associate-route-table': {
         const subnetId = ref(step.subnetId);
-        if (step.justCreated) await sleepWithin(this.clock, CREATED_FIRST_USE_MS, deadline);
         const associationId = await this.ec2.associateRouteTable(this.o.floatingRouteTableId, subnetId, deadline);
         return (s) => ({ ...s, subnets: s.subnets.map((x) => (x.id === subnetId ? { ...x, routeTableAssociationId: associationId } : x)) });
       }
@@ -134,10 +135,8 @@ export class EniStrategy extends EniPlanner implements VipStrategy<EniStep, EniS
       case 'disable-source-dest-check':
         return this.ec2.disableSourceDestCheck(ref(step.eniId), deadline);
       case 'attach-eni':
-        if (step.justCreated) await sleepWithin(this.clock, CREATED_FIRST_USE_MS, deadline);
         return this.ec2.attachEni(ref(step.eniId), step.instanceId, step.deviceIndex, deadline);
       case 'associate-eip':
-        if (step.justCreated) await sleepWithin(this.clock, CREATED_FIRST_USE_MS, deadline);
         return this.ec2.associateEip(this.o.eipAllocationId, ref(step.eniId), this.o.vip, deadline);
     }
   }
